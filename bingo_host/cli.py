@@ -1,0 +1,108 @@
+"""The `bingo-host` command line.
+
+Commands import what they need inside their own body, so `--help` and `status` stay cheap on a
+0.5 GiB instance. Every BingoHostError becomes a one-line message and its exit status
+(2 for bad input, 1 for a failure).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import BingoHostError
+
+
+@dataclass
+class Options:
+    config_path: str
+    dry_run: bool
+    verbose: bool
+
+    def load_config(self):
+        from .config import load_config
+
+        return load_config(self.config_path)
+
+
+class BingoGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BingoHostError as exc:
+            click.echo(f"bingo-host: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=BingoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bingo-host")
+@click.option("--config", "config_path", default="/etc/bingo-host/config.yaml", show_default=True,
+              envvar="BINGO_HOST_CONFIG", help="Configuration file (env BINGO_HOST_CONFIG).")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every command run.")
+@click.pass_context
+def main(ctx, config_path, dry_run, verbose):
+    """Build and keep a production music bingo host: nginx, uWSGI, MariaDB on its own volume."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Options(config_path, dry_run, verbose)
+
+
+@main.group()
+def config():
+    """Inspect the configuration file."""
+
+
+@config.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective config as JSON.")
+@click.pass_obj
+def config_check(opts: Options, as_json):
+    """Validate the config and print it with defaults filled in (secrets masked)."""
+    from .config import to_dict
+
+    data = to_dict(opts.load_config())
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(f"# {opts.config_path}: valid")
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the files under, at their absolute paths.")
+@click.option("--platform", "platform_name", type=click.Choice(["amzn2023", "debian12"]),
+              help="Render for this platform instead of the config's (default: detect).")
+@click.pass_obj
+def render(opts: Options, out_dir: Path, platform_name):
+    """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload)."""
+    from . import files, platforms
+    from .render import HostFacts, render_all
+
+    cfg = opts.load_config()
+    platform = platforms.get(platform_name or cfg.platform)
+    managed = render_all(cfg, platform, HostFacts.of_this_host())
+    manifest = []
+    for mf in managed:
+        target = out_dir / mf.path.lstrip("/")
+        change = files.ensure(target, mf.content, mf.mode, secret=mf.secret, dry_run=opts.dry_run)
+        if change and opts.dry_run:
+            click.echo(change.diff, nl=False)
+        manifest.append({"path": mf.path, "mode": f"{mf.mode:04o}", "owner": mf.owner, "group": mf.group,
+                         "on_change": mf.on_change, "template": mf.template})
+    text = json.dumps({"platform": platform.name, "files": manifest}, indent=2) + "\n"
+    files.ensure(out_dir / "manifest.json", text, 0o644, dry_run=opts.dry_run)
+    verb = "would write" if opts.dry_run else "rendered"
+    click.echo(f"{verb} {len(managed)} files for {platform.name} under {out_dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Fixed locations bingo-host manages on a host, named once."""
+
+ETC_DIR = "/etc/bingo-host"
+STATE_DIR = "/var/lib/bingo-host"
+LOCK_FILE = "/run/bingo-host.lock"
+BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installation
+PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
+BACKUP_PASSWORD_FILE = f"{ETC_DIR}/db-backup-password"
+VASSALS_DIR = f"{ETC_DIR}/vassals"
+UWSGI_VENV = "/opt/bingo-host/uwsgi"
+UWSGI_SERVICE = "bingo-uwsgi"
+UWSGI_RUNTIME_DIR = "/run/bingo-uwsgi"
+SNAPSHOT_UNIT = "bingo-host-snapshot"
+RENEW_UNIT = "bingo-host-certbot-renew"
+SYSTEMD_DIR = "/etc/systemd/system"
+SWAP_FILE = "/swapfile"
+FSTAB_MARK = "# bingo-host"
+BACKUP_DB_USER = "bingobackup"
+
+
+def app_socket(app_name: str) -> str:
+    return f"{UWSGI_RUNTIME_DIR}/{app_name}.sock"
+
+
+def vassal_file(app_name: str) -> str:
+    return f"{VASSALS_DIR}/{app_name}.ini"

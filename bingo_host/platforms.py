@@ -1,0 +1,116 @@
+"""Everything that differs between the supported distributions, in one table.
+
+Code asks the platform for a value; it never branches on the distribution's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    description: str
+    os_release_ids: tuple[tuple[str, str], ...]  # (ID, VERSION_ID) pairs that identify it
+    install_cmd: tuple[str, ...]  # argv prefix; package names are appended
+    query_installed_cmd: tuple[str, ...]  # prints one installed package name per line
+    packages: tuple[str, ...]  # nginx, MariaDB server, venv support, app build dependencies
+    mariadb_server_packages: tuple[str, ...]  # left out in external-database mode
+    python: str  # interpreter for the uWSGI and app virtualenvs (>= 3.10)
+    app_user: str | None  # None: a dedicated system user named after the app
+    nginx_user: str
+    nginx_group: str
+    nginx_conf_d: str
+    nginx_default_site: str | None  # a symlink to remove so our site is the default server
+    mariadb_service: str
+    mariadb_conf_d: str
+    mariadb_socket: str
+    mariadb_user: str
+    certbot: str  # where enable-https installs certbot
+
+
+PLATFORMS: dict[str, Platform] = {
+    p.name: p
+    for p in (
+        Platform(
+            name="amzn2023",
+            description="Amazon Linux 2023",
+            os_release_ids=(("amzn", "2023"),),
+            install_cmd=("dnf", "install", "-y", "--setopt=install_weak_deps=False"),
+            query_installed_cmd=("rpm", "-qa", "--queryformat", "%{NAME}\\n"),
+            packages=(
+                "nginx", "python3.11", "python3.11-pip", "python3.11-devel",
+                "gcc", "mariadb-connector-c-devel", "pkgconf-pkg-config",
+            ),
+            mariadb_server_packages=("mariadb105-server",),
+            python="/usr/bin/python3.11",
+            app_user="ec2-user",
+            nginx_user="nginx",
+            nginx_group="nginx",
+            nginx_conf_d="/etc/nginx/conf.d",
+            nginx_default_site=None,  # nginx.conf's own server has no default_server: ours wins
+            mariadb_service="mariadb",
+            mariadb_conf_d="/etc/my.cnf.d",
+            mariadb_socket="/var/lib/mysql/mysql.sock",
+            mariadb_user="mysql",
+            certbot="/opt/bingo-host/certbot/bin/certbot",
+        ),
+        Platform(
+            name="debian12",
+            description="Debian 12 (bookworm)",
+            os_release_ids=(("debian", "12"),),
+            install_cmd=("apt-get", "install", "-y", "-q", "--no-install-recommends"),
+            query_installed_cmd=("dpkg-query", "-W", "-f", "${binary:Package} ${db:Status-Status}\\n"),
+            packages=(
+                "nginx", "python3", "python3-venv", "python3-dev", "build-essential",
+                "libmariadb-dev", "pkg-config", "mariadb-client",
+            ),
+            mariadb_server_packages=("mariadb-server",),
+            python="/usr/bin/python3",
+            app_user=None,
+            nginx_user="www-data",
+            nginx_group="www-data",
+            nginx_conf_d="/etc/nginx/conf.d",
+            nginx_default_site="/etc/nginx/sites-enabled/default",
+            mariadb_service="mariadb",
+            mariadb_conf_d="/etc/mysql/mariadb.conf.d",
+            mariadb_socket="/run/mysqld/mysqld.sock",
+            mariadb_user="mysql",
+            certbot="/usr/bin/certbot",
+        ),
+    )
+}
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def detect(os_release: Path = Path("/etc/os-release")) -> Platform:
+    """The platform this host runs, from /etc/os-release."""
+    try:
+        info = parse_os_release(os_release.read_text())
+    except OSError as exc:
+        raise ConfigError("platform", f"cannot detect: {exc.strerror} reading {os_release}") from exc
+    ident = (info.get("ID", ""), info.get("VERSION_ID", "").split(".")[0])
+    for platform in PLATFORMS.values():
+        if ident in platform.os_release_ids:
+            return platform
+    raise ConfigError(
+        "platform",
+        f"unsupported distribution {info.get('PRETTY_NAME', ident)!r}; "
+        f"set platform to one of {', '.join(PLATFORMS)}",
+    )
+
+
+def get(name: str) -> Platform:
+    return detect() if name == "auto" else PLATFORMS[name]

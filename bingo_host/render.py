@@ -1,0 +1,155 @@
+"""Every file bingo-host manages, rendered from config_templates/ with the validated config.
+
+This module only computes content; writing it (atomically, only on change) is files.py's job,
+and deciding what to reload is the caller's, from each file's ``on_change``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout, sizing
+from .config import Config, with_values
+from .platforms import Platform
+
+HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
+PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    path: str
+    content: str
+    mode: int
+    owner: str
+    group: str
+    on_change: str | None  # "reload nginx", "restart mariadb", ... or None
+    template: str
+    secret: bool = False  # never show its content in a diff or log
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What 'auto' sizes from, and what only the host can tell."""
+
+    mem_bytes: int
+    cpus: int
+    datadir: str | None = None  # None: <volume.mountpoint>/data (a legacy volume keeps its root)
+    tls_domain: str | None = None  # set once a certificate for https.domain exists
+
+    @classmethod
+    def of_this_host(cls, **overrides) -> "HostFacts":
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return cls(mem_bytes=mem, cpus=os.cpu_count() or 1, **overrides)
+
+
+def template_dir() -> Path:
+    """config_templates/ ships inside the wheel as bingo_host/config_templates."""
+    packaged = Path(__file__).with_name("config_templates")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "config_templates"
+
+
+def app_user(cfg: Config, platform: Platform) -> str:
+    if cfg.app.user != "auto":
+        return cfg.app.user
+    return platform.app_user or cfg.app.name
+
+
+def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
+    """cfg with every 'auto' replaced by what it means on this platform and host."""
+    processes = cfg.app.processes
+    if processes == "auto":
+        processes = sizing.uwsgi_processes(facts.mem_bytes, facts.cpus)
+    swap = cfg.swap.size if cfg.swap.size != "auto" else sizing.swap_mib(facts.mem_bytes)
+    return with_values(
+        cfg,
+        platform=platform.name,
+        app={"user": app_user(cfg, platform), "processes": processes},
+        swap={"size": swap},
+    )
+
+
+def datadir(cfg: Config, facts: HostFacts) -> str:
+    return facts.datadir or f"{cfg.volume.mountpoint}/data"
+
+
+def _environment():
+    import jinja2  # imported here: status and --help never render
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render_all(
+    cfg: Config,
+    platform: Platform,
+    facts: HostFacts,
+    db_password: str = PASSWORD_PLACEHOLDER,
+) -> list[ManagedFile]:
+    """The files this config wants on this host, in a stable order."""
+    cfg = resolve(cfg, platform, facts)
+    user = cfg.app.user
+    context = {
+        "header": HEADER,
+        "cfg": cfg,
+        "platform": platform,
+        "app_user": user,
+        "app_group": user,
+        "processes": cfg.app.processes,
+        "server_names": " ".join(cfg.app.server_name),
+        "socket": layout.app_socket(cfg.app.name),
+        "runtime_dir_name": Path(layout.UWSGI_RUNTIME_DIR).name,
+        "uwsgi_venv": layout.UWSGI_VENV,
+        "vassals_dir": layout.VASSALS_DIR,
+        "bin": layout.BIN,
+        "db_password": db_password,
+        "datadir": datadir(cfg, facts),
+        "innodb_buffer_pool_mib": sizing.innodb_buffer_pool_mib(facts.mem_bytes),
+        "max_connections": sizing.mariadb_max_connections(cfg.app.processes),
+        "small_host": sizing.small_host(facts.mem_bytes),
+        "tls": {"domain": facts.tls_domain} if facts.tls_domain else None,
+    }
+    root = cfg.app.root
+    unit = f"{layout.SYSTEMD_DIR}/{{}}"
+    wanted = [
+        # template, path, mode, owner, group, on_change, secret
+        ("bingo.ini", f"{root}/shared/bingo.ini", 0o640, user, user, "reload app", True),
+        ("placeholder.html", f"{root}/placeholder/build/index.html", 0o644, "root", "root", None, False),
+        ("nginx-site.conf", f"{platform.nginx_conf_d}/{cfg.app.name}.conf", 0o644, "root", "root",
+         "reload nginx", False),
+        ("uwsgi-emperor.service", unit.format(f"{layout.UWSGI_SERVICE}.service"), 0o644, "root", "root",
+         f"restart {layout.UWSGI_SERVICE}", False),
+        ("uwsgi-vassal.ini", layout.vassal_file(cfg.app.name), 0o644, "root", "root", None, False),
+        ("certbot-renew.service", unit.format(f"{layout.RENEW_UNIT}.service"), 0o644, "root", "root",
+         "daemon-reload", False),
+        ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",
+         "daemon-reload", False),
+    ]
+    if cfg.database.local:
+        wanted += [
+            ("mariadb-server.cnf", f"{platform.mariadb_conf_d}/zz-bingo-host.cnf", 0o644, "root", "root",
+             f"restart {platform.mariadb_service}", False),
+            ("mariadb-mount.conf", unit.format(f"{platform.mariadb_service}.service.d/bingo-host.conf"),
+             0o644, "root", "root", f"restart {platform.mariadb_service}", False),
+        ]
+    if cfg.snapshots.enabled:
+        wanted += [
+            ("snapshot.service", unit.format(f"{layout.SNAPSHOT_UNIT}.service"), 0o644, "root", "root",
+             "daemon-reload", False),
+            ("snapshot.timer", unit.format(f"{layout.SNAPSHOT_UNIT}.timer"), 0o644, "root", "root",
+             "daemon-reload", False),
+        ]
+    env = _environment()
+    return [
+        ManagedFile(path=path, content=env.get_template(name).render(context), mode=mode, owner=owner,
+                    group=group, on_change=on_change, template=name, secret=secret)
+        for name, path, mode, owner, group, on_change, secret in wanted
+    ]
