@@ -1,0 +1,602 @@
+"""A throwaway Debian 12 host with systemd as PID 1, booted in namespaces on this machine.
+
+How it works (systemd-nspawn does not work on this machine):
+
+* the cached image (see :mod:`tests.harness.image`) is copied with ``cp -a`` to
+  ``CACHE_DIR/run/<id>/root`` (a real ext4 directory: swap files, fsfreeze and
+  MariaDB behave as on EC2; overlayfs would be faster but cannot hold a swap file);
+* ``unshare --fork --pid --mount --uts --ipc`` runs a small script that, inside the
+  new (private) mount namespace, bind-mounts the root onto itself, mounts proc and
+  sysfs, rbinds /dev and /sys/fs/cgroup, then ``exec chroot ROOT /lib/systemd/systemd``.
+  Every mount lives in that namespace only and vanishes with it;
+* commands run inside with ``nsenter -t PID -m -p -u -i -r -w``;
+* the network namespace is the machine's on purpose: the host's nginx binds the
+  machine's port 80, and 127.0.0.1 servers of the tests are reachable from inside.
+
+Only one test host can run per machine at a time (ports, cgroup tree); a lock enforces it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+from . import image
+
+log = logging.getLogger("tests.harness")
+
+RUN_DIR = image.CACHE_DIR / "run"
+WHEELHOUSE = image.CACHE_DIR / "wheels"
+#: Where the machine's wheelhouse is bind-mounted inside the test host.
+WHEELHOUSE_INSIDE = "/var/cache/bingo-host-tests/wheels"
+DEFAULT_PORTS = (80, 443, 3306)
+DEFAULT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8", "TERM": "dumb",
+}
+
+_BOOT_SCRIPT = r"""
+set -e
+R="$1"; WH="$2"
+mount --make-rprivate /
+mount --bind "$R" "$R"
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount -t sysfs sysfs "$R/sys"
+mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"
+mkdir -p "$R$WH_INSIDE"
+mount --bind "$WH" "$R$WH_INSIDE"
+exec chroot "$R" /lib/systemd/systemd --system
+"""
+
+
+class HarnessError(RuntimeError):
+    """The test host could not be booted or managed."""
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command inside the test host exited non-zero (message has its output)."""
+
+    def __str__(self) -> str:
+        return (f"command {shlex.join(map(str, self.cmd))} exited {self.returncode} inside the test host\n"
+                f"--- stdout ---\n{(self.stdout or '')[-6000:]}\n--- stderr ---\n{(self.stderr or '')[-6000:]}")
+
+
+class HostPopen(subprocess.Popen):
+    """Popen of a process inside the test host; signals go to the whole process group
+    (``nsenter`` and the command it forked inside the PID namespace)."""
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    @property
+    def inner_pid(self) -> Optional[int]:
+        """Host-side PID of the command itself (the child ``nsenter`` forked), if running."""
+        try:
+            kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            return int(kids[0]) if kids else None
+        except OSError:
+            return None
+
+
+@dataclass
+class LoopVolume:
+    """A loop device on the machine standing in for an EBS volume. /dev is shared, so
+    ``device`` exists inside the test host too (there are no /dev/disk/by-* links)."""
+
+    device: str
+    backing: Path
+    _host: Optional["TestHost"] = field(default=None, repr=False, compare=False)
+
+    @property
+    def attached(self) -> bool:
+        r = subprocess.run(["losetup", "-j", str(self.backing)], capture_output=True, text=True)
+        return any(line.startswith(self.device + ":") for line in r.stdout.splitlines())
+
+    def detach(self) -> None:
+        """``losetup -d``. Unmount it inside first; as a safety net this also unfreezes,
+        swapoffs and lazily unmounts it inside the test host if that is still running.
+        Idempotent."""
+        host = self._host
+        if host is not None and host.alive:
+            script = ('for m in $(findmnt -rn -S "$1" -o TARGET); do fsfreeze -u "$m" 2>/dev/null; '
+                      'umount -l "$m"; done; swapoff "$1" 2>/dev/null; true')
+            try:
+                host.run(["sh", "-c", script, "sh", self.device], check=False, timeout=60)
+            except Exception as e:  # best effort
+                log.warning("cleaning %s inside the test host failed: %s", self.device, e)
+        _detach_loops([self.backing])
+        if host is not None and self in host.volumes:
+            host.volumes.remove(self)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points (host mount namespace) at or under path, deepest first."""
+    prefix = str(path).rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == str(path) or mp.startswith(prefix):
+                out.append(mp)
+    return sorted(out, key=len, reverse=True)
+
+
+def _loops_backed_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    devs = []
+    for bf in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            backing = bf.read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(prefix):
+            devs.append("/dev/" + bf.parent.parent.name)
+    return devs
+
+
+def _detach_loops(backings: Sequence[Path] = (), under: Optional[Path] = None, wait: float = 10.0) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        devs = set(_loops_backed_under(under)) if under else set()
+        for b in backings:
+            r = subprocess.run(["losetup", "-j", str(b)], capture_output=True, text=True)
+            devs.update(line.split(":", 1)[0] for line in r.stdout.splitlines() if line)
+        if not devs:
+            return
+        for d in devs:
+            subprocess.run(["losetup", "-d", d], capture_output=True)
+        if time.monotonic() > deadline:
+            log.warning("loop devices still attached: %s", sorted(devs))
+            return
+        time.sleep(0.2)
+
+
+def _swapoff_under(path: Path) -> None:
+    """swapoff every swap (file under path, or loop device backed under path)."""
+    loops = set(_loops_backed_under(path))
+    prefix = str(path).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/swaps").read_text().splitlines()[1:]
+    except OSError:
+        return
+    for line in lines:
+        name = line.split()[0].encode().decode("unicode_escape")
+        if name.startswith(prefix) or name in loops:
+            r = subprocess.run(["swapoff", name], capture_output=True, text=True)
+            if r.returncode:
+                log.warning("swapoff %s failed: %s", name, r.stderr.strip())
+
+
+def _listening(ports: Sequence[int]) -> dict[int, str]:
+    busy = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            port = int(cols[1].rsplit(":", 1)[1], 16)
+            if cols[3] == "0A" and port in ports:
+                busy[port] = cols[1]
+    return busy
+
+
+def _pid_start(pid: int) -> Optional[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], wait: float = 30.0) -> None:
+    """Power off / kill whatever runs from hostdir and remove every trace of it."""
+    root = hostdir / "root"
+    _swapoff_under(hostdir)
+    if systemd_pid and _is_our_systemd(systemd_pid, root):
+        try:
+            os.kill(systemd_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait
+        while _is_our_systemd(systemd_pid, root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _is_our_systemd(systemd_pid, root):
+            log.warning("test host did not power off within %ss: SIGKILL", wait)
+            try:
+                os.kill(systemd_pid, signal.SIGKILL)  # PID 1 of the namespace: takes all with it
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while _is_our_systemd(systemd_pid, root) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    _swapoff_under(hostdir)
+    for mp in _mounts_under(hostdir):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    _detach_loops(under=hostdir)
+    if _mounts_under(hostdir):
+        raise HarnessError(f"mounts remain under {hostdir}; not removing it: {_mounts_under(hostdir)}")
+    shutil.rmtree(hostdir, ignore_errors=True)
+
+
+def _is_our_systemd(pid: int, root: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/root") == str(root) and \
+            Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def cleanup_stale() -> list[Path]:
+    """Tear down test hosts whose owning process died without shutting them down
+    (e.g. a SIGKILLed pytest). Run automatically by :meth:`TestHost.boot`."""
+    cleaned = []
+    if not RUN_DIR.is_dir():
+        return cleaned
+    for d in RUN_DIR.iterdir():
+        if not d.is_dir():
+            continue
+        try:
+            meta = json.loads((d / "owner.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        owner = meta.get("owner_pid")
+        if owner and _pid_start(owner) == meta.get("owner_start") and owner != os.getpid():
+            continue  # still owned by a live process
+        if owner == os.getpid() and d.name in _LIVE:
+            continue
+        log.warning("cleaning up stale test host %s", d)
+        _teardown_dir(d, meta.get("systemd_pid"))
+        cleaned.append(d)
+    return cleaned
+
+
+_LIVE: dict[str, "TestHost"] = {}
+_signals_installed = False
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP -> KeyboardInterrupt, so pytest finalizes fixtures and atexit runs."""
+    global _signals_installed
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_installed = True
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, handler)
+
+
+def _atexit_all() -> None:
+    for h in list(_LIVE.values()):
+        try:
+            h.shutdown()
+        except Exception as e:  # pragma: no cover
+            log.error("shutdown of test host at exit failed: %s", e)
+
+
+atexit.register(_atexit_all)
+
+
+class TestHost:
+    """A booted test host. Create with :meth:`TestHost.boot`; always :meth:`shutdown`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, hostdir: Path, proc: subprocess.Popen, pid: int, lock_fd):
+        self.dir = hostdir                 #: CACHE_DIR/run/<id>: root/, volumes/, console.log
+        self.root = hostdir / "root"       #: the host's / as a path on the machine
+        self.pid = pid                     #: systemd (PID 1 inside) as a PID on the machine
+        self.volumes: list[LoopVolume] = []
+        self.timings: dict[str, float] = {}
+        self._proc = proc
+        self._lock_fd = lock_fd
+        self._closed = False
+        self._testinfra = None
+        self._vol_seq = 0
+
+    # ------------------------------------------------------------------ boot
+    @classmethod
+    def boot(cls, timeout: float = 120.0, ports: Sequence[int] = DEFAULT_PORTS) -> "TestHost":
+        """Build/reuse the cached image, copy it, boot systemd, and wait until
+        ``systemctl is-system-running`` says running or degraded.
+
+        Raises :class:`HarnessError` if a port of ``ports`` is already listened on,
+        another test host runs, or the boot does not finish within ``timeout`` seconds
+        (the message then has the journal's tail)."""
+        if os.geteuid() != 0:
+            raise PermissionError("TestHost.boot() needs root")
+        timings = {}
+        t0 = time.monotonic()
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        lock_fd = open(image.CACHE_DIR / "host.lock", "w")
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_fd.close()
+            raise HarnessError("another bingo-host test host is running on this machine "
+                               f"(lock {image.CACHE_DIR / 'host.lock'} is held)") from None
+        try:
+            cleanup_stale()
+            busy = _listening(ports)
+            if busy:
+                ss = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+                raise HarnessError(f"ports {sorted(busy)} are already in use on this machine; the test host "
+                                   f"shares the machine's network and needs them free.\n{ss}")
+            src = image.ensure_image()
+            timings["image"] = time.monotonic() - t0
+            hostdir = RUN_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            hostdir.mkdir()
+            (hostdir / "owner.json").write_text(json.dumps(
+                {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}))
+            t1 = time.monotonic()
+            subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(hostdir / "root")], check=True)
+            timings["copy"] = time.monotonic() - t1
+            cls._prepare_root(hostdir / "root")
+            WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+            (hostdir / "boot.sh").write_text(_BOOT_SCRIPT.replace("$WH_INSIDE", WHEELHOUSE_INSIDE))
+            t2 = time.monotonic()
+            console = open(hostdir / "console.log", "wb")
+            proc = subprocess.Popen(
+                ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
+                 "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
+                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                start_new_session=True, env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8"})
+            console.close()
+            pid = cls._wait_for_systemd_pid(proc, hostdir)
+            meta = json.loads((hostdir / "owner.json").read_text())
+            meta.update(systemd_pid=pid, unshare_pid=proc.pid)
+            (hostdir / "owner.json").write_text(json.dumps(meta))
+        except BaseException:
+            lock_fd.close()
+            if "hostdir" in locals():
+                _teardown_dir(hostdir, locals().get("pid"))
+            raise
+        host = cls(hostdir, proc, pid, lock_fd)
+        _LIVE[hostdir.name] = host
+        _install_signal_handlers()
+        try:
+            host._wait_running(timeout)
+        except BaseException:
+            host.shutdown()
+            raise
+        timings["boot"] = time.monotonic() - t2
+        timings["total"] = time.monotonic() - t0
+        host.timings = timings
+        log.info("test host up (pid %s, root %s): %s", pid, host.root,
+                 ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+        return host
+
+    @staticmethod
+    def _prepare_root(root: Path) -> None:
+        etc = root / "etc"
+        for name in ("resolv.conf",):
+            (etc / name).unlink(missing_ok=True)
+            shutil.copy2(f"/etc/{name}", etc / name)
+        if Path("/etc/pip.conf").exists():
+            shutil.copy2("/etc/pip.conf", etc / "pip.conf")
+        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+        if bundle.exists():
+            dst = etc / "ssl/certs/ca-certificates.crt"
+            dst.unlink(missing_ok=True)
+            shutil.copy2(bundle, dst)
+        (etc / "machine-id").write_text(uuid.uuid4().hex + "\n")
+
+    @staticmethod
+    def _wait_for_systemd_pid(proc: subprocess.Popen, hostdir: Path, wait: float = 20.0) -> int:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise HarnessError(f"test host exited during boot (rc {proc.returncode}):\n"
+                                   + (hostdir / "console.log").read_text(errors="replace")[-4000:])
+            try:
+                kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                if kids and os.readlink(f"/proc/{kids[0]}/exe").endswith("/systemd"):
+                    return int(kids[0])
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise HarnessError("systemd did not start in the test host:\n"
+                           + (hostdir / "console.log").read_text(errors="replace")[-4000:])
+
+    def _wait_running(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise HarnessError(f"test host died during boot (rc {self._proc.returncode}):\n"
+                                   + (self.dir / "console.log").read_text(errors="replace")[-4000:])
+            r = self.run(["systemctl", "is-system-running"], check=False, timeout=30)
+            state = r.stdout.strip()
+            if state in ("running", "degraded"):
+                if state == "degraded":
+                    failed = self.run(["systemctl", "--failed", "--no-legend", "--plain"], check=False)
+                    log.warning("test host is degraded; failed units:\n%s", failed.stdout)
+                return
+            time.sleep(0.2)
+        diag = self.run_shell("systemctl list-jobs --no-pager; systemctl --failed --no-pager; "
+                              "journalctl -b --no-pager -n 60", check=False, timeout=60)
+        raise HarnessError(f"test host not up within {timeout}s (is-system-running: {state!r})\n"
+                           f"{diag.stdout}{diag.stderr}")
+
+    # ------------------------------------------------------------ commands
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._proc.poll() is None
+
+    def _nsenter(self) -> list[str]:
+        if not self.alive:
+            raise HarnessError("the test host is not running")
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-u", "-i", "-r", "-w"]
+
+    @staticmethod
+    def _env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
+        return {**DEFAULT_ENV, **(env or {})}
+
+    def run(self, cmd: Sequence[str], input: Union[str, bytes, None] = None,
+            env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = 300,
+            check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``cmd`` (argv list) as root inside the test host, in its PID/mount/UTS/IPC
+        namespaces and root. ``env`` is merged over a clean root environment
+        (:data:`DEFAULT_ENV`; the machine's environment is not passed). Returns a text
+        ``CompletedProcess``; ``check=True`` raises :class:`CommandFailed` (message has
+        stdout/stderr); on timeout the command's process group is killed and
+        ``subprocess.TimeoutExpired`` raised."""
+        cmd = [str(c) for c in cmd]
+        data = input.encode() if isinstance(input, str) else input
+        p = subprocess.Popen(self._nsenter() + cmd, env=self._env(env), start_new_session=True,
+                             stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = p.communicate()
+            raise subprocess.TimeoutExpired(cmd, timeout, out.decode(errors="replace"),
+                                            err.decode(errors="replace")) from None
+        except BaseException:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            raise
+        r = subprocess.CompletedProcess(cmd, p.returncode, out.decode(errors="replace"),
+                                        err.decode(errors="replace"))
+        if check and r.returncode != 0:
+            raise CommandFailed(r.returncode, cmd, r.stdout, r.stderr)
+        return r
+
+    def run_shell(self, script: str, **kw) -> subprocess.CompletedProcess:
+        """:meth:`run` of ``/bin/sh -c script``."""
+        return self.run(["/bin/sh", "-c", script], **kw)
+
+    def popen(self, cmd: Sequence[str], env: Optional[Mapping[str, str]] = None, **kw) -> HostPopen:
+        """Start ``cmd`` inside in the background. Defaults: stdin /dev/null, stdout/stderr
+        PIPE, text mode (override with Popen keywords). ``kill()``/``terminate()``/
+        ``send_signal()`` signal the command inside too (whole process group)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+        return HostPopen(self._nsenter() + [str(c) for c in cmd], env=self._env(env),
+                         start_new_session=True, **kw)
+
+    def interactive(self, cmd: Sequence[str] = ("/bin/bash", "-l")) -> int:
+        """Run cmd inside attached to this terminal; returns its exit code."""
+        return subprocess.call(self._nsenter() + list(cmd), env=self._env({"TERM": os.environ.get("TERM", "xterm")}))
+
+    # --------------------------------------------------------------- files
+    def put_file(self, path: str, content: Union[str, bytes], mode: int = 0o644) -> None:
+        """Write ``content`` to ``path`` inside (parents created, owner root)."""
+        self.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+                  "sh", path, format(mode, "o")], input=content)
+
+    def read_file(self, path: str) -> str:
+        """Content of ``path`` inside, as text."""
+        return self.run(["cat", path]).stdout
+
+    def install_wheel(self, wheel_path: Union[str, Path], venv: str = "/opt/bingo-host/venv") -> str:
+        """Create ``venv`` with the host's python3 (if absent), pip install the wheel
+        (dependencies from a machine-wide wheelhouse, filled from PyPI when something is
+        missing) and symlink ``/usr/local/bin/bingo-host`` to the venv's script.
+        Returns the venv path."""
+        wheel = Path(wheel_path)
+        inside = f"/tmp/bingo-wheels/{wheel.name}"
+        self.put_file(inside, wheel.read_bytes())
+        if self.run(["test", "-x", f"{venv}/bin/python"], check=False).returncode:
+            self.run(["python3", "-m", "venv", venv])
+        pip = [f"{venv}/bin/pip", "install", "--disable-pip-version-check"]
+        offline = pip + ["--no-index", "--find-links", WHEELHOUSE_INSIDE, inside]
+        if self.run(offline, check=False, timeout=600).returncode:
+            self.run([f"{venv}/bin/pip", "download", "--disable-pip-version-check",
+                      "-d", WHEELHOUSE_INSIDE, inside], timeout=600)
+            self.run(["rm", "-f", f"{WHEELHOUSE_INSIDE}/{wheel.name}"])
+            self.run(offline, timeout=600)
+        self.run_shell(f'if [ -e {venv}/bin/bingo-host ]; then ln -sf {venv}/bin/bingo-host '
+                       f'/usr/local/bin/bingo-host; fi')
+        return venv
+
+    # ------------------------------------------------------------- volumes
+    def attach_volume(self, size_mb: int = 256) -> LoopVolume:
+        """A fresh sparse file of ``size_mb`` MiB on the machine, attached with
+        ``losetup --find --show``. Detached at :meth:`shutdown` if still attached."""
+        voldir = self.dir / "volumes"
+        voldir.mkdir(exist_ok=True)
+        self._vol_seq += 1
+        backing = voldir / f"vol-{self._vol_seq}.img"
+        with open(backing, "wb") as f:
+            f.truncate(size_mb * 1024 * 1024)
+        dev = subprocess.run(["losetup", "--find", "--show", str(backing)],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        vol = LoopVolume(device=dev, backing=backing, _host=self)
+        self.volumes.append(vol)
+        return vol
+
+    # ------------------------------------------------------------ testinfra
+    @property
+    def testinfra(self):
+        """A ``testinfra.host.Host`` whose commands run inside this test host."""
+        if self._testinfra is None:
+            import testinfra.host
+            from .testinfra_backend import NsenterBackend
+            self._testinfra = testinfra.host.Host(NsenterBackend(self))
+        return self._testinfra
+
+    # ------------------------------------------------------------ shutdown
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Power off (SIGRTMIN+4; SIGKILL after ``timeout``), swapoff swaps under the
+        root, unmount leftovers, detach loop devices, remove the copy. Idempotent."""
+        if self._closed:
+            return
+        t0 = time.monotonic()
+        try:
+            _teardown_dir(self.dir, self.pid, wait=timeout)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._proc.wait(timeout=10)
+        finally:
+            self._closed = True
+            self.volumes.clear()
+            _LIVE.pop(self.dir.name, None)
+            self._lock_fd.close()
+        self.timings["shutdown"] = time.monotonic() - t0
+        log.info("test host shut down in %.1fs", self.timings["shutdown"])
+
+    def __enter__(self) -> "TestHost":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<TestHost pid={self.pid} root={self.root} {'up' if self.alive else 'down'}>"
