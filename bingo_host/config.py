@@ -160,7 +160,7 @@ def password(value, path) -> str:
             raise ConfigError(path, "ssm: must be followed by a parameter name or ARN")
         return value
     if value.startswith("secretsmanager:"):
-        if not re.fullmatch(r"secretsmanager:[A-Za-z0-9/_+=.@:-]{1,2048}", value):
+        if not re.fullmatch(r"secretsmanager:[A-Za-z0-9/_+=.@:!-]{1,2048}", value):
             raise ConfigError(path, "secretsmanager: must be followed by a secret name or ARN")
         return value
     if not PASSWORD_CHARS.fullmatch(value):

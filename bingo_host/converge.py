@@ -1,0 +1,141 @@
+"""The convergence engine: steps that read the host first and change only what is missing.
+
+Each step module exposes ``NAME`` and ``converge(ctx)``. A step reads the host's state with
+plain reads and probes, and routes every change through ``ctx.change(description, fn)``: in
+--dry-run the description is reported and fn is not called, so dry-run and idempotence come
+from the same code. ``converge`` returns why nothing was needed (shown when unchanged).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import logging.handlers
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from . import files, layout
+from .config import Config
+from .errors import BingoHostError
+from .platforms import Platform
+from .render import HostFacts, ManagedFile, render_all
+
+log = logging.getLogger("bingo_host")
+
+
+@dataclass
+class Context:
+    cfg: Config  # resolved: no 'auto' left
+    platform: Platform
+    facts: HostFacts
+    dry_run: bool = False
+    echo: Callable[[str], None] = print
+    changes: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
+    notes: dict[str, Any] = field(default_factory=dict)  # facts one step hands the next
+
+    def change(self, description: str, fn: Callable[[], Any] | None = None) -> Any:
+        """Record a change; carry it out unless this is a dry run."""
+        self.changes.append(description)
+        log.info("%s%s", "would " if self.dry_run else "", description)
+        if self.dry_run or fn is None:
+            return None
+        return fn()
+
+    def managed_files(self) -> list[ManagedFile]:
+        password = self.secrets.get("app_password", "<set-by-bootstrap>")
+        return render_all(self.cfg, self.platform, self.facts, db_password=password)
+
+    def managed(self, template: str) -> ManagedFile | None:
+        return next((f for f in self.managed_files() if f.template == template), None)
+
+    def ensure_file(self, mf: ManagedFile) -> bool:
+        """Write a managed file if its content, mode or owner differ; True if it changed."""
+        change = files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group, mf.secret)
+        if change is None:
+            return False
+        self.change(change.describe(),
+                    lambda: files.write_atomic(mf.path, mf.content, mf.mode, mf.owner, mf.group))
+        if self.dry_run and change.diff:
+            self.echo(change.diff.rstrip("\n"))
+        return True
+
+    def remove_file(self, path: str) -> bool:
+        if not os.path.lexists(path):
+            return False
+        self.change(f"remove {path}", lambda: os.unlink(path))
+        return True
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # changed | unchanged | failed
+    detail: str
+    seconds: float
+
+
+def run_steps(ctx: Context, steps) -> list[StepResult]:
+    results = []
+    for step in steps:
+        ctx.changes = []
+        start = time.monotonic()
+        try:
+            reason = step.converge(ctx)
+        except BingoHostError as exc:
+            results.append(StepResult(step.NAME, "failed", str(exc), time.monotonic() - start))
+            log.error("%s failed: %s", step.NAME, exc)
+            ctx.echo(_line(results[-1]))
+            break
+        status = "changed" if ctx.changes else "unchanged"
+        detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
+        results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
+        ctx.echo(_line(results[-1], dry_run=ctx.dry_run))
+    return results
+
+
+def _line(r: StepResult, dry_run: bool = False) -> str:
+    status = {"changed": "would change" if dry_run else "changed"}.get(r.status, r.status)
+    return f"{r.name:<10} {status:<12} {r.detail}"
+
+
+@contextmanager
+def host_lock(path: str = layout.LOCK_FILE, wait: float = 600,
+              echo: Callable[[str], None] = print) -> Iterator[None]:
+    """One bingo-host run at a time on a host; a second one waits, then fails clearly."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            echo(f"waiting for another bingo-host run to finish (pid {holder}, lock {path})")
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise BingoHostError(
+                            f"another bingo-host run (pid {holder}) still holds {path} after "
+                            f"{wait:.0f} s") from None
+                    time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def log_to_journal() -> None:
+    """Send bingo-host's log to the journal (through /dev/log) as well as the terminal."""
+    if os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.ident = "bingo-host: "
+        handler.setLevel(logging.INFO)
+        log.addHandler(handler)
+        log.setLevel(min(log.level or logging.INFO, logging.INFO))

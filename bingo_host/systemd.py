@@ -1,0 +1,55 @@
+"""systemd facts (one `systemctl show` for many units) and the few operations bootstrap needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import subp
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load: str  # loaded | not-found | masked
+    active: str  # active | inactive | failed | activating ...
+    enabled: str  # enabled | disabled | static | masked | "" (not found)
+
+    @property
+    def running(self) -> bool:
+        return self.active in ("active", "reloading")
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.enabled in ("enabled", "enabled-runtime", "static", "alias")
+
+
+def parse_show(text: str) -> list[dict[str, str]]:
+    """Parse `systemctl show -p ... UNIT...`: property blocks separated by blank lines."""
+    blocks, current = [], {}
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    return blocks
+
+
+def states(*units: str) -> dict[str, UnitState]:
+    result = subp.run(["systemctl", "show", "--no-pager",
+                       "-p", "Id,LoadState,ActiveState,UnitFileState", "--", *units])
+    found = {}
+    for unit, block in zip(units, parse_show(result.stdout)):
+        found[unit] = UnitState(unit, block.get("LoadState", ""), block.get("ActiveState", ""),
+                                block.get("UnitFileState", ""))
+    return found
+
+
+def systemctl(*args: str, timeout: float = 180) -> subp.Result:
+    return subp.run(["systemctl", *args], timeout=timeout)
+
+
+def daemon_reload() -> None:
+    systemctl("daemon-reload")

@@ -1,0 +1,164 @@
+"""Config validation: every bad value is rejected naming its field, and nothing is written."""
+
+import pytest
+from click.testing import CliRunner
+
+from bingo_host.cli import main
+from bingo_host.config import Config, ConfigError, load_config_text, to_dict
+
+VALID = [
+    ("", {}),
+    ("platform: debian12", {("platform",): "debian12"}),
+    ("app: {server_name: 'bingo.example.com www.example.com'}",
+     {("app", "server_name"): ("bingo.example.com", "www.example.com")}),
+    ("app: {server_name: [bingo.example.com, '*.example.org']}",
+     {("app", "server_name"): ("bingo.example.com", "*.example.org")}),
+    ("app: {processes: 3, user: bingo}", {("app", "processes"): 3, ("app", "user"): "bingo"}),
+    ("database: {host: db.cluster-abc.eu-west-1.rds.amazonaws.com, port: 3307}",
+     {("database", "host"): "db.cluster-abc.eu-west-1.rds.amazonaws.com"}),
+    ("database: {host: 10.0.0.5}", {("database", "host"): "10.0.0.5"}),
+    ("database: {password: 'ssm:/bingo/db-password'}", {("database", "password"): "ssm:/bingo/db-password"}),
+    ("database: {password: 'secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:bingo-AbC123'}",
+     {("database", "password"): "secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:bingo-AbC123"}),
+    ("database: {password: 'Correct-Horse-9-Battery'}", {("database", "password"): "Correct-Horse-9-Battery"}),
+    ("swap: {size: 512M}", {("swap", "size"): 512}),
+    ("swap: {size: 2G}", {("swap", "size"): 2048}),
+    ("swap: {size: 0}", {("swap", "size"): 0}),
+    ("volume: {filesystem: xfs, device: /dev/xvdf}", {("volume", "filesystem"): "xfs"}),
+    ("snapshots: {enabled: false, schedule: '*-*-* 03:30:00', keep: 14}",
+     {("snapshots", "schedule"): "*-*-* 03:30:00", ("snapshots", "keep"): 14}),
+    ("https: {domain: Bingo.Example.com., email: admin@example.com}",
+     {("https", "domain"): "bingo.example.com"}),
+]
+
+
+@pytest.mark.parametrize("text,expected", VALID, ids=[v[0] or "empty" for v in VALID])
+def test_valid_configs(text, expected):
+    cfg = load_config_text(text)
+    for path, value in expected.items():
+        obj = cfg
+        for part in path:
+            obj = getattr(obj, part)
+        assert obj == value
+
+
+def test_defaults_match_the_documented_interface():
+    cfg = Config()
+    assert (cfg.platform, cfg.app.name, cfg.app.root, cfg.app.health_path) == (
+        "auto", "music-bingo", "/var/www/music-bingo", "/api/health")
+    assert (cfg.database.host, cfg.database.port, cfg.database.name, cfg.database.user,
+            cfg.database.password) == ("localhost", 3306, "bingo", "bingoapp", "generate")
+    assert (cfg.volume.device, cfg.volume.mountpoint, cfg.volume.filesystem, cfg.volume.label) == (
+        "/dev/sdf", "/var/lib/mysql", "ext4", "bingo-db")
+    assert (cfg.snapshots.enabled, cfg.snapshots.schedule, cfg.snapshots.keep) == (True, "daily", 7)
+    assert cfg.database.local
+
+
+INVALID = [
+    # (yaml, field named in the error, words the reason must contain)
+    ("nonsense: 1", "nonsense", "unknown key"),
+    ("app: {nme: x}", "app.nme", "unknown key"),
+    ("app: [1, 2]", "app", "expected a mapping"),
+    ("platform: centos7", "platform", "must be one of"),
+    ("database: {name: 'bingo; DROP TABLE users'}", "database.name", "only letters, digits and _ are allowed"),
+    ("database: {name: \"bingo'\"}", "database.name", "only letters, digits and _ are allowed"),
+    ("database: {user: 'app`@`%'}", "database.user", "only letters, digits and _ are allowed"),
+    ("database: {port: '3306'}", "database.port", "expected an integer"),
+    ("database: {port: 70000}", "database.port", "between 1 and 65535"),
+    ("database: {port: true}", "database.port", "expected an integer"),
+    ("database: {host: \"db.example.com\\nbind-address=0.0.0.0\"}", "database.host", "single line"),
+    ("database: {host: 'db example'}", "database.host", "host name"),
+    ("database: {password: \"pass'word-123456\"}", "database.password", "no quotes"),
+    ("database: {password: 'short'}", "database.password", "12 to 128"),
+    ("database: {password: 'has%percent-sign-1234'}", "database.password", "'%'"),
+    ("database: {password: 'ssm:'}", "database.password", "parameter name"),
+    ("musicbingo: {mode: \"BINGO\\n[database]\"}", "musicbingo.mode", "single line"),
+    ("musicbingo: {mode: 'BINGO ]'}", "musicbingo.mode", "only letters, digits and _ are allowed"),
+    ("musicbingo: {columns: 0}", "musicbingo.columns", "between 1 and 20"),
+    ("app: {server_name: 'example.com; include /etc/passwd'}", "app.server_name", "host name"),
+    ("app: {server_name: 'example.com { return 200; }'}", "app.server_name", "host name"),
+    ("app: {server_name: '_ example.com'}", "app.server_name", "stand alone"),
+    ("app: {root: '/var/www/../etc'}", "app.root", "path segments"),
+    ("app: {root: 'var/www'}", "app.root", "absolute path"),
+    ("app: {root: '/var/www/music bingo'}", "app.root", "path segments"),
+    ("app: {root: '/'}", "app.root", "path segments"),
+    ("app: {health_path: '/api/../admin'}", "app.health_path", "no '..'"),
+    ("app: {health_path: '/api; return 200'}", "app.health_path", "URL path"),
+    ("app: {name: 'Music_Bingo'}", "app.name", "lower-case"),
+    ("app: {name: \"bingo\\nExecStart=/bin/sh\"}", "app.name", "single line"),
+    ("app: {processes: 0}", "app.processes", "between 1 and 64"),
+    ("app: {user: 'root; rm'}", "app.user", "user name"),
+    ("volume: {device: /etc/passwd}", "volume.device", "under /dev"),
+    ("volume: {device: /dev/../etc/shadow}", "volume.device", "under /dev"),
+    ("volume: {filesystem: btrfs}", "volume.filesystem", "must be one of"),
+    ("volume: {label: 'a-label-too-long'}", "volume.label", "1 to 12"),
+    ("volume: {mountpoint: /var/lib/mysql/../../etc}", "volume.mountpoint", "path segments"),
+    ("swap: {size: 1T}", "swap.size", "between 16M and 32G"),
+    ("swap: {size: 4M}", "swap.size", "between 16M and 32G"),
+    ("snapshots: {enabled: 'yes please'}", "snapshots.enabled", "true or false"),
+    ("snapshots: {schedule: \"daily\\nExecStart=/bin/sh\"}", "snapshots.schedule", "single line"),
+    ("snapshots: {schedule: 'daily;reboot'}", "snapshots.schedule", "OnCalendar"),
+    ("snapshots: {keep: 0}", "snapshots.keep", "between 1 and 1000"),
+    ("https: {domain: 192.0.2.10}", "https.domain", "not an IP address"),
+    ("https: {domain: _}", "https.domain", "fully qualified"),
+    ("https: {domain: localhost}", "https.domain", "fully qualified"),
+    ("https: {email: 'not-an-email'}", "https.email", "e-mail address"),
+    ("app: {name: a}\napp: {name: b}", "<string>", "duplicate key"),
+    ("app: {name: [unclosed", "<string>", "not valid YAML"),
+    ("- just\n- a list", "(top level)", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("text,field,reason", INVALID, ids=[i[1] + ":" + i[0][:30] for i in INVALID])
+def test_invalid_configs_name_the_field(text, field, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text)
+    assert info.value.field == field
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("text,field,reason", INVALID[:12], ids=[i[1] for i in INVALID[:12]])
+def test_cli_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path, text, field, reason):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["--config", str(config), "render", "--out", str(out),
+                                       "--platform", "debian12"])
+    assert result.exit_code == 2, result.output
+    assert f"{field}: " in result.output and reason in result.output
+    assert not out.exists()
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "nope.yaml"), "config", "check"])
+    assert result.exit_code == 2
+    assert "config file not found" in result.output
+
+
+def test_config_check_masks_a_literal_password(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("database: {password: 'Correct-Horse-9-Battery'}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "Correct-Horse-9-Battery" not in result.output
+    assert "password: '*****'" in result.output
+
+
+def test_config_env_var_selects_the_file(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("database: {name: from_env}\n")
+    result = CliRunner().invoke(main, ["config", "check", "--json"], env={"BINGO_HOST_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    assert '"name": "from_env"' in result.output
+
+
+def test_references_are_not_masked():
+    cfg = load_config_text("database: {password: 'ssm:/bingo/pw'}")
+    assert to_dict(cfg)["database"]["password"] == "ssm:/bingo/pw"
+
+
+def test_example_config_is_valid_and_all_defaults():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "examples" / "config.yaml").read_text()
+    assert load_config_text(text) == Config()

@@ -1,0 +1,160 @@
+"""Rendered host files: golden outputs per platform, a real `nginx -t`, `systemd-analyze verify`."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bingo_host import platforms
+from bingo_host.config import load_config_text
+from bingo_host.render import HostFacts, render_all
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+NANO = HostFacts(mem_bytes=512 * 1024 * 1024, cpus=2)
+EXAMPLE = (REPO / "examples" / "config.yaml").read_text()
+
+
+def rendered(platform_name, text=EXAMPLE, facts=NANO):
+    return render_all(load_config_text(text), platforms.PLATFORMS[platform_name], facts,
+                      db_password="golden-password-123")
+
+
+@pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
+def test_golden_outputs(platform_name):
+    """Set UPDATE_GOLDEN=1 to rewrite tests/golden after an intended template change."""
+    files = rendered(platform_name)
+    base = GOLDEN / platform_name
+    if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(base, ignore_errors=True)
+        for mf in files:
+            target = base / mf.path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(mf.content)
+    expected = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+    assert sorted(mf.path.lstrip("/") for mf in files) == expected
+    for mf in files:
+        assert mf.content == (base / mf.path.lstrip("/")).read_text(), mf.path
+
+
+def test_platform_differences_come_from_the_table():
+    deb = {f.template: f for f in rendered("debian12")}
+    amzn = {f.template: f for f in rendered("amzn2023")}
+    assert deb["nginx-site.conf"].path == "/etc/nginx/conf.d/music-bingo.conf"
+    assert "uid = music-bingo" in deb["uwsgi-vassal.ini"].content
+    assert "chown-socket = music-bingo:www-data" in deb["uwsgi-vassal.ini"].content
+    assert "uid = ec2-user" in amzn["uwsgi-vassal.ini"].content
+    assert "chown-socket = ec2-user:nginx" in amzn["uwsgi-vassal.ini"].content
+    assert deb["mariadb-server.cnf"].path == "/etc/mysql/mariadb.conf.d/zz-bingo-host.cnf"
+    assert amzn["mariadb-server.cnf"].path == "/etc/my.cnf.d/zz-bingo-host.cnf"
+
+
+def test_auto_sizing_for_a_nano_and_a_large_host():
+    nano = {f.template: f.content for f in rendered("debian12")}
+    assert "processes = 2\n" in nano["uwsgi-vassal.ini"]
+    assert "innodb_buffer_pool_size = 128M" in nano["mariadb-server.cnf"]
+    assert "performance_schema = OFF" in nano["mariadb-server.cnf"]
+    big = {f.template: f.content for f in rendered("debian12", facts=HostFacts(16 * 1024**3, 4))}
+    assert "processes = 8\n" in big["uwsgi-vassal.ini"]
+    assert "performance_schema" not in big["mariadb-server.cnf"]
+
+
+def test_external_database_and_disabled_snapshots_render_no_local_files():
+    text = "database: {host: db.example.com}\nsnapshots: {enabled: false}\n"
+    templates = {f.template for f in rendered("debian12", text)}
+    assert not templates & {"mariadb-server.cnf", "mariadb-mount.conf", "snapshot.service", "snapshot.timer"}
+    ini = next(f for f in rendered("debian12", text) if f.template == "bingo.ini")
+    assert "host = db.example.com" in ini.content
+
+
+def test_bingo_ini_is_a_private_secret_file():
+    ini = next(f for f in rendered("debian12") if f.template == "bingo.ini")
+    assert ini.secret and ini.mode == 0o640 and ini.path == "/var/www/music-bingo/shared/bingo.ini"
+    assert "passwd = golden-password-123" in ini.content
+    assert "[musicbingo]" in ini.content and "provider = mysql" in ini.content
+
+
+def write_tree(files, root: Path):
+    for mf in files:
+        target = root / mf.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(mf.content)
+
+
+@pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
+@pytest.mark.parametrize("server_name", ["_", "bingo.example.com www.example.com"])
+def test_nginx_site_passes_real_nginx_t(tmp_path, platform_name, server_name):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    files = rendered(platform_name, EXAMPLE.replace("server_name: _", f"server_name: {server_name}"))
+    write_tree(files, tmp_path / "root")
+    site = next(f for f in files if f.template == "nginx-site.conf")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (tmp_path / "logs").mkdir()
+    for name in ("mime.types", "uwsgi_params"):
+        shutil.copy(f"/etc/nginx/{name}", conf / name)
+    (conf / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
+        f"http {{\n  include mime.types;\n  access_log off;\n"
+        f"  include {tmp_path}/root{site.path};\n}}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf / "nginx.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+    assert "warn" not in result.stderr
+
+
+def test_nginx_t_catches_a_broken_site(tmp_path):
+    """The nginx check above can fail: a site with a bad directive is refused."""
+    conf = tmp_path / "nginx.conf"
+    (tmp_path / "logs").mkdir()
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
+                    "http { server { listen 80; bogus_directive on; } }\n")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def verify_units(tmp_path, files, extra_units=()):
+    """systemd-analyze verify in a throwaway root holding the rendered units and stub binaries."""
+    root = tmp_path / "root"
+    write_tree(files, root)
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "lib").symlink_to("usr/lib")
+    for name, text in extra_units:
+        (root / "usr/lib/systemd/system" / name).write_text(text)
+    for f in files:
+        if f.path.endswith(".service"):
+            for line in f.content.splitlines():
+                if line.startswith("ExecStart="):
+                    binary = root / line.split("=", 1)[1].split()[0].lstrip("/")
+                    binary.parent.mkdir(parents=True, exist_ok=True)
+                    binary.write_text("#!/bin/sh\n")
+                    binary.chmod(0o755)
+    units = [Path(f.path).name for f in files
+             if f.path.startswith("/etc/systemd/system/") and f.path.endswith((".service", ".timer"))
+             and ".service.d/" not in f.path]
+    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", *units],
+                          capture_output=True, text=True)
+
+
+MARIADB_STUB = ("mariadb.service", "[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n")
+
+
+@pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
+def test_units_pass_systemd_analyze_verify(tmp_path, platform_name):
+    files = rendered(platform_name)
+    result = verify_units(tmp_path, files, [MARIADB_STUB])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 5
+
+
+def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path):
+    files = rendered("debian12")
+    broken = [f if f.template != "snapshot.timer" else
+              type(f)(**{**f.__dict__, "content": f.content.replace("OnCalendar=daily", "OnCalendar=nonsense")})
+              for f in files]
+    result = verify_units(tmp_path, broken, [MARIADB_STUB])
+    assert result.returncode != 0 and "calendar specification" in result.stderr
