@@ -104,5 +104,14 @@ def render(opts: Options, out_dir: Path, platform_name):
     click.echo(f"{verb} {len(managed)} files for {platform.name} under {out_dir}")
 
 
+@main.command()
+@click.pass_obj
+def bootstrap(opts: Options):
+    """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
+    from . import bootstrap as bootstrap_mod
+
+    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

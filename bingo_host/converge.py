@@ -36,6 +36,8 @@ class Context:
     changes: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
     notes: dict[str, Any] = field(default_factory=dict)  # facts one step hands the next
+    _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
+    _rendered_for: tuple | None = field(default=None, repr=False)
 
     def change(self, description: str, fn: Callable[[], Any] | None = None) -> Any:
         """Record a change; carry it out unless this is a dry run."""
@@ -46,11 +48,17 @@ class Context:
         return fn()
 
     def managed_files(self) -> list[ManagedFile]:
-        password = self.secrets.get("app_password", "<set-by-bootstrap>")
-        return render_all(self.cfg, self.platform, self.facts, db_password=password)
+        key = (self.facts, self.secrets.get("app_password", "<set-by-bootstrap>"))
+        if self._rendered_for != key:
+            self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1])
+            self._rendered_for = key
+        return self._rendered
 
     def managed(self, template: str) -> ManagedFile | None:
         return next((f for f in self.managed_files() if f.template == template), None)
+
+    def differs(self, mf: ManagedFile) -> bool:
+        return files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group) is not None
 
     def ensure_file(self, mf: ManagedFile) -> bool:
         """Write a managed file if its content, mode or owner differ; True if it changed."""
@@ -63,11 +71,29 @@ class Context:
             self.echo(change.diff.rstrip("\n"))
         return True
 
+    def pending(self, action: str) -> bool:
+        """True if an earlier run changed a file but died before it could `action` (e.g. reload)."""
+        return os.path.exists(_pending_marker(action))
+
+    def set_pending(self, action: str) -> None:
+        """Remember that `action` is owed, before the change that needs it (survives SIGKILL)."""
+        if not self.dry_run:
+            os.makedirs(os.path.dirname(_pending_marker(action)), exist_ok=True)
+            open(_pending_marker(action), "w").close()
+
+    def done(self, action: str) -> None:
+        if not self.dry_run and os.path.exists(_pending_marker(action)):
+            os.unlink(_pending_marker(action))
+
     def remove_file(self, path: str) -> bool:
         if not os.path.lexists(path):
             return False
         self.change(f"remove {path}", lambda: os.unlink(path))
         return True
+
+
+def _pending_marker(action: str) -> str:
+    return os.path.join(layout.STATE_DIR, "pending", action.replace(" ", "-"))
 
 
 @dataclass

@@ -24,3 +24,4 @@ def app_socket(app_name: str) -> str:
 
 def vassal_file(app_name: str) -> str:
     return f"{VASSALS_DIR}/{app_name}.ini"
+PYUWSGI_REQUIREMENT = "pyuwsgi==2.0.30.post1"  # prebuilt wheels: no compiler on a nano instance

@@ -31,6 +31,7 @@ class Platform:
     mariadb_socket: str
     mariadb_user: str
     certbot: str  # where enable-https installs certbot
+    block_service_starts: bool  # packages start their services on install (Debian): hold them off
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -58,13 +59,14 @@ PLATFORMS: dict[str, Platform] = {
             mariadb_socket="/var/lib/mysql/mysql.sock",
             mariadb_user="mysql",
             certbot="/opt/bingo-host/certbot/bin/certbot",
+            block_service_starts=False,
         ),
         Platform(
             name="debian12",
             description="Debian 12 (bookworm)",
             os_release_ids=(("debian", "12"),),
             install_cmd=("apt-get", "install", "-y", "-q", "--no-install-recommends"),
-            query_installed_cmd=("dpkg-query", "-W", "-f", "${binary:Package} ${db:Status-Status}\\n"),
+            query_installed_cmd=("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"),
             packages=(
                 "nginx", "python3", "python3-venv", "python3-dev", "build-essential",
                 "libmariadb-dev", "pkg-config", "mariadb-client",
@@ -81,6 +83,7 @@ PLATFORMS: dict[str, Platform] = {
             mariadb_socket="/run/mysqld/mysqld.sock",
             mariadb_user="mysql",
             certbot="/usr/bin/certbot",
+            block_service_starts=True,
         ),
     )
 }

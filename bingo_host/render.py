@@ -6,6 +6,7 @@ and deciding what to reload is the caller's, from each file's ``on_change``.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,7 @@ def datadir(cfg: Config, facts: HostFacts) -> str:
     return facts.datadir or f"{cfg.volume.mountpoint}/data"
 
 
+@functools.lru_cache(maxsize=1)
 def _environment():
     import jinja2  # imported here: status and --help never render
 

@@ -1,0 +1,45 @@
+"""`bingo-host bootstrap`: converge this host, step by step, under the host lock."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import converge, platforms
+from .config import Config
+from .render import HostFacts, resolve
+from .steps import app, mariadb, nginx, packages, passwords, swap, timers, uwsgi, volume
+
+STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
+
+
+def host_facts(cfg: Config) -> HostFacts:
+    domain = cfg.https.domain
+    has_cert = bool(domain) and os.path.exists(f"/etc/letsencrypt/live/{domain}/fullchain.pem")
+    return HostFacts.of_this_host(tls_domain=domain if has_cert else None)
+
+
+def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
+    """0 converged (changed or not), 1 a step failed."""
+    platform = platforms.get(cfg.platform)
+    facts = host_facts(cfg)
+    ctx = converge.Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo)
+    converge.log_to_journal()
+    start = time.monotonic()
+    with converge.host_lock(echo=echo):
+        results = converge.run_steps(ctx, STEPS)
+    took = time.monotonic() - start
+    failed = [r for r in results if r.status == "failed"]
+    changed = [r for r in results if r.status == "changed"]
+    if failed:
+        echo(f"bootstrap: FAILED at step {failed[0].name} after {took:.1f} s "
+             f"({len(changed)} steps changed before it)")
+        return 1
+    if dry_run:
+        echo(f"bootstrap (dry run): {len(changed)} of {len(results)} steps would change; nothing was changed")
+    elif changed:
+        echo(f"bootstrap: converged in {took:.1f} s; changed {len(changed)} of {len(results)} steps "
+             f"({', '.join(r.name for r in changed)})")
+    else:
+        echo(f"bootstrap: already converged, nothing changed ({len(results)} steps in {took:.1f} s)")
+    return 0

@@ -1,0 +1,66 @@
+"""Where the database passwords come from: generated and kept 0600, or read from AWS.
+
+A secret only ever travels in memory, in a 0600/0640 file, or over the MariaDB socket:
+never on a command line and never in a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+
+from . import files
+from .errors import BingoHostError
+
+
+def generate() -> str:
+    """32 URL-safe characters: nothing an ini file, a shell or SQL quoting could trip on."""
+    return _random.token_urlsafe(24)
+
+
+def read_file(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            value = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def store(path: str, value: str) -> None:
+    files.write_atomic(path, value + "\n", 0o600, "root", "root")
+    os.chmod(os.path.dirname(path), 0o755)
+
+
+def fetch(reference: str, region: str | None = None) -> str:
+    """The value behind ssm:NAME or secretsmanager:ID (a JSON secret's "password" key)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .aws_actions import ACTIONS
+
+    service, _, ident = reference.partition(":")
+    action = next(a for a in ACTIONS if a.startswith(f"{service}:"))
+    if region is None and ident.startswith("arn:"):
+        region = ident.split(":")[3]  # arn:aws:SERVICE:REGION:ACCOUNT:...
+    client = boto3.client(service, region_name=region,
+                          config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=10))
+    try:
+        if service == "ssm":
+            value = client.get_parameter(Name=ident, WithDecryption=True)["Parameter"]["Value"]
+        else:
+            value = client.get_secret_value(SecretId=ident)["SecretString"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        hint = f" (the instance role needs {action})" if "Denied" in code or "Unauthorized" in code else ""
+        raise BingoHostError(f"cannot read {reference}: {code}{hint}") from None
+    except BotoCoreError as exc:
+        raise BingoHostError(f"cannot read {reference}: {exc}") from None
+    if value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)["password"]
+        except (ValueError, KeyError):
+            raise BingoHostError(f"{reference} holds JSON without a \"password\" key") from None
+    return value

@@ -1,0 +1,80 @@
+"""The app's user and directory layout, bingo.ini, and the placeholder page before a first deploy.
+
+    <root>/releases/<id>/     one directory per deployment
+    <root>/current            symlink to the serving release (the placeholder until a deploy)
+    <root>/shared/bingo.ini   the app's settings and database password (0640)
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import sys
+from pathlib import Path
+
+from .. import layout, subp
+
+NAME = "app"
+
+
+def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None:
+        ctx.change(f"create {path}", lambda: (os.makedirs(path, exist_ok=True), os.chmod(path, mode),
+                                               shutil.chown(path, owner, group)))
+        return
+    want_uid, want_gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (mode, want_uid, want_gid):
+        ctx.change(f"set {path} to {mode:04o} {owner}:{group}",
+                   lambda: (os.chmod(path, mode), shutil.chown(path, owner, group)))
+
+
+def _ensure_user(ctx, user: str, home: str) -> None:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        ctx.change(f"create system user {user}", lambda: subp.run(
+            ["useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
+             "--shell", "/usr/sbin/nologin", user]))
+
+
+def _ensure_bin_link(ctx) -> None:
+    """/usr/local/bin/bingo-host -> this installation, for units, hooks and admins."""
+    here = Path(sys.executable).parent / "bingo-host"
+    if not here.exists():
+        return  # running from a source tree (python -m bingo_host): nothing to link
+    current = os.readlink(layout.BIN) if os.path.islink(layout.BIN) else None
+    if current != str(here):
+        def link():
+            tmp = f"{layout.BIN}.tmp"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(here, tmp)
+            os.replace(tmp, layout.BIN)
+        ctx.change(f"link {layout.BIN} -> {here}", link)
+
+
+def converge(ctx) -> str:
+    cfg = ctx.cfg
+    user = cfg.app.user
+    root = cfg.app.root
+    _ensure_user(ctx, user, root)
+    if ctx.dry_run and ctx.changes:
+        return ""
+    _ensure_dir(ctx, root, 0o755, "root", "root")
+    _ensure_dir(ctx, f"{root}/releases", 0o755, "root", "root")
+    _ensure_dir(ctx, f"{root}/shared", 0o750, user, user)
+    _ensure_dir(ctx, layout.STATE_DIR, 0o755, "root", "root")
+    for template in ("bingo.ini", "placeholder.html"):
+        if ctx.ensure_file(ctx.managed(template)) and template == "bingo.ini":
+            ctx.notes["reload_app"] = True
+    current = f"{root}/current"
+    if not os.path.lexists(current):
+        ctx.change(f"point {current} at the placeholder page", lambda: os.symlink("placeholder", current))
+    _ensure_bin_link(ctx)
+    return f"{root} laid out for {user}"

@@ -1,0 +1,130 @@
+"""MariaDB on the data volume: config, datadir, service, the app and backup users.
+
+The datadir is initialised only when it has no `mysql` system schema, into a temporary
+directory that is renamed into place, so a run killed mid-way never leaves a half datadir
+that a later run would mistake for a real one. An existing datadir (a reattached volume) is
+kept as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+
+from .. import layout, mariadb, subp, systemd
+from ..errors import BingoHostError
+
+NAME = "mariadb"
+
+
+def _datadir(ctx) -> str:
+    mountpoint = ctx.cfg.volume.mountpoint
+    return mountpoint if ctx.notes.get("datadir_legacy") else f"{mountpoint}/data"
+
+
+def _initialise(ctx, datadir: str) -> None:
+    user = ctx.platform.mariadb_user
+    staging = os.path.join(os.path.dirname(datadir), ".bingo-host-datadir-init")
+
+    def init():
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging, mode=0o750)
+        shutil.chown(staging, user, user)
+        subp.run(["mariadb-install-db", f"--user={user}", f"--datadir={staging}",
+                  "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=600)
+        if os.path.isdir(datadir):
+            os.rmdir(datadir)  # empty (checked before): a non-empty one is refused
+        os.rename(staging, datadir)
+
+    ctx.change(f"initialise a new MariaDB datadir in {datadir}", init)
+
+
+def _ensure_user(ctx, cur, user: str, password: str, wanted: set[tuple[str, str]], what: str) -> None:
+    sock = ctx.platform.mariadb_socket
+    have = mariadb.grants(cur, user)
+    if have is None:
+        ctx.change(f"create the {what} user {user}@localhost",
+                   lambda: cur.execute("CREATE USER %s@'localhost' IDENTIFIED BY %s", (user, password)))
+        have = set()
+    elif not mariadb.can_login(sock, user, password):
+        ctx.change(f"set the {what} user's password",
+                   lambda: cur.execute("ALTER USER %s@'localhost' IDENTIFIED BY %s", (user, password)))
+    if have != wanted:
+        def regrant():
+            if have:
+                cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@'localhost'", (user,))
+            for privileges, obj in sorted(wanted):
+                cur.execute(f"GRANT {privileges} ON {obj} TO %s@'localhost'", (user,))
+        ctx.change(f"grant {user} " + ", ".join(f"{p} ON {o}" for p, o in sorted(wanted)), regrant)
+
+
+def converge(ctx) -> str:
+    cfg, platform = ctx.cfg, ctx.platform
+    db = cfg.database
+    if not db.local:
+        mariadb.check_external(db.host, db.port, db.user, ctx.secrets["app_password"], db.name)
+        return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers"
+
+    datadir = _datadir(ctx)
+    ctx.facts = replace(ctx.facts, datadir=datadir)
+    service = f"{platform.mariadb_service}.service"
+    restart = f"restart {platform.mariadb_service}"
+
+    if not os.path.ismount(cfg.volume.mountpoint) and not ctx.dry_run:
+        raise BingoHostError(f"{cfg.volume.mountpoint} is not mounted: refusing to put MariaDB's data "
+                             "on the root filesystem")
+    dropin = ctx.managed("mariadb-mount.conf")
+    cnf = ctx.managed("mariadb-server.cnf")
+    stale = [mf for mf in (dropin, cnf) if ctx.differs(mf)]
+    if stale:
+        ctx.set_pending(restart)
+        for mf in stale:
+            ctx.ensure_file(mf)
+        if dropin in stale:
+            ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+
+    mount_st = os.stat(cfg.volume.mountpoint)
+    if (mount_st.st_uid, mount_st.st_gid) != _ids(platform.mariadb_user):
+        ctx.change(f"chown {platform.mariadb_user} {cfg.volume.mountpoint}",
+                   lambda: shutil.chown(cfg.volume.mountpoint, platform.mariadb_user, platform.mariadb_user))
+    if not os.path.isdir(os.path.join(datadir, "mysql")):
+        if os.path.isdir(datadir) and os.listdir(datadir):
+            raise BingoHostError(f"{datadir} holds files but no MariaDB system schema (mysql/): "
+                                 "refusing to initialise over it")
+        ctx.set_pending(restart)
+        _initialise(ctx, datadir)
+
+    state = systemd.states(service)[service]
+    if not state.is_enabled:
+        ctx.change(f"enable {service}", lambda: systemd.systemctl("enable", service))
+    if not state.running:
+        ctx.change(f"start {service}", lambda: systemd.systemctl("start", service, timeout=300))
+        ctx.done(restart)
+    elif ctx.pending(restart):
+        ctx.change(f"restart {service}", lambda: systemd.systemctl("restart", service, timeout=300))
+        ctx.done(restart)
+    if ctx.dry_run and not state.running:
+        return ""
+
+    conn = mariadb.connect(platform.mariadb_socket)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (db.name,))
+            if not cur.fetchone():
+                ctx.change(f"create database {db.name}", lambda: cur.execute(
+                    f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            _ensure_user(ctx, cur, db.user, ctx.secrets["app_password"],
+                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app")
+            _ensure_user(ctx, cur, layout.BACKUP_DB_USER, ctx.secrets["backup_password"],
+                         {("RELOAD", "*.*")}, "backup")
+    finally:
+        conn.close()
+    return f"running on {datadir}; database {db.name}, users {db.user} and {layout.BACKUP_DB_USER} as wanted"
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid

@@ -1,0 +1,67 @@
+"""uWSGI: a bingo-host-managed virtualenv with pyuwsgi, the emperor unit, the app's vassal.
+
+The vassal file is installed only once a release with an application exists (`current` has
+application.py): before the first deploy the emperor runs with no app rather than restarting
+a vassal that cannot start.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from .. import layout, subp, systemd
+
+NAME = "uwsgi"
+SERVICE = f"{layout.UWSGI_SERVICE}.service"
+
+
+def installed_pyuwsgi(venv: str) -> str | None:
+    """The pyuwsgi version installed in venv, from its dist-info directory name."""
+    for path in glob.glob(f"{venv}/lib/python3*/site-packages/pyuwsgi-*.dist-info"):
+        m = re.match(r"pyuwsgi-(.+)\.dist-info$", os.path.basename(path))
+        if m:
+            return m.group(1)
+    return None
+
+
+def converge(ctx) -> str:
+    venv = layout.UWSGI_VENV
+    wanted_version = layout.PYUWSGI_REQUIREMENT.split("==")[1]
+    restart = f"restart {layout.UWSGI_SERVICE}"
+    if not os.path.exists(f"{venv}/bin/python"):
+        ctx.change(f"create virtualenv {venv}",
+                   lambda: subp.run([ctx.platform.python, "-m", "venv", venv], timeout=300))
+    if installed_pyuwsgi(venv) != wanted_version:
+        ctx.set_pending(restart)
+        ctx.change(f"pip install {layout.PYUWSGI_REQUIREMENT}", lambda: subp.run(
+            [f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check",
+             layout.PYUWSGI_REQUIREMENT], timeout=900))
+
+    unit = ctx.managed("uwsgi-emperor.service")
+    if ctx.differs(unit):
+        ctx.set_pending(restart)
+        ctx.ensure_file(unit)
+        ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+
+    vassal = ctx.managed("uwsgi-vassal.ini")
+    has_app = os.path.exists(f"{ctx.cfg.app.root}/current/application.py")
+    if has_app:
+        if not ctx.ensure_file(vassal) and ctx.notes.get("reload_app"):
+            ctx.change(f"touch {vassal.path} (graceful app reload for the new bingo.ini)",
+                       lambda: os.utime(vassal.path))
+    else:
+        ctx.remove_file(vassal.path)
+
+    state = systemd.states(SERVICE)[SERVICE]
+    if not state.is_enabled:
+        ctx.change(f"enable {SERVICE}", lambda: systemd.systemctl("enable", SERVICE))
+    if not state.running:
+        ctx.change(f"start {SERVICE}", lambda: systemd.systemctl("start", SERVICE))
+        ctx.done(restart)
+    elif ctx.pending(restart):
+        ctx.change(f"restart {SERVICE}", lambda: systemd.systemctl("restart", SERVICE))
+        ctx.done(restart)
+    app = "serving the current release" if has_app else "no release deployed yet"
+    return f"emperor running with pyuwsgi {wanted_version}, {app}"
