@@ -9,6 +9,8 @@ How it works (systemd-nspawn does not work on this machine):
   new (private) mount namespace, bind-mounts the root onto itself, mounts proc and
   sysfs, rbinds /dev and /sys/fs/cgroup, then ``exec chroot ROOT /lib/systemd/systemd``.
   Every mount lives in that namespace only and vanishes with it;
+* systemd gets ``container=bingo-test-host`` in its environment, so it knows it is
+  not alone on the kernel (``systemd-detect-virt`` says ``container-other``);
 * commands run inside with ``nsenter -t PID -m -p -u -i -r -w``;
 * the network namespace is the machine's on purpose: the host's nginx binds the
   machine's port 80, and 127.0.0.1 servers of the tests are reachable from inside.
@@ -207,42 +209,76 @@ def _pid_start(pid: int) -> Optional[str]:
         return None
 
 
-def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], wait: float = 30.0) -> None:
+def _kill_nsenters(systemd_pid: int) -> None:
+    """SIGKILL the machine-side ``nsenter -t PID`` wrappers of commands inside (with
+    their process group, i.e. the ad-hoc commands of run()/popen() still running).
+
+    At poweroff systemd-shutdown SIGSTOPs every process in the namespace; nsenter then
+    stops itself too (it mirrors its child's stops) and never reaps the child, which
+    blocks the namespace's teardown. Killed wrappers let systemd inherit and reap them."""
+    want = str(systemd_pid).encode()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"nsenter") and b"-t" in argv and \
+                argv[argv.index(b"-t") + 1:argv.index(b"-t") + 2] == [want]:
+            pid = int(p.name)
+            try:
+                if os.getpgid(pid) == pid and pid != os.getpgrp():
+                    os.killpg(pid, signal.SIGKILL)  # wrapper + the command(s) it runs inside
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: Optional[int], start: Optional[str]) -> bool:
+    return bool(pid) and start is not None and _pid_start(pid) == start
+
+
+def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Optional[str],
+                  wait: float = 30.0) -> None:
     """Power off / kill whatever runs from hostdir and remove every trace of it."""
-    root = hostdir / "root"
+    t0 = time.monotonic()
     _swapoff_under(hostdir)
-    if systemd_pid and _is_our_systemd(systemd_pid, root):
+    if _alive(systemd_pid, systemd_start):
+        _kill_nsenters(systemd_pid)
         try:
             os.kill(systemd_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + wait
-        while _is_our_systemd(systemd_pid, root) and time.monotonic() < deadline:
+        while _alive(systemd_pid, systemd_start) and time.monotonic() < deadline:
+            _kill_nsenters(systemd_pid)
             time.sleep(0.1)
-        if _is_our_systemd(systemd_pid, root):
+        log.debug("poweroff took %.1fs", time.monotonic() - t0)
+        if _alive(systemd_pid, systemd_start):
             log.warning("test host did not power off within %ss: SIGKILL", wait)
             try:
                 os.kill(systemd_pid, signal.SIGKILL)  # PID 1 of the namespace: takes all with it
             except ProcessLookupError:
                 pass
-            deadline = time.monotonic() + 10
-            while _is_our_systemd(systemd_pid, root) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 15
+            while _alive(systemd_pid, systemd_start) and time.monotonic() < deadline:
+                _kill_nsenters(systemd_pid)
                 time.sleep(0.1)
+            if _alive(systemd_pid, systemd_start):
+                raise HarnessError(f"test host (pid {systemd_pid}) does not die; not removing {hostdir}")
+    t_off = time.monotonic()
     _swapoff_under(hostdir)
     for mp in _mounts_under(hostdir):
         subprocess.run(["umount", "-l", mp], capture_output=True)
     _detach_loops(under=hostdir)
     if _mounts_under(hostdir):
         raise HarnessError(f"mounts remain under {hostdir}; not removing it: {_mounts_under(hostdir)}")
+    t_rm = time.monotonic()
     shutil.rmtree(hostdir, ignore_errors=True)
-
-
-def _is_our_systemd(pid: int, root: Path) -> bool:
-    try:
-        return os.readlink(f"/proc/{pid}/root") == str(root) and \
-            Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+    log.debug("teardown of %s: poweroff+cleanup %.1fs, rm %.1fs", hostdir.name, t_rm - t_off,
+              time.monotonic() - t_rm)
 
 
 def cleanup_stale() -> list[Path]:
@@ -264,7 +300,7 @@ def cleanup_stale() -> list[Path]:
         if owner == os.getpid() and d.name in _LIVE:
             continue
         log.warning("cleaning up stale test host %s", d)
-        _teardown_dir(d, meta.get("systemd_pid"))
+        _teardown_dir(d, meta.get("systemd_pid"), meta.get("systemd_start"))
         cleaned.append(d)
     return cleaned
 
@@ -305,6 +341,7 @@ class TestHost:
     __test__ = False  # not a pytest test class
 
     def __init__(self, hostdir: Path, proc: subprocess.Popen, pid: int, lock_fd):
+        self._pid_start = _pid_start(pid)
         self.dir = hostdir                 #: CACHE_DIR/run/<id>: root/, volumes/, console.log
         self.root = hostdir / "root"       #: the host's / as a path on the machine
         self.pid = pid                     #: systemd (PID 1 inside) as a PID on the machine
@@ -330,6 +367,7 @@ class TestHost:
         timings = {}
         t0 = time.monotonic()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
+        hostdir = proc = None
         lock_fd = open(image.CACHE_DIR / "host.lock", "w")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -362,16 +400,23 @@ class TestHost:
                 ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
                  "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True, env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8"})
+                start_new_session=True,
+                # container=: systemd then skips machine-wide steps (swapoff of every swap,
+                # detaching every loop device at poweroff, fstrim of host file systems).
+                env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8", "container": "bingo-test-host"})
             console.close()
             pid = cls._wait_for_systemd_pid(proc, hostdir)
             meta = json.loads((hostdir / "owner.json").read_text())
-            meta.update(systemd_pid=pid, unshare_pid=proc.pid)
+            meta.update(systemd_pid=pid, systemd_start=_pid_start(pid), unshare_pid=proc.pid)
             (hostdir / "owner.json").write_text(json.dumps(meta))
         except BaseException:
             lock_fd.close()
-            if "hostdir" in locals():
-                _teardown_dir(hostdir, locals().get("pid"))
+            if hostdir is not None:
+                pid = locals().get("pid")
+                _teardown_dir(hostdir, pid, _pid_start(pid) if pid else None, wait=10)
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
             raise
         host = cls(hostdir, proc, pid, lock_fd)
         _LIVE[hostdir.name] = host
@@ -575,7 +620,7 @@ class TestHost:
             return
         t0 = time.monotonic()
         try:
-            _teardown_dir(self.dir, self.pid, wait=timeout)
+            _teardown_dir(self.dir, self.pid, self._pid_start, wait=timeout)
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,127 @@
+"""Tests of the test host harness itself (needs root; skips otherwise)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import CommandFailed, TestHost
+
+pytest_plugins = ["tests.harness.fixtures"]
+
+
+def _pids_with_root_under(path: Path) -> list[int]:
+    prefix = str(path)
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if os.readlink(p / "root").startswith(prefix):
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_boot_then_shutdown_leaves_nothing():
+    """Its own boot (runs first, before the session `testhost` holds the lock) and full teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        host = TestHost.boot()
+    except Exception as e:
+        if "another bingo-host test host is running" in str(e):
+            pytest.skip("session test host is up")
+        raise
+    root, hostdir = host.root, host.dir
+    try:
+        vol = host.attach_volume(size_mb=64)
+        host.run_shell(f"mkfs.ext4 -q {vol.device} && mkdir -p /vol && mount {vol.device} /vol")
+        host.run_shell("dd if=/dev/zero of=/swapfile bs=1M count=16 status=none && chmod 600 /swapfile"
+                       " && mkswap /swapfile >/dev/null && swapon /swapfile")
+        assert str(root / "swapfile") in Path("/proc/swaps").read_text()
+        bg = host.popen(["sleep", "1000"])
+        assert _pids_with_root_under(root)
+    finally:
+        host.shutdown()
+    host.shutdown()  # idempotent
+    assert bg.wait(timeout=5) is not None
+    assert str(root) not in Path("/proc/self/mountinfo").read_text()
+    assert str(root) not in Path("/proc/swaps").read_text()
+    r = subprocess.run(["losetup", "-j", str(vol.backing)], capture_output=True, text=True)
+    assert r.stdout.strip() == ""
+    assert not any(str(hostdir) in line for line in
+                   subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines())
+    assert _pids_with_root_under(root) == []
+    assert not hostdir.exists()
+
+
+def test_boots_systemd_as_pid1(testhost):
+    assert testhost.read_file("/proc/1/comm").strip() == "systemd"
+    r = testhost.run(["systemctl", "is-system-running"], check=False)
+    assert r.stdout.strip() in ("running", "degraded"), r
+    assert testhost.run(["hostname"]).stdout.strip() == "bingo-test-host"
+    # the machine's environment does not leak in
+    assert "PIP_FIND_LINKS" not in testhost.run(["env"]).stdout
+    # pre-downloaded but not installed
+    assert testhost.run_shell("ls /var/cache/apt/archives/nginx-common_*.deb").returncode == 0
+    assert testhost.run(["dpkg", "-s", "nginx"], check=False).returncode != 0
+    with pytest.raises(CommandFailed, match="exited 3"):
+        testhost.run_shell("echo out; echo err >&2; exit 3")
+
+
+def test_unit_starts_and_testinfra_sees_it(testhost):
+    testhost.put_file("/usr/local/bin/harness-sleeper", "#!/bin/sh\nexec sleep 1000\n", mode=0o755)
+    testhost.put_file("/etc/systemd/system/harness-sleeper.service",
+                      "[Service]\nExecStart=/usr/local/bin/harness-sleeper\n")
+    testhost.run(["systemctl", "daemon-reload"])
+    testhost.run(["systemctl", "start", "harness-sleeper"])
+    ti = testhost.testinfra
+    svc = ti.service("harness-sleeper")
+    assert svc.is_running
+    assert ti.file("/usr/local/bin/harness-sleeper").mode == 0o755
+    assert ti.mount_point("/").exists
+    assert ti.run("echo hi").stdout == "hi\n"
+    testhost.run(["systemctl", "stop", "harness-sleeper"])
+    assert not ti.service("harness-sleeper").is_running
+
+
+def test_popen_kill_reaches_inside(testhost):
+    p = testhost.popen(["sleep", "1000"])
+    deadline = time.monotonic() + 5
+    while p.inner_pid is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    inner = p.inner_pid
+    assert inner and Path(f"/proc/{inner}/comm").read_text().strip() == "sleep"
+    p.kill()
+    p.wait(timeout=5)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{inner}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{inner}").exists()
+
+
+def test_loop_volume_mkfs_mount_fsfreeze(testhost, loop_volume):
+    vol = loop_volume(size_mb=64)
+    assert re.fullmatch(r"/dev/loop\d+", vol.device)
+    assert vol.attached
+    testhost.run(["mkfs.ext4", "-q", vol.device])
+    testhost.run(["mkdir", "-p", "/data"])
+    testhost.run(["mount", vol.device, "/data"])
+    testhost.put_file("/data/hello", "world")
+    testhost.run(["fsfreeze", "-f", "/data"])
+    testhost.run(["fsfreeze", "-u", "/data"])
+    assert testhost.run(["findmnt", "-n", "-o", "SOURCE", "/data"]).stdout.strip() == vol.device
+    assert testhost.read_file("/data/hello") == "world"
+    # the mount lives only in the test host's mount namespace
+    assert "/data " not in Path("/proc/self/mountinfo").read_text()
+    # detach() is safe on a still-mounted volume and idempotent
+    vol.detach()
+    vol.detach()
+    assert not vol.attached
+    assert testhost.run(["findmnt", "/data"], check=False).returncode != 0
