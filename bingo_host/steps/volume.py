@@ -1,0 +1,232 @@
+"""The MariaDB data volume: find it, adopt or (only if blank) format it, fstab, mount, grow.
+
+Safety rule: bingo-host never formats a device that carries any signature (filesystem, LVM,
+RAID, partition table, swap, ...). The single exception is a device bingo-host was itself
+formatting when it was interrupted: before mkfs it records the device and the UUID it gives
+the new filesystem in MKFS_MARKER, so a rerun may format that device again only if it is
+blank or carries exactly that UUID (an interrupted mkfs.xfs leaves a valid-looking labelled
+xfs superblock behind; an interrupted mkfs.ext4 leaves nothing blkid recognises).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid as uuidlib
+from dataclasses import dataclass
+
+from .. import blockdev, files, fstab, layout, subp
+from ..errors import BingoHostError
+
+NAME = "volume"
+
+MKFS_MARKER = f"{layout.STATE_DIR}/mkfs-in-progress"
+MOUNT_OPTIONS = "defaults,nofail,noatime"
+FILESYSTEMS = ("ext4", "xfs")
+LEGACY_VG, LEGACY_LV = "vg0", "mysql"  # the old CloudFormation template's LVM layout
+DEVICE_WAIT = 60.0
+
+
+# -- decision (pure) -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # adopt | format | lvm | refuse
+    fstype: str | None = None
+    uuid: str | None = None
+    lv_path: str | None = None
+    reason: str = ""
+
+
+def describe_probe(found: dict[str, str]) -> str:
+    if not found:
+        return "nothing"
+    if "AMBIVALENT" in found:
+        return "several competing signatures (blkid -p: ambivalent result)"
+    keys = ("TYPE", "LABEL", "UUID", "PTTYPE", "PTUUID", "USAGE")
+    return " ".join(f"{k}={found[k]}" for k in keys if k in found) or "an unknown signature"
+
+
+def decide(device: str, found: dict[str, str], lvs: list[blockdev.LogicalVolume],
+           fstype: str, label: str, marker: dict | None = None) -> Decision:
+    """What to do with ``device`` given its low-level probe (``blkid -p -o export``, parsed;
+    {} = nothing found) and the LVM logical volumes. Pure: the tests drive it from recordings.
+    """
+    kind = found.get("TYPE")
+    if marker and marker.get("device") == device and (
+            not found or (kind == marker.get("fstype") and found.get("UUID") == marker.get("uuid")
+                          and "PTTYPE" not in found)):
+        return Decision("format", fstype, reason=f"bingo-host's own mkfs of {device} was "
+                                                 "interrupted; formatting it again")
+    if not found:
+        return Decision("format", fstype, reason=f"{device} is blank")
+    if "PTTYPE" not in found and "AMBIVALENT" not in found:
+        if kind in FILESYSTEMS and found.get("LABEL") == label:
+            return Decision("adopt", kind, found.get("UUID"),
+                            reason=f"{kind} labelled {label} found on {device}")
+        if kind == "LVM2_member":
+            legacy = next((lv for lv in lvs if (lv.vg, lv.lv) == (LEGACY_VG, LEGACY_LV)), None)
+            if legacy:
+                return Decision("lvm", lv_path=legacy.path or f"/dev/{LEGACY_VG}/{LEGACY_LV}",
+                                reason=f"legacy LVM volume {LEGACY_VG}/{LEGACY_LV} on {device}")
+    what = describe_probe(found)
+    if kind == "LVM2_member":
+        what += f" (an LVM physical volume without the legacy {LEGACY_VG}/{LEGACY_LV} volume)"
+    hint = (f"; if it holds the database's data, set volume.label to {found['LABEL']!r}"
+            if kind in FILESYSTEMS and found.get("LABEL") and "PTTYPE" not in found else "")
+    if kind in FILESYSTEMS and not found.get("LABEL"):
+        hint = (f"; if it holds the database's data, label it (e2label/xfs_admin -L) "
+                f"{label!r}")
+    return Decision("refuse", reason=(
+        f"volume {device} is not blank: found {what}. bingo-host refuses to format a device "
+        f"that carries any signature. If the volume is really unused, wipe it yourself "
+        f"(wipefs -a {device}) and rerun{hint}"))
+
+
+def is_legacy_datadir(root: str) -> bool:
+    """True when ``root`` itself is a MariaDB datadir (the old template's layout)."""
+    if os.path.isfile(os.path.join(root, "ibdata1")):
+        return True
+    sysdb = os.path.join(root, "mysql")
+    if not os.path.isdir(sysdb):
+        return False
+    try:
+        names = os.listdir(sysdb)
+    except OSError:
+        return False
+    return any(n in ("user.frm", "user.MAD", "user.MYD", "db.opt") or n.startswith("global_priv.")
+               for n in names)
+
+
+# -- marker --------------------------------------------------------------------------------
+
+def read_marker(path: str | None = None) -> dict | None:
+    try:
+        with open(path or MKFS_MARKER) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _clear_marker() -> None:
+    try:
+        os.unlink(MKFS_MARKER)
+    except FileNotFoundError:
+        pass
+
+
+def mkfs(device: str, fstype: str, label: str, fs_uuid: str, force: bool = False) -> None:
+    """Format device, recording the attempt first so an interrupted run can finish it."""
+    files.write_atomic(MKFS_MARKER, json.dumps(
+        {"device": device, "fstype": fstype, "label": label, "uuid": fs_uuid}) + "\n", 0o600)
+    if fstype == "ext4":
+        argv = ["mkfs.ext4", "-q", "-L", label, "-U", fs_uuid] + (["-F"] if force else [])
+    else:
+        argv = ["mkfs.xfs", "-q", "-L", label, "-m", f"uuid={fs_uuid}"] + (["-f"] if force else [])
+    subp.run(argv + [device], timeout=3600)
+    got = blockdev.probe(device)
+    if got.get("TYPE") != fstype or got.get("UUID") != fs_uuid:
+        raise BingoHostError(f"mkfs of {device} finished but blkid finds {describe_probe(got)}")
+    os.sync()
+    _clear_marker()
+
+
+# -- converge ------------------------------------------------------------------------------
+
+def _systemd_running() -> bool:
+    return os.path.isdir("/run/systemd/system")
+
+
+def converge(ctx) -> str | None:
+    cfg = ctx.cfg
+    if not cfg.database.local:
+        return "external database: no data volume"
+    vol = cfg.volume
+    mp = vol.mountpoint
+    device = blockdev.wait_for_device(vol.device, timeout=DEVICE_WAIT)
+    found = blockdev.probe(device)
+    lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
+    marker = read_marker()
+    d = decide(device, found, lvs, vol.filesystem, vol.label, marker)
+    if d.action == "refuse":
+        raise BingoHostError(d.reason)
+
+    planned = False  # in a dry run, the filesystem does not exist yet
+    fs_dev = device
+    if d.action == "format":
+        fstype, fs_uuid = vol.filesystem, str(uuidlib.uuid4())
+        force = bool(found)  # only ever our own interrupted mkfs (see decide)
+        ctx.change(f"create {fstype} labelled {vol.label} on {device} ({d.reason})",
+                   lambda: mkfs(device, fstype, vol.label, fs_uuid, force))
+        planned = ctx.dry_run
+    elif d.action == "lvm":
+        fs_dev = d.lv_path
+        if not os.path.exists(fs_dev):
+            ctx.change(f"activate LVM volume group {LEGACY_VG} ({d.reason})",
+                       lambda: subp.run(["vgchange", "-ay", LEGACY_VG], timeout=120))
+        if ctx.dry_run and not os.path.exists(fs_dev):
+            planned, fstype, fs_uuid = True, "?", "?"
+        else:
+            lv_found = blockdev.probe(fs_dev)
+            fstype, fs_uuid = lv_found.get("TYPE"), lv_found.get("UUID")
+            if fstype not in FILESYSTEMS or not fs_uuid:
+                raise BingoHostError(
+                    f"legacy LVM volume {fs_dev} on {device} holds {describe_probe(lv_found)}, "
+                    f"not an ext4 or xfs filesystem; bingo-host will not touch it")
+            fs_dev = os.path.realpath(fs_dev)
+    else:
+        fstype, fs_uuid = d.fstype, d.uuid
+    if d.action != "format" and marker and not ctx.dry_run:
+        _clear_marker()  # stale: that mkfs finished or the device is not the one formatted
+
+    spec_uuid = "<new UUID>" if planned else fs_uuid
+    line = fstab.format_line(f"UUID={spec_uuid}", mp, fstype, MOUNT_OPTIONS, 0, 2)
+    if fstab.apply(ctx, lambda text: fstab.set_line(text, line),
+                   f"mount UUID={spec_uuid} ({fstype}) at {mp}") and _systemd_running():
+        ctx.change("reload systemd (fstab changed)",
+                   lambda: subp.run(["systemctl", "daemon-reload"], timeout=120))
+
+    current = blockdev.mounted_at(mp)
+    if current is not None and (planned or current.major_minor != blockdev.dev_numbers(fs_dev)):
+        raise BingoHostError(
+            f"{mp} already has {current.source} ({current.fstype}) mounted on it, not the data "
+            f"volume {fs_dev}; unmount it (and remove it from /etc/fstab) and rerun")
+    if current is None:
+        # Mounting hides what is in the directory (e.g. the datadir Debian's mariadb-server
+        # package initialised in the packages step) without touching it: say so, go on.
+        hidden = len(os.listdir(mp)) if os.path.isdir(mp) else 0
+        note = f" (hides {hidden} existing entries of the root filesystem's {mp})" if hidden else ""
+        ctx.change(f"mount {mp}{note}", lambda: _mount(mp, fs_dev))
+    mounted = current is not None or not ctx.dry_run
+    if mounted:
+        _grow(ctx, fs_dev, fstype, mp)
+    legacy = mounted and is_legacy_datadir(mp)
+    ctx.notes["datadir_legacy"] = legacy
+    ctx.notes["datadir"] = mp if legacy else os.path.join(mp, "data")
+    ctx.notes["data_volume"] = {"device": fs_dev, "fstype": fstype, "uuid": fs_uuid,
+                                "mountpoint": mp}
+    return f"{fstype} {vol.label} (UUID {fs_uuid}) on {fs_dev} mounted at {mp}"
+
+
+def _mount(mp: str, fs_dev: str) -> None:
+    os.makedirs(mp, mode=0o755, exist_ok=True)
+    # Not 'systemctl start <unit>.mount': without udev (containers, the test host) systemd
+    # never sees the .device unit and that job would wait for it forever. mount(8) uses fstab.
+    subp.run(["mount", mp], timeout=120)
+    m = blockdev.mounted_at(mp)
+    if m is None or m.major_minor != blockdev.dev_numbers(fs_dev):
+        raise BingoHostError(f"mount {mp} succeeded but {fs_dev} is not mounted there")
+
+
+def _grow(ctx, fs_dev: str, fstype: str, mp: str) -> None:
+    dev_bytes = blockdev.size_bytes(fs_dev)
+    if fstype == "ext4":
+        fs_bytes = blockdev.parse_dumpe2fs(subp.run(["dumpe2fs", "-h", fs_dev], timeout=60).stdout)
+        grow = ["resize2fs", fs_dev]
+    else:
+        fs_bytes = blockdev.parse_xfs_info(subp.run(["xfs_info", mp], timeout=60).stdout)
+        grow = ["xfs_growfs", mp]
+    if blockdev.needs_grow(dev_bytes, fs_bytes):
+        ctx.change(f"grow {fstype} on {fs_dev} from {fs_bytes >> 20} MiB to {dev_bytes >> 20} MiB",
+                   lambda: subp.run(grow, timeout=3600))
