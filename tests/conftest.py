@@ -1,0 +1,105 @@
+"""Shared fixtures: the bingo-host wheel, and systemd test hosts bootstrapped with it.
+
+Only one test host can run on the machine at a time, so hosts come from one pool: the
+bootstrapped host is booted once per session and shared by every test that does not need a
+fresh root; `host_pool.fresh()` shuts the shared one down first (it is rebuilt on next use).
+"""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.harness.fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = "/usr/local/bin/bingo-host"
+CONFIG = "/etc/bingo-host/config.yaml"
+
+
+def test_config(device: str, extra: str = "") -> str:
+    return (f"volume: {{device: {device}}}\n"
+            "swap: {size: 32M}\n"
+            "app: {processes: 2}\n" + extra)
+
+
+@dataclass
+class Bootstrapped:
+    host: object
+    volume: object
+    first: subprocess.CompletedProcess
+    first_seconds: float
+
+    def bingo(self, *args, check=False, timeout=1800):
+        return self.host.run([BIN, *args], check=check, timeout=timeout)
+
+
+class HostPool:
+    def __init__(self, wheel: Path):
+        self.wheel = wheel
+        self._shared: Bootstrapped | None = None
+
+    def _boot(self):
+        from tests.harness import TestHost
+
+        host = TestHost.boot()
+        try:
+            host.install_wheel(self.wheel)
+        except BaseException:
+            host.shutdown()
+            raise
+        return host
+
+    def bootstrapped(self) -> Bootstrapped:
+        if self._shared is None:
+            host = self._boot()
+            try:
+                volume = host.attach_volume(size_mb=512)
+                host.put_file(CONFIG, test_config(volume.device), mode=0o600)
+                start = time.monotonic()
+                first = host.run([BIN, "bootstrap"], check=False, timeout=1800)
+                self._shared = Bootstrapped(host, volume, first, time.monotonic() - start)
+            except BaseException:
+                host.shutdown()
+                raise
+        return self._shared
+
+    def fresh(self):
+        """A new test host with bingo-host installed and nothing else; the caller shuts it down."""
+        self.close()
+        return self._boot()
+
+    def close(self):
+        if self._shared is not None:
+            self._shared.host.shutdown()
+            self._shared = None
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+                   check=True)
+    return Path(glob.glob(str(out / "bingo_host-*.whl"))[0])
+
+
+@pytest.fixture(scope="session")
+def host_pool(wheel):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("systemd test hosts need root")
+    pool = HostPool(wheel)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def bootstrapped(host_pool) -> Bootstrapped:
+    return host_pool.bootstrapped()

@@ -1,0 +1,153 @@
+"""`bingo-host bootstrap` on a real systemd test host, asserted with testinfra."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import CONFIG, test_config
+
+
+@pytest.fixture
+def ti(bootstrapped):
+    return bootstrapped.host.testinfra
+
+
+def test_first_bootstrap_converges(bootstrapped):
+    out = bootstrapped.first.stdout
+    assert bootstrapped.first.returncode == 0, out + bootstrapped.first.stderr
+    assert "bootstrap: converged" in out
+
+
+@pytest.mark.parametrize("service", ["nginx", "mariadb", "bingo-uwsgi", "bingo-host-snapshot.timer"])
+def test_services_active_and_enabled(ti, service):
+    svc = ti.service(service)
+    assert svc.is_running
+    assert svc.is_enabled
+
+
+def test_data_volume_mounted_by_uuid_from_fstab(bootstrapped, ti):
+    uuid = ti.run(f"blkid -s UUID -o value {bootstrapped.volume.device}").stdout.strip()
+    label = ti.run(f"blkid -s LABEL -o value {bootstrapped.volume.device}").stdout.strip()
+    assert uuid and label == "bingo-db"
+    fstab = ti.file("/etc/fstab").content_string
+    line = next(ln for ln in fstab.splitlines() if "/var/lib/mysql" in ln)
+    assert line.startswith(f"UUID={uuid} /var/lib/mysql ext4 ")
+    assert "nofail" in line and "# bingo-host" in line
+    mount = ti.mount_point("/var/lib/mysql")
+    assert mount.exists and mount.filesystem == "ext4"
+    assert mount.device == bootstrapped.volume.device
+
+
+def test_mariadb_datadir_is_on_the_volume(ti):
+    datadir = ti.run("mariadb -N -B -e 'SELECT @@datadir'").stdout.strip()
+    assert datadir.rstrip("/") == "/var/lib/mysql/data"
+    assert ti.file("/var/lib/mysql/data/mysql").is_directory
+    assert ti.run("mariadb -N -B -e 'SELECT @@bind_address'").stdout.strip() == "127.0.0.1"
+
+
+def test_swap_is_on(ti):
+    swaps = ti.file("/proc/swaps").content_string
+    assert "/swapfile" in swaps
+    assert ti.file("/swapfile").mode == 0o600
+    assert any(ln.startswith("/swapfile ") and "swap" in ln for ln in ti.file("/etc/fstab").content_string.splitlines())
+
+
+def test_passwords_are_private_and_never_on_a_command_line(ti):
+    for path in ("/etc/bingo-host/db-password", "/etc/bingo-host/db-backup-password"):
+        f = ti.file(path)
+        assert f.mode == 0o600 and f.user == "root"
+    ini = ti.file("/var/www/music-bingo/shared/bingo.ini")
+    assert ini.mode == 0o640 and ini.user == "music-bingo"
+    password = ti.file("/etc/bingo-host/db-password").content_string.strip()
+    assert f"passwd = {password}" in ini.content_string
+    journal = ti.run("journalctl --no-pager -o cat").stdout
+    assert password not in journal
+
+
+def app_sql(ti, sql, database="bingo"):
+    password = ti.file("/etc/bingo-host/db-password").content_string.strip()
+    cmd = ti.run("MYSQL_PWD=%s mariadb -u bingoapp -N -B %s -e %s", password, database, sql)
+    return cmd
+
+
+def test_app_user_reaches_its_database_and_nothing_else(ti):
+    ok = app_sql(ti, "CREATE TABLE IF NOT EXISTS probe (id INT); SELECT COUNT(*) FROM probe")
+    assert ok.rc == 0, ok.stderr
+    assert app_sql(ti, "SELECT COUNT(*) FROM mysql.user").rc != 0
+    assert app_sql(ti, "CREATE DATABASE other").rc != 0
+    grants = app_sql(ti, "SHOW GRANTS").stdout
+    assert "ALL PRIVILEGES ON `bingo`.*" in grants and "ON *.*" in grants  # USAGE only
+    assert re.search(r"GRANT (?!USAGE)\S.* ON \*\.\*", grants) is None
+
+
+def test_root_uses_the_unix_socket_only(ti):
+    assert ti.run("mariadb -N -B -e 'SELECT 1'").stdout.strip() == "1"  # OS root, no password
+    assert ti.run("mariadb -u root -h 127.0.0.1 --password=guess -e 'SELECT 1'").rc != 0
+    assert ti.run("su -s /bin/sh nobody -c \"mariadb -u root -e 'SELECT 1'\"").rc != 0
+
+
+def test_placeholder_page_served_through_nginx(ti):
+    page = ti.run("curl -s -i http://127.0.0.1/")
+    assert "200 OK" in page.stdout
+    assert "no release has been deployed yet" in page.stdout
+    assert "X-Content-Type-Options: nosniff" in page.stdout
+    assert not ti.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_second_bootstrap_changes_nothing(bootstrapped):
+    again = bootstrapped.bingo("bootstrap")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already converged, nothing changed" in again.stdout
+    assert " changed " not in again.stdout
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(bootstrapped, ti):
+    host = bootstrapped.host
+    site = "/etc/nginx/conf.d/music-bingo.conf"
+    before = ti.file(site).sha256sum
+    host.put_file("/tmp/dry.yaml", test_config(bootstrapped.volume.device,
+                                               "musicbingo: {columns: 6}\nsnapshots: {enabled: false}\n"))
+    plan = bootstrapped.bingo("--config", "/tmp/dry.yaml", "--dry-run", "bootstrap")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "would change" in plan.stdout and "disable --now bingo-host-snapshot.timer" in plan.stdout
+    assert "update /var/www/music-bingo/shared/bingo.ini" in plan.stdout
+    assert ti.file(site).sha256sum == before
+    assert "columns = 5" in ti.file("/var/www/music-bingo/shared/bingo.ini").content_string
+    assert ti.service("bingo-host-snapshot.timer").is_enabled
+
+
+def test_bad_config_exits_2_and_changes_nothing(bootstrapped, ti):
+    bootstrapped.host.put_file("/tmp/bad.yaml", "database: {name: 'bingo; DROP DATABASE bingo'}\n")
+    before = ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum
+    result = bootstrapped.bingo("--config", "/tmp/bad.yaml", "bootstrap")
+    assert result.returncode == 2
+    assert "database.name: only letters, digits and _ are allowed" in result.stderr
+    assert ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum == before
+
+
+def test_conflicting_nginx_site_leaves_the_old_config_serving(bootstrapped, ti):
+    host = bootstrapped.host
+    site = "/etc/nginx/conf.d/music-bingo.conf"
+    before = ti.file(site).content_string
+    # Another site claims to be the default server too: nginx -t fails on any new config.
+    host.put_file("/etc/nginx/conf.d/intruder.conf",
+                  "server { listen 80 default_server; server_name _; return 418; }\n")
+    try:
+        host.put_file(CONFIG, test_config(bootstrapped.volume.device,
+                                          "app: {processes: 2, server_name: bingo.example.com}\n"), mode=0o600)
+        result = bootstrapped.bingo("bootstrap")
+        assert result.returncode == 1
+        assert "nginx" in result.stdout and "FAILED" in result.stdout
+        assert "duplicate default server" in result.stdout + result.stderr
+        assert ti.file(site).content_string == before  # restored
+        assert ti.service("nginx").is_running
+        page = ti.run("curl -s http://127.0.0.1/")
+        assert "no release has been deployed yet" in page.stdout  # the old config still serves
+    finally:
+        host.run(["rm", "-f", "/etc/nginx/conf.d/intruder.conf"])
+        host.put_file(CONFIG, test_config(bootstrapped.volume.device), mode=0o600)
+    healed = bootstrapped.bingo("bootstrap")
+    assert healed.returncode == 0, healed.stdout
+    assert "already converged" in healed.stdout
