@@ -45,10 +45,19 @@ class HostPool:
         self.wheel = wheel
         self._shared: Bootstrapped | None = None
 
-    def _boot(self):
-        from tests.harness import TestHost
+    def _boot(self, wait: float = 1800):
+        """Boot a host; while another process's test host runs (one per machine), wait for it."""
+        from tests.harness import HarnessError, TestHost
 
-        host = TestHost.boot()
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                host = TestHost.boot()
+                break
+            except HarnessError as exc:
+                if "another bingo-host test host" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(5)
         try:
             host.install_wheel(self.wheel)
         except BaseException:
