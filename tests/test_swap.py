@@ -45,3 +45,67 @@ def test_filesystems_that_cannot_hold_swap(fstype):
 def test_ext4_and_xfs_can_hold_swap():
     for fstype in ("ext4", "xfs"):
         swap.check_filesystem("/swapfile", blockdev.parse_mountinfo(f"1 0 254:1 / / rw - {fstype} /dev/vda rw\n"))
+
+
+# ---------------------------------------------------------------- real: systemd test host
+# Swap turned on inside the test host is the whole machine's swap: small sizes, and every
+# test swaps off in its teardown (the harness also does at shutdown).
+
+from tests.test_volume import run_step, vhost  # noqa: E402,F401  (module-scoped host fixture)
+
+
+@pytest.fixture
+def swaphost(vhost):
+    yield vhost
+    vhost.run_shell("swapoff /swapfile 2>/dev/null; rm -f /swapfile; "
+                    "sed -i '\\#^/swapfile .*# bingo-host$#d' /etc/fstab", check=False)
+
+
+def _state(host):
+    swaps = swap.parse_proc_swaps(host.read_file("/proc/swaps"))
+    st = host.run(["stat", "-c", "%s %a", "/swapfile"], check=False).stdout.split()
+    lines = [l for l in host.read_file("/etc/fstab").splitlines() if l.startswith("/swapfile ")]
+    return swaps.get("/swapfile"), st, lines
+
+
+def test_swap_create_rerun_resize_remove(swaphost):
+    host = swaphost
+    first = run_step(host, "swap", swap=32)
+    assert first["error"] is None, first["error"]
+    active, st, lines = _state(host)
+    assert active is not None and st == [str(32 << 20), "600"]
+    assert lines == ["/swapfile none swap sw,nofail 0 0 # bingo-host"]
+    again = run_step(host, "swap", swap=32)
+    assert again["changes"] == [] and again["reason"] == "32 MiB swap file /swapfile active"
+    bigger = run_step(host, "swap", swap=48)
+    assert bigger["error"] is None and any(c.startswith("swapoff") for c in bigger["changes"])
+    active, st, lines = _state(host)
+    assert active is not None and st == [str(48 << 20), "600"] and len(lines) == 1
+    off = run_step(host, "swap", swap=0)
+    assert off["error"] is None
+    assert _state(host) == (None, [], [])
+    assert run_step(host, "swap", swap=0)["changes"] == []
+    print(f"TIMING swap create {first['seconds']:.2f}s, rerun {again['seconds']:.2f}s, "
+          f"resize {bigger['seconds']:.2f}s, remove {off['seconds']:.2f}s")
+
+
+def test_swap_repairs_inactive_or_mangled_file(swaphost):
+    host = swaphost
+    assert run_step(host, "swap", swap=32)["error"] is None
+    host.run(["swapoff", "/swapfile"])
+    out = run_step(host, "swap", swap=32)
+    assert out["changes"] == ["swapon /swapfile"]
+    host.run_shell("swapoff /swapfile && dd if=/dev/zero of=/swapfile bs=4096 count=1 conv=notrunc status=none")
+    out = run_step(host, "swap", swap=32)
+    assert any(c.startswith("create a 32 MiB swap file") for c in out["changes"]), out["changes"]
+    assert _state(host)[0] is not None
+
+
+def test_foreign_swapfile_fstab_line_is_refused(swaphost):
+    host = swaphost
+    host.run_shell("echo '/swapfile swap swap defaults 0 0' >> /etc/fstab")
+    try:
+        out = run_step(host, "swap", swap=32)
+        assert out["error"] and "not bingo-host's" in out["error"]
+    finally:
+        host.run_shell("sed -i '\\#^/swapfile swap swap defaults 0 0$#d' /etc/fstab")

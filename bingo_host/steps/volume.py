@@ -16,7 +16,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 
 from .. import blockdev, files, fstab, layout, subp
-from ..errors import BingoHostError
+from ..errors import BingoHostError, CommandError
 
 NAME = "volume"
 
@@ -227,6 +227,15 @@ def _grow(ctx, fs_dev: str, fstype: str, mp: str) -> None:
     else:
         fs_bytes = blockdev.parse_xfs_info(subp.run(["xfs_info", mp], timeout=60).stdout)
         grow = ["xfs_growfs", mp]
-    if blockdev.needs_grow(dev_bytes, fs_bytes):
-        ctx.change(f"grow {fstype} on {fs_dev} from {fs_bytes >> 20} MiB to {dev_bytes >> 20} MiB",
-                   lambda: subp.run(grow, timeout=3600))
+    if not blockdev.needs_grow(dev_bytes, fs_bytes):
+        return
+    what = f"grow {fstype} on {fs_dev} from {fs_bytes >> 20} MiB to {dev_bytes >> 20} MiB"
+
+    def do_grow():
+        try:
+            subp.run(grow, timeout=3600)
+        except CommandError as exc:  # e.g. online ext4 resize without CAP_SYS_RESOURCE
+            raise BingoHostError(f"could not {what} (online, mounted at {mp}): {exc}; the "
+                                 f"filesystem is unchanged and still mounted") from exc
+
+    ctx.change(what, do_grow)
