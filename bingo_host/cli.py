@@ -113,5 +113,49 @@ def bootstrap(opts: Options):
     sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
 
 
+@main.command()
+@click.option("--dry-run", "local_dry_run", is_flag=True,
+              help="Show which volumes would be snapshotted and which snapshots deleted.")
+@click.option("--list", "list_only", is_flag=True, help="List this instance's snapshots.")
+@click.option("--socket", "socket_path", metavar="PATH",
+              help="MariaDB unix socket (default: the platform's).")
+@click.option("--state-file", metavar="PATH",
+              help="Where the run's result is saved as JSON for `status` "
+                   "[default: /var/lib/bingo-host/last-snapshot.json].")
+@click.option("--password-file", metavar="PATH",
+              help="The backup database user's password file "
+                   "[default: /etc/bingo-host/db-backup-password].")
+@click.option("--freeze-timeout", type=click.FloatRange(1, 120), default=25, show_default=True,
+              help="Seconds the data mount may stay frozen before the watchdog kills the run "
+                   "and thaws it.")
+@click.pass_obj
+def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, password_file,
+             freeze_timeout):
+    """Consistent EBS snapshots of this instance's volumes, then retention (snapshots.keep)."""
+    import dataclasses
+
+    from . import layout, platforms
+    from . import snapshot as snap
+
+    if list_only:
+        rows = snap.list_snapshots()
+        click.echo(snap.format_table(rows) if rows else "no snapshots of this instance's volumes")
+        return
+    cfg = opts.load_config()
+    dry_run = opts.dry_run or local_dry_run
+    if not cfg.snapshots.enabled and not dry_run:
+        click.echo("snapshots.enabled is false in the config: nothing to do")
+        return
+    platform = platforms.get(cfg.platform)
+    if socket_path:
+        platform = dataclasses.replace(platform, mariadb_socket=socket_path)
+    result = snap.take_snapshots(cfg, platform, dry_run=dry_run,
+                                 state_file=state_file or snap.STATE_FILE,
+                                 password_file=password_file or layout.BACKUP_PASSWORD_FILE,
+                                 freeze_timeout=freeze_timeout, echo=click.echo)
+    if not dry_run:
+        click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,206 @@
+"""Freezing the data filesystem, and the watchdog that always thaws it.
+
+``fsfreeze -f`` stops every write to a filesystem until ``fsfreeze -u``. If the process that
+froze it dies (SIGKILL runs no ``finally``) or hangs, MariaDB and everything else writing to the
+volume would hang with it. So before freezing, :class:`Watchdog` starts a separate process
+(``python -m bingo_host.freeze --watch``, a fresh interpreter in its own session, holding none
+of the parent's file descriptors, so not its database connection) that talks to the parent
+over a pipe on its stdin:
+
+* ``arm`` (sent before ``fsfreeze -f``): from now on the filesystem may be frozen.
+* ``disarm`` (sent after a successful ``fsfreeze -u``).
+* end of file, or the parent's pidfd becoming readable: the parent is gone. If armed, the
+  watchdog thaws at once.
+* armed for longer than the timeout: the parent hangs while frozen. The watchdog SIGKILLs it
+  (so its database session closes and MariaDB drops the backup lock), then thaws.
+
+The watchdog ignores SIGTERM/SIGINT/SIGHUP, so stopping the unit (SIGTERM to every process of
+the cgroup) still lets it see the parent go and thaw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import subp
+from .errors import BingoHostError
+
+log = logging.getLogger(__name__)
+
+FREEZE_TIMEOUT = 25.0  # seconds frozen before the watchdog kills the snapshot and thaws
+FSFREEZE_TIMEOUT = 20.0  # one fsfreeze command (-f flushes the filesystem first)
+
+
+class FreezeError(BingoHostError):
+    pass
+
+
+def check_freezable(mountpoint: str) -> None:
+    """Refuse anything but a mount point of its own that is not the root filesystem.
+
+    fsfreeze freezes the filesystem *containing* its argument: on a plain directory under /
+    it would freeze /.
+    """
+    path = Path(mountpoint)
+    if not path.is_dir():
+        raise FreezeError(f"{mountpoint}: not a directory: is the data volume mounted?")
+    if not os.path.ismount(path):
+        raise FreezeError(f"{mountpoint} is not a mount point: the data volume is not mounted "
+                          "there, and freezing it would freeze the filesystem under it")
+    if path.resolve() == Path("/") or os.stat(path).st_dev == os.stat("/").st_dev:
+        raise FreezeError(f"{mountpoint} is on the root filesystem: refusing to freeze /")
+
+
+def freeze(mountpoint: str) -> None:
+    subp.run(["fsfreeze", "--freeze", mountpoint], timeout=FSFREEZE_TIMEOUT)
+
+
+def thaw(mountpoint: str, *, missing_ok: bool = False) -> bool:
+    """Thaw mountpoint; with missing_ok, 'not frozen' (exit 1, EINVAL) is no error.
+
+    Returns True when this call thawed it.
+    """
+    result = subp.run(["fsfreeze", "--unfreeze", mountpoint], timeout=FSFREEZE_TIMEOUT,
+                      rcs=(0, 1) if missing_ok else (0,))
+    return result.ok
+
+
+class Watchdog:
+    """The parent's side of the watchdog process (see the module docstring)."""
+
+    def __init__(self, mountpoint: str, timeout: float = FREEZE_TIMEOUT):
+        self.mountpoint = mountpoint
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, ready_timeout: float = 15.0) -> "Watchdog":
+        pkg_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        # Popen, not subp.run: this is a helper that lives as long as the snapshot, not a
+        # command we wait for. close_fds keeps the database socket out of it.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bingo_host.freeze", "--watch", str(os.getpid()),
+             self.mountpoint, f"{self.timeout:g}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            start_new_session=True, env=env)
+        ready, _, _ = select.select([self.proc.stdout], [], [], ready_timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if line.strip() != b"ready":
+            self.proc.kill()
+            self.proc.wait()
+            raise FreezeError("the freeze watchdog did not start; not freezing without it")
+        log.debug("freeze watchdog pid %d watching %s (timeout %g s)",
+                  self.proc.pid, self.mountpoint, self.timeout)
+        return self
+
+    def _send(self, word: str) -> None:
+        assert self.proc and self.proc.stdin
+        try:
+            self.proc.stdin.write(word.encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise FreezeError("the freeze watchdog died; not freezing without it") from None
+
+    def arm(self) -> None:
+        if self.proc.poll() is not None:
+            raise FreezeError("the freeze watchdog died; not freezing without it")
+        self._send("arm")
+
+    def disarm(self) -> None:
+        self._send("disarm")
+
+    def stop(self) -> int | None:
+        """Close the pipe (the watchdog exits; it thaws first if still armed)."""
+        if not self.proc:
+            return None
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            return self.proc.wait(timeout=FSFREEZE_TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            log.warning("freeze watchdog pid %d did not exit; leaving it", self.proc.pid)
+            return None
+        finally:
+            if self.proc.stdout:
+                self.proc.stdout.close()
+
+
+# -- the watchdog process --
+
+def _say(msg: str) -> None:
+    print(f"bingo-host freeze watchdog: {msg}", file=sys.stderr, flush=True)
+
+
+def _thaw_quietly(mountpoint: str) -> None:
+    try:
+        if thaw(mountpoint, missing_ok=True):
+            _say(f"thawed {mountpoint}")
+    except BingoHostError as exc:
+        _say(f"could not thaw {mountpoint}: {exc}")
+
+
+def watch(parent_pid: int, mountpoint: str, timeout: float) -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        pidfd = os.pidfd_open(parent_pid)
+    except (AttributeError, OSError):
+        pidfd = None  # the pipe alone still tells
+    if os.getppid() != parent_pid:
+        return 1  # the parent is already gone (and we may hold a reused pid)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    armed_at: float | None = None
+    watched = [0] + ([pidfd] if pidfd is not None else [])
+    while True:
+        left = None if armed_at is None else armed_at + timeout - time.monotonic()
+        if left is not None and left <= 0:
+            _say(f"parent pid {parent_pid} still frozen after {timeout:g} s: killing it and "
+                 f"thawing {mountpoint}")
+            try:
+                if pidfd is not None:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                else:
+                    os.kill(parent_pid, signal.SIGKILL)
+            except (ProcessLookupError, OSError):
+                pass
+            _thaw_quietly(mountpoint)
+            return 3
+        ready, _, _ = select.select(watched, [], [], left)
+        gone = pidfd is not None and pidfd in ready
+        data = os.read(0, 4096) if 0 in ready else b""
+        for word in data.split():
+            if word == b"arm":
+                armed_at = time.monotonic()
+            elif word == b"disarm":
+                armed_at = None
+        if (0 in ready and not data) or gone:
+            if armed_at is not None:
+                _say(f"parent pid {parent_pid} exited while {mountpoint} may be frozen: thawing")
+                _thaw_quietly(mountpoint)
+                return 2
+            return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bingo_host.freeze")
+    parser.add_argument("--watch", type=int, required=True, metavar="PARENT_PID")
+    parser.add_argument("mountpoint")
+    parser.add_argument("timeout", type=float)
+    args = parser.parse_args(argv)
+    return watch(args.watch, args.mountpoint, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

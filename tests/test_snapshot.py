@@ -1,0 +1,457 @@
+"""bingo-host snapshot against real parts: moto_server (through a loopback proxy), an IMDSv2
+test server, and a real MariaDB whose datadir is on a real ext4 loop volume that really gets
+frozen. Nothing is mocked inside bingo_host; nothing is sent beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bingo_host import platforms
+from bingo_host import snapshot as snap
+from bingo_host.config import load_config_text
+from bingo_host.freeze import FreezeError, check_freezable
+from tests.aws_servers import free_port
+
+pytest_plugins = ["tests.aws_servers"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- helpers --
+
+def make_config(db, *, local=True, keep=3):
+    host = "localhost" if local else "db.internal.example.com"
+    return load_config_text(f"""
+platform: debian12
+database: {{host: {host}}}
+volume: {{device: /dev/sdf, mountpoint: {db.mountpoint}}}
+snapshots: {{keep: {keep}}}
+""")
+
+
+def make_platform(db):
+    return dataclasses.replace(platforms.PLATFORMS["debian12"], mariadb_socket=db.socket)
+
+
+def write_config(tmp_path, db, **kwargs) -> Path:
+    local = kwargs.get("local", True)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"""
+platform: debian12
+database: {{host: {"localhost" if local else "db.internal.example.com"}}}
+volume: {{device: /dev/sdf, mountpoint: {db.mountpoint}}}
+snapshots: {{keep: {kwargs.get("keep", 3)}}}
+""")
+    return path
+
+
+def cli(tmp_path, db, *args, config=None):
+    """argv for the real CLI in a subprocess."""
+    config = config or write_config(tmp_path, db)
+    return [sys.executable, "-m", "bingo_host", "--config", str(config), "snapshot",
+            "--socket", db.socket, "--state-file", str(tmp_path / "last-snapshot.json"),
+            "--password-file", str(db.password_file), *args]
+
+
+def run_cli(tmp_path, db, *args, timeout=120, config=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(cli(tmp_path, db, *args, config=config), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+class Probe(threading.Thread):
+    """Runs fn in a thread and records when it finished (or its exception)."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.done_at, self.error = fn, None, None
+
+    def run(self):
+        try:
+            self.fn()
+        except Exception as exc:  # reported by the test
+            self.error = exc
+        self.done_at = time.time()
+
+
+def file_write(path: Path):
+    def write():
+        with open(path, "w") as f:
+            f.write(f"{time.time()}\n")
+            f.flush()
+            os.fsync(f.fileno())
+    return write
+
+
+def db_insert(db, note: str):
+    def insert():
+        conn = db.admin()
+        try:
+            conn.cursor().execute("INSERT INTO writes (note, at) VALUES (%s, %s)",
+                                  (note, time.time()))
+        finally:
+            conn.close()
+    return insert
+
+
+def assert_writable_and_unlocked(db, tmp_path, within: float = 5.0):
+    """The data mount accepts writes and MariaDB commits, both within `within` seconds."""
+    w = Probe(file_write(db.mountpoint / "probe.txt"))
+    i = Probe(db_insert(db, "after"))
+    w.start()
+    i.start()
+    w.join(within)
+    i.join(within)
+    assert w.done_at and not w.error, "data mount still frozen"
+    assert i.done_at and not i.error, f"database still locked ({i.error})"
+    # and `fsfreeze -u` says it is not frozen
+    thaw = subprocess.run(["fsfreeze", "--unfreeze", str(db.mountpoint)], capture_output=True)
+    assert thaw.returncode == 1
+
+
+def snapshots_of(inst, volume_id):
+    ec2 = inst.client()
+    return ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": "volume-id", "Values": [volume_id]}])["Snapshots"]
+
+
+@pytest.fixture
+def db(loop_mariadb):
+    yield loop_mariadb
+    loop_mariadb.thaw()  # never leave it frozen for the next test, whatever happened
+
+
+# -- the consistent path --
+
+def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
+        db, ec2_instance, ec2_proxy, tmp_path):
+    import boto3
+
+    session = boto3.session.Session()
+    seen = {}
+
+    def before_create(params, **kwargs):
+        seen.setdefault("volumes", []).append(params["body"].get("VolumeId"))
+        if "t_request" in seen:
+            return  # the root volume's, after the unlock
+        seen["t_request"] = time.time()
+        # Issued now, during the snapshot: a commit and a write to the data mount.
+        seen["insert"] = Probe(db_insert(db, "during"))
+        seen["write"] = Probe(file_write(db.mountpoint / "during.txt"))
+        seen["insert"].start()
+        seen["write"].start()
+        # / is never frozen: a write there completes at once.
+        root_write = Probe(file_write(tmp_path / "root-probe.txt"))
+        root_write.start()
+        root_write.join(5)
+        seen["root_ok"] = (root_write.done_at is not None
+                           and os.stat(tmp_path).st_dev == os.stat("/").st_dev)
+        seen["insert"].join(0.7)
+        seen["write"].join(0.3)
+        seen["insert_blocked"] = seen["insert"].done_at is None
+        seen["write_blocked"] = seen["write"].done_at is None
+
+    def after_create(**kwargs):
+        seen.setdefault("t_returned", time.time())
+
+    session.events.register("before-call.ec2.CreateSnapshot", before_create)
+    session.events.register("after-call.ec2.CreateSnapshot", after_create)
+    state = tmp_path / "state" / "last-snapshot.json"
+    result = snap.take_snapshots(make_config(db), make_platform(db), state_file=state,
+                                 password_file=db.password_file, session=session)
+
+    seen["insert"].join(10)
+    seen["write"].join(10)
+    assert seen["root_ok"]
+    assert seen["insert"].error is None and seen["write"].error is None
+    assert seen["insert_blocked"], "a commit went through while the backup lock was held"
+    assert seen["write_blocked"], "the data mount was not frozen during CreateSnapshot"
+    assert seen["insert"].error is None and seen["write"].error is None
+    # ordering: the commit and the write landed only after CreateSnapshot had returned
+    assert seen["insert"].done_at > seen["t_returned"] > seen["t_request"]
+    assert seen["write"].done_at > seen["t_returned"]
+    conn = db.admin()
+    with conn.cursor() as cur:
+        cur.execute("SELECT at FROM writes WHERE note='during' ORDER BY id DESC LIMIT 1")
+        (committed_at,) = cur.fetchone()
+    conn.close()
+    assert committed_at > seen["t_request"] - 1
+    # moto saw exactly one CreateSnapshot per volume, the data volume first
+    creates = [t for t, action in ec2_proxy.calls if action == "CreateSnapshot"]
+    assert len(creates) == 2 and creates[0] <= seen["t_returned"]
+    assert seen["volumes"] == [ec2_instance.data_volume, ec2_instance.root_volume]
+
+    assert result.ok and result.lock_method == "BACKUP STAGE"
+    assert result.freeze_ms is not None and result.lock_ms >= result.freeze_ms > 0
+    by_volume = {m.volume_id: m for m in result.snapshots}
+    assert by_volume[ec2_instance.data_volume].consistency == "application"
+    assert by_volume[ec2_instance.root_volume].consistency == "crash"
+    data_snap = snapshots_of(ec2_instance, ec2_instance.data_volume)
+    assert len(data_snap) == 1
+    tags = {t["Key"]: t["Value"] for t in data_snap[0]["Tags"]}
+    assert tags == {
+        "bingo-host:managed": "true", "bingo-host:instance": ec2_instance.instance_id,
+        "bingo-host:volume": ec2_instance.data_volume, "bingo-host:device": "/dev/sdf",
+        "bingo-host:mountpoint": str(db.mountpoint),
+        "Name": f"music-bingo /dev/sdf {ec2_instance.instance_id}"}
+    saved = json.loads(state.read_text())
+    assert saved["ok"] and saved["error"] is None and saved["freeze_ms"] == result.freeze_ms
+    assert {s["snapshot_id"] for s in saved["snapshots"]} \
+        == {m.snapshot_id for m in result.snapshots}
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_cli_run_and_list(db, ec2_instance, tmp_path):
+    proc = run_cli(tmp_path, db)
+    assert proc.returncode == 0, proc.stderr
+    assert "application-consistent" in proc.stdout and "2 snapshot(s) created" in proc.stdout
+    state = json.loads((tmp_path / "last-snapshot.json").read_text())
+    assert state["ok"] and len(state["snapshots"]) == 2 and state["lock_ms"] < 5000
+
+    listing = run_cli(tmp_path, db, "--list")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["SNAPSHOT", "VOLUME", "DEVICE", "STARTED", "(UTC)", "STATE",
+                                "SIZE", "MANAGED"]
+    for made in state["snapshots"]:
+        assert any(line.startswith(made["snapshot_id"]) for line in lines[1:])
+    col = lines[0].index("VOLUME")
+    assert all(line[col:col + 4] == "vol-" for line in lines[1:])  # aligned columns
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_dry_run_changes_nothing(db, ec2_instance, tmp_path):
+    proc = run_cli(tmp_path, db, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "would snapshot" in proc.stdout
+    assert snapshots_of(ec2_instance, ec2_instance.data_volume) == []
+    assert not (tmp_path / "last-snapshot.json").exists()
+
+
+# -- retention and external-database mode --
+
+def test_retention_keeps_n_and_never_touches_foreign_snapshots(db, ec2_instance, tmp_path):
+    ec2 = ec2_instance.client()
+    foreign = ec2.create_snapshot(VolumeId=ec2_instance.data_volume, Description="manual")
+    foreign_tagged = ec2.create_snapshot(
+        VolumeId=ec2_instance.data_volume, TagSpecifications=[{"ResourceType": "snapshot",
+        "Tags": [{"Key": "bingo-host:managed", "Value": "false"}]}])
+    cfg = make_config(db, local=False, keep=2)  # external database: no lock, no freeze
+    runs = []
+    for i in range(4):
+        if i:
+            time.sleep(1.1)  # moto's StartTime has 1 s resolution
+        runs.append(snap.take_snapshots(cfg, make_platform(db),
+                                        state_file=tmp_path / "state.json"))
+    last = runs[-1]
+    assert last.lock_ms is None and last.freeze_ms is None
+    assert {m.consistency for m in last.snapshots} == {"crash"}
+    assert len(runs[2].deleted) == 2 and len(runs[3].deleted) == 2  # one per volume each time
+    for volume in (ec2_instance.data_volume, ec2_instance.root_volume):
+        managed = [s["SnapshotId"] for s in snapshots_of(ec2_instance, volume)
+                   if {"Key": "bingo-host:managed", "Value": "true"} in s.get("Tags", [])]
+        newest = {m.snapshot_id for r in runs[-2:] for m in r.snapshots if m.volume_id == volume}
+        assert set(managed) == newest
+    remaining = {s["SnapshotId"] for s in snapshots_of(ec2_instance, ec2_instance.data_volume)}
+    assert foreign["SnapshotId"] in remaining and foreign_tagged["SnapshotId"] in remaining
+
+
+def test_data_volume_found_by_xvd_alias(db, ec2_instance, tmp_path):
+    ec2 = ec2_instance.client()
+    ec2.detach_volume(VolumeId=ec2_instance.data_volume, InstanceId=ec2_instance.instance_id)
+    ec2.attach_volume(VolumeId=ec2_instance.data_volume, InstanceId=ec2_instance.instance_id,
+                      Device="/dev/xvdf")
+    result = snap.take_snapshots(make_config(db), make_platform(db),
+                                 state_file=tmp_path / "s.json", password_file=db.password_file)
+    data = [m for m in result.snapshots if m.volume_id == ec2_instance.data_volume]
+    assert data and data[0].consistency == "application"
+
+
+# -- the watchdog --
+
+def _wait_for(event, timeout, what):
+    assert event.wait(timeout), f"timed out waiting for {what}"
+
+
+def _start_cli_stalled(tmp_path, db, ec2_proxy, *args):
+    ec2_proxy.stall["CreateSnapshot"] = 60
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cli(tmp_path, db, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for(ec2_proxy.event("CreateSnapshot"), 30, "CreateSnapshot at the EC2 endpoint")
+    # now locked and frozen: prove it
+    insert = Probe(db_insert(db, "while-stalled"))
+    write = Probe(file_write(db.mountpoint / "while-stalled.txt"))
+    insert.start()
+    write.start()
+    insert.join(0.5)
+    write.join(0.3)
+    assert insert.done_at is None and write.done_at is None, "not locked+frozen during the stall"
+    return proc, insert, write
+
+
+def _watchdogs(mountpoint) -> list:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "bingo_host.freeze" in cmd and str(mountpoint) in cmd:
+            found.append(p)
+    return found
+
+
+def test_sigkill_while_frozen_thaws_and_unlocks(db, ec2_instance, ec2_proxy, tmp_path):
+    proc, insert, write = _start_cli_stalled(tmp_path, db, ec2_proxy)
+    t_kill = time.monotonic()
+    os.kill(proc.pid, signal.SIGKILL)  # no finally runs
+    proc.wait(10)
+    write.join(30)
+    insert.join(30)
+    elapsed = time.monotonic() - t_kill
+    assert write.done_at and insert.done_at and not insert.error, "still frozen or locked"
+    assert elapsed < 30
+    print(f"thawed and unlocked {elapsed * 1000:.0f} ms after SIGKILL")
+    assert_writable_and_unlocked(db, tmp_path)
+    deadline = time.monotonic() + 10
+    while _watchdogs(db.mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _watchdogs(db.mountpoint), "the watchdog did not exit"
+
+
+def test_hung_process_is_killed_by_watchdog(db, ec2_instance, ec2_proxy, tmp_path):
+    proc, insert, write = _start_cli_stalled(tmp_path, db, ec2_proxy, "--freeze-timeout", "2")
+    os.kill(proc.pid, signal.SIGSTOP)  # hung for good: only the watchdog can help
+    t0 = time.monotonic()
+    try:
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == -signal.SIGKILL
+    write.join(30)
+    insert.join(30)
+    assert write.done_at and insert.done_at and not insert.error
+    assert time.monotonic() - t0 < 30
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+# -- failures: clear message, non-zero exit, nothing frozen or locked --
+
+def test_imds_down(db, ec2_instance, imds_server, tmp_path):
+    imds_server.down = True
+    proc = run_cli(tmp_path, db)
+    assert proc.returncode == 1
+    assert "cannot reach the EC2 instance metadata service" in proc.stderr
+    assert json.loads((tmp_path / "last-snapshot.json").read_text())["error"]
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_ec2_endpoint_down(db, ec2_instance, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", f"http://127.0.0.1:{free_port()}")
+    proc = run_cli(tmp_path, db)
+    assert proc.returncode == 1
+    assert "DescribeVolumes failed" in proc.stderr and "127.0.0.1" in proc.stderr
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+@pytest.mark.parametrize("action,status,code,expect", [
+    ("CreateSnapshot", 500, "InternalError", "EC2 CreateSnapshot failed: InternalError"),
+    ("CreateSnapshot", 403, "UnauthorizedOperation",
+     "AWS denied CreateSnapshot (UnauthorizedOperation): the instance role needs "
+     "ec2:CreateSnapshot and ec2:CreateTags"),
+    ("DescribeVolumes", 403, "UnauthorizedOperation", "needs ec2:DescribeVolumes"),
+    ("CreateSnapshot", 503, "RequestLimitExceeded", "RequestLimitExceeded"),
+])
+def test_ec2_errors(db, ec2_instance, ec2_proxy, tmp_path, action, status, code, expect):
+    ec2_proxy.fail[action] = (status, code)
+    with pytest.raises(snap.SnapshotError) as exc:
+        snap.take_snapshots(make_config(db), make_platform(db), state_file=tmp_path / "s.json",
+                            password_file=db.password_file)
+    assert expect in str(exc.value)
+    tries = sum(1 for _, a in ec2_proxy.calls if a == action)
+    assert tries == (1 if status == 403 else 3)  # throttling and 5xx retried, denial not
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert not saved["ok"] and expect in saved["error"]
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_cli_exit_status_on_denied(db, ec2_instance, ec2_proxy, tmp_path):
+    ec2_proxy.fail["DeleteSnapshot"] = (403, "UnauthorizedOperation")
+    assert run_cli(tmp_path, db, config=write_config(tmp_path, db, keep=1)).returncode == 0
+    time.sleep(1.1)
+    proc = run_cli(tmp_path, db, config=write_config(tmp_path, db, keep=1))
+    assert proc.returncode == 1
+    assert "bingo-host: error: AWS denied DeleteSnapshot" in proc.stderr
+    assert "ec2:DeleteSnapshot" in proc.stderr
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_missing_credentials(db, ec2_instance, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    proc = run_cli(tmp_path, db)
+    assert proc.returncode == 1
+    assert "no AWS credentials" in proc.stderr and "ec2:DescribeVolumes" in proc.stderr
+
+
+def test_wrong_backup_password_fails_cleanly(db, ec2_instance, tmp_path):
+    bad = tmp_path / "pw"
+    bad.write_text("not-the-password\n")
+    with pytest.raises(snap.SnapshotError, match="cannot connect to MariaDB"):
+        snap.take_snapshots(make_config(db), make_platform(db), state_file=tmp_path / "s.json",
+                            password_file=bad)
+    assert_writable_and_unlocked(db, tmp_path)
+    assert snapshots_of(ec2_instance, ec2_instance.data_volume) == []
+
+
+def test_data_volume_not_attached(db, ec2_instance, tmp_path):
+    ec2_instance.client().detach_volume(VolumeId=ec2_instance.data_volume,
+                                        InstanceId=ec2_instance.instance_id)
+    with pytest.raises(snap.SnapshotError, match="no volume is attached .* as /dev/sdf"):
+        snap.take_snapshots(make_config(db), make_platform(db), state_file=tmp_path / "s.json",
+                            password_file=db.password_file)
+
+
+# -- small pieces --
+
+def test_device_aliases():
+    assert snap.device_key("/dev/sdf") == snap.device_key("/dev/xvdf") == "sdf"
+    assert snap.device_key("/dev/xvda1") == snap.device_key("/dev/sda1") == "sda1"
+    vols = [snap.Attached("vol-1", "/dev/xvda", 8), snap.Attached("vol-2", "/dev/xvdf", 2)]
+    assert snap.find_data_volume(vols, "/dev/sdf").volume_id == "vol-2"
+    assert snap.find_data_volume(vols, "/dev/sdg") is None
+
+
+def test_refuses_to_freeze_root(tmp_path):
+    with pytest.raises(FreezeError, match="refusing to freeze /|not a mount point"):
+        check_freezable("/")
+    with pytest.raises(FreezeError, match="not a mount point"):
+        check_freezable(str(tmp_path))
+
+
+def test_aws_actions_list_covers_every_call():
+    aws_actions = pytest.importorskip("bingo_host.aws_actions")
+    used = {f"ec2:{op}" for op in snap.OPERATIONS}
+    used |= {a for extra in snap.IMPLIED_ACTIONS.values() for a in extra}
+    assert used <= set(aws_actions.ACTIONS)
+
+
+def test_help_does_not_import_boto3():
+    code = ("import sys\nfrom bingo_host.cli import main\n"
+            "try:\n    main(['snapshot', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'boto3' not in sys.modules and 'pymysql' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr
