@@ -23,10 +23,14 @@ BIN = "/usr/local/bin/bingo-host"
 CONFIG = "/etc/bingo-host/config.yaml"
 
 
-def test_config(device: str, extra: str = "") -> str:
-    return (f"volume: {{device: {device}}}\n"
-            "swap: {size: 32M}\n"
-            "app: {processes: 2}\n" + extra)
+def host_config(device: str, **overrides: dict) -> str:
+    """The test hosts' config: the loop device as data volume, small swap; sections overridable."""
+    import yaml
+
+    data = {"volume": {"device": device}, "swap": {"size": "32M"}, "app": {"processes": 2}}
+    for section, values in overrides.items():
+        data[section] = {**data.get(section, {}), **values}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 @dataclass
@@ -70,7 +74,7 @@ class HostPool:
             host = self._boot()
             try:
                 volume = host.attach_volume(size_mb=512)
-                host.put_file(CONFIG, test_config(volume.device), mode=0o600)
+                host.put_file(CONFIG, host_config(volume.device), mode=0o600)
                 start = time.monotonic()
                 first = host.run([BIN, "bootstrap"], check=False, timeout=1800)
                 self._shared = Bootstrapped(host, volume, first, time.monotonic() - start)
