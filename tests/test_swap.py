@@ -94,7 +94,7 @@ def test_swap_repairs_inactive_or_mangled_file(swaphost):
     assert run_step(host, "swap", swap=32)["error"] is None
     host.run(["swapoff", "/swapfile"])
     out = run_step(host, "swap", swap=32)
-    assert out["changes"] == ["swapon /swapfile"]
+    assert out["changes"] == ["swapon /swapfile"], out["changes"]
     host.run_shell("swapoff /swapfile && dd if=/dev/zero of=/swapfile bs=4096 count=1 conv=notrunc status=none")
     out = run_step(host, "swap", swap=32)
     assert any(c.startswith("create a 32 MiB swap file") for c in out["changes"]), out["changes"]

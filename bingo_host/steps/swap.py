@@ -86,6 +86,13 @@ def create_and_enable(path: str, mib: int) -> None:
                 raise
 
 
+def _reload(ctx) -> None:
+    """Regenerate systemd's units from the changed fstab (only when systemd is PID 1)."""
+    if os.path.isdir("/run/systemd/system"):
+        ctx.change("reload systemd (fstab changed)",
+                   lambda: subp.run(["systemctl", "daemon-reload"], timeout=120))
+
+
 def converge(ctx) -> str | None:
     path = layout.SWAP_FILE
     want = int(ctx.cfg.swap.size)
@@ -98,7 +105,8 @@ def converge(ctx) -> str | None:
             ctx.change(f"swapoff {path}", lambda: subp.run(["swapoff", path], timeout=600))
         if exists:
             ctx.remove_file(path)
-        fstab.apply(ctx, lambda t: fstab.remove_line(t, path), f"remove the {path} line")
+        if fstab.apply(ctx, lambda t: fstab.remove_line(t, path), f"remove the {path} line"):
+            _reload(ctx)
         return "no swap file (swap.size is 0)"
 
     try:
@@ -118,7 +126,8 @@ def converge(ctx) -> str | None:
     elif st.st_mode & 0o777 != 0o600:
         ctx.change(f"chmod 600 {path}", lambda: os.chmod(path, 0o600))
 
-    fstab.apply(ctx, lambda t: fstab.set_line(t, swap_line(path)), f"set the {path} swap line")
+    if fstab.apply(ctx, lambda t: fstab.set_line(t, swap_line(path)), f"set the {path} swap line"):
+        _reload(ctx)
     if not active:
         ctx.change(f"swapon {path}", lambda: subp.run(["swapon", path], timeout=120))
     return f"{want} MiB swap file {path} active"
