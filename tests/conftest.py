@@ -116,3 +116,26 @@ def host_pool(wheel):
 @pytest.fixture
 def bootstrapped(host_pool) -> Bootstrapped:
     return host_pool.bootstrapped()
+
+
+@pytest.fixture(scope="module")
+def testhost(host_pool):
+    """A fresh (not bootstrapped) test host for one module; overrides the harness plugin's
+    session-wide one so that every host of the session comes from the one pool."""
+    host = host_pool.fresh()
+    try:
+        yield host
+    finally:
+        host.shutdown()
+
+
+# Modules that need fresh roots run first, so the shared bootstrapped host is booted once.
+FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return FRESH_HOST_MODULES.index(name) if name in FRESH_HOST_MODULES else len(FRESH_HOST_MODULES)
+
+    items.sort(key=rank)  # stable: keeps pytest's order within each group

@@ -1,0 +1,131 @@
+"""Bootstrap killed with SIGKILL at its most delicate moments, and a reattached data volume.
+
+Each case kills `bingo-host bootstrap` (and the command it was running) from a watcher inside the
+test host the instant the moment arrives, then runs bootstrap again: it must converge to the
+same host. The volume outlives the first host, as an EBS volume outlives an instance.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, CONFIG, host_config
+
+KILL_WHEN = r"""
+# Wait (busy, so the kill lands within milliseconds) for the moment, then SIGKILL bootstrap and
+# the command it runs, as a timeout or a power cut would ([/] keeps pkill off this script).
+until {probe}; do :; done
+pkill -9 -f '[{b0}]{brest} bootstrap'
+{also}
+echo killed
+"""
+
+
+def killed_bootstrap(host, probe: str, also: str = "", timeout: float = 600) -> str:
+    watcher = host.popen(["sh", "-c", KILL_WHEN.format(probe=probe, b0=BIN[0], brest=BIN[1:], also=also)])
+    run = host.popen([BIN, "bootstrap"])
+    try:
+        out, _ = watcher.communicate(timeout=timeout)
+    finally:
+        watcher.kill()
+    run.wait(timeout=60)
+    assert run.returncode == -9 or run.returncode == 137, run.returncode
+    assert "killed" in out
+    return out
+
+
+def converges(host) -> str:
+    again = host.run([BIN, "bootstrap"], check=False, timeout=1200)
+    assert again.returncode == 0, again.stdout + again.stderr
+    settled = host.run([BIN, "bootstrap"], check=False, timeout=600)
+    assert settled.returncode == 0 and "nothing changed" in settled.stdout, settled.stdout
+    return again.stdout
+
+
+@pytest.fixture(scope="module")
+def persistent_volume(tmp_path_factory):
+    """A loop device that outlives test hosts, like an EBS volume outlives an instance."""
+    backing = tmp_path_factory.mktemp("ebs") / "data.img"
+    with open(backing, "wb") as f:
+        f.truncate(1024 * 1024 * 1024)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+
+
+@pytest.fixture(scope="module")
+def first_host(host_pool, persistent_volume):
+    host = host_pool.fresh()
+    try:
+        host.put_file(CONFIG, host_config(persistent_volume), mode=0o600)
+        yield host
+    finally:
+        host.shutdown()
+
+
+def test_killed_during_mkfs_then_rerun_converges(first_host, persistent_volume):
+    killed_bootstrap(first_host, "pgrep -x mkfs.ext4 >/dev/null", also="pkill -9 -x mkfs.ext4")
+    out = converges(first_host)
+    assert "mkfs" in out or "format" in out
+    label = first_host.run(["blkid", "-s", "LABEL", "-o", "value", persistent_volume]).stdout.strip()
+    assert label == "bingo-db"
+    assert first_host.testinfra.mount_point("/var/lib/mysql").exists
+
+
+def test_killed_during_mariadb_initialisation_then_rerun_converges(first_host):
+    first_host.run(["systemctl", "stop", "mariadb"])
+    first_host.run(["sh", "-c", "mv /var/lib/mysql/data /var/lib/mysql/old-data-$(date +%s)"])
+    killed_bootstrap(first_host, "pgrep -f '[m]ariadb-install-db' >/dev/null",
+                     also="pkill -9 -f '[m]ariadb-install-db'; pkill -9 -f '[m]ariadbd.*bootstrap'")
+    assert first_host.run(["test", "-d", "/var/lib/mysql/data/mysql"], check=False).returncode != 0
+    out = converges(first_host)
+    assert "initialise a new MariaDB datadir" in out
+    assert first_host.testinfra.service("mariadb").is_running
+
+
+def nginx_workers(host) -> set[str]:
+    return set(host.run(["pgrep", "-f", "nginx: worker"], check=False).stdout.split())
+
+
+def test_killed_between_nginx_write_and_reload_then_rerun_reloads(first_host, persistent_volume):
+    site = "/etc/nginx/conf.d/music-bingo.conf"
+    workers = nginx_workers(first_host)
+    assert workers
+    first_host.put_file(CONFIG, host_config(persistent_volume, app={"server_name": "bingo.example.com"}),
+                        mode=0o600)
+    killed_bootstrap(first_host, f"grep -q bingo.example.com {site}")
+    assert nginx_workers(first_host) == workers  # killed before the reload
+    out = converges(first_host)
+    assert "reload nginx.service" in out
+    assert nginx_workers(first_host).isdisjoint(workers)  # reloaded: new workers
+    page = first_host.run(["curl", "-s", "-H", "Host: bingo.example.com", "http://127.0.0.1/"])
+    assert "no release has been deployed yet" in page.stdout
+
+
+def test_reattached_volume_keeps_every_row_on_a_fresh_root(host_pool, first_host, persistent_volume):
+    rows = [f"row-{i}" for i in range(50)]
+    first_host.run(["mariadb", "bingo", "-e",
+                    "CREATE TABLE keep (v VARCHAR(20)); INSERT INTO keep VALUES "
+                    + ",".join(f"('{r}')" for r in rows)])
+    first_host.shutdown()  # stops MariaDB cleanly and unmounts, like an instance stop
+    second = host_pool.fresh()
+    try:
+        second.put_file(CONFIG, host_config(persistent_volume), mode=0o600)
+        result = second.run([BIN, "bootstrap"], check=False, timeout=1200)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "initialise" not in result.stdout and "mkfs" not in result.stdout
+        got = second.run(["mariadb", "-N", "-B", "bingo", "-e", "SELECT v FROM keep ORDER BY v"]).stdout.split()
+        assert got == sorted(rows)
+        password = second.read_file("/etc/bingo-host/db-password").strip()
+        app = second.run(["mariadb", "-u", "bingoapp", "-N", "-B", "bingo", "-e", "SELECT COUNT(*) FROM keep"],
+                         env={"MYSQL_PWD": password}, check=False)
+        assert app.stdout.strip() == "50", app.stderr  # the new root's password works on the old data
+    finally:
+        second.shutdown()
