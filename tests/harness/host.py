@@ -209,7 +209,7 @@ def _pid_start(pid: int) -> Optional[str]:
         return None
 
 
-def _kill_nsenters(systemd_pid: int) -> None:
+def _kill_nsenters(systemd_pid: int) -> int:
     """SIGKILL the machine-side ``nsenter -t PID`` wrappers of commands inside (with
     their process group, i.e. the ad-hoc commands of run()/popen() still running).
 
@@ -217,6 +217,7 @@ def _kill_nsenters(systemd_pid: int) -> None:
     stops itself too (it mirrors its child's stops) and never reaps the child, which
     blocks the namespace's teardown. Killed wrappers let systemd inherit and reap them."""
     want = str(systemd_pid).encode()
+    hits = 0
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
@@ -227,6 +228,7 @@ def _kill_nsenters(systemd_pid: int) -> None:
         if argv and argv[0].endswith(b"nsenter") and b"-t" in argv and \
                 argv[argv.index(b"-t") + 1:argv.index(b"-t") + 2] == [want]:
             pid = int(p.name)
+            hits += 1
             try:
                 if os.getpgid(pid) == pid and pid != os.getpgrp():
                     os.killpg(pid, signal.SIGKILL)  # wrapper + the command(s) it runs inside
@@ -234,6 +236,30 @@ def _kill_nsenters(systemd_pid: int) -> None:
                     os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # Ad-hoc processes inside (started through nsenter, so outside systemd's cgroups).
+    try:
+        ns = os.readlink(f"/proc/{systemd_pid}/ns/pid")
+    except OSError:
+        return hits
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == systemd_pid:
+            continue
+        try:
+            if os.readlink(p / "ns/pid") != ns or \
+                    (p / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                continue
+            cg = [line.split(":", 2)[2] for line in (p / "cgroup").read_text().splitlines()
+                  if line.split(":", 2)[1] in ("name=systemd", "")]
+        except (OSError, IndexError):
+            continue
+        if cg and not any(c.startswith(("/system.slice", "/init.scope", "/user.slice", "/machine.slice"))
+                          for c in cg):
+            hits += 1
+            try:
+                os.kill(int(p.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return hits
 
 
 def _alive(pid: Optional[int], start: Optional[str]) -> bool:
@@ -246,7 +272,11 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
     t0 = time.monotonic()
     _swapoff_under(hostdir)
     if _alive(systemd_pid, systemd_start):
-        _kill_nsenters(systemd_pid)
+        # Ad-hoc commands first, and let them be gone before systemd's own shutdown starts
+        # (racing them makes systemd-shutdown wait its 10 s timeout).
+        quiet_deadline = time.monotonic() + 5
+        while _kill_nsenters(systemd_pid) and time.monotonic() < quiet_deadline:
+            time.sleep(0.05)
         try:
             os.kill(systemd_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
         except ProcessLookupError:
@@ -355,13 +385,26 @@ class TestHost:
 
     # ------------------------------------------------------------------ boot
     @classmethod
-    def boot(cls, timeout: float = 120.0, ports: Sequence[int] = DEFAULT_PORTS) -> "TestHost":
+    def boot(cls, timeout: float = 120.0, ports: Sequence[int] = DEFAULT_PORTS,
+             root_mode: Optional[str] = None, lock_wait: Optional[float] = None) -> "TestHost":
         """Build/reuse the cached image, copy it, boot systemd, and wait until
         ``systemctl is-system-running`` says running or degraded.
 
         Raises :class:`HarnessError` if a port of ``ports`` is already listened on,
         another test host runs, or the boot does not finish within ``timeout`` seconds
-        (the message then has the journal's tail)."""
+        (the message then has the journal's tail).
+
+        ``root_mode``: ``"copy"`` (default; ``cp -a`` of the image, 2-10 s, a real ext4
+        root) or ``"overlay"`` (overlayfs over the image, instant, but a swap file on / is
+        impossible: ``swapon`` fails with EINVAL). Default from $BINGO_TESTHOST_ROOT_MODE.
+        ``lock_wait``: seconds to wait for another test host on this machine to go away
+        (default $BINGO_TESTHOST_LOCK_WAIT or 600), then HarnessError.
+        """
+        if lock_wait is None:
+            lock_wait = float(os.environ.get("BINGO_TESTHOST_LOCK_WAIT", "600"))
+        root_mode = root_mode or os.environ.get("BINGO_TESTHOST_ROOT_MODE", "copy")
+        if root_mode not in ("copy", "overlay"):
+            raise ValueError(f"root_mode must be 'copy' or 'overlay', not {root_mode!r}")
         if os.geteuid() != 0:
             raise PermissionError("TestHost.boot() needs root")
         timings = {}
@@ -369,12 +412,22 @@ class TestHost:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         hostdir = proc = None
         lock_fd = open(image.CACHE_DIR / "host.lock", "w")
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_fd.close()
-            raise HarnessError("another bingo-host test host is running on this machine "
-                               f"(lock {image.CACHE_DIR / 'host.lock'} is held)") from None
+        lock_deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= lock_deadline:
+                    lock_fd.close()
+                    raise HarnessError(
+                        "another bingo-host test host is running on this machine "
+                        f"(lock {image.CACHE_DIR / 'host.lock'} is held; waited {lock_wait:.0f}s)") from None
+                if int(time.monotonic() - t0) % 30 == 0:
+                    log.info("waiting for the other test host on this machine to shut down")
+                time.sleep(1)
+        timings["lock_wait"] = time.monotonic() - t0
+        t0 = time.monotonic()
         try:
             cleanup_stale()
             busy = _listening(ports)
@@ -389,7 +442,14 @@ class TestHost:
             (hostdir / "owner.json").write_text(json.dumps(
                 {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}))
             t1 = time.monotonic()
-            subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(hostdir / "root")], check=True)
+            if root_mode == "copy":
+                subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(hostdir / "root")], check=True)
+            else:  # mounted in the machine's namespace; teardown unmounts everything under hostdir
+                for d in ("root", "upper", "work"):
+                    (hostdir / d).mkdir()
+                subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                                f"lowerdir={src},upperdir={hostdir / 'upper'},workdir={hostdir / 'work'}",
+                                str(hostdir / "root")], check=True)
             timings["copy"] = time.monotonic() - t1
             cls._prepare_root(hostdir / "root")
             WHEELHOUSE.mkdir(parents=True, exist_ok=True)
@@ -427,7 +487,7 @@ class TestHost:
             host.shutdown()
             raise
         timings["boot"] = time.monotonic() - t2
-        timings["total"] = time.monotonic() - t0
+        timings["total"] = time.monotonic() - t0 + timings["lock_wait"]
         host.timings = timings
         log.info("test host up (pid %s, root %s): %s", pid, host.root,
                  ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
