@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from . import converge, platforms
@@ -14,9 +13,10 @@ STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
 
 
 def host_facts(cfg: Config) -> HostFacts:
-    domain = cfg.https.domain
-    has_cert = bool(domain) and os.path.exists(f"/etc/letsencrypt/live/{domain}/fullchain.pem")
-    return HostFacts.of_this_host(tls_domain=domain if has_cert else None)
+    # https.domain from the config, or the domain `enable-https` recorded; TLS once its cert exists.
+    from .state import tls_domain
+
+    return HostFacts.of_this_host(tls_domain=tls_domain(cfg))
 
 
 def run(cfg: Config, dry_run: bool = False, echo=print) -> int:

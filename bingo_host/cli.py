@@ -157,5 +157,41 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
         click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
 
 
+@main.command("enable-https")
+@click.option("--domain", metavar="D", help="The site's DNS name [default: https.domain].")
+@click.option("--email", metavar="E", help="For expiry and account notices [default: https.email].")
+@click.option("--no-email", is_flag=True, help="Register without an e-mail address.")
+@click.option("--server", metavar="URL", help="ACME directory URL [default: Let's Encrypt].")
+@click.option("--staging", is_flag=True, help="Use Let's Encrypt's staging server (untrusted test certificates).")
+@click.pass_obj
+def enable_https(opts: Options, domain, email, no_email, server, staging):
+    """Get a certificate with certbot and serve the site over HTTPS (HTTP redirects to it).
+
+    certbot only proves control of the domain (`certonly --nginx`); bingo-host renders nginx's
+    TLS server itself, and `bootstrap` keeps it. certbot runs with this command's environment
+    (e.g. REQUESTS_CA_BUNDLE for a private ACME server). A second run changes nothing.
+    """
+    from . import https, platforms
+
+    cfg = opts.load_config()
+    req = https.validate(cfg, domain, email, no_email, server, staging)
+    sys.exit(https.enable(cfg, platforms.get(cfg.platform), req, dry_run=opts.dry_run, echo=click.echo))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/status-schema.json).")
+@click.pass_obj
+def status(opts: Options, as_json):
+    """Is this host healthy, and if not, why? Exit 0 healthy, 1 degraded, 2 bad config."""
+    from . import status as status_mod
+
+    report = status_mod.collect(opts.load_config())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(status_mod.render_text(report, color=sys.stdout.isatty()), color=sys.stdout.isatty())
+    sys.exit(0 if report["verdict"] == "healthy" else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

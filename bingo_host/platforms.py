@@ -31,6 +31,10 @@ class Platform:
     mariadb_socket: str
     mariadb_user: str
     certbot: str  # where enable-https installs certbot
+    certbot_packages: tuple[str, ...]  # distribution packages enable-https installs for certbot
+    certbot_venv: str | None  # a virtualenv enable-https creates for certbot (None: distro packages)
+    certbot_pip: tuple[str, ...]  # what goes into certbot_venv (certbot and its nginx plugin)
+    certbot_distro_timer: str | None  # the package's own renewal timer, disabled: ours renews
     block_service_starts: bool  # packages start their services on install (Debian): hold them off
 
 
@@ -59,6 +63,10 @@ PLATFORMS: dict[str, Platform] = {
             mariadb_socket="/var/lib/mysql/mysql.sock",
             mariadb_user="mysql",
             certbot="/opt/bingo-host/certbot/bin/certbot",
+            certbot_packages=(),  # python3.11 is already in `packages`
+            certbot_venv="/opt/bingo-host/certbot",  # AL2023 ships no certbot-nginx package
+            certbot_pip=("certbot", "certbot-nginx"),
+            certbot_distro_timer=None,
             block_service_starts=False,
         ),
         Platform(
@@ -83,6 +91,10 @@ PLATFORMS: dict[str, Platform] = {
             mariadb_socket="/run/mysqld/mysqld.sock",
             mariadb_user="mysql",
             certbot="/usr/bin/certbot",
+            certbot_packages=("certbot", "python3-certbot-nginx"),
+            certbot_venv=None,
+            certbot_pip=(),
+            certbot_distro_timer="certbot.timer",
             block_service_starts=True,
         ),
     )

@@ -1,0 +1,295 @@
+"""`bingo-host enable-https`: an ACME certificate from certbot, then nginx's site with TLS.
+
+Who owns what:
+
+* certbot is only the *authenticator* (`certonly --nginx`): it adds a temporary challenge
+  location to the running nginx, reloads it, and takes the location out again. It never
+  installs the certificate into nginx's files.
+* bingo-host owns the nginx site: `config_templates/nginx-site.conf` renders the HTTPS server and
+  the HTTP->HTTPS redirect as soon as the certificate of the HTTPS domain exists. That domain is
+  `https.domain` in the config, else the one recorded in /var/lib/bingo-host/https.json (see
+  `state.https_domain`), so `bootstrap` keeps rendering TLS afterwards.
+* Renewal: `bingo-host-certbot-renew.timer` runs `certbot renew`; the lineage also carries
+  `--deploy-hook "systemctl reload nginx"`, so any `certbot renew` reloads nginx.
+
+certbot runs with this process's environment, so e.g. REQUESTS_CA_BUNDLE (a private ACME
+server's CA) or HTTPS_PROXY given to `bingo-host enable-https` reach it.
+
+A failed certbot run changes nothing that serves: the site file, nginx.conf and the state file
+are as before (checked, and put back if certbot left anything behind), and bingo-host does not
+reload nginx.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from . import converge, layout, state, subp, systemd
+from .config import Config, domain_name, email as check_email
+from .errors import BingoHostError, ConfigError
+from .platforms import Platform
+
+STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"
+DEPLOY_HOOK = "systemctl reload nginx"
+CERTBOT_LOG = "/var/log/letsencrypt/letsencrypt.log"
+NGINX_CONF = "/etc/nginx/nginx.conf"
+_SERVER_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+
+
+@dataclass(frozen=True)
+class Request:
+    domain: str
+    email: str | None  # None: --register-unsafely-without-email
+    server: str | None  # ACME directory URL; None: certbot's default (Let's Encrypt)
+
+
+def serves(server_names: tuple[str, ...], domain: str) -> bool:
+    """Whether nginx's server_name list answers for domain ('_' answers every name)."""
+    for name in server_names:
+        if name in ("_", domain):
+            return True
+        if name.startswith("*.") and domain.endswith(name[1:]):
+            return True
+    return False
+
+
+def validate(cfg: Config, domain: str | None, email: str | None, no_email: bool,
+             server: str | None, staging: bool) -> Request:
+    """The request, or ConfigError (exit 2) before anything changes."""
+    if domain is None:
+        domain = cfg.https.domain
+        if domain is None:
+            raise ConfigError("--domain", "required (or set https.domain in the config)")
+    domain = domain_name(domain, "--domain")
+    if cfg.https.domain and cfg.https.domain != domain:
+        raise ConfigError("--domain", f"the config's https.domain is {cfg.https.domain}: change it "
+                                      "there (or leave --domain out)")
+    if not serves(cfg.app.server_name, domain):
+        raise ConfigError("--domain", f"nginx does not serve {domain}: app.server_name is "
+                                      f"'{' '.join(cfg.app.server_name)}'; add {domain} to it and "
+                                      "run `bingo-host bootstrap` first")
+    if no_email and email:
+        raise ConfigError("--email", "give --email or --no-email, not both")
+    if not no_email:
+        email = email or cfg.https.email
+        if email is None:
+            raise ConfigError("--email", "needed for expiry and account notices; or pass --no-email")
+        email = check_email(email, "--email")
+    if staging and server:
+        raise ConfigError("--server", "give --server or --staging, not both")
+    if staging:
+        server = STAGING
+    if server is not None and not _SERVER_URL.fullmatch(server):
+        raise ConfigError("--server", "must be an https:// ACME directory URL")
+    return Request(domain, None if no_email else email, server)
+
+
+# -- certbot --
+
+def certbot_installed(platform: Platform) -> bool:
+    if not os.access(platform.certbot, os.X_OK):
+        return False
+    if platform.certbot_venv:
+        return bool(glob.glob(f"{platform.certbot_venv}/lib/python3*/site-packages/certbot_nginx"))
+    from .steps.packages import installed
+
+    have = installed(subp.run(list(platform.query_installed_cmd)).stdout)
+    return all(p in have for p in platform.certbot_packages)
+
+
+def install_certbot(platform: Platform, echo: Callable[[str], None]) -> None:
+    """certbot and its nginx plugin, the platform's way (distro packages or a virtualenv)."""
+    from .steps.packages import services_held_off
+
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if platform.certbot_packages:
+        echo(f"installing {' '.join(platform.certbot_packages)}")
+        with services_held_off(platform.block_service_starts):
+            if platform.block_service_starts:  # apt: refresh the lists once before installing
+                subp.run(["apt-get", "update", "-q"], timeout=600, env=env)
+            subp.run([*platform.install_cmd, *platform.certbot_packages], timeout=1800, env=env)
+    if platform.certbot_venv:
+        venv = platform.certbot_venv
+        echo(f"installing {' '.join(platform.certbot_pip)} into {venv}")
+        if not os.path.exists(f"{venv}/bin/python"):
+            subp.run([platform.python, "-m", "venv", venv], timeout=300)
+        subp.run([f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check",
+                  "--upgrade", *platform.certbot_pip], timeout=1800)
+    if not certbot_installed(platform):
+        raise BingoHostError(f"certbot is still missing at {platform.certbot} after installing it")
+
+
+def certbot_argv(platform: Platform, req: Request, force: bool = False) -> list[str]:
+    argv = [platform.certbot, "certonly", "--nginx", "--non-interactive", "--agree-tos",
+            "--cert-name", req.domain, "-d", req.domain, "--deploy-hook", DEPLOY_HOOK,
+            "--force-renewal" if force else "--keep-until-expiring"]
+    argv += ["--email", req.email] if req.email else ["--register-unsafely-without-email"]
+    if req.server:
+        argv += ["--server", req.server]
+    return argv
+
+
+_NOISE = ("Saving debug log", "Requesting a certificate", "Ask for help", "Some challenges have failed",
+          "Plugins selected", "Account registered", "Renewing an existing certificate",
+          "Certbot failed to authenticate some domains", "Encountered exception during recovery")
+
+
+def certbot_reason(output: str) -> str:
+    """certbot's own words for why it failed, without its boilerplate (at most 12 lines)."""
+    lines = []
+    for raw in output.splitlines():
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not stripped or stripped.startswith(_NOISE) or stripped.startswith("- - -"):
+            continue
+        if stripped == "An unexpected error occurred:":
+            continue
+        lines.append(stripped)
+    if not lines:
+        return "certbot gave no reason"
+    return "\n".join(lines[-12:])
+
+
+# -- nginx files certbot touches temporarily --
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _put_back(saved: dict[str, bytes | None], echo) -> bool:
+    """Restore files certbot left changed; True if any was."""
+    from . import files
+
+    changed = False
+    for path, before in saved.items():
+        if _read(path) != before:
+            changed = True
+            echo(f"certbot left {path} changed: putting it back")
+            if before is None:
+                os.unlink(path)
+            else:
+                files.write_atomic(path, before, 0o644)
+    return changed
+
+
+# -- the command --
+
+def _context(cfg: Config, platform: Platform, tls_domain: str | None, echo):
+    from .render import HostFacts, resolve
+
+    facts = HostFacts.of_this_host(tls_domain=tls_domain)
+    return converge.Context(resolve(cfg, platform, facts), platform, facts, echo=echo)
+
+
+def _timers_wanted(platform: Platform) -> dict:
+    units = [RENEW_TIMER] + ([platform.certbot_distro_timer] if platform.certbot_distro_timer else [])
+    return systemd.states(*units)
+
+
+def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None:
+    """Why nothing is needed (a message), or None when something is."""
+    recorded = state.read_json(state.HTTPS_FILE) or {}
+    if recorded.get("domain") != req.domain or recorded.get("server") != req.server:
+        return None
+    if not os.path.exists(state.cert_path(req.domain)):
+        return None
+    ctx = _context(cfg, platform, req.domain, echo=lambda _: None)
+    if ctx.differs(ctx.managed("nginx-site.conf")):
+        return None
+    renew = _timers_wanted(platform)[RENEW_TIMER]
+    if not (renew.is_enabled and renew.running):
+        return None
+    return f"HTTPS is already enabled for {req.domain}: nothing to do"
+
+
+def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
+           echo: Callable[[str], None] = print) -> int:
+    site = f"{platform.nginx_conf_d}/{cfg.app.name}.conf"
+    if not os.path.exists(site):
+        raise BingoHostError(f"{site} does not exist: run `bingo-host bootstrap` first")
+    if not systemd.states("nginx.service")["nginx.service"].running:
+        raise BingoHostError("nginx is not running: run `bingo-host bootstrap` first "
+                             "(certbot validates through the running nginx)")
+    if cfg.app.server_name == ("_",):
+        echo(f"note: app.server_name is '_': the site answers every name; the certificate covers "
+             f"{req.domain} only")
+    converge.log_to_journal()
+    with converge.host_lock(echo=echo):
+        done = already_enabled(cfg, platform, req)
+        if done:
+            echo(done)
+            return 0
+        recorded = state.read_json(state.HTTPS_FILE)
+        force = bool(recorded and recorded.get("domain") == req.domain
+                     and recorded.get("server") != req.server
+                     and os.path.exists(state.cert_path(req.domain)))
+        argv = certbot_argv(platform, req, force=force)
+        if dry_run:
+            if not certbot_installed(platform):
+                echo(f"would install certbot ({platform.certbot})")
+            echo("would run: " + " ".join(argv))
+            echo(f"would record {req.domain} in {state.HTTPS_FILE}, render {site} with TLS, "
+                 f"nginx -t, reload nginx, enable {RENEW_TIMER}")
+            return 0
+        if not certbot_installed(platform):
+            install_certbot(platform, echo)
+
+        saved = {path: _read(path) for path in (site, NGINX_CONF)}
+        echo(f"requesting a certificate for {req.domain}"
+             + (f" from {req.server}" if req.server else " from Let's Encrypt"))
+        result = subp.run(argv, rcs=range(256), timeout=900, secrets=())
+        restored = _put_back(saved, echo)
+        if restored:
+            from .steps.nginx import config_test
+
+            config_test()
+            systemd.systemctl("reload", "nginx.service")
+        if not result.ok or not os.path.exists(state.cert_path(req.domain)):
+            reason = certbot_reason(result.stderr + "\n" + result.stdout)
+            raise BingoHostError(
+                f"certbot could not get a certificate for {req.domain} (exit {result.returncode}); "
+                f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
+
+        previous = _read(state.HTTPS_FILE)
+        state.write_json(state.HTTPS_FILE, {
+            "domain": req.domain, "email": req.email, "server": req.server,
+            "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        from .steps import nginx as nginx_step, timers as timers_step
+
+        ctx = _context(cfg, platform, req.domain, echo)
+        results = converge.run_steps(ctx, [nginx_step, timers_step])
+        if any(r.status == "failed" for r in results):
+            if previous is None:
+                os.unlink(state.HTTPS_FILE)
+            else:
+                from . import files
+
+                files.write_atomic(state.HTTPS_FILE, previous, 0o644)
+            failed = next(r for r in results if r.status == "failed")
+            raise BingoHostError(f"the certificate for {req.domain} was obtained (kept in "
+                                 f"{state.LETSENCRYPT_LIVE}/{req.domain}), but the {failed.name} step "
+                                 f"failed; nginx serves as before: {failed.detail}")
+
+        timers = _timers_wanted(platform)
+        renew = timers[RENEW_TIMER]
+        if not (renew.is_enabled and renew.running):
+            systemd.systemctl("enable", "--now", RENEW_TIMER)
+            echo(f"enabled {RENEW_TIMER}")
+        distro = platform.certbot_distro_timer
+        if distro and timers[distro].load == "loaded" and (timers[distro].is_enabled
+                                                           or timers[distro].running):
+            systemd.systemctl("disable", "--now", distro)
+            echo(f"disabled {distro} ({RENEW_TIMER} renews)")
+        echo(f"HTTPS enabled for {req.domain}: https://{req.domain}/ (HTTP redirects to it)")
+        return 0
