@@ -193,5 +193,85 @@ def status(opts: Options, as_json):
     sys.exit(0 if report["verdict"] == "healthy" else 1)
 
 
+
+def _no_dry_run(opts: Options, command: str) -> None:
+    if opts.dry_run:
+        from .errors import ConfigError
+
+        raise ConfigError("--dry-run", f"`{command}` has no dry run")
+
+
+@main.command()
+@click.argument("event")
+@click.pass_obj
+def hook(opts: Options, event):
+    """Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's hooks/ scripts call)."""
+    from .deploy import hooks
+
+    _no_dry_run(opts, "hook")
+    cfg = None if event == "ApplicationStop" else opts.load_config()
+    hooks.run(cfg, event, echo=click.echo)
+
+
+@main.command()
+@click.argument("bundle", metavar="BUNDLE")
+@click.option("--deployment-id", metavar="ID", help="Default: a new random d-XXXXXXXXX.")
+@click.option("--application-name", default="music-bingo", show_default=True)
+@click.option("--deployment-group", default="local", show_default=True)
+@click.pass_obj
+def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group):
+    """Deploy a revision (.tar.gz or directory) through the CodeDeploy lifecycle, as the agent would."""
+    from .deploy import lifecycle
+
+    _no_dry_run(opts, "deploy")
+    if deployment_id is not None:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", deployment_id):
+            from .errors import ConfigError
+
+            raise ConfigError("--deployment-id", "letters, digits, '_' and '-' only")
+    lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, echo=click.echo)
+
+
+@main.command()
+@click.option("--app", "app_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A music bingo checkout with the client built (client/build/).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="The revision to write, e.g. musicbingo-prod.tar.gz.")
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
+              help="The bingo-host wheel to ship (default: built from this source tree).")
+@click.option("--no-wheel", is_flag=True, help="Ship no bingo-host wheel.")
+def bundle(app_dir, out_file, wheel, no_wheel):
+    """Build the CodeDeploy revision: the app, appspec.yml, hooks/ and the bingo-host wheel."""
+    import tempfile
+
+    from .deploy import bundle as bundle_mod
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if not wheel and not no_wheel:
+            tree = Path(__file__).resolve().parent.parent
+            if not (tree / "setup.cfg").is_file():
+                raise BingoHostError("no source tree to build the bingo-host wheel from: pass --wheel "
+                                     "or --no-wheel")
+            from . import subp
+
+            subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp, str(tree)],
+                     timeout=600)
+            wheel = next(Path(tmp).glob("bingo_host-*.whl"))
+        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo)
+
+
+@main.command()
+@click.pass_obj
+def rollback(opts: Options):
+    """Switch back to the previous release that passed its checks; check it through nginx."""
+    from .deploy import hooks
+
+    _no_dry_run(opts, "rollback")
+    target = hooks.rollback(opts.load_config(), echo=click.echo)
+    click.echo(f"rollback: serving {target}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

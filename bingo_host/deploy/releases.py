@@ -1,0 +1,276 @@
+"""Release directories, shared virtualenvs, the atomic `current` switch, pruning.
+
+Release record `<root>/releases/<id>/bingo-release.json` (schema 1, written atomically 0644):
+    schema              1
+    id                  the release directory's name (= the CodeDeploy deployment id)
+    deployment_id, application_name, deployment_group
+    bundle              where the revision came from: {"type": "s3", "bucket", "key", "version",
+                        "etag"} from the agent, {"type": "file", "path", "sha256"} from
+                        `bingo-host deploy`, or {"type": "unknown"}
+    created_at          when AfterInstall finished building it (ISO 8601 UTC)
+    requirements_hash   sha256 of the interpreter version and every requirements*.txt
+    venv                the shared virtualenv its `venv` link points to
+    venv_reused         true when no pip ran for it
+    bingo_host_version  the bingo-host that built it
+    activated_at        last time `current` was switched to it, or null
+    validated_at        last time it passed ValidateService (or rollback's checks), or null
+    failed              null, or {"at", "event", "reason"} when it was switched away from
+                        because it failed (or never switched to)
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import files, subp
+from . import DeployError
+from .state import now
+
+RELEASE_FILE = "bingo-release.json"
+VENV_COMPLETE = ".bingo-venv-complete"
+PLACEHOLDER = "placeholder"
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def staging(self) -> str:
+        return f"{self.root}/staging"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.root}/venvs"
+
+    @property
+    def shared_ini(self) -> str:
+        return f"{self.root}/shared/bingo.ini"
+
+    def release(self, name: str) -> str:
+        return f"{self.releases}/{name}"
+
+    def partial(self, name: str) -> str:
+        return f"{self.releases}/.{name}.partial"
+
+
+# -- records --
+
+def read_record(path: str) -> dict | None:
+    try:
+        with open(f"{path}/{RELEASE_FILE}") as f:
+            return json.load(f)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+
+
+def write_record(path: str, record: dict) -> None:
+    files.write_atomic(f"{path}/{RELEASE_FILE}", json.dumps(record, indent=2, sort_keys=True) + "\n",
+                       0o644, "root", "root")
+
+
+def update_record(paths: Paths, name: str, **changes) -> None:
+    path = paths.release(name)
+    record = read_record(path)
+    if record is not None:
+        record.update(changes)
+        write_record(path, record)
+
+
+def current_name(paths: Paths) -> str | None:
+    """The name `current` points at (a release id or 'placeholder'), None if it is missing."""
+    try:
+        target = os.readlink(paths.current)
+    except (FileNotFoundError, OSError):
+        return None
+    return os.path.basename(target.rstrip("/"))
+
+
+def releases(paths: Paths) -> list[tuple[str, dict]]:
+    """Complete releases, oldest first (by created_at, then name)."""
+    out = []
+    for entry in sorted(os.listdir(paths.releases)) if os.path.isdir(paths.releases) else ():
+        if entry.startswith("."):
+            continue
+        record = read_record(paths.release(entry))
+        if record is not None:
+            out.append((entry, record))
+    return sorted(out, key=lambda item: (item[1].get("created_at") or "", item[0]))
+
+
+def previous_good(paths: Paths, before: str | None) -> str | None:
+    """The newest release older than `before` that once passed its checks and has not failed since."""
+    names = [n for n, _ in releases(paths)]
+    candidates = releases(paths)
+    if before in names:
+        candidates = candidates[:names.index(before)]
+    for name, record in reversed(candidates):
+        if name != before and record.get("validated_at") and not record.get("failed"):
+            return name
+    return None
+
+
+# -- virtualenvs --
+
+def python_version(python: str) -> str:
+    return subp.run([python, "-c", "import sys; print(sys.version.split()[0])"], timeout=60).stdout.strip()
+
+
+def requirements_hash(release_dir: str, python_ver: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"python {python_ver}\n".encode())
+    reqs = sorted(glob.glob(f"{release_dir}/requirements*.txt"))
+    if not os.path.isfile(f"{release_dir}/requirements.txt"):
+        raise DeployError("the revision has no requirements.txt next to application.py")
+    for path in reqs:
+        data = Path(path).read_bytes().replace(b"\r\n", b"\n")
+        h.update(f"{os.path.basename(path)} {len(data)}\n".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tuple[str, str, bool]:
+    """(venv path, requirements hash, reused): the shared virtualenv for release_dir's requirements.
+
+    A virtualenv is complete only once its marker exists (written after pip succeeded); an
+    incomplete one (pip failed, or the process was killed) is removed and built again.
+    """
+    digest = requirements_hash(release_dir, python_version(python))
+    venv = f"{paths.venvs}/{digest[:16]}"
+    if os.path.exists(f"{venv}/{VENV_COMPLETE}"):
+        echo(f"virtualenv: reusing {venv} (requirements unchanged, no pip run)")
+        return venv, digest, True
+    if os.path.lexists(venv):
+        echo(f"virtualenv: removing incomplete {venv}")
+        shutil.rmtree(venv)
+    os.makedirs(paths.venvs, mode=0o755, exist_ok=True)
+    echo(f"virtualenv: requirements changed, building {venv} with {python}")
+    subp.run([python, "-m", "venv", venv], timeout=300)
+    pip = [f"{venv}/bin/python", "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    echo("virtualenv: pip install -r requirements.txt (this can take minutes)")
+    try:
+        result = subp.run(pip + ["install", "--no-cache-dir", "--progress-bar", "off", "-r",
+                                 f"{release_dir}/requirements.txt"], timeout=1800, cwd=release_dir)
+    except Exception:
+        shutil.rmtree(venv, ignore_errors=True)
+        raise
+    for line in result.stdout.splitlines():
+        if line.startswith(("Successfully installed", "Requirement already satisfied")) \
+                or line.startswith("Collecting"):
+            echo(f"virtualenv: {line.strip()}")
+    files.write_atomic(f"{venv}/{VENV_COMPLETE}", digest + "\n", 0o644, "root", "root")
+    return venv, digest, False
+
+
+# -- building --
+
+def normalise_tree(top: str) -> None:
+    """Release files belong to root and are read-only to everyone else (the app cannot rewrite
+    its own code): directories 0755, files 0644, or 0755 when any execute bit was set."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        os.lchown(dirpath, 0, 0)
+        os.chmod(dirpath, 0o755)
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            os.lchown(path, 0, 0)
+            if os.path.islink(path) or name in dirnames:
+                continue
+            os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
+
+
+def relink(path: str, target: str) -> None:
+    """Point the symlink path at target atomically (a new link renamed over the old one)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build(paths: Paths, name: str, record: dict, python: str, app_user: str, echo=print) -> dict:
+    """releases/<name> from the staging directory: code, venv link, bingo.ini link, record.
+
+    Built as releases/.<name>.partial and renamed into place last, so releases/<name> exists
+    only complete. The serving release is never touched.
+    """
+    final, partial = paths.release(name), paths.partial(name)
+    if current_name(paths) == name:
+        raise DeployError(f"release {name} is serving; a deployment cannot rebuild it")
+    if not os.path.isfile(f"{paths.staging}/application.py"):
+        raise DeployError(f"{paths.staging}/application.py is missing: the Install step copied no "
+                          "application (check appspec.yml's files destination)")
+    for leftover in (final, partial):
+        if os.path.lexists(leftover):
+            echo(f"release: removing leftover {leftover}")
+            shutil.rmtree(leftover)
+    os.rename(paths.staging, partial)
+    os.mkdir(paths.staging, 0o755)
+    for link in ("venv", "bingo.ini"):
+        if os.path.lexists(f"{partial}/{link}"):
+            raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
+    normalise_tree(partial)
+    venv, digest, reused = ensure_venv(paths, partial, python, echo)
+    os.symlink(venv, f"{partial}/venv")
+    os.symlink(paths.shared_ini, f"{partial}/bingo.ini")
+    # The app reads bingo.ini (0640, app user) through the link; check it can.
+    st = os.stat(paths.shared_ini)
+    if st.st_uid != pwd.getpwnam(app_user).pw_uid and st.st_gid != grp.getgrnam(app_user).gr_gid:
+        echo(f"release: warning: {paths.shared_ini} is not readable by {app_user}")
+    record = dict(record, schema=1, id=name, created_at=now(), requirements_hash=digest, venv=venv,
+                  venv_reused=reused, activated_at=None, validated_at=None, failed=None)
+    write_record(partial, record)
+    os.rename(partial, final)
+    echo(f"release: built {final} ({'reused' if reused else 'new'} virtualenv {os.path.basename(venv)})")
+    return record
+
+
+# -- pruning --
+
+def prune(paths: Paths, keep: int, protect: set[str], echo=print) -> list[str]:
+    """Keep the newest `keep` releases plus `protect` (current, the rollback target); remove
+    older ones, half-built ones and virtualenvs no remaining release uses."""
+    removed = []
+    names = [n for n, _ in releases(paths)]
+    keep_set = set(names[-keep:]) | {p for p in protect if p}
+    for entry in sorted(os.listdir(paths.releases)):
+        path = paths.release(entry)
+        if entry in keep_set or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        if entry.startswith(".") or entry in names or read_record(path) is None:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(entry)
+    used = set()
+    for entry in os.listdir(paths.releases):
+        link = f"{paths.release(entry)}/venv"
+        if os.path.islink(link):
+            used.add(os.path.basename(os.readlink(link).rstrip("/")))
+    if os.path.isdir(paths.venvs):
+        for entry in sorted(os.listdir(paths.venvs)):
+            if entry not in used:
+                shutil.rmtree(f"{paths.venvs}/{entry}", ignore_errors=True)
+                removed.append(f"venvs/{entry}")
+    if removed:
+        echo(f"prune: removed {', '.join(removed)}")
+    return removed
