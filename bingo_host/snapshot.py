@@ -66,6 +66,11 @@ class Interrupted(SnapshotError):
     pass
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM/SIGHUP handler. A BaseException, like KeyboardInterrupt, so that
+    no library's `except Exception` swallows it on the way out through our `finally`s."""
+
+
 # -- results --
 
 @dataclass
@@ -372,11 +377,25 @@ def create_snapshot(ec2, cfg, ident: Identity, vol: Attached, mountpoint: str,
     return Made(vol.volume_id, vol.device, mountpoint, resp["SnapshotId"], consistency, state)
 
 
+def preflight(ec2, cfg, ident: Identity, vol: Attached, mountpoint: str) -> None:
+    """CreateSnapshot with DryRun: checks the permission (ec2:CreateSnapshot and, for the tags,
+    ec2:CreateTags) before anything is locked, and opens the connection the frozen call uses."""
+    from botocore.exceptions import ClientError
+
+    try:
+        _aws_call(ec2, "CreateSnapshot", VolumeId=vol.volume_id, DryRun=True,
+                  TagSpecifications=[{"ResourceType": "snapshot",
+                                      "Tags": _tags(cfg, ident, vol, mountpoint)}])
+    except ClientError as exc:  # only DryRunOperation gets through _aws_call: allowed
+        assert exc.response["Error"]["Code"] == "DryRunOperation"
+
+
 def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, vol: Attached,
                         password: str, result: RunResult,
                         freeze_timeout: float = FREEZE_TIMEOUT) -> Made:
     """Lock MariaDB, freeze the data mount, CreateSnapshot, thaw, unlock (see module doc)."""
     mountpoint = cfg.volume.mountpoint
+    preflight(ec2_frozen, cfg, ident, vol, mountpoint)
     watchdog = Watchdog(mountpoint, freeze_timeout).start()
     try:
         conn = connect(platform.mariadb_socket, password)
@@ -473,13 +492,15 @@ def _run_lock(state_file: Path) -> Iterator[None]:
 
 @contextmanager
 def _terminate_as_exception() -> Iterator[None]:
-    """SIGTERM/SIGHUP raise Interrupted, so `finally` thaws and unlocks on `systemctl stop`."""
+    """SIGTERM/SIGHUP unwind the run, so `finally` thaws and unlocks on `systemctl stop`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+        for s in (signal.SIGTERM, signal.SIGHUP):  # one is enough: let the cleanup finish
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated(f"interrupted by {signal.Signals(signum).name}")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -510,6 +531,9 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False, state_file: str | Pa
         except BingoHostError as exc:
             result.error = str(exc)
             raise
+        except _Terminated as exc:
+            result.error = str(exc)
+            raise Interrupted(str(exc)) from None
         except KeyboardInterrupt:
             result.error = "interrupted"
             raise
@@ -546,15 +570,11 @@ def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_ti
         echo(f"{verb} {vol.volume_id} ({vol.device}): crash-consistent")
 
     if dry_run:
-        from botocore.exceptions import ClientError
-
-        read_password(password_file) if data else None
+        if data:
+            read_password(password_file)
+            connect(platform.mariadb_socket, read_password(password_file)).close()
         for vol in volumes:
-            try:
-                ec2.create_snapshot(VolumeId=vol.volume_id, DryRun=True)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "DryRunOperation":
-                    _aws_call(ec2, "CreateSnapshot", VolumeId=vol.volume_id, DryRun=True)
+            preflight(ec2, cfg, ident, vol, cfg.volume.mountpoint if vol == data else "")
         for snap_id in prune(ec2, [v.volume_id for v in volumes], cfg.snapshots.keep,
                              dry_run=True):
             echo(f"would delete {snap_id} (keep {cfg.snapshots.keep} per volume)")

@@ -198,7 +198,9 @@ class IMDSServer:
 class EC2Proxy:
     """Forwards every request to moto, except that ``stall[action] = seconds`` makes that
     action wait (seen[action] is set on arrival), and ``fail[action] = (status, code)``
-    answers it with an EC2 error instead. ``calls`` records (time.time(), action)."""
+    answers it with an EC2 error instead. A request with DryRun=true is keyed
+    ``"<Action>?DryRun"``, so a knob for "CreateSnapshot" hits only real ones.
+    ``calls`` records (time.time(), key)."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
@@ -226,7 +228,10 @@ class EC2Proxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                action = urllib.parse.parse_qs(body.decode()).get("Action", ["?"])[0]
+                form = urllib.parse.parse_qs(body.decode())
+                action = form.get("Action", ["?"])[0]
+                if form.get("DryRun", ["false"])[0].lower() == "true":
+                    action += "?DryRun"
                 proxy.calls.append((time.time(), action))
                 proxy.event(action).set()
                 if action in proxy.stall:

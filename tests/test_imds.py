@@ -8,7 +8,8 @@ import pytest
 
 from bingo_host import imds
 from bingo_host.imds import IMDS, IMDSError
-from tests.aws_servers import IMDSServer, free_port
+pytest.register_assert_rewrite("tests.aws_servers")
+from tests.aws_servers import IMDSServer, free_port  # noqa: E402
 
 pytest_plugins = ["tests.aws_servers"]
 

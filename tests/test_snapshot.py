@@ -21,7 +21,8 @@ from bingo_host import platforms
 from bingo_host import snapshot as snap
 from bingo_host.config import load_config_text
 from bingo_host.freeze import FreezeError, check_freezable
-from tests.aws_servers import free_port
+pytest.register_assert_rewrite("tests.aws_servers")
+from tests.aws_servers import free_port  # noqa: E402
 
 pytest_plugins = ["tests.aws_servers"]
 
@@ -142,6 +143,8 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
     seen = {}
 
     def before_create(params, **kwargs):
+        if params["body"].get("DryRun"):
+            return
         seen.setdefault("volumes", []).append(params["body"].get("VolumeId"))
         if "t_request" in seen:
             return  # the root volume's, after the unlock
@@ -162,8 +165,9 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
         seen["insert_blocked"] = seen["insert"].done_at is None
         seen["write_blocked"] = seen["write"].done_at is None
 
-    def after_create(**kwargs):
-        seen.setdefault("t_returned", time.time())
+    def after_create(parsed, **kwargs):
+        if parsed.get("VolumeId") == ec2_instance.data_volume and parsed.get("SnapshotId"):
+            seen["t_returned"] = time.time()
 
     session.events.register("before-call.ec2.CreateSnapshot", before_create)
     session.events.register("after-call.ec2.CreateSnapshot", after_create)
@@ -189,6 +193,8 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
     assert committed_at > seen["t_request"] - 1
     # moto saw exactly one CreateSnapshot per volume, the data volume first
     creates = [t for t, action in ec2_proxy.calls if action == "CreateSnapshot"]
+    assert [a for _, a in ec2_proxy.calls if a.startswith("CreateSnapshot")][0] \
+        == "CreateSnapshot?DryRun"  # permission checked before anything was locked
     assert len(creates) == 2 and creates[0] <= seen["t_returned"]
     assert seen["volumes"] == [ec2_instance.data_volume, ec2_instance.root_volume]
 
@@ -330,6 +336,21 @@ def test_sigkill_while_frozen_thaws_and_unlocks(db, ec2_instance, ec2_proxy, tmp
     assert not _watchdogs(db.mountpoint), "the watchdog did not exit"
 
 
+def test_sigterm_while_frozen_unwinds_cleanly(db, ec2_instance, ec2_proxy, tmp_path):
+    """systemctl stop sends SIGTERM: the run itself thaws and unlocks, and exits 1."""
+    proc, insert, write = _start_cli_stalled(tmp_path, db, ec2_proxy)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "interrupted by SIGTERM" in stderr, stderr
+    write.join(10)
+    insert.join(10)
+    assert write.done_at and insert.done_at and time.monotonic() - t0 < 10
+    saved = json.loads((tmp_path / "last-snapshot.json").read_text())
+    assert saved["error"] == "interrupted by SIGTERM" and saved["freeze_ms"] is not None
+    assert_writable_and_unlocked(db, tmp_path)
+
+
 def test_hung_process_is_killed_by_watchdog(db, ec2_instance, ec2_proxy, tmp_path):
     proc, insert, write = _start_cli_stalled(tmp_path, db, ec2_proxy, "--freeze-timeout", "2")
     os.kill(proc.pid, signal.SIGSTOP)  # hung for good: only the watchdog can help
@@ -373,6 +394,8 @@ def test_ec2_endpoint_down(db, ec2_instance, monkeypatch, tmp_path):
      "ec2:CreateSnapshot and ec2:CreateTags"),
     ("DescribeVolumes", 403, "UnauthorizedOperation", "needs ec2:DescribeVolumes"),
     ("CreateSnapshot", 503, "RequestLimitExceeded", "RequestLimitExceeded"),
+    ("CreateSnapshot?DryRun", 403, "UnauthorizedOperation", "needs ec2:CreateSnapshot and "
+                                                            "ec2:CreateTags"),
 ])
 def test_ec2_errors(db, ec2_instance, ec2_proxy, tmp_path, action, status, code, expect):
     ec2_proxy.fail[action] = (status, code)
@@ -382,6 +405,8 @@ def test_ec2_errors(db, ec2_instance, ec2_proxy, tmp_path, action, status, code,
     assert expect in str(exc.value)
     tries = sum(1 for _, a in ec2_proxy.calls if a == action)
     assert tries == (1 if status == 403 else 3)  # throttling and 5xx retried, denial not
+    if action == "CreateSnapshot?DryRun":  # refused before anything was locked or frozen
+        assert not any(a == "CreateSnapshot" for _, a in ec2_proxy.calls)
     saved = json.loads((tmp_path / "s.json").read_text())
     assert not saved["ok"] and expect in saved["error"]
     assert_writable_and_unlocked(db, tmp_path)
