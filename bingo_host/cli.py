@@ -49,8 +49,13 @@ class BingoGroup(click.Group):
 @click.pass_context
 def main(ctx, config_path, dry_run, verbose):
     """Build and keep a production music bingo host: nginx, uWSGI, MariaDB on its own volume."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Only bingo-host's own log goes below WARNING: libraries' debug logs (botocore's) can hold
+    # response bodies, and with them secrets.
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("bingo_host").setLevel(logging.DEBUG if verbose else logging.INFO)
     ctx.obj = Options(config_path, dry_run, verbose)
 
 

@@ -164,4 +164,3 @@ def log_to_journal() -> None:
         handler.ident = "bingo-host: "
         handler.setLevel(logging.INFO)
         log.addHandler(handler)
-        log.setLevel(min(log.level or logging.INFO, logging.INFO))

@@ -63,4 +63,7 @@ def fetch(reference: str, region: str | None = None) -> str:
             value = json.loads(value)["password"]
         except (ValueError, KeyError):
             raise BingoHostError(f"{reference} holds JSON without a \"password\" key") from None
+    if not value or any(c in value for c in "\r\n\0"):
+        # It goes into bingo.ini: a line break would let the secret's value add settings.
+        raise BingoHostError(f"{reference}: the secret must be one non-empty line")
     return value

@@ -1,0 +1,102 @@
+"""database.password from SSM Parameter Store and Secrets Manager (moto_server on 127.0.0.1).
+
+The secret must reach bingo.ini (0640) and MariaDB, and appear in no log line and no process
+command line while bootstrap runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from tests.aws_servers import moto_server  # noqa: F401  (session fixture)
+from tests.conftest import CONFIG, host_config
+
+REGION = "eu-west-1"
+
+CMDLINE_WATCH = r"""
+# Record every process command line seen while bootstrap runs (the secret must not be in any).
+while [ ! -e /tmp/stop-watch ]; do
+    cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' >> /tmp/cmdlines
+    echo >> /tmp/cmdlines
+done
+"""
+
+
+def aws_env(moto):
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_SSM": moto.url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto.url,
+            "AWS_ENDPOINT_URL": moto.url,  # anything else stays on loopback too
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def client(moto, service):
+    return boto3.client(service, region_name=REGION, endpoint_url=moto.url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def restore_generated_password(bootstrapped):
+    yield
+    bootstrapped.host.put_file(CONFIG, host_config(bootstrapped.volume.device), mode=0o600)
+    back = bootstrapped.bingo("bootstrap")
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+def bootstrap_with(bootstrapped, moto, password_source, secret):
+    host = bootstrapped.host
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device, database={"password": password_source}),
+                  mode=0o600)
+    host.run(["rm", "-f", "/tmp/stop-watch", "/tmp/cmdlines"])
+    watch = host.popen(["sh", "-c", CMDLINE_WATCH])
+    try:
+        result = host.run(["/usr/local/bin/bingo-host", "-v", "bootstrap"], env=aws_env(moto),
+                          check=False, timeout=600)
+    finally:
+        host.run(["touch", "/tmp/stop-watch"])
+        watch.wait(timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert secret not in result.stdout + result.stderr
+    cmdlines = host.read_file("/tmp/cmdlines")
+    assert "bootstrap" in cmdlines  # the watcher did see bootstrap running
+    assert secret not in cmdlines
+    ti = host.testinfra
+    ini = ti.file("/var/www/music-bingo/shared/bingo.ini")
+    assert ini.mode == 0o640 and f"passwd = {secret}\n" in ini.content_string
+    login = host.run(["mariadb", "-u", "bingoapp", "-N", "-B", "bingo", "-e", "SELECT 42"],
+                     env={"MYSQL_PWD": secret}, check=False)
+    assert login.stdout.strip() == "42", login.stderr
+    assert secret not in ti.run("journalctl --no-pager -o cat").stdout
+    assert "update /var/www/music-bingo/shared/bingo.ini" in result.stdout
+    assert "set the app user's password" in result.stdout
+
+
+def test_password_from_ssm_parameter(bootstrapped, moto_server, restore_generated_password):  # noqa: F811
+    secret = "SsmSecret-4e9f2c7a8b1d"
+    client(moto_server, "ssm").put_parameter(Name="/bingo/db-password", Value=secret,
+                                            Type="SecureString", Overwrite=True)
+    bootstrap_with(bootstrapped, moto_server, "ssm:/bingo/db-password", secret)
+
+
+def test_password_from_secrets_manager_json(bootstrapped, moto_server, restore_generated_password):  # noqa: F811
+    secret = "SmSecret-0b7d3a9c5e2f"
+    arn = client(moto_server, "secretsmanager").create_secret(
+        Name="bingo-db", SecretString=json.dumps({"username": "bingoapp", "password": secret}))["ARN"]
+    bootstrap_with(bootstrapped, moto_server, f"secretsmanager:{arn}", secret)
+
+
+def test_unreadable_secret_fails_clearly_and_changes_nothing(bootstrapped, moto_server,  # noqa: F811
+                                                             restore_generated_password):
+    host = bootstrapped.host
+    before = host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").sha256sum
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device,
+                                      database={"password": "ssm:/bingo/missing"}), mode=0o600)
+    result = host.run(["/usr/local/bin/bingo-host", "bootstrap"], env=aws_env(moto_server),
+                      check=False, timeout=600)
+    assert result.returncode == 1
+    assert "secrets" in result.stdout and "ParameterNotFound" in result.stdout
+    assert host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").sha256sum == before
