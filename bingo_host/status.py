@@ -44,12 +44,17 @@ class Report:
 # -- services --
 
 def _unix_time(value: str) -> str | None:
-    """`systemctl show --timestamp=unix` prints '@SECONDS'; empty or 'n/a' when there is none."""
-    if value.startswith("@"):
-        try:
+    """A `systemctl show` timestamp as ISO time: '@SECONDS' where --timestamp=unix is honoured,
+    else 'Sat 2026-11-28 00:14:31 UTC' (systemctl runs with TZ=UTC); None when empty or 'n/a'."""
+    value = value.strip()
+    try:
+        if value.startswith("@"):
             return _iso(float(value[1:]))
-        except ValueError:
-            return None
+        if value.endswith(" UTC"):
+            parsed = dt.datetime.strptime(value.split(" ", 1)[1], "%Y-%m-%d %H:%M:%S UTC")
+            return parsed.replace(tzinfo=dt.timezone.utc).isoformat(timespec="seconds")
+    except ValueError:
+        return None
     return None
 
 
@@ -76,7 +81,7 @@ def check_services(r: Report, cfg: Config, platform: Platform, https_on: bool) -
 
     wanted = service_list(cfg, platform, https_on)
     out = subp.run(["systemctl", "show", "--no-pager", "--timestamp=unix", "-p", SHOW_PROPS,
-                    "--", *[u for _, u, _ in wanted]], timeout=20).stdout
+                    "--", *[u for _, u, _ in wanted]], timeout=20, env={"TZ": "UTC"}).stdout
     blocks = {b.get("Id", ""): b for b in parse_show(out)}
     blocks_in_order = parse_show(out)
     services = []
