@@ -26,6 +26,7 @@ class Platform:
     nginx_group: str
     nginx_conf_d: str
     nginx_default_site: str | None  # a symlink to remove so our site is the default server
+    nginx_main_conf: str | None  # owned outright where the distro's has a server block in it
     mariadb_service: str
     mariadb_conf_d: str
     mariadb_socket: str
@@ -57,7 +58,8 @@ PLATFORMS: dict[str, Platform] = {
             nginx_user="nginx",
             nginx_group="nginx",
             nginx_conf_d="/etc/nginx/conf.d",
-            nginx_default_site=None,  # nginx.conf's own server has no default_server: ours wins
+            nginx_default_site=None,
+            nginx_main_conf="/etc/nginx/nginx.conf",
             mariadb_service="mariadb",
             mariadb_conf_d="/etc/my.cnf.d",
             mariadb_socket="/var/lib/mysql/mysql.sock",
@@ -86,6 +88,7 @@ PLATFORMS: dict[str, Platform] = {
             nginx_group="www-data",
             nginx_conf_d="/etc/nginx/conf.d",
             nginx_default_site="/etc/nginx/sites-enabled/default",
+            nginx_main_conf=None,
             mariadb_service="mariadb",
             mariadb_conf_d="/etc/mysql/mariadb.conf.d",
             mariadb_socket="/run/mysqld/mysqld.sock",

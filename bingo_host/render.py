@@ -135,6 +135,9 @@ def render_all(
         ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",
          "daemon-reload", False),
     ]
+    if platform.nginx_main_conf:
+        wanted.append(("nginx-main.conf", platform.nginx_main_conf, 0o644, "root", "root", "reload nginx",
+                       False))
     if cfg.database.local:
         wanted += [
             ("mariadb-server.cnf", f"{platform.mariadb_conf_d}/zz-bingo-host.cnf", 0o644, "root", "root",

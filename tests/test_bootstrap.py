@@ -103,6 +103,28 @@ def test_second_bootstrap_changes_nothing(bootstrapped):
     assert not re.search(r"^\S+\s+changed\s", again.stdout, re.M)
 
 
+def test_runs_are_logged_to_the_journal(bootstrapped, ti):
+    journal = ti.run("journalctl --no-pager -o cat -t bingo-host").stdout
+    assert "initialise a new MariaDB datadir" in journal
+    assert "start nginx.service" in journal
+
+
+def test_a_concurrent_run_waits_for_the_lock(bootstrapped):
+    import time
+
+    holder = bootstrapped.host.popen(["flock", "/run/bingo-host.lock", "sleep", "3"])
+    try:
+        time.sleep(0.5)
+        start = time.monotonic()
+        result = bootstrapped.bingo("bootstrap")
+        waited = time.monotonic() - start
+    finally:
+        holder.wait(timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "waiting for another bingo-host run to finish" in result.stdout
+    assert waited >= 2
+
+
 def test_dry_run_shows_the_plan_and_changes_nothing(bootstrapped, ti):
     host = bootstrapped.host
     site = "/etc/nginx/conf.d/music-bingo.conf"
@@ -151,3 +173,40 @@ def test_conflicting_nginx_site_leaves_the_old_config_serving(bootstrapped, ti):
     healed = bootstrapped.bingo("bootstrap")
     assert healed.returncode == 0, healed.stdout
     assert "already converged" in healed.stdout
+
+
+@pytest.fixture
+def external_db(bootstrapped):
+    """The host's own MariaDB, seen as an external server: another name, TCP, its own user."""
+    host = bootstrapped.host
+    password = "Ext3rnal-Db-Passw0rd"
+    host.run(["sh", "-c", "grep -q db.bingo.test /etc/hosts || echo '127.0.0.1 db.bingo.test' >> /etc/hosts"])
+    host.run(["mariadb", "-e", f"CREATE USER IF NOT EXISTS 'extapp'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+                               "GRANT ALL PRIVILEGES ON bingo.* TO 'extapp'@'127.0.0.1'"])
+    yield password
+    host.run(["mariadb", "-e", "DROP USER IF EXISTS 'extapp'@'127.0.0.1'"])
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device), mode=0o600)
+    back = bootstrapped.bingo("bootstrap")
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+def test_external_database_mode(bootstrapped, external_db, ti):
+    host = bootstrapped.host
+    external = {"host": "db.bingo.test", "user": "extapp", "password": external_db}
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device, database={**external, "password": "wrong-password-123"}),
+                  mode=0o600)
+    ini_before = ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum
+    refused = bootstrapped.bingo("bootstrap")
+    assert refused.returncode == 1
+    assert re.search(r"^mariadb\s+failed\s+database extapp@db.bingo.test:3306/bingo does not answer: "
+                     r"Access denied", refused.stdout, re.M), refused.stdout
+    assert "wrong-password-123" not in refused.stdout + refused.stderr
+    assert ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum == ini_before
+
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device, database=external), mode=0o600)
+    result = bootstrapped.bingo("bootstrap")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^volume\s+unchanged\s+external database: no data volume", result.stdout, re.M)
+    assert re.search(r"^mariadb\s+unchanged\s+external database extapp@db.bingo.test:3306/bingo answers",
+                     result.stdout, re.M)
+    assert "host = db.bingo.test" in ti.file("/var/www/music-bingo/shared/bingo.ini").content_string

@@ -106,6 +106,31 @@ def test_nginx_site_passes_real_nginx_t(tmp_path, platform_name, server_name):
     assert "warn" not in result.stderr
 
 
+def test_amazon_linux_main_nginx_conf_passes_real_nginx_t(tmp_path):
+    """On amzn2023 bingo-host owns nginx.conf (the distro's has a competing server block)."""
+    files = {f.template: f for f in rendered("amzn2023")}
+    assert "nginx-main.conf" not in {f.template for f in rendered("debian12")}
+    main = files["nginx-main.conf"]
+    assert main.path == "/etc/nginx/nginx.conf" and "server {" not in main.content
+    write_tree(files.values(), tmp_path / "root")
+    conf = (tmp_path / "root/etc/nginx/nginx.conf")
+    (tmp_path / "logs").mkdir()
+    # This machine is Debian: its nginx runs as www-data, and the site comes from the tree.
+    conf.write_text(conf.read_text()
+                    .replace("user nginx;", "user www-data;")
+                    .replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+                    .replace("/var/log/nginx/", f"{tmp_path}/logs/")
+                    .replace("include /etc/nginx/conf.d/*.conf;", f"include {tmp_path}/root/etc/nginx/conf.d/*.conf;")
+                    .replace("include /usr/share/nginx/modules/*.conf;", "")
+                    .replace("uwsgi_params", "/etc/nginx/uwsgi_params"))
+    site = tmp_path / "root/etc/nginx/conf.d/music-bingo.conf"
+    site.write_text(site.read_text().replace("include uwsgi_params;", "include /etc/nginx/uwsgi_params;"))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr
+
+
 def test_nginx_t_catches_a_broken_site(tmp_path):
     """The nginx check above can fail: a site with a bad directive is refused."""
     conf = tmp_path / "nginx.conf"

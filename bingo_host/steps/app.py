@@ -24,14 +24,17 @@ def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
+
+    def settle():
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode)
+        shutil.chown(path, owner, group)
+
     if st is None:
-        ctx.change(f"create {path}", lambda: (os.makedirs(path, exist_ok=True), os.chmod(path, mode),
-                                               shutil.chown(path, owner, group)))
-        return
-    want_uid, want_gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
-    if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (mode, want_uid, want_gid):
-        ctx.change(f"set {path} to {mode:04o} {owner}:{group}",
-                   lambda: (os.chmod(path, mode), shutil.chown(path, owner, group)))
+        ctx.change(f"create {path}", settle)
+    elif (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (mode, pwd.getpwnam(owner).pw_uid,
+                                                          grp.getgrnam(group).gr_gid):
+        ctx.change(f"set {path} to {mode:04o} {owner}:{group}", settle)
 
 
 def _ensure_user(ctx, user: str, home: str) -> None:

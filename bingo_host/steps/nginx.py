@@ -48,16 +48,18 @@ def config_test() -> None:
 
 def converge(ctx) -> str:
     site = ctx.managed("nginx-site.conf")
+    ours = [mf for mf in (ctx.managed("nginx-main.conf"), site) if mf]
     default_site = ctx.platform.nginx_default_site
-    touched = [site.path] + ([default_site] if default_site else [])
-    stale_site = ctx.differs(site)
+    touched = [mf.path for mf in ours] + ([default_site] if default_site else [])
+    stale = [mf for mf in ours if ctx.differs(mf)]
     stale_default = bool(default_site) and os.path.lexists(default_site)
 
-    if stale_site or stale_default:
+    if stale or stale_default:
         saved = {path: _snapshot(path) for path in touched}
         ctx.set_pending(RELOAD)
         try:
-            ctx.ensure_file(site)
+            for mf in stale:
+                ctx.ensure_file(mf)
             if stale_default:
                 ctx.remove_file(default_site)
             if not ctx.dry_run:
