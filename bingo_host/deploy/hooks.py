@@ -121,7 +121,16 @@ def activate(ctx, name: str, echo=print, timeout: float | None = None) -> None:
         before = os.stat(vassal.path).st_mtime if os.path.exists(vassal.path) else None
         ctx.ensure_file(vassal)
         _bump_mtime(vassal.path, before)
-        echo(f"uwsgi: graceful reload ({'touched' if before else 'installed'} {vassal.path})")
+        if before is None:
+            # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
+            # and it must watch the vassals directory as a directory (an emperor started before
+            # the directory existed watches the path as a single file and never spawns vassals).
+            from .. import systemd
+
+            systemd.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
+            echo(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
+        else:
+            echo(f"uwsgi: graceful reload (touched {vassal.path})")
     wait_loaded(ctx, name, timeout if timeout is not None else _float_env("BINGO_HOST_LOAD_TIMEOUT",
                                                                           LOAD_TIMEOUT), echo)
 
@@ -248,8 +257,8 @@ def maybe_upgrade_self(env, echo=print) -> None:
 def preflight(ctx, env) -> None:
     cfg = ctx.cfg
     paths = Paths(cfg.app.root)
-    missing = [p for p in (paths.releases, paths.shared_ini, f"{layout.UWSGI_VENV}/bin/python",
-                           layout.VASSALS_DIR) if not os.path.exists(p)]
+    missing = [p for p in (paths.releases, paths.shared_ini, f"{layout.UWSGI_VENV}/bin/python")
+               if not os.path.exists(p)]
     if missing or not os.path.lexists(paths.current):
         raise DeployError(f"this host is not bootstrapped ({', '.join(missing) or paths.current} "
                           "missing): run `bingo-host bootstrap` first")
