@@ -190,6 +190,7 @@ def run_script(bundle: Path, script: appspec.Script, env: dict, echo=print) -> N
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     fd = proc.stdout.fileno()
     buf = b""
+    reason = ""  # the script's first "error:" line, repeated in the deployment's error
     exited_at = None
     try:
         while True:
@@ -214,7 +215,10 @@ def run_script(bundle: Path, script: appspec.Script, env: dict, echo=print) -> N
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                echo(f"[{script.event}] {line.decode(errors='replace')}")
+                text = line.decode(errors="replace")
+                if "error:" in text and not reason:
+                    reason = text.split("error:", 1)[1].strip()
+                echo(f"[{script.event}] {text}")
     finally:
         if buf:
             echo(f"[{script.event}] {buf.decode(errors='replace')}")
@@ -222,7 +226,8 @@ def run_script(bundle: Path, script: appspec.Script, env: dict, echo=print) -> N
     rc = proc.wait()
     took = time.monotonic() - start
     if rc != 0:
-        raise DeployError(f"{script.event}: {script.location} failed with exit code {rc} after {took:.1f} s")
+        raise DeployError(f"{script.event}: {script.location} failed with exit code {rc} after {took:.1f} s"
+                          + (f": {reason}" if reason else ""))
     echo(f"[{script.event}] {script.location} succeeded in {took:.1f} s")
 
 
