@@ -2,9 +2,11 @@
 
 Who owns what:
 
-* certbot is only the *authenticator* (`certonly --nginx`): it adds a temporary challenge
-  location to the running nginx, reloads it, and takes the location out again. It never
-  installs the certificate into nginx's files.
+* certbot is only the *authenticator* (`certonly --authenticator nginx`, i.e. `certonly
+  --nginx` without making nginx the installer too): it adds a temporary challenge location to
+  the running nginx, reloads it, and takes the location out again (and reloads). It never
+  installs the certificate into nginx's files; the lineage's renewal config names no
+  installer.
 * bingo-host owns the nginx site: `config_templates/nginx-site.conf` renders the HTTPS server and
   the HTTP->HTTPS redirect as soon as the certificate of the HTTPS domain exists. That domain is
   `https.domain` in the config, else the one recorded in /var/lib/bingo-host/https.json (see
@@ -126,7 +128,7 @@ def install_certbot(platform: Platform, echo: Callable[[str], None]) -> None:
 
 
 def certbot_argv(platform: Platform, req: Request, force: bool = False) -> list[str]:
-    argv = [platform.certbot, "certonly", "--nginx", "--non-interactive", "--agree-tos",
+    argv = [platform.certbot, "certonly", "--authenticator", "nginx", "--non-interactive", "--agree-tos",
             "--cert-name", req.domain, "-d", req.domain, "--deploy-hook", DEPLOY_HOOK,
             "--force-renewal" if force else "--keep-until-expiring"]
     argv += ["--email", req.email] if req.email else ["--register-unsafely-without-email"]
@@ -194,6 +196,28 @@ def _context(cfg: Config, platform: Platform, tls_domain: str | None, echo):
 def _timers_wanted(platform: Platform) -> dict:
     units = [RENEW_TIMER] + ([platform.certbot_distro_timer] if platform.certbot_distro_timer else [])
     return systemd.states(*units)
+
+
+def wait_for_tls(domain: str, timeout: float = 10.0) -> None:
+    """nginx's reload is asynchronous: wait until 127.0.0.1:443 completes a TLS handshake."""
+    import socket
+    import ssl
+    import time
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the chain is the CA's business; here: is TLS being served
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", 443), timeout=2) as sock:
+                with ctx.wrap_socket(sock, server_hostname=domain):
+                    return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise BingoHostError(f"nginx was reloaded with TLS for {domain} but does not answer "
+                                     f"TLS on 127.0.0.1:443 ({exc})") from None
+            time.sleep(0.2)
 
 
 def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None:
@@ -281,6 +305,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
                                  f"{state.LETSENCRYPT_LIVE}/{req.domain}), but the {failed.name} step "
                                  f"failed; nginx serves as before: {failed.detail}")
 
+        wait_for_tls(req.domain)
         timers = _timers_wanted(platform)
         renew = timers[RENEW_TIMER]
         if not (renew.is_enabled and renew.running):

@@ -7,10 +7,8 @@ The host tests share the bootstrapped test host and put back what they break.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
