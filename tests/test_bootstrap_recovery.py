@@ -70,6 +70,18 @@ def first_host(host_pool, persistent_volume):
         host.shutdown()
 
 
+def test_dry_run_on_a_bare_host_plans_everything_and_changes_nothing(first_host, persistent_volume):
+    plan = first_host.run([BIN, "--dry-run", "bootstrap"], check=False, timeout=600)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for step in ("packages", "secrets", "volume", "swap", "mariadb", "app", "uwsgi", "nginx", "timers"):
+        assert f"\n{step}" in "\n" + plan.stdout and "would change" in plan.stdout
+    assert "nothing was changed" in plan.stdout
+    assert first_host.run(["dpkg", "-s", "nginx"], check=False).returncode != 0
+    assert first_host.run(["test", "-e", "/etc/bingo-host/db-password"], check=False).returncode != 0
+    assert first_host.run(["blkid", "-p", persistent_volume], check=False).returncode == 2  # still blank
+    assert "bingo-host" not in first_host.read_file("/etc/fstab")
+
+
 def test_killed_during_mkfs_then_rerun_converges(first_host, persistent_volume):
     killed_bootstrap(first_host, "pgrep -x mkfs.ext4 >/dev/null", also="pkill -9 -x mkfs.ext4")
     out = converges(first_host)

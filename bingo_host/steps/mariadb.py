@@ -71,7 +71,11 @@ def converge(ctx) -> str:
     service = f"{platform.mariadb_service}.service"
     restart = f"restart {platform.mariadb_service}"
 
-    if not os.path.ismount(cfg.volume.mountpoint) and not ctx.dry_run:
+    if not os.path.ismount(cfg.volume.mountpoint):
+        if ctx.dry_run:  # the plan of a host whose volume step has not run yet
+            ctx.change(f"configure, initialise and start MariaDB on {datadir}; create database {db.name} "
+                       f"and users {db.user}, {layout.BACKUP_DB_USER}")
+            return ""
         raise BingoHostError(f"{cfg.volume.mountpoint} is not mounted: refusing to put MariaDB's data "
                              "on the root filesystem")
     dropin = ctx.managed("mariadb-mount.conf")
