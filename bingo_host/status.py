@@ -226,37 +226,51 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
 
 # -- release, snapshot, certificate --
 
+def _source(record: dict) -> str | None:
+    """What a release came from, from its record's `bundle` (deploy/releases.py, schema 1)."""
+    bundle = record.get("bundle")
+    if not isinstance(bundle, dict):
+        return bundle if isinstance(bundle, str) and bundle else None
+    kind = bundle.get("type")
+    if kind == "s3" and bundle.get("bucket") and bundle.get("key"):
+        version = f" (version {bundle['version']})" if bundle.get("version") else ""
+        return f"s3://{bundle['bucket']}/{bundle['key']}{version}"
+    if kind == "file" and bundle.get("path"):
+        return f"{bundle['path']}"
+    return None
+
+
 def check_release(r: Report, cfg: Config) -> None:
-    root = cfg.app.root
-    current = f"{root}/current"
-    try:
-        releases = [e for e in os.listdir(f"{root}/releases") if os.path.isdir(f"{root}/releases/{e}")]
-    except OSError:
-        releases = []
+    """The serving release, read through the deploy module's record functions."""
+    from .deploy.releases import PLACEHOLDER, Paths, current_name, read_record, releases
+
+    paths = Paths(cfg.app.root)
+    complete = [name for name, _ in releases(paths)]
     entry = {"current": None, "placeholder": False, "path": None, "deployed_at": None, "source": None,
-             "releases": len(releases), "older_kept": 0}
+             "releases": len(complete), "older_kept": 0}
     r.data["release"] = entry
-    if not os.path.islink(current):
-        r.problem("release", f"{current} is missing: run `bingo-host bootstrap`")
+    name = current_name(paths)
+    if name is None:
+        r.problem("release", f"{paths.current} is missing: run `bingo-host bootstrap`")
         return
-    target = os.readlink(current)
-    path = os.path.normpath(os.path.join(root, target))
+    path = os.path.normpath(os.path.join(paths.root, os.readlink(paths.current)))
     entry["path"] = path
     if not os.path.isdir(path):
-        r.problem("release", f"{current} points at {target}, which does not exist")
+        r.problem("release", f"{paths.current} points at {path}, which does not exist")
         return
-    if path == os.path.normpath(f"{root}/placeholder"):
+    if name == PLACEHOLDER:
         entry["placeholder"] = True
         return
-    entry["current"] = os.path.basename(path)
-    entry["older_kept"] = len([e for e in releases if e != entry["current"]])
-    record = state.read_json(f"{path}/bingo-release.json") or {}
-    deployed = record.get("deployed_at") or record.get("time") or record.get("created_at")
+    entry["current"] = name
+    entry["older_kept"] = len([n for n in complete if n != name])
+    record = read_record(path) or {}
+    deployed = record.get("activated_at") or record.get("created_at")
     entry["deployed_at"] = deployed if isinstance(deployed, str) else None
-    source = record.get("source") or record.get("revision") or record.get("bundle")
-    if isinstance(source, dict):
-        source = " ".join(f"{k}={v}" for k, v in sorted(source.items()) if isinstance(v, (str, int)))
-    entry["source"] = source if isinstance(source, str) and source else None
+    entry["source"] = _source(record)
+    failed = record.get("failed")
+    if isinstance(failed, dict):
+        r.problem("release", f"the serving release {name} is marked failed "
+                             f"({failed.get('event', '?')}: {failed.get('reason', '?')})")
 
 
 def _parse_time(value: Any) -> float | None:

@@ -256,3 +256,41 @@ def test_timer_next_run_parsing():
     assert _unix_time("Sat 2026-11-28 00:14:31 UTC") == "2026-11-28T00:14:31+00:00"
     assert _unix_time("@1700000000") == "2023-11-14T22:13:20+00:00"
     assert _unix_time("") is None and _unix_time("n/a") is None
+
+
+def test_release_from_the_deploy_record(tmp_path):
+    from bingo_host import status
+    from bingo_host.config import load_config_text
+
+    root = tmp_path / "app"
+    cfg = load_config_text(f"app: {{root: {root}}}\n")
+    r = status.Report()
+    status.check_release(r, cfg)
+    assert r.data["release"]["current"] is None and r.problems[0]["check"] == "release"  # no current
+
+    (root / "placeholder").mkdir(parents=True)
+    (root / "current").symlink_to("placeholder")
+    r = status.Report()
+    status.check_release(r, cfg)
+    assert r.data["release"]["placeholder"] and not r.problems
+
+    for name, created in (("d-OLD", "2026-01-01T00:00:00+00:00"), ("d-NEW", "2026-02-01T00:00:00+00:00")):
+        (root / "releases" / name).mkdir(parents=True)
+        (root / "releases" / name / "bingo-release.json").write_text(json.dumps({
+            "schema": 1, "id": name, "created_at": created, "activated_at": created,
+            "bundle": {"type": "s3", "bucket": "b", "key": "k.zip", "version": "v1"}, "failed": None}))
+    (root / "releases" / ".d-HALF.partial").mkdir()
+    (root / "current").unlink()
+    (root / "current").symlink_to("releases/d-NEW")
+    r = status.Report()
+    status.check_release(r, cfg)
+    rel = r.data["release"]
+    assert not r.problems and not validate(rel, SCHEMA["properties"]["release"])
+    assert (rel["current"], rel["older_kept"], rel["releases"]) == ("d-NEW", 1, 2)
+    assert rel["deployed_at"] == "2026-02-01T00:00:00+00:00" and rel["source"] == "s3://b/k.zip (version v1)"
+
+    record = root / "releases" / "d-NEW" / "bingo-release.json"
+    record.write_text(json.dumps({"failed": {"at": "x", "event": "ValidateService", "reason": "502"}}))
+    r = status.Report()
+    status.check_release(r, cfg)
+    assert "marked failed (ValidateService: 502)" in r.problems[0]["message"]
