@@ -27,6 +27,30 @@ def test_services_active_and_enabled(ti, service):
     assert svc.is_enabled
 
 
+def test_uwsgi_emperor_spawns_a_vassal_dropped_into_its_directory(bootstrapped, ti):
+    """The emperor must watch a directory (one started before it exists never spawns a vassal)."""
+    import time
+
+    host = bootstrapped.host
+    host.put_file("/tmp/probe_app.py",
+                  "def application(env, start):\n"
+                  "    start('200 OK', [('Content-Type', 'text/plain')])\n"
+                  "    return [b'emperor-probe']\n")
+    host.put_file("/etc/bingo-host/vassals/probe.ini",
+                  "[uwsgi]\nhttp-socket = 127.0.0.1:18099\nwsgi-file = /tmp/probe_app.py\n"
+                  "binary-path = /opt/bingo-host/uwsgi/bin/python\nuid = nobody\ngid = nogroup\n")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = ti.run("curl -s http://127.0.0.1:18099/")
+            if answer.stdout == "emperor-probe":
+                break
+            time.sleep(0.5)
+        assert answer.stdout == "emperor-probe"
+    finally:
+        host.run(["rm", "-f", "/etc/bingo-host/vassals/probe.ini"])
+
+
 def test_data_volume_mounted_by_uuid_from_fstab(bootstrapped, ti):
     uuid = ti.run(f"blkid -s UUID -o value {bootstrapped.volume.device}").stdout.strip()
     label = ti.run(f"blkid -s LABEL -o value {bootstrapped.volume.device}").stdout.strip()

@@ -45,6 +45,12 @@ def converge(ctx) -> str:
         ctx.ensure_file(unit)
         ctx.change("systemctl daemon-reload", systemd.daemon_reload)
 
+    if not os.path.isdir(layout.VASSALS_DIR):
+        # An emperor started before its directory exists treats the path as one file and never
+        # spawns a vassal put there later: create it first, and restart an emperor that missed it.
+        ctx.set_pending(restart)
+        ctx.change(f"create {layout.VASSALS_DIR}", lambda: os.makedirs(layout.VASSALS_DIR, mode=0o755))
+
     vassal = ctx.managed("uwsgi-vassal.ini")
     has_app = os.path.exists(f"{ctx.cfg.app.root}/current/application.py")
     if has_app:
