@@ -42,7 +42,7 @@ BASE_PACKAGES = [
 #: them, and tests must see that happen, but locally and fast.
 PREDOWNLOAD_PACKAGES = [
     "nginx", "mariadb-server", "mariadb-client", "python3-venv", "python3-dev",
-    "build-essential", "libmariadb-dev", "pkg-config",
+    "build-essential", "libmariadb-dev", "pkg-config", "certbot", "python3-certbot-nginx",
 ]
 
 #: Units that wait forever, or touch the whole machine, in a container without udev/ttys.
