@@ -129,13 +129,17 @@ def testhost(host_pool):
         host.shutdown()
 
 
-# Modules that need fresh roots run first, so the shared bootstrapped host is booted once.
+# Modules that need fresh roots run first, so the shared bootstrapped host is booted once;
+# deploys run last on it, since every other module expects the placeholder page.
 FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery")
+LAST_MODULES = ("test_deploy",)
 
 
 def pytest_collection_modifyitems(items):
     def rank(item):
         name = item.module.__name__.rsplit(".", 1)[-1]
-        return FRESH_HOST_MODULES.index(name) if name in FRESH_HOST_MODULES else len(FRESH_HOST_MODULES)
+        if name in FRESH_HOST_MODULES:
+            return FRESH_HOST_MODULES.index(name)
+        return len(FRESH_HOST_MODULES) + (1 if name in LAST_MODULES else 0)
 
     items.sort(key=rank)  # stable: keeps pytest's order within each group
