@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "tests.aws_servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = "/usr/local/bin/bingo-host"

@@ -8,8 +8,6 @@ same host. The volume outlives the first host, as an EBS volume outlives an inst
 from __future__ import annotations
 
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 

@@ -13,7 +13,6 @@ import pytest
 from tests.harness import CommandFailed, TestHost
 from tests.harness import host as harness_host
 
-pytest_plugins = ["tests.harness.fixtures"]
 
 
 def _pids_with_root_under(path: Path) -> list[int]:

@@ -11,7 +11,6 @@ from bingo_host.imds import IMDS, IMDSError
 pytest.register_assert_rewrite("tests.aws_servers")
 from tests.aws_servers import IMDSServer, free_port  # noqa: E402
 
-pytest_plugins = ["tests.aws_servers"]
 
 
 def test_default_endpoint_is_the_real_one_and_env_overrides_it():

@@ -11,7 +11,6 @@ import json
 import boto3
 import pytest
 
-from tests.aws_servers import moto_server  # noqa: F401  (session fixture)
 from tests.conftest import CONFIG, host_config
 
 REGION = "eu-west-1"
@@ -75,21 +74,21 @@ def bootstrap_with(bootstrapped, moto, password_source, secret):
     assert "set the app user's password" in result.stdout
 
 
-def test_password_from_ssm_parameter(bootstrapped, moto_server, restore_generated_password):  # noqa: F811
+def test_password_from_ssm_parameter(bootstrapped, moto_server, restore_generated_password):
     secret = "SsmSecret-4e9f2c7a8b1d"
     client(moto_server, "ssm").put_parameter(Name="/bingo/db-password", Value=secret,
                                             Type="SecureString", Overwrite=True)
     bootstrap_with(bootstrapped, moto_server, "ssm:/bingo/db-password", secret)
 
 
-def test_password_from_secrets_manager_json(bootstrapped, moto_server, restore_generated_password):  # noqa: F811
+def test_password_from_secrets_manager_json(bootstrapped, moto_server, restore_generated_password):
     secret = "SmSecret-0b7d3a9c5e2f"
     arn = client(moto_server, "secretsmanager").create_secret(
         Name="bingo-db", SecretString=json.dumps({"username": "bingoapp", "password": secret}))["ARN"]
     bootstrap_with(bootstrapped, moto_server, f"secretsmanager:{arn}", secret)
 
 
-def test_unreadable_secret_fails_clearly_and_changes_nothing(bootstrapped, moto_server,  # noqa: F811
+def test_unreadable_secret_fails_clearly_and_changes_nothing(bootstrapped, moto_server,
                                                              restore_generated_password):
     host = bootstrapped.host
     before = host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").sha256sum

@@ -24,7 +24,6 @@ from bingo_host.freeze import FreezeError, check_freezable
 pytest.register_assert_rewrite("tests.aws_servers")
 from tests.aws_servers import free_port  # noqa: E402
 
-pytest_plugins = ["tests.aws_servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 

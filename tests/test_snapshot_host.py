@@ -11,14 +11,13 @@ import json
 
 import boto3
 
-from tests.aws_servers import (aws_env, ec2_proxy, imds_server, make_instance,  # noqa: F401
-                               moto_server)
+from tests.aws_servers import make_instance
 
 UNIT = "bingo-host-snapshot.service"
 DROPIN = f"/etc/systemd/system/{UNIT}.d/endpoints.conf"
 
 
-def test_snapshot_unit_takes_consistent_snapshots_on_the_host(bootstrapped, aws_env, monkeypatch):  # noqa: F811
+def test_snapshot_unit_takes_consistent_snapshots_on_the_host(bootstrapped, aws_env, monkeypatch):
     host, ti = bootstrapped.host, bootstrapped.host.testinfra
     aws_env["moto"].reset()
     instance = make_instance(data_device=bootstrapped.volume.device)
