@@ -67,17 +67,29 @@ def config():
 @config.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print the effective config as JSON.")
 @click.pass_obj
-def config_check(opts: Options, as_json):
-    """Validate the config and print it with defaults filled in (secrets masked)."""
+@click.option("--platform", "platform_name", type=click.Choice(["amzn2023", "debian12"]),
+              help="Resolve 'auto' values for this platform (default: this host's, if supported).")
+def config_check(opts: Options, as_json, platform_name):
+    """Validate the config and print it with defaults filled in and 'auto' resolved for this
+    host (secrets masked)."""
+    from . import platforms
     from .config import to_dict
+    from .errors import ConfigError
+    from .render import HostFacts, resolve
 
-    data = to_dict(opts.load_config())
+    cfg = opts.load_config()
+    try:
+        platform = platforms.get(platform_name or cfg.platform)
+    except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
+        platform = None
+    note = f"'auto' resolved for {platform.name} on this host" if platform else "'auto' left unresolved"
+    data = to_dict(resolve(cfg, platform, HostFacts.of_this_host()) if platform else cfg)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
         import yaml
 
-        click.echo(f"# {opts.config_path}: valid")
+        click.echo(f"# {opts.config_path}: valid; {note}")
         click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
 
 

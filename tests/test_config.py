@@ -152,6 +152,16 @@ def test_config_env_var_selects_the_file(tmp_path):
     assert '"name": "from_env"' in result.output
 
 
+def test_config_check_resolves_auto_for_the_platform(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("swap: {size: 512M}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--platform", "amzn2023"])
+    assert result.exit_code == 0, result.output
+    assert "'auto' resolved for amzn2023" in result.output
+    assert "user: ec2-user" in result.output and "size: 512" in result.output
+    assert "processes: auto" not in result.output
+
+
 def test_references_are_not_masked():
     cfg = load_config_text("database: {password: 'ssm:/bingo/pw'}")
     assert to_dict(cfg)["database"]["password"] == "ssm:/bingo/pw"
