@@ -111,9 +111,10 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         start = time.monotonic()
         try:
             reason = step.converge(ctx)
-        except BingoHostError as exc:
-            results.append(StepResult(step.NAME, "failed", str(exc), time.monotonic() - start))
-            log.error("%s failed: %s", step.NAME, exc)
+        except Exception as exc:  # an unforeseen failure still names its step and ends the run
+            detail = str(exc) if isinstance(exc, BingoHostError) else f"{type(exc).__name__}: {exc}"
+            results.append(StepResult(step.NAME, "failed", detail, time.monotonic() - start))
+            log.error("%s failed: %s", step.NAME, detail, exc_info=not isinstance(exc, BingoHostError))
             ctx.echo(_line(results[-1]))
             break
         status = "changed" if ctx.changes else "unchanged"

@@ -1,0 +1,55 @@
+"""The step engine: dry-run skips the work but reports it; a failing step ends the run, named."""
+
+from types import SimpleNamespace
+
+from bingo_host import platforms
+from bingo_host.config import Config
+from bingo_host.converge import Context, run_steps
+from bingo_host.errors import BingoHostError
+from bingo_host.render import HostFacts
+
+
+def context(dry_run=False):
+    lines = []
+    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+                  dry_run=dry_run, echo=lines.append)
+    return ctx, lines
+
+
+def step(name, body):
+    return SimpleNamespace(NAME=name, converge=body)
+
+
+def test_changes_run_unless_dry_run():
+    done = []
+    for dry_run, expected in ((False, ["x"]), (True, [])):
+        done.clear()
+        ctx, lines = context(dry_run)
+        results = run_steps(ctx, [step("one", lambda c: c.change("do x", lambda: done.append("x")))])
+        assert done == expected
+        assert results[0].status == "changed" and results[0].detail == "do x"
+        assert ("would change" in lines[0]) == dry_run
+
+
+def test_unchanged_step_reports_its_reason():
+    ctx, lines = context()
+    results = run_steps(ctx, [step("calm", lambda c: "all as wanted")])
+    assert (results[0].status, results[0].detail) == ("unchanged", "all as wanted")
+    assert lines == ["calm       unchanged    all as wanted"]
+
+
+def test_a_failure_names_the_step_and_stops_the_run():
+    ran = []
+    for error in (BingoHostError("disk on fire"), KeyError("mysql")):
+        ran.clear()
+
+        def boom(c, error=error):
+            raise error
+
+        ctx, lines = context()
+        results = run_steps(ctx, [step("first", lambda c: ran.append(1)), step("second", boom),
+                                  step("third", lambda c: ran.append(3))])
+        assert [r.status for r in results] == ["unchanged", "failed"]
+        assert ran == [1]
+        assert "second" in lines[-1] and "failed" in lines[-1]
+        assert ("disk on fire" if isinstance(error, BingoHostError) else "KeyError: 'mysql'") in results[-1].detail
