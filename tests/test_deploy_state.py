@@ -44,3 +44,20 @@ def test_between_hooks_of_the_agent_blocks_until_stale():
     assert "between hooks" in state.blocker(between, "d-NEW")
     old = dict(between, updated_at="2000-01-01T00:00:00Z")
     assert state.blocker(old, "d-NEW") is None
+
+
+def test_a_killed_but_unreaped_process_is_not_alive():
+    import signal
+    import time
+
+    import psutil
+
+    child = subprocess.Popen(["sleep", "60"])
+    started = psutil.Process(child.pid).create_time()
+    assert state._alive(child.pid, started)
+    os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # killed, not yet reaped
+        assert time.monotonic() < deadline
+    assert not state._alive(child.pid, started)
+    child.wait()

@@ -63,7 +63,10 @@ def _alive(pid, start) -> bool:
     import psutil
 
     try:
-        return abs(psutil.Process(int(pid)).create_time() - float(start or 0)) < 1.0
+        proc = psutil.Process(int(pid))
+        # A killed process that its parent has not reaped yet is a zombie: it drives nothing.
+        return (abs(proc.create_time() - float(start or 0)) < 1.0
+                and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
 
