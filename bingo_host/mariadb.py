@@ -10,11 +10,14 @@ GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ")
 
 
 def connect(socket: str | None = None, user: str = "root", password: str | None = None,
-            host: str | None = None, port: int = 3306, database: str | None = None, timeout: int = 10):
+            host: str | None = None, port: int = 3306, database: str | None = None, timeout: int = 10,
+            **options):
+    """An autocommit PyMySQL connection over the socket, or TCP when no socket is given;
+    ``options`` go to pymysql.connect as they are (read_timeout, ...)."""
     import pymysql
 
     kwargs = dict(user=user, password=password or "", connect_timeout=timeout, autocommit=True,
-                  database=database)
+                  database=database, **options)
     if socket:
         kwargs["unix_socket"] = socket
     else:

@@ -261,14 +261,15 @@ def _mountpoint_of(vol: Attached) -> str:
     if not devs:
         return ""
     majors = {(os.major(d), os.minor(d)) for d in devs}
+    from .blockdev import mounts
+
     try:
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            parts = line.split()
-            major, minor = (int(x) for x in parts[2].split(":"))
+        for mount in mounts():
+            major, minor = (int(x) for x in mount.major_minor.split(":"))
             # whole disk or one of its first partitions (minor numbers follow the disk's)
             if any(major == ma and mi <= minor <= mi + 15 for ma, mi in majors):
-                return parts[4]
-    except (OSError, ValueError, IndexError):
+                return mount.mountpoint
+    except (OSError, ValueError):
         pass
     return ""
 
@@ -290,10 +291,11 @@ def read_password(path: str | Path) -> str:
 def connect(socket_path: str, password: str):
     import pymysql
 
+    from .mariadb import connect as mariadb_connect
+
     try:
-        return pymysql.connect(unix_socket=socket_path, user=layout.BACKUP_DB_USER,
-                               password=password, connect_timeout=DB_CONNECT_TIMEOUT,
-                               read_timeout=DB_LOCK_WAIT_TIMEOUT + 50, autocommit=True)
+        return mariadb_connect(socket_path, layout.BACKUP_DB_USER, password, timeout=DB_CONNECT_TIMEOUT,
+                               read_timeout=DB_LOCK_WAIT_TIMEOUT + 50)
     except pymysql.err.MySQLError as exc:
         detail = exc.args[-1] if exc.args else exc
         raise SnapshotError(f"cannot connect to MariaDB at {socket_path} as "

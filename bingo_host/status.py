@@ -82,8 +82,8 @@ def check_services(r: Report, cfg: Config, platform: Platform, https_on: bool) -
     wanted = service_list(cfg, platform, https_on)
     out = subp.run(["systemctl", "show", "--no-pager", "--timestamp=unix", "-p", SHOW_PROPS,
                     "--", *[u for _, u, _ in wanted]], timeout=20, env={"TZ": "UTC"}).stdout
-    blocks = {b.get("Id", ""): b for b in parse_show(out)}
     blocks_in_order = parse_show(out)
+    blocks = {b.get("Id", ""): b for b in blocks_in_order}
     services = []
     for i, (name, unit, required) in enumerate(wanted):
         b = blocks.get(unit) or (blocks_in_order[i] if i < len(blocks_in_order) else {})
@@ -197,17 +197,13 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
         entry["error"] = "no app password found (db-password or bingo.ini): run bootstrap"
         r.problem("database", entry["error"])
         return
-    import pymysql
+    from .mariadb import connect
 
-    kwargs = dict(user=db.user, password=password, database=db.name, connect_timeout=DB_TIMEOUT,
-                  read_timeout=DB_TIMEOUT, write_timeout=DB_TIMEOUT)
-    if db.local:
-        kwargs["unix_socket"] = platform.mariadb_socket
-    else:
-        kwargs.update(host=db.host, port=db.port)
     start = time.monotonic()
     try:
-        conn = pymysql.connect(**kwargs)
+        conn = connect(platform.mariadb_socket if db.local else None, db.user, password, host=db.host,
+                       port=db.port, database=db.name, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT,
+                       write_timeout=DB_TIMEOUT)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")

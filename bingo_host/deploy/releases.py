@@ -23,7 +23,6 @@ from __future__ import annotations
 import glob
 import grp
 import hashlib
-import json
 import os
 import pwd
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from .. import files, subp
 from . import DeployError
+from ..state import read_json, write_json
 from .state import now
 
 RELEASE_FILE = "bingo-release.json"
@@ -73,16 +73,11 @@ class Paths:
 # -- records --
 
 def read_record(path: str) -> dict | None:
-    try:
-        with open(f"{path}/{RELEASE_FILE}") as f:
-            return json.load(f)
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
+    return read_json(f"{path}/{RELEASE_FILE}")
 
 
 def write_record(path: str, record: dict) -> None:
-    files.write_atomic(f"{path}/{RELEASE_FILE}", json.dumps(record, indent=2, sort_keys=True) + "\n",
-                       0o644, "root", "root")
+    write_json(f"{path}/{RELEASE_FILE}", record, "root", "root")
 
 
 def update_record(paths: Paths, name: str, **changes) -> None:

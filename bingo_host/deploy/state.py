@@ -26,15 +26,14 @@ Schema (version 1), written atomically, 0644:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
 
-from .. import files, layout
+from ..state import DEPLOY_FILE, read_json, write_json
 from . import DeployError
 
-STATE_FILE = f"{layout.STATE_DIR}/deploy.json"
+STATE_FILE = DEPLOY_FILE
 STALE_AFTER = 3600 + 300
 
 
@@ -43,18 +42,13 @@ def now() -> str:
 
 
 def load(path: str = STATE_FILE) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return None  # a torn write cannot happen (atomic), but never let junk block deploys
+    """The recorded deployment; None when there is none (junk never blocks deploys)."""
+    return read_json(path)
 
 
 def save(state: dict, path: str = STATE_FILE) -> None:
     state["updated_at"] = now()
-    files.write_atomic(path, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644)
+    write_json(path, state)
 
 
 def _alive(pid, start) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .. import blockdev, fstab, layout, subp
+from .. import blockdev, fstab, layout, subp, systemd
 from ..errors import BingoHostError, CommandError
 
 NAME = "swap"
@@ -90,7 +90,7 @@ def _reload(ctx) -> None:
     """Regenerate systemd's units from the changed fstab (only when systemd is PID 1)."""
     if os.path.isdir("/run/systemd/system"):
         ctx.change("reload systemd (fstab changed)",
-                   lambda: subp.run(["systemctl", "daemon-reload"], timeout=120))
+                   systemd.daemon_reload)
 
 
 def converge(ctx) -> str | None:

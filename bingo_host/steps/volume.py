@@ -15,7 +15,7 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from .. import blockdev, files, fstab, layout, subp
+from .. import blockdev, files, fstab, layout, subp, systemd
 from ..errors import BingoHostError, CommandError
 
 NAME = "volume"
@@ -185,7 +185,7 @@ def converge(ctx) -> str | None:
     if fstab.apply(ctx, lambda text: fstab.set_line(text, line),
                    f"mount UUID={spec_uuid} ({fstype}) at {mp}") and _systemd_running():
         ctx.change("reload systemd (fstab changed)",
-                   lambda: subp.run(["systemctl", "daemon-reload"], timeout=120))
+                   systemd.daemon_reload)
 
     current = blockdev.mounted_at(mp)
     if current is not None and (planned or current.major_minor != blockdev.dev_numbers(fs_dev)):
