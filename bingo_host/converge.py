@@ -21,7 +21,7 @@ from . import files, layout
 from .config import Config
 from .errors import BingoHostError
 from .platforms import Platform
-from .render import HostFacts, ManagedFile, render_all
+from .render import PASSWORD_PLACEHOLDER, HostFacts, ManagedFile, render_all
 
 log = logging.getLogger("bingo_host")
 
@@ -48,9 +48,11 @@ class Context:
         return fn()
 
     def managed_files(self) -> list[ManagedFile]:
-        key = (self.facts, self.secrets.get("app_password", "<set-by-bootstrap>"))
+        key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
+               self.secrets.get("secret_key", PASSWORD_PLACEHOLDER))
         if self._rendered_for != key:
-            self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1])
+            self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1],
+                                        secret_key=key[2])
             self._rendered_for = key
         return self._rendered
 

@@ -80,7 +80,7 @@ def datadir(cfg: Config, facts: HostFacts) -> str:
 def _environment():
     import jinja2  # imported here: status and --help never render
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -88,6 +88,13 @@ def _environment():
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters["ini"] = ini_value
+    return env
+
+
+def ini_value(value) -> str:
+    """A bingo.ini value: the app reads it with ConfigParser's interpolation, so '%' is '%%'."""
+    return str(value).replace("%", "%%")
 
 
 def render_all(
@@ -95,6 +102,7 @@ def render_all(
     platform: Platform,
     facts: HostFacts,
     db_password: str = PASSWORD_PLACEHOLDER,
+    secret_key: str = PASSWORD_PLACEHOLDER,
 ) -> list[ManagedFile]:
     """The files this config wants on this host, in a stable order."""
     cfg = resolve(cfg, platform, facts)
@@ -113,6 +121,9 @@ def render_all(
         "vassals_dir": layout.VASSALS_DIR,
         "bin": layout.BIN,
         "db_password": db_password,
+        "secret_key": secret_key,
+        "health_module": layout.HEALTH_MODULE,
+        "health_dir": layout.HEALTH_WSGI_DIR,
         "datadir": datadir(cfg, facts),
         "innodb_buffer_pool_mib": sizing.innodb_buffer_pool_mib(facts.mem_bytes),
         "max_connections": sizing.mariadb_max_connections(cfg.app.processes),
@@ -157,4 +168,13 @@ def render_all(
         ManagedFile(path=path, content=env.get_template(name).render(context), mode=mode, owner=owner,
                     group=group, on_change=on_change, template=name, secret=secret)
         for name, path, mode, owner, group, on_change, secret in wanted
-    ]
+    ] + [health_module()]
+
+
+def health_module() -> ManagedFile:
+    """bingo_health.py, the WSGI wrapper the vassal loads around the app (see health_wsgi.py):
+    a copy of the module's source, since the app's interpreter cannot import bingo-host."""
+    source = Path(__file__).with_name("health_wsgi.py").read_text()
+    return ManagedFile(path=f"{layout.HEALTH_WSGI_DIR}/{layout.HEALTH_MODULE}.py", content=source,
+                       mode=0o644, owner="root", group="root", on_change="reload app",
+                       template="health_wsgi.py")

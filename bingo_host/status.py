@@ -178,7 +178,7 @@ def app_password(cfg: Config) -> str | None:
         return source
     import configparser  # ssm:/secretsmanager: read what bootstrap rendered, not AWS (no boto3)
 
-    ini = configparser.ConfigParser(interpolation=None)
+    ini = configparser.ConfigParser()  # with interpolation, as the app reads it ('%%' is '%')
     try:
         ini.read(f"{cfg.app.root}/shared/bingo.ini")
         return ini.get("database", "passwd", fallback=None)
@@ -349,57 +349,33 @@ def check_certificate(r: Report, cfg: Config) -> bool:
 
 # -- HTTP through nginx --
 
-def _get(tls: bool, host_header: str, path: str) -> tuple[int | None, str | None, str | None]:
-    """(status, Location, error) of GET path on the local nginx."""
-    import http.client
-
-    if tls:
-        import ssl
-
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False  # the certificate is checked on its own; here: is nginx serving
-        ctx.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=HTTP_TIMEOUT, context=ctx)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("GET", path, headers={"Host": host_header, "User-Agent": "bingo-host-status"})
-        resp = conn.getresponse()
-        resp.read(65536)
-        return resp.status, resp.getheader("Location"), None
-    except (OSError, http.client.HTTPException, socket.timeout) as exc:
-        return None, None, str(exc) or type(exc).__name__
-    finally:
-        conn.close()
-
-
 def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
-    names = [n for n in cfg.app.server_name if n != "_" and not n.startswith("*.")]
-    host = tls_domain or (names[0] if names else "localhost")
+    """The index and the app's health check through nginx, by probe.py's rule (the one
+    ValidateService and the load balancer use); with HTTPS, the plain-HTTP redirect too."""
+    from . import probe
+
     no_release = r.data.get("release", {}).get("placeholder", False) or \
         r.data.get("release", {}).get("current") is None
-    scheme = "https" if tls_domain else "http"
     checks = []
-    for kind, path in (("static", "/"), ("health", cfg.app.health_path)):
-        status, _, error = _get(bool(tls_domain), host, path)
-        entry = {"kind": kind, "url": f"{scheme}://{host}{path}", "status": status, "ok": False,
-                 "note": None, "error": error}
-        if status == 200:
-            entry["ok"] = True
-        elif kind == "health" and no_release and status in NO_RELEASE_STATUSES:
+    for kind, answer in (("static", probe.index(cfg, tls_domain, HTTP_TIMEOUT)),
+                         ("health", probe.health(cfg, tls_domain, HTTP_TIMEOUT))):
+        entry = {"kind": kind, "url": answer.url, "status": answer.status, "ok": answer.ok,
+                 "note": None, "error": answer.error}
+        if not answer.ok and kind == "health" and no_release and answer.status in NO_RELEASE_STATUSES:
             entry.update(ok=True, note="no release yet")
         checks.append(entry)
         if not entry["ok"]:
-            what = f"HTTP {status}" if status else f"no answer ({error})"
-            r.problem(f"http.{kind}", f"GET {entry['url']} through nginx: {what}")
+            r.problem(f"http.{kind}", f"GET {answer.url} through nginx: {answer.why()}")
     if tls_domain:
-        status, location, error = _get(False, host, "/")
-        ok = status == 301 and bool(location) and location.startswith(f"https://{host}/")
-        checks.append({"kind": "redirect", "url": f"http://{host}/", "status": status, "ok": ok,
-                       "note": f"-> {location}" if location else None, "error": error})
+        host = probe.host_header(cfg, tls_domain)
+        answer = probe.get("/", host, tls=False, timeout=HTTP_TIMEOUT)
+        ok = answer.status == 301 and (answer.location or "").startswith(f"https://{host}/")
+        checks.append({"kind": "redirect", "url": answer.url, "status": answer.status, "ok": ok,
+                       "note": f"-> {answer.location}" if answer.location else None,
+                       "error": answer.error})
         if not ok:
-            r.problem("http.redirect", f"GET http://{host}/ should redirect to https (301), got "
-                                       f"{status or error}")
+            r.problem("http.redirect", f"GET {answer.url} should redirect to https (301), got "
+                                       f"{answer.status or answer.error}")
     r.data["http"] = checks
 
 

@@ -78,16 +78,22 @@ def test_swap_is_on(ti):
     assert any(ln.startswith("/swapfile ") and "swap" in ln for ln in ti.file("/etc/fstab").content_string.splitlines())
 
 
-def test_passwords_are_private_and_never_on_a_command_line(ti):
-    for path in ("/etc/bingo-host/db-password", "/etc/bingo-host/db-backup-password"):
+def test_secrets_are_private_and_never_logged(ti):
+    secrets = ("/etc/bingo-host/db-password", "/etc/bingo-host/db-backup-password",
+               "/etc/bingo-host/app-secret-key")
+    for path in secrets:
         f = ti.file(path)
         assert f.mode == 0o600 and f.user == "root"
     ini = ti.file("/var/www/music-bingo/shared/bingo.ini")
     assert ini.mode == 0o640 and ini.user == "music-bingo"
     password = ti.file("/etc/bingo-host/db-password").content_string.strip()
     assert f"passwd = {password}" in ini.content_string
+    # The app's secret_key is rendered, so the app never rewrites bingo.ini to invent one.
+    key = ti.file("/etc/bingo-host/app-secret-key").content_string.strip()
+    assert len(key) >= 32 and f"secret_key = {key}\n" in ini.content_string
     journal = ti.run("journalctl --no-pager -o cat").stdout
-    assert password not in journal
+    for path in secrets:
+        assert ti.file(path).content_string.strip() not in journal
 
 
 def app_sql(ti, sql, database="bingo"):

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bingo_host import probe
+
 ROOT = Path(__file__).resolve().parents[1]
 CFN_DIR = ROOT / "cloudformation"
 TEMPLATE_FILES = sorted(CFN_DIR.glob("*.yaml"))
@@ -647,7 +649,7 @@ def test_bucket_is_versioned_encrypted_private_and_tls_only():
     outputs = template["Outputs"]
     assert "Export" in outputs["BucketName"] and "Export" in outputs["BundleUrl"]
     resolved = Resolver(template).resolve(outputs["BundleUrl"]["Value"])
-    assert resolved.endswith("/musicbingo-prod.tar.gz")
+    assert resolved.endswith("/musicbingo-prod.zip")
 
 
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
@@ -658,7 +660,7 @@ def test_pipeline_deploys_bundle_with_codedeploy(name):
     source, deploy = resolver.resolve(pipeline["Properties"]["Stages"])
     (source_action,) = source["Actions"]
     assert source_action["ActionTypeId"]["Provider"] == "S3"
-    assert source_action["Configuration"]["S3ObjectKey"] == "musicbingo-prod.tar.gz"
+    assert source_action["Configuration"]["S3ObjectKey"] == "musicbingo-prod.zip"
     assert source_action["Configuration"]["S3Bucket"] == SAMPLE_PARAMETERS["BundleBucketName"]
     (deploy_action,) = deploy["Actions"]
     assert deploy_action["ActionTypeId"]["Provider"] == "CodeDeploy"
@@ -702,7 +704,9 @@ def test_ha_auto_scaling_and_load_balancer():
     assert template["Parameters"]["MinInstances"]["MinValue"] >= 2
     assert not resources(template, "AWS::EC2::Volume")
     _, target_group = one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    # The load balancer asks bingo-host's health check with the rule ValidateService and status use.
     assert target_group["Properties"]["HealthCheckPath"] == "/api/health"
+    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(probe.HEALTHY_STATUS)}
     listeners = {l["Properties"]["Port"]: l["Properties"]
                  for l in resources(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     assert listeners[443]["Protocol"] == "HTTPS"

@@ -25,7 +25,8 @@ def rendered(platform_name, text=EXAMPLE, facts=NANO):
 @pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
 def test_golden_outputs(platform_name):
     """Set UPDATE_GOLDEN=1 to rewrite tests/golden after an intended template change."""
-    files = rendered(platform_name)
+    # bingo_health.py is a copy of a module's source: test_health_wsgi checks it.
+    files = [mf for mf in rendered(platform_name) if mf.template != "health_wsgi.py"]
     base = GOLDEN / platform_name
     if os.environ.get("UPDATE_GOLDEN"):
         shutil.rmtree(base, ignore_errors=True)
@@ -33,6 +34,7 @@ def test_golden_outputs(platform_name):
             target = base / mf.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(mf.content)
+        pytest.skip("golden files rewritten: review `git diff tests/golden`, then run without UPDATE_GOLDEN")
     expected = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
     assert sorted(mf.path.lstrip("/") for mf in files) == expected
     for mf in files:

@@ -3,7 +3,7 @@
     <root>/staging/                  where appspec.yml's `files` land (emptied by BeforeInstall)
     <root>/releases/<deployment-id>/ one per deployment, built by AfterInstall, never changed after
         venv -> <root>/venvs/<hash>  a virtualenv shared by every release with the same requirements
-        bingo.ini -> <root>/shared/bingo.ini
+        bingo.ini, musicbingo/bingo.ini -> <root>/shared/bingo.ini  (both places the app has read it)
         bingo-release.json           what the release came from (RELEASE_FILE, schema in releases.py)
     <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash
     <root>/current -> releases/<id>  switched atomically by ApplicationStart (and rollback)

@@ -1,33 +1,34 @@
 """`bingo-host hook EVENT`: what each CodeDeploy lifecycle event does on this host.
 
-    BeforeInstall    take the deploy lock (state.py), upgrade bingo-host from the bundle's wheel
-                     if it is newer, preflight, empty the staging directory
+    BeforeInstall    upgrade bingo-host from the bundle's wheel if it is newer (upgrade.py),
+                     take the deploy lock (state.py), preflight, empty the staging directory
     AfterInstall     build releases/<deployment-id> from staging (venv reused or built);
                      the serving release is not touched
     ApplicationStart switch `current` atomically, graceful uWSGI reload, wait until every uWSGI
                      process serves the new release (else switch back), prune old releases
-    ValidateService  the index and app.health_path through nginx, retried until a deadline;
-                     on failure switch back to the previous release and fail
+    ValidateService  the index and app.health_path through nginx (probe.py: 200 only when the
+                     app reaches its database), retried until a deadline; on failure switch
+                     back to the previous release and fail
     ApplicationStop  nothing: the old release keeps serving until ApplicationStart switches
+
+The hooks run under the CodeDeploy agent or `bingo-host deploy`; both unpack the revision where
+agent.py says, and the hooks find it only there.
 """
 
 from __future__ import annotations
 
 import glob
-import http.client
 import os
 import re
 import shutil
-import ssl
-import sys
 import time
+from pathlib import Path
 
 from .. import __version__, layout, subp
 from ..errors import BingoHostError
-from . import BundleError, DeployError, state
+from . import BundleError, DeployError, agent, appspec, state, upgrade
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
 
-AGENT_ROOT = "/opt/codedeploy-agent/deployment-root"
 MIN_FREE_APP_MIB = 400  # a new virtualenv plus a release
 MIN_FREE_ROOT_MIB = 100
 VALIDATE_TIMEOUT = 60.0  # $BINGO_HOST_VALIDATE_TIMEOUT overrides
@@ -119,6 +120,7 @@ def activate(ctx, name: str, echo=print, timeout: float | None = None) -> None:
         ctx.remove_file(vassal.path)
     else:
         before = os.stat(vassal.path).st_mtime if os.path.exists(vassal.path) else None
+        ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
         ctx.ensure_file(vassal)
         _bump_mtime(vassal.path, before)
         if before is None:
@@ -151,58 +153,30 @@ def switch_with_fallback(ctx, name: str, previous: str | None, echo=print) -> No
 
 # -- health through nginx --
 
-def _request(host_header: str | None, path: str, tls: bool, timeout: float) -> int:
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=timeout)
-    try:
-        headers = {"User-Agent": f"bingo-host/{__version__} ValidateService", "Connection": "close"}
-        if host_header:
-            headers["Host"] = host_header
-        conn.request("GET", path, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
 def check_http(ctx, deadline_s: float | None = None, echo=print) -> None:
-    """The static index (200) and app.health_path (no 5xx) through nginx, retried until deadline."""
-    cfg = ctx.cfg
-    names = [n for n in cfg.app.server_name if n != "_"]
-    host = names[0].removeprefix("*.") if names else None
-    tls = bool(ctx.facts.tls_domain)
+    """The static index and the health check through nginx (probe.py's rule: 200 for both),
+    retried until the deadline."""
+    from .. import probe
+
+    tls_domain = ctx.facts.tls_domain
     deadline_s = deadline_s if deadline_s is not None else _float_env("BINGO_HOST_VALIDATE_TIMEOUT",
                                                                       VALIDATE_TIMEOUT)
     deadline = time.monotonic() + deadline_s
-    checks = (("/", lambda s: s == 200), (cfg.app.health_path, lambda s: s < 500))
-    last = "no answer"
     attempt = 0
     while True:
         attempt += 1
         failed = None
-        for path, ok in checks:
-            try:
-                status = _request(host, path, tls, timeout=10)
-            except (OSError, http.client.HTTPException) as exc:
-                failed = f"{path}: {exc.__class__.__name__}: {exc}"
-                break
-            if not ok(status):
-                failed = f"{path} answered HTTP {status}"
+        for ask in (probe.index, probe.health):
+            answer = ask(ctx.cfg, tls_domain, timeout=10)
+            if not answer.ok:
+                failed = f"GET {answer.url}: {answer.why()}"
                 break
         if failed is None:
-            echo(f"validate: / and {cfg.app.health_path} answered through nginx "
-                 f"({'https' if tls else 'http'}://127.0.0.1{f', Host {host}' if host else ''}; "
-                 f"attempt {attempt})")
+            echo(f"validate: / and {ctx.cfg.app.health_path} answered 200 through nginx "
+                 f"({answer.url}; attempt {attempt})")
             return
-        last = failed
         if time.monotonic() >= deadline:
-            raise DeployError(f"health check through nginx failed for {deadline_s:.0f} s: {last}")
+            raise DeployError(f"health check through nginx failed for {deadline_s:.0f} s: {failed}")
         time.sleep(1)
 
 
@@ -218,43 +192,7 @@ def bundle_source(env) -> dict:
     return {"type": "unknown"}
 
 
-def bundle_dir(env) -> str | None:
-    """Where this deployment's revision is unpacked (the agent's deployment-archive)."""
-    explicit = env.get("BINGO_HOST_BUNDLE_DIR")
-    if explicit:
-        return explicit
-    guess = f"{AGENT_ROOT}/{env.get('DEPLOYMENT_GROUP_ID', '')}/{env.get('DEPLOYMENT_ID', '')}/deployment-archive"
-    return guess if os.path.isdir(guess) else None
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(x) for x in re.findall(r"\d+", version))
-
-
-def maybe_upgrade_self(env, echo=print) -> None:
-    """pip install the bundle's bingo-host wheel into this installation if it is newer, then
-    run this hook again with the new code."""
-    where = bundle_dir(env)
-    if not where or env.get("BINGO_HOST_UPGRADED"):
-        return
-    wheels = sorted(glob.glob(f"{where}/bingo-host/bingo_host-*.whl"))
-    if not wheels:
-        return
-    m = re.match(r"bingo_host-([^-]+)-", os.path.basename(wheels[-1]))
-    if not m or _version_key(m.group(1)) <= _version_key(__version__):
-        return
-    if sys.prefix == sys.base_prefix:
-        raise DeployError(f"the bundle carries bingo-host {m.group(1)} but this bingo-host "
-                          f"({__version__}) does not run from a virtualenv; upgrade it by hand")
-    echo(f"bingo-host: upgrading {__version__} -> {m.group(1)} in {sys.prefix}")
-    subp.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-              wheels[-1]], timeout=900)
-    sys.stdout.flush()
-    os.environ["BINGO_HOST_UPGRADED"] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", "bingo_host", *sys.argv[1:]])
-
-
-def preflight(ctx, env) -> None:
+def preflight(ctx, archive: str) -> None:
     cfg = ctx.cfg
     paths = Paths(cfg.app.root)
     missing = [p for p in (paths.releases, paths.shared_ini, f"{layout.UWSGI_VENV}/bin/python")
@@ -267,15 +205,11 @@ def preflight(ctx, env) -> None:
         if free < need:
             raise DeployError(f"only {free} MiB free on the file system of {path}; a deployment needs "
                               f"{need} MiB (remove old releases or grow the volume)")
-    where = bundle_dir(env)
-    if where and os.path.exists(f"{where}/appspec.yml"):
-        from . import appspec
-
-        spec = appspec.load(__import__("pathlib").Path(where))
-        wrong = [m.destination for m in spec.files if m.destination != paths.staging]
-        if wrong:
-            raise BundleError(f"appspec.yml installs files to {', '.join(wrong)}, but this host's "
-                              f"staging directory is {paths.staging} (app.root {cfg.app.root})")
+    spec = appspec.load(Path(archive))
+    wrong = [m.destination for m in spec.files if m.destination != paths.staging]
+    if wrong:
+        raise BundleError(f"appspec.yml installs files to {', '.join(wrong)}, but this host's "
+                          f"staging directory is {paths.staging} (app.root {cfg.app.root})")
 
 
 def before_install(ctx, env, echo) -> None:
@@ -302,7 +236,7 @@ def before_install(ctx, env, echo) -> None:
         "previous": None, "started_at": state.now(), "finished_at": None, "error": None,
     }
     state.save(record)
-    preflight(ctx, env)
+    preflight(ctx, agent.archive_dir(env))
     paths = Paths(ctx.cfg.app.root)
     if os.path.lexists(paths.staging):
         shutil.rmtree(paths.staging)
@@ -398,7 +332,7 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         raise BundleError("DEPLOYMENT_ID is not set: hooks run under the CodeDeploy agent "
                           "or `bingo-host deploy`")
     if event == "BeforeInstall":
-        maybe_upgrade_self(env, echo)
+        upgrade.maybe_upgrade(agent.archive_dir(env), echo)
     ctx = make_context(cfg, echo)
     converge.log_to_journal()
     with converge.host_lock(echo=echo):

@@ -29,7 +29,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import files, subp
+from .. import files, layout, subp
 from . import DeployError
 from ..state import read_json, write_json
 from .state import now
@@ -127,13 +127,25 @@ def python_version(python: str) -> str:
     return subp.run([python, "-c", "import sys; print(sys.version.split()[0])"], timeout=60).stdout.strip()
 
 
+#: Requirement files for development only: never bundled or installed on a host.
+DEV_REQUIREMENTS = ("dev-", "test-", "docs-")
+
+
+def requirement_files(app_dir: str) -> list[str]:
+    """The app's production requirement files in install order: requirements.txt, then every
+    other *requirements*.txt by name (the real app keeps its database driver, mysqlclient, in
+    mysql-requirements.txt), leaving out dev-/test-/docs- ones."""
+    names = {os.path.basename(p) for p in glob.glob(f"{app_dir}/*requirements*.txt")}
+    names = {n for n in names if not n.startswith(DEV_REQUIREMENTS)}
+    if "requirements.txt" not in names:
+        raise DeployError(f"{app_dir} has no requirements.txt next to application.py")
+    return [f"{app_dir}/{n}" for n in ["requirements.txt"] + sorted(names - {"requirements.txt"})]
+
+
 def requirements_hash(release_dir: str, python_ver: str) -> str:
     h = hashlib.sha256()
     h.update(f"python {python_ver}\n".encode())
-    reqs = sorted(glob.glob(f"{release_dir}/requirements*.txt"))
-    if not os.path.isfile(f"{release_dir}/requirements.txt"):
-        raise DeployError("the revision has no requirements.txt next to application.py")
-    for path in reqs:
+    for path in requirement_files(release_dir):
         data = Path(path).read_bytes().replace(b"\r\n", b"\n")
         h.update(f"{os.path.basename(path)} {len(data)}\n".encode())
         h.update(data)
@@ -158,10 +170,15 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
     echo(f"virtualenv: requirements changed, building {venv} with {python}")
     subp.run([python, "-m", "venv", venv], timeout=300)
     pip = [f"{venv}/bin/python", "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    echo("virtualenv: pip install -r requirements.txt (this can take minutes)")
+    reqs = requirement_files(release_dir)
+    args = [arg for path in reqs for arg in ("-r", path)]
+    echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
+         "(this can take minutes)")
     try:
-        result = subp.run(pip + ["install", "--no-cache-dir", "--progress-bar", "off", "-r",
-                                 f"{release_dir}/requirements.txt"], timeout=1800, cwd=release_dir)
+        # One pip run resolves every file together; any failure fails the deployment. The pip
+        # cache keeps built wheels (mysqlclient compiles from source) for the next deployment.
+        result = subp.run(pip + ["install", "--cache-dir", layout.PIP_CACHE, "--progress-bar", "off", *args],
+                          timeout=1800, cwd=release_dir)
     except Exception:
         shutil.rmtree(venv, ignore_errors=True)
         raise
@@ -174,6 +191,12 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
 
 
 # -- building --
+
+def ini_links(release_dir: str) -> list[str]:
+    """Where the app looks for bingo.ini, relative to the release: musicbingo/bingo.ini (the
+    app reads it from its options package's parent), and next to application.py (older apps)."""
+    return ["bingo.ini"] + (["musicbingo/bingo.ini"] if os.path.isdir(f"{release_dir}/musicbingo") else [])
+
 
 def normalise_tree(top: str) -> None:
     """Release files belong to root and are read-only to everyone else (the app cannot rewrite
@@ -222,13 +245,15 @@ def build(paths: Paths, name: str, record: dict, python: str, app_user: str, ech
             shutil.rmtree(leftover)
     os.rename(paths.staging, partial)
     os.mkdir(paths.staging, 0o755)
-    for link in ("venv", "bingo.ini"):
+    links = ini_links(partial)
+    for link in ["venv", *links]:
         if os.path.lexists(f"{partial}/{link}"):
             raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
     normalise_tree(partial)
     venv, digest, reused = ensure_venv(paths, partial, python, echo)
     os.symlink(venv, f"{partial}/venv")
-    os.symlink(paths.shared_ini, f"{partial}/bingo.ini")
+    for link in links:
+        os.symlink(paths.shared_ini, f"{partial}/{link}")
     # The app reads bingo.ini (0640, app user) through the link; check it can.
     st = os.stat(paths.shared_ini)
     if st.st_uid != pwd.getpwnam(app_user).pw_uid and st.st_gid != grp.getgrnam(app_user).gr_gid:

@@ -1,4 +1,5 @@
-"""uWSGI: a bingo-host-managed virtualenv with pyuwsgi, the emperor unit, the app's vassal.
+"""uWSGI: a bingo-host-managed virtualenv with pyuwsgi, the emperor unit, the app's vassal and
+the health check it loads around the app (bingo_health.py).
 
 The vassal file is installed only once a release with an application exists (`current` has
 application.py): before the first deploy the emperor runs with no app rather than restarting
@@ -51,11 +52,13 @@ def converge(ctx) -> str:
         ctx.set_pending(restart)
         ctx.change(f"create {layout.VASSALS_DIR}", lambda: os.makedirs(layout.VASSALS_DIR, mode=0o755))
 
+    if ctx.ensure_file(ctx.managed("health_wsgi.py")):
+        ctx.notes["reload_app"] = True
     vassal = ctx.managed("uwsgi-vassal.ini")
     has_app = os.path.exists(f"{ctx.cfg.app.root}/current/application.py")
     if has_app:
         if not ctx.ensure_file(vassal) and ctx.notes.get("reload_app"):
-            ctx.change(f"touch {vassal.path} (graceful app reload for the new bingo.ini)",
+            ctx.change(f"touch {vassal.path} (graceful app reload for the new bingo.ini or health check)",
                        lambda: os.utime(vassal.path))
     else:
         ctx.remove_file(vassal.path)

@@ -36,6 +36,10 @@ BASE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "python3-pip",
     "ca-certificates", "iproute2", "procps", "util-linux", "e2fsprogs", "xfsprogs",
     "curl", "sudo", "less",
+    # The real CodeDeploy agent's codedeploy-local (../shared/tools/install-codedeploy-local
+    # --packages) and the unzip it unpacks zip revisions with.
+    "ruby", "ruby-minitar", "ruby-zip", "ruby-logging", "ruby-aws-sdk-core", "ruby-aws-sdk-s3",
+    "ruby-concurrent", "unzip",
 ]
 
 #: Only downloaded into /var/cache/apt/archives (NOT installed): the product installs

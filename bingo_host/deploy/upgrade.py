@@ -1,0 +1,95 @@
+"""BeforeInstall upgrades bingo-host from the bundle's wheel when that wheel is newer.
+
+The new version goes into a virtualenv of its own beside the running one and must pass a smoke
+test (`--version` names the new version, `config check` accepts this host's config) before
+/usr/local/bin/bingo-host is switched to it. So a wheel that fails to install, or a new version
+that cannot run, changes nothing: the deployment fails with the reason and the old toolkit keeps
+working. Once switched, this hook re-executes itself with the new version, and the remaining
+hooks (which call /usr/local/bin/bingo-host) run the new version too. The previous virtualenv
+is kept (switch the link back to return to it); older ones are removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import sys
+
+from .. import __version__, layout, subp
+from . import DeployError
+
+INSTALL_ROOT = "/opt/bingo-host"
+
+
+def version_key(version: str) -> tuple:
+    return tuple(int(x) for x in re.findall(r"\d+", version))
+
+
+def newer_wheel(archive: str) -> tuple[str, str] | None:
+    """(wheel path, version) of the bundle's bingo-host wheel if it is newer than this one."""
+    best = None
+    for wheel in glob.glob(f"{archive}/bingo-host/bingo_host-*.whl"):
+        m = re.match(r"bingo_host-([^-]+)-", os.path.basename(wheel))
+        if m and (best is None or version_key(m.group(1)) > version_key(best[1])):
+            best = (wheel, m.group(1))
+    if best is None or version_key(best[1]) <= version_key(__version__):
+        return None
+    return best
+
+
+def _install(wheel: str, version: str, venv: str, echo) -> None:
+    """A fresh virtualenv with the wheel, smoke-tested; removed again on any failure."""
+    if os.path.lexists(venv):
+        shutil.rmtree(venv)
+    try:
+        subp.run([os.path.realpath(sys.executable), "-m", "venv", venv], timeout=300)
+        subp.run([f"{venv}/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
+                  "--no-input", "--cache-dir", layout.PIP_CACHE, wheel], timeout=900)
+        shown = subp.run([f"{venv}/bin/bingo-host", "--version"], timeout=60).stdout
+        if version not in shown:
+            raise DeployError(f"its --version says {shown.strip()!r}")
+        subp.run([f"{venv}/bin/bingo-host", "config", "check"], timeout=60)
+    except Exception as exc:
+        shutil.rmtree(venv, ignore_errors=True)
+        detail = str(exc).strip().splitlines()
+        raise DeployError(f"bingo-host {version} from the bundle failed to install or run "
+                          f"({detail[-1] if detail else type(exc).__name__}); this host keeps "
+                          f"bingo-host {__version__}") from None
+    echo(f"bingo-host: {version} installed in {venv} and passed its smoke test")
+
+
+def _switch_link(target: str) -> None:
+    tmp = f"{layout.BIN}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, layout.BIN)
+
+
+def _prune(keep: set[str], echo) -> None:
+    for venv in glob.glob(f"{INSTALL_ROOT}/venv-*"):
+        if os.path.realpath(venv) not in keep:
+            shutil.rmtree(venv, ignore_errors=True)
+            echo(f"bingo-host: removed old installation {venv}")
+
+
+def maybe_upgrade(archive: str, echo=print) -> None:
+    """Upgrade from archive/bingo-host/*.whl if newer, then re-run this hook with the new version."""
+    found = newer_wheel(archive)
+    if found is None:
+        return
+    wheel, version = found
+    if sys.prefix == sys.base_prefix:
+        raise DeployError(f"the bundle carries bingo-host {version} but this bingo-host "
+                          f"({__version__}) does not run from a virtualenv; upgrade it by hand")
+    venv = f"{INSTALL_ROOT}/venv-{version}"
+    echo(f"bingo-host: upgrading {__version__} -> {version} (new virtualenv {venv})")
+    _install(wheel, version, venv, echo)
+    _switch_link(f"{venv}/bin/bingo-host")
+    echo(f"bingo-host: {layout.BIN} -> {venv}/bin/bingo-host; running this hook again with it")
+    _prune({os.path.realpath(venv), os.path.realpath(sys.prefix)}, echo)
+    sys.stdout.flush()
+    # The new version finds the same wheel no newer than itself (checked by the smoke test).
+    os.execv(f"{venv}/bin/bingo-host", [f"{venv}/bin/bingo-host", *sys.argv[1:]])

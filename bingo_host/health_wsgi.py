@@ -1,0 +1,83 @@
+"""The health check uWSGI serves in front of the music bingo app (installed as bingo_health.py).
+
+The app has no health route: every unknown path, the health path included, falls through to
+its single-page-app catch-all and answers 200 without touching the database. So the vassal
+loads this module instead of ``application:app``: it imports the app (an app that cannot be
+imported never serves), answers ``BINGO_HEALTH_PATH`` itself and passes every other request
+through unchanged. Health is 200 with a JSON body only when a ``SELECT 1`` succeeds with the
+app's own settings from its own bingo.ini, through the driver the app itself would load from
+its own virtualenv (mysqlclient's MySQLdb, or PyMySQL); otherwise 503 with the reason.
+
+It runs inside the app's interpreter, so it uses the standard library only, and it is copied
+to the host as a file, not imported from bingo-host. ValidateService, `bingo-host status` and
+the load balancer's target group all ask this one probe, with one rule: 200 is healthy.
+"""
+
+import configparser
+import importlib
+import json
+import os
+import time
+
+from application import app  # noqa: E402 - an import error must stop uWSGI loading the release
+
+HEALTH_PATH = os.environ.get("BINGO_HEALTH_PATH", "/api/health")
+CONNECT_TIMEOUT = 3
+
+
+def ini_path(release: str) -> str:
+    """Where the app reads bingo.ini: <release>/musicbingo/bingo.ini (older apps: next to
+    application.py)."""
+    newer = os.path.join(release, "musicbingo", "bingo.ini")
+    return newer if os.path.exists(newer) else os.path.join(release, "bingo.ini")
+
+
+def connect_args(db) -> tuple[str, dict]:
+    """(DB-API module name, connect() keywords) for a [database] section, as the app would connect."""
+    provider = db.get("provider", "sqlite")
+    if not provider.startswith("mysql"):
+        raise ValueError(f"database provider {provider!r} is not checked by bingo-host")
+    module = "pymysql" if "pymysql" in (provider + db.get("driver", "")).lower() else "MySQLdb"
+    args = {"host": db.get("host", "localhost"), "user": db.get("user", ""),
+            "passwd": db.get("passwd", ""), "db": db.get("name", ""),
+            "connect_timeout": min(int(db.get("connect_timeout", CONNECT_TIMEOUT)), CONNECT_TIMEOUT)}
+    if db.get("port"):
+        args["port"] = int(db["port"])
+    if db.get("ssl"):
+        args["ssl"] = json.loads(db["ssl"])
+    return module, args
+
+
+def check_database(release: str) -> dict:
+    """{"ok": bool, "latency_ms" or "error"}; never raises."""
+    start = time.monotonic()
+    try:
+        ini = configparser.ConfigParser()  # with interpolation, as the app reads it
+        if not ini.read(ini_path(release)):
+            raise FileNotFoundError(f"{ini_path(release)} is missing or unreadable")
+        module, args = connect_args(ini["database"])
+        driver = importlib.import_module(module)
+        conn = driver.connect(**args)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        finally:
+            conn.close()
+    except Exception as exc:  # anything that stops the app reaching its database
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "latency_ms": round((time.monotonic() - start) * 1000, 1)}
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") != HEALTH_PATH or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return app(environ, start_response)
+    release = os.getcwd()  # uWSGI's chdir: the release directory `current` pointed at when it loaded
+    database = check_database(release)
+    body = json.dumps({"status": "ok" if database["ok"] else "failing",
+                       "release": os.path.basename(release), "app": "application:app",
+                       "database": database}).encode()
+    start_response("200 OK" if database["ok"] else "503 Service Unavailable",
+                   [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                    ("Content-Length", str(len(body)))])
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]

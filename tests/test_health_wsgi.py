@@ -1,0 +1,128 @@
+"""bingo_health.py (bingo_host/health_wsgi.py), the health check uWSGI loads around the app.
+
+Loaded here the way uWSGI loads it on a host: from its own file, in an interpreter where
+`application` is the app's module. Its database check runs against a real MariaDB in the
+bootstrapped test host (tests/test_deploy.py); here: what it reads, what it answers without a
+working driver, and that every other request reaches the app untouched.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from bingo_host import render
+from bingo_host.config import load_config_text
+from bingo_host.platforms import PLATFORMS
+from bingo_host.render import HostFacts
+
+SOURCE = Path(render.__file__).with_name("health_wsgi.py")
+
+
+@pytest.fixture
+def health(monkeypatch, tmp_path):
+    """The module with a stand-in `application` whose app records what it was asked."""
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html>catch-all</html>"]
+
+    monkeypatch.setitem(sys.modules, "application", types.SimpleNamespace(app=app))
+    monkeypatch.setenv("BINGO_HEALTH_PATH", "/api/health")
+    spec = importlib.util.spec_from_file_location("bingo_health_under_test", SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.seen = seen
+    monkeypatch.chdir(tmp_path)
+    return module
+
+
+def call(module, path, method="GET"):
+    answer = {}
+
+    def start_response(status, headers):
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    body = b"".join(module.application({"PATH_INFO": path, "REQUEST_METHOD": method}, start_response))
+    return answer["status"], answer["headers"], body
+
+
+def write_ini(release: Path, text: str, where: str = "musicbingo/bingo.ini") -> None:
+    (release / where).parent.mkdir(parents=True, exist_ok=True)
+    (release / where).write_text(text)
+
+
+DB = "[database]\nprovider = mysql\nhost = localhost\nport = 3306\nname = bingo\nuser = app\n" \
+     "passwd = p%%ss\nconnect_timeout = 10\n"
+
+
+def test_other_paths_reach_the_app_untouched(health):
+    status, headers, body = call(health, "/api/user")
+    assert status == "200 OK" and body == b"<html>catch-all</html>"
+    assert call(health, "/api/health", method="POST")[2] == b"<html>catch-all</html>"
+    assert health.seen == ["/api/user", "/api/health"]
+
+
+def test_no_driver_in_the_apps_environment_is_503_with_the_reason(health, tmp_path):
+    # The test venv has PyMySQL but not mysqlclient: exactly the real app's failure when only
+    # requirements.txt was installed (its driver is in mysql-requirements.txt).
+    write_ini(tmp_path, DB)
+    status, headers, body = call(health, "/api/health")
+    assert status.startswith("503")
+    report = json.loads(body)
+    assert report["status"] == "failing"
+    assert report["release"] == tmp_path.name
+    assert "No module named 'MySQLdb'" in report["database"]["error"]
+    assert headers["Cache-Control"] == "no-store" and health.seen == []
+
+
+def test_missing_ini_is_503(health, tmp_path):
+    status, _, body = call(health, "/api/health")
+    assert status.startswith("503") and "bingo.ini" in json.loads(body)["database"]["error"]
+
+
+def test_connect_arguments_as_the_app_would_connect(health):
+    ini = configparser.ConfigParser()
+    ini.read_string(DB + 'ssl = {"ca": "/etc/ssl/rds.pem"}\n')
+    module, args = health.connect_args(ini["database"])
+    assert module == "MySQLdb"
+    assert args == {"host": "localhost", "user": "app", "passwd": "p%ss", "db": "bingo",
+                    "connect_timeout": 3, "port": 3306, "ssl": {"ca": "/etc/ssl/rds.pem"}}
+    ini.read_string("[database]\nprovider = mysql+pymysql\n")
+    assert health.connect_args(ini["database"])[0] == "pymysql"
+    ini.read_string("[database]\nprovider = sqlite\n")
+    with pytest.raises(ValueError):
+        health.connect_args(ini["database"])
+
+
+def test_ini_where_the_app_reads_it(health, tmp_path):
+    write_ini(tmp_path, DB, where="bingo.ini")
+    assert health.ini_path(str(tmp_path)) == f"{tmp_path}/bingo.ini"
+    write_ini(tmp_path, DB)
+    assert health.ini_path(str(tmp_path)) == f"{tmp_path}/musicbingo/bingo.ini"
+
+
+def test_rendered_ini_reads_back_as_the_app_reads_it():
+    """A fetched password with '%' survives ConfigParser's interpolation, and the
+    secret key is there, so the app never writes bingo.ini."""
+    cfg = load_config_text("database:\n  password: ssm:/bingo/db\n")
+    files = render.render_all(cfg, PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+                              db_password="fetch%ed%%pw", secret_key="k%ey")
+    ini = configparser.ConfigParser()
+    ini.read_string(next(f for f in files if f.template == "bingo.ini").content)
+    assert ini["database"]["passwd"] == "fetch%ed%%pw"
+    assert ini["musicbingo"]["secret_key"] == "k%ey"
+    module = next(f for f in files if f.template == "health_wsgi.py")
+    assert module.content == SOURCE.read_text()
+    assert module.path == "/opt/bingo-host/wsgi/bingo_health.py"
+    vassal = next(f for f in files if f.template == "uwsgi-vassal.ini").content
+    assert "module = bingo_health:application\n" in vassal
+    assert "env = BINGO_HEALTH_PATH=/api/health\n" in vassal
