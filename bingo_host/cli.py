@@ -234,49 +234,60 @@ def hook(opts: Options, event):
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--deployment-id", metavar="ID", help="Default: a new random d-XXXXXXXXX.")
 @click.option("--application-name", default="music-bingo", show_default=True)
-@click.option("--deployment-group", default="local", show_default=True)
+@click.option("--deployment-group", default="LocalFleet", show_default=True,
+              help="DEPLOYMENT_GROUP_NAME (codedeploy-local's default).")
+@click.option("--deployment-group-id", default="default-local-deployment-group", show_default=True,
+              help="DEPLOYMENT_GROUP_ID: the agent's <root_dir>/<id>/ holds this group's deployments "
+                   "(codedeploy-local's default).")
 @click.pass_obj
-def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group):
-    """Deploy a revision (.tar.gz or directory) through the CodeDeploy lifecycle, as the agent would."""
+def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group,
+           deployment_group_id):
+    """Deploy a revision (a .zip, .tar.gz or directory) through the CodeDeploy lifecycle, as the
+    agent would, in the agent's deployment root."""
+    import re
+
     from .deploy import lifecycle
+    from .errors import ConfigError
 
     _no_dry_run(opts, "deploy")
-    if deployment_id is not None:
-        import re
-
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", deployment_id):
-            from .errors import ConfigError
-
-            raise ConfigError("--deployment-id", "letters, digits, '_' and '-' only")
-    lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, echo=click.echo)
+    for option, value in (("--deployment-id", deployment_id), ("--deployment-group-id", deployment_group_id)):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+            raise ConfigError(option, "letters, digits, '_' and '-' only")
+    lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
+                     echo=click.echo)
 
 
 @main.command()
 @click.option("--app", "app_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="A music bingo checkout with the client built (client/build/).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
-              help="The revision to write, e.g. musicbingo-prod.tar.gz.")
+              help="The revision to write, e.g. musicbingo-prod.zip.")
+@click.option("--format", "fmt", type=click.Choice(["zip", "tgz"]),
+              help="zip (what CodePipeline's CodeDeploy action takes) or tgz [default: from --out: "
+                   ".tar.gz/.tgz -> tgz, anything else -> zip].")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
-              help="The bingo-host wheel to ship (default: built from this source tree).")
+              help="The bingo-host wheel to ship (default: built from this source tree, or rebuilt "
+                   "from this installed copy).")
 @click.option("--no-wheel", is_flag=True, help="Ship no bingo-host wheel.")
-def bundle(app_dir, out_file, wheel, no_wheel):
+def bundle(app_dir, out_file, fmt, wheel, no_wheel):
     """Build the CodeDeploy revision: the app, appspec.yml, hooks/ and the bingo-host wheel."""
     import tempfile
 
     from .deploy import bundle as bundle_mod
 
+    fmt = bundle_mod.output_format(out_file, fmt)  # a contradiction is refused before any work
     with tempfile.TemporaryDirectory() as tmp:
         if not wheel and not no_wheel:
             tree = Path(__file__).resolve().parent.parent
-            if not (tree / "setup.cfg").is_file():
-                raise BingoHostError("no source tree to build the bingo-host wheel from: pass --wheel "
-                                     "or --no-wheel")
-            from . import subp
+            if (tree / "setup.cfg").is_file():
+                from . import subp
 
-            subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp, str(tree)],
-                     timeout=600)
-            wheel = next(Path(tmp).glob("bingo_host-*.whl"))
-        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo)
+                subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp, str(tree)],
+                         timeout=600)
+                wheel = next(Path(tmp).glob("bingo_host-*.whl"))
+            else:  # an installed copy: its own wheel, rebuilt from what pip installed
+                wheel = bundle_mod.wheel_from_installed(tmp)
+        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo, fmt=fmt)
 
 
 @main.command()

@@ -14,28 +14,50 @@ from . import DeployError
 
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 DEFAULT_ROOT_DIR = "/opt/codedeploy-agent/deployment-root"  # the agent's own default
+ARCHIVES_TO_RETAIN = 5  # its :max_revisions: default (command_executor.rb)
 
 
-def root_dir(config: str = CONFIG) -> str:
-    """The agent's deployment root: ``:root_dir:`` of its config, or the agent's default."""
+def _setting(key: str, config: str | None):
+    """One `:key:` of the agent's config; None when the file or the key is missing."""
     import yaml
 
+    config = config or CONFIG
     try:
         with open(config) as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
-        return DEFAULT_ROOT_DIR
+        return None
     except (OSError, yaml.YAMLError) as exc:
         raise DeployError(f"{config}: cannot read the CodeDeploy agent's config: {exc}") from None
-    value = data.get(":root_dir") if isinstance(data, dict) else None
+    return data.get(f":{key}") if isinstance(data, dict) else None
+
+
+def root_dir(config: str | None = None) -> str:
+    """The agent's deployment root: ``:root_dir:`` of its config, or the agent's default."""
+    value = _setting("root_dir", config)
     return str(value).rstrip("/") if value else DEFAULT_ROOT_DIR
 
 
-def deployment_dir(group_id: str, deployment_id: str, config: str = CONFIG) -> str:
+def max_revisions(config: str | None = None) -> int:
+    """Deployment directories the agent keeps per group: ``:max_revisions:``, default 5."""
+    value = _setting("max_revisions", config)
+    if value is None:
+        return ARCHIVES_TO_RETAIN
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1:
+        raise DeployError(f"{config or CONFIG}: invalid :max_revisions: {value!r} (the agent "
+                          "refuses it too)")
+    return count
+
+
+def deployment_dir(group_id: str, deployment_id: str, config: str | None = None) -> str:
     return f"{root_dir(config)}/{group_id}/{deployment_id}"
 
 
-def archive_dir(env, config: str = CONFIG) -> str:
+def archive_dir(env, config: str | None = None) -> str:
     """This deployment's unpacked revision; a DeployError naming the path when it is not there."""
     group, deployment = env.get("DEPLOYMENT_GROUP_ID"), env.get("DEPLOYMENT_ID")
     if not group or not deployment:
@@ -44,5 +66,5 @@ def archive_dir(env, config: str = CONFIG) -> str:
     path = f"{deployment_dir(group, deployment, config)}/deployment-archive"
     if not os.path.isfile(f"{path}/appspec.yml"):
         raise DeployError(f"the revision of deployment {deployment} is not at {path} (no appspec.yml "
-                          f"there; the agent's root_dir is read from {config})")
+                          f"there; the agent's root_dir is read from {config or CONFIG})")
     return path

@@ -1,32 +1,42 @@
-"""`bingo-host bundle`: the CodeDeploy revision (musicbingo-prod.tar.gz) from a music bingo checkout.
+"""`bingo-host bundle`: the CodeDeploy revision (musicbingo-prod.zip) from a music bingo checkout.
 
     build/            <- client/build/ (the built React client)
     musicbingo/       the Python package
     application.py
-    requirements*.txt
+    requirements.txt and the other production requirement files (releases.requirement_files)
     Extra-Files/      when present
-    appspec.yml, hooks/          bingo-host's (the source tree's, or the copy in the wheel)
+    appspec.yml, hooks/          bingo-host's (the source tree's, or <prefix>/share/bingo-host)
     bingo-host/bingo_host-*.whl  so BeforeInstall can upgrade bingo-host first
 
-Deterministic: entries sorted, mtime/uid/gid fixed, owner names empty, modes normalised
-(0755 for directories and executables, 0644 otherwise), gzip header mtime 0 and no file name.
-The same inputs give the same bytes.
+A zip by default (CodePipeline hands the CodeDeploy action a zip; a tar.gz fails there), or a
+tar.gz. Either is deterministic: entries sorted, timestamps fixed (2000-01-01 00:00:00), no owner
+names, modes normalised (0755 for directories and executables, 0644 otherwise), fixed compression
+level; zip entries carry their unix mode (which `unzip`, the agent's extractor, restores), the
+gzip header mtime 0 and no file name. The same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
-import glob
+import base64
+import csv
 import gzip
+import hashlib
 import io
 import os
+import stat
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 from ..errors import BingoHostError
 from . import BundleError, appspec
+from .releases import requirement_files
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: zip-safe, far from 0
+ZIP_DATE_TIME = (2000, 1, 1, 0, 0, 0)
+COMPRESSLEVEL = 9
+FORMATS = ("zip", "tgz")
 
 
 def revision_files_dir() -> Path:
@@ -72,7 +82,7 @@ def _collect(app: Path, wheel: Path | None) -> list[tuple[str, Path]]:
     if (app / "Extra-Files").is_dir():
         add_tree(app / "Extra-Files", "Extra-Files")
     entries.append(("application.py", app / "application.py"))
-    for req in sorted(glob.glob(str(app / "requirements*.txt"))):
+    for req in requirement_files(str(app)):
         entries.append((os.path.basename(req), Path(req)))
     rev = revision_files_dir()
     entries.append(("appspec.yml", rev / "appspec.yml"))
@@ -98,40 +108,93 @@ def _tarinfo(name: str, path: Path, is_dir: bool) -> tarfile.TarInfo:
         info.mode = 0o755
     else:
         info.size = path.stat().st_size
-        executable = path.stat().st_mode & 0o111 or name.startswith("hooks/")  # data files lose +x
-        info.mode = 0o755 if executable else 0o644
+        info.mode = _mode(name, path, False)
     return info
 
 
-def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, echo=print) -> Path:
-    app, out = Path(app).resolve(), Path(out)
-    wheel = Path(wheel).resolve() if wheel else None
-    if wheel is not None and not (wheel.is_file() and wheel.name.startswith("bingo_host-")
-                                  and wheel.suffix == ".whl"):
-        raise BundleError(f"{wheel}: not a bingo_host-*.whl file")
-    entries = _collect(app, wheel)
+def output_format(out: str | Path, fmt: str | None) -> str:
+    """The archive format: --format, else from --out's suffix (.tar.gz/.tgz: tgz, else zip).
+    A --format that contradicts the suffix is refused (BundleError, exit 2)."""
+    name = str(out).lower()
+    implied = "tgz" if name.endswith((".tar.gz", ".tgz")) else "zip" if name.endswith(".zip") else None
+    if fmt is None:
+        return implied or "zip"
+    if fmt not in FORMATS:
+        raise BundleError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    if implied and implied != fmt:
+        raise BundleError(f"--format {fmt} contradicts --out {out} (a {implied} name); name the output "
+                          f"{'*.zip' if fmt == 'zip' else '*.tar.gz'} or drop --format")
+    return fmt
+
+
+def _mode(name: str, path: Path, is_dir: bool) -> int:
+    if is_dir:
+        return 0o755
+    executable = path.stat().st_mode & 0o111 or name.startswith("hooks/")  # data files lose +x
+    return 0o755 if executable else 0o644
+
+
+def _write_tgz(entries, f) -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, path in entries:
-            is_dir = name == "bingo-host" or (path.is_dir() and not path.is_symlink())
-            if path.is_symlink():
-                raise BundleError(f"{path}: symbolic links are not bundled")
+        for name, path, is_dir in entries:
             info = _tarinfo(name, path, is_dir)
             if is_dir:
                 tf.addfile(info)
             else:
-                with open(path, "rb") as f:
-                    tf.addfile(info, f)
+                with open(path, "rb") as src:
+                    tf.addfile(info, src)
+    with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=COMPRESSLEVEL) as gz:
+        gz.write(raw.getvalue())
+
+
+def zip_entry(name: str, mode: int, is_dir: bool) -> zipfile.ZipInfo:
+    """A deterministic zip entry that carries its unix mode (`unzip` restores it)."""
+    zi = zipfile.ZipInfo(name + "/" if is_dir else name, date_time=ZIP_DATE_TIME)
+    zi.create_system = 3  # unix: external_attr holds st_mode
+    zi.external_attr = ((stat.S_IFDIR if is_dir else stat.S_IFREG) | mode) << 16
+    zi.compress_type = zipfile.ZIP_STORED if is_dir else zipfile.ZIP_DEFLATED
+    return zi
+
+
+def _write_zip(entries, f) -> None:
+    with zipfile.ZipFile(f, "w") as zf:
+        for name, path, is_dir in sorted(entries, key=lambda e: e[0] + "/" if e[2] else e[0]):
+            zi = zip_entry(name, _mode(name, path, is_dir), is_dir)
+            if is_dir:
+                zf.writestr(zi, b"")
+            else:
+                zf.writestr(zi, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED,
+                            compresslevel=COMPRESSLEVEL)
+
+
+def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, echo=print,
+                 fmt: str | None = None) -> Path:
+    """Write the revision to out (zip or tgz: fmt, else from out's suffix); the path."""
+    app, out = Path(app).resolve(), Path(out)
+    fmt = output_format(out, fmt)
+    wheel = Path(wheel).resolve() if wheel else None
+    if wheel is not None and not (wheel.is_file() and wheel.name.startswith("bingo_host-")
+                                  and wheel.suffix == ".whl"):
+        raise BundleError(f"{wheel}: not a bingo_host-*.whl file")
+    entries = []
+    for name, path in _collect(app, wheel):
+        if path.is_symlink():
+            raise BundleError(f"{path}: symbolic links are not bundled")
+        entries.append((name, path, name == "bingo-host" or path.is_dir()))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as f:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
-            gz.write(raw.getvalue())
+    try:
+        with open(tmp, "wb") as f:
+            (_write_zip if fmt == "zip" else _write_tgz)(entries, f)
+        # The bundle must pass the same checks (and extraction) `deploy` applies.
+        _check_bundle(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
-    # The bundle must pass the same checks `deploy` and the agent apply.
-    _check_bundle(out)
-    files = sum(1 for name, p in entries if not (name == "bingo-host" or p.is_dir()))
-    echo(f"bundle: {out} ({files} files, {out.stat().st_size} bytes"
+    files = sum(1 for _, _, is_dir in entries if not is_dir)
+    echo(f"bundle: {out} ({fmt}, {files} files, {out.stat().st_size} bytes"
          f"{'' if wheel else ', no bingo-host wheel'})")
     return out
 
@@ -139,8 +202,92 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
 def _check_bundle(out: Path) -> None:
     import tempfile
 
-    from .lifecycle import _safe_extract
+    from .lifecycle import extract
 
     with tempfile.TemporaryDirectory() as tmp:
-        _safe_extract(str(out), tmp)
-        appspec.load(Path(tmp))
+        extract(str(out), f"{tmp}/archive")
+        appspec.load(Path(tmp) / "archive")
+
+
+# -- the bingo-host wheel of an installed copy --
+
+#: The .dist-info files a wheel carries (RECORD is written anew); pip's own additions
+#: (INSTALLER, REQUESTED, direct_url.json) are left out.
+DIST_INFO_FILES = ("METADATA", "WHEEL", "entry_points.txt", "top_level.txt")
+DATA_SUBDIR = "share/bingo-host/"
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheel_from_installed(dest: str | Path, dist_name: str = "bingo-host") -> Path:
+    """Rebuild the wheel of the installed distribution (no source tree to build one from): its
+    package files, its .dist-info (METADATA, WHEEL, entry_points.txt, top_level.txt and a new
+    RECORD) and the data files under <prefix>/share/bingo-host, as
+    <dest>/bingo_host-<version>-py3-none-any.whl. Deterministic, like the bundle."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise BundleError(f"{dist_name} is not installed and there is no source tree to build its "
+                          "wheel from: pass --wheel or --no-wheel") from None
+    version = dist.version
+    project = dist_name.replace("-", "_")
+    files = dist.files or []
+    dist_info = f"{project}-{version}.dist-info"
+    for f in files:
+        if len(f.parts) == 2 and f.parts[0].endswith(".dist-info") and f.parts[1] == "METADATA":
+            dist_info = f.parts[0]
+    data_dir = f"{project}-{version}.data/data/"
+    entries: list[tuple[str, Path]] = []  # (name in the wheel, installed file)
+    for f in files:
+        posix = f.as_posix()
+        if "__pycache__" in f.parts or posix.endswith((".pyc", ".pyo")):
+            continue
+        if f.parts[0] == dist_info:
+            if f.parts[1] in DIST_INFO_FILES:
+                entries.append((posix, Path(dist.locate_file(f))))
+            continue
+        if f.parts[0] == "..":  # outside site-packages: console scripts, data files
+            norm = os.path.normpath(posix)
+            if f"/{DATA_SUBDIR}" in f"/{norm}":
+                rel = norm.split(DATA_SUBDIR, 1)[1]
+                entries.append((f"{data_dir}{DATA_SUBDIR}{rel}", Path(dist.locate_file(f))))
+            continue  # bin/bingo-host: pip writes it again from entry_points.txt
+        if f.parts[0].endswith(".dist-info") or f.parts[0].endswith(".data"):
+            continue
+        entries.append((posix, Path(dist.locate_file(f))))
+    missing = [str(p) for _, p in entries if not p.is_file()]
+    if missing:
+        raise BundleError(f"the installed {dist_name} {version} is incomplete ({', '.join(missing[:3])} "
+                          "missing); reinstall it or pass --wheel")
+    if not any(n == f"{dist_info}/METADATA" for n, _ in entries) \
+            or not any(n == f"{dist_info}/WHEEL" for n, _ in entries):
+        raise BundleError(f"the installed {dist_name} {version} has no METADATA/WHEEL; pass --wheel")
+    if not any(n == f"{data_dir}{DATA_SUBDIR}appspec.yml" for n, _ in entries):
+        raise BundleError(f"the installed {dist_name} {version} lists no {DATA_SUBDIR}appspec.yml in its "
+                          "RECORD; reinstall it from a wheel or pass --wheel")
+
+    def order(entry):  # package files, data, then .dist-info (METADATA first, RECORD last)
+        name = entry[0]
+        return (name.startswith(dist_info), name.startswith(data_dir), name)
+
+    entries.sort(key=order)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f"{project}-{version}-py3-none-any.whl"
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, path in entries:
+            data = path.read_bytes()
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            zf.writestr(zip_entry(name, mode, False), data, compress_type=zipfile.ZIP_DEFLATED,
+                        compresslevel=COMPRESSLEVEL)
+            writer.writerow([name, _record_hash(data), len(data)])
+        writer.writerow([f"{dist_info}/RECORD", "", ""])
+        zf.writestr(zip_entry(f"{dist_info}/RECORD", 0o644, False), record.getvalue().encode(),
+                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL)
+    return out

@@ -1,0 +1,627 @@
+"""`bingo-host deploy` against the CodeDeploy agent's behaviour, run on this machine (no test host).
+
+Probe revisions (a tiny appspec whose hooks record their environment, working directory, process
+group, stdin and path) go through lifecycle.deploy with the agent's config pointed at a tmp root
+(agent.CONFIG monkeypatched), so nothing lands in /opt/codedeploy-agent, /var/lib/bingo-host or
+/var/www: every appspec destination is under tmp too. What each test checks comes from the agent's
+source (lib/instance_agent/plugins/codedeploy/{hook_executor,command_executor,installer,
+install_instruction}.rb, lib/instance_agent/platform/linux_util.rb).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bingo_host.deploy import BundleError, DeployError, agent, appspec, lifecycle, state
+
+GROUP = lifecycle.DEFAULT_GROUP_ID
+AGENT_VARS = {"LIFECYCLE_EVENT", "DEPLOYMENT_ID", "APPLICATION_NAME", "DEPLOYMENT_GROUP_NAME",
+              "DEPLOYMENT_GROUP_ID"}
+SHELL_VARS = {"PWD", "SHLVL", "_", "OLDPWD"}  # what sh itself sets
+REAL_PATHS = ("/opt/codedeploy-agent", "/etc/codedeploy-agent", "/var/lib/bingo-host",
+              "/var/www/music-bingo")
+
+PROBE = """\
+d="{out}/$LIFECYCLE_EVENT-{marker}"
+mkdir -p "$d"
+env > "$d/env"
+pwd > "$d/pwd"
+ps -o pgid= -p $$ | tr -d ' ' > "$d/pgid"
+echo $$ > "$d/pid"
+readlink -f "$0" > "$d/script"
+readlink /proc/$$/fd/0 > "$d/stdin"
+echo "probe {marker} on stdout"
+echo "probe {marker} on stderr" >&2
+"""
+
+
+def _snapshot():
+    out = {}
+    for p in REAL_PATHS:
+        try:
+            out[p] = os.stat(p).st_mtime_ns
+        except FileNotFoundError:
+            out[p] = None
+    return out
+
+
+@pytest.fixture(autouse=True)
+def real_paths_untouched():
+    before = _snapshot()
+    yield
+    assert _snapshot() == before
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """The agent's config and bingo-host's state redirected under tmp; cwd a tmp directory."""
+    root = tmp_path / "agent-root"
+    conf = tmp_path / "codedeployagent.yml"
+    conf.write_text(f":root_dir: '{root}'\n:max_revisions: 5\n")
+    monkeypatch.setattr(agent, "CONFIG", str(conf))
+    monkeypatch.setattr(agent, "DEFAULT_ROOT_DIR", str(tmp_path / "default-root-must-not-be-used"))
+    monkeypatch.setattr(lifecycle, "LEGACY_WORK_DIR", str(tmp_path / "legacy"))
+    monkeypatch.setattr(state, "STATE_FILE", str(tmp_path / "deploy.json"))
+    cwd = tmp_path / "driver-cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    class Host:
+        pass
+
+    h = Host()
+    h.tmp, h.root, h.conf, h.cwd, h.out = tmp_path, root, conf, cwd, out
+    h.lines = []
+    h.echo = h.lines.append
+    h.deployment_dir = lambda did, group=GROUP: root / group / did
+    return h
+
+
+def revision(path: Path, hooks=None, files=(), payload=None, extra_yaml="") -> Path:
+    """A revision directory: hooks {event: [(name, body, {timeout/runas})]}, files [(src, dest)]."""
+    path.mkdir(parents=True)
+    (path / "hooks").mkdir()
+    lines = ["version: 0.0", "os: linux"]
+    if files:
+        lines.append("files:")
+        lines += [f"  - source: {s}\n    destination: {d}" for s, d in files]
+    if hooks:
+        lines.append("hooks:")
+        for event, scripts in hooks.items():
+            lines.append(f"  {event}:")
+            for name, body, opts in scripts:
+                script = path / "hooks" / name
+                script.write_text("#!/bin/sh\n" + body)
+                script.chmod(0o755)
+                lines.append(f"    - location: hooks/{name}")
+                lines += [f"      {k}: {v}" for k, v in opts.items()]
+    for rel, content in (payload or {}).items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(content)
+    (path / "appspec.yml").write_text("\n".join(lines) + "\n" + extra_yaml)
+    return path
+
+
+def pack(rev: Path, fmt: str) -> Path:
+    """The revision as the real tools pack it, under a name that does not say its format."""
+    if fmt == "dir":
+        return rev
+    out = rev.parent / f"{rev.name}-{fmt}.bin"
+    if fmt == "zip":
+        subprocess.run(["zip", "-qr", str(out), "."], cwd=rev, check=True)
+    else:
+        subprocess.run(["tar", "czf", str(out), "-C", str(rev), "."], check=True)
+    return out
+
+
+def probe_hooks(out: Path, marker: str, events=("BeforeInstall", "AfterInstall", "ApplicationStart",
+                                                "ValidateService")):
+    return {e: [("probe.sh", PROBE.format(out=out, marker=marker), {"timeout": 30})] for e in events}
+
+
+def read_env(path: Path) -> dict:
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v
+    return env
+
+
+# -- the hook environment, process and layout --
+
+@pytest.mark.parametrize("fmt", ["zip", "tgz", "dir"])
+def test_hooks_run_like_the_agent_runs_them(host, fmt, monkeypatch):
+    monkeypatch.setenv("PROBE_INHERITED", "yes")
+    monkeypatch.setenv("BINGO_HOST_BUNDLE_DIR", "/stale/from/the/caller")
+    Path(lifecycle.LEGACY_WORK_DIR, "last-revision").mkdir(parents=True)
+    www = host.tmp / "www"
+    rev = revision(host.tmp / "rev", probe_hooks(host.out, "A"), files=[("payload", str(www / "app"))],
+                   payload={"payload/index.html": "hello\n"})
+    bundle = pack(rev, fmt)
+    did = "d-PROBE0001"
+
+    assert lifecycle.deploy(str(bundle), did, echo=host.echo) == did
+
+    ddir = host.deployment_dir(did)
+    archive = ddir / "deployment-archive"
+    assert (archive / "appspec.yml").is_file() and os.access(archive / "hooks/probe.sh", os.X_OK)
+    assert not (ddir / lifecycle.UNPACK_DIR).exists()
+    if fmt == "dir":
+        assert not (ddir / "bundle.tar").exists()
+    else:
+        assert os.readlink(ddir / "bundle.tar") == str(bundle)  # handle_local_file's symlink
+    instructions = host.root / "deployment-instructions"
+    assert (instructions / f"{GROUP}_most_recent_install").read_text() == str(ddir)
+    assert (instructions / f"{GROUP}_last_successful_install").read_text() == str(ddir)
+    assert (www / "app" / "index.html").read_text() == "hello\n"
+    assert not os.path.exists(lifecycle.LEGACY_WORK_DIR)
+
+    driver_env = set(os.environ)
+    for event in ("BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService"):
+        d = host.out / f"{event}-A"
+        env = read_env(d / "env")
+        extras = {"BINGO_HOST_DEPLOY_DRIVER_PID", "BINGO_HOST_BUNDLE"}
+        if fmt != "dir":
+            extras.add("BINGO_HOST_BUNDLE_SHA256")
+        assert set(env) - driver_env - SHELL_VARS == AGENT_VARS | extras
+        assert "BINGO_HOST_BUNDLE_DIR" not in env
+        assert env["PROBE_INHERITED"] == "yes"
+        assert (env["LIFECYCLE_EVENT"], env["DEPLOYMENT_ID"], env["APPLICATION_NAME"],
+                env["DEPLOYMENT_GROUP_NAME"], env["DEPLOYMENT_GROUP_ID"]) == (
+            event, did, "music-bingo", "LocalFleet", "default-local-deployment-group")
+        assert env["BINGO_HOST_DEPLOY_DRIVER_PID"] == str(os.getpid())
+        assert env["BINGO_HOST_BUNDLE"] == str(bundle)
+        if fmt != "dir":
+            import hashlib
+
+            assert env["BINGO_HOST_BUNDLE_SHA256"] == hashlib.sha256(bundle.read_bytes()).hexdigest()
+        # The agent does not chdir: the driver's working directory.
+        assert (d / "pwd").read_text().strip() == str(host.cwd)
+        # pgroup: true -> the script leads its own process group.
+        pgid, pid = int((d / "pgid").read_text()), int((d / "pid").read_text())
+        assert pgid == pid and pgid != os.getpgrp()
+        assert (d / "script").read_text().strip() == str(archive / "hooks" / "probe.sh")
+        assert (d / "stdin").read_text().startswith("pipe:")  # popen3's stdin, closed at once
+
+    log = (ddir / "logs" / "scripts.log").read_text()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.search(f"^{stamp}LifecycleEvent - BeforeInstall$", log, re.M)
+    assert re.search(f"^{stamp}Script - hooks/probe.sh$", log, re.M)
+    assert re.search(f"^{stamp}\\[stdout\\]probe A on stdout$", log, re.M)
+    assert re.search(f"^{stamp}\\[stderr\\]probe A on stderr$", log, re.M)
+    assert "[ValidateService] probe A on stdout" in host.lines
+
+
+def test_a_new_deployment_id_looks_like_the_agents(host):
+    rev = revision(host.tmp / "rev")
+    ids = {lifecycle.new_deployment_id() for _ in range(20)}
+    assert all(re.fullmatch(r"d-[A-Z0-9]{9}", i) for i in ids) and len(ids) == 20
+    did = lifecycle.deploy(str(rev), echo=host.echo)
+    assert re.fullmatch(r"d-[A-Z0-9]{9}", did) and host.deployment_dir(did).is_dir()
+
+
+def test_cli_deploy_uses_the_group_id_for_the_layout(host):
+    from click.testing import CliRunner
+
+    from bingo_host.cli import main
+
+    rev = revision(host.tmp / "rev", probe_hooks(host.out, "C", events=("BeforeInstall",)))
+    r = CliRunner().invoke(main, ["deploy", str(rev), "--deployment-id", "d-CLI000001",
+                                  "--deployment-group", "blue", "--deployment-group-id", "grp-1"])
+    assert r.exit_code == 0, r.output
+    env = read_env(host.out / "BeforeInstall-C" / "env")
+    assert (env["DEPLOYMENT_GROUP_NAME"], env["DEPLOYMENT_GROUP_ID"]) == ("blue", "grp-1")
+    assert (host.root / "grp-1" / "d-CLI000001" / "deployment-archive" / "appspec.yml").is_file()
+    r = CliRunner().invoke(main, ["deploy", str(rev), "--deployment-group-id", "../escape"])
+    assert r.exit_code == 2 and "--deployment-group-id" in r.output
+
+
+# -- timeouts and outputs left open --
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    out = []
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return out
+
+
+def test_timeout_sends_sigterm_to_the_process_group(host):
+    # Like the agent, the driver closes the script's pipes right after SIGTERM: the shell's own
+    # notice about its killed job would kill it with SIGPIPE before its trap ran.
+    body = f"""\
+trap '' PIPE
+echo $$ > "{host.out}/pgid"
+( trap 'echo TERM > "{host.out}/child-term"; exit 0' TERM; while :; do sleep 0.2; done ) >/dev/null 2>&1 &
+trap 'echo TERM > "{host.out}/leader-term"; exit 143' TERM
+echo started
+sleep 30 &
+wait $!
+echo "never reached" > "{host.out}/not-terminated"
+"""
+    rev = revision(host.tmp / "rev", {"BeforeInstall": [("slow.sh", body, {"timeout": 2})]})
+    start = time.monotonic()
+    with pytest.raises(DeployError) as info:
+        lifecycle.deploy(str(pack(rev, "zip")), "d-TIMEOUT01", echo=host.echo)
+    took = time.monotonic() - start
+    assert "failed in BeforeInstall: Script at specified location: hooks/slow.sh failed to complete " \
+           "in 2 seconds" in str(info.value)
+    assert 1.5 < took < 10
+    # SIGTERM (trappable, so not SIGKILL) reached the script and the child in its group; the
+    # child may run its trap a moment after the script exited.
+    pgid = int((host.out / "pgid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (group_members(pgid) or not (host.out / "child-term").exists()):
+        time.sleep(0.05)
+    left = group_members(pgid)
+    for pid in left:  # only when this test fails: do not leave the probe's loop running
+        os.kill(pid, 9)
+    assert left == []  # nothing of the group is left
+    assert (host.out / "leader-term").read_text() == "TERM\n"
+    assert (host.out / "child-term").read_text() == "TERM\n"
+    assert not (host.out / "not-terminated").exists()
+    # The failed deployment never passed Install.
+    assert not (host.root / "deployment-instructions" / f"{GROUP}_last_successful_install").exists()
+    assert "[stdout]started" in (host.deployment_dir("d-TIMEOUT01") / "logs/scripts.log").read_text()
+
+
+@pytest.mark.parametrize("held, redirect", [("STDOUT", ""), ("STDERR", ">/dev/null")])
+def test_background_child_holding_an_output_fails_at_the_timeout(host, held, redirect):
+    body = f"""\
+sleep 30 {redirect} &
+echo $! > "{host.out}/bg-pid"
+echo "left a child behind"
+exit 0
+"""
+    rev = revision(host.tmp / "rev", {"AfterInstall": [("held.sh", body, {"timeout": 2})]})
+    start = time.monotonic()
+    try:
+        with pytest.raises(DeployError) as info:
+            lifecycle.deploy(str(rev), "d-HELDOUT01", echo=host.echo)
+        took = time.monotonic() - start
+        assert str(info.value).endswith(
+            f"failed in AfterInstall: Script at specified location: hooks/held.sh failed to close {held}")
+        assert 1.5 < took < 10  # at the hook's timeout, not when the child exits (30 s)
+        assert "[AfterInstall] left a child behind" in host.lines
+        # Like the agent, the background process is not killed.
+        assert psutil.Process(int((host.out / "bg-pid").read_text())).is_running()
+    finally:
+        bg = host.out / "bg-pid"
+        if bg.exists():
+            try:
+                os.kill(int(bg.read_text()), 15)
+            except ProcessLookupError:
+                pass
+
+
+def test_interrupted_driver_sends_sigterm_to_the_running_hooks_group(host):
+    """Ctrl-C reaches only the driver (the hook has its own process group): the driver passes
+    SIGTERM on to the hook's group before it stops."""
+    import signal
+    import sys
+
+    body = f"""\
+trap '' PIPE
+trap 'echo TERM > "{host.out}/hook-term"; exit 143' TERM
+echo $$ > "{host.out}/hook-pid"
+sleep 30 &
+wait $!
+"""
+    rev = revision(host.tmp / "rev", {"BeforeInstall": [("wait.sh", body, {"timeout": 60})]})
+    driver = f"""\
+import signal
+from bingo_host.deploy import agent, lifecycle, state
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (may be inherited ignored)
+agent.CONFIG = {str(host.conf)!r}
+lifecycle.LEGACY_WORK_DIR = {str(host.tmp / "legacy")!r}
+state.STATE_FILE = {str(host.tmp / "deploy.json")!r}
+lifecycle.deploy({str(rev)!r}, "d-INTERRUPT", echo=lambda line: None)
+"""
+    repo = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=host.cwd, env=dict(os.environ, PYTHONPATH=repo),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (host.out / "hook-pid").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert b"KeyboardInterrupt" in err, err
+        deadline = time.monotonic() + 5
+        while not (host.out / "hook-term").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (host.out / "hook-term").read_text() == "TERM\n", err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        hook = host.out / "hook-pid"
+        if hook.exists():
+            for pid in group_members(int(hook.read_text())):
+                os.kill(pid, 9)
+
+
+def test_failing_script_runas_user_reports_exit_code_and_reason(host):
+    body = f"""\
+ps -o args= -p $PPID > "{host.out}/parent"
+ps -o args= -p $(ps -o ppid= -p $PPID) >> "{host.out}/parent"
+id -un > "{host.out}/user"
+echo "bingo-host: error: the probe failed on purpose" >&2
+exit 3
+"""
+    rev = revision(host.tmp / "rev", {"ApplicationStart": [("fail.sh", body, {"runas": "root"})]})
+    with pytest.raises(DeployError) as info:
+        lifecycle.deploy(str(rev), "d-RUNAS0001", echo=host.echo)
+    assert str(info.value) == ("deployment d-RUNAS0001 failed in ApplicationStart: Script at specified "
+                               "location: hooks/fail.sh run as user root failed with exit code 3: the "
+                               "probe failed on purpose")
+    script = host.deployment_dir("d-RUNAS0001") / "deployment-archive" / "hooks" / "fail.sh"
+    ancestors = (host.out / "parent").read_text().splitlines()
+    assert f"su root -c {script}" in ancestors  # prepare_script_command
+    assert (host.out / "user").read_text() == "root\n"
+    # It failed after Install: that counts as the last successful install.
+    assert (host.root / "deployment-instructions" / f"{GROUP}_last_successful_install").read_text() \
+        == str(host.deployment_dir("d-RUNAS0001"))
+
+
+# -- ApplicationStop, the cleanup file, file_exists_behavior, permissions --
+
+def test_application_stop_runs_from_the_last_deployment_that_passed_install(host):
+    stops = host.out / "stops"
+
+    def rev(marker, fail_in=None):
+        hooks = {"ApplicationStop": [("stop.sh", f'echo "{marker} $DEPLOYMENT_ID $(readlink -f "$0")" '
+                                                 f'>> "{stops}"\n', {})]}
+        if fail_in:
+            hooks[fail_in] = [("fail.sh", "exit 1\n", {})]
+        return revision(host.tmp / marker, hooks)
+
+    lifecycle.deploy(str(rev("A")), "d-STOP00001", echo=host.echo)
+    assert not stops.exists()  # no earlier deployment: nothing to stop
+    with pytest.raises(DeployError, match="failed in BeforeInstall"):
+        lifecycle.deploy(str(rev("B", fail_in="BeforeInstall")), "d-STOP00002", echo=host.echo)
+    with pytest.raises(DeployError, match="failed in AfterInstall"):
+        lifecycle.deploy(str(rev("C", fail_in="AfterInstall")), "d-STOP00003", echo=host.echo)
+    lifecycle.deploy(str(rev("D")), "d-STOP00004", echo=host.echo)
+
+    def stop_of(did):
+        return host.deployment_dir(did) / "deployment-archive" / "hooks" / "stop.sh"
+
+    assert stops.read_text().splitlines() == [
+        f"A d-STOP00002 {stop_of('d-STOP00001')}",  # the new deployment's id, the old scripts
+        f"A d-STOP00003 {stop_of('d-STOP00001')}",  # B never reached Install
+        f"C d-STOP00004 {stop_of('d-STOP00003')}",  # C passed Install, then failed
+    ]
+    last = host.root / "deployment-instructions" / f"{GROUP}_last_successful_install"
+    assert last.read_text() == str(host.deployment_dir("d-STOP00004"))
+
+
+def test_application_stop_of_a_vanished_revision_fails_like_the_agent(host):
+    lifecycle.deploy(str(revision(host.tmp / "A")), "d-GONE00001", echo=host.echo)
+    import shutil
+
+    shutil.rmtree(host.deployment_dir("d-GONE00001") / "deployment-archive")
+    with pytest.raises(DeployError, match="failed in ApplicationStop: The CodeDeploy agent did not find "
+                                          "an AppSpec file"):
+        lifecycle.deploy(str(revision(host.tmp / "B")), "d-GONE00002", echo=host.echo)
+
+
+def test_next_install_removes_what_the_previous_install_created(host):
+    www = host.tmp / "www"
+    app = www / "app"
+    rev_a = revision(host.tmp / "A", files=[("payload", str(app))], payload={
+        "payload/keep.txt": "A\n", "payload/old-only.txt": "A\n", "payload/sub/x.txt": "A\n",
+        "payload/gone-already.txt": "A\n"})
+    lifecycle.deploy(str(pack(rev_a, "tgz")), "d-CLEAN0001", echo=host.echo)
+    cleanup = host.root / "deployment-instructions" / f"{GROUP}-cleanup"
+    assert cleanup.read_text().splitlines() == [
+        str(www), str(app), str(app / "gone-already.txt"), str(app / "keep.txt"),
+        str(app / "old-only.txt"), str(app / "sub"), str(app / "sub" / "x.txt")]
+    (app / "local.txt").write_text("not from a deployment\n")
+    (app / "gone-already.txt").unlink()  # missing paths are ignored
+
+    rev_b = revision(host.tmp / "B", files=[("payload", str(app))],
+                     payload={"payload/keep.txt": "B\n", "payload/new.txt": "B\n"})
+    # DISALLOW (the default) would refuse keep.txt if the cleanup file were not honoured.
+    lifecycle.deploy(str(pack(rev_b, "zip")), "d-CLEAN0002", echo=host.echo)
+    assert sorted(p.name for p in app.iterdir()) == ["keep.txt", "local.txt", "new.txt"]
+    assert (app / "keep.txt").read_text() == "B\n"
+    # app/ survived (not empty) and existed already: only B's files are B's to clean up.
+    assert cleanup.read_text().splitlines() == [str(app / "keep.txt"), str(app / "new.txt")]
+    instructions = json.loads((host.root / "deployment-instructions" / f"{GROUP}-install.json").read_text())
+    archive = host.deployment_dir("d-CLEAN0002") / "deployment-archive"
+    assert instructions == {"instructions": [
+        {"type": "copy", "source": str(archive / "payload" / name), "destination": str(app / name)}
+        for name in ("keep.txt", "new.txt")]}
+
+
+def _install(host, behavior: str | None):
+    dest = host.tmp / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("local\n")
+    extra = f"file_exists_behavior: {behavior}\n" if behavior else ""
+    rev = revision(host.tmp / "rev", files=[("payload", str(dest))], extra_yaml=extra,
+                   payload={"payload/keep.txt": "bundle\n", "payload/new.txt": "bundle\n"})
+    lay = lifecycle.Layout(str(host.root), GROUP, "d-INSTALL01")
+    install = lambda: lifecycle.install(appspec.load(rev), str(rev), lay, host.echo)  # noqa: E731
+    return dest, install, Path(lay.cleanup_file)
+
+
+def test_file_exists_behavior_disallow_refuses_and_copies_nothing(host):
+    dest, install, cleanup = _install(host, None)
+    with pytest.raises(DeployError, match=f"a specified file already exists at this location: "
+                                          f"{dest / 'keep.txt'}"):
+        install()
+    assert (dest / "keep.txt").read_text() == "local\n" and not (dest / "new.txt").exists()
+
+
+def test_file_exists_behavior_overwrite(host):
+    dest, install, cleanup = _install(host, "OVERWRITE")
+    assert install() == 2
+    assert (dest / "keep.txt").read_text() == "bundle\n" and (dest / "new.txt").exists()
+    assert cleanup.read_text().splitlines() == [str(dest / "keep.txt"), str(dest / "new.txt")]
+
+
+def test_file_exists_behavior_retain(host):
+    dest, install, cleanup = _install(host, "RETAIN")
+    assert install() == 1
+    assert (dest / "keep.txt").read_text() == "local\n" and (dest / "new.txt").read_text() == "bundle\n"
+    assert cleanup.read_text().splitlines() == [str(dest / "new.txt")]
+
+
+def test_permissions_apply_to_what_install_created_like_the_agent(host):
+    dest = host.tmp / "dest"
+    dest.mkdir(mode=0o755)
+    dest.chmod(0o755)
+    extra = f"""\
+permissions:
+  - object: {dest}
+    mode: 700
+    type:
+      - directory
+  - object: {dest}/run.sh
+    mode: 600
+    type:
+      - file
+  - object: {host.tmp}/not-created
+    mode: 700
+"""
+    rev = revision(host.tmp / "rev", files=[("payload", str(dest))], extra_yaml=extra,
+                   payload={"payload/run.sh": "x\n", "payload/sub/deeper/a.txt": "a\n"})
+    (rev / "payload" / "sub" / "deeper" / "a.txt").chmod(0o640)
+    lay = lifecycle.Layout(str(host.root), GROUP, "d-PERMS0001")
+    lifecycle.install(appspec.load(rev), str(rev), lay, host.echo)
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    assert mode(dest) == 0o755  # existed before: not the installer's
+    assert mode(dest / "sub") == mode(dest / "sub" / "deeper") == 0o700
+    assert mode(dest / "run.sh") == 0o600
+    assert mode(dest / "sub" / "deeper" / "a.txt") == 0o640  # type directory only; mode preserved
+    assert any("not-created matched nothing" in line for line in host.lines)
+
+
+# -- max_revisions --
+
+def test_keeps_max_revisions_deployments_and_never_the_last_successful_one(host):
+    host.conf.write_text(f":root_dir: '{host.root}'\n:max_revisions: 2\n")
+    good = revision(host.tmp / "good")
+    bad = revision(host.tmp / "bad", {"BeforeInstall": [("fail.sh", "exit 1\n", {})]})
+    lifecycle.deploy(str(good), "d-KEEP00001", echo=host.echo)
+    for did in ("d-KEEP00002", "d-KEEP00003"):
+        time.sleep(0.05)  # distinct mtimes
+        with pytest.raises(DeployError):
+            lifecycle.deploy(str(bad), did, echo=host.echo)
+    time.sleep(0.05)
+    lifecycle.deploy(str(good), "d-KEEP00004", echo=host.echo)
+    # 3 others, room for 1: the two oldest go, except the last successful install (d-KEEP00001).
+    assert sorted(os.listdir(host.root / GROUP)) == ["d-KEEP00001", "d-KEEP00004"]
+    time.sleep(0.05)
+    lifecycle.deploy(str(good), "d-KEEP00005", echo=host.echo)
+    assert sorted(os.listdir(host.root / GROUP)) == ["d-KEEP00004", "d-KEEP00005"]
+
+
+def test_max_revisions_from_the_agents_config(tmp_path):
+    conf = tmp_path / "c.yml"
+    assert agent.max_revisions(str(conf)) == 5  # no config: the agent's default
+    conf.write_text(":root_dir: /x\n")
+    assert agent.max_revisions(str(conf)) == 5
+    conf.write_text(":max_revisions: 3\n")
+    assert agent.max_revisions(str(conf)) == 3
+    conf.write_text(":max_revisions: 0\n")
+    with pytest.raises(DeployError, match="max_revisions"):
+        agent.max_revisions(str(conf))
+
+
+# -- unpacking --
+
+def _zip(path: Path, entries):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("appspec.yml", "version: 0.0\nos: linux\n")
+        for name, mode, data in entries:
+            zi = zipfile.ZipInfo(name)
+            zi.create_system = 3
+            zi.external_attr = mode << 16
+            zf.writestr(zi, data)
+    return path
+
+
+def _tar(path: Path, members):
+    with tarfile.open(path, "w:gz") as tf:
+        data = b"version: 0.0\nos: linux\n"
+        info = tarfile.TarInfo("appspec.yml")
+        info.size = len(data)
+        import io
+
+        tf.addfile(info, io.BytesIO(data))
+        for info in members:
+            tf.addfile(info)
+    return path
+
+
+def _tarinfo(name, kind, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: _zip(p, [("link", stat.S_IFLNK | 0o777, "/etc/passwd")]), "symbolic link"),
+    (lambda p: _zip(p, [("../evil", stat.S_IFREG | 0o644, "x")]), "outside the bundle"),
+    (lambda p: _zip(p, [("/tmp/evil-abs", stat.S_IFREG | 0o644, "x")]), "outside the bundle"),
+    (lambda p: _zip(p, [("a/../../evil", stat.S_IFREG | 0o644, "x")]), "outside the bundle"),
+    (lambda p: _tar(p, [_tarinfo("etc", tarfile.SYMTYPE, "/etc")]), "points outside the bundle"),
+    (lambda p: _tar(p, [_tarinfo("up", tarfile.SYMTYPE, "../..")]), "points outside the bundle"),
+    (lambda p: _tar(p, [_tarinfo("../evil", tarfile.REGTYPE)]), "outside the bundle"),
+    (lambda p: _tar(p, [_tarinfo("null", tarfile.CHRTYPE)]), "not a file, directory or link"),
+    (lambda p: (p.write_text("just text\n"), p)[1], "not a zip, tar.gz or tar archive"),
+])
+def test_unsafe_or_unknown_archives_are_refused_before_anything_changes(host, make, message):
+    bundle = make(host.tmp / "bundle.zip")
+    with pytest.raises(BundleError, match=message) as info:
+        lifecycle.deploy(str(bundle), "d-UNSAFE001", echo=host.echo)
+    assert info.value.exit_code == 2
+    assert not (host.root / GROUP).exists() and not (host.tmp / "evil").exists()
+    assert not os.path.exists("/tmp/evil-abs")
+
+
+def test_zip_modes_are_restored_like_unzip(tmp_path):
+    bundle = _zip(tmp_path / "b.zip", [("hooks/", stat.S_IFDIR | 0o755, ""),
+                                       ("hooks/x.sh", stat.S_IFREG | 0o4755, "#!/bin/sh\n"),
+                                       ("data.txt", stat.S_IFREG | 0o640, "d")])
+    assert lifecycle.extract(str(bundle), str(tmp_path / "mine")) == "zip"
+    subprocess.run(["unzip", "-qo", str(bundle), "-d", str(tmp_path / "unzip")], check=True)
+    for rel in ("hooks", "hooks/x.sh", "data.txt", "appspec.yml"):
+        assert stat.S_IMODE(os.stat(tmp_path / "mine" / rel).st_mode) == \
+            stat.S_IMODE(os.stat(tmp_path / "unzip" / rel).st_mode), rel
+    assert stat.S_IMODE(os.stat(tmp_path / "mine" / "hooks/x.sh").st_mode) == 0o755  # no setuid
+
+
+def test_a_single_top_directory_with_the_appspec_is_stripped_like_the_agent(host):
+    rev = revision(host.tmp / "top" / "music-bingo", probe_hooks(host.out, "T", events=("BeforeInstall",)))
+    bundle = host.tmp / "nested.tgz"
+    subprocess.run(["tar", "czf", str(bundle), "-C", str(rev.parent), "music-bingo"], check=True)
+    lifecycle.deploy(str(bundle), "d-NESTED001", echo=host.echo)
+    archive = host.deployment_dir("d-NESTED001") / "deployment-archive"
+    assert (archive / "appspec.yml").is_file()
+    assert (host.out / "BeforeInstall-T" / "script").read_text().strip() == str(archive / "hooks/probe.sh")
