@@ -99,3 +99,18 @@ def ensure(path: str | Path, content: str | bytes, mode: int, owner: str | None 
     if change and not dry_run:
         write_atomic(path, content, mode, owner, group)
     return change
+
+
+def symlink(path: str, target: str) -> None:
+    """Point the symlink path at target atomically (a new link renamed over the old one, the
+    directory synced): readers see the old target or the new one, never no link."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

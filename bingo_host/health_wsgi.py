@@ -26,10 +26,11 @@ CONNECT_TIMEOUT = 3
 
 
 def ini_path(release: str) -> str:
-    """Where the app reads bingo.ini: <release>/musicbingo/bingo.ini (older apps: next to
-    application.py)."""
-    newer = os.path.join(release, "musicbingo", "bingo.ini")
-    return newer if os.path.exists(newer) else os.path.join(release, "bingo.ini")
+    """Where the app reads bingo.ini: <release>/musicbingo/bingo.ini, beside its package (only
+    older apps, without that package, read it next to application.py)."""
+    if os.path.isdir(os.path.join(release, "musicbingo")):
+        return os.path.join(release, "musicbingo", "bingo.ini")
+    return os.path.join(release, "bingo.ini")
 
 
 def connect_args(db) -> tuple[str, dict]:

@@ -130,9 +130,10 @@ def testhost(host_pool):
 
 
 # Modules that need fresh roots run first, so the shared bootstrapped host is booted once;
-# deploys run last on it, since every other module expects the placeholder page.
+# deploys run last on it, in this order (every other module expects the placeholder page; the
+# real agent deploys first, the self-upgrade last since it changes the host's bingo-host).
 FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery")
-LAST_MODULES = ("test_deploy",)
+LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_self_upgrade")
 
 
 def pytest_collection_modifyitems(items):
@@ -140,6 +141,8 @@ def pytest_collection_modifyitems(items):
         name = item.module.__name__.rsplit(".", 1)[-1]
         if name in FRESH_HOST_MODULES:
             return FRESH_HOST_MODULES.index(name)
-        return len(FRESH_HOST_MODULES) + (1 if name in LAST_MODULES else 0)
+        if name in LAST_MODULES:
+            return len(FRESH_HOST_MODULES) + 1 + LAST_MODULES.index(name)
+        return len(FRESH_HOST_MODULES)
 
     items.sort(key=rank)  # stable: keeps pytest's order within each group

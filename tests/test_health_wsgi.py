@@ -104,10 +104,12 @@ def test_connect_arguments_as_the_app_would_connect(health):
 
 
 def test_ini_where_the_app_reads_it(health, tmp_path):
-    write_ini(tmp_path, DB, where="bingo.ini")
+    write_ini(tmp_path, DB, where="bingo.ini")  # an older app, without the musicbingo package
     assert health.ini_path(str(tmp_path)) == f"{tmp_path}/bingo.ini"
-    write_ini(tmp_path, DB)
+    (tmp_path / "musicbingo").mkdir()
+    # The app reads only musicbingo/bingo.ini (without it, it falls back to sqlite): so does health.
     assert health.ini_path(str(tmp_path)) == f"{tmp_path}/musicbingo/bingo.ini"
+    assert call(health, "/api/health")[0].startswith("503")
 
 
 def test_rendered_ini_reads_back_as_the_app_reads_it():

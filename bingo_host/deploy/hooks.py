@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import __version__, layout, subp
+from .. import __version__, files, layout, subp
 from ..errors import BingoHostError
 from . import BundleError, DeployError, agent, appspec, state, upgrade
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
@@ -111,9 +111,7 @@ def activate(ctx, name: str, echo=print, timeout: float | None = None) -> None:
     """Point `current` at releases/<name> (or the placeholder), reload the app gracefully, and
     wait until uWSGI serves it. The vassal file exists only while a release is current."""
     paths = Paths(ctx.cfg.app.root)
-    from .releases import relink
-
-    relink(paths.current, PLACEHOLDER if name == PLACEHOLDER else f"releases/{name}")
+    files.symlink(paths.current, PLACEHOLDER if name == PLACEHOLDER else f"releases/{name}")
     echo(f"switch: {paths.current} -> {name}")
     vassal = ctx.managed("uwsgi-vassal.ini")
     if name == PLACEHOLDER:

@@ -213,20 +213,6 @@ def normalise_tree(top: str) -> None:
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
 
 
-def relink(path: str, target: str) -> None:
-    """Point the symlink path at target atomically (a new link renamed over the old one)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def build(paths: Paths, name: str, record: dict, python: str, app_user: str, echo=print) -> dict:
     """releases/<name> from the staging directory: code, venv link, bingo.ini link, record.
 

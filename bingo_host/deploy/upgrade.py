@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 
-from .. import __version__, layout, subp
+from .. import __version__, files, layout, subp
 from . import DeployError
 
 INSTALL_ROOT = "/opt/bingo-host"
@@ -60,14 +60,6 @@ def _install(wheel: str, version: str, venv: str, echo) -> None:
     echo(f"bingo-host: {version} installed in {venv} and passed its smoke test")
 
 
-def _switch_link(target: str) -> None:
-    tmp = f"{layout.BIN}.tmp-{os.getpid()}"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, layout.BIN)
-
-
 def _prune(keep: set[str], echo) -> None:
     for venv in glob.glob(f"{INSTALL_ROOT}/venv-*"):
         if os.path.realpath(venv) not in keep:
@@ -87,7 +79,7 @@ def maybe_upgrade(archive: str, echo=print) -> None:
     venv = f"{INSTALL_ROOT}/venv-{version}"
     echo(f"bingo-host: upgrading {__version__} -> {version} (new virtualenv {venv})")
     _install(wheel, version, venv, echo)
-    _switch_link(f"{venv}/bin/bingo-host")
+    files.symlink(layout.BIN, f"{venv}/bin/bingo-host")
     echo(f"bingo-host: {layout.BIN} -> {venv}/bin/bingo-host; running this hook again with it")
     _prune({os.path.realpath(venv), os.path.realpath(sys.prefix)}, echo)
     sys.stdout.flush()

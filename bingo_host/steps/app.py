@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import layout, subp
+from .. import files, layout, subp
 
 NAME = "app"
 
@@ -53,13 +53,7 @@ def _ensure_bin_link(ctx) -> None:
         return  # running from a source tree (python -m bingo_host): nothing to link
     current = os.readlink(layout.BIN) if os.path.islink(layout.BIN) else None
     if current != str(here):
-        def link():
-            tmp = f"{layout.BIN}.tmp"
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(here, tmp)
-            os.replace(tmp, layout.BIN)
-        ctx.change(f"link {layout.BIN} -> {here}", link)
+        ctx.change(f"link {layout.BIN} -> {here}", lambda: files.symlink(layout.BIN, str(here)))
 
 
 def converge(ctx) -> str:

@@ -1,0 +1,99 @@
+"""What the deploy tests share: bundles of the fixture app, requests through nginx, records.
+
+The fixture app (tests/fixtures/sample_app) behaves like the real music bingo server: it reads
+<release>/musicbingo/bingo.ini, binds MariaDB through mysqlclient (from mysql-requirements.txt)
+on each worker's first request, answers /api/user 401 without a token and everything unknown,
+/api/health included, with its index page. Health comes from bingo-host's wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
+ROOT = "/var/www/music-bingo"
+ENV = {"BINGO_HOST_VALIDATE_TIMEOUT": "8"}
+
+
+def http(path: str, method: str = "GET", data: dict | None = None, token: str | None = None,
+         timeout: float = 10) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps(data).encode() if data is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1{path}", data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def serving(host) -> str:
+    return host.run(["readlink", f"{ROOT}/current"]).stdout.strip().rsplit("/", 1)[-1]
+
+
+def health_release() -> str:
+    """The release the health check answers from; fails unless it is healthy."""
+    status, body = http("/api/health")
+    assert status == 200, body
+    report = json.loads(body)
+    assert report["status"] == "ok" and report["database"]["ok"], report
+    return report["release"]
+
+
+def use_the_app(username: str) -> None:
+    """The app's own API through nginx: 401 without a token, a user written to and read back
+    from MariaDB with the app's credentials."""
+    status, body = http("/api/user")
+    assert status == 401, body
+    status, body = http("/api/user", "PUT", {"username": username, "password": "pw-" + username,
+                                             "email": f"{username}@example.com"})
+    assert status == 200, body
+    token = json.loads(body)["access_token"]
+    status, body = http("/api/user", token=token)
+    assert status == 200, body
+    assert json.loads(body)["username"] == username
+
+
+def record(host, release: str) -> dict:
+    return json.loads(host.read_file(f"{ROOT}/releases/{release}/bingo-release.json"))
+
+
+def deploy_state(host) -> dict:
+    return json.loads(host.read_file("/var/lib/bingo-host/deploy.json"))
+
+
+class Bundles:
+    """Variants of the fixture app, bundled on this machine with `bingo-host bundle` and copied in."""
+
+    def __init__(self, host, wheel: Path, tmp: Path):
+        self.host, self.wheel, self.tmp = host, wheel, tmp
+
+    def make(self, name: str, fmt: str = "zip", extra_requirement: str | None = None,
+             mysql_requirements: str | None = None, wheel: Path | None = None) -> str:
+        """A bundle; extra_requirement is appended to requirements.txt (a new virtualenv),
+        mysql_requirements replaces that file ('' removes it: no database driver)."""
+        app = self.tmp / f"app-{name}"
+        shutil.copytree(SAMPLE, app)
+        (app / "musicbingo" / "bundle-name.txt").write_text(name + "\n")  # every bundle differs
+        if extra_requirement:
+            reqs = app / "requirements.txt"
+            reqs.write_text(reqs.read_text() + extra_requirement + "\n")
+        if mysql_requirements == "":
+            (app / "mysql-requirements.txt").unlink()
+        elif mysql_requirements is not None:
+            (app / "mysql-requirements.txt").write_text(mysql_requirements)
+        out = self.tmp / f"{name}.{'zip' if fmt == 'zip' else 'tar.gz'}"
+        subprocess.run([str(REPO / ".venv/bin/python"), "-m", "bingo_host", "bundle", "--app", str(app),
+                        "--out", str(out), "--format", fmt, "--wheel", str(wheel or self.wheel)],
+                       check=True, cwd=REPO, capture_output=True)
+        inside = f"/root/bundles/{out.name}"
+        self.host.put_file(inside, out.read_bytes())
+        return inside
