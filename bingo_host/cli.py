@@ -72,7 +72,7 @@ def config():
 def config_check(opts: Options, as_json, platform_name):
     """Validate the config and print it with defaults filled in and 'auto' resolved for this
     host (secrets masked)."""
-    from . import platforms
+    from .facts import platforms
     from .config import to_dict
     from .errors import ConfigError
     from .render import HostFacts, resolve
@@ -101,7 +101,8 @@ def config_check(opts: Options, as_json, platform_name):
 @click.pass_obj
 def render(opts: Options, out_dir: Path, platform_name):
     """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload)."""
-    from . import files, platforms
+    from .ops import files
+    from .facts import platforms
     from .render import HostFacts, render_all
 
     cfg = opts.load_config()
@@ -125,7 +126,7 @@ def render(opts: Options, out_dir: Path, platform_name):
 @click.pass_obj
 def bootstrap(opts: Options):
     """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
-    from . import bootstrap as bootstrap_mod
+    from .converge import bootstrap as bootstrap_mod
 
     sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
 
@@ -151,7 +152,8 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
     """Consistent EBS snapshots of this instance's volumes, then retention (snapshots.keep)."""
     import dataclasses
 
-    from . import layout, platforms
+    from . import layout
+    from .facts import platforms
     from . import snapshot as snap
 
     if list_only:
@@ -188,7 +190,8 @@ def enable_https(opts: Options, domain, email, no_email, server, staging):
     TLS server itself, and `bootstrap` keeps it. certbot runs with this command's environment
     (e.g. REQUESTS_CA_BUNDLE for a private ACME server). A second run changes nothing.
     """
-    from . import https, platforms
+    from . import https
+    from .facts import platforms
 
     cfg = opts.load_config()
     req = https.validate(cfg, domain, email, no_email, server, staging)

@@ -31,10 +31,13 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import converge, layout, state, subp, systemd
+from .converge import engine as converge
+from . import layout, state, subp
+from .facts import systemd
+from .ops import service
 from .config import Config, domain_name, email as check_email
 from .errors import BingoHostError, ConfigError
-from .platforms import Platform
+from .facts.platforms import Platform
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"
@@ -99,7 +102,7 @@ def certbot_installed(platform: Platform) -> bool:
         return False
     if platform.certbot_venv:
         return bool(glob.glob(f"{platform.certbot_venv}/lib/python3*/site-packages/certbot_nginx"))
-    from .steps.packages import installed
+    from .converge.steps.packages import installed
 
     have = installed(subp.run(list(platform.query_installed_cmd)).stdout)
     return all(p in have for p in platform.certbot_packages)
@@ -107,7 +110,7 @@ def certbot_installed(platform: Platform) -> bool:
 
 def install_certbot(platform: Platform, echo: Callable[[str], None]) -> None:
     """certbot and its nginx plugin, the platform's way (distro packages or a virtualenv)."""
-    from .steps.packages import services_held_off
+    from .converge.steps.packages import services_held_off
 
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     if platform.certbot_packages:
@@ -170,7 +173,7 @@ def _read(path: str) -> bytes | None:
 
 def _put_back(saved: dict[str, bytes | None], echo) -> bool:
     """Restore files certbot left changed; True if any was."""
-    from . import files
+    from .ops import files
 
     changed = False
     for path, before in saved.items():
@@ -274,10 +277,10 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
         result = subp.run(argv, rcs=range(256), timeout=900, secrets=())
         restored = _put_back(saved, echo)
         if restored:
-            from .steps.nginx import config_test
+            from .converge.steps.nginx import config_test
 
             config_test()
-            systemd.systemctl("reload", "nginx.service")
+            service.systemctl("reload", "nginx.service")
         if not result.ok or not os.path.exists(state.cert_path(req.domain)):
             reason = certbot_reason(result.stderr + "\n" + result.stdout)
             raise BingoHostError(
@@ -289,7 +292,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
             "domain": req.domain, "email": req.email, "server": req.server,
             "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         })
-        from .steps import nginx as nginx_step, timers as timers_step
+        from .converge.steps import nginx as nginx_step, timers as timers_step
 
         ctx = _context(cfg, platform, req.domain, echo)
         results = converge.run_steps(ctx, [nginx_step, timers_step])
@@ -297,7 +300,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
             if previous is None:
                 os.unlink(state.HTTPS_FILE)
             else:
-                from . import files
+                from .ops import files
 
                 files.write_atomic(state.HTTPS_FILE, previous, 0o644)
             failed = next(r for r in results if r.status == "failed")
@@ -309,12 +312,12 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
         timers = _timers_wanted(platform)
         renew = timers[RENEW_TIMER]
         if not (renew.is_enabled and renew.running):
-            systemd.systemctl("enable", "--now", RENEW_TIMER)
+            service.systemctl("enable", "--now", RENEW_TIMER)
             echo(f"enabled {RENEW_TIMER}")
         distro = platform.certbot_distro_timer
         if distro and timers[distro].load == "loaded" and (timers[distro].is_enabled
                                                            or timers[distro].running):
-            systemd.systemctl("disable", "--now", distro)
+            service.systemctl("disable", "--now", distro)
             echo(f"disabled {distro} ({RENEW_TIMER} renews)")
         echo(f"HTTPS enabled for {req.domain}: https://{req.domain}/ (HTTP redirects to it)")
         return 0

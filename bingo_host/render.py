@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import layout, sizing
 from .config import Config, with_values
-from .platforms import Platform
+from .facts.platforms import Platform
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"

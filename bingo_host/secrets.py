@@ -10,7 +10,7 @@ import json
 import os
 import secrets as _random
 
-from . import files
+from .ops import files
 from .errors import BingoHostError
 
 

@@ -17,7 +17,7 @@ that tag is never deleted. The run's outcome is written atomically to the state 
 
 Endpoints come only from the standard overrides (``AWS_ENDPOINT_URL_EC2``,
 ``AWS_ENDPOINT_URL``, ``AWS_EC2_METADATA_SERVICE_ENDPOINT``), which boto3 and
-:mod:`bingo_host.imds` honour; the region comes from the instance metadata.
+:mod:`bingo_host.facts.imds` honour; the region comes from the instance metadata.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 from . import layout, subp
 from .errors import BingoHostError
 from .freeze import FREEZE_TIMEOUT, Watchdog, check_freezable, freeze, thaw
-from .imds import IMDS, Identity
+from .facts.imds import IMDS, Identity
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def read_last(path: str | Path = STATE_FILE) -> dict | None:
 
 
 def _save(result: RunResult, path: str | Path) -> None:
-    from .files import write_atomic
+    from .ops.files import write_atomic
 
     try:
         write_atomic(path, result.to_json(), 0o644)
@@ -261,7 +261,7 @@ def _mountpoint_of(vol: Attached) -> str:
     if not devs:
         return ""
     majors = {(os.major(d), os.minor(d)) for d in devs}
-    from .blockdev import mounts
+    from .facts.blockdev import mounts
 
     try:
         for mount in mounts():
@@ -291,7 +291,7 @@ def read_password(path: str | Path) -> str:
 def connect(socket_path: str, password: str):
     import pymysql
 
-    from .mariadb import connect as mariadb_connect
+    from .facts.mariadb import connect as mariadb_connect
 
     try:
         return mariadb_connect(socket_path, layout.BACKUP_DB_USER, password, timeout=DB_CONNECT_TIMEOUT,

@@ -32,7 +32,7 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 
 def write_json(path: str, data: dict[str, Any], owner: str | None = None, group: str | None = None) -> None:
-    from .files import write_atomic
+    from .ops.files import write_atomic
 
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644, owner, group)
 

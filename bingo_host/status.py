@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from . import layout, state, subp
 from .config import Config
-from .platforms import Platform
+from .facts.platforms import Platform
 
 SCHEMA_VERSION = 1
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
@@ -77,7 +77,7 @@ def service_list(cfg: Config, platform: Platform, https_on: bool) -> list[tuple[
 
 
 def check_services(r: Report, cfg: Config, platform: Platform, https_on: bool) -> None:
-    from .systemd import parse_show
+    from .facts.systemd import parse_show
 
     wanted = service_list(cfg, platform, https_on)
     out = subp.run(["systemctl", "show", "--no-pager", "--timestamp=unix", "-p", SHOW_PROPS,
@@ -197,7 +197,7 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
         entry["error"] = "no app password found (db-password or bingo.ini): run bootstrap"
         r.problem("database", entry["error"])
         return
-    from .mariadb import connect
+    from .facts.mariadb import connect
 
     start = time.monotonic()
     try:
@@ -352,7 +352,7 @@ def check_certificate(r: Report, cfg: Config) -> bool:
 def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
     """The index and the app's health check through nginx, by probe.py's rule (the one
     ValidateService and the load balancer use); with HTTPS, the plain-HTTP redirect too."""
-    from . import probe
+    from .facts import probe
 
     no_release = r.data.get("release", {}).get("placeholder", False) or \
         r.data.get("release", {}).get("current") is None
@@ -382,7 +382,7 @@ def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
 # -- the report --
 
 def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
-    from . import platforms
+    from .facts import platforms
 
     platform = platform or platforms.get(cfg.platform)
     r = Report()

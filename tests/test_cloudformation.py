@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bingo_host import probe
+from bingo_host.facts import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 CFN_DIR = ROOT / "cloudformation"

@@ -2,9 +2,9 @@
 
 from types import SimpleNamespace
 
-from bingo_host import platforms
+from bingo_host.facts import platforms
 from bingo_host.config import Config
-from bingo_host.converge import Context, run_steps
+from bingo_host.converge.engine import Context, run_steps
 from bingo_host.errors import BingoHostError
 from bingo_host.render import HostFacts
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from bingo_host import files
+from bingo_host.ops import files
 
 
 def test_create_then_unchanged(tmp_path):

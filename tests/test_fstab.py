@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bingo_host import fstab
+from bingo_host.ops import fstab
 from bingo_host.errors import BingoHostError
 
 EXISTING = (

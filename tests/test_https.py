@@ -66,7 +66,7 @@ def test_email_server_and_config_rules():
 
 
 def test_certbot_argv_is_authenticator_only():
-    from bingo_host import platforms
+    from bingo_host.facts import platforms
 
     req = https.Request(DOMAIN, None, "https://127.0.0.1:14000/dir")
     argv = https.certbot_argv(platforms.PLATFORMS["debian12"], req)

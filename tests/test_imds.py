@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bingo_host import imds
-from bingo_host.imds import IMDS, IMDSError
+from bingo_host.facts import imds
+from bingo_host.facts.imds import IMDS, IMDSError
 pytest.register_assert_rewrite("tests.aws_servers")
 from tests.aws_servers import IMDSServer, free_port  # noqa: E402
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host import platforms
+from bingo_host.facts import platforms
 from bingo_host.config import load_config_text
 from bingo_host.render import HostFacts, render_all
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host import platforms
+from bingo_host.facts import platforms
 from bingo_host import snapshot as snap
 from bingo_host.config import load_config_text
 from bingo_host.freeze import FreezeError, check_freezable

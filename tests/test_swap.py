@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from bingo_host import blockdev
+from bingo_host.facts import blockdev
 from bingo_host.errors import BingoHostError
-from bingo_host.steps import swap
+from bingo_host.converge.steps import swap
 
 PROC_SWAPS = ("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
               "/swapfile                               file\t\t32764\t\t0\t\t-2\n"

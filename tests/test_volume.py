@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host import blockdev
-from bingo_host.steps import volume
+from bingo_host.facts import blockdev
+from bingo_host.converge.steps import volume
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEV = "/dev/nvme1n1"
@@ -224,7 +224,7 @@ import json, os, sys, time
 from types import SimpleNamespace as NS
 sys.path.insert(0, "/opt/bingo-src")
 from bingo_host.errors import BingoHostError
-from bingo_host.steps import swap, volume
+from bingo_host.converge.steps import swap, volume
 
 class Ctx:
     def __init__(self, cfg, dry_run):

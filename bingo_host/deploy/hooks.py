@@ -24,7 +24,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import __version__, files, layout, subp
+from .. import __version__, layout, subp
+from ..ops import files
 from ..errors import BingoHostError
 from . import BundleError, DeployError, agent, appspec, state, upgrade
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
@@ -44,8 +45,9 @@ def _float_env(name: str, default: float) -> float:
 
 def make_context(cfg, echo=print):
     """A converge.Context for this host (the same rendering as bootstrap)."""
-    from .. import converge, platforms
-    from ..bootstrap import host_facts
+    from ..converge import engine as converge
+    from ..facts import platforms
+    from ..converge.bootstrap import host_facts
     from ..render import resolve
 
     platform = platforms.get(cfg.platform)
@@ -125,9 +127,9 @@ def activate(ctx, name: str, echo=print, timeout: float | None = None) -> None:
             # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
             # and it must watch the vassals directory as a directory (an emperor started before
             # the directory existed watches the path as a single file and never spawns vassals).
-            from .. import systemd
+            from ..ops import service
 
-            systemd.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
+            service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
             echo(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
         else:
             echo(f"uwsgi: graceful reload (touched {vassal.path})")
@@ -154,7 +156,7 @@ def switch_with_fallback(ctx, name: str, previous: str | None, echo=print) -> No
 def check_http(ctx, deadline_s: float | None = None, echo=print) -> None:
     """The static index and the health check through nginx (probe.py's rule: 200 for both),
     retried until the deadline."""
-    from .. import probe
+    from ..facts import probe
 
     tls_domain = ctx.facts.tls_domain
     deadline_s = deadline_s if deadline_s is not None else _float_env("BINGO_HOST_VALIDATE_TIMEOUT",
@@ -316,7 +318,7 @@ EVENTS = {
 
 def run(cfg, event: str, env=None, echo=print) -> None:
     """Run one lifecycle event for the deployment named in env (os.environ by default)."""
-    from .. import converge
+    from ..converge import engine as converge
 
     env = dict(os.environ if env is None else env)
     if event not in EVENTS:
@@ -358,7 +360,7 @@ def run(cfg, event: str, env=None, echo=print) -> None:
 def rollback(cfg, echo=print) -> str:
     """Switch `current` back to the previous good release, reload, check through nginx; if the
     checks fail, put the release that was serving back."""
-    from .. import converge
+    from ..converge import engine as converge
     from .releases import previous_good
 
     ctx = make_context(cfg, echo)

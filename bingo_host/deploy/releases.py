@@ -29,7 +29,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import files, layout, subp
+from ..ops import files
+from .. import layout, subp
 from . import DeployError
 from ..state import read_json, write_json
 from .state import now

@@ -17,7 +17,8 @@ import re
 import shutil
 import sys
 
-from .. import __version__, files, layout, subp
+from .. import __version__, layout, subp
+from ..ops import files
 from . import DeployError
 
 INSTALL_ROOT = "/opt/bingo-host"

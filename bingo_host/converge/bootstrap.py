@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from . import converge, platforms
-from .config import Config
-from .render import HostFacts, resolve
+from . import engine as converge
+from ..facts import platforms
+from ..config import Config
+from ..render import HostFacts, resolve
 from .steps import app, mariadb, nginx, packages, passwords, swap, timers, uwsgi, volume
 
 STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
@@ -14,7 +15,7 @@ STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
 
 def host_facts(cfg: Config) -> HostFacts:
     # https.domain from the config, or the domain `enable-https` recorded; TLS once its cert exists.
-    from .state import tls_domain
+    from ..state import tls_domain
 
     return HostFacts.of_this_host(tls_domain=tls_domain(cfg))
 

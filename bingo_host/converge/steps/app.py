@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import files, layout, subp
+from ...ops import files
+from ... import layout, subp
 
 NAME = "app"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from .. import subp
+from ... import subp
 
 NAME = "packages"
 POLICY_RC_D = "/usr/sbin/policy-rc.d"

@@ -14,8 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import subp
-from .errors import BingoHostError
+from .. import subp
+from ..errors import BingoHostError
 
 EBS_MODEL = "Amazon Elastic Block Store"
 EBS_BY_ID = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol*"

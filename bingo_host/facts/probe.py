@@ -13,7 +13,7 @@ import json
 import socket
 from dataclasses import dataclass
 
-from . import __version__
+from .. import __version__
 
 HEALTHY_STATUS = 200
 

@@ -12,8 +12,10 @@ import os
 import shutil
 from dataclasses import replace
 
-from .. import layout, mariadb, subp, systemd
-from ..errors import BingoHostError
+from ... import layout, subp
+from ...facts import mariadb
+from ...ops import service
+from ...errors import BingoHostError
 
 NAME = "mariadb"
 
@@ -68,7 +70,7 @@ def converge(ctx) -> str:
 
     datadir = _datadir(ctx)
     ctx.facts = replace(ctx.facts, datadir=datadir)
-    service = f"{platform.mariadb_service}.service"
+    unit = f"{platform.mariadb_service}.service"
     restart = f"restart {platform.mariadb_service}"
 
     if not os.path.ismount(cfg.volume.mountpoint):
@@ -86,7 +88,7 @@ def converge(ctx) -> str:
         for mf in stale:
             ctx.ensure_file(mf)
         if dropin in stale:
-            ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+            ctx.change("systemctl daemon-reload", service.daemon_reload)
 
     mount_st = os.stat(cfg.volume.mountpoint)
     if (mount_st.st_uid, mount_st.st_gid) != _ids(platform.mariadb_user):
@@ -99,15 +101,7 @@ def converge(ctx) -> str:
         ctx.set_pending(restart)
         _initialise(ctx, datadir)
 
-    state = systemd.states(service)[service]
-    if not state.is_enabled:
-        ctx.change(f"enable {service}", lambda: systemd.systemctl("enable", service))
-    if not state.running:
-        ctx.change(f"start {service}", lambda: systemd.systemctl("start", service, timeout=300))
-        ctx.done(restart)
-    elif ctx.pending(restart):
-        ctx.change(f"restart {service}", lambda: systemd.systemctl("restart", service, timeout=300))
-        ctx.done(restart)
+    state = service.ensure_running(ctx, unit, restart, timeout=300)
     if ctx.dry_run and not state.running:
         return ""
 

@@ -6,8 +6,10 @@ The certificate renewal timer belongs to `enable-https`; bootstrap only keeps it
 from __future__ import annotations
 
 
-from .. import layout, subp, systemd
-from ..errors import BingoHostError, CommandError
+from ... import layout, subp
+from ...facts import systemd
+from ...ops import service
+from ...errors import BingoHostError, CommandError
 
 NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
@@ -34,14 +36,14 @@ def converge(ctx) -> str:
     state = systemd.states(TIMER)[TIMER]
     if wanted:
         if reload_needed:
-            ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+            ctx.change("systemctl daemon-reload", service.daemon_reload)
         if not state.is_enabled or not state.running:
-            ctx.change(f"enable --now {TIMER}", lambda: systemd.systemctl("enable", "--now", TIMER))
+            ctx.change(f"enable --now {TIMER}", lambda: service.systemctl("enable", "--now", TIMER))
         return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule})"
     if state.load == "loaded" and (state.is_enabled or state.running):
-        ctx.change(f"disable --now {TIMER}", lambda: systemd.systemctl("disable", "--now", TIMER))
+        ctx.change(f"disable --now {TIMER}", lambda: service.systemctl("disable", "--now", TIMER))
     for path in UNITS:
         reload_needed |= ctx.remove_file(path)
     if reload_needed:
-        ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+        ctx.change("systemctl daemon-reload", service.daemon_reload)
     return "snapshots disabled: no timer"

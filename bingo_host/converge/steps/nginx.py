@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 
-from .. import files, subp, systemd
-from ..errors import BingoHostError, CommandError
+from ...ops import files
+from ... import subp
+
+from ...ops import service
+from ...errors import BingoHostError, CommandError
 
 NAME = "nginx"
 SERVICE = "nginx.service"
@@ -70,17 +73,5 @@ def converge(ctx) -> str:
             ctx.done(RELOAD)
             raise
 
-    state = systemd.states(SERVICE)[SERVICE]
-    if not state.is_enabled:
-        ctx.change(f"enable {SERVICE}", lambda: systemd.systemctl("enable", SERVICE))
-    if not state.running:
-        if not ctx.dry_run:
-            config_test()
-        ctx.change(f"start {SERVICE}", lambda: systemd.systemctl("start", SERVICE))
-        ctx.done(RELOAD)
-    elif ctx.pending(RELOAD):
-        if not ctx.dry_run:
-            config_test()
-        ctx.change(f"reload {SERVICE}", lambda: systemd.systemctl("reload", SERVICE))
-        ctx.done(RELOAD)
+    service.ensure_running(ctx, SERVICE, RELOAD, verb="reload", before_start=config_test)
     return f"serving {site.path}"

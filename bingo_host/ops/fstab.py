@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import files, layout
-from .errors import BingoHostError
+from . import files
+from .. import layout
+from ..errors import BingoHostError
 
 FSTAB = "/etc/fstab"
 

@@ -12,7 +12,9 @@ import glob
 import os
 import re
 
-from .. import layout, subp, systemd
+from ... import layout, subp
+
+from ...ops import service
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
@@ -44,7 +46,7 @@ def converge(ctx) -> str:
     if ctx.differs(unit):
         ctx.set_pending(restart)
         ctx.ensure_file(unit)
-        ctx.change("systemctl daemon-reload", systemd.daemon_reload)
+        ctx.change("systemctl daemon-reload", service.daemon_reload)
 
     if not os.path.isdir(layout.VASSALS_DIR):
         # An emperor started before its directory exists treats the path as one file and never
@@ -63,14 +65,6 @@ def converge(ctx) -> str:
     else:
         ctx.remove_file(vassal.path)
 
-    state = systemd.states(SERVICE)[SERVICE]
-    if not state.is_enabled:
-        ctx.change(f"enable {SERVICE}", lambda: systemd.systemctl("enable", SERVICE))
-    if not state.running:
-        ctx.change(f"start {SERVICE}", lambda: systemd.systemctl("start", SERVICE))
-        ctx.done(restart)
-    elif ctx.pending(restart):
-        ctx.change(f"restart {SERVICE}", lambda: systemd.systemctl("restart", SERVICE))
-        ctx.done(restart)
+    service.ensure_running(ctx, SERVICE, restart)
     app = "serving the current release" if has_app else "no release deployed yet"
     return f"emperor running with pyuwsgi {wanted_version}, {app}"

@@ -1,10 +1,10 @@
-"""systemd facts (one `systemctl show` for many units) and the few operations bootstrap needs."""
+"""systemd facts: unit states from one `systemctl show` for many units."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import subp
+from .. import subp
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,3 @@ def states(*units: str) -> dict[str, UnitState]:
         found[unit] = UnitState(unit, block.get("LoadState", ""), block.get("ActiveState", ""),
                                 block.get("UnitFileState", ""))
     return found
-
-
-def systemctl(*args: str, timeout: float = 180) -> subp.Result:
-    return subp.run(["systemctl", *args], timeout=timeout)
-
-
-def daemon_reload() -> None:
-    systemctl("daemon-reload")

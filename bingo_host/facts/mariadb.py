@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import BingoHostError
+from ..errors import BingoHostError
 
 GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ")
 

@@ -15,8 +15,12 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from .. import blockdev, files, fstab, layout, subp, systemd
-from ..errors import BingoHostError, CommandError
+from ...facts import blockdev
+
+from ...ops import service
+from ...ops import files, fstab
+from ... import layout, subp
+from ...errors import BingoHostError, CommandError
 
 NAME = "volume"
 
@@ -185,7 +189,7 @@ def converge(ctx) -> str | None:
     if fstab.apply(ctx, lambda text: fstab.set_line(text, line),
                    f"mount UUID={spec_uuid} ({fstype}) at {mp}") and _systemd_running():
         ctx.change("reload systemd (fstab changed)",
-                   systemd.daemon_reload)
+                   service.daemon_reload)
 
     current = blockdev.mounted_at(mp)
     if current is not None and (planned or current.major_minor != blockdev.dev_numbers(fs_dev)):

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from .errors import BingoHostError
+from ..errors import BingoHostError
 
 log = logging.getLogger(__name__)
 

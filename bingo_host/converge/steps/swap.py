@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
-from .. import blockdev, fstab, layout, subp, systemd
-from ..errors import BingoHostError, CommandError
+from ...facts import blockdev
+
+from ...ops import service
+from ...ops import fstab
+from ... import layout, subp
+from ...errors import BingoHostError, CommandError
 
 NAME = "swap"
 
@@ -90,7 +94,7 @@ def _reload(ctx) -> None:
     """Regenerate systemd's units from the changed fstab (only when systemd is PID 1)."""
     if os.path.isdir("/run/systemd/system"):
         ctx.change("reload systemd (fstab changed)",
-                   systemd.daemon_reload)
+                   service.daemon_reload)
 
 
 def converge(ctx) -> str | None:

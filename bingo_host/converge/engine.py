@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from . import files, layout
-from .config import Config
-from .errors import BingoHostError
-from .platforms import Platform
-from .render import PASSWORD_PLACEHOLDER, HostFacts, ManagedFile, render_all
+from ..ops import files
+from .. import layout
+from ..config import Config
+from ..errors import BingoHostError
+from ..facts.platforms import Platform
+from ..render import PASSWORD_PLACEHOLDER, HostFacts, ManagedFile, render_all
 
 log = logging.getLogger("bingo_host")
 

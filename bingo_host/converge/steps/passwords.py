@@ -4,8 +4,8 @@ and sessions survive deploys), and the backup user's password."""
 
 from __future__ import annotations
 
-from .. import layout, secrets
-from ..config import is_reference
+from ... import layout, secrets
+from ...config import is_reference
 
 NAME = "secrets"
 
