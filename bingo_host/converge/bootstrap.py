@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from . import engine as converge
-from ..facts import platforms
 from ..config import Config
-from ..render import HostFacts, resolve
+from ..ops.lock import host_lock
+from ..render import HostFacts
 from .steps import app, mariadb, nginx, packages, passwords, swap, timers, uwsgi, volume
 
 STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
@@ -22,12 +22,10 @@ def host_facts(cfg: Config) -> HostFacts:
 
 def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
     """0 converged (changed or not), 1 a step failed."""
-    platform = platforms.get(cfg.platform)
-    facts = host_facts(cfg)
-    ctx = converge.Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo)
+    ctx = converge.make_context(cfg, dry_run=dry_run, echo=echo)
     converge.log_to_journal()
     start = time.monotonic()
-    with converge.host_lock(echo=echo):
+    with host_lock(echo=echo):
         results = converge.run_steps(ctx, STEPS)
     took = time.monotonic() - start
     failed = [r for r in results if r.status == "failed"]

@@ -8,17 +8,15 @@ from the same code. ``converge`` returns why nothing was needed (shown when unch
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import logging.handlers
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from ..ops import files
 from .. import layout
+from ..ops import files
 from ..config import Config
 from ..errors import BingoHostError
 from ..facts.platforms import Platform
@@ -132,33 +130,19 @@ def _line(r: StepResult, dry_run: bool = False) -> str:
     return f"{r.name:<10} {status:<12} {r.detail}"
 
 
-@contextmanager
-def host_lock(path: str = layout.LOCK_FILE, wait: float = 600,
-              echo: Callable[[str], None] = print) -> Iterator[None]:
-    """One bingo-host run at a time on a host; a second one waits, then fails clearly."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            echo(f"waiting for another bingo-host run to finish (pid {holder}, lock {path})")
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise BingoHostError(
-                            f"another bingo-host run (pid {holder}) still holds {path} after "
-                            f"{wait:.0f} s") from None
-                    time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None] = print,
+                 **facts_wanted) -> Context:
+    """The one way to a Context: this host's facts (``facts_wanted`` overriding some, e.g. the
+    TLS domain enable-https is about to serve), the config with every 'auto' resolved."""
+    from dataclasses import replace
+
+    from ..converge.bootstrap import host_facts
+    from ..facts import platforms
+    from ..render import resolve
+
+    platform = platforms.get(cfg.platform)
+    facts = replace(host_facts(cfg), **facts_wanted)
+    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo)
 
 
 def log_to_journal() -> None:

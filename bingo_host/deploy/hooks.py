@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from .. import __version__, layout, subp
+from ..converge.engine import log_to_journal, make_context
+from ..ops.lock import host_lock
 from ..ops import files
 from ..errors import BingoHostError
 from . import BundleError, DeployError, agent, appspec, state, upgrade
@@ -41,18 +43,6 @@ def _float_env(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
-
-
-def make_context(cfg, echo=print):
-    """A converge.Context for this host (the same rendering as bootstrap)."""
-    from ..converge import engine as converge
-    from ..facts import platforms
-    from ..converge.bootstrap import host_facts
-    from ..render import resolve
-
-    platform = platforms.get(cfg.platform)
-    facts = host_facts(cfg)
-    return converge.Context(resolve(cfg, platform, facts), platform, facts, echo=echo)
 
 
 # -- switching and reloading --
@@ -318,8 +308,6 @@ EVENTS = {
 
 def run(cfg, event: str, env=None, echo=print) -> None:
     """Run one lifecycle event for the deployment named in env (os.environ by default)."""
-    from ..converge import engine as converge
-
     env = dict(os.environ if env is None else env)
     if event not in EVENTS:
         raise BundleError(f"unknown lifecycle event {event!r} (bingo-host handles "
@@ -333,9 +321,9 @@ def run(cfg, event: str, env=None, echo=print) -> None:
                           "or `bingo-host deploy`")
     if event == "BeforeInstall":
         upgrade.maybe_upgrade(agent.archive_dir(env), echo)
-    ctx = make_context(cfg, echo)
-    converge.log_to_journal()
-    with converge.host_lock(echo=echo):
+    ctx = make_context(cfg, echo=echo)
+    log_to_journal()
+    with host_lock(echo=echo):
         if event != "BeforeInstall":
             st = state.require(env["DEPLOYMENT_ID"])
             pid, start = state.process_identity()
@@ -360,12 +348,11 @@ def run(cfg, event: str, env=None, echo=print) -> None:
 def rollback(cfg, echo=print) -> str:
     """Switch `current` back to the previous good release, reload, check through nginx; if the
     checks fail, put the release that was serving back."""
-    from ..converge import engine as converge
     from .releases import previous_good
 
-    ctx = make_context(cfg, echo)
+    ctx = make_context(cfg, echo=echo)
     paths = Paths(ctx.cfg.app.root)
-    with converge.host_lock(echo=echo):
+    with host_lock(echo=echo):
         why = state.blocker(state.load(), "(rollback)")
         if why:
             raise DeployError(f"a deployment holds this host: {why}")
