@@ -75,7 +75,7 @@ def config_check(opts: Options, as_json, platform_name):
     from .facts import platforms
     from .config import to_dict
     from .errors import ConfigError
-    from .render import HostFacts, resolve
+    from .facts.host import host_facts, resolve
 
     cfg = opts.load_config()
     try:
@@ -83,7 +83,7 @@ def config_check(opts: Options, as_json, platform_name):
     except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
         platform = None
     note = f"'auto' resolved for {platform.name} on this host" if platform else "'auto' left unresolved"
-    data = to_dict(resolve(cfg, platform, HostFacts.of_this_host()) if platform else cfg)
+    data = to_dict(resolve(cfg, platform, host_facts(cfg)) if platform else cfg)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -103,11 +103,12 @@ def render(opts: Options, out_dir: Path, platform_name):
     """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload)."""
     from .ops import files
     from .facts import platforms
-    from .render import HostFacts, render_all
+    from .facts.host import host_facts
+    from .render import render_all
 
     cfg = opts.load_config()
     platform = platforms.get(platform_name or cfg.platform)
-    managed = render_all(cfg, platform, HostFacts.of_this_host())
+    managed = render_all(cfg, platform, host_facts(cfg))
     manifest = []
     for mf in managed:
         target = out_dir / mf.path.lstrip("/")
@@ -152,13 +153,13 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
     """Consistent EBS snapshots of this instance's volumes, then retention (snapshots.keep)."""
     import dataclasses
 
-    from . import layout
+    from . import layout, state
     from .facts import platforms
-    from . import snapshot as snap
+    from .snapshot import listing, run
 
     if list_only:
-        rows = snap.list_snapshots()
-        click.echo(snap.format_table(rows) if rows else "no snapshots of this instance's volumes")
+        rows = listing.list_snapshots()
+        click.echo(listing.format_table(rows) if rows else "no snapshots of this instance's volumes")
         return
     cfg = opts.load_config()
     dry_run = opts.dry_run or local_dry_run
@@ -168,10 +169,10 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
     platform = platforms.get(cfg.platform)
     if socket_path:
         platform = dataclasses.replace(platform, mariadb_socket=socket_path)
-    result = snap.take_snapshots(cfg, platform, dry_run=dry_run,
-                                 state_file=state_file or snap.STATE_FILE,
-                                 password_file=password_file or layout.BACKUP_PASSWORD_FILE,
-                                 freeze_timeout=freeze_timeout, echo=click.echo)
+    result = run.take_snapshots(cfg, platform, dry_run=dry_run,
+                                state_file=state_file or state.SNAPSHOT_FILE,
+                                password_file=password_file or layout.BACKUP_PASSWORD_FILE,
+                                freeze_timeout=freeze_timeout, echo=click.echo)
     if not dry_run:
         click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
 

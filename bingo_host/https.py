@@ -19,7 +19,8 @@ server's CA) or HTTPS_PROXY given to `bingo-host enable-https` reach it.
 
 A failed certbot run changes nothing that serves: the site file, nginx.conf and the state file
 are as before (checked, and put back if certbot left anything behind), and bingo-host does not
-reload nginx.
+reload nginx. bingo-host's own writes (the state file, the TLS site) go through ops.reverter:
+`nginx -t`, then reload, or every file put back.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .converge import engine as converge
 from . import layout, state, subp
-from .facts import systemd
-from .ops import service
-from .config import Config, domain_name, email as check_email
+from .config import Config
+from .fields import domain_name, email as check_email
+from .converge import engine
 from .errors import BingoHostError, ConfigError
+from .facts import systemd
+from .facts.packages import installed
 from .facts.platforms import Platform
+from .ops import packages, reverter, service
+from .ops.lock import host_lock
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"
@@ -102,23 +106,14 @@ def certbot_installed(platform: Platform) -> bool:
         return False
     if platform.certbot_venv:
         return bool(glob.glob(f"{platform.certbot_venv}/lib/python3*/site-packages/certbot_nginx"))
-    from .converge.steps.packages import installed
-
-    have = installed(subp.run(list(platform.query_installed_cmd)).stdout)
-    return all(p in have for p in platform.certbot_packages)
+    return set(platform.certbot_packages) <= installed(platform)
 
 
 def install_certbot(platform: Platform, echo: Callable[[str], None]) -> None:
     """certbot and its nginx plugin, the platform's way (distro packages or a virtualenv)."""
-    from .converge.steps.packages import services_held_off
-
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
     if platform.certbot_packages:
         echo(f"installing {' '.join(platform.certbot_packages)}")
-        with services_held_off(platform.block_service_starts):
-            if platform.block_service_starts:  # apt: refresh the lists once before installing
-                subp.run(["apt-get", "update", "-q"], timeout=600, env=env)
-            subp.run([*platform.install_cmd, *platform.certbot_packages], timeout=1800, env=env)
+        packages.install(platform, platform.certbot_packages)
     if platform.certbot_venv:
         venv = platform.certbot_venv
         echo(f"installing {' '.join(platform.certbot_pip)} into {venv}")
@@ -161,40 +156,7 @@ def certbot_reason(output: str) -> str:
     return "\n".join(lines[-12:])
 
 
-# -- nginx files certbot touches temporarily --
-
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _put_back(saved: dict[str, bytes | None], echo) -> bool:
-    """Restore files certbot left changed; True if any was."""
-    from .ops import files
-
-    changed = False
-    for path, before in saved.items():
-        if _read(path) != before:
-            changed = True
-            echo(f"certbot left {path} changed: putting it back")
-            if before is None:
-                os.unlink(path)
-            else:
-                files.write_atomic(path, before, 0o644)
-    return changed
-
-
 # -- the command --
-
-def _context(cfg: Config, platform: Platform, tls_domain: str | None, echo):
-    from .render import HostFacts, resolve
-
-    facts = HostFacts.of_this_host(tls_domain=tls_domain)
-    return converge.Context(resolve(cfg, platform, facts), platform, facts, echo=echo)
-
 
 def _timers_wanted(platform: Platform) -> dict:
     units = [RENEW_TIMER] + ([platform.certbot_distro_timer] if platform.certbot_distro_timer else [])
@@ -230,7 +192,7 @@ def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None
         return None
     if not os.path.exists(state.cert_path(req.domain)):
         return None
-    ctx = _context(cfg, platform, req.domain, echo=lambda _: None)
+    ctx = engine.make_context(cfg, echo=lambda _: None, tls_domain=req.domain)
     if ctx.differs(ctx.managed("nginx-site.conf")):
         return None
     renew = _timers_wanted(platform)[RENEW_TIMER]
@@ -244,14 +206,14 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
     site = f"{platform.nginx_conf_d}/{cfg.app.name}.conf"
     if not os.path.exists(site):
         raise BingoHostError(f"{site} does not exist: run `bingo-host bootstrap` first")
-    if not systemd.states("nginx.service")["nginx.service"].running:
+    if not systemd.states(reverter.SERVICE)[reverter.SERVICE].running:
         raise BingoHostError("nginx is not running: run `bingo-host bootstrap` first "
                              "(certbot validates through the running nginx)")
     if cfg.app.server_name == ("_",):
         echo(f"note: app.server_name is '_': the site answers every name; the certificate covers "
              f"{req.domain} only")
-    converge.log_to_journal()
-    with converge.host_lock(echo=echo):
+    engine.log_to_journal()
+    with host_lock(echo=echo):
         done = already_enabled(cfg, platform, req)
         if done:
             echo(done)
@@ -271,42 +233,43 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
         if not certbot_installed(platform):
             install_certbot(platform, echo)
 
-        saved = {path: _read(path) for path in (site, NGINX_CONF)}
+        certbot_leftovers = reverter.Backup([site, NGINX_CONF])
         echo(f"requesting a certificate for {req.domain}"
              + (f" from {req.server}" if req.server else " from Let's Encrypt"))
         result = subp.run(argv, rcs=range(256), timeout=900, secrets=())
-        restored = _put_back(saved, echo)
+        restored = certbot_leftovers.restore()
+        for path in restored:
+            echo(f"certbot left {path} changed: put it back")
         if restored:
-            from .converge.steps.nginx import config_test
-
-            config_test()
-            service.systemctl("reload", "nginx.service")
+            reverter.config_test()
+            service.systemctl("reload", reverter.SERVICE)
         if not result.ok or not os.path.exists(state.cert_path(req.domain)):
             reason = certbot_reason(result.stderr + "\n" + result.stdout)
             raise BingoHostError(
                 f"certbot could not get a certificate for {req.domain} (exit {result.returncode}); "
                 f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
 
-        previous = _read(state.HTTPS_FILE)
-        state.write_json(state.HTTPS_FILE, {
-            "domain": req.domain, "email": req.email, "server": req.server,
-            "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
-        from .converge.steps import nginx as nginx_step, timers as timers_step
-
-        ctx = _context(cfg, platform, req.domain, echo)
-        results = converge.run_steps(ctx, [nginx_step, timers_step])
-        if any(r.status == "failed" for r in results):
-            if previous is None:
-                os.unlink(state.HTTPS_FILE)
-            else:
-                from .ops import files
-
-                files.write_atomic(state.HTTPS_FILE, previous, 0o644)
-            failed = next(r for r in results if r.status == "failed")
+        ctx = engine.make_context(cfg, echo=echo, tls_domain=req.domain)
+        nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == reverter.RELOAD]
+        try:
+            with reverter.writing(ctx, [state.HTTPS_FILE] + [mf.path for mf in nginx_files]):
+                state.write_json(state.HTTPS_FILE, {
+                    "domain": req.domain, "email": req.email, "server": req.server,
+                    "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                })
+                for mf in nginx_files:
+                    ctx.ensure_file(mf)
+        except Exception as exc:
             raise BingoHostError(f"the certificate for {req.domain} was obtained (kept in "
-                                 f"{state.LETSENCRYPT_LIVE}/{req.domain}), but the {failed.name} step "
-                                 f"failed; nginx serves as before: {failed.detail}")
+                                 f"{state.LETSENCRYPT_LIVE}/{req.domain}), but nginx's TLS site "
+                                 f"failed; nginx serves as before: {exc}") from None
+        reverter.serve(ctx)
+        renew_units = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
+        if [mf for mf in renew_units if ctx.ensure_file(mf)]:
+            ctx.change("systemctl daemon-reload", service.daemon_reload)
+            ctx.done(renew_units[0].on_change)  # "daemon-reload", owed since the write
+        if ctx.changes:
+            echo("changed: " + "; ".join(ctx.changes))
 
         wait_for_tls(req.domain)
         timers = _timers_wanted(platform)

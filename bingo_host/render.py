@@ -7,12 +7,12 @@ and deciding what to reload is the caller's, from each file's ``on_change``.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout, sizing
-from .config import Config, with_values
+from .config import Config
+from .facts.host import HostFacts, resolve
 from .facts.platforms import Platform
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
@@ -31,48 +31,14 @@ class ManagedFile:
     secret: bool = False  # never show its content in a diff or log
 
 
-@dataclass(frozen=True)
-class HostFacts:
-    """What 'auto' sizes from, and what only the host can tell."""
-
-    mem_bytes: int
-    cpus: int
-    datadir: str | None = None  # None: <volume.mountpoint>/data (a legacy volume keeps its root)
-    tls_domain: str | None = None  # set once a certificate for https.domain exists
-
-    @classmethod
-    def of_this_host(cls, **overrides) -> "HostFacts":
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        return cls(mem_bytes=mem, cpus=os.cpu_count() or 1, **overrides)
-
-
 def template_dir() -> Path:
     """config_templates/ ships inside the wheel as bingo_host/config_templates."""
     packaged = Path(__file__).with_name("config_templates")
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "config_templates"
 
 
-def app_user(cfg: Config, platform: Platform) -> str:
-    if cfg.app.user != "auto":
-        return cfg.app.user
-    return platform.app_user or cfg.app.name
-
-
-def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
-    """cfg with every 'auto' replaced by what it means on this platform and host."""
-    processes = cfg.app.processes
-    if processes == "auto":
-        processes = sizing.uwsgi_processes(facts.mem_bytes, facts.cpus)
-    swap = cfg.swap.size if cfg.swap.size != "auto" else sizing.swap_mib(facts.mem_bytes)
-    return with_values(
-        cfg,
-        platform=platform.name,
-        app={"user": app_user(cfg, platform), "processes": processes},
-        swap={"size": swap},
-    )
-
-
 def datadir(cfg: Config, facts: HostFacts) -> str:
+    """MariaDB's datadir: the host's (a legacy volume's root), else <volume.mountpoint>/data."""
     return facts.datadir or f"{cfg.volume.mountpoint}/data"
 
 

@@ -3,7 +3,7 @@
 Cheap to import (json, os only): `status` and `bootstrap` read these on every run.
 
     https.json          what `enable-https` set up: {"domain", "email", "server", "issued_at"}
-    last-snapshot.json  the last `bingo-host snapshot` run (written by snapshot.py)
+    last-snapshot.json  the last `bingo-host snapshot` run (written by snapshot/run.py)
     deploy.json         the deployment in progress or the last one (written by deploy/)
 """
 
@@ -54,7 +54,7 @@ def https_domain(cfg, path: str = HTTPS_FILE) -> str | None:
     if not isinstance(domain, str) or not domain:
         return None
     try:
-        from .config import domain_name
+        from .fields import domain_name
 
         return domain_name(domain, path)
     except Exception:  # a hand-edited state file must not break bootstrap or status

@@ -6,7 +6,7 @@ from bingo_host.facts import platforms
 from bingo_host.config import Config
 from bingo_host.converge.engine import Context, run_steps
 from bingo_host.errors import BingoHostError
-from bingo_host.render import HostFacts
+from bingo_host.facts.host import HostFacts
 
 
 def context(dry_run=False):

@@ -24,7 +24,8 @@ from click.testing import CliRunner
 
 from bingo_host import __version__
 from bingo_host.cli import main
-from bingo_host.deploy import BundleError, appspec, lifecycle
+from bingo_host.deploy import BundleError, appspec
+from bingo_host.deploy import archive as archive_mod
 from bingo_host.deploy import bundle as bundle_mod
 from bingo_host.deploy.bundle import build_bundle
 from bingo_host.deploy.releases import requirement_files
@@ -175,14 +176,14 @@ def test_bundle_carries_the_production_requirement_files(tmp_path, fake_wheel):
 @pytest.mark.parametrize("fmt", ["zip", "tgz"])
 def test_the_written_bundle_is_checked_with_deploys_extraction(tmp_path, fake_wheel, monkeypatch, fmt):
     seen = []
-    real = lifecycle.extract
+    real = archive_mod.extract
 
     def spy(archive, dest):
         kind = real(archive, dest)
         seen.append(kind)
         return kind
 
-    monkeypatch.setattr(lifecycle, "extract", spy)
+    monkeypatch.setattr(archive_mod, "extract", spy)
     build_bundle(SAMPLE, tmp_path / "ok.bin", fake_wheel, echo=quiet, fmt=fmt)
     assert seen == [fmt]
 

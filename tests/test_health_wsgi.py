@@ -20,7 +20,7 @@ import pytest
 from bingo_host import render
 from bingo_host.config import load_config_text
 from bingo_host.facts.platforms import PLATFORMS
-from bingo_host.render import HostFacts
+from bingo_host.facts.host import HostFacts
 
 SOURCE = Path(render.__file__).with_name("health_wsgi.py")
 

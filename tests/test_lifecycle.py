@@ -23,7 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bingo_host.deploy import BundleError, DeployError, agent, appspec, lifecycle, state
+from bingo_host.deploy import BundleError, DeployError, agent, appspec, installer, lifecycle, lock
+from bingo_host.deploy.archive import extract
 
 GROUP = lifecycle.DEFAULT_GROUP_ID
 AGENT_VARS = {"LIFECYCLE_EVENT", "DEPLOYMENT_ID", "APPLICATION_NAME", "DEPLOYMENT_GROUP_NAME",
@@ -72,7 +73,7 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setattr(agent, "CONFIG", str(conf))
     monkeypatch.setattr(agent, "DEFAULT_ROOT_DIR", str(tmp_path / "default-root-must-not-be-used"))
     monkeypatch.setattr(lifecycle, "LEGACY_WORK_DIR", str(tmp_path / "legacy"))
-    monkeypatch.setattr(state, "STATE_FILE", str(tmp_path / "deploy.json"))
+    monkeypatch.setattr(lock, "STATE_FILE", str(tmp_path / "deploy.json"))
     cwd = tmp_path / "driver-cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -328,11 +329,11 @@ wait $!
     rev = revision(host.tmp / "rev", {"BeforeInstall": [("wait.sh", body, {"timeout": 60})]})
     driver = f"""\
 import signal
-from bingo_host.deploy import agent, lifecycle, state
+from bingo_host.deploy import agent, lifecycle, lock
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (may be inherited ignored)
 agent.CONFIG = {str(host.conf)!r}
 lifecycle.LEGACY_WORK_DIR = {str(host.tmp / "legacy")!r}
-state.STATE_FILE = {str(host.tmp / "deploy.json")!r}
+lock.STATE_FILE = {str(host.tmp / "deploy.json")!r}
 lifecycle.deploy({str(rev)!r}, "d-INTERRUPT", echo=lambda line: None)
 """
     repo = str(Path(__file__).resolve().parent.parent)
@@ -460,8 +461,8 @@ def _install(host, behavior: str | None):
     extra = f"file_exists_behavior: {behavior}\n" if behavior else ""
     rev = revision(host.tmp / "rev", files=[("payload", str(dest))], extra_yaml=extra,
                    payload={"payload/keep.txt": "bundle\n", "payload/new.txt": "bundle\n"})
-    lay = lifecycle.Layout(str(host.root), GROUP, "d-INSTALL01")
-    install = lambda: lifecycle.install(appspec.load(rev), str(rev), lay, host.echo)  # noqa: E731
+    lay = agent.Layout(str(host.root), GROUP, "d-INSTALL01")
+    install = lambda: installer.install(appspec.load(rev), str(rev), lay, host.echo)  # noqa: E731
     return dest, install, Path(lay.cleanup_file)
 
 
@@ -507,8 +508,8 @@ permissions:
     rev = revision(host.tmp / "rev", files=[("payload", str(dest))], extra_yaml=extra,
                    payload={"payload/run.sh": "x\n", "payload/sub/deeper/a.txt": "a\n"})
     (rev / "payload" / "sub" / "deeper" / "a.txt").chmod(0o640)
-    lay = lifecycle.Layout(str(host.root), GROUP, "d-PERMS0001")
-    lifecycle.install(appspec.load(rev), str(rev), lay, host.echo)
+    lay = agent.Layout(str(host.root), GROUP, "d-PERMS0001")
+    installer.install(appspec.load(rev), str(rev), lay, host.echo)
 
     def mode(p):
         return stat.S_IMODE(os.stat(p).st_mode)
@@ -609,7 +610,7 @@ def test_zip_modes_are_restored_like_unzip(tmp_path):
     bundle = _zip(tmp_path / "b.zip", [("hooks/", stat.S_IFDIR | 0o755, ""),
                                        ("hooks/x.sh", stat.S_IFREG | 0o4755, "#!/bin/sh\n"),
                                        ("data.txt", stat.S_IFREG | 0o640, "d")])
-    assert lifecycle.extract(str(bundle), str(tmp_path / "mine")) == "zip"
+    assert extract(str(bundle), str(tmp_path / "mine")) == "zip"
     subprocess.run(["unzip", "-qo", str(bundle), "-d", str(tmp_path / "unzip")], check=True)
     for rel in ("hooks", "hooks/x.sh", "data.txt", "appspec.yml"):
         assert stat.S_IMODE(os.stat(tmp_path / "mine" / rel).st_mode) == \

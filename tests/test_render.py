@@ -9,7 +9,8 @@ import pytest
 
 from bingo_host.facts import platforms
 from bingo_host.config import load_config_text
-from bingo_host.render import HostFacts, render_all
+from bingo_host.facts.host import HostFacts
+from bingo_host.render import render_all
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

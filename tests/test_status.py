@@ -80,7 +80,8 @@ def assert_valid(report: dict) -> None:
 
 # -- on this machine (no test host): the failure paths are schema-valid too, and imports are cheap --
 
-def _bingo_here(tmp_path, *args, config="platform: debian12\n"):
+def _bingo_here(tmp_path, *args, config=None):
+    config = config or f"platform: debian12\nvolume: {{mountpoint: {tmp_path / 'data'}}}\n"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(config)
     return subprocess.run([sys.executable, "-m", "bingo_host", "--config", str(cfg), *args],
@@ -88,8 +89,9 @@ def _bingo_here(tmp_path, *args, config="platform: debian12\n"):
 
 
 def test_validator_rejects_drift():
-    assert validate({"schema_version": 2}, SCHEMA)
-    assert any("undocumented key 'extra'" in e for e in validate({"extra": 1}, SCHEMA))
+    # Each drift must be named: any partial report fails on its missing keys alone.
+    assert "$.schema_version: 2 != 1" in validate({"schema_version": 2}, SCHEMA)
+    assert "$: undocumented key 'extra'" in validate({"extra": 1}, SCHEMA)
 
 
 def test_status_on_a_bare_machine_is_degraded_and_schema_valid(tmp_path):
@@ -99,8 +101,9 @@ def test_status_on_a_bare_machine_is_degraded_and_schema_valid(tmp_path):
     assert_valid(report)
     assert report["verdict"] == "degraded"
     checks = {p["check"] for p in report["problems"]}
-    assert "storage.data_volume" in checks or report["storage"]["data_volume"]["mounted"]
-    assert "database" in checks
+    assert {"storage.data_volume", "database"} <= checks
+    assert report["storage"]["data_volume"]["mounted"] is False
+    assert report["storage"]["data_volume"]["mountpoint"] == str(tmp_path / "data")
 
 
 def test_status_bad_config_exits_2(tmp_path):
@@ -109,20 +112,28 @@ def test_status_bad_config_exits_2(tmp_path):
     assert "app.health_path" in result.stderr
 
 
-@pytest.mark.parametrize("args", [["--help"], ["status", "--json"]])
-def test_no_boto3_or_jinja2_on_the_cheap_paths(tmp_path, args):
+@pytest.mark.parametrize("args, rc, ran", [(["--help"], 0, "bingo_host.cli"),
+                                            (["status", "--json"], 1, "bingo_host.status.checks")])
+def test_no_boto3_or_jinja2_on_the_cheap_paths(tmp_path, args, rc, ran):
     cfg = tmp_path / "config.yaml"
     cfg.write_text("platform: debian12\n")
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "bingo_host", "--config", str(cfg),
                              *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    # A command that dies early imports nothing heavy either: it must have run to its end
+    # (a traceback exits 1 too, like a degraded status).
+    assert result.returncode == rc and "Traceback" not in result.stderr, result.stderr[-2000:]
+    if args[0] == "status":
+        assert json.loads(result.stdout)["verdict"] == "degraded"
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert ran in imported
     for heavy in ("boto3", "botocore", "jinja2"):
         assert heavy not in imported, f"{args} imports {heavy}"
 
 
 def test_certificate_days_left_and_warning(tmp_path, monkeypatch):
-    from bingo_host import state, status
+    from bingo_host import state
     from bingo_host.config import load_config_text
+    from bingo_host.status import checks, records
 
     live = tmp_path / "live" / "bingo.example.com"
     live.mkdir(parents=True)
@@ -131,8 +142,8 @@ def test_certificate_days_left_and_warning(tmp_path, monkeypatch):
                     "-out", str(live / "fullchain.pem")], check=True, capture_output=True)
     monkeypatch.setattr(state, "LETSENCRYPT_LIVE", str(tmp_path / "live"))
     cfg = load_config_text("https: {domain: bingo.example.com}\n")
-    report = status.Report()
-    assert status.check_certificate(report, cfg) is True
+    report = checks.Report()
+    assert records.check_certificate(report, cfg) is True
     cert = report.data["certificate"]
     assert 4 < cert["days_left"] <= 5
     assert [p["severity"] for p in report.problems] == ["warning"]
@@ -140,8 +151,8 @@ def test_certificate_days_left_and_warning(tmp_path, monkeypatch):
 
 
 def test_snapshot_state_is_read_defensively(tmp_path):
-    from bingo_host import status
     from bingo_host.config import load_config_text
+    from bingo_host.status import checks, records
 
     cfg = load_config_text("{}\n")
     path = tmp_path / "last.json"
@@ -150,8 +161,8 @@ def test_snapshot_state_is_read_defensively(tmp_path):
                         ('{"finished": "garbage", "ok": true, "snapshots": [{"snapshot_id": "snap-1"}, 5],'
                          ' "freeze_ms": "x"}', True)]:
         path.write_text(content)
-        r = status.Report()
-        status.check_snapshot(r, cfg, str(path))
+        r = checks.Report()
+        records.check_snapshot(r, cfg, str(path))
         snap = r.data["snapshot"]
         if ok is None:
             assert snap is None
@@ -159,7 +170,7 @@ def test_snapshot_state_is_read_defensively(tmp_path):
         assert snap["ok"] is ok
         assert not validate(snap, SCHEMA["properties"]["snapshot"])
         if ok:
-            assert snap["snapshot_ids"] == ["snap-1"] and snap["freeze_ms"] is None
+            assert snap["snapshot_ids"] == ["snap-1"] and snap["freeze_ms"] is None and not r.problems
         else:
             assert any("boom" in p["message"] for p in r.problems)
 
@@ -243,15 +254,16 @@ def test_full_data_volume_is_warned(bootstrapped):
         assert warned and warned[0]["severity"] == "warning", report["problems"]
         assert "% full" in warned[0]["message"]
         assert report["storage"]["data_volume"]["used_percent"] >= 85
-        text = bootstrapped.bingo("status").stdout
-        assert "storage.data_volume: the data volume (/var/lib/mysql) is" in text
+        result = bootstrapped.bingo("status")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "storage.data_volume: the data volume (/var/lib/mysql) is" in result.stdout
     finally:
         host.run(["rm", "-f", fill])
     assert bootstrapped.bingo("status").returncode == 0
 
 
 def test_timer_next_run_parsing():
-    from bingo_host.status import _unix_time
+    from bingo_host.status.checks import _unix_time
 
     assert _unix_time("Sat 2026-11-28 00:14:31 UTC") == "2026-11-28T00:14:31+00:00"
     assert _unix_time("@1700000000") == "2023-11-14T22:13:20+00:00"
@@ -259,19 +271,19 @@ def test_timer_next_run_parsing():
 
 
 def test_release_from_the_deploy_record(tmp_path):
-    from bingo_host import status
     from bingo_host.config import load_config_text
+    from bingo_host.status import checks, records
 
     root = tmp_path / "app"
     cfg = load_config_text(f"app: {{root: {root}}}\n")
-    r = status.Report()
-    status.check_release(r, cfg)
+    r = checks.Report()
+    records.check_release(r, cfg)
     assert r.data["release"]["current"] is None and r.problems[0]["check"] == "release"  # no current
 
     (root / "placeholder").mkdir(parents=True)
     (root / "current").symlink_to("placeholder")
-    r = status.Report()
-    status.check_release(r, cfg)
+    r = checks.Report()
+    records.check_release(r, cfg)
     assert r.data["release"]["placeholder"] and not r.problems
 
     for name, created in (("d-OLD", "2026-01-01T00:00:00+00:00"), ("d-NEW", "2026-02-01T00:00:00+00:00")):
@@ -282,8 +294,8 @@ def test_release_from_the_deploy_record(tmp_path):
     (root / "releases" / ".d-HALF.partial").mkdir()
     (root / "current").unlink()
     (root / "current").symlink_to("releases/d-NEW")
-    r = status.Report()
-    status.check_release(r, cfg)
+    r = checks.Report()
+    records.check_release(r, cfg)
     rel = r.data["release"]
     assert not r.problems and not validate(rel, SCHEMA["properties"]["release"])
     assert (rel["current"], rel["older_kept"], rel["releases"]) == ("d-NEW", 1, 2)
@@ -291,6 +303,6 @@ def test_release_from_the_deploy_record(tmp_path):
 
     record = root / "releases" / "d-NEW" / "bingo-release.json"
     record.write_text(json.dumps({"failed": {"at": "x", "event": "ValidateService", "reason": "502"}}))
-    r = status.Report()
-    status.check_release(r, cfg)
+    r = checks.Report()
+    records.check_release(r, cfg)
     assert "marked failed (ValidateService: 502)" in r.problems[0]["message"]

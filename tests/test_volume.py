@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host.facts import blockdev
+from bingo_host.facts.host import is_legacy_datadir
 from bingo_host.converge.steps import volume
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -202,17 +203,17 @@ def test_mountinfo_parser():
 
 
 def test_legacy_datadir_detection(tmp_path):
-    assert not volume.is_legacy_datadir(str(tmp_path))
+    assert not is_legacy_datadir(str(tmp_path))
     (tmp_path / "lost+found").mkdir()
-    assert not volume.is_legacy_datadir(str(tmp_path))
+    assert not is_legacy_datadir(str(tmp_path))
     (tmp_path / "mysql").mkdir()
-    assert not volume.is_legacy_datadir(str(tmp_path))
+    assert not is_legacy_datadir(str(tmp_path))
     (tmp_path / "mysql" / "global_priv.MAI").write_text("")
-    assert volume.is_legacy_datadir(str(tmp_path))
+    assert is_legacy_datadir(str(tmp_path))
     other = tmp_path / "o"
     other.mkdir()
     (other / "ibdata1").write_text("")
-    assert volume.is_legacy_datadir(str(other))
+    assert is_legacy_datadir(str(other))
 
 
 # ---------------------------------------------------------------- real: systemd test host
@@ -225,10 +226,11 @@ from types import SimpleNamespace as NS
 sys.path.insert(0, "/opt/bingo-src")
 from bingo_host.errors import BingoHostError
 from bingo_host.converge.steps import swap, volume
+from bingo_host.facts.host import is_legacy_datadir
 
 class Ctx:
     def __init__(self, cfg, dry_run):
-        self.cfg, self.dry_run, self.changes, self.notes = cfg, dry_run, [], {}
+        self.cfg, self.dry_run, self.changes = cfg, dry_run, []
     def change(self, description, fn=None):
         self.changes.append(description)
         return None if self.dry_run or fn is None else fn()
@@ -249,7 +251,9 @@ try:
     out = {"reason": reason, "error": None}
 except BingoHostError as e:
     out = {"reason": None, "error": str(e)}
-out.update(changes=ctx.changes, notes=ctx.notes, seconds=time.monotonic() - t0)
+mp = getattr(cfg.volume, "mountpoint", None)
+legacy = bool(mp) and os.path.ismount(mp) and is_legacy_datadir(mp)  # what host_facts reads
+out.update(changes=ctx.changes, legacy_datadir=legacy, seconds=time.monotonic() - t0)
 print(json.dumps(out))
 '''
 
@@ -359,8 +363,7 @@ def test_blank_volume_formatted_mounted_and_stays_mounted(vol):
     assert line in v.fstab().splitlines()
     m = v.mounted()
     assert m is not None and m.fstype == "ext4"
-    assert first["notes"]["datadir_legacy"] is False
-    assert first["notes"]["datadir"] == f"{v.mountpoint}/data"
+    assert first["legacy_datadir"] is False
     # without udev systemd never sees the device unit: the mount must survive a reload
     v.host.run(["systemctl", "daemon-reload"])
     time.sleep(2)
@@ -495,7 +498,7 @@ def test_legacy_datadir_noted_and_foreign_mount_refused(vol):
     v = vol(256)
     assert v.converge()["error"] is None
     v.sh('mkdir -p "$2/mysql" && touch "$2/mysql/db.opt" "$2/ibdata1"')
-    assert v.converge()["notes"]["datadir_legacy"] is True
+    assert v.converge()["legacy_datadir"] is True
     v.sh('umount "$2" && mount -t tmpfs tmpfs "$2"')
     out = v.converge()
     assert out["error"] and "tmpfs" in out["error"] and out["changes"] == []

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import time
 
-from . import engine as converge
+from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
-from ..render import HostFacts
-from .steps import app, mariadb, nginx, packages, passwords, swap, timers, uwsgi, volume
+from .steps import app, mariadb, nginx, packages, secrets, swap, timers, uwsgi, volume
 
-STEPS = (packages, passwords, volume, swap, mariadb, app, uwsgi, nginx, timers)
-
-
-def host_facts(cfg: Config) -> HostFacts:
-    # https.domain from the config, or the domain `enable-https` recorded; TLS once its cert exists.
-    from ..state import tls_domain
-
-    return HostFacts.of_this_host(tls_domain=tls_domain(cfg))
+STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, timers)
 
 
 def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
     """0 converged (changed or not), 1 a step failed."""
-    ctx = converge.make_context(cfg, dry_run=dry_run, echo=echo)
-    converge.log_to_journal()
+    ctx = engine.make_context(cfg, dry_run=dry_run, echo=echo)
+    engine.log_to_journal()
     start = time.monotonic()
     with host_lock(echo=echo):
-        results = converge.run_steps(ctx, STEPS)
+        results = engine.run_steps(ctx, STEPS)
     took = time.monotonic() - start
     failed = [r for r in results if r.status == "failed"]
     changed = [r for r in results if r.status == "changed"]

@@ -20,7 +20,8 @@ from ..ops import files
 from ..config import Config
 from ..errors import BingoHostError
 from ..facts.platforms import Platform
-from ..render import PASSWORD_PLACEHOLDER, HostFacts, ManagedFile, render_all
+from ..facts.host import HostFacts
+from ..render import PASSWORD_PLACEHOLDER, ManagedFile, render_all
 
 log = logging.getLogger("bingo_host")
 
@@ -34,7 +35,7 @@ class Context:
     echo: Callable[[str], None] = print
     changes: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
-    notes: dict[str, Any] = field(default_factory=dict)  # facts one step hands the next
+    read_facts: Callable[[], HostFacts] | None = field(default=None, repr=False)  # see run_steps
     _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
     _rendered_for: tuple | None = field(default=None, repr=False)
 
@@ -62,10 +63,14 @@ class Context:
         return files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group) is not None
 
     def ensure_file(self, mf: ManagedFile) -> bool:
-        """Write a managed file if its content, mode or owner differ; True if it changed."""
+        """Write a managed file if its content, mode or owner differ; True if it changed.
+        The file's on_change (e.g. "reload nginx") is owed from before the write until the
+        step that owns the service carries it out (see pending), even across a SIGKILL."""
         change = files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group, mf.secret)
         if change is None:
             return False
+        if mf.on_change:
+            self.set_pending(mf.on_change)
         self.change(change.describe(),
                     lambda: files.write_atomic(mf.path, mf.content, mf.mode, mf.owner, mf.group))
         if self.dry_run and change.diff:
@@ -118,6 +123,8 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
             log.error("%s failed: %s", step.NAME, detail, exc_info=not isinstance(exc, BingoHostError))
             ctx.echo(_line(results[-1]))
             break
+        if ctx.changes and not ctx.dry_run and ctx.read_facts:
+            ctx.facts = ctx.read_facts()  # e.g. a volume just mounted: where is the datadir?
         status = "changed" if ctx.changes else "unchanged"
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
@@ -136,13 +143,17 @@ def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None]
     TLS domain enable-https is about to serve), the config with every 'auto' resolved."""
     from dataclasses import replace
 
-    from ..converge.bootstrap import host_facts
     from ..facts import platforms
-    from ..render import resolve
+    from ..facts.host import host_facts, resolve
 
     platform = platforms.get(cfg.platform)
-    facts = replace(host_facts(cfg), **facts_wanted)
-    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo)
+
+    def read_facts() -> HostFacts:
+        return replace(host_facts(cfg), **facts_wanted)
+
+    facts = read_facts()
+    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo,
+                   read_facts=read_facts)
 
 
 def log_to_journal() -> None:

@@ -7,10 +7,20 @@
         bingo-release.json           what the release came from (RELEASE_FILE, schema in releases.py)
     <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash
     <root>/current -> releases/<id>  switched atomically by ApplicationStart (and rollback)
-    /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (state.py)
+    /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (lock.py)
+
+Two drivers, one set of hooks:
+    hooks.py      `bingo-host hook EVENT`, what each event does here: lock.py (the deploy lock
+                  across hooks), upgrade.py, releases.py (building, pruning), switch.py (`current`
+                  and uWSGI), and `bingo-host rollback`
+    lifecycle.py  `bingo-host deploy`, the CodeDeploy agent emulated: agent.py (its config and
+                  layout), archive.py (unpacking), installer.py (Install), scripts.py (hook scripts)
+    appspec.py    appspec.yml checked as the agent reads it; bundle.py builds a revision
 """
 
 from __future__ import annotations
+
+import os
 
 from ..errors import BingoHostError
 
@@ -23,3 +33,11 @@ class BundleError(BingoHostError):
 
 class DeployError(BingoHostError):
     """A deployment step failed; the serving release was left (or put back) as it was."""
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A deadline an environment variable may override (slow hosts, tests); junk is ignored."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default

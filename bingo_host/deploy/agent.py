@@ -3,12 +3,14 @@
 The agent unpacks each revision into ``<root_dir>/<DEPLOYMENT_GROUP_ID>/<DEPLOYMENT_ID>/
 deployment-archive``, where ``root_dir`` comes from its config file (``:root_dir:``). The hooks
 find the revision (its appspec.yml, the bingo-host wheel) there, and `bingo-host deploy` lays a
-deployment out in the same place, so hooks behave the same under both.
+deployment out in the same place (`Layout`), so hooks behave the same under both. The one reader
+of the agent's config.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from . import DeployError
 
@@ -53,8 +55,60 @@ def max_revisions(config: str | None = None) -> int:
     return count
 
 
-def deployment_dir(group_id: str, deployment_id: str, config: str | None = None) -> str:
-    return f"{root_dir(config)}/{group_id}/{deployment_id}"
+@dataclass(frozen=True)
+class Layout:
+    """One deployment's places under the agent's root_dir, as the agent names them:
+
+        <root>/<group id>/<deployment id>/        the deployment directory
+            bundle.tar -> BUNDLE                  (a file revision; a directory is copied instead)
+            deployment-archive/                   the unpacked revision: hooks run from here
+            logs/scripts.log                      every script's output, [stdout]/[stderr] lines
+        <root>/deployment-instructions/
+            <group id>_most_recent_install        deployment directory, written after DownloadBundle
+            <group id>_last_successful_install    deployment directory, written after Install
+            <group id>-cleanup                    what the last Install created (removed by the next)
+            <group id>-install.json               the last Install's instructions
+    """
+
+    root: str
+    group_id: str
+    deployment_id: str
+
+    @property
+    def group_dir(self) -> str:
+        return f"{self.root}/{self.group_id}"
+
+    @property
+    def deployment_dir(self) -> str:
+        return f"{self.group_dir}/{self.deployment_id}"
+
+    @property
+    def archive(self) -> str:
+        return f"{self.deployment_dir}/deployment-archive"
+
+    @property
+    def script_log(self) -> str:
+        return f"{self.deployment_dir}/logs/scripts.log"
+
+    @property
+    def instructions(self) -> str:
+        return f"{self.root}/deployment-instructions"
+
+    @property
+    def last_successful_install(self) -> str:
+        return f"{self.instructions}/{self.group_id}_last_successful_install"
+
+    @property
+    def most_recent_install(self) -> str:
+        return f"{self.instructions}/{self.group_id}_most_recent_install"
+
+    @property
+    def cleanup_file(self) -> str:
+        return f"{self.instructions}/{self.group_id}-cleanup"
+
+    @property
+    def install_file(self) -> str:
+        return f"{self.instructions}/{self.group_id}-install.json"
 
 
 def archive_dir(env, config: str | None = None) -> str:
@@ -63,7 +117,7 @@ def archive_dir(env, config: str | None = None) -> str:
     if not group or not deployment:
         raise DeployError("DEPLOYMENT_GROUP_ID and DEPLOYMENT_ID must be set (hooks run under the "
                           "CodeDeploy agent or `bingo-host deploy`)")
-    path = f"{deployment_dir(group, deployment, config)}/deployment-archive"
+    path = Layout(root_dir(config), group, deployment).archive
     if not os.path.isfile(f"{path}/appspec.yml"):
         raise DeployError(f"the revision of deployment {deployment} is not at {path} (no appspec.yml "
                           f"there; the agent's root_dir is read from {config or CONFIG})")

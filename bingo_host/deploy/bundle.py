@@ -202,7 +202,7 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
 def _check_bundle(out: Path) -> None:
     import tempfile
 
-    from .lifecycle import extract
+    from .archive import extract
 
     with tempfile.TemporaryDirectory() as tmp:
         extract(str(out), f"{tmp}/archive")

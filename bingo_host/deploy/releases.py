@@ -33,7 +33,7 @@ from ..ops import files
 from .. import layout, subp
 from . import DeployError
 from ..state import read_json, write_json
-from .state import now
+from .lock import now
 
 RELEASE_FILE = "bingo-release.json"
 VENV_COMPLETE = ".bingo-venv-complete"

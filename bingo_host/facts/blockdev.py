@@ -64,11 +64,39 @@ def parse_nvme_identify(buf: bytes) -> EbsIdentity | None:
     model = buf[24:64].decode("ascii", "replace").strip(" \0")
     if vid != AMZN_VENDOR_ID or model != EBS_MODEL:
         return None
-    serial = buf[4:24].decode("ascii", "replace").strip(" \0")
-    if serial.startswith("vol") and not serial.startswith("vol-"):
-        serial = "vol-" + serial[3:]
+    serial = ebs_volume_id(buf[4:24].decode("ascii", "replace").strip(" \0"))
     bdev = buf[3072:3104].decode("ascii", "replace").strip(" \0")
     return EbsIdentity(serial, ebs_name(bdev)) if bdev else None
+
+
+def ebs_volume_id(serial: str) -> str:
+    """An EBS NVMe controller's serial is the volume id without its dash: 'vol012' -> 'vol-012'."""
+    if serial.startswith("vol") and not serial.startswith("vol-"):
+        return "vol-" + serial[3:]
+    return serial
+
+
+def nvme_volume_id(device: str) -> str | None:
+    """The EBS volume id of an NVMe namespace (or a link to one), from sysfs; None if not EBS."""
+    try:
+        name = os.path.basename(os.path.realpath(device))
+        with open(f"/sys/block/{name}/device/serial") as f:
+            serial = ebs_volume_id(f.read().strip())
+    except OSError:
+        return None
+    return serial if serial.startswith("vol-") else None
+
+
+def attachment_devices(device: str, volume_id: str) -> list[str]:
+    """The /dev nodes that may be the EBS volume attached as `device`: its sdX and xvdX names
+    (Xen) and the NVMe namespaces whose serial is `volume_id` (Nitro)."""
+    found = aliases("/dev/" + ebs_name(device))
+    try:
+        found += [f"/dev/{name}" for name in sorted(os.listdir("/sys/block"))
+                  if name.startswith("nvme") and nvme_volume_id(f"/dev/{name}") == volume_id]
+    except OSError:
+        pass
+    return found
 
 
 def nvme_identify(device: str) -> bytes:
@@ -247,6 +275,28 @@ def mount_containing(path: str, table: list[Mount]) -> Mount | None:
                 best is None or len(m.mountpoint) >= len(best.mountpoint)):
             best = m
     return best
+
+
+def attachment_mountpoint(device: str, volume_id: str) -> str:
+    """Best effort: where the EBS volume attached as `device`, or one of its first partitions
+    (their minor numbers follow the disk's), is mounted here; '' when nowhere."""
+    disks = set()
+    for path in attachment_devices(device, volume_id):
+        try:
+            rdev = os.stat(path).st_rdev
+        except OSError:
+            continue
+        disks.add((os.major(rdev), os.minor(rdev)))
+    if not disks:
+        return ""
+    try:
+        for mount in mounts():
+            major, minor = (int(x) for x in mount.major_minor.split(":"))
+            if any(major == ma and mi <= minor <= mi + 15 for ma, mi in disks):
+                return mount.mountpoint
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 def dev_numbers(device: str) -> str:

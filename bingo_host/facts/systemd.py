@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from .. import subp
 
+RUNNING = ("active", "reloading")  # ActiveState of a unit that is up
+ENABLED = ("enabled", "enabled-runtime", "static", "alias")  # UnitFileState of one that starts at boot
+
 
 @dataclass(frozen=True)
 class UnitState:
@@ -16,11 +19,11 @@ class UnitState:
 
     @property
     def running(self) -> bool:
-        return self.active in ("active", "reloading")
+        return self.active in RUNNING
 
     @property
     def is_enabled(self) -> bool:
-        return self.enabled in ("enabled", "enabled-runtime", "static", "alias")
+        return self.enabled in ENABLED
 
 
 def parse_show(text: str) -> list[dict[str, str]]:

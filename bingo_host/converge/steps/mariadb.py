@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import replace
 
-from ... import layout, subp
+from ... import layout, render, subp
 from ...facts import mariadb
 from ...ops import service
 from ...errors import BingoHostError
 
 NAME = "mariadb"
-
-
-def _datadir(ctx) -> str:
-    mountpoint = ctx.cfg.volume.mountpoint
-    return mountpoint if ctx.notes.get("datadir_legacy") else f"{mountpoint}/data"
 
 
 def _initialise(ctx, datadir: str) -> None:
@@ -68,8 +62,7 @@ def converge(ctx) -> str:
         mariadb.check_external(db.host, db.port, db.user, ctx.secrets["app_password"], db.name)
         return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers"
 
-    datadir = _datadir(ctx)
-    ctx.facts = replace(ctx.facts, datadir=datadir)
+    datadir = render.datadir(cfg, ctx.facts)
     unit = f"{platform.mariadb_service}.service"
     restart = f"restart {platform.mariadb_service}"
 
@@ -82,13 +75,9 @@ def converge(ctx) -> str:
                              "on the root filesystem")
     dropin = ctx.managed("mariadb-mount.conf")
     cnf = ctx.managed("mariadb-server.cnf")
-    stale = [mf for mf in (dropin, cnf) if ctx.differs(mf)]
-    if stale:
-        ctx.set_pending(restart)
-        for mf in stale:
-            ctx.ensure_file(mf)
-        if dropin in stale:
-            ctx.change("systemctl daemon-reload", service.daemon_reload)
+    ctx.ensure_file(cnf)  # both owe the restart (their on_change)
+    if ctx.ensure_file(dropin):
+        ctx.change("systemctl daemon-reload", service.daemon_reload)
 
     mount_st = os.stat(cfg.volume.mountpoint)
     if (mount_st.st_uid, mount_st.st_gid) != _ids(platform.mariadb_user):

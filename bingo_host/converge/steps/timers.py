@@ -13,6 +13,7 @@ from ...errors import BingoHostError, CommandError
 
 NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
+DAEMON_RELOAD = "daemon-reload"  # the on_change of the unit files
 UNITS = [f"{layout.SYSTEMD_DIR}/{layout.SNAPSHOT_UNIT}.service", f"{layout.SYSTEMD_DIR}/{TIMER}"]
 
 
@@ -28,22 +29,22 @@ def check_schedule(schedule: str) -> None:
 def converge(ctx) -> str:
     renew = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
     wanted = [mf for mf in (ctx.managed("snapshot.service"), ctx.managed("snapshot.timer")) if mf]
-    reload_needed = False
     if wanted and any(ctx.differs(mf) for mf in wanted):
         check_schedule(ctx.cfg.snapshots.schedule)
-    for mf in renew + wanted:
-        reload_needed |= ctx.ensure_file(mf)
+    for mf in renew + wanted:  # unit files: their on_change is DAEMON_RELOAD
+        ctx.ensure_file(mf)
     state = systemd.states(TIMER)[TIMER]
-    if wanted:
-        if reload_needed:
-            ctx.change("systemctl daemon-reload", service.daemon_reload)
-        if not state.is_enabled or not state.running:
-            ctx.change(f"enable --now {TIMER}", lambda: service.systemctl("enable", "--now", TIMER))
-        return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule})"
-    if state.load == "loaded" and (state.is_enabled or state.running):
-        ctx.change(f"disable --now {TIMER}", lambda: service.systemctl("disable", "--now", TIMER))
-    for path in UNITS:
-        reload_needed |= ctx.remove_file(path)
-    if reload_needed:
+    if not wanted:
+        if state.load == "loaded" and (state.is_enabled or state.running):
+            ctx.change(f"disable --now {TIMER}", lambda: service.systemctl("disable", "--now", TIMER))
+        for path in UNITS:
+            if ctx.remove_file(path):
+                ctx.set_pending(DAEMON_RELOAD)
+    if ctx.pending(DAEMON_RELOAD):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
-    return "snapshots disabled: no timer"
+        ctx.done(DAEMON_RELOAD)
+    if not wanted:
+        return "snapshots disabled: no timer"
+    if not state.is_enabled or not state.running:
+        ctx.change(f"enable --now {TIMER}", lambda: service.systemctl("enable", "--now", TIMER))
+    return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule})"

@@ -18,6 +18,7 @@ from ...ops import service
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
+RELOAD_APP = "reload app"  # the on_change of bingo.ini and bingo_health.py
 
 
 def installed_pyuwsgi(venv: str) -> str | None:
@@ -42,10 +43,7 @@ def converge(ctx) -> str:
             [f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check",
              layout.PYUWSGI_REQUIREMENT], timeout=900))
 
-    unit = ctx.managed("uwsgi-emperor.service")
-    if ctx.differs(unit):
-        ctx.set_pending(restart)
-        ctx.ensure_file(unit)
+    if ctx.ensure_file(ctx.managed("uwsgi-emperor.service")):  # owes the restart itself
         ctx.change("systemctl daemon-reload", service.daemon_reload)
 
     if not os.path.isdir(layout.VASSALS_DIR):
@@ -54,16 +52,18 @@ def converge(ctx) -> str:
         ctx.set_pending(restart)
         ctx.change(f"create {layout.VASSALS_DIR}", lambda: os.makedirs(layout.VASSALS_DIR, mode=0o755))
 
-    if ctx.ensure_file(ctx.managed("health_wsgi.py")):
-        ctx.notes["reload_app"] = True
+    ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
     vassal = ctx.managed("uwsgi-vassal.ini")
-    has_app = os.path.exists(f"{ctx.cfg.app.root}/current/application.py")
-    if has_app:
-        if not ctx.ensure_file(vassal) and ctx.notes.get("reload_app"):
+    if os.path.exists(f"{ctx.cfg.app.root}/current/application.py"):
+        # A new or changed vassal file reloads the app by itself; otherwise touch it.
+        if not ctx.ensure_file(vassal) and ctx.pending(RELOAD_APP):
             ctx.change(f"touch {vassal.path} (graceful app reload for the new bingo.ini or health check)",
                        lambda: os.utime(vassal.path))
+        has_app = True
     else:
         ctx.remove_file(vassal.path)
+        has_app = False
+    ctx.done(RELOAD_APP)  # no app runs, or it reloads
 
     service.ensure_running(ctx, SERVICE, restart)
     app = "serving the current release" if has_app else "no release deployed yet"

@@ -87,21 +87,6 @@ def decide(device: str, found: dict[str, str], lvs: list[blockdev.LogicalVolume]
         f"(wipefs -a {device}) and rerun{hint}"))
 
 
-def is_legacy_datadir(root: str) -> bool:
-    """True when ``root`` itself is a MariaDB datadir (the old template's layout)."""
-    if os.path.isfile(os.path.join(root, "ibdata1")):
-        return True
-    sysdb = os.path.join(root, "mysql")
-    if not os.path.isdir(sysdb):
-        return False
-    try:
-        names = os.listdir(sysdb)
-    except OSError:
-        return False
-    return any(n in ("user.frm", "user.MAD", "user.MYD", "db.opt") or n.startswith("global_priv.")
-               for n in names)
-
-
 # -- marker --------------------------------------------------------------------------------
 
 def read_marker(path: str | None = None) -> dict | None:
@@ -205,11 +190,6 @@ def converge(ctx) -> str | None:
     mounted = current is not None or not ctx.dry_run
     if mounted:
         _grow(ctx, fs_dev, fstype, mp)
-    legacy = mounted and is_legacy_datadir(mp)
-    ctx.notes["datadir_legacy"] = legacy
-    ctx.notes["datadir"] = mp if legacy else os.path.join(mp, "data")
-    ctx.notes["data_volume"] = {"device": fs_dev, "fstype": fstype, "uuid": fs_uuid,
-                                "mountpoint": mp}
     return f"{fstype} {vol.label} (UUID {fs_uuid}) on {fs_dev} mounted at {mp}"
 
 

@@ -3,9 +3,9 @@
 ``fsfreeze -f`` stops every write to a filesystem until ``fsfreeze -u``. If the process that
 froze it dies (SIGKILL runs no ``finally``) or hangs, MariaDB and everything else writing to the
 volume would hang with it. So before freezing, :class:`Watchdog` starts a separate process
-(``python -m bingo_host.freeze --watch``, a fresh interpreter in its own session, holding none
-of the parent's file descriptors, so not its database connection) that talks to the parent
-over a pipe on its stdin:
+(``python -m bingo_host.snapshot.freeze --watch``, a fresh interpreter in its own session,
+holding none of the parent's file descriptors, so not its database connection) that talks to
+the parent over a pipe on its stdin:
 
 * ``arm`` (sent before ``fsfreeze -f``): from now on the filesystem may be frozen.
 * ``disarm`` (sent after a successful ``fsfreeze -u``).
@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import subp
-from .errors import BingoHostError
+from .. import subp
+from ..errors import BingoHostError
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,13 @@ class Watchdog:
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready_timeout: float = 15.0) -> "Watchdog":
-        pkg_root = str(Path(__file__).resolve().parent.parent)
+        pkg_root = str(Path(__file__).resolve().parents[2])  # holds bingo_host/
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         # Popen, not subp.run: this is a helper that lives as long as the snapshot, not a
         # command we wait for. close_fds keeps the database socket out of it.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bingo_host.freeze", "--watch", str(os.getpid()),
+            [sys.executable, "-m", "bingo_host.snapshot.freeze", "--watch", str(os.getpid()),
              self.mountpoint, f"{self.timeout:g}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             start_new_session=True, env=env)
@@ -194,7 +194,7 @@ def watch(parent_pid: int, mountpoint: str, timeout: float) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bingo_host.freeze")
+    parser = argparse.ArgumentParser(prog="python -m bingo_host.snapshot.freeze")
     parser.add_argument("--watch", type=int, required=True, metavar="PARENT_PID")
     parser.add_argument("mountpoint")
     parser.add_argument("timeout", type=float)

@@ -1,0 +1,87 @@
+"""Back up, write, test, then reload or restore: the one reverter for nginx's files, as certbot's
+nginx plugin has one.
+
+A configuration `nginx -t` rejects must neither be reloaded nor stay on disk for the next reload
+(certbot's deploy hook, a reboot) to find. So bingo-host's writes to nginx's files (the nginx step,
+enable-https's TLS site) go through ``writing``: back up the files, owe the reload, write, test;
+any failure puts every file back byte for byte, mode included, and nginx runs on as it was.
+``Backup`` alone undoes what someone else changed (certbot's temporary challenge files).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+from . import files, service
+from .. import subp
+from ..errors import BingoHostError, CommandError
+
+SERVICE = "nginx.service"
+RELOAD = "reload nginx"  # the pending action render's on_change names for nginx's files
+
+
+def _saved(path: str):
+    """What is at path now: ('link', target), ('file', bytes, mode) or None."""
+    if os.path.islink(path):
+        return ("link", os.readlink(path))
+    try:
+        with open(path, "rb") as f:
+            return ("file", f.read(), os.fstat(f.fileno()).st_mode & 0o7777)
+    except FileNotFoundError:
+        return None
+
+
+def _put_back(path: str, saved) -> None:
+    if saved is not None and saved[0] == "file":
+        files.write_atomic(path, saved[1], saved[2])
+        return
+    if os.path.lexists(path):
+        os.unlink(path)
+    if saved is not None:
+        os.symlink(saved[1], path)
+
+
+class Backup:
+    """What some paths hold now, to put back later."""
+
+    def __init__(self, paths: Iterable[str]):
+        self._saved = {path: _saved(path) for path in paths}
+
+    def restore(self) -> list[str]:
+        """Put back every path that changed since the backup; the paths put back."""
+        changed = [path for path, saved in self._saved.items() if _saved(path) != saved]
+        for path in changed:
+            _put_back(path, self._saved[path])
+        return changed
+
+
+def config_test() -> None:
+    try:
+        subp.run(["nginx", "-t", "-q"], timeout=60)
+    except CommandError as exc:
+        raise BingoHostError(f"nginx -t rejected the new configuration, previous files restored:\n"
+                             f"{exc.stderr.strip()}") from None
+
+
+@contextmanager
+def writing(ctx, paths: Iterable[str]) -> Iterator[None]:
+    """Back up paths and owe nginx a reload, let the caller write them, then `nginx -t`. On any
+    failure the paths are restored and the reload is no longer owed. The owed reload (a pending
+    action, kept across a SIGKILL) is paid by ``serve``, by this run or the next."""
+    backup = Backup(paths)
+    ctx.set_pending(RELOAD)
+    try:
+        yield
+        if not ctx.dry_run:
+            config_test()
+    except BaseException:
+        backup.restore()
+        ctx.done(RELOAD)
+        raise
+
+
+def serve(ctx) -> None:
+    """nginx enabled and running; reloaded (after `nginx -t`) when a reload is owed."""
+    service.ensure_running(ctx, SERVICE, RELOAD, verb="reload", before_start=config_test)

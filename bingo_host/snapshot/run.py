@@ -1,0 +1,219 @@
+"""One snapshot run, start to end (the order is in the package docstring).
+
+Whatever happens (an EC2 error, a lost database, SIGTERM from `systemctl stop`), the run
+unwinds through `finally`: the mount is thawed and the database unlocked before it returns or
+raises, and the outcome is written to the state file that `status` reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .. import layout, state, subp
+from ..errors import BingoHostError
+from ..facts.blockdev import attachment_mountpoint
+from ..facts.imds import IMDS, Identity
+from ..ops.lock import flock
+from . import SnapshotError
+from .dblock import DatabaseLock, connect, read_password
+from .ec2 import (Attached, Made, attached_volumes, clients, create_snapshot, find_data_volume,
+                  preflight)
+from .freeze import FREEZE_TIMEOUT, Watchdog, check_freezable, freeze, thaw
+from .retention import prune
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(SnapshotError):
+    pass
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM/SIGHUP handler. A BaseException, like KeyboardInterrupt, so that
+    no library's `except Exception` swallows it on the way out through our `finally`s."""
+
+
+@dataclass
+class RunResult:
+    started: str
+    finished: str | None = None
+    ok: bool = False
+    dry_run: bool = False
+    instance_id: str | None = None
+    region: str | None = None
+    snapshots: list[Made] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    freeze_ms: float | None = None  # fsfreeze -f .. fsfreeze -u
+    lock_ms: float | None = None  # BLOCK_COMMIT acquired .. BACKUP STAGE END done
+    lock_method: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """SIGTERM/SIGHUP unwind the run, so `finally` thaws and unlocks on `systemctl stop`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for s in (signal.SIGTERM, signal.SIGHUP):  # one is enough: let the cleanup finish
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated(f"interrupted by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def take_snapshots(cfg, platform, *, dry_run: bool = False,
+                   state_file: str | Path = state.SNAPSHOT_FILE,
+                   password_file: str | Path = layout.BACKUP_PASSWORD_FILE,
+                   freeze_timeout: float = FREEZE_TIMEOUT, session=None, imds: IMDS | None = None,
+                   echo: Callable[[str], None] = log.info) -> RunResult:
+    """Snapshot every volume attached to this instance, then apply retention.
+
+    The database socket is ``platform.mariadb_socket``; the data mount is
+    ``cfg.volume.mountpoint``. Raises BingoHostError (SnapshotError from the run itself) on any
+    failure, with the database unlocked and the filesystem thawed; the outcome is saved to
+    state_file either way (not in dry-run). A second run while one holds the lock beside
+    state_file fails at once.
+    """
+    state_file = Path(state_file)
+    result = RunResult(started=_now(), dry_run=dry_run)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    with flock(str(state_file.parent / "snapshot.lock"), wait=0,
+               what="another bingo-host snapshot", mode=0o644), _terminate_as_exception():
+        try:
+            _take(cfg, platform, result, dry_run=dry_run, password_file=password_file,
+                  freeze_timeout=freeze_timeout, session=session, imds=imds, echo=echo)
+            result.ok = True
+        except BingoHostError as exc:
+            result.error = str(exc)
+            raise
+        except _Terminated as exc:
+            result.error = str(exc)
+            raise Interrupted(str(exc)) from None
+        except KeyboardInterrupt:
+            result.error = "interrupted"
+            raise
+        finally:
+            result.finished = _now()
+            if not dry_run:
+                try:
+                    state.write_json(str(state_file), asdict(result))
+                except OSError as exc:
+                    log.warning("could not write %s: %s", state_file, exc)
+    return result
+
+
+def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_timeout,
+          session, imds, echo) -> None:
+    ident = (imds or IMDS()).identity()
+    result.instance_id, result.region = ident.instance_id, ident.region
+    ec2, ec2_frozen = clients(ident.region, session)
+    volumes = attached_volumes(ec2, ident.instance_id)
+    if not volumes:
+        raise SnapshotError(f"EC2 lists no volumes attached to {ident.instance_id}")
+    data = None
+    if cfg.database.local:
+        data = find_data_volume(volumes, cfg.volume.device)
+        if data is None:
+            raise SnapshotError(
+                f"no volume is attached to {ident.instance_id} as {cfg.volume.device} "
+                f"(volume.device); attached: "
+                + ", ".join(f"{v.volume_id} at {v.device}" for v in volumes))
+        check_freezable(cfg.volume.mountpoint)
+    others = [v for v in volumes if v != data]
+    verb = "would snapshot" if dry_run else "snapshot"
+    if data:
+        echo(f"{verb} {data.volume_id} ({data.device}, {cfg.volume.mountpoint}): "
+             f"application-consistent (MariaDB locked, {cfg.volume.mountpoint} frozen)")
+    for vol in others:
+        echo(f"{verb} {vol.volume_id} ({vol.device}): crash-consistent")
+    password = read_password(password_file) if data else None
+    keep = cfg.snapshots.keep
+
+    if dry_run:
+        if data:
+            connect(platform.mariadb_socket, password).close()
+        for vol in volumes:
+            preflight(ec2, cfg.app.name, ident, vol, cfg.volume.mountpoint if vol == data else "")
+        for snap_id in prune(ec2, [v.volume_id for v in volumes], keep, dry_run=True):
+            echo(f"would delete {snap_id} (keep {keep} per volume)")
+        return
+
+    if data:
+        result.snapshots.append(consistent_snapshot(ec2_frozen, cfg, platform, ident, data,
+                                                    password, result, freeze_timeout))
+        echo(f"{result.snapshots[-1].snapshot_id}: {data.volume_id} ({data.device}), "
+             f"lock {result.lock_ms} ms ({result.lock_method}), freeze {result.freeze_ms} ms")
+    for vol in others:
+        made = create_snapshot(ec2, cfg.app.name, ident, vol,
+                               attachment_mountpoint(vol.device, vol.volume_id), "crash")
+        result.snapshots.append(made)
+        echo(f"{made.snapshot_id}: {vol.volume_id} ({vol.device}), crash-consistent")
+    result.deleted = prune(ec2, [v.volume_id for v in volumes], keep, warnings=result.warnings)
+    for snap_id in result.deleted:
+        echo(f"deleted {snap_id} (keep {keep} per volume)")
+    for warning in result.warnings:
+        echo(f"warning: {warning}")
+
+
+def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, vol: Attached,
+                        password: str, result: RunResult,
+                        freeze_timeout: float = FREEZE_TIMEOUT) -> Made:
+    """Lock MariaDB, freeze the data mount, CreateSnapshot, thaw, unlock; the lock and freeze
+    times go into result."""
+    mountpoint = cfg.volume.mountpoint
+    preflight(ec2_frozen, cfg.app.name, ident, vol, mountpoint)
+    watchdog = Watchdog(mountpoint, freeze_timeout).start()
+    try:
+        conn = connect(platform.mariadb_socket, password)
+        try:
+            # Flush dirty pages before locking, so the sync inside the window is short.
+            subp.run(["sync", "-f", mountpoint], timeout=120)
+            lock = DatabaseLock(conn)
+            lock.acquire()
+            t_lock = time.monotonic()
+            result.lock_method = lock.method
+            try:
+                subp.run(["sync", "-f", mountpoint], timeout=60)
+                watchdog.arm()
+                frozen = False
+                try:
+                    t_freeze = time.monotonic()
+                    freeze(mountpoint)
+                    frozen = True
+                    return create_snapshot(ec2_frozen, cfg.app.name, ident, vol, mountpoint,
+                                           "application")
+                finally:
+                    if frozen:
+                        thaw(mountpoint)  # on failure the watchdog (still armed) thaws
+                        result.freeze_ms = round((time.monotonic() - t_freeze) * 1000, 1)
+                        log.info("%s frozen for %.1f ms", mountpoint, result.freeze_ms)
+                    watchdog.disarm()
+            finally:
+                lock.release()
+                result.lock_ms = round((time.monotonic() - t_lock) * 1000, 1)
+                log.info("database locked (%s) for %.1f ms", result.lock_method, result.lock_ms)
+        finally:
+            conn.close()
+    finally:
+        watchdog.stop()

@@ -1,0 +1,152 @@
+"""Status checks on what other commands recorded: the serving release's record (deploy), the
+last snapshot run (`bingo-host snapshot`) and the certificate (enable-https, certbot's renewals).
+
+Apart from the live checks in checks.py because they read files, not services: they say whether
+the last deploy, snapshot or renewal worked, and a hand-edited file must not crash them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import layout, state, subp
+from ..config import Config
+
+if TYPE_CHECKING:
+    from .checks import Report
+
+CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been failing
+SNAPSHOT_PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": 744}
+
+
+def iso(ts: float) -> str:
+    """A POSIX time as the report writes every time: ISO 8601, UTC, to the second."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _source(record: dict) -> str | None:
+    """What a release came from, from its record's `bundle` (deploy/releases.py, schema 1)."""
+    bundle = record.get("bundle")
+    if not isinstance(bundle, dict):
+        return bundle if isinstance(bundle, str) and bundle else None
+    kind = bundle.get("type")
+    if kind == "s3" and bundle.get("bucket") and bundle.get("key"):
+        version = f" (version {bundle['version']})" if bundle.get("version") else ""
+        return f"s3://{bundle['bucket']}/{bundle['key']}{version}"
+    if kind == "file" and bundle.get("path"):
+        return f"{bundle['path']}"
+    return None
+
+
+def check_release(r: Report, cfg: Config) -> None:
+    """The serving release, read through the deploy module's record functions."""
+    from ..deploy.releases import PLACEHOLDER, Paths, current_name, read_record, releases
+
+    paths = Paths(cfg.app.root)
+    complete = [name for name, _ in releases(paths)]
+    entry = {"current": None, "placeholder": False, "path": None, "deployed_at": None, "source": None,
+             "releases": len(complete), "older_kept": 0}
+    r.data["release"] = entry
+    name = current_name(paths)
+    if name is None:
+        r.problem("release", f"{paths.current} is missing: run `bingo-host bootstrap`")
+        return
+    path = os.path.normpath(os.path.join(paths.root, os.readlink(paths.current)))
+    entry["path"] = path
+    if not os.path.isdir(path):
+        r.problem("release", f"{paths.current} points at {path}, which does not exist")
+        return
+    if name == PLACEHOLDER:
+        entry["placeholder"] = True
+        return
+    entry["current"] = name
+    entry["older_kept"] = len([n for n in complete if n != name])
+    record = read_record(path) or {}
+    deployed = record.get("activated_at") or record.get("created_at")
+    entry["deployed_at"] = deployed if isinstance(deployed, str) else None
+    entry["source"] = _source(record)
+    failed = record.get("failed")
+    if isinstance(failed, dict):
+        r.problem("release", f"the serving release {name} is marked failed "
+                             f"({failed.get('event', '?')}: {failed.get('reason', '?')})")
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def check_snapshot(r: Report, cfg: Config, path: str = state.SNAPSHOT_FILE) -> None:
+    last = state.read_json(path)
+    if not cfg.snapshots.enabled or last is None:
+        r.data["snapshot"] = None
+        return
+    when = last.get("finished") or last.get("started") or last.get("time")
+    ts = _parse_time(when)
+    snaps = last.get("snapshots") if isinstance(last.get("snapshots"), list) else []
+    ids = [s.get("snapshot_id") for s in snaps if isinstance(s, dict) and isinstance(s.get("snapshot_id"), str)]
+    ids += [s for s in snaps if isinstance(s, str)]
+    freeze = last.get("freeze_ms")
+    error = last.get("error") if isinstance(last.get("error"), str) else None
+    ok = last.get("ok") if isinstance(last.get("ok"), bool) else error is None
+    entry = {"time": iso(ts) if ts else None,
+             "age_hours": round((time.time() - ts) / 3600, 1) if ts else None,
+             "ok": ok, "snapshot_ids": ids,
+             "freeze_ms": freeze if isinstance(freeze, (int, float)) and not isinstance(freeze, bool) else None,
+             "error": error}
+    r.data["snapshot"] = entry
+    if not ok:
+        r.problem("snapshot", f"the last snapshot run failed: {error or 'see journalctl -u bingo-host-snapshot'}")
+    period = SNAPSHOT_PERIOD_HOURS.get(cfg.snapshots.schedule)
+    if ok and period and entry["age_hours"] is not None and entry["age_hours"] > 2 * period + 1:
+        r.problem("snapshot", f"the last snapshot is {entry['age_hours']:.0f} h old "
+                              f"(schedule {cfg.snapshots.schedule})", "warning")
+
+
+def cert_not_after(path: str) -> float:
+    """notAfter of the first certificate in a PEM file, as a POSIX time."""
+    import ssl
+
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is not None:
+        return ssl.cert_time_to_seconds(decode(path)["notAfter"])
+    out = subp.run(["openssl", "x509", "-enddate", "-noout", "-in", path], timeout=10).stdout
+    return ssl.cert_time_to_seconds(out.strip().partition("=")[2])
+
+
+def check_certificate(r: Report, cfg: Config) -> bool:
+    """Returns whether HTTPS is on (a certificate exists for the HTTPS domain)."""
+    domain = state.https_domain(cfg)
+    if domain is None:
+        r.data["certificate"] = None
+        return False
+    path = state.cert_path(domain)
+    entry = {"domain": domain, "path": path, "not_after": None, "days_left": None}
+    r.data["certificate"] = entry
+    if not os.path.exists(path):
+        r.problem("certificate", f"HTTPS is configured for {domain} but {path} is missing: "
+                                 "run `bingo-host enable-https`")
+        return False
+    try:
+        not_after = cert_not_after(path)
+    except Exception as exc:
+        r.problem("certificate", f"cannot read {path}: {exc}")
+        return True
+    days = (not_after - time.time()) / 86400
+    entry.update(not_after=iso(not_after), days_left=round(days, 1))
+    if days < 0:
+        r.problem("certificate", f"the certificate for {domain} expired {-days:.0f} days ago")
+    elif days < CERT_WARN_DAYS:
+        r.problem("certificate", f"the certificate for {domain} expires in {days:.0f} days: renewal is "
+                                 f"failing (journalctl -u {layout.RENEW_UNIT})", "warning")
+    return True

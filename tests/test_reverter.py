@@ -1,0 +1,122 @@
+"""ops.reverter on real files in a temporary directory, with a stand-in `nginx` on PATH whose
+`-t` passes or fails: a rejected configuration is put back byte for byte (modes, symlinks, absent
+files too) and owes no reload; an accepted one stays written and owes one."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from bingo_host import layout
+from bingo_host.config import Config
+from bingo_host.converge.engine import Context
+from bingo_host.errors import BingoHostError
+from bingo_host.facts import platforms
+from bingo_host.facts.host import HostFacts
+from bingo_host.ops import files, reverter
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """Files as nginx's would be, a pending-action directory, and an `nginx` that logs its argv
+    and exits 0 unless tmp/reject exists."""
+    monkeypatch.setattr(layout, "STATE_DIR", str(tmp_path / "state"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    nginx = bin_dir / "nginx"
+    nginx.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/nginx.log\n'
+                     f'[ -e {tmp_path}/reject ] || exit 0\n'
+                     'echo "nginx: [emerg] unknown directive \\"brokn\\"" >&2\nexit 1\n')
+    nginx.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    files.write_atomic(etc / "site.conf", b"server { listen 80; }\n", 0o640)
+    files.write_atomic(etc / "nginx.conf", b"events {}\n\x00binary\n", 0o644)
+    os.symlink("../sites-available/default", etc / "default")
+    paths = {name: str(etc / name) for name in ("site.conf", "nginx.conf", "default", "new.conf")}
+    return tmp_path, paths
+
+
+def context(dry_run=False) -> Context:
+    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+                   dry_run=dry_run, echo=lambda _: None)
+
+
+def state(paths: dict[str, str]) -> dict:
+    """Every path's bytes and mode, symlink target, or absence."""
+    out = {}
+    for name, path in paths.items():
+        if os.path.islink(path):
+            out[name] = ("link", os.readlink(path))
+        elif os.path.exists(path):
+            with open(path, "rb") as f:
+                out[name] = ("file", f.read(), stat.S_IMODE(os.stat(path).st_mode))
+        else:
+            out[name] = None
+    return out
+
+
+def vandalise(paths: dict[str, str]) -> None:
+    files.write_atomic(paths["site.conf"], b"brokn;\n", 0o600)
+    os.chmod(paths["nginx.conf"], 0o600)  # same bytes, other mode
+    os.unlink(paths["default"])
+    files.write_atomic(paths["new.conf"], b"server {}\n", 0o644)
+
+
+def test_a_rejected_configuration_is_put_back_and_owes_no_reload(host):
+    tmp, paths = host
+    before = state(paths)
+    (tmp / "reject").touch()
+    ctx = context()
+    with pytest.raises(BingoHostError, match='nginx -t rejected(.|\n)*unknown directive "brokn"'):
+        with reverter.writing(ctx, paths.values()):
+            vandalise(paths)
+    assert (tmp / "nginx.log").read_text() == "-t -q\n"
+    assert state(paths) == before
+    assert not ctx.pending(reverter.RELOAD)
+
+
+def test_an_accepted_configuration_stays_and_owes_a_reload(host):
+    tmp, paths = host
+    ctx = context()
+    with reverter.writing(ctx, paths.values()):
+        vandalise(paths)
+        written = state(paths)
+    assert (tmp / "nginx.log").read_text() == "-t -q\n"
+    assert state(paths) == written and written["site.conf"] == ("file", b"brokn;\n", 0o600)
+    assert ctx.pending(reverter.RELOAD)  # paid by reverter.serve, now or by the next run
+
+
+def test_a_failed_write_is_put_back_without_testing(host):
+    tmp, paths = host
+    before = state(paths)
+    ctx = context()
+    with pytest.raises(OSError):
+        with reverter.writing(ctx, paths.values()):
+            vandalise(paths)
+            raise OSError("disk full")
+    assert not (tmp / "nginx.log").exists()
+    assert state(paths) == before and not ctx.pending(reverter.RELOAD)
+
+
+def test_dry_run_neither_tests_nor_owes(host):
+    tmp, paths = host
+    ctx = context(dry_run=True)
+    with reverter.writing(ctx, paths.values()):
+        pass
+    assert not (tmp / "nginx.log").exists() and not ctx.pending(reverter.RELOAD)
+
+
+def test_backup_restores_only_what_changed(host):
+    _, paths = host
+    before = state(paths)
+    backup = reverter.Backup(paths.values())
+    untouched = os.stat(paths["nginx.conf"]).st_ino
+    vandalise(paths)
+    os.chmod(paths["nginx.conf"], 0o644)  # back as it was: not rewritten
+    assert sorted(backup.restore()) == sorted(paths[n] for n in ("site.conf", "default", "new.conf"))
+    assert state(paths) == before and os.stat(paths["nginx.conf"]).st_ino == untouched
+    assert backup.restore() == []
