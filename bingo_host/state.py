@@ -5,6 +5,7 @@ Cheap to import (json, os only): `status` and `bootstrap` read these on every ru
     https.json          what `enable-https` set up: {"domain", "email", "server", "issued_at"}
     last-snapshot.json  the last `bingo-host snapshot` run (written by snapshot/run.py)
     deploy.json         the deployment in progress or the last one (written by deploy/)
+    mkfs-in-progress    the device, filesystem and UUID of a mkfs under way (the volume step)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import layout
 HTTPS_FILE = f"{layout.STATE_DIR}/https.json"
 SNAPSHOT_FILE = f"{layout.STATE_DIR}/last-snapshot.json"
 DEPLOY_FILE = f"{layout.STATE_DIR}/deploy.json"
+MKFS_FILE = f"{layout.STATE_DIR}/mkfs-in-progress"  # a mkfs under way (the volume step)
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 
 
@@ -31,10 +33,11 @@ def read_json(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_json(path: str, data: dict[str, Any], owner: str | None = None, group: str | None = None) -> None:
+def write_json(path: str, data: dict[str, Any], owner: str | None = None, group: str | None = None,
+               mode: int = 0o644) -> None:
     from .ops.files import write_atomic
 
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644, owner, group)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode, owner, group)
 
 
 def cert_path(domain: str, name: str = "fullchain.pem") -> str:

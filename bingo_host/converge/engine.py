@@ -4,6 +4,11 @@ Each step module exposes ``NAME`` and ``converge(ctx)``. A step reads the host's
 plain reads and probes, and routes every change through ``ctx.change(description, fn)``: in
 --dry-run the description is reported and fn is not called, so dry-run and idempotence come
 from the same code. ``converge`` returns why nothing was needed (shown when unchanged).
+
+Steps share nothing but the host itself and what the context carries: the resolved config, the
+host's facts (read again after a step changed the host), the secrets, and owed actions (a
+written file's ``on_change``, kept as a marker under /var/lib/bingo-host/pending/ until the step
+that owns the service pays it, so a run killed in between is healed by the next one).
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Bootstrap steps: each module has NAME and converge(ctx); see bingo_host/converge.py."""
+"""Bootstrap steps, one module per concern: NAME and converge(ctx), which reads the host and
+routes every change through ctx.change (see engine.py)."""

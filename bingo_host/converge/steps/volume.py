@@ -10,21 +10,18 @@ xfs superblock behind; an interrupted mkfs.ext4 leaves nothing blkid recognises)
 
 from __future__ import annotations
 
-import json
 import os
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from ...facts import blockdev
-
-from ...ops import service
-from ...ops import files, fstab
-from ... import layout, subp
+from ... import state, subp
 from ...errors import BingoHostError, CommandError
+from ...facts import blockdev
+from ...ops import fstab, service
 
 NAME = "volume"
 
-MKFS_MARKER = f"{layout.STATE_DIR}/mkfs-in-progress"
+MKFS_MARKER = state.MKFS_FILE
 MOUNT_OPTIONS = "defaults,nofail,noatime"
 FILESYSTEMS = ("ext4", "xfs")
 LEGACY_VG, LEGACY_LV = "vg0", "mysql"  # the old CloudFormation template's LVM layout
@@ -89,15 +86,6 @@ def decide(device: str, found: dict[str, str], lvs: list[blockdev.LogicalVolume]
 
 # -- marker --------------------------------------------------------------------------------
 
-def read_marker(path: str | None = None) -> dict | None:
-    try:
-        with open(path or MKFS_MARKER) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def _clear_marker() -> None:
     try:
         os.unlink(MKFS_MARKER)
@@ -107,8 +95,8 @@ def _clear_marker() -> None:
 
 def mkfs(device: str, fstype: str, label: str, fs_uuid: str, force: bool = False) -> None:
     """Format device, recording the attempt first so an interrupted run can finish it."""
-    files.write_atomic(MKFS_MARKER, json.dumps(
-        {"device": device, "fstype": fstype, "label": label, "uuid": fs_uuid}) + "\n", 0o600)
+    state.write_json(MKFS_MARKER, {"device": device, "fstype": fstype, "label": label, "uuid": fs_uuid},
+                     mode=0o600)
     if fstype == "ext4":
         argv = ["mkfs.ext4", "-q", "-L", label, "-U", fs_uuid] + (["-F"] if force else [])
     else:
@@ -136,7 +124,7 @@ def converge(ctx) -> str | None:
     device = blockdev.wait_for_device(vol.device, timeout=DEVICE_WAIT)
     found = blockdev.probe(device)
     lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
-    marker = read_marker()
+    marker = state.read_json(MKFS_MARKER)
     d = decide(device, found, lvs, vol.filesystem, vol.label, marker)
     if d.action == "refuse":
         raise BingoHostError(d.reason)
