@@ -19,7 +19,9 @@ def connect(socket: str | None = None, user: str = "root", password: str | None 
     kwargs = dict(user=user, password=password or "", connect_timeout=timeout, autocommit=True,
                   database=database, **options)
     if socket:
-        kwargs["unix_socket"] = socket
+        # TLS over a local socket protects nothing, and PyMySQL >= 2.2 would build a TLS
+        # context for every connection ("preferred" mode): ~25 ms each, on every converge.
+        kwargs.update(unix_socket=socket, ssl_disabled=True)
     else:
         kwargs.update(host=host, port=port)
     return pymysql.connect(**kwargs)
