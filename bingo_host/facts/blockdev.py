@@ -211,12 +211,8 @@ class LogicalVolume:
 
 def parse_lvs(text: str) -> list[LogicalVolume]:
     """``lvs --noheadings --separator '|' -o vg_name,lv_name,lv_path`` output."""
-    out = []
-    for line in text.splitlines():
-        parts = [p.strip() for p in line.strip().split("|")]
-        if len(parts) == 3 and parts[0] and parts[1]:
-            out.append(LogicalVolume(*parts))
-    return out
+    rows = ([p.strip() for p in line.split("|")] for line in text.splitlines())
+    return [LogicalVolume(*row) for row in rows if len(row) == 3 and row[0] and row[1]]
 
 
 def lvs() -> list[LogicalVolume]:
