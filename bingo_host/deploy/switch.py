@@ -17,7 +17,7 @@ from ..ops import files, service
 from . import DeployError, env_seconds
 from .releases import PLACEHOLDER, Paths
 
-LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (scan 3 s + reload mercy)
+LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
 
 
 def _uwsgi_processes(root: str, uid: int) -> list[tuple[int, str]]:
