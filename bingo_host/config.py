@@ -15,8 +15,8 @@ import yaml
 
 from .errors import ConfigError
 from .fields import (Check, absolute_path, boolean, choice, database_host, domain_name, email,
-                     integer, optional, or_auto, password, pattern, schedule, server_names,
-                     swap_size, type_name)
+                     integer, optional, or_auto, password, pattern, schedule, secret_source,
+                     server_names, swap_size, type_name)
 
 
 # -- schema --
@@ -53,6 +53,9 @@ class MusicBingo:
     mode: str = setting("BINGO", pattern(r"[A-Za-z][A-Za-z0-9_]{0,31}", IDENT))
     columns: int = setting(5, integer(1, 20))
     rows: int = setting(3, integer(1, 20))
+    # The app's Flask SECRET_KEY (it signs sessions and API tokens): generated once per host, or
+    # shared by every instance of an HA group from SSM / Secrets Manager.
+    secret_key: str = setting("generate", secret_source)
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,15 @@ def password(value, path) -> str:
     return value
 
 
+def secret_source(value, path) -> str:
+    """generate | ssm:NAME | secretsmanager:ID: never the secret itself."""
+    value = string(value, path)
+    if value != "generate" and not value.startswith(("ssm:", "secretsmanager:")):
+        raise ConfigError(path, "must be 'generate', 'ssm:NAME' or 'secretsmanager:ID' (the value "
+                                "itself never goes into the config file)")
+    return password(value, path)
+
+
 SIZE = re.compile(r"(\d+)\s*([MG])i?B?", re.IGNORECASE)
 
 

@@ -510,11 +510,16 @@ def test_instance_role_resources_are_restricted(name):
     resolver = Resolver(template)
     statements = _instance_statements(template)
     _, text = rendered_config(template, {})
-    password_ref = yaml.safe_load(text)["database"]["password"].removeprefix("secretsmanager:")
+    config = yaml.safe_load(text)
+    named = {value.removeprefix("secretsmanager:")
+             for value in (config["database"]["password"], config.get("musicbingo", {}).get("secret_key"))
+             if value and value.startswith("secretsmanager:")}
 
-    # The secret: only the one the config names.
+    # The secrets: exactly the ones the config names.
+    granted = set()
     for statement in _grants(statements, "secretsmanager:GetSecretValue"):
-        assert resolver.resolve(statement["Resource"]) == password_ref
+        granted.update(_as_list(resolver.resolve(statement["Resource"])))
+    assert granted == named
     # The bucket: only the deployment bucket.
     bucket = SAMPLE_PARAMETERS["BundleBucketName"]
     for action in ("s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"):
@@ -728,3 +733,13 @@ def test_ha_cloudfront_caches_static_files_but_never_the_api():
     assert api["CachePolicyId"] == caching_disabled
     assert api["OriginRequestPolicyId"] in all_viewer
     assert {"POST", "PUT", "DELETE"} <= set(api["AllowedMethods"])
+
+
+def test_ha_instances_share_one_secret_key():
+    """Tokens one instance signs must be accepted by the others behind the load balancer."""
+    template = TEMPLATES["ha.yaml"]
+    _, text = rendered_config(template, {})
+    key = yaml.safe_load(text)["musicbingo"]["secret_key"]
+    name, secret = one(template, "AWS::SecretsManager::Secret")
+    assert key == "secretsmanager:" + Resolver(template).resolve({"Ref": name})
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32

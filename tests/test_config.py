@@ -21,6 +21,8 @@ VALID = [
     ("database: {password: 'secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:bingo-AbC123'}",
      {("database", "password"): "secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:bingo-AbC123"}),
     ("database: {password: 'Correct-Horse-9-Battery'}", {("database", "password"): "Correct-Horse-9-Battery"}),
+    ("musicbingo: {secret_key: 'secretsmanager:bingo/app-secret-key'}",
+     {("musicbingo", "secret_key"): "secretsmanager:bingo/app-secret-key"}),
     ("swap: {size: 512M}", {("swap", "size"): 512}),
     ("swap: {size: 2G}", {("swap", "size"): 2048}),
     ("swap: {size: 0}", {("swap", "size"): 0}),
@@ -56,6 +58,9 @@ def test_defaults_match_the_documented_interface():
 
 INVALID = [
     # (yaml, field named in the error, words the reason must contain)
+    ("musicbingo: {secret_key: 'Correct-Horse-9-Battery'}", "musicbingo.secret_key",
+     "never goes into the config file"),
+    ("musicbingo: {secret_key: 'ssm:bad name'}", "musicbingo.secret_key", "ssm:"),
     ("nonsense: 1", "nonsense", "unknown key"),
     ("app: {nme: x}", "app.nme", "unknown key"),
     ("app: [1, 2]", "app", "expected a mapping"),

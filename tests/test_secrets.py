@@ -99,3 +99,22 @@ def test_unreadable_secret_fails_clearly_and_changes_nothing(bootstrapped, moto_
     assert result.returncode == 1
     assert "secrets" in result.stdout and "ParameterNotFound" in result.stdout
     assert host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").sha256sum == before
+
+
+def test_secret_key_shared_from_secrets_manager(bootstrapped, moto_server, restore_generated_password):
+    """HA instances read one secret_key (a plain generated secret), so tokens signed by one
+    instance are accepted by the others; it reaches bingo.ini and no log."""
+    host = bootstrapped.host
+    key = "SharedKey7f3a9e1c5b2d8a4e6f0c9b3d"
+    arn = client(moto_server, "secretsmanager").create_secret(Name="bingo-app-secret-key",
+                                                             SecretString=key)["ARN"]
+    host.put_file(CONFIG, host_config(bootstrapped.volume.device,
+                                      musicbingo={"secret_key": f"secretsmanager:{arn}"}), mode=0o600)
+    result = host.run(["/usr/local/bin/bingo-host", "-v", "bootstrap"], env=aws_env(moto_server),
+                      check=False, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"secret_key from secretsmanager:{arn}" in result.stdout
+    assert key not in result.stdout + result.stderr
+    ini = host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").content_string
+    assert f"secret_key = {key}\n" in ini
+    assert key not in host.testinfra.run("journalctl --no-pager -o cat").stdout

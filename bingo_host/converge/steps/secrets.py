@@ -18,18 +18,20 @@ def _generated(ctx, path: str, what: str) -> str:
     return value
 
 
-def converge(ctx) -> str:
-    source = ctx.cfg.database.password
+def _from(ctx, source: str, path: str, what: str) -> tuple[str, str]:
+    """(value, where it came from) for generate | ssm:... | secretsmanager:... | a literal."""
     if source == "generate":
-        ctx.secrets["app_password"] = _generated(ctx, layout.PASSWORD_FILE, "app password")
-        where = layout.PASSWORD_FILE
-    elif is_reference(source):
-        ctx.secrets["app_password"] = secrets.fetch(source)
-        where = source
-    else:
-        ctx.secrets["app_password"] = source
-        where = "the config file"
-    ctx.secrets["secret_key"] = _generated(ctx, layout.SECRET_KEY_FILE, "app's secret_key")
+        return _generated(ctx, path, what), path
+    if is_reference(source):
+        return secrets.fetch(source), source
+    return source, "the config file"
+
+
+def converge(ctx) -> str:
+    ctx.secrets["app_password"], where = _from(ctx, ctx.cfg.database.password, layout.PASSWORD_FILE,
+                                               "app password")
+    ctx.secrets["secret_key"], key_from = _from(ctx, ctx.cfg.musicbingo.secret_key,
+                                                layout.SECRET_KEY_FILE, "app's secret_key")
     if ctx.cfg.database.local:
         ctx.secrets["backup_password"] = _generated(ctx, layout.BACKUP_PASSWORD_FILE, "backup password")
-    return f"app password from {where}"
+    return f"app password from {where}, secret_key from {key_from}"
