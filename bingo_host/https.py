@@ -42,6 +42,7 @@ from .facts.packages import installed
 from .facts.platforms import Platform
 from .ops import packages, reverter, service
 from .ops.lock import host_lock
+from .render import DAEMON_RELOAD, RELOAD_NGINX
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"
@@ -250,7 +251,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
                 f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
 
         ctx = engine.make_context(cfg, echo=echo, tls_domain=req.domain)
-        nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == reverter.RELOAD]
+        nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
         try:
             with reverter.writing(ctx, [state.HTTPS_FILE] + [mf.path for mf in nginx_files]):
                 state.write_json(state.HTTPS_FILE, {
@@ -267,7 +268,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
         renew_units = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
         if [mf for mf in renew_units if ctx.ensure_file(mf)]:
             ctx.change("systemctl daemon-reload", service.daemon_reload)
-            ctx.done(renew_units[0].on_change)  # "daemon-reload", owed since the write
+            ctx.done(DAEMON_RELOAD)  # owed since the write
         if ctx.changes:
             echo("changed: " + "; ".join(ctx.changes))
 

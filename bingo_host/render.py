@@ -15,6 +15,17 @@ from .config import Config
 from .facts.host import HostFacts, resolve
 from .facts.platforms import Platform
 
+# What writing a managed file owes (its on_change), named once: the engine records it as pending
+# when it writes the file, and the step that owns the service pays it.
+RELOAD_APP = "reload app"
+RELOAD_NGINX = "reload nginx"
+DAEMON_RELOAD = "daemon-reload"
+
+
+def restart(service: str) -> str:
+    return f"restart {service}"
+
+
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"
 
@@ -26,7 +37,7 @@ class ManagedFile:
     mode: int
     owner: str
     group: str
-    on_change: str | None  # "reload nginx", "restart mariadb", ... or None
+    on_change: str | None  # RELOAD_NGINX, restart("mariadb"), ... or None
     template: str
     secret: bool = False  # never show its content in a diff or log
 
@@ -100,34 +111,34 @@ def render_all(
     unit = f"{layout.SYSTEMD_DIR}/{{}}"
     wanted = [
         # template, path, mode, owner, group, on_change, secret
-        ("bingo.ini", f"{root}/shared/bingo.ini", 0o640, user, user, "reload app", True),
+        ("bingo.ini", f"{root}/shared/bingo.ini", 0o640, user, user, RELOAD_APP, True),
         ("placeholder.html", f"{root}/placeholder/build/index.html", 0o644, "root", "root", None, False),
         ("nginx-site.conf", f"{platform.nginx_conf_d}/{cfg.app.name}.conf", 0o644, "root", "root",
-         "reload nginx", False),
+         RELOAD_NGINX, False),
         ("uwsgi-emperor.service", unit.format(f"{layout.UWSGI_SERVICE}.service"), 0o644, "root", "root",
-         f"restart {layout.UWSGI_SERVICE}", False),
+         restart(layout.UWSGI_SERVICE), False),
         ("uwsgi-vassal.ini", layout.vassal_file(cfg.app.name), 0o644, "root", "root", None, False),
         ("certbot-renew.service", unit.format(f"{layout.RENEW_UNIT}.service"), 0o644, "root", "root",
-         "daemon-reload", False),
+         DAEMON_RELOAD, False),
         ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",
-         "daemon-reload", False),
+         DAEMON_RELOAD, False),
     ]
     if platform.nginx_main_conf:
-        wanted.append(("nginx-main.conf", platform.nginx_main_conf, 0o644, "root", "root", "reload nginx",
+        wanted.append(("nginx-main.conf", platform.nginx_main_conf, 0o644, "root", "root", RELOAD_NGINX,
                        False))
     if cfg.database.local:
         wanted += [
             ("mariadb-server.cnf", f"{platform.mariadb_conf_d}/zz-bingo-host.cnf", 0o644, "root", "root",
-             f"restart {platform.mariadb_service}", False),
+             restart(platform.mariadb_service), False),
             ("mariadb-mount.conf", unit.format(f"{platform.mariadb_service}.service.d/bingo-host.conf"),
-             0o644, "root", "root", f"restart {platform.mariadb_service}", False),
+             0o644, "root", "root", restart(platform.mariadb_service), False),
         ]
     if cfg.snapshots.enabled:
         wanted += [
             ("snapshot.service", unit.format(f"{layout.SNAPSHOT_UNIT}.service"), 0o644, "root", "root",
-             "daemon-reload", False),
+             DAEMON_RELOAD, False),
             ("snapshot.timer", unit.format(f"{layout.SNAPSHOT_UNIT}.timer"), 0o644, "root", "root",
-             "daemon-reload", False),
+             DAEMON_RELOAD, False),
         ]
     env = _environment()
     return [
@@ -142,5 +153,5 @@ def health_module() -> ManagedFile:
     a copy of the module's source, since the app's interpreter cannot import bingo-host."""
     source = Path(__file__).with_name("health_wsgi.py").read_text()
     return ManagedFile(path=f"{layout.HEALTH_WSGI_DIR}/{layout.HEALTH_MODULE}.py", content=source,
-                       mode=0o644, owner="root", group="root", on_change="reload app",
+                       mode=0o644, owner="root", group="root", on_change=RELOAD_APP,
                        template="health_wsgi.py")

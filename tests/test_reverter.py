@@ -16,6 +16,7 @@ from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.ops import files, reverter
+from bingo_host.render import RELOAD_NGINX
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_a_rejected_configuration_is_put_back_and_owes_no_reload(host):
             vandalise(paths)
     assert (tmp / "nginx.log").read_text() == "-t -q\n"
     assert state(paths) == before
-    assert not ctx.pending(reverter.RELOAD)
+    assert not ctx.pending(RELOAD_NGINX)
 
 
 def test_an_accepted_configuration_stays_and_owes_a_reload(host):
@@ -87,7 +88,7 @@ def test_an_accepted_configuration_stays_and_owes_a_reload(host):
         written = state(paths)
     assert (tmp / "nginx.log").read_text() == "-t -q\n"
     assert state(paths) == written and written["site.conf"] == ("file", b"brokn;\n", 0o600)
-    assert ctx.pending(reverter.RELOAD)  # paid by reverter.serve, now or by the next run
+    assert ctx.pending(RELOAD_NGINX)  # paid by reverter.serve, now or by the next run
 
 
 def test_a_failed_write_is_put_back_without_testing(host):
@@ -99,7 +100,7 @@ def test_a_failed_write_is_put_back_without_testing(host):
             vandalise(paths)
             raise OSError("disk full")
     assert not (tmp / "nginx.log").exists()
-    assert state(paths) == before and not ctx.pending(reverter.RELOAD)
+    assert state(paths) == before and not ctx.pending(RELOAD_NGINX)
 
 
 def test_dry_run_neither_tests_nor_owes(host):
@@ -107,7 +108,7 @@ def test_dry_run_neither_tests_nor_owes(host):
     ctx = context(dry_run=True)
     with reverter.writing(ctx, paths.values()):
         pass
-    assert not (tmp / "nginx.log").exists() and not ctx.pending(reverter.RELOAD)
+    assert not (tmp / "nginx.log").exists() and not ctx.pending(RELOAD_NGINX)
 
 
 def test_backup_restores_only_what_changed(host):

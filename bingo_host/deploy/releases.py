@@ -143,10 +143,10 @@ def requirement_files(app_dir: str) -> list[str]:
     return [f"{app_dir}/{n}" for n in ["requirements.txt"] + sorted(names - {"requirements.txt"})]
 
 
-def requirements_hash(release_dir: str, python_ver: str) -> str:
+def requirements_hash(reqs: list[str], python_ver: str) -> str:
     h = hashlib.sha256()
     h.update(f"python {python_ver}\n".encode())
-    for path in requirement_files(release_dir):
+    for path in reqs:
         data = Path(path).read_bytes().replace(b"\r\n", b"\n")
         h.update(f"{os.path.basename(path)} {len(data)}\n".encode())
         h.update(data)
@@ -159,7 +159,8 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
     A virtualenv is complete only once its marker exists (written after pip succeeded); an
     incomplete one (pip failed, or the process was killed) is removed and built again.
     """
-    digest = requirements_hash(release_dir, python_version(python))
+    reqs = requirement_files(release_dir)
+    digest = requirements_hash(reqs, python_version(python))
     venv = f"{paths.venvs}/{digest[:16]}"
     if os.path.exists(f"{venv}/{VENV_COMPLETE}"):
         echo(f"virtualenv: reusing {venv} (requirements unchanged, no pip run)")
@@ -171,7 +172,6 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
     echo(f"virtualenv: requirements changed, building {venv} with {python}")
     subp.run([python, "-m", "venv", venv], timeout=300)
     pip = [f"{venv}/bin/python", "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    reqs = requirement_files(release_dir)
     args = [arg for path in reqs for arg in ("-r", path)]
     echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
          "(this can take minutes)")

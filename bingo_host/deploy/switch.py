@@ -15,6 +15,7 @@ from .. import layout, subp
 from ..errors import BingoHostError
 from ..ops import files, service
 from . import DeployError, env_seconds
+from ..render import RELOAD_APP
 from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
@@ -86,7 +87,7 @@ def activate(ctx, name: str, echo=print) -> None:
         ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
         ctx.ensure_file(vassal)
         _bump_mtime(vassal.path, before)
-        ctx.done("reload app")  # what bingo.ini or the health check owed: this reload pays it
+        ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: this reload pays it
         if before is None:
             # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
             # and it must watch the vassals directory as a directory (an emperor started before

@@ -17,9 +17,9 @@ from typing import Iterable, Iterator
 from . import files, service
 from .. import subp
 from ..errors import BingoHostError, CommandError
+from ..render import RELOAD_NGINX
 
 SERVICE = "nginx.service"
-RELOAD = "reload nginx"  # the pending action render's on_change names for nginx's files
 
 
 def _saved(path: str):
@@ -71,17 +71,17 @@ def writing(ctx, paths: Iterable[str]) -> Iterator[None]:
     failure the paths are restored and the reload is no longer owed. The owed reload (a pending
     action, kept across a SIGKILL) is paid by ``serve``, by this run or the next."""
     backup = Backup(paths)
-    ctx.set_pending(RELOAD)
+    ctx.set_pending(RELOAD_NGINX)
     try:
         yield
         if not ctx.dry_run:
             config_test()
     except BaseException:
         backup.restore()
-        ctx.done(RELOAD)
+        ctx.done(RELOAD_NGINX)
         raise
 
 
 def serve(ctx) -> None:
     """nginx enabled and running; reloaded (after `nginx -t`) when a reload is owed."""
-    service.ensure_running(ctx, SERVICE, RELOAD, verb="reload", before_start=config_test)
+    service.ensure_running(ctx, SERVICE, RELOAD_NGINX, verb="reload", before_start=config_test)

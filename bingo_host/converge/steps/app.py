@@ -68,7 +68,7 @@ def converge(ctx) -> str:
     _ensure_dir(ctx, f"{root}/releases", 0o755, "root", "root")
     _ensure_dir(ctx, f"{root}/shared", 0o750, user, user)
     _ensure_dir(ctx, layout.STATE_DIR, 0o755, "root", "root")
-    for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes "reload app" (uwsgi step)
+    for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes RELOAD_APP (uwsgi step)
         ctx.ensure_file(ctx.managed(template))
     current = f"{root}/current"
     if not os.path.lexists(current):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 
 from ...ops import reverter
+from ...render import RELOAD_NGINX
 
 NAME = "nginx"
 
 
 def converge(ctx) -> str:
     site = ctx.managed("nginx-site.conf")
-    ours = [mf for mf in ctx.managed_files() if mf.on_change == reverter.RELOAD]
+    ours = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
     default_site = ctx.platform.nginx_default_site
     stale = [mf for mf in ours if ctx.differs(mf)]
     stale_default = bool(default_site) and os.path.lexists(default_site)

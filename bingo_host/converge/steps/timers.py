@@ -10,10 +10,10 @@ from ... import layout, subp
 from ...facts import systemd
 from ...ops import service
 from ...errors import BingoHostError, CommandError
+from ...render import DAEMON_RELOAD
 
 NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
-DAEMON_RELOAD = "daemon-reload"  # the on_change of the unit files
 UNITS = [f"{layout.SYSTEMD_DIR}/{layout.SNAPSHOT_UNIT}.service", f"{layout.SYSTEMD_DIR}/{TIMER}"]
 
 

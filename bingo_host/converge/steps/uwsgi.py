@@ -12,13 +12,13 @@ import glob
 import os
 import re
 
-from ... import layout, subp
+from ... import layout, render, subp
+from ...render import RELOAD_APP
 
 from ...ops import service
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
-RELOAD_APP = "reload app"  # the on_change of bingo.ini and bingo_health.py
 
 
 def installed_pyuwsgi(venv: str) -> str | None:
@@ -33,7 +33,7 @@ def installed_pyuwsgi(venv: str) -> str | None:
 def converge(ctx) -> str:
     venv = layout.UWSGI_VENV
     wanted_version = layout.PYUWSGI_REQUIREMENT.split("==")[1]
-    restart = f"restart {layout.UWSGI_SERVICE}"
+    restart = render.restart(layout.UWSGI_SERVICE)
     if not os.path.exists(f"{venv}/bin/python"):
         ctx.change(f"create virtualenv {venv}",
                    lambda: subp.run([ctx.platform.python, "-m", "venv", venv], timeout=300))
