@@ -73,11 +73,12 @@ def config_check(opts: Options, as_json, platform_name):
     """Validate the config and print it with defaults filled in and 'auto' resolved for this
     host (secrets masked)."""
     from .facts import platforms
-    from .config import to_dict
+    from .config import check_on_host, to_dict
     from .errors import ConfigError
     from .facts.host import host_facts, resolve
 
     cfg = opts.load_config()
+    check_on_host(cfg)
     try:
         platform = platforms.get(platform_name or cfg.platform)
     except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
@@ -104,9 +105,11 @@ def render(opts: Options, out_dir: Path, platform_name):
     from .ops import files
     from .facts import platforms
     from .facts.host import host_facts
+    from .config import check_on_host
     from .render import render_all
 
     cfg = opts.load_config()
+    check_on_host(cfg)
     platform = platforms.get(platform_name or cfg.platform)
     managed = render_all(cfg, platform, host_facts(cfg))
     manifest = []

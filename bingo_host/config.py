@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .fields import (Check, absolute_path, boolean, choice, database_host, domain_name, email,
-                     integer, optional, or_auto, password, pattern, schedule, secret_source,
-                     server_names, swap_size, type_name)
+from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
+                     clip, database_host, domain_name, email, integer, not_in, not_system_user,
+                     optional, or_auto, owned_dir, password, pattern, schedule, secret_source,
+                     server_names, shown, swap_size, systemd_calendar, type_name, within)
 
 
 # -- schema --
@@ -34,12 +35,12 @@ IDENT = "only letters, digits and _ are allowed"
 
 @dataclass(frozen=True)
 class App:
-    name: str = setting("music-bingo", pattern(
+    name: str = setting("music-bingo", not_system_user(pattern(
         r"[a-z][a-z0-9-]{0,30}[a-z0-9]", "lower-case letters, digits and '-', 2 to 32 characters, "
-                                         "starting with a letter"))
-    root: str = setting("/var/www/music-bingo", absolute_path)
-    user: str = setting("auto", or_auto(pattern(
-        r"[a-z_][a-z0-9_-]{0,31}", "must be a user name (lower-case letters, digits, '_' and '-')")))
+                                         "starting with a letter")))
+    root: str = setting("/var/www/music-bingo", owned_dir("/var/lib/mysql"))
+    user: str = setting("auto", or_auto(not_system_user(pattern(
+        r"[a-z_][a-z0-9_-]{0,31}", "must be a user name (lower-case letters, digits, '_' and '-')"))))
     server_name: tuple[str, ...] = setting(("_",), server_names)
     processes: int | str = setting("auto", or_auto(integer(1, 64)))
     health_path: str = setting("/api/health", pattern(
@@ -62,8 +63,10 @@ class MusicBingo:
 class Database:
     host: str = setting("localhost", database_host)
     port: int = setting(3306, integer(1, 65535))
-    name: str = setting("bingo", pattern(r"[A-Za-z0-9_]{1,64}", IDENT))
-    user: str = setting("bingoapp", pattern(r"[A-Za-z0-9_]{1,32}", IDENT))
+    name: str = setting("bingo", not_in(DB_SYSTEM_SCHEMAS, "a MariaDB system schema", pattern(
+        r"[A-Za-z0-9_]{1,64}", IDENT)))
+    user: str = setting("bingoapp", not_in(DB_SYSTEM_USERS, "a MariaDB account bingo-host does not "
+                                                          "own", pattern(r"[A-Za-z0-9_]{1,32}", IDENT)))
     password: str = setting("generate", password)
 
     @property
@@ -73,9 +76,8 @@ class Database:
 
 @dataclass(frozen=True)
 class Volume:
-    device: str = setting("/dev/sdf", pattern(
-        r"/dev/(?!.*\.\.)[A-Za-z0-9/_.:-]+", "must be a device path under /dev"))
-    mountpoint: str = setting("/var/lib/mysql", absolute_path)
+    device: str = setting("/dev/sdf", block_device)
+    mountpoint: str = setting("/var/lib/mysql", owned_dir())
     filesystem: str = setting("ext4", choice("ext4", "xfs"))
     label: str = setting("bingo-db", pattern(
         r"[A-Za-z0-9_-]{1,12}", "1 to 12 letters, digits, '_' or '-' (the longest label both "
@@ -120,7 +122,8 @@ def _build(cls, data: Any, path: str):
     known = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in known:
-            where = f"{path}.{key}" if path else str(key)
+            key = clip(key) if isinstance(key, str) else shown(key)
+            where = f"{path}.{key}" if path else key
             raise ConfigError(where, f"unknown key (expected one of: {', '.join(known)})")
     values = {}
     for name, f in known.items():
@@ -134,40 +137,106 @@ def _build(cls, data: Any, path: str):
     return cls(**values)
 
 
+def _check_across(cfg: Config) -> Config:
+    """What no single field can see: the data volume and the app tree must not overlap (the
+    volume would hide the releases, or bootstrap would chown MariaDB's files to the app)."""
+    root, mountpoint = cfg.app.root, cfg.volume.mountpoint
+    if within(root, mountpoint) or within(mountpoint, root):
+        raise ConfigError("volume.mountpoint", f"{mountpoint} overlaps app.root {root}: the data "
+                                               "volume and the app need separate trees")
+    return cfg
+
+
+MAX_BYTES = 64 * 1024  # a full config with comments is ~3 KiB
+MAX_DEPTH = 8  # a config needs four: the file, a section, a list, its items
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
+    """SafeLoader that rejects duplicate and unhashable keys, aliases and deep nesting.
+
+    Aliases are refused outright rather than counted: the config is a few flat sections, so no
+    honest file needs one, while each alias can multiply the data ("billion laughs": 340 bytes
+    became hundreds of MB). Nesting is capped so the recursive composer cannot overflow.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed: write the value out", event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # a list or mapping as a key
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node, deep=False):
+        # Built deep, at once: a constructor that trips on its input (2001-13-45, !!bool x, an
+        # int beyond Python's 4300 digits) fails here, where its node is known.
+        try:
+            return super().construct_object(node, deep=True)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark) from None
+
 
 def load_config_text(text: str, source: str = "<string>") -> Config:
+    if len(text) > MAX_BYTES:
+        raise ConfigError(source, f"larger than {MAX_BYTES // 1024} KiB: not a bingo-host config")
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        problem = problem if len(problem) <= 200 else problem[:200] + "..."
         raise ConfigError(source, f"not valid YAML{where}: {problem}") from exc
-    return _build(Config, data, "")
+    return _check_across(_build(Config, data, ""))
 
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no further: the path may be /dev/zero
     except FileNotFoundError:
         raise ConfigError(str(path), "config file not found") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(str(path), f"larger than {MAX_BYTES // 1024} KiB: not a bingo-host config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start})") from None
     return load_config_text(text, str(path))
+
+
+def check_on_host(cfg: Config) -> None:
+    """The checks that ask this host's tools (by `config check` and `render`; bootstrap asks again
+    before it writes the timer)."""
+    systemd_calendar(cfg.snapshots.schedule, "snapshots.schedule")
 
 
 def is_reference(secret: str) -> bool:

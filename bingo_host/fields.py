@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
 from typing import Any, Callable
 
+from . import subp
 from .errors import ConfigError
+from .facts.platforms import PLATFORMS
+from .layout import BACKUP_DB_USER
+from .secrets import reference_problem
 
 Check = Callable[[Any, str], Any]
 
@@ -17,10 +22,24 @@ def type_name(value: Any) -> str:
             dict: "a mapping", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def clip(text: str) -> str:
+    """At most 60 characters of text for an error message (a hostile file's value can be
+    megabytes long)."""
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it (clipped); a key as it names a field (unquoted)."""
+    try:
+        return clip(repr(value))
+    except ValueError:  # an integer beyond Python's str() digit limit
+        return "a very long number"
+
+
 def choice(*options: str) -> Check:
     def check(value, path):
         if value not in options:
-            raise ConfigError(path, f"must be one of {', '.join(options)} (got {value!r})")
+            raise ConfigError(path, f"must be one of {', '.join(options)} (got {shown(value)})")
         return value
     return check
 
@@ -30,7 +49,7 @@ def integer(lo: int, hi: int) -> Check:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, f"expected an integer, got {type_name(value)}")
         if not lo <= value <= hi:
-            raise ConfigError(path, f"must be between {lo} and {hi} (got {value})")
+            raise ConfigError(path, f"must be between {lo} and {hi} (got {shown(value)})")
         return value
     return check
 
@@ -89,16 +108,105 @@ def absolute_path(value, path) -> str:
     return "/" + "/".join(segments)
 
 
+# The OS's own trees: nothing bingo-host manages goes at or under them (/lib* counts too).
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/run",
+                "/var/run", "/var/lock")
+# Shared directories: a parent of ours at most, never ours (bootstrap chowns and chmods its
+# directories, and a volume mounted on one hides what the system keeps there).
+SYSTEM_DIRS = ("/tmp", "/var", "/var/lib", "/var/tmp", "/var/log", "/var/cache", "/var/spool",
+               "/var/mail", "/var/www", "/var/opt", "/var/local", "/var/backups", "/home", "/root",
+               "/opt", "/srv", "/mnt", "/media")
+
+
+def within(child: str, parent: str) -> bool:
+    """child is parent or lies under it (both normalised absolute paths)."""
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+def owned_dir(*reserved: str) -> Check:
+    """An absolute path bingo-host may own: not a system directory, nothing under the OS's own
+    trees, nor under the reserved trees given."""
+    def check(value, path):
+        value = absolute_path(value, path)
+        top = "/" + value.split("/")[1]
+        tree = top if top.startswith("/lib") else next(
+            (t for t in SYSTEM_TREES + reserved if within(value, t)), None)
+        if tree:
+            raise ConfigError(path, f"{value} {'is' if value == tree else 'is inside'} {tree}, "
+                                    "which belongs to the system")
+        if value in SYSTEM_DIRS:
+            raise ConfigError(path, f"{value} is a system directory: name a directory of its own "
+                                    f"under it (such as {value}/music-bingo)")
+        return value
+    return check
+
+
+_BLOCK_DEVICE = re.compile(
+    r"/dev/(?:(?:sd|xvd|vd)[a-z]{1,3}[0-9]{0,3}|nvme[0-9]{1,3}n[0-9]{1,3}(?:p[0-9]{1,3})?"
+    r"|loop[0-9]{1,4}|mapper/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,126}"
+    r"|disk/by-(?:id|uuid|label|path|partuuid|partlabel)/[A-Za-z0-9_+:@=-][A-Za-z0-9_.+:@=-]{0,254})")
+
+
+def block_device(value, path) -> str:
+    """A disk's name under /dev (/dev/shm/x or /dev/tty are files there too, but no disk)."""
+    value = string(value, path)
+    if not _BLOCK_DEVICE.fullmatch(value):
+        raise ConfigError(path, "must be a block device under /dev such as /dev/sdf, /dev/xvdf, "
+                                "/dev/nvme1n1, /dev/loop0 or /dev/disk/by-id/NAME")
+    return value
+
+
+# Accounts the app must never run as, nor create under its name: root, the platforms' nginx and
+# MariaDB users (the app would own their files), and the usual system accounts.
+SYSTEM_USERS = frozenset(
+    {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+     "backup", "list", "irc", "gnats", "nobody", "adm", "operator", "halt", "shutdown", "ftp",
+     "sshd", "messagebus", "dbus", "polkitd", "chrony", "_chrony", "_apt", "tss", "rpc", "rpcuser",
+     "postfix", "ssm-user", "ec2-instance-connect", "cwagent"}
+    | {name for p in PLATFORMS.values() for name in (p.mariadb_user, p.nginx_user, p.nginx_group)})
+
+
+def not_system_user(inner: Check) -> Check:
+    def check(value, path):
+        value = inner(value, path)
+        if value in SYSTEM_USERS or value.startswith("systemd-"):
+            raise ConfigError(path, f"{value!r} is a system account: the app needs a user of its own")
+        return value
+    return check
+
+
+# MariaDB's own accounts and schemas: granting the app ALL on `mysql` would let it write grants.
+DB_SYSTEM_USERS = frozenset({"root", "mysql", "public", BACKUP_DB_USER})
+DB_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+
+
+def not_in(reserved: frozenset[str], what: str, inner: Check) -> Check:
+    def check(value, path):
+        value = inner(value, path)
+        if value.lower() in reserved:
+            raise ConfigError(path, f"{value!r} is {what}")
+        return value
+    return check
+
+
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 
 
 def _is_ip(value: str) -> bool:
+    """An IPv4 dotted quad or an IPv6 address without a scope id ('%eth0': anything may follow
+    the '%', a ';' and an nginx directive too)."""
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    return True
+    return getattr(address, "scope_id", None) is None
+
+
+def _is_hostname(value: str) -> bool:
+    """RFC 1123 letters, digits and '-' labels; an all-digit last label would be a mistyped
+    address such as 10.0.0 or 300.1.1.1, not a name (RFC 3696 section 2)."""
+    return bool(HOSTNAME.fullmatch(value)) and not value.rsplit(".", 1)[-1].isdigit()
 
 
 def domain_name(value, path) -> str:
@@ -106,7 +214,7 @@ def domain_name(value, path) -> str:
     value = string(value, path).lower().rstrip(".")
     if _is_ip(value):
         raise ConfigError(path, "must be a host name, not an IP address")
-    if not HOSTNAME.fullmatch(value) or "." not in value:
+    if not _is_hostname(value) or "." not in value:
         raise ConfigError(path, "must be a fully qualified host name (letters, digits, '-' and dots)")
     return value
 
@@ -120,8 +228,8 @@ def server_names(value, path) -> tuple[str, ...]:
     for i, item in enumerate(items):
         item = string(item, f"{path}[{i}]") if not isinstance(value, str) else item
         bare = item[2:] if item.startswith("*.") else item
-        if item != "_" and not (HOSTNAME.fullmatch(bare) or _is_ip(item)):
-            raise ConfigError(path, f"{item!r} is not '_' or a host name")
+        if item != "_" and not (_is_hostname(bare) or _is_ip(item)):
+            raise ConfigError(path, f"{shown(item)} is not '_' or a host name")
         names.append(item.lower())
     if "_" in names and len(names) > 1:
         raise ConfigError(path, "'_' must stand alone")
@@ -130,8 +238,8 @@ def server_names(value, path) -> tuple[str, ...]:
 
 def database_host(value, path) -> str:
     value = string(value, path)
-    if not (HOSTNAME.fullmatch(value) or _is_ip(value)):
-        raise ConfigError(path, "must be a host name or an IP address")
+    if not (_is_hostname(value) or _is_ip(value)):
+        raise ConfigError(path, "must be a host name or an IP address (no IPv6 scope id)")
     return value
 
 
@@ -143,13 +251,10 @@ def password(value, path) -> str:
     value = string(value, path)
     if value == "generate":
         return value
-    if value.startswith("ssm:"):
-        if not re.fullmatch(r"ssm:(arn:[A-Za-z0-9:/_.-]+|/?[A-Za-z0-9_.\-/]{1,2048})", value):
-            raise ConfigError(path, "ssm: must be followed by a parameter name or ARN")
-        return value
-    if value.startswith("secretsmanager:"):
-        if not re.fullmatch(r"secretsmanager:[A-Za-z0-9/_+=.@:!-]{1,2048}", value):
-            raise ConfigError(path, "secretsmanager: must be followed by a secret name or ARN")
+    if value.startswith(("ssm:", "secretsmanager:")):
+        problem = reference_problem(value)
+        if problem:
+            raise ConfigError(path, problem)
         return value
     if not PASSWORD_CHARS.fullmatch(value):
         raise ConfigError(
@@ -175,6 +280,8 @@ def swap_size(value, path) -> int | str:
     """auto, 0 (no swap), or a size such as 512M or 2G; returned in MiB."""
     if value == "auto":
         return value
+    if isinstance(value, (bool, float)):  # false == 0 and 0.0 == 0 would pass as "no swap"
+        raise ConfigError(path, f"expected auto, 0 or a size, got {type_name(value)}")
     if value == 0 or value in ("off", "none"):
         return 0
     if isinstance(value, str) and (m := SIZE.fullmatch(value.strip())):
@@ -190,16 +297,30 @@ SCHEDULE_PRESETS = ("hourly", "daily", "weekly", "monthly")
 def schedule(value, path) -> str:
     """A systemd OnCalendar= expression; its characters are limited so it stays one value."""
     value = string(value, path).strip()
-    if value in SCHEDULE_PRESETS or re.fullmatch(r"[A-Za-z0-9 :*,/.~-]{1,64}", value):
+    if value in SCHEDULE_PRESETS or re.fullmatch(r"(?!-)[A-Za-z0-9 :*,/.~-]{1,64}", value):
         return value
     raise ConfigError(path, f"must be one of {', '.join(SCHEDULE_PRESETS)} or an OnCalendar= "
                             "expression such as '*-*-* 03:00:00'")
 
 
+def systemd_calendar(value: str, path: str) -> None:
+    """systemd is the judge of an OnCalendar= expression: ask systemd-analyze where it exists (on
+    a workstation without it, schedule()'s character check is what holds)."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    if not subp.run(["systemd-analyze", "calendar", "--", value], rcs=range(256), timeout=30).ok:
+        raise ConfigError(path, f"systemd does not accept {shown(value)} as an OnCalendar= expression")
+
+
+_LOCAL_PART = re.compile(r"(?![.-])(?!.*\.\.)[A-Za-z0-9._+-]{1,64}(?<!\.)")
+
+
 def email(value, path) -> str:
+    """It reaches certbot's command line: no leading '-' (an option), letters, digits and ._+-
+    before the @, a fully qualified host name after it."""
     value = string(value, path)
     local, _, domain = value.partition("@")
-    if not re.fullmatch(r"[A-Za-z0-9._%+-]{1,64}", local) or not HOSTNAME.fullmatch(domain) \
-            or "." not in domain:
-        raise ConfigError(path, "must be an e-mail address such as admin@example.com")
+    if not _LOCAL_PART.fullmatch(local) or not _is_hostname(domain) or "." not in domain:
+        raise ConfigError(path, "must be an e-mail address such as admin@example.com (letters, "
+                                "digits and ._+- before the @, not starting with '-' or '.')")
     return value

@@ -8,10 +8,32 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as _random
 
 from .ops import files
 from .errors import BingoHostError
+
+# What fetch() can resolve, checked whole at `config check` (not at first fetch): a name, or an
+# ARN whose region fetch() reads from it.
+_ARN = r"arn:aws(?:-cn|-us-gov|-iso|-iso-[a-z])?:{service}:[a-z]{{2}}(?:-[a-z]+)+-[0-9]:[0-9]{{12}}:"
+_SSM_NAME = r"(?=[^:]{1,1011}$)(?:[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+){1,15})"
+_SSM_REFERENCE = re.compile(
+    rf"ssm:(?:{_SSM_NAME}|{_ARN.format(service='ssm')}parameter/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){{0,14}})")
+_SM_NAME = r"[A-Za-z0-9/_+=.@!-]{1,512}"  # "!": RDS-managed secrets are named rds!db-ID
+_SM_REFERENCE = re.compile(rf"secretsmanager:(?:{_SM_NAME}|{_ARN.format(service='secretsmanager')}"
+                           rf"secret:{_SM_NAME})")
+
+
+def reference_problem(reference: str) -> str | None:
+    """Why an ssm:/secretsmanager: reference is malformed, or None if fetch() can use it."""
+    if reference.startswith("ssm:") and not _SSM_REFERENCE.fullmatch(reference):
+        return ("ssm: must be followed by a parameter name (/path/to/name: letters, digits and "
+                "_.-) or ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)")
+    if reference.startswith("secretsmanager:") and not _SM_REFERENCE.fullmatch(reference):
+        return ("secretsmanager: must be followed by a secret name (letters, digits and /_+=.@!-) or "
+                "ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)")
+    return None
 
 
 def generate() -> str:

@@ -1,5 +1,7 @@
 """Config validation: every bad value is rejected naming its field, and nothing is written."""
 
+import shutil
+
 import pytest
 from click.testing import CliRunner
 
@@ -177,3 +179,141 @@ def test_example_config_is_valid_and_all_defaults():
 
     text = (Path(__file__).parent.parent / "examples" / "config.yaml").read_text()
     assert load_config_text(text) == Config()
+
+
+# -- hostile configs (issue 13): each row passed `config check`, crashed with a traceback, or
+# cost memory and time before; now: exit 2 naming the field, a short message, nothing written.
+
+_LAUGHS = ("platform: [&a [lol, lol, lol, lol, lol, lol, lol, lol, lol], "
+           + ", ".join(f"&{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcde", "bcdef")) + "]")
+
+HOSTILE = [
+    # (id, file content, field named ("{config}": the file), words the reason must contain)
+    # 1. host names and addresses: RFC 1123 names, dotted quads, IPv6 without a scope id
+    ("server_name-scope-id", 'app: {server_name: ["fe80::1%x; location ~ ^.leak { alias $arg_f; } #"]}',
+     "app.server_name", "not '_' or a host name"),
+    ("database.host-scope-id", 'database: {host: "fe80::1%x;bind-address=0.0.0.0"}',
+     "database.host", "no IPv6 scope id"),
+    ("database.host-bad-quad", "database: {host: 300.1.1.1}", "database.host", "host name or an IP"),
+    # 2. paths that would wreck the host
+    ("mountpoint-etc", "volume: {mountpoint: /etc}", "volume.mountpoint", "belongs to the system"),
+    ("mountpoint-usr-lib", "volume: {mountpoint: /usr/lib/mysql}", "volume.mountpoint", "inside /usr"),
+    ("mountpoint-lib64", "volume: {mountpoint: /lib64}", "volume.mountpoint", "belongs to the system"),
+    ("root-tmp", "app: {root: /tmp}", "app.root", "system directory"),
+    ("root-var-lib", "app: {root: /var/lib}", "app.root", "system directory"),
+    ("root-run", "app: {root: /run/bingo}", "app.root", "inside /run"),
+    ("root-mariadb", "app: {root: /var/lib/mysql/app}\nvolume: {mountpoint: /data/db}", "app.root",
+     "inside /var/lib/mysql"),
+    ("mountpoint-is-root", "volume: {mountpoint: /var/www/music-bingo}", "volume.mountpoint",
+     "overlaps app.root"),
+    ("mountpoint-in-root", "app: {root: /srv/bingo}\nvolume: {mountpoint: /srv/bingo/db}",
+     "volume.mountpoint", "overlaps app.root"),
+    ("root-in-mountpoint", "app: {root: /data/db/app}\nvolume: {mountpoint: /data/db}",
+     "volume.mountpoint", "overlaps app.root"),
+    ("device-shm", "volume: {device: /dev/shm/x}", "volume.device", "block device under /dev"),
+    ("device-tty", "volume: {device: /dev/tty}", "volume.device", "block device under /dev"),
+    # 3. YAML bombs and size
+    ("billion-laughs", _LAUGHS, "{config}", "aliases (*name) are not allowed"),
+    ("deep-nesting", "[" * 3000, "{config}", "nested deeper than"),
+    ("too-large", "# padding\n" * 7000, "{config}", "larger than 64 KiB"),
+    ("long-value-quoted-short", "platform: " + "x" * 5000, "platform", "must be one of"),
+    ("huge-integer", "database: {port: 1" + "0" * 5000 + "}", "{config}", "not a valid int"),
+    ("impossible-date", "https: {email: 2001-13-45}", "{config}", "not a valid timestamp"),
+    ("bad-bool-tag", "snapshots: {enabled: !!bool maybe}", "{config}", "not a valid bool"),
+    ("bad-set-tag", "app: {server_name: !!set [a]}", "{config}", "not a valid set"),
+    # 4. tracebacks, late failures and bools as numbers
+    ("unhashable-key-block", "? [a]\n: 1", "{config}", "a key must be a plain value"),
+    ("unhashable-key-flow", "{[1]: 2}", "{config}", "a key must be a plain value"),
+    ("not-utf8", b'app: {name: "\xff\xfe"}', "{config}", "not UTF-8"),
+    ("secretsmanager-bad-arn", "database: {password: 'secretsmanager:arn:x'}", "database.password",
+     "secretsmanager: must be followed by"),
+    ("ssm-bad-arn", "musicbingo: {secret_key: 'ssm:arn:x'}", "musicbingo.secret_key",
+     "ssm: must be followed by"),
+    ("ssm-relative-path", "database: {password: 'ssm:bingo/db'}", "database.password", "ssm:"),
+    ("swap-false", "swap: {size: false}", "swap.size", "got a boolean"),
+    ("swap-float", "swap: {size: 0.0}", "swap.size", "got a number"),
+    ("schedule-option", "snapshots: {schedule: '-h'}", "snapshots.schedule", "OnCalendar"),
+    ("schedule-systemd-rejects", "snapshots: {schedule: '*-*-* 25:00:00'}", "snapshots.schedule",
+     "systemd does not accept"),
+    # 5. values that reach a command line as an argument
+    ("email-option", "https: {email: '--help@b.co'}", "https.email", "not starting with '-'"),
+    ("email-dots", "https: {email: 'a..b@example.com'}", "https.email", "e-mail address"),
+    ("email-numeric-domain", "https: {email: 'a@1.2.3'}", "https.email", "e-mail address"),
+    # 6. accounts the app must not be (or create)
+    ("user-root", "app: {user: root}", "app.user", "system account"),
+    ("user-mysql", "app: {user: mysql}", "app.user", "system account"),
+    ("user-www-data", "app: {user: www-data}", "app.user", "system account"),
+    ("user-nginx", "app: {user: nginx}", "app.user", "system account"),
+    ("user-daemon", "app: {user: daemon}", "app.user", "system account"),
+    ("user-systemd", "app: {user: systemd-network}", "app.user", "system account"),
+    ("name-mysql", "app: {name: mysql}", "app.name", "system account"),
+    ("name-nginx", "app: {name: nginx}", "app.name", "system account"),
+    ("db-user-root", "database: {user: root}", "database.user", "MariaDB account"),
+    ("db-user-backup", "database: {user: bingobackup}", "database.user", "MariaDB account"),
+    ("db-name-mysql", "database: {name: mysql}", "database.name", "MariaDB system schema"),
+]
+
+
+@pytest.mark.parametrize("content,field,reason", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_config_exits_2_naming_the_field_and_writes_nothing(tmp_path, content, field, reason):
+    if "systemd does not accept" in reason and not shutil.which("systemd-analyze"):
+        pytest.skip("no systemd-analyze on this machine")
+    config = tmp_path / "config.yaml"
+    (config.write_bytes if isinstance(content, bytes) else config.write_text)(content)
+    field = field.replace("{config}", str(config))
+    out = tmp_path / "out"
+    for argv in (["config", "check"], ["render", "--out", str(out), "--platform", "debian12"]):
+        result = CliRunner().invoke(main, ["--config", str(config), *argv])
+        assert isinstance(result.exception, SystemExit), result.exc_info  # no traceback
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"bingo-host: error: {field}: "), result.output[:300]
+        assert reason in result.output, result.output
+        assert len(result.output) < 400  # values are quoted clipped, never whole
+    assert not out.exists()
+
+
+def test_enable_https_refuses_an_email_that_is_an_option():
+    from bingo_host import https
+
+    cfg = load_config_text("app: {server_name: bingo.example.com}")
+    with pytest.raises(ConfigError) as info:
+        https.validate(cfg, "bingo.example.com", "--help@b.co", False, None, False)
+    assert info.value.field == "--email"
+
+
+def test_schedule_without_systemd_analyze_keeps_the_character_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a workstation without systemd
+    config = tmp_path / "config.yaml"
+    config.write_text("snapshots: {schedule: '*-*-* 25:00:00'}\n")
+    assert CliRunner().invoke(main, ["--config", str(config), "config", "check"]).exit_code == 0
+    config.write_text("snapshots: {schedule: 'daily;reboot'}\n")
+    assert CliRunner().invoke(main, ["--config", str(config), "config", "check"]).exit_code == 2
+
+
+HOSTILE_NEIGHBOURS = [  # honest values next to the refused ones still pass
+    "database: {host: '::1'}",
+    "database: {host: '2001:db8::5'}",
+    "app: {server_name: ['*.example.org', bingo.example.com, 192.0.2.10, '2001:db8::1']}",
+    "volume: {device: /dev/nvme1n1}",
+    "volume: {device: /dev/loop7}",
+    "volume: {device: /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0}",
+    "volume: {device: /dev/xvdba}",
+    "volume: {mountpoint: /data/mysql}",
+    "volume: {mountpoint: /tmp/bingo-loopdb-x/mnt}",
+    "app: {root: /srv/music-bingo}",
+    "app: {root: /opt/music-bingo, user: ec2-user}",
+    "https: {email: first.last+bingo@mail.example.com}",
+    "database: {password: 'ssm:bingo-db-password'}",
+    "database: {password: 'ssm:arn:aws:ssm:eu-west-1:123456789012:parameter/bingo/db'}",
+    "database: {password: 'secretsmanager:rds!db-0123-abc'}",
+    "snapshots: {schedule: 'Mon..Fri *-*-* 03:00:00 Europe/Berlin'}",
+    "app: {server_name: &n bingo.example.com}",  # an anchor alone multiplies nothing
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_NEIGHBOURS)
+def test_honest_values_beside_the_hostile_ones_pass(tmp_path, text):
+    config = tmp_path / "config.yaml"
+    config.write_text(text + "\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--platform", "debian12"])
+    assert result.exit_code == 0, result.output

@@ -452,7 +452,7 @@ def test_data_volume_not_attached(db, ec2_instance, tmp_path):
 
 
 def test_second_run_refused_while_one_holds_the_lock(tmp_path):
-    cfg = load_config_text("platform: debian12\nvolume: {device: /dev/sdf, mountpoint: /srv}\n")
+    cfg = load_config_text("platform: debian12\nvolume: {device: /dev/sdf, mountpoint: /srv/db}\n")
     with flock(str(tmp_path / "snapshot.lock")):
         with pytest.raises(BingoHostError, match="another bingo-host snapshot .* holds"):
             snap_run.take_snapshots(cfg, platforms.PLATFORMS["debian12"],

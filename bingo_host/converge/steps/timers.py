@@ -6,10 +6,10 @@ The certificate renewal timer belongs to `enable-https`; bootstrap only keeps it
 from __future__ import annotations
 
 
-from ... import layout, subp
+from ... import layout
 from ...facts import systemd
+from ...fields import systemd_calendar
 from ...ops import service
-from ...errors import BingoHostError, CommandError
 from ...render import DAEMON_RELOAD
 
 NAME = "timers"
@@ -17,20 +17,11 @@ TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
 UNITS = [f"{layout.SYSTEMD_DIR}/{layout.SNAPSHOT_UNIT}.service", f"{layout.SYSTEMD_DIR}/{TIMER}"]
 
 
-def check_schedule(schedule: str) -> None:
-    """systemd is the judge of an OnCalendar= expression: ask it before writing the timer."""
-    try:
-        subp.run(["systemd-analyze", "calendar", schedule], timeout=30)
-    except CommandError:
-        raise BingoHostError(f"snapshots.schedule: systemd does not accept {schedule!r} "
-                             "as an OnCalendar= expression") from None
-
-
 def converge(ctx) -> str:
     renew = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
     wanted = [mf for mf in (ctx.managed("snapshot.service"), ctx.managed("snapshot.timer")) if mf]
     if wanted and any(ctx.differs(mf) for mf in wanted):
-        check_schedule(ctx.cfg.snapshots.schedule)
+        systemd_calendar(ctx.cfg.snapshots.schedule, "snapshots.schedule")  # before writing the timer
     for mf in renew + wanted:  # unit files: their on_change is DAEMON_RELOAD
         ctx.ensure_file(mf)
     state = systemd.states(TIMER)[TIMER]
