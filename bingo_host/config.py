@@ -15,8 +15,8 @@ import yaml
 
 from .errors import ConfigError
 from .fields import (Check, absolute_path, boolean, choice, database_host, domain_name, email,
-                     integer, optional, or_auto, password, pattern, schedule, secret_source,
-                     server_names, swap_size, type_name)
+                     integer, kms_key_arn, optional, or_auto, password, pattern, schedule,
+                     secret_source, server_names, swap_size, type_name)
 
 
 # -- schema --
@@ -101,6 +101,18 @@ class Https:
 
 
 @dataclass(frozen=True)
+class Deploy:
+    # Refuse revisions whose manifest is not signed by signing_key (`bingo-host bundle --sign-key`).
+    require_signature: bool = setting(False, boolean)
+    signing_key: str | None = setting(None, optional(kms_key_arn))
+
+    def __post_init__(self):
+        if self.require_signature and not self.signing_key:
+            raise ConfigError("deploy.signing_key", "required when deploy.require_signature is true "
+                                                    "(the KMS key ARN revisions are signed with)")
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str = setting("auto", choice("auto", "amzn2023", "debian12"))
     app: App = section(App)
@@ -110,6 +122,7 @@ class Config:
     swap: Swap = section(Swap)
     snapshots: Snapshots = section(Snapshots)
     https: Https = section(Https)
+    deploy: Deploy = section(Deploy)
 
 
 def _build(cls, data: Any, path: str):
