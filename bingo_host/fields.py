@@ -205,7 +205,8 @@ def email(value, path) -> str:
     return value
 
 
-KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})")
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:"
+                         r"(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})")
 
 
 def kms_key_arn(value, path) -> str:
