@@ -102,8 +102,10 @@ def test_a_bundle_signed_with_an_rsa_key_is_still_reproducible(tmp_path, fake_wh
      "bingo-host/bingo_host-9.9.9-py3-none-any.whl: a file not in bingo-manifest.json"),
     (lambda a: (a / "extra").mkdir(), "extra: a directory not in"),
     (lambda a: (a / "sneaky").symlink_to("/etc/shadow"), "sneaky: not in bingo-manifest.json"),
-    (lambda a: (a / "requirements.txt").unlink(), "requirements.txt: listed in bingo-manifest.json but missing"),
-    (lambda a: (a / "application.py").chmod(0o4755), "application.py: mode 4755, but bingo-manifest.json says 0644"),
+    (lambda a: (a / "requirements.txt").unlink(),
+     "requirements.txt: listed in bingo-manifest.json but missing"),
+    (lambda a: (a / "application.py").chmod(0o4755),
+     "application.py: mode 4755, but bingo-manifest.json says 0644"),
 ])
 def test_a_changed_revision_is_refused_naming_the_file(tmp_path, fake_wheel, kms, tamper, message):
     key = new_key(kms)

@@ -10,7 +10,8 @@ names and '..', a link leaving the tree or pointing at a directory, a hard link 
 earlier regular file, devices and FIFOs, setuid/setgid/sticky bits (a revision never needs them;
 refusing says so where stripping would hide it), symbolic links in a zip, more than MAX_ENTRIES
 entries or MAX_TOTAL_BYTES unpacked (a zip's claimed sizes are checked first and bytes are counted
-as they are written, so a bomb stops at the limit). A refused archive leaves only dest, which the callers remove.
+as they are written, so a bomb stops at the limit). A refused archive leaves only dest, which the
+callers remove.
 `bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
 """
 
