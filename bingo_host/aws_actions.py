@@ -1,4 +1,8 @@
-"""Every AWS API action bingo-host calls: the single list IAM policies are checked against."""
+"""Every AWS API action bingo-host calls: the single lists IAM policies are checked against.
+
+ACTIONS are called on a host (the instance role grants them); DEPLOYER_ACTIONS by
+`bingo-host bundle --sign-key` where revisions are built (the deployer role grants them).
+"""
 
 ACTIONS = (
     "ec2:DescribeVolumes",
@@ -6,6 +10,12 @@ ACTIONS = (
     "ec2:CreateSnapshot",
     "ec2:CreateTags",
     "ec2:DeleteSnapshot",
+    "kms:Verify",
     "secretsmanager:GetSecretValue",
     "ssm:GetParameter",
+)
+
+DEPLOYER_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:Sign",
 )

@@ -250,7 +250,9 @@ def hook(opts: Options, event):
 def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group,
            deployment_group_id):
     """Deploy a revision (a .zip, .tar.gz or directory) through the CodeDeploy lifecycle, as the
-    agent would, in the agent's deployment root."""
+    agent would, in the agent's deployment root. With a config, its manifest and signature
+    (deploy.require_signature) are checked before any of its scripts runs."""
+    import os
     import re
 
     from .deploy import lifecycle
@@ -260,8 +262,9 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
     for option, value in (("--deployment-id", deployment_id), ("--deployment-group-id", deployment_group_id)):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
             raise ConfigError(option, "letters, digits, '_' and '-' only")
+    deploy_cfg = opts.load_config().deploy if os.path.exists(opts.config_path) else None
     lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
-                     echo=click.echo)
+                     echo=click.echo, deploy_cfg=deploy_cfg)
 
 
 @main.command()
@@ -276,11 +279,19 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
               help="The bingo-host wheel to ship (default: built from this source tree, or rebuilt "
                    "from this installed copy).")
 @click.option("--no-wheel", is_flag=True, help="Ship no bingo-host wheel.")
-def bundle(app_dir, out_file, fmt, wheel, no_wheel):
-    """Build the CodeDeploy revision: the app, appspec.yml, hooks/ and the bingo-host wheel."""
+@click.option("--sign-key", metavar="ARN",
+              help="Sign the manifest with this asymmetric KMS key (key or alias ARN; needs kms:Sign "
+                   "and kms:DescribeKey): hosts with deploy.require_signature check it.")
+def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key):
+    """Build the CodeDeploy revision: the app, appspec.yml, hooks/, the bingo-host wheel and a
+    manifest of every file's sha256 (signed with --sign-key)."""
     import tempfile
 
     from .deploy import bundle as bundle_mod
+    from .fields import kms_key_arn
+
+    if sign_key is not None:
+        kms_key_arn(sign_key, "--sign-key")
 
     fmt = bundle_mod.output_format(out_file, fmt)  # a contradiction is refused before any work
     with tempfile.TemporaryDirectory() as tmp:
@@ -294,7 +305,8 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel):
                 wheel = next(Path(tmp).glob("bingo_host-*.whl"))
             else:  # an installed copy: its own wheel, rebuilt from what pip installed
                 wheel = bundle_mod.wheel_from_installed(tmp)
-        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo, fmt=fmt)
+        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo, fmt=fmt,
+                                sign_key=sign_key)
 
 
 @main.command()

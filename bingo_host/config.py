@@ -15,9 +15,10 @@ import yaml
 
 from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
-                     clip, database_host, domain_name, email, integer, not_in, not_system_user,
-                     optional, or_auto, owned_dir, password, pattern, schedule, secret_source,
-                     server_names, shown, swap_size, systemd_calendar, type_name, within)
+                     clip, database_host, domain_name, email, integer, kms_key_arn, not_in,
+                     not_system_user, optional, or_auto, owned_dir, password, pattern, schedule,
+                     secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
+                     within)
 
 
 # -- schema --
@@ -103,6 +104,18 @@ class Https:
 
 
 @dataclass(frozen=True)
+class Deploy:
+    # Refuse revisions whose manifest is not signed by signing_key (`bingo-host bundle --sign-key`).
+    require_signature: bool = setting(False, boolean)
+    signing_key: str | None = setting(None, optional(kms_key_arn))
+
+    def __post_init__(self):
+        if self.require_signature and not self.signing_key:
+            raise ConfigError("deploy.signing_key", "required when deploy.require_signature is true "
+                                                    "(the KMS key ARN revisions are signed with)")
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str = setting("auto", choice("auto", "amzn2023", "debian12"))
     app: App = section(App)
@@ -112,6 +125,7 @@ class Config:
     swap: Swap = section(Swap)
     snapshots: Snapshots = section(Snapshots)
     https: Https = section(Https)
+    deploy: Deploy = section(Deploy)
 
 
 def _build(cls, data: Any, path: str):

@@ -324,3 +324,16 @@ def email(value, path) -> str:
         raise ConfigError(path, "must be an e-mail address such as admin@example.com (letters, "
                                 "digits and ._+- before the @, not starting with '-' or '.')")
     return value
+
+
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:"
+                         r"(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})")
+
+
+def kms_key_arn(value, path) -> str:
+    """A KMS key or alias ARN: its region and account are part of what the host trusts."""
+    value = string(value, path)
+    if not KMS_KEY_ARN.fullmatch(value):
+        raise ConfigError(path, "must be a KMS key or alias ARN such as "
+                                "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing")
+    return value

@@ -11,14 +11,14 @@ from pathlib import Path
 import botocore.session
 from botocore import xform_name
 
-from bingo_host.aws_actions import ACTIONS
+from bingo_host.aws_actions import ACTIONS, DEPLOYER_ACTIONS
 from bingo_host.snapshot.ec2 import IMPLIED_ACTIONS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bingo_host"
 
 
 def calls_in_source() -> set[str]:
-    services = {action.split(":")[0] for action in ACTIONS}
+    services = {action.split(":")[0] for action in ACTIONS + DEPLOYER_ACTIONS}
     session = botocore.session.get_session()
     by_method = {}
     for service in services:
@@ -43,11 +43,13 @@ def calls_in_source() -> set[str]:
 def test_the_list_is_exactly_what_the_code_calls():
     called = calls_in_source()
     implied = {a for op, extra in IMPLIED_ACTIONS.items() if f"ec2:{op}" in called for a in extra}
-    assert called | implied == set(ACTIONS), (called | implied) ^ set(ACTIONS)
+    listed = set(ACTIONS) | set(DEPLOYER_ACTIONS)
+    assert called | implied == listed, (called | implied) ^ listed
+    assert not set(ACTIONS) & set(DEPLOYER_ACTIONS)
 
 
 def test_the_scan_sees_the_calls():
     called = calls_in_source()
     # One of each kind: the snapshot wrapper and a plain client method call.
     assert {"ec2:CreateSnapshot", "ec2:DescribeVolumes", "ssm:GetParameter",
-            "secretsmanager:GetSecretValue"} <= called
+            "secretsmanager:GetSecretValue", "kms:Verify", "kms:Sign"} <= called

@@ -58,6 +58,7 @@ SCENARIOS = {
         "CloudFrontCertificateArn": f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abcd-0123",
         "InstanceType": "t4g.nano",
     },
+    "signed": {"SigningKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
 }
 PSEUDO = {
     "AWS::Region": REGION,
@@ -448,8 +449,9 @@ def _instance_role(template: dict) -> tuple[str, dict]:
     return role_ref["Ref"], template["Resources"][role_ref["Ref"]]
 
 
-def _instance_statements(template: dict) -> list[dict]:
-    """Statements of the inline policies of the instance role and of the policies attached to it."""
+def _instance_statements(template: dict, overrides: dict | None = None) -> list[dict]:
+    """Statements of the inline policies of the instance role and of the policies attached to it
+    (a statement under Fn::If as the parameters in overrides decide)."""
     role_name, role = _instance_role(template)
     documents = [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
     for res in resources(template).values():
@@ -458,9 +460,15 @@ def _instance_statements(template: dict) -> list[dict]:
             if {"Ref": role_name} in props.get("Roles", []) or props.get("RoleName") == {"Ref": role_name}:
                 documents.append(props["PolicyDocument"])
     statements = []
+    resolver = Resolver(template, overrides)
     for doc in documents:
         found = doc["Statement"]
-        statements.extend(found if isinstance(found, list) else [found])
+        for statement in found if isinstance(found, list) else [found]:
+            if "Fn::If" in statement:
+                statement = resolver.resolve(statement)
+                if statement is NO_VALUE:
+                    continue
+            statements.append(statement)
     return statements
 
 
@@ -480,23 +488,31 @@ def _aws_actions() -> tuple[str, ...]:
     return ACTIONS
 
 
+@pytest.mark.parametrize("scenario", ["defaults", "signed"])
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
-def test_instance_role_grants_every_action_bingo_host_calls(name):
+def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     """Rule: every action in bingo_host.aws_actions.ACTIONS must be granted, except
     that the ec2:* ones serve only the data-volume snapshots: where the config
     written by cfn-init disables snapshots (ha.yaml: no data volume, Aurora
-    backs the database up), they are not required and must not be granted."""
+    backs the database up), they are not required and must not be granted; and
+    kms:* serves only signed revisions: granted exactly when the config requires
+    signatures."""
     template = TEMPLATES[name]
-    statements = _instance_statements(template)
-    _, text = rendered_config(template, {})
-    snapshots = yaml.safe_load(text).get("snapshots", {}).get("enabled", True)
+    statements = _instance_statements(template, SCENARIOS[scenario])
+    _, text = rendered_config(template, SCENARIOS[scenario])
+    config = yaml.safe_load(text)
+    snapshots = config.get("snapshots", {}).get("enabled", True)
+    signed = config.get("deploy", {}).get("require_signature", False)
+    assert signed == (scenario == "signed")
 
-    required = [a for a in _aws_actions() if snapshots or not a.startswith("ec2:")]
+    optional = {"ec2": snapshots, "kms": signed}
+    required = [a for a in _aws_actions() if optional.get(a.split(":")[0], True)]
     missing = [a for a in required if not _grants(statements, a)]
     assert not missing, f"{name}: instance role lacks {missing}"
-    if not snapshots:
-        granted = [a for a in _aws_actions() if a.startswith("ec2:") and _grants(statements, a)]
-        assert not granted, f"{name}: snapshots are disabled but the role grants {granted}"
+    unneeded = [a for a in _aws_actions() if a not in required and _grants(statements, a)]
+    assert not unneeded, f"{name}: the config does not need {unneeded}, but the role grants them"
+    for statement in _grants(statements, "kms:Verify"):
+        assert statement["Resource"] == config["deploy"]["signing_key"] == SCENARIOS["signed"]["SigningKeyArn"]
 
     # Least privilege: no wildcard service-wide grants.
     for statement in statements:
@@ -653,8 +669,42 @@ def test_bucket_is_versioned_encrypted_private_and_tls_only():
     assert deny_tls and deny_tls[0]["Action"] == "s3:*"
     outputs = template["Outputs"]
     assert "Export" in outputs["BucketName"] and "Export" in outputs["BundleUrl"]
+    assert "Export" in outputs["SigningKeyArn"] and "Export" in outputs["DeployerRoleArn"]
     resolved = Resolver(template).resolve(outputs["BundleUrl"]["Value"])
     assert resolved.endswith("/musicbingo-prod.zip")
+
+
+def _tags(resource: dict) -> dict:
+    return {t["Key"]: t["Value"] for t in resource["Properties"].get("Tags", [])}
+
+
+def test_only_tagged_deployers_write_the_bucket_and_the_deployer_signs():
+    """Objects in the bucket run as root on every instance: PutObject is denied to every
+    principal without the bingo-host:bucket-writer tag, which the deployer role and the
+    pipelines' roles carry; the deployer role signs with the stack's asymmetric key."""
+    from bingo_host.aws_actions import DEPLOYER_ACTIONS
+
+    template = TEMPLATES["codedeploy-bucket.yaml"]
+    resolver = Resolver(template)
+    _, policy = one(template, "AWS::S3::BucketPolicy")
+    statements = resolver.resolve(policy["Properties"]["PolicyDocument"]["Statement"])
+    (deny,) = [s for s in statements if s["Effect"] == "Deny" and "s3:PutObject" in _as_list(s["Action"])]
+    assert deny["Principal"] == "*"
+    assert deny["Condition"] == {"StringNotEquals": {"aws:PrincipalTag/bingo-host:bucket-writer": "true"}}
+    _, key = one(template, "AWS::KMS::Key")
+    assert (key["Properties"]["KeyUsage"], key["Properties"]["KeySpec"]) == ("SIGN_VERIFY", "RSA_3072")
+    _, role = one(template, "AWS::IAM::Role")
+    assert _tags(role) == {"bingo-host:bucket-writer": "true"}
+    granted = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    for action in DEPLOYER_ACTIONS:
+        (statement,) = _grants(granted, action)
+        assert resolver.resolve(statement["Resource"]) == resolver.get_att("SigningKey", "Arn")
+    assert _grants(granted, "s3:PutObject")
+    for name in CONFIG_TEMPLATES:
+        roles = resources(TEMPLATES[name], "AWS::IAM::Role")
+        writers = [n for n, r in roles.items() if _tags(r).get("bingo-host:bucket-writer") == "true"]
+        assert writers == ["PipelineRole"], name
+        assert not _grants(_instance_statements(TEMPLATES[name], SCENARIOS["signed"]), "s3:PutObject")
 
 
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)

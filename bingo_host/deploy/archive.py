@@ -1,22 +1,34 @@
-"""Unpacking a revision the way the CodeDeploy agent does, checked before anything is written.
+"""Unpacking a revision the way the CodeDeploy agent does, refusing anything that could leave it.
 
 A zip is unpacked like the agent's `unzip -qo`, a tar like `tar -xp`, and a lone top-level
-directory holding an appspec becomes the revision's root, as under the agent. Every member is
-checked first (nothing outside the destination, no device files), so a hostile bundle writes
-nothing. `bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
+directory holding an appspec becomes the revision's root, as under the agent. Entries are created
+one by one, in the archive's order, and each is checked against what the earlier ones left on
+disk, not against its name alone: names are joined to the real destination with every symbolic
+link already created resolved, so a chain of links (`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then
+`l2/l3/x`) cannot carry a later entry outside. Refused, naming the entry and the reason: absolute
+names and '..', a link leaving the tree or pointing at a directory, a hard link to anything but an
+earlier regular file, devices and FIFOs, setuid/setgid/sticky bits (a revision never needs them;
+refusing says so where stripping would hide it), symbolic links in a zip, more than MAX_ENTRIES
+entries or MAX_TOTAL_BYTES unpacked (a zip's claimed sizes are checked first and bytes are counted
+as they are written, so a bomb stops at the limit). A refused archive leaves only dest, which the
+callers remove.
+`bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import tarfile
 import time
 import zipfile
 
 from . import BundleError
+
+MAX_ENTRIES = 20000
+MAX_TOTAL_BYTES = 512 * 1024 * 1024
+CHUNK = 1 << 20
 
 
 def bundle_type(path: str) -> str:
@@ -38,79 +50,191 @@ def bundle_type(path: str) -> str:
     raise BundleError(f"{path}: not a zip, tar.gz or tar archive (nor a directory)")
 
 
-def _inside(base: str, name: str) -> bool:
-    target = os.path.realpath(os.path.join(base, name))
-    return target == base or target.startswith(base + "/")
+class _Unpacker:
+    """Creates entries under base in order; every path is resolved against the disk as it is."""
+
+    def __init__(self, archive: str, base: str):
+        self.archive, self.base = archive, base
+        self.entries = 0
+        self.written = 0
+        self.regular: set[str] = set()  # files this archive wrote: the only hard link targets
+        self.links: list[tuple[str, str]] = []  # (name, path): checked again at the end
+        self.dirs: list[tuple[str, int]] = []  # modes applied last, like tar and unzip
+
+    def refuse(self, name: str, why: str):
+        raise BundleError(f"{self.archive}: member {name!r} {why}")
+
+    def _inside(self, real: str) -> bool:
+        return real == self.base or real.startswith(self.base + "/")
+
+    def count(self, name: str) -> None:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            self.refuse(name, f"is one too many: a revision may hold at most {MAX_ENTRIES} entries")
+
+    def check_mode(self, name: str, mode: int) -> None:
+        if mode & 0o7000:
+            self.refuse(name, f"has the setuid, setgid or sticky bit (mode {mode & 0o7777:04o}); "
+                              "a revision never needs them")
+
+    def path(self, name: str, entry: str | None = None) -> str:
+        """Where name goes: its parent resolved (links created so far followed) and inside base,
+        created if missing; base itself for '.'. Errors name entry (default: name)."""
+        entry = name if entry is None else entry
+        if not name or "\0" in name or name.startswith("/") \
+                or ".." in name.replace("\\", "/").split("/"):
+            self.refuse(entry, f"points outside the bundle ({name!r}: an absolute name or '..')")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts:
+            return self.base
+        parent = os.path.realpath(os.path.join(self.base, *parts[:-1]))
+        if not self._inside(parent):
+            self.refuse(entry, f"points outside the bundle (through a symbolic link, to {parent})")
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            self.refuse(entry, f"cannot be created: {exc.strerror}")
+        return os.path.join(parent, parts[-1])
+
+    def _clear(self, name: str, path: str) -> None:
+        """An earlier entry at path is replaced, as tar and `unzip -o` replace it (not a directory)."""
+        if os.path.isdir(path) and not os.path.islink(path):
+            self.refuse(name, "is not a directory, but an earlier entry made it one")
+        if os.path.lexists(path):
+            os.unlink(path)
+        self.regular.discard(path)
+
+    def directory(self, name: str, mode: int) -> None:
+        path = self.path(name)
+        if os.path.islink(path):
+            os.unlink(path)
+        if not os.path.isdir(path):
+            self._clear(name, path)
+            os.mkdir(path, 0o700)
+        self.dirs.append((path, mode))
+
+    def file(self, name: str, mode: int, src, mtime: float, owner=None) -> None:
+        path = self.path(name)
+        self._clear(name, path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                self.written += len(chunk)
+                if self.written > MAX_TOTAL_BYTES:
+                    self.refuse(name, f"takes the revision past {MAX_TOTAL_BYTES // (1 << 20)} MiB "
+                                      "unpacked (a revision may not be larger)")
+                dst.write(chunk)
+            if owner is not None:
+                os.fchown(dst.fileno(), *owner)
+            os.fchmod(dst.fileno(), mode)
+        os.utime(path, (mtime, mtime))
+        self.regular.add(path)
+
+    def symlink(self, name: str, target: str) -> None:
+        path = self.path(name)
+        if target.startswith("/"):
+            self.refuse(name, f"is a symbolic link that points outside the bundle (to the absolute "
+                              f"path {target!r})")
+        resolved = os.path.realpath(os.path.join(os.path.dirname(path), target))
+        if not self._inside(resolved):
+            self.refuse(name, f"is a symbolic link that points outside the bundle ({target!r} "
+                              f"resolves to {resolved})")
+        if os.path.isdir(resolved):
+            self.refuse(name, f"is a symbolic link to a directory ({target!r}); only links to files "
+                              "are allowed")
+        self._clear(name, path)
+        os.symlink(target, path)
+        self.links.append((name, path))
+
+    def hardlink(self, name: str, target: str) -> None:
+        source = self.path(target, name)
+        if source not in self.regular or not stat.S_ISREG(os.lstat(source).st_mode):
+            self.refuse(name, f"is a hard link to {target!r}, which is not a regular file "
+                              "this archive unpacked before it")
+        path = self.path(name)
+        self._clear(name, path)
+        os.link(source, path, follow_symlinks=False)
+        self.regular.add(path)
+
+    def finish(self) -> None:
+        """Links are checked again with every entry in place (a later entry can make a link that
+        was harmless when created point elsewhere), then directory modes are applied."""
+        for name, path in self.links:
+            if not os.path.islink(path):
+                continue
+            resolved = os.path.realpath(path)
+            if not self._inside(resolved) or os.path.isdir(resolved):
+                self.refuse(name, f"is a symbolic link that now resolves to {resolved} (outside the "
+                                  "bundle or a directory) once every entry is unpacked")
+        for path, mode in reversed(self.dirs):  # last: a 0555 directory can be filled
+            os.chmod(path, mode)
 
 
-def _bad_name(name: str) -> bool:
-    return name.startswith("/") or ".." in name.replace("\\", "/").split("/")
-
-
-def _extract_tar(archive: str, base: str) -> None:
+def _extract_tar(archive: str, out: _Unpacker) -> None:
     try:
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise BundleError(f"{archive}: not a readable tar archive: {exc}") from None
-    with tf:
-        for m in tf.getmembers():
-            name = m.name
-            if _bad_name(name) or not _inside(base, name):
-                raise BundleError(f"{archive}: member {name!r} points outside the bundle")
-            if m.issym() or m.islnk():
-                link = m.linkname if m.islnk() else os.path.join(os.path.dirname(name), m.linkname)
-                if m.linkname.startswith("/") or not _inside(base, link):
-                    raise BundleError(f"{archive}: link {name!r} -> {m.linkname!r} points outside the bundle")
-            elif not (m.isfile() or m.isdir()):
-                raise BundleError(f"{archive}: member {name!r} is not a file, directory or link")
-        # Members were checked above; "fully_trusted" keeps modes like `tar -xp` (hooks stay
-        # executable).
-        kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
-        tf.extractall(base, numeric_owner=True, **kwargs)
+    try:
+        with tf:
+            for m in tf:  # streamed: a huge archive is refused at the limit, not read whole first
+                name = m.name
+                out.count(name)
+                if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+                    out.refuse(name, "is not a file, directory or link (devices and FIFOs are "
+                                     "not allowed)")
+                out.check_mode(name, m.mode)
+                if m.isdir():
+                    out.directory(name, m.mode & 0o777)
+                elif m.issym():
+                    out.symlink(name, m.linkname)
+                elif m.islnk():
+                    out.hardlink(name, m.linkname)
+                else:
+                    with tf.extractfile(m) as src:
+                        out.file(name, m.mode & 0o777, src, m.mtime, (m.uid, m.gid))
+    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
-def _extract_zip(archive: str, base: str) -> None:
-    """Unpack like the agent's `unzip -qo`: unix modes from the entries (without setuid, setgid
-    and sticky), the umask's defaults for entries without one; symbolic links refused."""
+def _extract_zip(archive: str, out: _Unpacker) -> None:
+    """Like the agent's `unzip -qo`: unix modes from the entries, the umask's defaults for
+    entries without one."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BundleError(f"{archive}: not a readable zip archive: {exc}") from None
     umask = os.umask(0)
     os.umask(umask)
-    with zf:
-        plan = []
-        for zi in zf.infolist():
-            name = zi.filename
-            if not name or _bad_name(name) or not _inside(base, name):
-                raise BundleError(f"{archive}: member {name!r} points outside the bundle")
-            mode = zi.external_attr >> 16 if zi.create_system == 3 else 0
-            kind = stat.S_IFMT(mode)
-            if stat.S_ISLNK(mode):
-                raise BundleError(f"{archive}: member {name!r} is a symbolic link (not allowed in a "
-                                  "zip bundle)")
-            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise BundleError(f"{archive}: member {name!r} is not a file or directory")
-            is_dir = name.endswith("/") or kind == stat.S_IFDIR
-            perms = (mode & 0o777) if mode & 0o7777 else ((0o777 if is_dir else 0o666) & ~umask)
-            plan.append((zi, name.rstrip("/"), is_dir, perms))
-        dirs = []
-        for zi, name, is_dir, perms in plan:
-            target = os.path.join(base, name)
-            if is_dir:
-                os.makedirs(target, exist_ok=True)
-                dirs.append((target, perms))
-                continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if os.path.lexists(target):
-                os.unlink(target)
-            with zf.open(zi) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.chmod(target, perms)
-            stamp = time.mktime(zi.date_time + (0, 0, -1))
-            os.utime(target, (stamp, stamp))
-        for target, perms in reversed(dirs):  # last, like unzip: a 0555 directory can be filled
-            os.chmod(target, perms)
+    try:
+        with zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                out.refuse(infos[MAX_ENTRIES].filename, f"is one too many: a revision may hold at "
+                                                        f"most {MAX_ENTRIES} entries")
+            claimed = sum(zi.file_size for zi in infos)
+            if claimed > MAX_TOTAL_BYTES:
+                raise BundleError(f"{archive}: unpacks to {claimed} bytes, more than a revision may "
+                                  f"({MAX_TOTAL_BYTES // (1 << 20)} MiB)")
+            for zi in infos:
+                name = zi.filename
+                out.count(name)
+                mode = zi.external_attr >> 16 if zi.create_system == 3 else 0
+                kind = stat.S_IFMT(mode)
+                if stat.S_ISLNK(mode):
+                    out.refuse(name, "is a symbolic link (not allowed in a zip bundle)")
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    out.refuse(name, "is not a file or directory (devices and FIFOs are not allowed)")
+                out.check_mode(name, mode)
+                is_dir = name.endswith("/") or kind == stat.S_IFDIR
+                perms = (mode & 0o777) if mode & 0o777 else ((0o777 if is_dir else 0o666) & ~umask)
+                if is_dir:
+                    out.directory(name, perms)
+                    continue
+                with zf.open(zi) as src:
+                    out.file(name, perms, src, time.mktime(zi.date_time + (0, 0, -1)))
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
 def _strip_leading_directory(dest: str) -> None:
@@ -128,15 +252,15 @@ def _strip_leading_directory(dest: str) -> None:
 
 
 def extract(archive: str, dest: str) -> str:
-    """Unpack a zip, tar.gz or tar revision into dest (created) with the safety checks: no member
-    outside dest, no absolute or '..' names, no link leaving the tree, no device files, no
-    symbolic links in a zip. The archive's type ('zip', 'tgz', 'tar')."""
+    """Unpack a zip, tar.gz or tar revision into dest (created) with the checks above; the
+    archive's type ('zip', 'tgz', 'tar'). On a BundleError dest may hold part of it."""
     kind = bundle_type(archive)
     os.makedirs(dest, exist_ok=True)
-    base = os.path.realpath(dest)
+    out = _Unpacker(archive, os.path.realpath(dest))
     if kind == "zip":
-        _extract_zip(archive, base)
+        _extract_zip(archive, out)
     else:
-        _extract_tar(archive, base)
-    _strip_leading_directory(base)
+        _extract_tar(archive, out)
+    out.finish()
+    _strip_leading_directory(out.base)
     return kind

@@ -7,12 +7,15 @@
     Extra-Files/      when present
     appspec.yml, hooks/          bingo-host's (the source tree's, or <prefix>/share/bingo-host)
     bingo-host/bingo_host-*.whl  so BeforeInstall can upgrade bingo-host first
+    bingo-manifest.json          every other file's sha256 and mode (integrity.py), and with
+    bingo-manifest.sig           --sign-key its KMS signature: BeforeInstall checks them
 
 A zip by default (CodePipeline hands the CodeDeploy action a zip; a tar.gz fails there), or a
 tar.gz. Either is deterministic: entries sorted, timestamps fixed (2000-01-01 00:00:00), no owner
 names, modes normalised (0755 for directories and executables, 0644 otherwise), fixed compression
 level; zip entries carry their unix mode (which `unzip`, the agent's extractor, restores), the
-gzip header mtime 0 and no file name. The same inputs give the same bytes.
+gzip header mtime 0 and no file name. The same inputs give the same bytes (signed ones too with
+an RSA key: its PKCS#1 v1.5 signature is deterministic; an ECDSA signature is not).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import BingoHostError
-from . import BundleError, appspec
+from . import BundleError, appspec, integrity
 from .releases import requirement_files
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: zip-safe, far from 0
@@ -98,7 +101,7 @@ def _collect(app: Path, wheel: Path | None) -> list[tuple[str, Path]]:
     return sorted(entries, key=lambda e: e[0])
 
 
-def _tarinfo(name: str, path: Path, is_dir: bool) -> tarfile.TarInfo:
+def _tarinfo(name: str, src: Path | bytes, is_dir: bool) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mtime = FIXED_MTIME
     info.uid = info.gid = 0
@@ -107,9 +110,14 @@ def _tarinfo(name: str, path: Path, is_dir: bool) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
         info.mode = 0o755
     else:
-        info.size = path.stat().st_size
-        info.mode = _mode(name, path, False)
+        info.size = len(src) if isinstance(src, bytes) else src.stat().st_size
+        info.mode = _mode(name, src, False)
     return info
+
+
+def _read(src: Path | bytes) -> bytes:
+    """An entry's content: a file's, or bytes made here (the manifest and its signature)."""
+    return src if isinstance(src, bytes) else src.read_bytes()
 
 
 def output_format(out: str | Path, fmt: str | None) -> str:
@@ -127,10 +135,12 @@ def output_format(out: str | Path, fmt: str | None) -> str:
     return fmt
 
 
-def _mode(name: str, path: Path, is_dir: bool) -> int:
+def _mode(name: str, src: Path | bytes, is_dir: bool) -> int:
     if is_dir:
         return 0o755
-    executable = path.stat().st_mode & 0o111 or name.startswith("hooks/")  # data files lose +x
+    if isinstance(src, bytes):
+        return 0o644
+    executable = src.stat().st_mode & 0o111 or name.startswith("hooks/")  # data files lose +x
     return 0o755 if executable else 0o644
 
 
@@ -142,8 +152,7 @@ def _write_tgz(entries, f) -> None:
             if is_dir:
                 tf.addfile(info)
             else:
-                with open(path, "rb") as src:
-                    tf.addfile(info, src)
+                tf.addfile(info, io.BytesIO(_read(path)))
     with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=COMPRESSLEVEL) as gz:
         gz.write(raw.getvalue())
 
@@ -164,13 +173,27 @@ def _write_zip(entries, f) -> None:
             if is_dir:
                 zf.writestr(zi, b"")
             else:
-                zf.writestr(zi, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED,
+                zf.writestr(zi, _read(path), compress_type=zipfile.ZIP_DEFLATED,
                             compresslevel=COMPRESSLEVEL)
 
 
+def _manifest_entries(entries, sign_key: str | None) -> list:
+    """bingo-manifest.json over entries, and bingo-manifest.sig when sign_key is given."""
+    files = [(name, hashlib.sha256(_read(src)).hexdigest(), _mode(name, src, False))
+             for name, src, is_dir in entries if not is_dir]
+    dirs = [(name, _mode(name, src, True)) for name, src, is_dir in entries if is_dir]
+    algorithm = integrity.signing_algorithm(sign_key) if sign_key else None
+    data = integrity.manifest(files, dirs, sign_key, algorithm)
+    out = [(integrity.MANIFEST, data, False)]
+    if sign_key:
+        out.append((integrity.SIGNATURE, integrity.sign(data, sign_key, algorithm), False))
+    return out
+
+
 def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, echo=print,
-                 fmt: str | None = None) -> Path:
-    """Write the revision to out (zip or tgz: fmt, else from out's suffix); the path."""
+                 fmt: str | None = None, sign_key: str | None = None) -> Path:
+    """Write the revision to out (zip or tgz: fmt, else from out's suffix), with its manifest,
+    signed with the KMS key sign_key (an ARN) when given; the path."""
     app, out = Path(app).resolve(), Path(out)
     fmt = output_format(out, fmt)
     wheel = Path(wheel).resolve() if wheel else None
@@ -182,6 +205,7 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
         if path.is_symlink():
             raise BundleError(f"{path}: symbolic links are not bundled")
         entries.append((name, path, name == "bingo-host" or path.is_dir()))
+    entries = sorted(entries + _manifest_entries(entries, sign_key), key=lambda e: e[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -195,7 +219,8 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
     os.replace(tmp, out)
     files = sum(1 for _, _, is_dir in entries if not is_dir)
     echo(f"bundle: {out} ({fmt}, {files} files, {out.stat().st_size} bytes"
-         f"{'' if wheel else ', no bingo-host wheel'})")
+         f"{'' if wheel else ', no bingo-host wheel'}"
+         f"{f', signed with {sign_key}' if sign_key else ', unsigned'})")
     return out
 
 
@@ -207,6 +232,9 @@ def _check_bundle(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         extract(str(out), f"{tmp}/archive")
         appspec.load(Path(tmp) / "archive")
+        # What a host will find: the manifest matches the unpacked files, hashes and modes.
+        _, parsed = integrity.load_manifest(f"{tmp}/archive/{integrity.MANIFEST}")
+        integrity.check_tree(f"{tmp}/archive", parsed["files"], parsed["dirs"])
 
 
 # -- the bingo-host wheel of an installed copy --

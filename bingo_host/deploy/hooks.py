@@ -1,6 +1,7 @@
 """`bingo-host hook EVENT`: what each CodeDeploy lifecycle event does on this host.
 
-    BeforeInstall    upgrade bingo-host from the bundle's wheel if it is newer (upgrade.py),
+    BeforeInstall    check the revision against its manifest and signature (integrity.py),
+                     upgrade bingo-host from the bundle's wheel if it is newer (upgrade.py),
                      take the deploy lock (lock.py), preflight, empty the staging directory
     AfterInstall     build releases/<deployment-id> from staging (venv reused or built);
                      the serving release is not touched
@@ -30,7 +31,7 @@ from .. import __version__, layout
 from ..converge.engine import log_to_journal, make_context
 from ..errors import BingoHostError
 from ..ops.lock import host_lock
-from . import BundleError, DeployError, agent, appspec, env_seconds, lock, upgrade
+from . import BundleError, DeployError, agent, appspec, env_seconds, integrity, lock, upgrade
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
 from .switch import activate, switch_with_fallback
 
@@ -217,6 +218,8 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         raise BundleError("DEPLOYMENT_ID is not set: hooks run under the CodeDeploy agent "
                           "or `bingo-host deploy`")
     if event == "BeforeInstall":
+        # Before anything from the revision is used, its wheel above all (it would run as root).
+        integrity.verify(agent.archive_dir(env), cfg.deploy, echo)
         upgrade.maybe_upgrade(agent.archive_dir(env), echo)
     ctx = make_context(cfg, echo=echo)
     log_to_journal()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .. import layout
-from . import BundleError, DeployError, agent, appspec, lock
+from . import BundleError, DeployError, agent, appspec, integrity, lock
 from .agent import Layout
 from .archive import bundle_type, extract
 from .installer import check_users, install
@@ -143,9 +143,10 @@ def _mark_failed(deployment_id: str, reason: str) -> None:
 
 def deploy(bundle: str, deployment_id: str | None = None,
            application_name: str = DEFAULT_APPLICATION_NAME, group_name: str = DEFAULT_GROUP_NAME,
-           group_id: str = DEFAULT_GROUP_ID, echo=print) -> str:
+           group_id: str = DEFAULT_GROUP_ID, echo=print, deploy_cfg=None) -> str:
     """Deploy a revision (a directory, or a zip, tar.gz or tar file) the way the agent would;
-    the deployment id."""
+    the deployment id. With deploy_cfg (the host's `deploy` settings) the revision's manifest and
+    signature are checked before any of its scripts runs, which the agent cannot do."""
     deployment_id = deployment_id or new_deployment_id()
     source = os.path.abspath(bundle)
     if not os.path.exists(source):
@@ -167,6 +168,8 @@ def deploy(bundle: str, deployment_id: str | None = None,
             extract(source, unpack)
         spec = appspec.load(Path(unpack))  # every check before anything changes
         check_users(spec)
+        if deploy_cfg is not None:
+            integrity.verify(unpack, deploy_cfg, echo)
         sha256 = None if is_dir else _sha256(source)
     except BaseException:
         _remove(unpack)

@@ -1,0 +1,200 @@
+"""archive.extract against hostile revisions: every entry is created in order and checked against
+what is already on disk, so no chain of links, no link to a directory, no device, no setuid bit,
+no link out of the tree and no bomb gets past it. Each case is a real zip or tar.gz."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bingo_host.deploy import BundleError
+from bingo_host.deploy import archive
+from bingo_host.deploy.archive import extract
+
+APPSPEC = b"version: 0.0\nos: linux\n"
+
+
+def tar_entry(name, kind=tarfile.REGTYPE, data=b"", linkname="", mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, mode
+    if kind == tarfile.DIRTYPE:
+        info.mode = mode if mode != 0o644 else 0o755
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def make_tgz(path: Path, entries) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info, data in [tar_entry("appspec.yml", data=APPSPEC), *entries]:
+            tf.addfile(info, io.BytesIO(data) if info.size else None)
+    return path
+
+
+def make_zip(path: Path, entries) -> Path:
+    """entries: (name, st_mode, data)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("appspec.yml", APPSPEC)
+        for name, mode, data in entries:
+            zi = zipfile.ZipInfo(name)
+            zi.create_system = 3
+            zi.external_attr = mode << 16
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(zi, data)
+    return path
+
+
+@pytest.fixture
+def where(tmp_path):
+    """dest two levels below tmp_path: an escape 'two levels up' lands in tmp_path itself."""
+    dest = tmp_path / "a" / "b" / "dest"
+    dest.parent.mkdir(parents=True)
+    return tmp_path, dest
+
+
+LINK_CHAIN = [("sub", tarfile.DIRTYPE, b"", ""),
+              ("sub/l1", tarfile.SYMTYPE, b"", ".."),
+              ("sub/l1/l2", tarfile.SYMTYPE, b"", ".."),
+              ("l2/l3", tarfile.SYMTYPE, b"", ".."),
+              ("l2/l3/ESCAPED", tarfile.REGTYPE, b"pwned\n", "")]
+
+
+def test_a_chain_of_symlinks_does_not_escape_a_tgz(where):
+    top, dest = where
+    bundle = make_tgz(top / "chain.tgz", [tar_entry(n, k, d, ln) for n, k, d, ln in LINK_CHAIN])
+    with pytest.raises(BundleError, match=r"'sub/l1'.*directory|'sub/l1/l2'.*outside") as info:
+        extract(str(bundle), str(dest))
+    assert info.value.exit_code == 2
+    escaped = [p for p in top.rglob("ESCAPED")]
+    assert escaped == [] and not (top / "a" / "l3").exists()
+
+
+def test_a_chain_of_symlinks_does_not_escape_a_zip(where):
+    """The same chain as zip entries with S_IFLNK modes (what `zip -y` writes)."""
+    top, dest = where
+    entries = [("sub/", stat.S_IFDIR | 0o755, b""), ("sub/l1", stat.S_IFLNK | 0o777, b".."),
+               ("sub/l1/l2", stat.S_IFLNK | 0o777, b".."), ("l2/l3", stat.S_IFLNK | 0o777, b".."),
+               ("l2/l3/ESCAPED", stat.S_IFREG | 0o644, b"pwned\n")]
+    bundle = make_zip(top / "chain.zip", entries)
+    with pytest.raises(BundleError, match="'sub/l1'.*symbolic link"):
+        extract(str(bundle), str(dest))
+    assert list(top.rglob("ESCAPED")) == []
+
+
+def test_a_link_made_to_point_elsewhere_by_later_entries_is_refused(where):
+    """Each link is inside when created, but a later link and directory turn `d1/d2/a` into a path
+    to a file outside the tree: the final pass finds it."""
+    top, dest = where
+    (top / "a" / "b" / "f").write_text("outside\n")  # what d1/d2/a would reach
+    entries = [tar_entry("f", data=b"inside\n"), tar_entry("d1", tarfile.DIRTYPE),
+               tar_entry("d1/d2", tarfile.DIRTYPE),
+               tar_entry("d1/d2/a", tarfile.SYMTYPE, linkname="../b/../../f"),
+               tar_entry("d1/b", tarfile.SYMTYPE, linkname="../q"),
+               tar_entry("q", tarfile.DIRTYPE)]
+    bundle = make_tgz(top / "later.tgz", entries)
+    with pytest.raises(BundleError, match="'d1/d2/a' is a symbolic link that now resolves to .*/a/b/f"):
+        extract(str(bundle), str(dest))
+
+
+def test_writing_through_a_link_chain_is_refused_at_the_entry(where):
+    """A link to an in-tree file cannot become a directory to write through."""
+    top, dest = where
+    entries = [tar_entry("x", tarfile.SYMTYPE, linkname="y"),  # dangling: allowed
+               tar_entry("y", tarfile.SYMTYPE, linkname="../../..")]
+    bundle = make_tgz(top / "through.tgz", entries)
+    with pytest.raises(BundleError, match="'y' is a symbolic link that points outside the bundle"):
+        extract(str(bundle), str(dest))
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([tar_entry("/etc/evil")], "'/etc/evil' points outside the bundle"),
+    ([tar_entry("a/../../evil")], "points outside the bundle"),
+    ([tar_entry("etc", tarfile.SYMTYPE, linkname="/etc")], "'etc' is a symbolic link that points outside"),
+    ([tar_entry("d", tarfile.DIRTYPE), tar_entry("l", tarfile.SYMTYPE, linkname="d")],
+     "'l' is a symbolic link to a directory"),
+    ([tar_entry("l", tarfile.SYMTYPE, linkname=".")], "'l' is a symbolic link to a directory"),
+    ([tar_entry("null", tarfile.CHRTYPE)], "'null' is not a file, directory or link"),
+    ([tar_entry("disk", tarfile.BLKTYPE)], "'disk' is not a file, directory or link"),
+    ([tar_entry("fifo", tarfile.FIFOTYPE)], "'fifo' is not a file, directory or link"),
+    ([tar_entry("su", data=b"x", mode=0o4755)], "'su' has the setuid, setgid or sticky bit .*4755"),
+    ([tar_entry("sg", data=b"x", mode=0o2755)], "'sg' has the setuid"),
+    ([tar_entry("tmp", tarfile.DIRTYPE, mode=0o1777)], "'tmp' has the setuid, setgid or sticky bit"),
+    ([tar_entry("h", tarfile.LNKTYPE, linkname="/etc/passwd")], "'h' points outside the bundle"),
+    ([tar_entry("h", tarfile.LNKTYPE, linkname="../../f")], "'h' points outside the bundle"),
+    ([tar_entry("h", tarfile.LNKTYPE, linkname="nothing")], "'h' is a hard link to 'nothing', which is not"),
+    ([tar_entry("f", data=b"x"), tar_entry("s", tarfile.SYMTYPE, linkname="f"),
+      tar_entry("h", tarfile.LNKTYPE, linkname="s")], "'h' is a hard link to 's', which is not"),
+    ([tar_entry("f", data=b"x"), tar_entry("f/x")], "'f/x' cannot be created"),
+    ([tar_entry("d", tarfile.DIRTYPE), tar_entry("d/x", data=b"x"), tar_entry("d", data=b"y")],
+     "'d' is not a directory, but an earlier entry made it one"),
+])
+def test_hostile_tar_entries_are_refused_naming_the_entry(where, entries, message):
+    top, dest = where
+    bundle = make_tgz(top / "bad.tgz", entries)
+    with pytest.raises(BundleError, match=message) as info:
+        extract(str(bundle), str(dest))
+    assert info.value.exit_code == 2
+    assert str(bundle) in str(info.value)
+    assert sorted(p.name for p in top.iterdir()) == ["a", "bad.tgz"]  # nothing beside dest
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([("link", stat.S_IFLNK | 0o777, b"target")], "'link' is a symbolic link"),
+    ([("../evil", stat.S_IFREG | 0o644, b"x")], "'../evil' points outside the bundle"),
+    ([("/tmp/evil-abs", stat.S_IFREG | 0o644, b"x")], "points outside the bundle"),
+    ([("fifo", stat.S_IFIFO | 0o644, b"")], "'fifo' is not a file or directory"),
+    ([("dev", stat.S_IFCHR | 0o644, b"")], "'dev' is not a file or directory"),
+    ([("x.sh", stat.S_IFREG | 0o4755, b"#!/bin/sh\n")], "'x.sh' has the setuid"),
+    ([("d/", stat.S_IFDIR | 0o2755, b"")], "'d/' has the setuid"),
+])
+def test_hostile_zip_entries_are_refused_naming_the_entry(where, entries, message):
+    top, dest = where
+    bundle = make_zip(top / "bad.zip", entries)
+    with pytest.raises(BundleError, match=message):
+        extract(str(bundle), str(dest))
+    assert not os.path.exists("/tmp/evil-abs")
+
+
+def test_links_inside_the_tree_to_files_are_unpacked_like_tar(where):
+    top, dest = where
+    entries = [tar_entry("hooks", tarfile.DIRTYPE), tar_entry("hooks/a.sh", data=b"#!/bin/sh\n", mode=0o755),
+               tar_entry("hooks/b.sh", tarfile.SYMTYPE, linkname="a.sh"),
+               tar_entry("c.sh", tarfile.LNKTYPE, linkname="hooks/a.sh"),
+               tar_entry("./d/e.txt", data=b"e")]
+    assert extract(str(make_tgz(top / "ok.tgz", entries)), str(dest)) == "tgz"
+    assert os.readlink(dest / "hooks/b.sh") == "a.sh"
+    assert os.stat(dest / "c.sh").st_ino == os.stat(dest / "hooks/a.sh").st_ino
+    assert stat.S_IMODE(os.stat(dest / "hooks/a.sh").st_mode) == 0o755
+    assert (dest / "d/e.txt").read_bytes() == b"e"
+
+
+def test_entry_count_is_capped(where, monkeypatch):
+    top, dest = where
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 5)
+    tgz = make_tgz(top / "many.tgz", [tar_entry(f"f{i}", data=b"x") for i in range(5)])
+    with pytest.raises(BundleError, match="'f4' is one too many: a revision may hold at most 5"):
+        extract(str(tgz), str(dest))
+    zipped = make_zip(top / "many.zip", [(f"f{i}", stat.S_IFREG | 0o644, b"x") for i in range(5)])
+    with pytest.raises(BundleError, match="'f4' is one too many"):
+        extract(str(zipped), str(dest.parent / "z"))
+
+
+def test_unpacked_size_is_capped_as_bytes_are_written(where, monkeypatch):
+    """A tar.gz of zeros: a few KiB that would unpack to 8 MiB; refused at the cap (1 MiB here)."""
+    top, dest = where
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 1 << 20)
+    zeros = b"\0" * (8 << 20)
+    bomb = make_tgz(top / "bomb.tgz", [tar_entry("zeros", data=zeros)])
+    assert bomb.stat().st_size < 64 << 10
+    with pytest.raises(BundleError, match="'zeros' takes the revision past 1 MiB unpacked"):
+        extract(str(bomb), str(dest))
+    assert (dest / "zeros").stat().st_size <= 1 << 20
+    zipped = make_zip(top / "bomb.zip", [("zeros", stat.S_IFREG | 0o644, zeros)])
+    with pytest.raises(BundleError, match="unpacks to 8388631 bytes, more than a revision may"):
+        extract(str(zipped), str(dest.parent / "z"))
+
