@@ -237,6 +237,16 @@ def hook(opts: Options, event):
     hooks.run(cfg, event, echo=click.echo)
 
 
+@main.command("restart-agent", hidden=True)
+@click.pass_obj
+def restart_agent(opts: Options):
+    """Restart the CodeDeploy agent once no deployment runs (what ValidateService schedules)."""
+    from .deploy import agent_restart
+
+    _no_dry_run(opts, "restart-agent")
+    agent_restart.restart_when_idle(echo=click.echo)
+
+
 @main.command()
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--deployment-id", metavar="ID", help="Default: a new random d-XXXXXXXXX.")

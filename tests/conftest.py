@@ -49,14 +49,14 @@ class HostPool:
         self.wheel = wheel
         self._shared: Bootstrapped | None = None
 
-    def _boot(self, wait: float = 1800):
+    def _boot(self, wait: float = 1800, memory_mb: int | None = None):
         """Boot a host; while another process's test host runs (one per machine), wait for it."""
         from tests.harness import HarnessError, TestHost
 
         deadline = time.monotonic() + wait
         while True:
             try:
-                host = TestHost.boot()
+                host = TestHost.boot(memory_mb=memory_mb)
                 break
             except HarnessError as exc:
                 if "another bingo-host test host" not in str(exc) or time.monotonic() > deadline:
@@ -83,10 +83,11 @@ class HostPool:
                 raise
         return self._shared
 
-    def fresh(self):
-        """A new test host with bingo-host installed and nothing else; the caller shuts it down."""
+    def fresh(self, memory_mb: int | None = None):
+        """A new test host with bingo-host installed and nothing else (memory_mb: capped like a
+        small instance, see TestHost.boot); the caller shuts it down."""
         self.close()
-        return self._boot()
+        return self._boot(memory_mb=memory_mb)
 
     def close(self):
         if self._shared is not None:
@@ -132,7 +133,7 @@ def testhost(host_pool):
 # Modules that need fresh roots run first, so the shared bootstrapped host is booted once;
 # deploys run last on it, in this order (every other module expects the placeholder page; the
 # real agent deploys first, the self-upgrade last since it changes the host's bingo-host).
-FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery")
+FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery", "test_memory")
 LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_self_upgrade")
 
 

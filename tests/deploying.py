@@ -77,12 +77,17 @@ class Bundles:
         self.host, self.wheel, self.tmp = host, wheel, tmp
 
     def make(self, name: str, fmt: str = "zip", extra_requirement: str | None = None,
-             mysql_requirements: str | None = None, wheel: Path | None = None) -> str:
+             mysql_requirements: str | None = None, wheel: Path | None = None,
+             files: dict[str, bytes] | None = None) -> str:
         """A bundle; extra_requirement is appended to requirements.txt (a new virtualenv),
-        mysql_requirements replaces that file ('' removes it: no database driver)."""
+        mysql_requirements replaces that file ('' removes it: no database driver); files are
+        added to the app (path relative to it: content)."""
         app = self.tmp / f"app-{name}"
         shutil.copytree(SAMPLE, app)
         (app / "musicbingo" / "bundle-name.txt").write_text(name + "\n")  # every bundle differs
+        for rel, content in (files or {}).items():
+            (app / rel).parent.mkdir(parents=True, exist_ok=True)
+            (app / rel).write_bytes(content)
         if extra_requirement:
             reqs = app / "requirements.txt"
             reqs.write_text(reqs.read_text() + extra_requirement + "\n")

@@ -114,6 +114,66 @@ def test_a_hook_without_its_revision_fails_loudly(host):
     assert host.read_file("/var/lib/bingo-host/deploy.json") == before
 
 
+# -- the agent restarted after a deployment (it hoards memory), never during one --
+
+# codedeploy-local runs no daemon, so a stand-in unit plays the agent's: what matters is that the
+# hooks find codedeploy-agent.service and that `systemctl try-restart` reaches it.
+STAND_IN_AGENT = """[Unit]
+Description=stand-in for the CodeDeploy agent daemon (tests)
+[Service]
+ExecStart=/bin/sleep infinity
+"""
+AGENT_UNIT = "/etc/systemd/system/codedeploy-agent.service"
+TRACKING = "/opt/codedeploy-agent/deployment-root/ongoing-deployment"
+
+
+@pytest.fixture
+def agent_daemon(host):
+    host.put_file(AGENT_UNIT, STAND_IN_AGENT)
+    host.run_shell("systemctl daemon-reload && systemctl start codedeploy-agent")
+    try:
+        yield lambda: host.run(["systemctl", "show", "-p", "MainPID", "--value", "codedeploy-agent"]).stdout.strip()
+    finally:
+        host.run_shell(f"systemctl stop bingo-host-agent-restart.timer bingo-host-agent-restart.service "
+                       f"codedeploy-agent; rm -rf {AGENT_UNIT} {TRACKING}; systemctl daemon-reload",
+                       check=False)
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
+
+
+def test_agent_is_restarted_after_a_deployment_not_during_one(host, bundles, agent_daemon):
+    env = {**ENV, "BINGO_HOST_AGENT_RESTART_DELAY": "2"}
+    first_pid = agent_daemon()
+    r = agent.deploy(host, bundles.make("agent-restart", fmt="tgz"), "tgz", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dep = agent.deployment_id(r.stdout)
+    log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep}/logs/scripts.log")
+    assert "the CodeDeploy agent restarts in 2 s" in log, log
+    assert wait_for(lambda: agent_daemon() != first_pid, 30), "the agent was not restarted"
+
+    # While the agent tracks an event of another deployment, the restart waits for it.
+    second_pid = agent_daemon()
+    host.run_shell(f"mkdir -p {TRACKING} && echo cmd-id > {TRACKING}/d-OTHER00001")
+    r = agent.deploy(host, bundles.make("agent-restart-2", fmt="tgz"), "tgz", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    waiting = lambda: host.run(["systemctl", "is-active", "bingo-host-agent-restart.service"],  # noqa: E731
+                               check=False).stdout.strip() == "active"
+    assert wait_for(waiting, 30), "the restart service never started"
+    time.sleep(6)  # longer than its poll interval
+    assert agent_daemon() == second_pid and waiting()
+    host.run(["rm", f"{TRACKING}/d-OTHER00001"])
+    assert wait_for(lambda: agent_daemon() != second_pid, 30), "the agent was not restarted once idle"
+    journal = host.run(["journalctl", "-u", "bingo-host-agent-restart.service", "--no-pager"]).stdout
+    assert "waiting: the agent is running a lifecycle event of d-OTHER00001" in journal, journal
+
+
 # -- the emulator (`bingo-host deploy`) against the agent, on a revision that only observes --
 
 PROBE_APPSPEC = """version: 0.0

@@ -10,6 +10,7 @@ of the agent's config.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from . import DeployError
@@ -17,6 +18,8 @@ from . import DeployError
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 DEFAULT_ROOT_DIR = "/opt/codedeploy-agent/deployment-root"  # the agent's own default
 ARCHIVES_TO_RETAIN = 5  # its :max_revisions: default (command_executor.rb)
+TRACKING_DIR = "ongoing-deployment"  # its :ongoing_deployment_tracking: default (config.rb)
+TRACKING_STALE_AFTER = 86400  # older tracking files are left-overs it deletes itself
 
 
 def _setting(key: str, config: str | None):
@@ -53,6 +56,26 @@ def max_revisions(config: str | None = None) -> int:
         raise DeployError(f"{config or CONFIG}: invalid :max_revisions: {value!r} (the agent "
                           "refuses it too)")
     return count
+
+
+def ongoing_deployments(config: str | None = None, now: float | None = None) -> list[str]:
+    """Deployments the agent is running a lifecycle event of: the daemon writes
+    ``<root_dir>/ongoing-deployment/<deployment id>`` before each event's command and deletes
+    it after (deployment_command_tracker.rb); a file older than a day is one it ignores."""
+    tracking = f"{root_dir(config)}/{_setting('ongoing_deployment_tracking', config) or TRACKING_DIR}"
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(tracking)
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        try:
+            if now - os.stat(f"{tracking}/{name}").st_mtime <= TRACKING_STALE_AFTER:
+                found.append(name)
+        except OSError:  # deleted meanwhile: that event is over
+            continue
+    return found
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
                      releases
     ValidateService  the index and app.health_path through nginx (probe.py: 200 only when the
                      app reaches its database), retried until a deadline; on failure switch
-                     back to the previous release and fail
+                     back to the previous release and fail. Then (as after any failed hook: no
+                     later hook runs) schedule the agent's restart (agent_restart.py)
     ApplicationStop  nothing: the old release keeps serving until ApplicationStart switches
 
 The hooks run under the CodeDeploy agent or `bingo-host deploy`; both unpack the revision where
@@ -31,7 +32,8 @@ from .. import __version__, layout
 from ..converge.engine import log_to_journal, make_context
 from ..errors import BingoHostError
 from ..ops.lock import host_lock
-from . import BundleError, DeployError, agent, appspec, env_seconds, integrity, lock, upgrade
+from . import (BundleError, DeployError, agent, agent_restart, appspec, env_seconds, integrity,
+               lock, upgrade)
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
 from .switch import activate, switch_with_fallback
 
@@ -223,6 +225,16 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         upgrade.maybe_upgrade(agent.archive_dir(env), echo)
     ctx = make_context(cfg, echo=echo)
     log_to_journal()
+    try:
+        _run_locked(ctx, event, env, echo)
+    except BaseException:
+        agent_restart.schedule(echo)  # no later hook runs: the deployment is over here
+        raise
+    if event == "ValidateService":
+        agent_restart.schedule(echo)
+
+
+def _run_locked(ctx, event: str, env, echo) -> None:
     with host_lock(echo=echo):
         if event != "BeforeInstall":
             st = lock.require(env["DEPLOYMENT_ID"])

@@ -1,6 +1,6 @@
-"""What only the host can tell, read once per run: memory and CPUs ('auto' sizes from them),
-where MariaDB's datadir is, which TLS domain has a certificate; and the config with every
-'auto' resolved from them. The engine reads these again after a step changed the host (a
+"""What only the host can tell, read once per run: memory (the smaller of RAM and the host's
+cgroup limit, memory.py) and CPUs ('auto' sizes from them), where MariaDB's datadir is, which
+TLS domain has a certificate; and the config with every 'auto' resolved from them. The engine reads these again after a step changed the host (a
 mounted volume can turn out to be a legacy datadir), never in the middle of a step.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import sizing
+from . import memory
 
 if TYPE_CHECKING:  # the volume step's probes import this module without PyYAML around
     from ..config import Config
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # the volume step's probes import this module without PyYAML 
 
 @dataclass(frozen=True)
 class HostFacts:
-    mem_bytes: int
+    mem_bytes: int  # what the host may use: RAM, or its cgroup's limit when that is smaller
     cpus: int
     datadir: str | None = None  # None: <volume.mountpoint>/data (render.datadir says it once)
     tls_domain: str | None = None  # set once a certificate for https.domain exists
@@ -47,7 +48,7 @@ def host_facts(cfg: Config) -> HostFacts:
 
     mountpoint = cfg.volume.mountpoint
     legacy = os.path.ismount(mountpoint) and is_legacy_datadir(mountpoint)
-    return HostFacts(mem_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+    return HostFacts(mem_bytes=memory.read().usable_bytes,
                      cpus=os.cpu_count() or 1, datadir=mountpoint if legacy else None,
                      tls_domain=tls_domain(cfg))
 

@@ -143,13 +143,26 @@ def check_storage(r: Report, cfg: Config) -> None:
     r.data["storage"] = {"data_volume": data, "root": root}
 
 
-def check_memory(r: Report) -> None:
+def check_memory(r: Report, root: str = "/") -> None:
+    """Memory against what the host may use (facts/memory.py, the figure 'auto' sizes from):
+    RAM, or the cgroup limit when that is smaller, with the cgroup's own usage. Swap is the
+    machine's."""
     import psutil
 
-    vm = psutil.virtual_memory()
+    from ..facts import memory
+
+    mem = memory.read(root)
+    used = memory.cgroup_used_bytes(mem) if mem.capped else None
+    if used is None:
+        vm = psutil.virtual_memory()
+        total, available, percent, limit = vm.total, vm.available, vm.percent, "ram"
+    else:
+        total, limit = mem.usable_bytes, "cgroup"
+        available = max(0, total - used)
+        percent = min(100.0, 100.0 * used / total)
     sw = psutil.swap_memory()
-    r.data["memory"] = {"total_bytes": vm.total, "available_bytes": vm.available,
-                        "used_percent": round(vm.percent, 1)}
+    r.data["memory"] = {"total_bytes": total, "available_bytes": available,
+                        "used_percent": round(percent, 1), "limit": limit}
     r.data["swap"] = {"total_bytes": sw.total, "used_bytes": sw.used,
                       "used_percent": round(sw.percent, 1) if sw.total else 0.0}
 

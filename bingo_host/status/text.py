@@ -57,7 +57,8 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
                                      f"{_size(rt['size_bytes'])}, {rt['used_percent']:.0f}% used", warn=True)))
     if report["memory"]:
         m, sw = report["memory"], report["swap"]
-        rows.append(("memory", f"{_size(m['total_bytes'])}, {m['used_percent']:.0f}% used; swap "
+        cap = " (cgroup limit)" if m.get("limit") == "cgroup" else ""
+        rows.append(("memory", f"{_size(m['total_bytes'])}{cap}, {m['used_percent']:.0f}% used; swap "
                                f"{_size(sw['total_bytes'])}, {sw['used_percent']:.0f}% used"))
     db = report["database"]
     if db:

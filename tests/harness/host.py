@@ -209,13 +209,14 @@ def _pid_start(pid: int) -> Optional[str]:
         return None
 
 
-def _kill_nsenters(systemd_pid: int) -> int:
+def _kill_nsenters(systemd_pid: int, cgroup: Optional[str] = None) -> int:
     """SIGKILL the machine-side ``nsenter -t PID`` wrappers of commands inside (with
     their process group, i.e. the ad-hoc commands of run()/popen() still running).
 
     At poweroff systemd-shutdown SIGSTOPs every process in the namespace; nsenter then
     stops itself too (it mirrors its child's stops) and never reaps the child, which
-    blocks the namespace's teardown. Killed wrappers let systemd inherit and reap them."""
+    blocks the namespace's teardown. Killed wrappers let systemd inherit and reap them.
+    ``cgroup``: a capped host's cgroup, the root of its systemd's own cgroups."""
     want = str(systemd_pid).encode()
     hits = 0
     for p in Path("/proc").iterdir():
@@ -252,6 +253,8 @@ def _kill_nsenters(systemd_pid: int) -> int:
                   if line.split(":", 2)[1] in ("name=systemd", "")]
         except (OSError, IndexError):
             continue
+        if cgroup:
+            cg = [c[len(cgroup):] for c in cg if c.startswith(cgroup + "/")] or cg
         if cg and not any(c.startswith(("/system.slice", "/init.scope", "/user.slice", "/machine.slice"))
                           for c in cg):
             hits += 1
@@ -262,6 +265,63 @@ def _kill_nsenters(systemd_pid: int) -> int:
     return hits
 
 
+CGROUP_FS = Path("/sys/fs/cgroup")
+#: v1 hierarchies a capped host's systemd starts in, at one path: systemd takes its root cgroup
+#: from name=systemd (unified too, in hybrid mode) and uses that path in every controller, so
+#: the memory cgroup must sit at the same path or systemd moves itself out of it.
+BOOT_HIERARCHIES = ("memory", "systemd", "unified")
+
+
+def _make_cgroups(rel: str, memory_mb: int) -> None:
+    """/bingo-test-<id> in each of BOOT_HIERARCHIES, the memory one capped at memory_mb. Swap is
+    not capped (no memory.memsw limit): on EC2 the swap file bingo-host adds is what extends a
+    small host's memory, so it must here too."""
+    if not (CGROUP_FS / "memory" / "memory.limit_in_bytes").exists():
+        raise HarnessError(f"memory_mb needs the cgroup v1 memory controller at {CGROUP_FS / 'memory'}")
+    for h in BOOT_HIERARCHIES:
+        if (CGROUP_FS / h / "cgroup.procs").exists():
+            (CGROUP_FS / h / rel.lstrip("/")).mkdir()
+    memory = CGROUP_FS / "memory" / rel.lstrip("/")
+    (memory / "memory.use_hierarchy").write_text("1")  # every cgroup systemd makes inside counts
+    (memory / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
+
+
+def _remove_cgroups(rel: str, wait: float = 10.0) -> None:
+    """rmdir rel and what systemd made under it in every hierarchy, deepest first, once their
+    tasks are gone."""
+    tops = [h / rel.lstrip("/") for h in CGROUP_FS.iterdir() if h.is_dir() and not h.is_symlink()]
+    deadline = time.monotonic() + wait
+    for top in tops:
+        while top.exists():
+            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                            reverse=True) + [top]:
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:  # EBUSY: a task still exiting
+                    break
+            if top.exists():
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"cgroup {top} still has tasks; not removing it")
+                time.sleep(0.1)
+
+
+def _joiner(rel: Optional[str], hierarchies: Sequence[str] = ("memory",)):
+    """A Popen preexec_fn moving the child into cgroup rel of hierarchies before it execs
+    (None: no cgroup)."""
+    if rel is None:
+        return None
+    files = [str(CGROUP_FS / h / rel.lstrip("/") / "cgroup.procs") for h in hierarchies
+             if (CGROUP_FS / h / rel.lstrip("/") / "cgroup.procs").exists()]
+
+    def join() -> None:
+        for procs in files:
+            with open(procs, "w") as f:
+                f.write("0")  # 0: the writing process itself
+    return join
+
+
 def _alive(pid: Optional[int], start: Optional[str]) -> bool:
     return bool(pid) and start is not None and _pid_start(pid) == start
 
@@ -270,12 +330,19 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
                   wait: float = 30.0) -> None:
     """Power off / kill whatever runs from hostdir and remove every trace of it."""
     t0 = time.monotonic()
+    try:
+        cgroup = json.loads((hostdir / "owner.json").read_text()).get("cgroup")
+    except (OSError, ValueError):
+        cgroup = None
+    limit = CGROUP_FS / "memory" / (cgroup or "-").lstrip("/") / "memory.limit_in_bytes"
+    if cgroup and limit.exists():  # swapoff must not push a capped host into OOM kills
+        limit.write_text("-1")
     _swapoff_under(hostdir)
     if _alive(systemd_pid, systemd_start):
         # Ad-hoc commands first, and let them be gone before systemd's own shutdown starts
         # (racing them makes systemd-shutdown wait its 10 s timeout).
         quiet_deadline = time.monotonic() + 5
-        while _kill_nsenters(systemd_pid) and time.monotonic() < quiet_deadline:
+        while _kill_nsenters(systemd_pid, cgroup) and time.monotonic() < quiet_deadline:
             time.sleep(0.05)
         try:
             os.kill(systemd_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
@@ -283,7 +350,7 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
             pass
         deadline = time.monotonic() + wait
         while _alive(systemd_pid, systemd_start) and time.monotonic() < deadline:
-            _kill_nsenters(systemd_pid)
+            _kill_nsenters(systemd_pid, cgroup)
             time.sleep(0.1)
         log.debug("poweroff took %.1fs", time.monotonic() - t0)
         if _alive(systemd_pid, systemd_start):
@@ -294,7 +361,7 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
                 pass
             deadline = time.monotonic() + 15
             while _alive(systemd_pid, systemd_start) and time.monotonic() < deadline:
-                _kill_nsenters(systemd_pid)
+                _kill_nsenters(systemd_pid, cgroup)
                 time.sleep(0.1)
             if _alive(systemd_pid, systemd_start):
                 raise HarnessError(f"test host (pid {systemd_pid}) does not die; not removing {hostdir}")
@@ -303,6 +370,8 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
     for mp in _mounts_under(hostdir):
         subprocess.run(["umount", "-l", mp], capture_output=True)
     _detach_loops(under=hostdir)
+    if cgroup:
+        _remove_cgroups(cgroup)
     if _mounts_under(hostdir):
         raise HarnessError(f"mounts remain under {hostdir}; not removing it: {_mounts_under(hostdir)}")
     t_rm = time.monotonic()
@@ -370,12 +439,15 @@ class TestHost:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, hostdir: Path, proc: subprocess.Popen, pid: int, lock_fd):
+    def __init__(self, hostdir: Path, proc: subprocess.Popen, pid: int, lock_fd,
+                 cgroup: Optional[str] = None):
         self._pid_start = _pid_start(pid)
         self.dir = hostdir                 #: CACHE_DIR/run/<id>: root/, volumes/, console.log
         self.root = hostdir / "root"       #: the host's / as a path on the machine
         self.pid = pid                     #: systemd (PID 1 inside) as a PID on the machine
         self.volumes: list[LoopVolume] = []
+        #: the cgroup path (every hierarchy) of a capped host (boot(memory_mb=...)), else None
+        self.cgroup = cgroup
         self.timings: dict[str, float] = {}
         self._proc = proc
         self._lock_fd = lock_fd
@@ -386,7 +458,8 @@ class TestHost:
     # ------------------------------------------------------------------ boot
     @classmethod
     def boot(cls, timeout: float = 120.0, ports: Sequence[int] = DEFAULT_PORTS,
-             root_mode: Optional[str] = None, lock_wait: Optional[float] = None) -> "TestHost":
+             root_mode: Optional[str] = None, lock_wait: Optional[float] = None,
+             memory_mb: Optional[int] = None) -> "TestHost":
         """Build/reuse the cached image, copy it, boot systemd, and wait until
         ``systemctl is-system-running`` says running or degraded.
 
@@ -399,6 +472,9 @@ class TestHost:
         impossible: ``swapon`` fails with EINVAL). Default from $BINGO_TESTHOST_ROOT_MODE.
         ``lock_wait``: seconds to wait for another test host on this machine to go away
         (default $BINGO_TESTHOST_LOCK_WAIT or 600), then HarnessError.
+        ``memory_mb``: cap the host's memory like a small instance (a t3a.nano: 512): systemd
+        starts in a v1 memory cgroup with that limit (swap not capped), and so does every
+        command run()/popen() start; removed at shutdown. ``memory_cgroup`` is its path.
         """
         if lock_wait is None:
             lock_wait = float(os.environ.get("BINGO_TESTHOST_LOCK_WAIT", "600"))
@@ -410,7 +486,7 @@ class TestHost:
         timings = {}
         t0 = time.monotonic()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        hostdir = proc = None
+        hostdir = proc = cgroup = None
         lock_fd = open(image.CACHE_DIR / "host.lock", "w")
         lock_deadline = time.monotonic() + lock_wait
         while True:
@@ -439,8 +515,12 @@ class TestHost:
             timings["image"] = time.monotonic() - t0
             hostdir = RUN_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
             hostdir.mkdir()
-            (hostdir / "owner.json").write_text(json.dumps(
-                {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}))
+            meta = {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}
+            if memory_mb:  # recorded first: a teardown then finds it, whatever fails next
+                cgroup = meta["cgroup"] = f"/bingo-test-{hostdir.name}"
+            (hostdir / "owner.json").write_text(json.dumps(meta))
+            if cgroup:
+                _make_cgroups(cgroup, memory_mb)
             t1 = time.monotonic()
             if root_mode == "copy":
                 subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(hostdir / "root")], check=True)
@@ -460,7 +540,7 @@ class TestHost:
                 ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
                  "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_joiner(cgroup, BOOT_HIERARCHIES),
                 # container=: systemd then skips machine-wide steps (swapoff of every swap,
                 # detaching every loop device at poweroff, fstrim of host file systems).
                 env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8", "container": "bingo-test-host"})
@@ -478,7 +558,7 @@ class TestHost:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             raise
-        host = cls(hostdir, proc, pid, lock_fd)
+        host = cls(hostdir, proc, pid, lock_fd, cgroup)
         _LIVE[hostdir.name] = host
         _install_signal_handlers()
         try:
@@ -545,6 +625,11 @@ class TestHost:
         raise HarnessError(f"test host not up within {timeout}s (is-system-running: {state!r})\n"
                            f"{diag.stdout}{diag.stderr}")
 
+    @property
+    def memory_cgroup(self) -> Optional[Path]:
+        """The v1 memory cgroup capping the host (its limit, usage, memory.oom_control), or None."""
+        return CGROUP_FS / "memory" / self.cgroup.lstrip("/") if self.cgroup else None
+
     # ------------------------------------------------------------ commands
     @property
     def alive(self) -> bool:
@@ -571,6 +656,7 @@ class TestHost:
         cmd = [str(c) for c in cmd]
         data = input.encode() if isinstance(input, str) else input
         p = subprocess.Popen(self._nsenter() + cmd, env=self._env(env), start_new_session=True,
+                             preexec_fn=_joiner(self.cgroup),
                              stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -609,11 +695,12 @@ class TestHost:
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("text", True)
         return HostPopen(self._nsenter() + [str(c) for c in cmd], env=self._env(env),
-                         start_new_session=True, **kw)
+                         start_new_session=True, preexec_fn=_joiner(self.cgroup), **kw)
 
     def interactive(self, cmd: Sequence[str] = ("/bin/bash", "-l")) -> int:
         """Run cmd inside attached to this terminal; returns its exit code."""
-        return subprocess.call(self._nsenter() + list(cmd), env=self._env({"TERM": os.environ.get("TERM", "xterm")}))
+        return subprocess.call(self._nsenter() + list(cmd), env=self._env({"TERM": os.environ.get("TERM", "xterm")}),
+                               preexec_fn=_joiner(self.cgroup))
 
     # --------------------------------------------------------------- files
     def put_file(self, path: str, content: Union[str, bytes], mode: int = 0o644) -> None:
