@@ -1,24 +1,70 @@
-"""Atomic, change-only file writes with a diff for --dry-run.
+"""Atomic, change-only file writes with a diff for --dry-run, and the one safe read.
 
 A file is written to a temporary file in the same directory, given its mode and owner, synced,
 then renamed over the target: readers see the old file or the new one, never half of either.
+
+Some managed files sit in directories the app user can write (``shared/bingo.ini``). Root reads
+what is there only through :func:`read_regular`: never through a symlink, never a FIFO (it would
+block) or a device (``/dev/zero`` never ends), never more than a size cap. Anything else there
+is not our file: :func:`plan` says "replace" and the rename puts a regular file in its place.
+The write itself never follows a link: the temporary file is created with O_EXCL, its mode
+and owner are set through its descriptor, and a rename replaces a link, not its target.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import grp
 import os
 import pwd
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+MAX_READ = 1 << 20  # bytes: every file bingo-host manages or reads back is a few KiB
+
+
+class NotRegularFile(OSError):
+    """The path is a symlink, a FIFO, a device, a directory, or larger than the cap."""
+
+
+def read_regular(path: str | Path, limit: int = MAX_READ) -> tuple[bytes, os.stat_result] | None:
+    """(content, stat) of the regular file at path; None if nothing is there.
+
+    Never follows a symlink at path (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK, and it
+    is refused after fstat), never reads past limit. Raises NotRegularFile for anything that is
+    not a regular file of at most limit bytes, OSError for the rest (EACCES...).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(errno.ELOOP, "a symbolic link, not followed", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(65536, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise NotRegularFile(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
 class FileChange:
     path: str
-    action: str  # "create", "update", "chmod/chown"
+    action: str  # "create", "update", "chmod/chown", "replace" (was no regular file)
     diff: str
 
     def describe(self) -> str:
@@ -37,10 +83,10 @@ def plan(path: str | Path, content: str | bytes, mode: int, owner: str | None = 
     path = Path(path)
     new = content.encode() if isinstance(content, str) else content
     try:
-        old = path.read_bytes()
-        st = path.stat()
-    except FileNotFoundError:
-        old, st = None, None
+        old, st = read_regular(path) or (None, None)
+    except NotRegularFile as exc:
+        return FileChange(str(path), "replace", f"{path} is {exc.strerror}: replaced by a "
+                                                "regular file\n")
     if old is None:
         action = "create"
     elif old != new:
@@ -85,7 +131,7 @@ def write_atomic(path: str | Path, content: str | bytes, mode: int, owner: str |
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         os.fsync(dir_fd)
     finally:
