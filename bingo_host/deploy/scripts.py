@@ -3,8 +3,8 @@
 `runuser -u USER -- SCRIPT` for `runas` (the agent's `su USER -c SCRIPT` hands the path to a
 shell, which would run whatever the path's metacharacters say; runuser execs the path itself,
 also for a user whose shell is nologin), in their own process group, stdin closed, stdout and
-stderr read separately line by line into logs/scripts.log, the caller's working directory and environment
-(plus LIFECYCLE_EVENT). A script still running at its timeout gets SIGTERM on its process group
+stderr read separately line by line into logs/scripts.log, the caller's working directory and
+environment (plus LIFECYCLE_EVENT). A script still running at its timeout gets SIGTERM on its process group
 (never SIGKILL) and the deployment fails once it exited; a script that exits while a background
 process keeps its stdout (or stderr) open fails at its timeout, as under the agent.
 

@@ -2,7 +2,8 @@
 
 Whatever happens (an EC2 error, a lost database, SIGTERM from `systemctl stop`, SIGINT from a
 terminal, SIGHUP), the run unwinds through `finally`: the mount is thawed and the database
-unlocked before it returns or raises, and the outcome is written to the state file that `status` reads.
+unlocked before it returns or raises, and the outcome is written to the state file that
+`status` reads.
 """
 
 from __future__ import annotations
