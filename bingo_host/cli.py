@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import BingoHostError
+from .errors import BingoHostError, ConfigError
 
 
 @dataclass
@@ -74,7 +75,6 @@ def config_check(opts: Options, as_json, platform_name):
     host (secrets masked)."""
     from .facts import platforms
     from .config import check_on_host, to_dict
-    from .errors import ConfigError
     from .facts.host import host_facts, resolve
 
     cfg = opts.load_config()
@@ -101,7 +101,12 @@ def config_check(opts: Options, as_json, platform_name):
               help="Render for this platform instead of the config's (default: detect).")
 @click.pass_obj
 def render(opts: Options, out_dir: Path, platform_name):
-    """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload)."""
+    """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload).
+
+    OUT is new, empty or an earlier render (it has manifest.json). Nothing below OUT is
+    followed if it is a link: a render run as root must not write through a link someone
+    planted there into the live files it mirrors.
+    """
     from .ops import files
     from .facts import platforms
     from .facts.host import host_facts
@@ -112,18 +117,59 @@ def render(opts: Options, out_dir: Path, platform_name):
     check_on_host(cfg)
     platform = platforms.get(platform_name or cfg.platform)
     managed = render_all(cfg, platform, host_facts(cfg))
+    _check_render_dir(out_dir)
+    if not opts.dry_run:
+        out_dir.mkdir(parents=True, exist_ok=True)
     manifest = []
+
+    def ensure(path: str, content: str, mode: int, secret: bool = False):
+        relative, name = os.path.split(path.lstrip("/"))
+        try:
+            dir_fd = files.open_beneath(out_dir, relative, create=not opts.dry_run)
+        except FileNotFoundError:  # dry run, nothing rendered there yet
+            return files.plan(out_dir / path.lstrip("/"), content, mode, secret=secret)
+        except files.NotRegularFile as exc:
+            raise ConfigError("--out", f"{out_dir}: {exc.filename} under it is "
+                                       f"{exc.strerror}: not following it") from None
+        try:
+            change = files.plan(name, content, mode, secret=secret, dir_fd=dir_fd)
+            if change and not opts.dry_run:
+                files.write_atomic(name, content, mode, dir_fd=dir_fd)
+            return change
+        finally:
+            os.close(dir_fd)
+
     for mf in managed:
-        target = out_dir / mf.path.lstrip("/")
-        change = files.ensure(target, mf.content, mf.mode, secret=mf.secret, dry_run=opts.dry_run)
+        change = ensure(mf.path, mf.content, mf.mode, mf.secret)
         if change and opts.dry_run:
             click.echo(change.diff, nl=False)
         manifest.append({"path": mf.path, "mode": f"{mf.mode:04o}", "owner": mf.owner, "group": mf.group,
                          "on_change": mf.on_change, "template": mf.template})
     text = json.dumps({"platform": platform.name, "files": manifest}, indent=2) + "\n"
-    files.ensure(out_dir / "manifest.json", text, 0o644, dry_run=opts.dry_run)
+    ensure("manifest.json", text, 0o644)
     verb = "would write" if opts.dry_run else "rendered"
     click.echo(f"{verb} {len(managed)} files for {platform.name} under {out_dir}")
+
+
+def _check_render_dir(out_dir: Path) -> None:
+    """OUT must be no link, and new, empty or an earlier render (a regular manifest.json)."""
+    import stat
+
+    try:
+        st = os.lstat(out_dir)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError("--out", f"{out_dir} is a symbolic link or not a directory")
+    try:
+        manifest = os.lstat(out_dir / "manifest.json")
+    except FileNotFoundError:
+        manifest = None
+    with os.scandir(out_dir) as entries:
+        empty = next(entries, None) is None
+    if not empty and not (manifest and stat.S_ISREG(manifest.st_mode)):
+        raise ConfigError("--out", f"{out_dir} is not empty and not an earlier render (no "
+                                   "manifest.json): give a new or empty directory")
 
 
 @main.command()
@@ -220,8 +266,7 @@ def status(opts: Options, as_json):
 
 def _no_dry_run(opts: Options, command: str) -> None:
     if opts.dry_run:
-        from .errors import ConfigError
-
+    
         raise ConfigError("--dry-run", f"`{command}` has no dry run")
 
 
@@ -266,7 +311,6 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
     import re
 
     from .deploy import lifecycle
-    from .errors import ConfigError
 
     _no_dry_run(opts, "deploy")
     for option, value in (("--deployment-id", deployment_id), ("--deployment-group-id", deployment_group_id)):

@@ -68,3 +68,89 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         files.write_atomic(target, "new", 0o644, owner="no-such-user-bingo")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+# -- the app user owns shared/: whatever it put at a managed path, root neither blocks,
+#    nor runs out of memory, nor reads or writes through a link --
+
+def _run_bounded(code: str, timeout: float = 10):
+    """code in a fresh interpreter: a FIFO would hang it, /dev/zero would eat its memory."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(repo)))
+
+
+@pytest.mark.parametrize("planted", ["fifo", "dev-zero", "link-to-secret"])
+def test_planted_bingo_ini_is_replaced_not_read(tmp_path, planted):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$not-yours:19000::::::\n")
+    ini = shared / "bingo.ini"
+    if planted == "fifo":
+        os.mkfifo(ini)
+    elif planted == "dev-zero":
+        ini.symlink_to("/dev/zero")
+    else:
+        ini.symlink_to(secret)
+    # the memory cap turns a read of /dev/zero into MemoryError quickly instead of a swapping host
+    proc = _run_bounded(
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from bingo_host.ops import files\n"
+        f"change = files.ensure({str(ini)!r}, '[database]\\npasswd = p\\n', 0o640, secret=True)\n"
+        "print(change.action, change.diff)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("replace ") and "not-yours" not in proc.stdout
+    assert not ini.is_symlink() and stat.S_ISREG(ini.lstat().st_mode)
+    assert ini.read_text() == "[database]\npasswd = p\n"
+    assert stat.S_IMODE(ini.stat().st_mode) == 0o640
+    assert secret.read_text() == "root:$6$not-yours:19000::::::\n"  # the link's target untouched
+    assert sorted(p.name for p in shared.iterdir()) == ["bingo.ini"]
+
+
+def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "big")
+    for name, why in (("big", "larger than 100 bytes"), ("fifo", "not a regular file"),
+                      ("link", "a symbolic link")):
+        with pytest.raises(files.NotRegularFile, match=why):
+            files.read_regular(tmp_path / name, limit=100)
+    assert files.read_regular(tmp_path / "missing") is None
+    content, st = files.read_regular(tmp_path / "big", limit=101)
+    assert content == b"x" * 101 and st.st_size == 101
+
+
+@pytest.mark.parametrize("planted", ["fifo", "dev-zero", "link-to-secret"])
+def test_status_reads_no_planted_bingo_ini(tmp_path, planted):
+    """`status` (root) reads the app's password back from shared/bingo.ini."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("[database]\npasswd = from-the-link-target\n")
+    ini = shared / "bingo.ini"
+    if planted == "fifo":
+        os.mkfifo(ini)
+    elif planted == "dev-zero":
+        ini.symlink_to("/dev/zero")
+    else:
+        ini.symlink_to(secret)
+    proc = _run_bounded(
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from bingo_host.config import load_config_text\n"
+        "from bingo_host.status.checks import app_password\n"
+        "cfg = load_config_text('platform: debian12\\napp: {root: %s}\\n"
+        "database: {password: \"ssm:/bingo/db\"}\\n')\n"
+        "print(app_password(cfg))\n" % tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "None\n"
+    (ini.unlink())
+    ini.write_text("[database]\npasswd = 100%%\n")
+    proc = _run_bounded(proc.args[2])
+    assert proc.stdout == "100%\n", proc.stderr

@@ -376,11 +376,23 @@ exit 3
                                "probe failed on purpose")
     script = host.deployment_dir("d-RUNAS0001") / "deployment-archive" / "hooks" / "fail.sh"
     ancestors = (host.out / "parent").read_text().splitlines()
-    assert f"su root -c {script}" in ancestors  # prepare_script_command
+    assert f"runuser -u root -- {script}" in ancestors  # no shell between (not `su -c`)
     assert (host.out / "user").read_text() == "root\n"
     # It failed after Install: that counts as the last successful install.
     assert (host.root / "deployment-instructions" / f"{GROUP}_last_successful_install").read_text() \
         == str(host.deployment_dir("d-RUNAS0001"))
+
+
+@pytest.mark.parametrize("runas", [{}, {"runas": "root"}])
+def test_hook_path_with_shell_metacharacters_is_no_command(host, runas):
+    """No shell parses a hook's path: `a;touch X $(touch Y)` is one file name."""
+    out = host.out
+    name = "probe;touch INJECTED $(touch INJECTED2) `touch INJECTED3`.sh"
+    rev = revision(host.tmp / "rev", {"ApplicationStart": [(name, f'id -un > "{out}/user"\n',
+                                                             runas)]})
+    lifecycle.deploy(str(rev), "d-META00001", echo=host.echo)
+    assert (out / "user").read_text() == runas.get("runas", "root") + "\n"
+    assert not list(host.tmp.rglob("INJECTED*")) and not list(host.cwd.glob("INJECTED*"))
 
 
 # -- ApplicationStop, the cleanup file, file_exists_behavior, permissions --

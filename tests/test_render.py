@@ -186,3 +186,65 @@ def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path):
               for f in files]
     result = verify_units(tmp_path, broken, [MARIADB_STUB])
     assert result.returncode != 0 and "calendar specification" in result.stderr
+
+
+# -- `render --out` run as root never writes through a link planted under OUT --
+
+def _render(out, *extra):
+    from click.testing import CliRunner
+
+    from bingo_host.cli import main
+
+    return CliRunner().invoke(main, ["--config", str(REPO / "examples" / "config.yaml"),
+                                     *extra, "render", "--out", str(out), "--platform", "debian12"])
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A stand-in for the live /srv/musicbingo/shared and the earlier render beside it."""
+    live = tmp_path / "live" / "shared"
+    live.mkdir(parents=True)
+    (live / "bingo.ini").write_text("[database]\npasswd = the-real-one\n")
+    out = tmp_path / "out"
+    assert _render(out).exit_code == 0
+    return live, out, next(out.rglob("shared/bingo.ini"))
+
+
+def test_render_replaces_a_planted_file_link_not_its_target(live):
+    live_dir, out, ini = live
+    ini.unlink()
+    ini.symlink_to(live_dir / "bingo.ini")
+    result = _render(out)
+    assert result.exit_code == 0, result.output
+    assert (live_dir / "bingo.ini").read_text() == "[database]\npasswd = the-real-one\n"
+    assert not ini.is_symlink() and "passwd" in ini.read_text()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_render_refuses_a_planted_directory_link(live, dry_run):
+    live_dir, out, ini = live
+    shutil.rmtree(ini.parent)
+    ini.parent.symlink_to(live_dir)
+    result = _render(out, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 2, result.output
+    assert "--out:" in result.output and "not following it" in result.output
+    assert "the-real-one" not in result.output
+    assert (live_dir / "bingo.ini").read_text() == "[database]\npasswd = the-real-one\n"
+    assert sorted(p.name for p in live_dir.iterdir()) == ["bingo.ini"]
+
+
+def test_render_refuses_a_foreign_non_empty_directory_or_a_link(tmp_path):
+    out = tmp_path / "etc"
+    out.mkdir()
+    (out / "fstab").write_text("keep me\n")
+    result = _render(out)
+    assert result.exit_code == 2 and "not an earlier render" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["fstab"]
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "new")
+    result = _render(link)
+    assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+    assert not (tmp_path / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _render(empty).exit_code == 0 and (empty / "manifest.json").is_file()

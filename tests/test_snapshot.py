@@ -338,18 +338,20 @@ def test_sigkill_while_frozen_thaws_and_unlocks(db, ec2_instance, ec2_proxy, tmp
     assert not _watchdogs(db.mountpoint), "the watchdog did not exit"
 
 
-def test_sigterm_while_frozen_unwinds_cleanly(db, ec2_instance, ec2_proxy, tmp_path):
-    """systemctl stop sends SIGTERM: the run itself thaws and unlocks, and exits 1."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_while_frozen_unwinds_cleanly(db, ec2_instance, ec2_proxy, tmp_path, sig):
+    """systemctl stop sends SIGTERM, a terminal SIGINT or SIGHUP: the run itself thaws and
+    unlocks, and exits 1."""
     proc, insert, write = _start_cli_stalled(tmp_path, db, ec2_proxy)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 1 and "interrupted by SIGTERM" in stderr, stderr
+    assert proc.returncode == 1 and f"interrupted by {sig.name}" in stderr, stderr
     write.join(10)
     insert.join(10)
     assert write.done_at and insert.done_at and time.monotonic() - t0 < 10
     saved = json.loads((tmp_path / "last-snapshot.json").read_text())
-    assert saved["error"] == "interrupted by SIGTERM" and saved["freeze_ms"] is not None
+    assert saved["error"] == f"interrupted by {sig.name}" and saved["freeze_ms"] is not None
     assert_writable_and_unlocked(db, tmp_path)
 
 
@@ -368,6 +370,146 @@ def test_hung_process_is_killed_by_watchdog(db, ec2_instance, ec2_proxy, tmp_pat
     assert write.done_at and insert.done_at and not insert.error
     assert time.monotonic() - t0 < 30
     assert_writable_and_unlocked(db, tmp_path)
+
+
+# -- interrupted while the freeze itself is under way, or before it --
+
+FIFREEZE = 0xC0045877
+SPLICE_SYSCALL = {"x86_64": 275, "aarch64": 76}
+
+
+def _syscall(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return []
+
+
+class WriteInProgress:
+    """A splice from an empty pipe into a file on the mount. The kernel counts it as a write in
+    progress until it returns, and a freeze waits for writes in progress: the freeze hangs in
+    the kernel, as it would behind a slow flush, until release()."""
+
+    CODE = ("import os, sys\nr, w = os.pipe()\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\nos.splice(r, fd, 1)\n")
+
+    def __init__(self, path: Path):
+        import platform
+
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(path)])
+        nr = str(SPLICE_SYSCALL[platform.machine()])
+        deadline = time.monotonic() + 10
+        while _syscall(self.proc.pid)[:1] != [nr]:
+            assert time.monotonic() < deadline and self.proc.poll() is None, "no splice"
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        self.proc.kill()  # the splice returns, the write ends, the freeze goes on
+        self.proc.wait()
+
+
+def _wait_in_freeze(pid: int, timeout: float = 30) -> None:
+    """Until the run (or a child of it) waits inside the FIFREEZE ioctl."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pids = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for p in pids:
+            call = _syscall(p)
+            if len(call) > 2 and call[0] != "running" and int(call[2], 16) == FIFREEZE:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the run never waited in the freeze")
+
+
+def _start_cli(tmp_path, db, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(cli(tmp_path, db, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _assert_no_watchdog(db):
+    deadline = time.monotonic() + 10
+    while _watchdogs(db.mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _watchdogs(db.mountpoint), "the watchdog did not exit"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_signal_while_the_freeze_is_under_way(db, ec2_instance, tmp_path, sig):
+    """The signal lands while the freeze waits in the kernel; the freeze completes after it.
+    Whoever is left (the run, or the watchdog once the run is gone) must thaw after that."""
+    held = WriteInProgress(db.mountpoint / "held.txt")
+    proc = _start_cli(tmp_path, db)
+    try:
+        _wait_in_freeze(proc.pid)
+        proc.send_signal(sig)
+        time.sleep(1)  # everyone reacts to the signal while the freeze still waits
+    finally:
+        held.release()
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 1 and f"interrupted by {sig.name}" in stderr, stderr
+    assert_writable_and_unlocked(db, tmp_path, within=10)
+    _assert_no_watchdog(db)
+
+
+def test_freeze_stuck_past_the_watchdog_timeout(db, ec2_instance, tmp_path):
+    """A freeze that hangs longer than the watchdog allows (what `fsfreeze -f` timing out
+    was): the watchdog kills the run, and thaws once the freeze is over, not before."""
+    held = WriteInProgress(db.mountpoint / "held.txt")
+    proc = _start_cli(tmp_path, db, "--freeze-timeout", "1")
+    try:
+        _wait_in_freeze(proc.pid)
+        time.sleep(3)  # the watchdog gave up on the run meanwhile
+    finally:
+        held.release()
+    try:
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert_writable_and_unlocked(db, tmp_path, within=10)
+    _assert_no_watchdog(db)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_signal_while_waiting_for_the_database_lock(db, ec2_instance, tmp_path, sig):
+    """Before anything is frozen: the run waits for BACKUP STAGE START behind another backup."""
+    other = db.admin()
+    other.cursor().execute("BACKUP STAGE START")
+    proc = _start_cli(tmp_path, db)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with other.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                            "WHERE USER = 'bingobackup' AND INFO = 'BACKUP STAGE START'")
+                if cur.fetchone()[0]:
+                    break
+            assert time.monotonic() < deadline, "the run never waited for the backup lock"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        other.cursor().execute("BACKUP STAGE END")
+        other.close()
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 1), stderr
+    assert_writable_and_unlocked(db, tmp_path)
+    _assert_no_watchdog(db)
 
 
 # -- failures: clear message, non-zero exit, nothing frozen or locked --

@@ -1,8 +1,10 @@
 """Running one lifecycle event's hook scripts the way the CodeDeploy agent's HookExecutor does.
 
-`su USER -c SCRIPT` for `runas`, in their own process group, stdin closed, stdout and stderr read
-separately line by line into logs/scripts.log, the caller's working directory and environment
-(plus LIFECYCLE_EVENT). A script still running at its timeout gets SIGTERM on its process group
+`runuser -u USER -- SCRIPT` for `runas` (the agent's `su USER -c SCRIPT` hands the path to a
+shell, which would run whatever the path's metacharacters say; runuser execs the path itself,
+also for a user whose shell is nologin), in their own process group, stdin closed, stdout and
+stderr read separately line by line into logs/scripts.log, the caller's working directory and
+environment (plus LIFECYCLE_EVENT). A script still running at its timeout gets SIGTERM on its process group
 (never SIGKILL) and the deployment fails once it exited; a script that exits while a background
 process keeps its stdout (or stderr) open fails at its timeout, as under the agent.
 
@@ -78,8 +80,8 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
         except OSError:
             raise ScriptFailed(event, f"Unable to set script at specified location: {location} as "
                                       "executable") from None
-    # prepare_script_command (linux_util.rb): `su USER -c SCRIPT`, else the script itself.
-    argv = ["su", script.runas, "-c", path] if script.runas else [path]
+    # The agent's prepare_script_command (linux_util.rb) is `su USER -c SCRIPT`: no shell here.
+    argv = ["runuser", "-u", script.runas, "--", path] if script.runas else [path]
     log.write(f"Script - {location}\n")
     echo(f"[{event}] running {location}" + (f" as {script.runas}" if script.runas else "")
          + f" (timeout {script.timeout} s)")

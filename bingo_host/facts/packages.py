@@ -5,6 +5,9 @@ from __future__ import annotations
 from .. import subp
 from .platforms import Platform
 
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+POLICY_MARK = "# bingo-host: no service starts while packages install"
+
 
 def parse(output: str) -> set[str]:
     """Names from `dpkg-query -W -f '${Package} ${db:Status-Status}'` or `rpm -qa` output
@@ -19,3 +22,14 @@ def parse(output: str) -> set[str]:
 
 def installed(platform: Platform) -> set[str]:
     return parse(subp.run(list(platform.query_installed_cmd)).stdout)
+
+
+def policy_rc_d_is_ours(path: str = POLICY_RC_D) -> bool:
+    """True if path is the policy-rc.d bingo-host writes during an install (it has the mark)."""
+    from ..ops.files import read_regular
+
+    try:
+        found = read_regular(path, limit=4096)
+    except OSError:
+        return False
+    return found is not None and POLICY_MARK in found[0].decode(errors="replace").splitlines()

@@ -1,24 +1,70 @@
-"""Atomic, change-only file writes with a diff for --dry-run.
+"""Atomic, change-only file writes with a diff for --dry-run, and the one safe read.
 
 A file is written to a temporary file in the same directory, given its mode and owner, synced,
 then renamed over the target: readers see the old file or the new one, never half of either.
+
+Some managed files sit in directories the app user can write (``shared/bingo.ini``). Root reads
+what is there only through :func:`read_regular`: never through a symlink, never a FIFO (it would
+block) or a device (``/dev/zero`` never ends), never more than a size cap. Anything else there
+is not our file: :func:`plan` says "replace" and the rename puts a regular file in its place.
+The write itself never follows a link: the temporary file is created with O_EXCL, its mode
+and owner are set through its descriptor, and a rename replaces a link, not its target.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import grp
 import os
 import pwd
-import tempfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+MAX_READ = 1 << 20  # bytes: every file bingo-host manages or reads back is a few KiB
+
+
+class NotRegularFile(OSError):
+    """The path is a symlink, a FIFO, a device, a directory, or larger than the cap."""
+
+
+def read_regular(path: str | Path, limit: int = MAX_READ, *,
+                 dir_fd: int | None = None) -> tuple[bytes, os.stat_result] | None:
+    """(content, stat) of the regular file at path; None if nothing is there.
+
+    Never follows a symlink at path (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK, and it
+    is refused after fstat), never reads past limit. Raises NotRegularFile for anything that is
+    not a regular file of at most limit bytes, OSError for the rest (EACCES...).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(errno.ELOOP, "a symbolic link, not followed", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(65536, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise NotRegularFile(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
 class FileChange:
     path: str
-    action: str  # "create", "update", "chmod/chown"
+    action: str  # "create", "update", "chmod/chown", "replace" (was no regular file)
     diff: str
 
     def describe(self) -> str:
@@ -32,15 +78,17 @@ def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
 
 
 def plan(path: str | Path, content: str | bytes, mode: int, owner: str | None = None,
-         group: str | None = None, secret: bool = False) -> FileChange | None:
-    """What writing content to path would change; None when the file is already so."""
+         group: str | None = None, secret: bool = False, *,
+         dir_fd: int | None = None) -> FileChange | None:
+    """What writing content to path would change; None when the file is already so.
+    With dir_fd, path is a name in that directory."""
     path = Path(path)
     new = content.encode() if isinstance(content, str) else content
     try:
-        old = path.read_bytes()
-        st = path.stat()
-    except FileNotFoundError:
-        old, st = None, None
+        old, st = read_regular(path, dir_fd=dir_fd) or (None, None)
+    except NotRegularFile as exc:
+        return FileChange(str(path), "replace", f"{path} is {exc.strerror}: replaced by a "
+                                                "regular file\n")
     if old is None:
         action = "create"
     elif old != new:
@@ -63,33 +111,73 @@ def plan(path: str | Path, content: str | bytes, mode: int, owner: str | None = 
 
 
 def write_atomic(path: str | Path, content: str | bytes, mode: int, owner: str | None = None,
-                 group: str | None = None) -> None:
-    """Replace path with content; mode and owner are set before the rename."""
+                 group: str | None = None, *, dir_fd: int | None = None) -> None:
+    """Replace path with content; mode and owner are set before the rename.
+
+    With dir_fd, path is a name in that directory (see :func:`open_beneath`).
+    """
     path = Path(path)
     data = content.encode() if isinstance(content, str) else content
     uid, gid = _ids(owner, group)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if dir_fd is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    else:
+        parent = os.dup(dir_fd)
     try:
-        os.fchmod(fd, mode)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        tmp = f".{path.name}.{os.urandom(6).hex()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=parent)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                if uid != -1 or gid != -1:
+                    os.fchown(f.fileno(), uid, gid)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            raise
+        os.fsync(parent)
     finally:
-        os.close(dir_fd)
+        os.close(parent)
+
+
+def open_beneath(top: str | Path, relative: str, *, create: bool) -> int:
+    """A descriptor of the directory top/relative, reached without following any symlink
+    below top (top itself is no symlink either); missing directories are made (0755) when
+    create, else FileNotFoundError. Raises NotRegularFile at a symlink or a non-directory."""
+    def step(fd: int | None, name: str) -> int:
+        try:
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotRegularFile(exc.errno, "a symbolic link or not a directory",
+                                     name) from None
+            raise
+
+    fd = step(None, str(top))
+    try:
+        for name in [p for p in relative.split("/") if p]:
+            if name == "..":
+                raise NotRegularFile(errno.EINVAL, "a path out of the directory", relative)
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            fd, old = step(fd, name), fd
+            os.close(old)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def ensure(path: str | Path, content: str | bytes, mode: int, owner: str | None = None,

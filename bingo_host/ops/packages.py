@@ -2,7 +2,10 @@
 
 Debian's maintainer scripts start a package's service as soon as it is installed: MariaDB would
 start on its default datadir before bootstrap has mounted the volume. A policy-rc.d that exits
-101 holds every service off until the install is over.
+101 holds every service off until the install is over. Ours carries POLICY_MARK: a run killed
+during the install leaves it behind (it would hold off every service restart of later security
+updates), so the next run that installs removes it afterwards, and the packages step removes it
+at its start. A policy-rc.d without the mark is the admin's: kept, never removed.
 """
 
 from __future__ import annotations
@@ -12,24 +15,30 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 from .. import subp
+from ..facts.packages import POLICY_MARK, POLICY_RC_D, policy_rc_d_is_ours
 from ..facts.platforms import Platform
+from . import files
 
-POLICY_RC_D = "/usr/sbin/policy-rc.d"
+POLICY_SCRIPT = f"#!/bin/sh\n{POLICY_MARK}\nexit 101\n"
+
+
+def remove_policy_rc_d(path: str = POLICY_RC_D) -> None:
+    """Remove our policy-rc.d (only if it is ours: the admin's stays)."""
+    if policy_rc_d_is_ours(path):
+        os.unlink(path)
 
 
 @contextmanager
-def services_held_off(enabled: bool) -> Iterator[None]:
-    """No service starts from a maintainer script meanwhile (an existing policy-rc.d is kept)."""
-    if not enabled or os.path.exists(POLICY_RC_D):
+def services_held_off(enabled: bool, path: str = POLICY_RC_D) -> Iterator[None]:
+    """No service starts from a maintainer script meanwhile (an admin's policy-rc.d is kept)."""
+    if not enabled or (os.path.lexists(path) and not policy_rc_d_is_ours(path)):
         yield
         return
-    with open(POLICY_RC_D, "w") as f:
-        f.write("#!/bin/sh\n# bingo-host: no service starts while packages install\nexit 101\n")
-    os.chmod(POLICY_RC_D, 0o755)
+    files.write_atomic(path, POLICY_SCRIPT, 0o755)  # atomic: never there without the mark
     try:
         yield
     finally:
-        os.unlink(POLICY_RC_D)
+        remove_policy_rc_d(path)
 
 
 def install(platform: Platform, names: Sequence[str]) -> None:

@@ -1,18 +1,24 @@
 """Freezing the data filesystem, and the watchdog that always thaws it.
 
-``fsfreeze -f`` stops every write to a filesystem until ``fsfreeze -u``. If the process that
-froze it dies (SIGKILL runs no ``finally``) or hangs, MariaDB and everything else writing to the
-volume would hang with it. So before freezing, :class:`Watchdog` starts a separate process
-(``python -m bingo_host.snapshot.freeze --watch``, a fresh interpreter in its own session,
-holding none of the parent's file descriptors, so not its database connection) that talks to
-the parent over a pipe on its stdin:
+A freeze stops every write to a filesystem until it is thawed. The freeze and the thaw are the
+FIFREEZE/FITHAW ioctls, made by this process itself (what ``fsfreeze -f``/``-u`` do), not by a
+child: a ``fsfreeze -f`` child outlives a killed run and can complete its freeze after the
+watchdog thawed. An ioctl in this process cannot: a signal, even SIGKILL, takes effect only
+once the ioctl has returned, so when this process is gone no freeze of ours is still coming.
 
-* ``arm`` (sent before ``fsfreeze -f``): from now on the filesystem may be frozen.
-* ``disarm`` (sent after a successful ``fsfreeze -u``).
-* end of file, or the parent's pidfd becoming readable: the parent is gone. If armed, the
-  watchdog thaws at once.
-* armed for longer than the timeout: the parent hangs while frozen. The watchdog SIGKILLs it
-  (so its database session closes and MariaDB drops the backup lock), then thaws.
+If the process that froze dies (SIGKILL runs no ``finally``) or hangs, MariaDB and everything
+else writing to the volume would hang with it. So before freezing, :class:`Watchdog` starts a
+separate process (``python -m bingo_host.snapshot.freeze --watch``, a fresh interpreter in its
+own session, holding none of the parent's file descriptors, so not its database connection)
+that talks to the parent over a pipe on its stdin:
+
+* ``arm`` (sent before the freeze): from now on the filesystem may be frozen.
+* ``disarm`` (sent only after a successful thaw, or a freeze refused for certain).
+* end of file, or the parent's pidfd becoming readable: the parent is gone, or gave up on
+  thawing. If armed, the watchdog thaws at once.
+* armed for longer than the timeout: the parent hangs while (maybe) frozen. The watchdog
+  SIGKILLs it (so its database session closes and MariaDB drops the backup lock), waits until
+  it is gone (a freeze it is still inside completes first), then thaws.
 
 The watchdog ignores SIGTERM/SIGINT/SIGHUP, so stopping the unit (SIGTERM to every process of
 the cgroup) still lets it see the parent go and thaw.
@@ -21,6 +27,8 @@ the cgroup) still lets it see the parent go and thaw.
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import logging
 import os
 import select
@@ -30,17 +38,22 @@ import sys
 import time
 from pathlib import Path
 
-from .. import subp
 from ..errors import BingoHostError
 
 log = logging.getLogger(__name__)
 
 FREEZE_TIMEOUT = 25.0  # seconds frozen before the watchdog kills the snapshot and thaws
-FSFREEZE_TIMEOUT = 20.0  # one fsfreeze command (-f flushes the filesystem first)
+STOP_TIMEOUT = 25.0  # the watchdog's exit after its pipe closed (it may thaw first)
+FIFREEZE = 0xC0045877  # _IOWR('X', 119, int), linux/fs.h
+FITHAW = 0xC0045878  # _IOWR('X', 120, int)
 
 
 class FreezeError(BingoHostError):
     pass
+
+
+class AlreadyFrozen(FreezeError):
+    """Someone else froze it: not ours to thaw."""
 
 
 def check_freezable(mountpoint: str) -> None:
@@ -59,18 +72,41 @@ def check_freezable(mountpoint: str) -> None:
         raise FreezeError(f"{mountpoint} is on the root filesystem: refusing to freeze /")
 
 
+def _ioctl(mountpoint: str, request: int) -> None:
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, request, 0)
+    finally:
+        os.close(fd)
+
+
 def freeze(mountpoint: str) -> None:
-    subp.run(["fsfreeze", "--freeze", mountpoint], timeout=FSFREEZE_TIMEOUT)
+    """Freeze the filesystem mounted at mountpoint (it flushes first: this can take a while).
+
+    Raises AlreadyFrozen when it was frozen already. Any other way out of this call, a signal's
+    exception included, may have left it frozen: the caller thaws.
+    """
+    try:
+        _ioctl(mountpoint, FIFREEZE)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise AlreadyFrozen(f"{mountpoint} is frozen already (fsfreeze by someone "
+                                "else?): not snapshotting it") from None
+        raise FreezeError(f"cannot freeze {mountpoint}: {exc.strerror}") from None
 
 
 def thaw(mountpoint: str, *, missing_ok: bool = False) -> bool:
-    """Thaw mountpoint; with missing_ok, 'not frozen' (exit 1, EINVAL) is no error.
+    """Thaw mountpoint; with missing_ok, 'not frozen' (EINVAL) is no error.
 
     Returns True when this call thawed it.
     """
-    result = subp.run(["fsfreeze", "--unfreeze", mountpoint], timeout=FSFREEZE_TIMEOUT,
-                      rcs=(0, 1) if missing_ok else (0,))
-    return result.ok
+    try:
+        _ioctl(mountpoint, FITHAW)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and missing_ok:
+            return False
+        raise FreezeError(f"cannot thaw {mountpoint}: {exc.strerror}") from None
+    return True
 
 
 class Watchdog:
@@ -127,7 +163,7 @@ class Watchdog:
         except BrokenPipeError:
             pass
         try:
-            return self.proc.wait(timeout=FSFREEZE_TIMEOUT + 5)
+            return self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             log.warning("freeze watchdog pid %d did not exit; leaving it", self.proc.pid)
             return None
@@ -148,6 +184,15 @@ def _thaw_quietly(mountpoint: str) -> None:
             _say(f"thawed {mountpoint}")
     except BingoHostError as exc:
         _say(f"could not thaw {mountpoint}: {exc}")
+
+
+def _wait_gone(pidfd: int | None) -> None:
+    """Until the parent has exited: its pidfd turns readable (else: its end of our stdin closes)."""
+    if pidfd is not None:
+        select.select([pidfd], [], [])
+        return
+    while os.read(0, 4096):
+        pass
 
 
 def watch(parent_pid: int, mountpoint: str, timeout: float) -> int:
@@ -175,6 +220,7 @@ def watch(parent_pid: int, mountpoint: str, timeout: float) -> int:
                     os.kill(parent_pid, signal.SIGKILL)
             except (ProcessLookupError, OSError):
                 pass
+            _wait_gone(pidfd)  # a freeze it is inside completes first: thaw only after that
             _thaw_quietly(mountpoint)
             return 3
         ready, _, _ = select.select(watched, [], [], left)

@@ -1,8 +1,9 @@
 """One snapshot run, start to end (the order is in the package docstring).
 
-Whatever happens (an EC2 error, a lost database, SIGTERM from `systemctl stop`), the run
-unwinds through `finally`: the mount is thawed and the database unlocked before it returns or
-raises, and the outcome is written to the state file that `status` reads.
+Whatever happens (an EC2 error, a lost database, SIGTERM from `systemctl stop`, SIGINT from a
+terminal, SIGHUP), the run unwinds through `finally`: the mount is thawed and the database
+unlocked before it returns or raises, and the outcome is written to the state file that
+`status` reads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from . import SnapshotError
 from .dblock import DatabaseLock, connect, read_password
 from .ec2 import (Attached, Made, attached_volumes, clients, create_snapshot, find_data_volume,
                   preflight)
-from .freeze import FREEZE_TIMEOUT, Watchdog, check_freezable, freeze, thaw
+from .freeze import FREEZE_TIMEOUT, AlreadyFrozen, Watchdog, check_freezable, freeze, thaw
 from .retention import prune
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ class Interrupted(SnapshotError):
 
 
 class _Terminated(BaseException):
-    """Raised by the SIGTERM/SIGHUP handler. A BaseException, like KeyboardInterrupt, so that
-    no library's `except Exception` swallows it on the way out through our `finally`s."""
+    """Raised by the SIGTERM/SIGINT/SIGHUP handler. A BaseException, so that no library's
+    `except Exception` swallows it on the way out through our `finally`s; not a
+    KeyboardInterrupt, which subprocess answers by not waiting for the child it started."""
 
 
 @dataclass
@@ -62,19 +64,23 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 @contextmanager
 def _terminate_as_exception() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind the run, so `finally` thaws and unlocks on `systemctl stop`."""
+    """SIGTERM/SIGINT/SIGHUP unwind the run, so `finally` thaws and unlocks on `systemctl stop`
+    or Ctrl-C; later ones are ignored, so they cannot cut that cleanup short."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        for s in (signal.SIGTERM, signal.SIGHUP):  # one is enough: let the cleanup finish
+        for s in _SIGNALS:  # one is enough: let the cleanup finish
             signal.signal(s, signal.SIG_IGN)
         raise _Terminated(f"interrupted by {signal.Signals(signum).name}")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, handler) for s in _SIGNALS}
     try:
         yield
     finally:
@@ -110,9 +116,6 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
         except _Terminated as exc:
             result.error = str(exc)
             raise Interrupted(str(exc)) from None
-        except KeyboardInterrupt:
-            result.error = "interrupted"
-            raise
         finally:
             result.finished = _now()
             if not dry_run:
@@ -196,19 +199,24 @@ def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, vol: Attache
             try:
                 subp.run(["sync", "-f", mountpoint], timeout=60)
                 watchdog.arm()
-                frozen = False
+                maybe_frozen = True  # from here on, whatever interrupts us: thaw
                 try:
                     t_freeze = time.monotonic()
-                    freeze(mountpoint)
-                    frozen = True
+                    try:
+                        freeze(mountpoint)
+                    except AlreadyFrozen:
+                        maybe_frozen = False  # someone else's freeze: not ours to thaw
+                        raise
                     return create_snapshot(ec2_frozen, cfg.app.name, ident, vol, mountpoint,
                                            "application")
                 finally:
-                    if frozen:
-                        thaw(mountpoint)  # on failure the watchdog (still armed) thaws
-                        result.freeze_ms = round((time.monotonic() - t_freeze) * 1000, 1)
-                        log.info("%s frozen for %.1f ms", mountpoint, result.freeze_ms)
-                    watchdog.disarm()
+                    if maybe_frozen:
+                        # If this raises (a second failure, a signal), the watchdog stays
+                        # armed and thaws when stop() closes its pipe.
+                        if thaw(mountpoint, missing_ok=True):
+                            result.freeze_ms = round((time.monotonic() - t_freeze) * 1000, 1)
+                            log.info("%s frozen for %.1f ms", mountpoint, result.freeze_ms)
+                    watchdog.disarm()  # only once thawed
             finally:
                 lock.release()
                 result.lock_ms = round((time.monotonic() - t_lock) * 1000, 1)

@@ -183,9 +183,14 @@ def app_password(cfg: Config) -> str | None:
         return source
     import configparser  # ssm:/secretsmanager: read what bootstrap rendered, not AWS (no boto3)
 
+    from ..ops.files import read_regular
+
     ini = configparser.ConfigParser()  # with interpolation, as the app reads it ('%%' is '%')
-    try:
-        ini.read(f"{cfg.app.root}/shared/bingo.ini")
+    try:  # the app user can replace it with anything: a FIFO, a link to /dev/zero or /etc/shadow
+        found = read_regular(f"{cfg.app.root}/shared/bingo.ini")
+        if found is None:
+            return None
+        ini.read_string(found[0].decode(errors="replace"))
         return ini.get("database", "passwd", fallback=None)
     except (OSError, configparser.Error):
         return None

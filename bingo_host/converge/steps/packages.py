@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...facts.packages import installed
+from ...facts.packages import installed, policy_rc_d_is_ours
 from ...ops import packages
 
 NAME = "packages"
@@ -14,6 +14,10 @@ def wanted(ctx) -> list[str]:
 
 
 def converge(ctx) -> str:
+    policy = packages.POLICY_RC_D
+    if policy_rc_d_is_ours(policy):  # left by a run killed while installing: blocks restarts
+        ctx.change(f"remove the {policy} a killed run left",
+                   lambda: packages.remove_policy_rc_d(policy))
     want = wanted(ctx)
     have = installed(ctx.platform)
     missing = [p for p in want if p not in have]
