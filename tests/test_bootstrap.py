@@ -128,8 +128,8 @@ def test_accounts_of_a_reattached_datadir_are_reported_then_removed(bootstrapped
         assert re.search(r"^mariadb\s+changed\s+revoke bingoapp's ALL PRIVILEGES ON \*\.\*, GRANT OPTION "
                          r"ON \*\.\*, role `oldrole`; grant bingoapp ALL PRIVILEGES ON `bingo`\.\*$",
                          first.stdout, re.M), first.stdout
-        warning = (r"^mariadb\s+warning\s+database accounts bingo-host did not create: 'olduser'@'%', "
-                   r"role 'oldrole'; review them, or remove them with `bingo-host bootstrap "
+        warning = (r"^mariadb\s+warning\s+database accounts bingo-host did not create: role 'oldrole', "
+                   r"'olduser'@'%'; review them, or remove them with `bingo-host bootstrap "
                    r"--remove-unknown-db-accounts`$")
         assert re.search(warning, first.stdout, re.M), first.stdout
         grants = app_sql(ti, "SHOW GRANTS").stdout
@@ -139,12 +139,12 @@ def test_accounts_of_a_reattached_datadir_are_reported_then_removed(bootstrapped
         status = bootstrapped.bingo("status", "--json")
         assert status.returncode == 1
         report = json.loads(status.stdout)
-        assert report["database"]["unknown_accounts"] == ["'olduser'@'%'", "role 'oldrole'"]
+        assert report["database"]["unknown_accounts"] == ["role 'oldrole'", "'olduser'@'%'"]
         assert [p["severity"] for p in report["problems"] if p["check"] == "database.accounts"] == ["warning"]
 
         plan = bootstrapped.bingo("--dry-run", "bootstrap", "--remove-unknown-db-accounts")
-        assert re.search(r"^mariadb\s+would change\s+drop database 'olduser'@'%' \(bingo-host did not "
-                         r"create it\); drop database role 'oldrole'", plan.stdout, re.M), plan.stdout
+        assert re.search(r"^mariadb\s+would change\s+drop database role 'oldrole' \(bingo-host did not "
+                         r"create it\); drop database 'olduser'@'%'", plan.stdout, re.M), plan.stdout
         assert "olduser" in ti.run("mariadb -N -B -e 'SELECT User FROM mysql.user'").stdout
 
         removed = bootstrapped.bingo("bootstrap", "--remove-unknown-db-accounts")
