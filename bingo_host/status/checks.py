@@ -185,8 +185,6 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
              "user": db.user, "reachable": False, "latency_ms": None, "error": None,
              "unknown_accounts": None}
     r.data["database"] = entry
-    if db.local:
-        check_accounts(r, cfg, platform)
     password = app_password(cfg)
     if password is None:
         entry["error"] = "no app password found (db-password or bingo.ini): run bootstrap"
@@ -293,6 +291,8 @@ def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
     guarded("storage", lambda: check_storage(r, cfg))
     guarded("memory", lambda: check_memory(r))
     guarded("database", lambda: check_database(r, cfg, platform))
+    if cfg.database.local and r.data.get("database"):
+        guarded("database.accounts", lambda: check_accounts(r, cfg, platform))
     guarded("release", lambda: check_release(r, cfg))
     guarded("snapshot", lambda: check_snapshot(r, cfg))
     guarded("http", lambda: check_http(r, cfg, tls_domain))
