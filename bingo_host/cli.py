@@ -75,7 +75,7 @@ def config_check(opts: Options, as_json, platform_name):
     host (secrets masked)."""
     from .facts import platforms
     from .config import check_on_host, to_dict
-    from .facts.host import host_facts, resolve
+    from .facts.host import check_app_user, host_facts, resolve
 
     cfg = opts.load_config()
     check_on_host(cfg)
@@ -83,6 +83,8 @@ def config_check(opts: Options, as_json, platform_name):
         platform = platforms.get(platform_name or cfg.platform)
     except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
         platform = None
+    if platform and not platform_name:  # validating for this very host: its users count too
+        check_app_user(cfg, platform)
     note = f"'auto' resolved for {platform.name} on this host" if platform else "'auto' left unresolved"
     data = to_dict(resolve(cfg, platform, host_facts(cfg)) if platform else cfg)
     if as_json:
@@ -173,12 +175,16 @@ def _check_render_dir(out_dir: Path) -> None:
 
 
 @main.command()
+@click.option("--remove-unknown-db-accounts", is_flag=True,
+              help="Drop the MariaDB accounts and roles bingo-host did not create (a reattached "
+                   "data volume keeps its old ones); without it they are only reported.")
 @click.pass_obj
-def bootstrap(opts: Options):
+def bootstrap(opts: Options, remove_unknown_db_accounts):
     """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
     from .converge import bootstrap as bootstrap_mod
 
-    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
+    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo,
+                               remove_unknown_db_accounts=remove_unknown_db_accounts))
 
 
 @main.command()

@@ -111,7 +111,7 @@ def render_all(
     unit = f"{layout.SYSTEMD_DIR}/{{}}"
     wanted = [
         # template, path, mode, owner, group, on_change, secret
-        ("bingo.ini", f"{root}/shared/bingo.ini", 0o640, user, user, RELOAD_APP, True),
+        ("bingo.ini", f"{root}/shared/bingo.ini", 0o640, "root", user, RELOAD_APP, True),
         ("placeholder.html", f"{root}/placeholder/build/index.html", 0o644, "root", "root", None, False),
         ("nginx-site.conf", f"{platform.nginx_conf_d}/{cfg.app.name}.conf", 0o644, "root", "root",
          RELOAD_NGINX, False),

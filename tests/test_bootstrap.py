@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -85,7 +86,7 @@ def test_secrets_are_private_and_never_logged(ti):
         f = ti.file(path)
         assert f.mode == 0o600 and f.user == "root"
     ini = ti.file("/var/www/music-bingo/shared/bingo.ini")
-    assert ini.mode == 0o640 and ini.user == "music-bingo"
+    assert ini.mode == 0o640 and ini.user == "root" and ini.group == "music-bingo"
     password = ti.file("/etc/bingo-host/db-password").content_string.strip()
     assert f"passwd = {password}" in ini.content_string
     # The app's secret_key is rendered, so the app never rewrites bingo.ini to invent one.
@@ -112,10 +113,110 @@ def test_app_user_reaches_its_database_and_nothing_else(ti):
     assert re.search(r"GRANT (?!USAGE)\S.* ON \*\.\*", grants) is None
 
 
+def test_accounts_of_a_reattached_datadir_are_reported_then_removed(bootstrapped, ti):
+    """What an old datadir can bring along: an account bingo-host never made, a role, and an app
+    account with global privileges (the same rows in mysql.user as a reattached volume's)."""
+    host = bootstrapped.host
+    host.run(["mariadb", "-e", "CREATE USER 'olduser'@'%' IDENTIFIED BY 'Old-Passw0rd-123'; "
+                               "CREATE ROLE oldrole; GRANT ALL PRIVILEGES ON *.* TO oldrole; "
+                               "GRANT ALL PRIVILEGES ON *.* TO bingoapp@localhost WITH GRANT OPTION; "
+                               "GRANT oldrole TO bingoapp@localhost; "
+                               "SET DEFAULT ROLE oldrole FOR bingoapp@localhost"])
+    try:
+        first = bootstrapped.bingo("bootstrap")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert re.search(r"^mariadb\s+changed\s+revoke bingoapp's ALL PRIVILEGES ON \*\.\*, GRANT OPTION "
+                         r"ON \*\.\*, role `oldrole`; grant bingoapp ALL PRIVILEGES ON `bingo`\.\*$",
+                         first.stdout, re.M), first.stdout
+        warning = (r"^mariadb\s+warning\s+database accounts bingo-host did not create: role 'oldrole', "
+                   r"'olduser'@'%'; review them, or remove them with `bingo-host bootstrap "
+                   r"--remove-unknown-db-accounts`$")
+        assert re.search(warning, first.stdout, re.M), first.stdout
+        grants = app_sql(ti, "SHOW GRANTS").stdout
+        assert re.search(r"GRANT (?!USAGE)\S.* ON \*\.\*|oldrole|GRANT OPTION", grants) is None, grants
+        assert app_sql(ti, "SET ROLE oldrole").rc != 0
+
+        status = bootstrapped.bingo("status", "--json")
+        assert status.returncode == 1
+        report = json.loads(status.stdout)
+        assert report["database"]["unknown_accounts"] == ["role 'oldrole'", "'olduser'@'%'"]
+        assert [p["severity"] for p in report["problems"] if p["check"] == "database.accounts"] == ["warning"]
+
+        plan = bootstrapped.bingo("--dry-run", "bootstrap", "--remove-unknown-db-accounts")
+        assert re.search(r"^mariadb\s+would change\s+drop database role 'oldrole' \(bingo-host did not "
+                         r"create it\); drop database 'olduser'@'%'", plan.stdout, re.M), plan.stdout
+        assert "olduser" in ti.run("mariadb -N -B -e 'SELECT User FROM mysql.user'").stdout
+
+        removed = bootstrapped.bingo("bootstrap", "--remove-unknown-db-accounts")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        users = ti.run("mariadb -N -B -e 'SELECT User FROM mysql.user'").stdout.split()
+        assert sorted(users) == ["bingoapp", "bingobackup", "mariadb.sys", "mysql", "root"]
+        again = bootstrapped.bingo("bootstrap")
+        assert "already converged" in again.stdout and "warning" not in again.stdout, again.stdout
+        assert json.loads(bootstrapped.bingo("status", "--json").stdout)["database"]["unknown_accounts"] == []
+    finally:
+        host.run(["mariadb", "-e", "DROP USER IF EXISTS 'olduser'@'%'; DROP ROLE IF EXISTS oldrole"])
+        bootstrapped.bingo("bootstrap")
+
+
 def test_root_uses_the_unix_socket_only(ti):
     assert ti.run("mariadb -N -B -e 'SELECT 1'").stdout.strip() == "1"  # OS root, no password
     assert ti.run("mariadb -u root -h 127.0.0.1 --password=guess -e 'SELECT 1'").rc != 0
     assert ti.run("su -s /bin/sh nobody -c \"mariadb -u root -e 'SELECT 1'\"").rc != 0
+
+
+def test_app_runs_as_a_dedicated_system_user_that_owns_nothing(bootstrapped, ti):
+    host = bootstrapped.host
+    name, _, uid, gid, _, home, shell = ti.run("getent passwd music-bingo").stdout.strip().split(":")
+    assert int(uid) < 1000 and home == "/var/www/music-bingo" and shell == "/usr/sbin/nologin"
+    assert ti.run("id -nG music-bingo").stdout.split() == ["music-bingo"]  # no sudo, no other group
+    owned = ti.run("find /var/www/music-bingo /etc /opt/bingo-host /var/lib/bingo-host /var/lib/mysql "
+                   "/run -xdev -user music-bingo")
+    assert owned.stdout.strip() == ""
+    shared = ti.file("/var/www/music-bingo/shared")
+    assert (shared.user, shared.group, shared.mode) == ("root", "music-bingo", 0o750)
+
+    def as_app(command):
+        return ti.run("su -s /bin/sh music-bingo -c %s", command)
+
+    assert as_app("cat /var/www/music-bingo/shared/bingo.ini").rc == 0  # through its group
+    for where in ("shared/bingo.ini", "shared/new", "releases/new", "current/new"):
+        assert as_app(f"echo x >> /var/www/music-bingo/{where}").rc != 0, where
+    # A host whose files the app user owned (bingo-host before 0.x, or a hand edit) is healed.
+    host.run(["chown", "-R", "music-bingo:music-bingo", "/var/www/music-bingo/shared"])
+    healed = bootstrapped.bingo("bootstrap")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert "set /var/www/music-bingo/shared to 0750 root:music-bingo" in healed.stdout
+    assert ti.file("/var/www/music-bingo/shared/bingo.ini").user == "root"
+
+
+@pytest.mark.parametrize("app, why", [
+    ({"user": "opsadmin"}, "app.user: opsadmin is in the sudo group, whose members can become root"),
+    ({"user": "mysql"}, "app.user: mysql is the database's user"),
+    ({"user": "root"}, "app.user: root is root (uid 0)"),
+    ({"name": "www-data"}, "app.name: the app runs as the user named after it, www-data, which is "
+                           "nginx's user"),
+])
+def test_an_app_user_that_could_become_root_is_refused(bootstrapped, ti, app, why):
+    host = bootstrapped.host
+    host.run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "opsadmin"])
+
+    def snapshot():
+        return ti.run("ls -la --time-style=full-iso /var/www/music-bingo/shared /etc/bingo-host/vassals "
+                      "/etc/nginx/conf.d; sha256sum /etc/passwd /etc/group "
+                      "/var/www/music-bingo/shared/bingo.ini").stdout
+
+    before = snapshot()
+    try:
+        host.put_file(CONFIG, host_config(bootstrapped.volume.device, app=app), mode=0o600)
+        for command in (["bootstrap"], ["config", "check"]):
+            result = bootstrapped.bingo(*command)
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert why in result.stderr
+        assert snapshot() == before  # nothing changed, no user created
+    finally:
+        host.put_file(CONFIG, host_config(bootstrapped.volume.device), mode=0o600)
+        host.run(["userdel", "--remove", "opsadmin"])
 
 
 def test_placeholder_page_served_through_nginx(ti):

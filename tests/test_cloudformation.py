@@ -651,6 +651,22 @@ def test_single_instance_network_and_dns():
     assert record["Condition"] in template["Conditions"]
 
 
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_single_instance_url_says_http_until_enable_https_ran(scenario):
+    """The stack never gets a certificate (bootstrap serves plain HTTP until an admin runs
+    enable-https), so Url is http://; HttpsUrl exists only with a domain and an e-mail."""
+    template = TEMPLATES["single-instance.yaml"]
+    params = SCENARIOS[scenario]
+    resolver = Resolver(template, params)
+    outputs = template["Outputs"]
+    host = params.get("DomainName") or resolver.resolve({"Ref": "ElasticIp"})
+    assert resolver.resolve(outputs["Url"]["Value"]) == f"http://{host}/"
+    assert outputs["HttpsUrl"]["Condition"] == "HasHttps"
+    assert "enable-https" in outputs["HttpsUrl"]["Description"]
+    if params.get("DomainName"):
+        assert resolver.resolve(outputs["HttpsUrl"]["Value"]) == f"https://{params['DomainName']}/"
+
 # ------------------------------------------------------------ deployment
 
 def test_bucket_is_versioned_encrypted_private_and_tls_only():

@@ -165,7 +165,7 @@ def test_config_check_resolves_auto_for_the_platform(tmp_path):
     result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--platform", "amzn2023"])
     assert result.exit_code == 0, result.output
     assert "'auto' resolved for amzn2023" in result.output
-    assert "user: ec2-user" in result.output and "size: 512" in result.output
+    assert "user: music-bingo" in result.output and "size: 512" in result.output
     assert "processes: auto" not in result.output
 
 

@@ -53,3 +53,27 @@ def test_a_failure_names_the_step_and_stops_the_run():
         assert ran == [1]
         assert "second" in lines[-1] and "failed" in lines[-1]
         assert ("disk on fire" if isinstance(error, BingoHostError) else "KeyError: 'mysql'") in results[-1].detail
+
+
+def test_warnings_follow_their_step_line():
+    ctx, lines = context()
+    run_steps(ctx, [step("one", lambda c: c.warn("look at this")), step("two", lambda c: "fine")])
+    assert lines == ["one        unchanged    as wanted", "one        warning      look at this",
+                     "two        unchanged    fine"]
+
+
+def test_grants_are_parsed_with_grant_options_and_roles():
+    """What SHOW GRANTS says (MariaDB 10.11) about an app account a reattached datadir kept."""
+    from bingo_host.facts.mariadb import parse_grants
+
+    lines = ["GRANT `superrole` TO `bingoapp`@`localhost`",
+             "GRANT ALL PRIVILEGES ON *.* TO `bingoapp`@`localhost` IDENTIFIED BY PASSWORD '*B690' "
+             "WITH GRANT OPTION",
+             "GRANT ALL PRIVILEGES ON `bingo`.* TO `bingoapp`@`localhost` WITH GRANT OPTION",
+             "SET DEFAULT ROLE `superrole` FOR `bingoapp`@`localhost`"]
+    assert parse_grants(lines) == {("ROLE", "`superrole`"), ("ALL PRIVILEGES", "*.*"),
+                                   ("GRANT OPTION", "*.*"), ("ALL PRIVILEGES", "`bingo`.*"),
+                                   ("GRANT OPTION", "`bingo`.*")}
+    assert parse_grants(["GRANT USAGE ON *.* TO `bingoapp`@`localhost` IDENTIFIED BY PASSWORD '*B6'",
+                         "GRANT ALL PRIVILEGES ON `bingo`.* TO `bingoapp`@`localhost`"]) == \
+        {("ALL PRIVILEGES", "`bingo`.*")}

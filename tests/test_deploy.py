@@ -198,3 +198,35 @@ def test_rollback_by_hand(host):
     assert "rollback: serving d-SECOND002" in r.stdout
     assert serving(host) == "d-SECOND002" and health_release() == "d-SECOND002"
     assert record(host, "d-REDEPLOY6")["failed"]["event"] == "rollback"
+
+
+def test_a_new_app_user_takes_over_the_serving_app(host):
+    """What upgrading an Amazon Linux host does (its app ran as ec2-user, now as the dedicated
+    user): bootstrap moves the running app to the new user, and it keeps serving."""
+    from tests.conftest import CONFIG, host_config
+
+    device = host.run(["findmnt", "-n", "-o", "SOURCE", "/var/lib/mysql"]).stdout.strip()
+
+    def app_users() -> set[str]:
+        """Who the app's uWSGI processes (master and workers) run as."""
+        return {user for user in ("music-bingo", "bingo-moved")
+                if len(host.run(["pgrep", "-u", user, "-f", "uwsgi"], check=False).stdout.split()) >= 2}
+
+    def bootstrap_as(config: str) -> None:
+        host.put_file(CONFIG, config, mode=0o600)
+        r = host.run([BIN, "bootstrap"], check=False, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and http("/api/health")[0] != 200:
+            time.sleep(0.5)
+
+    assert app_users() == {"music-bingo"}
+    try:
+        bootstrap_as(host_config(device, app={"user": "bingo-moved"}))
+        assert app_users() == {"bingo-moved"}
+        assert health_release() == "d-SECOND002"
+        use_the_app("moved")
+    finally:
+        bootstrap_as(host_config(device))
+        host.run(["userdel", "bingo-moved"], check=False)
+    assert app_users() == {"music-bingo"} and health_release() == "d-SECOND002"

@@ -48,8 +48,10 @@ def test_platform_differences_come_from_the_table():
     assert deb["nginx-site.conf"].path == "/etc/nginx/conf.d/music-bingo.conf"
     assert "uid = music-bingo" in deb["uwsgi-vassal.ini"].content
     assert "chown-socket = music-bingo:www-data" in deb["uwsgi-vassal.ini"].content
-    assert "uid = ec2-user" in amzn["uwsgi-vassal.ini"].content
-    assert "chown-socket = ec2-user:nginx" in amzn["uwsgi-vassal.ini"].content
+    # The same dedicated app user on both (never ec2-user, who can sudo); the socket's group is
+    # the platform's nginx group.
+    assert "uid = music-bingo\ngid = music-bingo\n" in amzn["uwsgi-vassal.ini"].content
+    assert "chown-socket = music-bingo:nginx" in amzn["uwsgi-vassal.ini"].content
     assert deb["mariadb-server.cnf"].path == "/etc/mysql/mariadb.conf.d/zz-bingo-host.cnf"
     assert amzn["mariadb-server.cnf"].path == "/etc/my.cnf.d/zz-bingo-host.cnf"
 
@@ -75,6 +77,8 @@ def test_external_database_and_disabled_snapshots_render_no_local_files():
 def test_bingo_ini_is_a_private_secret_file():
     ini = next(f for f in rendered("debian12") if f.template == "bingo.ini")
     assert ini.secret and ini.mode == 0o640 and ini.path == "/var/www/music-bingo/shared/bingo.ini"
+    # root's: the app reads it through its group and cannot rewrite it
+    assert (ini.owner, ini.group) == ("root", "music-bingo")
     assert "passwd = golden-password-123" in ini.content
     assert "[musicbingo]" in ini.content and "provider = mysql" in ini.content
 

@@ -216,6 +216,75 @@ def test_legacy_datadir_detection(tmp_path):
     assert is_legacy_datadir(str(other))
 
 
+# ---------------------------------------------------------------- in-use devices (this machine)
+
+def test_what_is_not_a_block_device_is_refused(tmp_path):
+    assert "is not a block device (it is a character device)" in blockdev.unsafe_reason("/dev/null", "/srv/db")
+    (tmp_path / "disk.img").write_bytes(b"\0" * 4096)
+    assert "is not a block device" in blockdev.unsafe_reason(str(tmp_path / "disk.img"), "/srv/db")
+    assert "cannot be read" in blockdev.unsafe_reason(str(tmp_path / "missing"), "/srv/db")
+
+
+def _disk_of(dev: str) -> str:
+    """The whole disk a partition belongs to (the device itself when it is a disk)."""
+    sysdir = os.path.realpath(f"/sys/class/block/{os.path.basename(os.path.realpath(dev))}")
+    return "/dev/" + os.path.basename(os.path.dirname(sysdir) if os.path.isfile(f"{sysdir}/partition")
+                                      else sysdir)
+
+
+def test_the_root_disk_is_refused():
+    root = blockdev.mounted_at("/")
+    if not root.source.startswith("/dev/") or not os.path.exists(root.source):
+        pytest.skip(f"/ is not on a block device here ({root.source})")
+    for dev in {root.source, _disk_of(root.source)}:
+        reason = blockdev.unsafe_reason(dev, "/var/lib/mysql")
+        assert reason and "the root filesystem is mounted from it at /" in reason, dev
+
+
+@pytest.fixture
+def machine_loop(tmp_path):
+    """A loop device on this machine (partitions scanned) and a place to mount it; undone after."""
+    if os.geteuid() != 0:
+        pytest.skip("loop devices need root")
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"")
+    os.truncate(image, 64 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", "-P", str(image)], check=True, text=True,
+                         capture_output=True).stdout.strip()
+    mnt = tmp_path / "elsewhere"
+    mnt.mkdir()
+    try:
+        yield dev, str(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def test_a_device_mounted_elsewhere_is_refused_but_not_at_its_own_mountpoint(machine_loop):
+    dev, mnt = machine_loop
+    subprocess.run(["mkfs.ext4", "-q", "-L", "bingo-db", dev], check=True)
+    assert blockdev.unsafe_reason(dev, "/srv/db") is None  # not mounted anywhere yet
+    subprocess.run(["mount", dev, mnt], check=True)
+    reason = blockdev.unsafe_reason(dev, "/srv/db")
+    assert reason == f"{dev} is in use: {dev} (ext4) is mounted from it at {mnt}"
+    assert blockdev.unsafe_reason(dev, mnt) is None  # the data volume, already where it belongs
+
+
+def test_a_disk_whose_partition_is_mounted_is_refused(machine_loop):
+    dev, mnt = machine_loop
+    subprocess.run(["sfdisk", "-q", dev], input="label: gpt\n,,L\n", text=True, check=True)
+    subprocess.run(["partx", "-u", dev], capture_output=True)  # in case -P missed the new table
+    part = f"{dev}p1"
+    for _ in range(50):
+        if os.path.exists(part):
+            break
+        time.sleep(0.1)
+    subprocess.run(["mkfs.ext4", "-q", part], check=True)
+    subprocess.run(["mount", part, mnt], check=True)
+    assert blockdev.stacked_devices(dev) >= {blockdev.dev_numbers(dev), blockdev.dev_numbers(part)}
+    assert blockdev.unsafe_reason(dev, "/srv/db") == f"{dev} is in use: {part} (ext4) is mounted from it at {mnt}"
+
+
 # ---------------------------------------------------------------- real: systemd test host
 
 REPO = Path(__file__).resolve().parent.parent
@@ -503,6 +572,24 @@ def test_legacy_datadir_noted_and_foreign_mount_refused(vol):
     out = v.converge()
     assert out["error"] and "tmpfs" in out["error"] and out["changes"] == []
     v.sh('umount "$2"')
+
+
+def test_a_device_in_use_or_not_a_block_device_is_refused_before_any_change(vol, vhost):
+    v = vol(256)
+    fstab = v.fstab()
+    v.sh('mkfs.ext4 -q -L bingo-db "$1" && mkdir -p /srv/elsewhere && mount "$1" /srv/elsewhere')
+    try:
+        out = v.converge()  # labelled bingo-db: the old code adopted it and mounted it twice
+        assert out["error"] == (f"volume.device: {v.device} is in use: {v.device} (ext4) is mounted "
+                                "from it at /srv/elsewhere; refusing to use it as the data volume "
+                                "(nothing was changed)")
+        assert out["changes"] == [] and v.mounted() is None and v.fstab() == fstab
+    finally:
+        v.sh("umount /srv/elsewhere", check=False)
+    null = run_step(vhost, "volume", volume={"device": "/dev/null", "mountpoint": "/srv/dbnull",
+                                             "filesystem": "ext4", "label": "bingo-db"})
+    assert "volume.device: /dev/null is not a block device (it is a character device)" in null["error"]
+    assert null["changes"] == [] and v.fstab() == fstab
 
 
 def test_external_database_needs_no_volume(vhost):

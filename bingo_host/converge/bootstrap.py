@@ -12,9 +12,10 @@ from .steps import app, mariadb, nginx, packages, secrets, swap, timers, uwsgi, 
 STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, timers)
 
 
-def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
+def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:
     """0 converged (changed or not), 1 a step failed."""
     ctx = engine.make_context(cfg, dry_run=dry_run, echo=echo)
+    ctx.remove_unknown_db_accounts = remove_unknown_db_accounts
     engine.log_to_journal()
     start = time.monotonic()
     with host_lock(echo=echo):

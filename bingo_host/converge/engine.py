@@ -41,6 +41,8 @@ class Context:
     changes: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
     read_facts: Callable[[], HostFacts] | None = field(default=None, repr=False)  # see run_steps
+    remove_unknown_db_accounts: bool = False  # bootstrap --remove-unknown-db-accounts
+    warnings: list[str] = field(default_factory=list)  # this step's, shown after its line
     _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
     _rendered_for: tuple | None = field(default=None, repr=False)
 
@@ -51,6 +53,11 @@ class Context:
         if self.dry_run or fn is None:
             return None
         return fn()
+
+    def warn(self, text: str) -> None:
+        """Something the operator should look at that this run does not change."""
+        self.warnings.append(text)
+        log.info("warning: %s", text)  # the journal's copy; the terminal gets it from run_steps
 
     def managed_files(self) -> list[ManagedFile]:
         key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
@@ -118,7 +125,7 @@ class StepResult:
 def run_steps(ctx: Context, steps) -> list[StepResult]:
     results = []
     for step in steps:
-        ctx.changes = []
+        ctx.changes, ctx.warnings = [], []
         start = time.monotonic()
         try:
             reason = step.converge(ctx)
@@ -134,6 +141,8 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
         ctx.echo(_line(results[-1], dry_run=ctx.dry_run))
+        for text in ctx.warnings:
+            ctx.echo(f"{step.NAME:<10} {'warning':<12} {text}")
     return results
 
 
@@ -145,13 +154,15 @@ def _line(r: StepResult, dry_run: bool = False) -> str:
 def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None] = print,
                  **facts_wanted) -> Context:
     """The one way to a Context: this host's facts (``facts_wanted`` overriding some, e.g. the
-    TLS domain enable-https is about to serve), the config with every 'auto' resolved."""
+    TLS domain enable-https is about to serve), the config with every 'auto' resolved; an app
+    user that could become root is refused here (ConfigError)."""
     from dataclasses import replace
 
     from ..facts import platforms
-    from ..facts.host import host_facts, resolve
+    from ..facts.host import check_app_user, host_facts, resolve
 
     platform = platforms.get(cfg.platform)
+    check_app_user(cfg, platform)  # before anything changes: the app never runs as root's equal
 
     def read_facts() -> HostFacts:
         return replace(host_facts(cfg), **facts_wanted)

@@ -11,6 +11,7 @@ import fcntl
 import glob
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 
@@ -293,6 +294,62 @@ def attachment_mountpoint(device: str, volume_id: str) -> str:
     except (OSError, ValueError):
         pass
     return ""
+
+
+def stacked_devices(device: str, sys_root: str = "/sys") -> set[str]:
+    """'major:minor' of ``device``, its partitions and everything built on them (LVM volumes,
+    RAID arrays, dm-crypt), from sysfs: whatever of these is mounted is in use."""
+    found, todo, seen = set(), [os.path.basename(os.path.realpath(device))], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        base = f"{sys_root}/class/block/{name}"
+        try:
+            with open(f"{base}/dev") as f:
+                found.add(f.read().strip())
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        todo += [e for e in entries if os.path.isfile(f"{base}/{e}/partition")]
+        if os.path.isdir(f"{base}/holders"):
+            todo += os.listdir(f"{base}/holders")
+    return found
+
+
+def _mount_numbers(m: Mount) -> set[str]:
+    """What a mount sits on: its st_dev, and its source device's numbers (btrfs and overlay
+    report an anonymous st_dev, their source names the disk)."""
+    numbers = {m.major_minor}
+    if m.source.startswith("/dev/"):
+        try:
+            st = os.stat(m.source)
+        except OSError:
+            return numbers
+        if stat.S_ISBLK(st.st_mode):
+            numbers.add(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    return numbers
+
+
+def unsafe_reason(device: str, mountpoint: str, table: list[Mount] | None = None) -> str | None:
+    """Why ``device`` must not become the data volume mounted at ``mountpoint`` (None: it may):
+    it is not a block device, or it, a partition of it or something built on it is mounted
+    anywhere else (the root disk is mounted at /)."""
+    try:
+        st = os.stat(device)
+    except OSError as exc:
+        return f"{device} cannot be read: {exc.strerror}"
+    if not stat.S_ISBLK(st.st_mode):
+        kind = "a character device" if stat.S_ISCHR(st.st_mode) else \
+            "a directory" if stat.S_ISDIR(st.st_mode) else "a regular file or other non-device"
+        return f"{device} is not a block device (it is {kind})"
+    ours = stacked_devices(device)
+    for m in mounts() if table is None else table:
+        if m.mountpoint != mountpoint and _mount_numbers(m) & ours:
+            what = "the root filesystem" if m.mountpoint == "/" else f"{m.source} ({m.fstype})"
+            return f"{device} is in use: {what} is mounted from it at {m.mountpoint}"
+    return None
 
 
 def dev_numbers(device: str) -> str:

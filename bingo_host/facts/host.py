@@ -53,10 +53,101 @@ def host_facts(cfg: Config) -> HostFacts:
                      tls_domain=tls_domain(cfg))
 
 
-def app_user(cfg: Config, platform: Platform) -> str:
-    if cfg.app.user != "auto":
-        return cfg.app.user
-    return platform.app_user or cfg.app.name
+def app_user(cfg: Config) -> str:
+    """app.user, or for 'auto' the dedicated system user bingo-host creates, named after the app
+    (the same on every platform: never a login user such as ec2-user, who can sudo)."""
+    return cfg.app.name if cfg.app.user == "auto" else cfg.app.user
+
+
+# -- who the app may run as --
+
+ROOT_GROUPS = ("root", "sudo", "wheel", "admin", "docker", "lxd", "disk")  # members can become root
+REGULAR_UIDS = range(1000, 60000)  # login.defs' UID_MIN..UID_MAX: below are system accounts,
+                                   # above nobody (65534) and other shared ones
+SUDOERS = ("/etc/sudoers", "/etc/sudoers.d")
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    home: str
+    shell: str
+    groups: frozenset[str]  # the primary group's name and every group that lists the user
+
+
+def account(name: str) -> Account | None:
+    """The passwd/group entries of user ``name``; None when there is no such user."""
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    groups = {g.gr_name for g in grp.getgrall() if name in g.gr_mem or g.gr_gid == entry.pw_gid}
+    return Account(name, entry.pw_uid, entry.pw_dir, entry.pw_shell, frozenset(groups))
+
+
+def sudoers_users(paths=SUDOERS) -> set[str]:
+    """User names that a sudoers rule names directly (cloud-init's '90-cloud-init-users' gives
+    ec2-user and admin passwordless sudo this way, whatever their groups)."""
+    names: set[str] = set()
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += [os.path.join(path, n) for n in sorted(os.listdir(path))]
+        else:
+            files.append(path)
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.read().replace("\\\n", " ").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = line.split("#", 1)[0].split()
+            if words and not words[0].startswith("Defaults") and not words[0].endswith("_Alias"):
+                names.update(n.strip() for n in words[0].split(","))
+    return names
+
+
+def app_user_problem(acct: Account, cfg: Config, platform: Platform, sudoers: set[str]) -> str | None:
+    """Why the app must not run as ``acct`` (None: it may). An exploit of the web app gets this
+    user's rights, so it is never one that is, or can become, root or another service."""
+    if acct.uid == 0:
+        return "is root (uid 0)"
+    if acct.name in (platform.mariadb_user, platform.nginx_user):
+        service = "the database's" if acct.name == platform.mariadb_user else "nginx's"
+        return f"is {service} user"
+    privileged = [g for g in ROOT_GROUPS if g in acct.groups]
+    if privileged:
+        return f"is in the {' and '.join(privileged)} group{'s' * (len(privileged) > 1)}, whose " \
+               "members can become root"
+    if acct.name in sudoers:
+        return "may run commands as root through sudo (a sudoers rule names it)"
+    dedicated = acct.home == cfg.app.root and os.path.basename(acct.shell) in ("nologin", "false")
+    if acct.uid not in REGULAR_UIDS and not dedicated:
+        return (f"is a system account (uid {acct.uid}) that bingo-host did not create for the app "
+                f"(its home is {acct.home}, not {cfg.app.root}, or it has a login shell)")
+    return None
+
+
+def check_app_user(cfg: Config, platform: Platform) -> None:
+    """Refuse (ConfigError, exit 2) an app user that exists and must not run the app; one that
+    does not exist yet is created by the app step as a dedicated system user."""
+    from ..errors import ConfigError
+
+    name = app_user(cfg)
+    acct = account(name)
+    problem = acct and app_user_problem(acct, cfg, platform, sudoers_users())
+    if not problem:
+        return
+    if cfg.app.user == "auto":
+        raise ConfigError("app.name", f"the app runs as the user named after it, {name}, which "
+                                      f"{problem}; choose another app.name or set app.user")
+    raise ConfigError("app.user", f"{name} {problem}; leave app.user at auto (a dedicated system "
+                                  "user named after the app) or name an unprivileged user")
 
 
 def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
@@ -70,6 +161,6 @@ def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
     return with_values(
         cfg,
         platform=platform.name,
-        app={"user": app_user(cfg, platform), "processes": processes},
+        app={"user": app_user(cfg), "processes": processes},
         swap={"size": swap},
     )

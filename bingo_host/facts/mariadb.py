@@ -6,7 +6,11 @@ import re
 
 from ..errors import BingoHostError
 
-GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ")
+GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO .*?( WITH GRANT OPTION)?$")
+ROLE_GRANT = re.compile(r"^GRANT (`(?:[^`]|``)+`) TO ")
+# What mariadb-install-db creates (--auth-root-authentication-method=socket): root and the
+# distro's `mysql` (unix_socket: only those OS users), mariadb.sys (owns system views, no login).
+INSTALL_ACCOUNTS = frozenset({("root", "localhost"), ("mysql", "localhost"), ("mariadb.sys", "localhost")})
 
 
 def connect(socket: str | None = None, user: str = "root", password: str | None = None,
@@ -49,12 +53,29 @@ def grants(cur, user: str, host: str = "localhost") -> set[tuple[str, str]] | No
 
 
 def parse_grants(lines) -> set[tuple[str, str]]:
+    """{(privileges, object)}: ('ALL PRIVILEGES', '`bingo`.*'); a grant option adds
+    ('GRANT OPTION', object), a granted role ('ROLE', '`name`')."""
     found = set()
     for line in lines:
         m = GRANT.match(line)
         if m and m.group(1) != "USAGE":
             found.add((m.group(1), m.group(2)))
+        if m and m.group(3):
+            found.add(("GRANT OPTION", m.group(2)))
+        if not m and (r := ROLE_GRANT.match(line)):
+            found.add(("ROLE", r.group(1)))
     return found
+
+
+def unknown_accounts(cur, wanted: set[tuple[str, str]]) -> list[tuple[str, str, bool]]:
+    """(user, host, is_role) of every account and role that is neither ``wanted`` (bingo-host's
+    own) nor one mariadb-install-db creates: what a reattached datadir brought along."""
+    cur.execute("SELECT User, Host, is_role = 'Y' FROM mysql.user ORDER BY User, Host")
+    return [(u, h, bool(r)) for u, h, r in cur.fetchall() if (u, h) not in wanted | INSTALL_ACCOUNTS]
+
+
+def account_name(user: str, host: str, is_role: bool = False) -> str:
+    return f"role '{user}'" if is_role else f"'{user}'@'{host}'"
 
 
 def check_external(host: str, port: int, user: str, password: str, database: str) -> None:

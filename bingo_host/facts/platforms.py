@@ -21,7 +21,7 @@ class Platform:
     packages: tuple[str, ...]  # nginx, MariaDB server, venv support, app build dependencies
     mariadb_server_packages: tuple[str, ...]  # left out in external-database mode
     python: str  # interpreter for the uWSGI and app virtualenvs (>= 3.10)
-    app_user: str | None  # None: a dedicated system user named after the app
+    nologin: str  # the shell of the dedicated app user (it never logs in)
     nginx_user: str
     nginx_group: str
     nginx_conf_d: str
@@ -54,7 +54,7 @@ PLATFORMS: dict[str, Platform] = {
             ),
             mariadb_server_packages=("mariadb105-server",),
             python="/usr/bin/python3.11",
-            app_user="ec2-user",
+            nologin="/sbin/nologin",
             nginx_user="nginx",
             nginx_group="nginx",
             nginx_conf_d="/etc/nginx/conf.d",
@@ -83,7 +83,7 @@ PLATFORMS: dict[str, Platform] = {
             ),
             mariadb_server_packages=("mariadb-server",),
             python="/usr/bin/python3",
-            app_user=None,
+            nologin="/usr/sbin/nologin",
             nginx_user="www-data",
             nginx_group="www-data",
             nginx_conf_d="/etc/nginx/conf.d",

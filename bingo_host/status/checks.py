@@ -200,7 +200,8 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
     db = cfg.database
     where = f"socket {platform.mariadb_socket}" if db.local else f"{db.host}:{db.port}"
     entry = {"mode": "local" if db.local else "external", "endpoint": where, "name": db.name,
-             "user": db.user, "reachable": False, "latency_ms": None, "error": None}
+             "user": db.user, "reachable": False, "latency_ms": None, "error": None,
+             "unknown_accounts": None}
     r.data["database"] = entry
     password = app_password(cfg)
     if password is None:
@@ -228,6 +229,29 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
         return
     entry["reachable"] = True
     entry["latency_ms"] = round((time.monotonic() - start) * 1000, 1)
+
+
+def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
+    """Accounts on the local server that bingo-host did not create (a reattached datadir's):
+    read as MariaDB's root over the socket, which works only when status runs as root."""
+    from ..facts.mariadb import account_name, connect, unknown_accounts
+
+    try:
+        conn = connect(platform.mariadb_socket, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT)
+    except Exception:  # not root, or the server is down: the app's login check says why
+        return
+    try:
+        with conn.cursor() as cur:
+            found = unknown_accounts(cur, {(cfg.database.user, "localhost"),
+                                           (layout.BACKUP_DB_USER, "localhost")})
+    finally:
+        conn.close()
+    names = [account_name(*a) for a in found]
+    r.data["database"]["unknown_accounts"] = names
+    if names:
+        r.problem("database.accounts", f"database accounts bingo-host did not create: {', '.join(names)} "
+                                       "(`bingo-host bootstrap --remove-unknown-db-accounts` drops them)",
+                  "warning")
 
 
 # -- HTTP through nginx --
@@ -285,6 +309,8 @@ def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
     guarded("storage", lambda: check_storage(r, cfg))
     guarded("memory", lambda: check_memory(r))
     guarded("database", lambda: check_database(r, cfg, platform))
+    if cfg.database.local and r.data.get("database"):
+        guarded("database.accounts", lambda: check_accounts(r, cfg, platform))
     guarded("release", lambda: check_release(r, cfg))
     guarded("snapshot", lambda: check_snapshot(r, cfg))
     guarded("http", lambda: check_http(r, cfg, tls_domain))

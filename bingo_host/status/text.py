@@ -64,7 +64,10 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
     if db:
         text = (f"{db['name']} as {db['user']} via {db['endpoint']}: "
                 + (f"reachable ({db['latency_ms']:.0f} ms)" if db["reachable"] else f"UNREACHABLE: {db['error']}"))
-        rows.append(("database", good(db["reachable"], text)))
+        unknown = db.get("unknown_accounts")
+        if unknown:
+            text += f"; {len(unknown)} account(s) bingo-host did not create"
+        rows.append(("database", good(db["reachable"] and not unknown, text, warn=db["reachable"])))
     rel = report["release"]
     if rel:
         if rel["placeholder"]:

@@ -1,8 +1,12 @@
 """The app's user and directory layout, bingo.ini, and the placeholder page before a first deploy.
 
-    <root>/releases/<id>/     one directory per deployment
+    <root>/releases/<id>/     one directory per deployment (root's, read-only to the app)
     <root>/current            symlink to the serving release (the placeholder until a deploy)
-    <root>/shared/bingo.ini   the app's settings and database password (0640)
+    <root>/shared/bingo.ini   the app's settings and database password (root:<app group> 0640)
+
+The app runs as a dedicated system user (no login shell, no sudo, no home of its own) that owns
+nothing: the app writes no file (bingo-host renders its secret_key), so an exploit of it can
+change neither its code nor its settings. It reads bingo.ini through its group.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
 
 
 def _ensure_user(ctx, user: str, home: str) -> None:
+    """A system user and its group; make_context has already refused an existing user that
+    must not run the app (facts/host.check_app_user)."""
     try:
         pwd.getpwnam(user)
     except KeyError:
         ctx.change(f"create system user {user}", lambda: subp.run(
             ["useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
-             "--shell", "/usr/sbin/nologin", user]))
+             "--shell", ctx.platform.nologin, user]))
 
 
 def _ensure_bin_link(ctx) -> None:
@@ -66,7 +72,7 @@ def converge(ctx) -> str:
         return ""
     _ensure_dir(ctx, root, 0o755, "root", "root")
     _ensure_dir(ctx, f"{root}/releases", 0o755, "root", "root")
-    _ensure_dir(ctx, f"{root}/shared", 0o750, user, user)
+    _ensure_dir(ctx, f"{root}/shared", 0o750, "root", user)
     _ensure_dir(ctx, layout.STATE_DIR, 0o755, "root", "root")
     for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes RELOAD_APP (uwsgi step)
         ctx.ensure_file(ctx.managed(template))

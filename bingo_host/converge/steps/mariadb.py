@@ -47,12 +47,40 @@ def _ensure_user(ctx, cur, user: str, password: str, wanted: set[tuple[str, str]
         ctx.change(f"set the {what} user's password",
                    lambda: cur.execute("ALTER USER %s@'localhost' IDENTIFIED BY %s", (user, password)))
     if have != wanted:
+        # Anything more (global privileges, a grant option, a role: a reattached datadir's
+        # account, or one changed by hand) is revoked: each user may do only what it is for.
+        extra = sorted(have - wanted)
+        roles = [obj for privileges, obj in extra if privileges == "ROLE"]
+
         def regrant():
+            for role in roles:  # as SHOW GRANTS quoted it; before REVOKE ALL, which drops them too
+                cur.execute(f"REVOKE {role} FROM %s@'localhost'", (user,))
+            if roles:
+                cur.execute("SET DEFAULT ROLE NONE FOR %s@'localhost'", (user,))
             if have:
                 cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@'localhost'", (user,))
             for privileges, obj in sorted(wanted):
                 cur.execute(f"GRANT {privileges} ON {obj} TO %s@'localhost'", (user,))
-        ctx.change(f"grant {user} " + ", ".join(f"{p} ON {o}" for p, o in sorted(wanted)), regrant)
+        more = [f"role {o}" if p == "ROLE" else f"{p} ON {o}" for p, o in extra]
+        revoke = f"revoke {user}'s {', '.join(more)}; " if more else ""
+        ctx.change(f"{revoke}grant {user} " + ", ".join(f"{p} ON {o}" for p, o in sorted(wanted)), regrant)
+
+
+def _unknown_accounts(ctx, cur, wanted: set[tuple[str, str]]) -> None:
+    """Report (or, with --remove-unknown-db-accounts, drop) accounts bingo-host did not create:
+    a reattached datadir keeps whoever could log in to it before."""
+    unknown = mariadb.unknown_accounts(cur, wanted)
+    if not unknown:
+        return
+    if not ctx.remove_unknown_db_accounts:
+        names = ", ".join(mariadb.account_name(*a) for a in unknown)
+        ctx.warn(f"database accounts bingo-host did not create: {names}; review them, or remove them "
+                 "with `bingo-host bootstrap --remove-unknown-db-accounts`")
+        return
+    for user, host, is_role in unknown:
+        sql, args = ("DROP ROLE %s", (user,)) if is_role else ("DROP USER %s@%s", (user, host))
+        ctx.change(f"drop database {mariadb.account_name(user, host, is_role)} (bingo-host did not "
+                   "create it)", lambda sql=sql, args=args: cur.execute(sql, args))
 
 
 def converge(ctx) -> str:
@@ -105,6 +133,7 @@ def converge(ctx) -> str:
                          {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app")
             _ensure_user(ctx, cur, layout.BACKUP_DB_USER, ctx.secrets["backup_password"],
                          {("RELOAD", "*.*")}, "backup")
+            _unknown_accounts(ctx, cur, {(db.user, "localhost"), (layout.BACKUP_DB_USER, "localhost")})
     finally:
         conn.close()
     return f"running on {datadir}; database {db.name}, users {db.user} and {layout.BACKUP_DB_USER} as wanted"

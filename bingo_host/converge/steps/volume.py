@@ -15,7 +15,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 
 from ... import state, subp
-from ...errors import BingoHostError, CommandError
+from ...errors import BingoHostError, CommandError, ConfigError
 from ...facts import blockdev
 from ...ops import fstab, service
 
@@ -122,6 +122,10 @@ def converge(ctx) -> str | None:
     vol = cfg.volume
     mp = vol.mountpoint
     device = blockdev.wait_for_device(vol.device, timeout=DEVICE_WAIT)
+    unsafe = blockdev.unsafe_reason(device, mp)  # before any probe, mkfs or mount
+    if unsafe:
+        raise ConfigError("volume.device", f"{unsafe}; refusing to use it as the data volume "
+                                           "(nothing was changed)")
     found = blockdev.probe(device)
     lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
     marker = state.read_json(MKFS_MARKER)
