@@ -88,18 +88,20 @@ def config_check(tmp_path, text):
     return CliRunner().invoke(main, ["--config", str(config), "config", "check"])
 
 
-@pytest.mark.parametrize("text, field, why", [
-    ("app: {user: root}", "app.user", "root is root (uid 0)"),
-    ("app: {user: www-data}", "app.user", "www-data is nginx's user"),
-    ("app: {user: mysql}", "app.user", "mysql is the database's user"),
-    ("app: {user: daemon}", "app.user", "daemon is a system account (uid 1)"),
-    ("app: {user: nobody}", "app.user", "nobody is a system account (uid 65534)"),
-    ("app: {name: root}", "app.name", "the user named after it, root, which is root"),
+@pytest.mark.parametrize("text, field", [
+    ("app: {user: root}", "app.user"),
+    ("app: {user: www-data}", "app.user"),
+    ("app: {user: mysql}", "app.user"),
+    ("app: {user: daemon}", "app.user"),
+    ("app: {user: nobody}", "app.user"),
+    ("app: {name: root}", "app.name"),
 ])
-def test_config_check_on_this_host_refuses_with_exit_2(tmp_path, text, field, why):
+def test_config_check_on_this_host_refuses_with_exit_2(tmp_path, text, field):
+    """The name alone is refused already (fields.py); test_refused_app_users has the reasons the
+    accounts themselves give."""
     result = config_check(tmp_path, text)
     assert result.exit_code == 2, result.output
-    assert f"error: {field}: " in result.output and why in result.output
+    assert f"error: {field}: " in result.output and "Traceback" not in result.output
 
 
 def test_config_check_accepts_a_user_bootstrap_will_create(tmp_path):
