@@ -141,19 +141,13 @@ def owned_dir(*reserved: str) -> Check:
     return check
 
 
-_BLOCK_DEVICE = re.compile(
+# A disk's name under /dev (/dev/shm/x or /dev/tty are files there too, but no disk).
+block_device = pattern(
     r"/dev/(?:(?:sd|xvd|vd)[a-z]{1,3}[0-9]{0,3}|nvme[0-9]{1,3}n[0-9]{1,3}(?:p[0-9]{1,3})?"
     r"|loop[0-9]{1,4}|mapper/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,126}"
-    r"|disk/by-(?:id|uuid|label|path|partuuid|partlabel)/[A-Za-z0-9_+:@=-][A-Za-z0-9_.+:@=-]{0,254})")
-
-
-def block_device(value, path) -> str:
-    """A disk's name under /dev (/dev/shm/x or /dev/tty are files there too, but no disk)."""
-    value = string(value, path)
-    if not _BLOCK_DEVICE.fullmatch(value):
-        raise ConfigError(path, "must be a block device under /dev such as /dev/sdf, /dev/xvdf, "
-                                "/dev/nvme1n1, /dev/loop0 or /dev/disk/by-id/NAME")
-    return value
+    r"|disk/by-(?:id|uuid|label|path|partuuid|partlabel)/[A-Za-z0-9_+:@=-][A-Za-z0-9_.+:@=-]{0,254})",
+    "must be a block device under /dev such as /dev/sdf, /dev/xvdf, /dev/nvme1n1, /dev/loop0 or "
+    "/dev/disk/by-id/NAME")
 
 
 # Accounts the app must never run as, nor create under its name: root, the platforms' nginx and
@@ -326,14 +320,8 @@ def email(value, path) -> str:
     return value
 
 
-KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:"
-                         r"(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})")
-
-
-def kms_key_arn(value, path) -> str:
-    """A KMS key or alias ARN: its region and account are part of what the host trusts."""
-    value = string(value, path)
-    if not KMS_KEY_ARN.fullmatch(value):
-        raise ConfigError(path, "must be a KMS key or alias ARN such as "
-                                "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing")
-    return value
+# A KMS key or alias ARN: its region and account are part of what the host trusts.
+kms_key_arn = pattern(
+    r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})",
+    "must be a KMS key or alias ARN such as "
+    "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing")

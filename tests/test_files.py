@@ -84,6 +84,16 @@ def _run_bounded(code: str, timeout: float = 10):
                           timeout=timeout, env=dict(os.environ, PYTHONPATH=str(repo)))
 
 
+def _plant(ini, planted, secret):
+    """What the app user can put where root reads bingo.ini: a FIFO, an endless file, a secret."""
+    if planted == "fifo":
+        os.mkfifo(ini)
+    elif planted == "dev-zero":
+        ini.symlink_to("/dev/zero")
+    else:
+        ini.symlink_to(secret)
+
+
 @pytest.mark.parametrize("planted", ["fifo", "dev-zero", "link-to-secret"])
 def test_planted_bingo_ini_is_replaced_not_read(tmp_path, planted):
     shared = tmp_path / "shared"
@@ -91,12 +101,7 @@ def test_planted_bingo_ini_is_replaced_not_read(tmp_path, planted):
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$not-yours:19000::::::\n")
     ini = shared / "bingo.ini"
-    if planted == "fifo":
-        os.mkfifo(ini)
-    elif planted == "dev-zero":
-        ini.symlink_to("/dev/zero")
-    else:
-        ini.symlink_to(secret)
+    _plant(ini, planted, secret)
     # the memory cap turns a read of /dev/zero into MemoryError quickly instead of a swapping host
     proc = _run_bounded(
         "import resource, sys\n"
@@ -134,12 +139,7 @@ def test_status_reads_no_planted_bingo_ini(tmp_path, planted):
     secret = tmp_path / "shadow"
     secret.write_text("[database]\npasswd = from-the-link-target\n")
     ini = shared / "bingo.ini"
-    if planted == "fifo":
-        os.mkfifo(ini)
-    elif planted == "dev-zero":
-        ini.symlink_to("/dev/zero")
-    else:
-        ini.symlink_to(secret)
+    _plant(ini, planted, secret)
     proc = _run_bounded(
         "import resource\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
