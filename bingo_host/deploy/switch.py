@@ -72,8 +72,10 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
             retouch = time.monotonic() + RETOUCH_AFTER
         time.sleep(0.3)
     where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no worker"]
-    tail = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "15", "--no-pager", "-o", "cat"],
-                    rcs=range(256), timeout=30).stdout.strip()
+    journal = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "60", "--no-pager", "-o", "cat"],
+                       rcs=range(256), timeout=30).stdout.splitlines()
+    # The last lines that say why (a stuck chain logs that it waits once a second).
+    tail = "\n".join([line for line in journal if "chain is still waiting" not in line][-15:])
     raise DeployError(f"uWSGI did not load {name} within {timeout:.0f} s "
                       f"(its workers run in: {', '.join(where)})\n{tail}")
 
