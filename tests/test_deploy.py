@@ -206,15 +206,31 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
     assert host.run([BIN, "status"], check=False).returncode == 0
 
 
-def check_build_scope(host) -> None:
-    """pip runs in a transient scope with low CPU/IO weight and bounded memory, and the kernel
-    applies them (on cgroup v1, as this test host has, systemd translates the weights)."""
-    pid = host.run(["pgrep", "-o", "-f", "bin/python -m pip .*install"]).stdout.split()[0]
+def build_cgroups(host) -> dict[str, str] | None:
+    """controller -> cgroup path of a running pip install (the virtualenv's ensurepip or the
+    requirements' pip; not systemd-run before it execs), None if there is none right now."""
+    found = host.run(["pgrep", "-o", "-f", "^[^ ]*python[^ ]* .*pip.*install"], check=False)
+    if found.returncode != 0:
+        return None
+    text = host.run(["cat", f"/proc/{found.stdout.split()[0]}/cgroup"], check=False)
+    if text.returncode != 0:
+        return None
     cgroups = {}
-    for line in host.read_file(f"/proc/{pid}/cgroup").splitlines():
+    for line in text.stdout.splitlines():
         _, controllers, path = line.split(":", 2)
         for controller in controllers.split(","):
             cgroups[controller] = path
+    return cgroups
+
+
+def check_build_scope(host) -> None:
+    """pip runs in a transient scope beside the services with low CPU/IO weight and bounded
+    memory, and the kernel applies them (on cgroup v1, as this test host has, systemd
+    translates the weights to cpu.shares and MemoryMax to memory.limit_in_bytes)."""
+    deadline = time.monotonic() + 60
+    while (cgroups := build_cgroups(host)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cgroups, "no pip install ran"
     unit = cgroups[""].rsplit("/", 1)[-1]  # the unified hierarchy: systemd's own view
     assert unit.endswith(".scope") and cgroups[""].startswith("/system.slice/"), cgroups
     show = dict(line.split("=", 1) for line in host.run(
