@@ -207,21 +207,38 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
     assert host.run([BIN, "status"], check=False).returncode == 0
 
 
-def build_cgroups(host) -> dict[str, str] | None:
-    """controller -> cgroup path of a running pip install (the virtualenv's ensurepip or the
-    requirements' pip; not systemd-run before it execs), None if there is none right now."""
-    found = host.run(["pgrep", "-o", "-f", "^[^ ]*python[^ ]* .*pip.*install"], check=False)
-    if found.returncode != 0:
+def build_scope_now(host) -> dict | None:
+    """What a running pip install (the virtualenv's ensurepip or the requirements' pip; not
+    systemd-run before it execs) runs in: its cgroups, its unit's properties and the kernel's
+    values for them; None if no such process ran through the reads (they are short-lived)."""
+    def read(*argv):
+        r = host.run(list(argv), check=False)
+        if r.returncode != 0:
+            raise LookupError(argv)
+        return r.stdout
+
+    try:
+        pid = read("pgrep", "-o", "-f", "^[^ ]*python[^ ]* .*pip.*install").split()[0]
+        cgroups = {}
+        for line in read("cat", f"/proc/{pid}/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                cgroups[controller] = path
+        unit = cgroups[""].rsplit("/", 1)[-1]  # the unified hierarchy: systemd's own view
+        show = dict(line.split("=", 1) for line in read(
+            "systemctl", "show", unit, "-p", "CPUWeight,IOWeight,MemoryHigh,MemoryMax").splitlines())
+        if "cpu" in cgroups:  # cgroup v1
+            kernel = {"cpu.shares": read("cat", f"/sys/fs/cgroup/cpu,cpuacct{cgroups['cpu']}/cpu.shares"),
+                      "memory.limit_in_bytes": read(
+                          "cat", f"/sys/fs/cgroup/memory{cgroups['memory']}/memory.limit_in_bytes")}
+        else:
+            kernel = {name: read("cat", f"/sys/fs/cgroup{cgroups['']}/{name}")
+                      for name in ("cpu.weight", "memory.high", "memory.max")}
+        read("test", "-d", f"/proc/{pid}")  # still the same process: every value is its scope's
+    except LookupError:
         return None
-    text = host.run(["cat", f"/proc/{found.stdout.split()[0]}/cgroup"], check=False)
-    if text.returncode != 0:
-        return None
-    cgroups = {}
-    for line in text.stdout.splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            cgroups[controller] = path
-    return cgroups
+    return {"cgroups": cgroups, "unit": unit, "show": show,
+            "kernel": {k: v.strip() for k, v in kernel.items()}}
 
 
 def check_build_scope(host) -> None:
@@ -229,23 +246,18 @@ def check_build_scope(host) -> None:
     memory, and the kernel applies them (on cgroup v1, as this test host has, systemd
     translates the weights to cpu.shares and MemoryMax to memory.limit_in_bytes)."""
     deadline = time.monotonic() + 60
-    while (cgroups := build_cgroups(host)) is None and time.monotonic() < deadline:
+    while (scope := build_scope_now(host)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert cgroups, "no pip install ran"
-    unit = cgroups[""].rsplit("/", 1)[-1]  # the unified hierarchy: systemd's own view
-    assert unit.endswith(".scope") and cgroups[""].startswith("/system.slice/"), cgroups
-    show = dict(line.split("=", 1) for line in host.run(
-        ["systemctl", "show", unit, "-p", "CPUWeight,IOWeight,MemoryHigh,MemoryMax"]).stdout.splitlines())
+    assert scope, "no pip install ran"
+    show, kernel = scope["show"], scope["kernel"]
+    assert scope["unit"].endswith(".scope") and scope["cgroups"][""].startswith("/system.slice/"), scope
     assert show["CPUWeight"] == "20" and show["IOWeight"] == "20", show
     assert int(show["MemoryHigh"]) < int(show["MemoryMax"]) < 2**62, show
-    if "cpu" in cgroups:  # cgroup v1
-        shares = host.read_file(f"/sys/fs/cgroup/cpu,cpuacct{cgroups['cpu']}/cpu.shares").strip()
-        limit = host.read_file(f"/sys/fs/cgroup/memory{cgroups['memory']}/memory.limit_in_bytes")
-        assert shares == "204" and int(limit) == int(show["MemoryMax"]), (shares, limit)
+    if "cpu.shares" in kernel:  # cgroup v1: 20 of the default 100 is 204 of 1024 shares
+        assert kernel == {"cpu.shares": "204", "memory.limit_in_bytes": show["MemoryMax"]}, scope
     else:
-        base = f"/sys/fs/cgroup{cgroups['']}"
-        assert host.read_file(f"{base}/cpu.weight").strip() == "20"
-        assert host.read_file(f"{base}/memory.high").strip() == show["MemoryHigh"]
+        assert kernel == {"cpu.weight": "20", "memory.high": show["MemoryHigh"],
+                          "memory.max": show["MemoryMax"]}, scope
 
 
 def test_deploy_killed_mid_after_install_then_redeployed(host, bundles):
