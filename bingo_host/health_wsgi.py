@@ -17,9 +17,21 @@ import configparser
 import importlib
 import json
 import os
+import sys
 import time
+import traceback
 
-from application import app  # noqa: E402 - an import error must stop uWSGI loading the release
+# uWSGI loads this in each worker (lazy-apps) after entering the release `current` points at; the
+# master's import caches know only its own directory, so the release joins the path by name.
+sys.path.insert(0, os.getcwd())
+try:
+    from application import app
+except BaseException:
+    # A release that cannot be imported never serves: this worker exits (uWSGI respawns it, so a
+    # chain reload stays stuck on it while the old workers keep serving, until `current` is fixed).
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(1)
 
 HEALTH_PATH = os.environ.get("BINGO_HEALTH_PATH", "/api/health")
 CONNECT_TIMEOUT = 3

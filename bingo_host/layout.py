@@ -28,4 +28,10 @@ def app_socket(app_name: str) -> str:
 
 def vassal_file(app_name: str) -> str:
     return f"{VASSALS_DIR}/{app_name}.ini"
+
+
+def app_reload_trigger(app_name: str) -> str:
+    """Touched to replace the app's uWSGI workers one at a time (the vassal's touch-chain-reload);
+    in the emperor's runtime directory, so it lives exactly as long as the emperor."""
+    return f"{UWSGI_RUNTIME_DIR}/{app_name}.reload"
 PYUWSGI_REQUIREMENT = "pyuwsgi==2.0.30.post1"  # prebuilt wheels: no compiler on a nano instance

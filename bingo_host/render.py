@@ -93,6 +93,7 @@ def render_all(
         "processes": cfg.app.processes,
         "server_names": " ".join(cfg.app.server_name),
         "socket": layout.app_socket(cfg.app.name),
+        "reload_trigger": layout.app_reload_trigger(cfg.app.name),
         "runtime_dir_name": Path(layout.UWSGI_RUNTIME_DIR).name,
         "uwsgi_venv": layout.UWSGI_VENV,
         "vassals_dir": layout.VASSALS_DIR,

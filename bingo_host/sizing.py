@@ -28,3 +28,13 @@ def mariadb_max_connections(processes: int) -> int:
 def small_host(mem_bytes: int) -> bool:
     """Below 1 GiB, features that cost memory and are not needed (performance_schema) are off."""
     return mem_bytes < GIB
+
+
+def build_memory_high_mib(mem_bytes: int) -> int:
+    """A deployment's build (pip compiling mysqlclient) is throttled above half of RAM..."""
+    return mem_bytes // 2 // MIB
+
+
+def build_memory_max_mib(mem_bytes: int) -> int:
+    """...and never holds more than three quarters (the rest swaps): serving keeps its memory."""
+    return mem_bytes * 3 // 4 // MIB

@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
 ROOT = "/var/www/music-bingo"
 ENV = {"BINGO_HOST_VALIDATE_TIMEOUT": "8"}
+MAX_LOAD_SECONDS = 900  # a Load stops by itself, whatever happens
 
 
 def http(path: str, method: str = "GET", data: dict | None = None, token: str | None = None,
@@ -33,6 +37,57 @@ def http(path: str, method: str = "GET", data: dict | None = None, token: str | 
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+
+
+class Load:
+    """`rate` requests a second through nginx (alternately / and /api/health, loopback only, 5 s
+    timeout each) from a thread pool, so a slow answer never slows the schedule; it runs for the
+    `with` block plus 2 s."""
+
+    def __init__(self, rate: float = 20):
+        self.rate = rate
+        self.results: list[tuple[bool, float]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self, path: str) -> None:
+        start = time.monotonic()
+        ok = False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1{path}", timeout=5) as resp:
+                resp.read()
+                ok = 200 <= resp.status < 300
+        except (urllib.error.URLError, OSError):
+            ok = False
+        with self._lock:
+            self.results.append((ok, (time.monotonic() - start) * 1000))
+
+    def _run(self) -> None:
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            t0 = time.monotonic()
+            i = 0
+            while not self._stop.is_set() and time.monotonic() - t0 < MAX_LOAD_SECONDS:
+                pool.submit(self._one, "/api/health" if i % 2 else "/")
+                i += 1
+                delay = t0 + i / self.rate - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(2)
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> tuple[int, int, float, float]:
+        """(sent, failed (non-2xx or error), p50 ms, p99 ms of the answered ones)."""
+        lat = sorted(ms for ok, ms in self.results if ok)
+        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
+        return len(self.results), sum(1 for ok, _ in self.results if not ok), p(0.50), p(0.99)
 
 
 def serving(host) -> str:
@@ -78,16 +133,20 @@ class Bundles:
 
     def make(self, name: str, fmt: str = "zip", extra_requirement: str | None = None,
              mysql_requirements: str | None = None, wheel: Path | None = None,
-             files: dict[str, bytes] | None = None) -> str:
+             files: dict[str, bytes] | None = None, import_error: str | None = None) -> str:
         """A bundle; extra_requirement is appended to requirements.txt (a new virtualenv),
         mysql_requirements replaces that file ('' removes it: no database driver); files are
-        added to the app (path relative to it: content)."""
+        added to the app (path relative to it: content); import_error makes application.py raise
+        it when imported."""
         app = self.tmp / f"app-{name}"
         shutil.copytree(SAMPLE, app)
         (app / "musicbingo" / "bundle-name.txt").write_text(name + "\n")  # every bundle differs
         for rel, content in (files or {}).items():
             (app / rel).parent.mkdir(parents=True, exist_ok=True)
             (app / rel).write_bytes(content)
+        if import_error:
+            code = app / "application.py"
+            code.write_text(code.read_text() + f"raise RuntimeError({import_error!r})\n")
         if extra_requirement:
             reqs = app / "requirements.txt"
             reqs.write_text(reqs.read_text() + extra_requirement + "\n")

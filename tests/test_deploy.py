@@ -3,13 +3,16 @@ the shared bootstrapped systemd test host, through `bingo-host deploy`, the emul
 CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host, first).
 
 The tests run in file order and build on each other (one host, one release history):
-first emulated deploy -> venv reuse -> failed pip never switched to -> missing database driver
-rolled back -> MariaDB stopped -> killed mid-AfterInstall then redeployed -> CRLF hook refused
--> rollback by hand.
+first emulated deploy -> static build and /api caching -> venv reuse (under load: no stall) ->
+failed pip never switched to -> missing database driver rolled back -> a release that cannot be
+imported never serves (under load: the old workers serve throughout) -> MariaDB stopped ->
+killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
 """
 
 from __future__ import annotations
 
+import gzip
+import http.client as http_client
 import io
 import json
 import time
@@ -18,7 +21,7 @@ import zipfile
 import pytest
 
 from tests.conftest import BIN
-from tests.deploying import (ENV, ROOT, Bundles, deploy_state, health_release, http, record,
+from tests.deploying import (ENV, ROOT, Bundles, Load, deploy_state, health_release, http, record,
                              serving, use_the_app)
 
 
@@ -34,9 +37,9 @@ def bundles(host, wheel, tmp_path_factory):
     return Bundles(host, wheel, tmp_path_factory.mktemp("bundles"))
 
 
-def deploy(host, bundle: str, deployment_id: str, timeout: float = 1200):
-    return host.run([BIN, "deploy", bundle, "--deployment-id", deployment_id], env=ENV, check=False,
-                    timeout=timeout)
+def deploy(host, bundle: str, deployment_id: str, timeout: float = 1200, env: dict | None = None):
+    return host.run([BIN, "deploy", bundle, "--deployment-id", deployment_id], env={**ENV, **(env or {})},
+                    check=False, timeout=timeout)
 
 
 def test_first_emulated_deploy(host, bundles):
@@ -75,9 +78,59 @@ def test_first_emulated_deploy(host, bundles):
     assert host.read_file(f"{ROOT}/shared/bingo.ini") == ini_before
 
 
+def get(path: str, accept_gzip: bool = True):
+    """(status, headers as a list of (name, value), body as sent) through nginx."""
+    conn = http_client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"} if accept_gzip else {})
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+    finally:
+        conn.close()
+
+
+def header(headers, name: str) -> list[str]:
+    return [value for key, value in headers if key.lower() == name.lower()]
+
+
+def test_static_build_is_cached_and_compressed_and_the_api_never_cached(host):
+    """The client build as create-react-app makes it: hashed assets cached for a year, the
+    index revalidated on every load (a new release is seen at once), text gzipped for clients
+    that ask; /api/* still never cached."""
+    js = "/static/js/main.4f1c2a9e.js"
+    status, headers, body = get(js)
+    assert status == 200
+    assert header(headers, "Cache-Control") == ["public, max-age=31536000, immutable"]
+    assert header(headers, "Content-Encoding") == ["gzip"] and header(headers, "Vary") == ["Accept-Encoding"]
+    plain = host.read_file(f"{ROOT}/current/build{js}")
+    assert gzip.decompress(body).decode() == plain and len(body) < len(plain) / 2
+    assert header(headers, "X-Content-Type-Options") == ["nosniff"]
+    status, headers, _ = get("/static/css/main.8b3d5e71.css")
+    assert status == 200 and header(headers, "Content-Encoding") == ["gzip"]
+    assert header(headers, "Cache-Control") == ["public, max-age=31536000, immutable"]
+    status, headers, body = get(js, accept_gzip=False)  # a client that did not ask gets it plain
+    assert header(headers, "Content-Encoding") == [] and body.decode() == plain
+    for path in ("/", "/index.html", "/game/42"):  # the client's routes get its index too
+        status, headers, body = get(path)
+        assert status == 200 and header(headers, "Cache-Control") == ["no-cache"], (path, headers)
+        assert header(headers, "Content-Encoding") == ["gzip"]
+        assert b"music bingo sample client" in gzip.decompress(body)
+    status, headers, _ = get("/api/user")
+    assert status == 401 and header(headers, "Cache-Control") == ["no-store"], headers
+    status, headers, _ = get("/api/health")
+    assert status == 200 and header(headers, "Cache-Control") == ["no-store"], headers
+
+
 def test_same_requirements_reuse_the_virtualenv(host, bundles):
-    r = deploy(host, bundles.make("second", fmt="tgz", extra_requirement="idna==3.6"), "d-SECOND002")
+    bundle = bundles.make("second", fmt="tgz", extra_requirement="idna==3.6")
+    with Load(rate=20) as load:
+        r = deploy(host, bundle, "d-SECOND002")
     assert r.returncode == 0, r.stdout + r.stderr
+    # The workers are replaced one at a time, each new one loading the release before the next
+    # old one stops: no request fails or waits for an import (all at once, p99 was ~1.5 s).
+    assert "uwsgi: chain reload, one worker at a time" in r.stdout
+    sent, failed, p50, p99 = load.summary()
+    assert failed == 0 and p99 < 1000, (sent, failed, p50, p99)
     assert "virtualenv: reusing" in r.stdout and "pip install" not in r.stdout
     first = host.run(["stat", "-L", "-c", "%i", f"{ROOT}/releases/d-FIRST0001/venv"]).stdout
     second = host.run(["stat", "-L", "-c", "%i", f"{ROOT}/releases/d-SECOND002/venv"]).stdout
@@ -111,6 +164,24 @@ def test_release_without_its_database_driver_is_rolled_back(host, bundles):
     assert record(host, "d-NODRIVER4")["failed"]["event"] == "ValidateService"
 
 
+def test_release_that_cannot_be_imported_never_serves(host, bundles):
+    """The chain reload stops at the first new worker that cannot import the app: the old
+    workers serve throughout, and switching `current` back lets that worker load the old release."""
+    bundle = bundles.make("noimport", import_error="broken on purpose")
+    with Load(rate=20) as load:
+        r = deploy(host, bundle, "d-NOIMPORT5", env={"BINGO_HOST_LOAD_TIMEOUT": "20"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "uWSGI did not load d-NOIMPORT5 within 20 s (its workers run in: d-SECOND002)" in r.stderr
+    journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
+    assert "RuntimeError: broken on purpose" in journal  # the worker said why before it exited
+    assert "switch: d-NOIMPORT5 did not load; switching back to d-SECOND002" in r.stdout
+    assert "[ValidateService]" not in r.stdout
+    sent, failed, p50, p99 = load.summary()
+    assert sent > 300 and failed == 0, (sent, failed, p50, p99)
+    assert serving(host) == "d-SECOND002" and health_release() == "d-SECOND002"
+    assert record(host, "d-NOIMPORT5")["failed"]["event"] == "ApplicationStart"
+
+
 def json_error(body: str) -> str:
     report = json.loads(body)
     assert report["status"] == "failing" and not report["database"]["ok"]
@@ -136,6 +207,59 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
     assert host.run([BIN, "status"], check=False).returncode == 0
 
 
+def build_scope_now(host) -> dict | None:
+    """What a running pip install (the virtualenv's ensurepip or the requirements' pip; not
+    systemd-run before it execs) runs in: its cgroups, its unit's properties and the kernel's
+    values for them; None if no such process ran through the reads (they are short-lived)."""
+    def read(*argv):
+        r = host.run(list(argv), check=False)
+        if r.returncode != 0:
+            raise LookupError(argv)
+        return r.stdout
+
+    try:
+        pid = read("pgrep", "-o", "-f", "^[^ ]*python[^ ]* .*pip.*install").split()[0]
+        cgroups = {}
+        for line in read("cat", f"/proc/{pid}/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                cgroups[controller] = path
+        unit = cgroups[""].rsplit("/", 1)[-1]  # the unified hierarchy: systemd's own view
+        show = dict(line.split("=", 1) for line in read(
+            "systemctl", "show", unit, "-p", "CPUWeight,IOWeight,MemoryHigh,MemoryMax").splitlines())
+        if "cpu" in cgroups:  # cgroup v1
+            kernel = {"cpu.shares": read("cat", f"/sys/fs/cgroup/cpu,cpuacct{cgroups['cpu']}/cpu.shares"),
+                      "memory.limit_in_bytes": read(
+                          "cat", f"/sys/fs/cgroup/memory{cgroups['memory']}/memory.limit_in_bytes")}
+        else:
+            kernel = {name: read("cat", f"/sys/fs/cgroup{cgroups['']}/{name}")
+                      for name in ("cpu.weight", "memory.high", "memory.max")}
+        read("test", "-d", f"/proc/{pid}")  # still the same process: every value is its scope's
+    except LookupError:
+        return None
+    return {"cgroups": cgroups, "unit": unit, "show": show,
+            "kernel": {k: v.strip() for k, v in kernel.items()}}
+
+
+def check_build_scope(host) -> None:
+    """pip runs in a transient scope beside the services with low CPU/IO weight and bounded
+    memory, and the kernel applies them (on cgroup v1, as this test host has, systemd
+    translates the weights to cpu.shares and MemoryMax to memory.limit_in_bytes)."""
+    deadline = time.monotonic() + 60
+    while (scope := build_scope_now(host)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scope, "no pip install ran"
+    show, kernel = scope["show"], scope["kernel"]
+    assert scope["unit"].endswith(".scope") and scope["cgroups"][""].startswith("/system.slice/"), scope
+    assert show["CPUWeight"] == "20" and show["IOWeight"] == "20", show
+    assert int(show["MemoryHigh"]) < int(show["MemoryMax"]) < 2**62, show
+    if "cpu.shares" in kernel:  # cgroup v1: 20 of the default 100 is 204 of 1024 shares
+        assert kernel == {"cpu.shares": "204", "memory.limit_in_bytes": show["MemoryMax"]}, scope
+    else:
+        assert kernel == {"cpu.weight": "20", "memory.high": show["MemoryHigh"],
+                          "memory.max": show["MemoryMax"]}, scope
+
+
 def test_deploy_killed_mid_after_install_then_redeployed(host, bundles):
     bundle = bundles.make("killed", extra_requirement="idna==3.5")
     proc = host.popen([BIN, "deploy", bundle, "--deployment-id", "d-KILLED005"], env=ENV)
@@ -149,6 +273,7 @@ def test_deploy_killed_mid_after_install_then_redeployed(host, bundles):
             time.sleep(0.2)
         else:
             pytest.fail("AfterInstall never reached pip")
+        check_build_scope(host)
         # SIGKILL the driver, the hook and its pip (hooks run in a process group of their own,
         # as under the agent): the host dying mid-AfterInstall.
         proc.kill()
@@ -194,7 +319,8 @@ def test_crlf_hook_is_refused_before_anything_changes(host, bundles):
 def test_rollback_by_hand(host):
     r = host.run([BIN, "rollback"], env=ENV, check=False, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    # d-NODRIVER4 and d-NODB00005 failed, d-KILLED005 never finished: back to d-SECOND002.
+    # d-NODRIVER4, d-NOIMPORT5 and d-NODB00005 failed, d-KILLED005 never finished: back to
+    # d-SECOND002.
     assert "rollback: serving d-SECOND002" in r.stdout
     assert serving(host) == "d-SECOND002" and health_release() == "d-SECOND002"
     assert record(host, "d-REDEPLOY6")["failed"]["event"] == "rollback"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -128,3 +129,26 @@ def test_rendered_ini_reads_back_as_the_app_reads_it():
     vassal = next(f for f in files if f.template == "uwsgi-vassal.ini").content
     assert "module = bingo_health:application\n" in vassal
     assert "env = BINGO_HEALTH_PATH=/api/health\n" in vassal
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_worker_imports_the_release_it_entered_or_exits(tmp_path, broken):
+    """uWSGI's workers load bingo_health after entering the release (lazy-apps): the app comes
+    from that directory, whatever the path held (-I: no entry for the working directory); an app
+    that cannot be imported makes the worker exit non-zero with the traceback before it accepts a
+    request (so a chain reload stops there), rather than raising to uWSGI, which would end every
+    worker (need-app)."""
+    release = tmp_path / "releases" / "d-NEW"
+    release.mkdir(parents=True)
+    (release / "application.py").write_text(
+        "raise RuntimeError('broken on purpose')\n" if broken else "app = __file__\n")
+    probe = (f"import runpy\ntry:\n    print(runpy.run_path({str(SOURCE)!r})['app'])\n"
+             "except BaseException as exc:\n    print('raised', exc)\n")
+    r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=release, capture_output=True,
+                       text=True, timeout=60)
+    if broken:
+        assert r.returncode == 1 and "RuntimeError: broken on purpose" in r.stderr, r.stderr
+        assert r.stdout == ""
+    else:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"{release}/application.py"

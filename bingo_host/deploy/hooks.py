@@ -3,11 +3,11 @@
     BeforeInstall    check the revision against its manifest and signature (integrity.py),
                      upgrade bingo-host from the bundle's wheel if it is newer (upgrade.py),
                      take the deploy lock (lock.py), preflight, empty the staging directory
-    AfterInstall     build releases/<deployment-id> from staging (venv reused or built);
-                     the serving release is not touched
-    ApplicationStart switch `current` atomically, graceful uWSGI reload, wait until every uWSGI
-                     process serves the new release, else switch back (switch.py); prune old
-                     releases
+    AfterInstall     build releases/<deployment-id> from staging (venv reused, or built in a
+                     systemd scope with low CPU/IO weight); the serving release is not touched
+    ApplicationStart switch `current` atomically, chain-reload uWSGI's workers (one at a time, a
+                     warm one always serving), wait until every worker serves the new
+                     release, else switch back (switch.py); prune old releases
     ValidateService  the index and app.health_path through nginx (probe.py: 200 only when the
                      app reaches its database), retried until a deadline; on failure switch
                      back to the previous release and fail. Then (as after any failed hook: no
@@ -138,7 +138,7 @@ def before_install(ctx, env, echo) -> None:
 
 
 def after_install(ctx, env, echo) -> None:
-    from .releases import build
+    from .releases import build, build_scope
 
     paths = Paths(ctx.cfg.app.root)
     deployment_id = env["DEPLOYMENT_ID"]
@@ -147,7 +147,8 @@ def after_install(ctx, env, echo) -> None:
     record = {"deployment_id": deployment_id, "application_name": env.get("APPLICATION_NAME"),
               "deployment_group": env.get("DEPLOYMENT_GROUP_NAME"), "bundle": bundle_source(env),
               "bingo_host_version": __version__}
-    build(paths, deployment_id, record, ctx.platform.python, ctx.cfg.app.user, echo)
+    build(paths, deployment_id, record, ctx.platform.python, ctx.cfg.app.user, echo,
+          scope=build_scope(ctx.facts.mem_bytes))
 
 
 def application_start(ctx, env, echo) -> None:

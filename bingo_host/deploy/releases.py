@@ -26,11 +26,13 @@ import hashlib
 import os
 import pwd
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..ops import files
-from .. import layout, subp
+from .. import layout, sizing, subp
+from ..facts import systemd
 from . import DeployError
 from ..state import read_json, write_json
 from .lock import now
@@ -153,8 +155,30 @@ def requirements_hash(reqs: list[str], python_ver: str) -> str:
     return h.hexdigest()
 
 
-def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tuple[str, str, bool]:
-    """(venv path, requirements hash, reused): the shared virtualenv for release_dir's requirements.
+BUILD_CPU_WEIGHT = 20  # services have 100: the build gets a sixth of contested CPU beside one
+BUILD_IO_WEIGHT = 20
+
+
+def build_scope(mem_bytes: int) -> list[str]:
+    """The command prefix that runs a build step (a new virtualenv, pip compiling mysqlclient on
+    a nano) in a transient systemd scope beside the services (system.slice, where weights
+    compete), with a fifth of their CPU and IO weight and its memory bounded, so the serving
+    release keeps its latency. Output and exit status stay the command's own. Nothing when
+    systemd is not running. On cgroup v1 systemd applies the weights as cpu.shares and
+    blkio.weight and MemoryMax as memory.limit_in_bytes (MemoryHigh is cgroup v2's only)."""
+    if not systemd.booted():
+        return []
+    return ["systemd-run", "--scope", "--quiet", "--collect",
+            "--description=bingo-host: a deployment's virtualenv build",
+            "-p", f"CPUWeight={BUILD_CPU_WEIGHT}", "-p", f"IOWeight={BUILD_IO_WEIGHT}",
+            "-p", f"MemoryHigh={sizing.build_memory_high_mib(mem_bytes)}M",
+            "-p", f"MemoryMax={sizing.build_memory_max_mib(mem_bytes)}M", "--"]
+
+
+def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print,
+                scope: Sequence[str] = ()) -> tuple[str, str, bool]:
+    """(venv path, requirements hash, reused): the shared virtualenv for release_dir's requirements,
+    built with `scope` (build_scope()) before each command.
 
     A virtualenv is complete only once its marker exists (written after pip succeeded); an
     incomplete one (pip failed, or the process was killed) is removed and built again.
@@ -170,7 +194,7 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
         shutil.rmtree(venv)
     os.makedirs(paths.venvs, mode=0o755, exist_ok=True)
     echo(f"virtualenv: requirements changed, building {venv} with {python}")
-    subp.run([python, "-m", "venv", venv], timeout=300)
+    subp.run([*scope, python, "-m", "venv", venv], timeout=300)
     pip = [f"{venv}/bin/python", "-m", "pip", "--disable-pip-version-check", "--no-input"]
     args = [arg for path in reqs for arg in ("-r", path)]
     echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
@@ -178,8 +202,8 @@ def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print) -> tupl
     try:
         # One pip run resolves every file together; any failure fails the deployment. The pip
         # cache keeps built wheels (mysqlclient compiles from source) for the next deployment.
-        result = subp.run(pip + ["install", "--cache-dir", layout.PIP_CACHE, "--progress-bar", "off", *args],
-                          timeout=1800, cwd=release_dir)
+        result = subp.run([*scope, *pip, "install", "--cache-dir", layout.PIP_CACHE, "--progress-bar", "off",
+                           *args], timeout=1800, cwd=release_dir)
     except Exception:
         shutil.rmtree(venv, ignore_errors=True)
         raise
@@ -214,8 +238,10 @@ def normalise_tree(top: str) -> None:
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
 
 
-def build(paths: Paths, name: str, record: dict, python: str, app_user: str, echo=print) -> dict:
-    """releases/<name> from the staging directory: code, venv link, bingo.ini link, record.
+def build(paths: Paths, name: str, record: dict, python: str, app_user: str, echo=print,
+          scope: Sequence[str] = ()) -> dict:
+    """releases/<name> from the staging directory: code, venv link, bingo.ini link, record
+    (the virtualenv built in `scope`, see build_scope()).
 
     Built as releases/.<name>.partial and renamed into place last, so releases/<name> exists
     only complete. The serving release is never touched.
@@ -237,7 +263,7 @@ def build(paths: Paths, name: str, record: dict, python: str, app_user: str, ech
         if os.path.lexists(f"{partial}/{link}"):
             raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
     normalise_tree(partial)
-    venv, digest, reused = ensure_venv(paths, partial, python, echo)
+    venv, digest, reused = ensure_venv(paths, partial, python, echo, scope)
     os.symlink(venv, f"{partial}/venv")
     for link in links:
         os.symlink(paths.shared_ini, f"{partial}/{link}")

@@ -1,9 +1,12 @@
-"""Switching the serving release: the atomic `current` link, a graceful uWSGI reload, and waiting
-until every uWSGI process runs the new release, with a way back when it does not load.
+"""Switching the serving release: the atomic `current` link, a chain reload of uWSGI's workers
+(one at a time, so a warm worker always serves), and waiting until every worker runs the new
+release, with a way back when it does not load.
 
 Used by ApplicationStart, by ValidateService's switch back, and by `bingo-host rollback`. A
-release counts as serving only when uWSGI's processes run in its directory (`chdir` resolves the
-`current` link when they start), not when the link changed.
+release counts as serving only when every uWSGI worker runs in its directory (each worker enters
+`current` as it starts and loads the app there), not when the link changed. A worker that cannot
+import the release exits before it accepts requests, so the chain stops there with the old
+workers serving; switching `current` back lets its next respawn load the old release.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ from ..render import RELOAD_APP
 from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
+RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
 
 
-def _uwsgi_processes(root: str, uid: int) -> list[tuple[int, str]]:
-    """(pid, cwd) of the app's uWSGI processes (master and workers run as the app user, in the
-    release directory they loaded: `chdir` resolves the `current` link when they start)."""
+def _uwsgi_workers(root: str, uid: int) -> list[tuple[int, str]]:
+    """(pid, cwd) of the app's uWSGI workers: processes of the app user in a release directory
+    (each worker enters `current` as it starts; the master stays outside the releases)."""
     import psutil
 
-    prefix = os.path.realpath(root) + "/"
+    prefix = os.path.realpath(Paths(root).releases) + "/"
     out = []
     for p in psutil.process_iter(["pid", "uids", "cmdline"]):
         try:
@@ -42,40 +46,43 @@ def _uwsgi_processes(root: str, uid: int) -> list[tuple[int, str]]:
     return out
 
 
-def _bump_mtime(path: str, before: float | None) -> None:
-    """Touch path so its whole-second mtime moves past what the emperor last saw."""
-    wanted = max(int(time.time()), int(before or 0) + 1)
-    os.utime(path, (wanted, wanted))
-
-
 def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
-    """Until every uWSGI process of the app runs in release `name` (none for the placeholder)."""
+    """Until every uWSGI worker of the app (app.processes of them) runs in release `name` (none
+    for the placeholder)."""
     import pwd
+
+    from ..facts.host import resolve
 
     paths = Paths(ctx.cfg.app.root)
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
+    processes = resolve(ctx.cfg, ctx.platform, ctx.facts).app.processes
     want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
-    deadline = time.monotonic() + timeout
     start = time.monotonic()
+    deadline, retouch = start + timeout, start + RETOUCH_AFTER
     procs: list = []
     while time.monotonic() < deadline:
-        procs = _uwsgi_processes(ctx.cfg.app.root, uid)
+        procs = _uwsgi_workers(ctx.cfg.app.root, uid)
         if want is None and not procs:
             return
-        if want is not None and len(procs) >= 2 and all(cwd == want for _, cwd in procs):
-            echo(f"uwsgi: {len(procs)} processes serving {name} ({time.monotonic() - start:.1f} s)")
+        if want is not None and len(procs) >= processes and all(cwd == want for _, cwd in procs):
+            echo(f"uwsgi: {len(procs)} workers serving {name} ({time.monotonic() - start:.1f} s)")
             return
+        if want is not None and time.monotonic() >= retouch:
+            service.chain_reload_app(ctx.cfg.app.name)  # a chain that was already running ignored ours
+            retouch = time.monotonic() + RETOUCH_AFTER
         time.sleep(0.3)
-    where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no process"]
-    tail = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "15", "--no-pager", "-o", "cat"],
-                    rcs=range(256), timeout=30).stdout.strip()
+    where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no worker"]
+    journal = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "60", "--no-pager", "-o", "cat"],
+                       rcs=range(256), timeout=30).stdout.splitlines()
+    # The last lines that say why (a stuck chain logs that it waits once a second).
+    tail = "\n".join([line for line in journal if "chain is still waiting" not in line][-15:])
     raise DeployError(f"uWSGI did not load {name} within {timeout:.0f} s "
-                      f"(its processes run in: {', '.join(where)})\n{tail}")
+                      f"(its workers run in: {', '.join(where)})\n{tail}")
 
 
 def activate(ctx, name: str, echo=print) -> None:
-    """Point `current` at releases/<name> (or the placeholder), reload the app gracefully, and
-    wait until uWSGI serves it. The vassal file exists only while a release is current."""
+    """Point `current` at releases/<name> (or the placeholder), reload the workers one at a time,
+    and wait until uWSGI serves it. The vassal file exists only while a release is current."""
     paths = Paths(ctx.cfg.app.root)
     files.symlink(paths.current, PLACEHOLDER if name == PLACEHOLDER else f"releases/{name}")
     echo(f"switch: {paths.current} -> {name}")
@@ -85,8 +92,7 @@ def activate(ctx, name: str, echo=print) -> None:
     else:
         before = os.stat(vassal.path).st_mtime if os.path.exists(vassal.path) else None
         ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
-        ctx.ensure_file(vassal)
-        _bump_mtime(vassal.path, before)
+        changed = ctx.ensure_file(vassal)
         ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: this reload pays it
         if before is None:
             # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
@@ -94,8 +100,13 @@ def activate(ctx, name: str, echo=print) -> None:
             # the directory existed watches the path as a single file and never spawns vassals).
             service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
             echo(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
+        elif changed:
+            files.touch_past(vassal.path, before)  # the emperor compares whole seconds
+            echo(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
         else:
-            echo(f"uwsgi: graceful reload (touched {vassal.path})")
+            service.chain_reload_app(ctx.cfg.app.name)
+            echo(f"uwsgi: chain reload, one worker at a time "
+                 f"(touched {layout.app_reload_trigger(ctx.cfg.app.name)})")
     wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT), echo)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .. import subp
@@ -24,6 +25,11 @@ class UnitState:
     @property
     def is_enabled(self) -> bool:
         return self.enabled in ENABLED
+
+
+def booted() -> bool:
+    """systemd is PID 1 and running (sd_booted(3)'s test): transient units can be started."""
+    return os.path.isdir("/run/systemd/system")
 
 
 def parse_show(text: str) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ import grp
 import os
 import pwd
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,12 @@ def ensure(path: str | Path, content: str | bytes, mode: int, owner: str | None 
     if change and not dry_run:
         write_atomic(path, content, mode, owner, group)
     return change
+
+
+def touch_past(path: str, before: float | None) -> None:
+    """Touch path so its whole-second mtime moves past `before` (uWSGI compares whole seconds)."""
+    wanted = max(int(time.time()), int(before or 0) + 1)
+    os.utime(path, (wanted, wanted))
 
 
 def symlink(path: str, target: str) -> None:

@@ -1,8 +1,12 @@
-"""systemd operations: systemctl verbs and daemon-reload (unit states are facts/systemd.py)."""
+"""systemd operations: systemctl verbs and daemon-reload (unit states are facts/systemd.py), and
+the app's chain reload under the uWSGI emperor."""
 
 from __future__ import annotations
 
-from .. import subp
+import os
+
+from .. import layout, subp
+from . import files
 from ..facts import systemd
 from ..facts.systemd import UnitState
 
@@ -13,6 +17,16 @@ def systemctl(*args: str, timeout: float = 180) -> subp.Result:
 
 def daemon_reload() -> None:
     systemctl("daemon-reload")
+
+
+def chain_reload_app(app_name: str) -> None:
+    """Replace the app's uWSGI workers one at a time: touch the vassal's reload trigger (its
+    creation starts a chain too)."""
+    trigger = layout.app_reload_trigger(app_name)
+    if os.path.exists(trigger):
+        files.touch_past(trigger, os.stat(trigger).st_mtime)
+    else:
+        files.write_atomic(trigger, "", 0o644, "root", "root")
 
 
 def ensure_running(ctx, unit: str, owed: str, verb: str = "restart", timeout: float = 180,

@@ -55,10 +55,11 @@ def converge(ctx) -> str:
     ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
     vassal = ctx.managed("uwsgi-vassal.ini")
     if os.path.exists(f"{ctx.cfg.app.root}/current/application.py"):
-        # A new or changed vassal file reloads the app by itself; otherwise touch it.
+        # A new or changed vassal file reloads the app by itself; otherwise a chain reload.
         if not ctx.ensure_file(vassal) and ctx.pending(RELOAD_APP):
-            ctx.change(f"touch {vassal.path} (graceful app reload for the new bingo.ini or health check)",
-                       lambda: os.utime(vassal.path))
+            ctx.change(f"chain reload of the app's workers (for the new bingo.ini or health check): "
+                       f"touch {layout.app_reload_trigger(ctx.cfg.app.name)}",
+                       lambda: service.chain_reload_app(ctx.cfg.app.name))
         has_app = True
     else:
         ctx.remove_file(vassal.path)
