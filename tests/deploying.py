@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
@@ -40,22 +41,25 @@ def http(path: str, method: str = "GET", data: dict | None = None, token: str | 
 
 
 class Load:
-    """`rate` requests a second through nginx (alternately / and /api/health, loopback only, 5 s
-    timeout each) from a thread pool, so a slow answer never slows the schedule; it runs for the
-    `with` block plus 2 s."""
+    """`rate` requests a second, cycling through `requests` (path, headers), from a thread pool
+    so a slow answer never slows the schedule; non-2xx or no answer within `timeout` fails."""
 
-    def __init__(self, rate: float = 20):
-        self.rate = rate
+    def __init__(self, rate: float = 20,
+                 requests: Sequence[tuple[str, dict]] = (("/", {}), ("/api/health", {})),
+                 timeout: float = 5, tail: float = 2, workers: int = 64):
+        self.rate, self.requests, self.timeout, self.tail = rate, list(requests), timeout, tail
+        self.workers = workers
         self.results: list[tuple[bool, float]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _one(self, path: str) -> None:
+    def _one(self, path: str, headers: dict) -> None:
         start = time.monotonic()
         ok = False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1{path}", timeout=5) as resp:
+            req = urllib.request.Request(f"http://127.0.0.1{path}", headers=headers)
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 resp.read()
                 ok = 200 <= resp.status < 300
         except (urllib.error.URLError, OSError):
@@ -64,11 +68,11 @@ class Load:
             self.results.append((ok, (time.monotonic() - start) * 1000))
 
     def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=64) as pool:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
             t0 = time.monotonic()
             i = 0
             while not self._stop.is_set() and time.monotonic() - t0 < MAX_LOAD_SECONDS:
-                pool.submit(self._one, "/api/health" if i % 2 else "/")
+                pool.submit(self._one, *self.requests[i % len(self.requests)])
                 i += 1
                 delay = t0 + i / self.rate - time.monotonic()
                 if delay > 0:
@@ -79,12 +83,12 @@ class Load:
         return self
 
     def __exit__(self, *exc):
-        time.sleep(2)
+        time.sleep(self.tail)
         self._stop.set()
         self._thread.join()
 
     def summary(self) -> tuple[int, int, float, float]:
-        """(sent, failed (non-2xx or error), p50 ms, p99 ms of the answered ones)."""
+        """Requests sent, failed, p50 and p99 latency in ms (of the answered ones)."""
         lat = sorted(ms for ok, ms in self.results if ok)
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
         return len(self.results), sum(1 for ok, _ in self.results if not ok), p(0.50), p(0.99)
