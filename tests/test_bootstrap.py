@@ -192,14 +192,19 @@ def test_app_runs_as_a_dedicated_system_user_that_owns_nothing(bootstrapped, ti)
 
 @pytest.mark.parametrize("app, why", [
     ({"user": "opsadmin"}, "app.user: opsadmin is in the sudo group, whose members can become root"),
-    ({"user": "mysql"}, "app.user: mysql is the database's user"),
-    ({"user": "root"}, "app.user: root is root (uid 0)"),
-    ({"name": "www-data"}, "app.name: the app runs as the user named after it, www-data, which is "
-                           "nginx's user"),
+    ({"user": "deployer"}, "app.user: deployer may run commands as root through sudo"),
+    ({"user": "svcbot"}, "app.user: svcbot is a system account (uid "),
+    ({"name": "opsadmin"}, "app.name: the app runs as the user named after it, opsadmin, which is "
+                           "in the sudo group"),
 ])
 def test_an_app_user_that_could_become_root_is_refused(bootstrapped, ti, app, why):
     host = bootstrapped.host
+    # Names the config check cannot know: the accounts on this host say why (root, mysql and
+    # nginx's user are refused by name already: test_config's HOSTILE table).
     host.run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "opsadmin"])
+    host.run(["useradd", "--create-home", "--shell", "/bin/bash", "deployer"])
+    host.put_file("/etc/sudoers.d/90-deployer", "deployer ALL=(ALL) NOPASSWD:ALL\n", mode=0o440)
+    host.run(["useradd", "--system", "--shell", "/bin/bash", "svcbot"])
 
     def snapshot():
         return ti.run("ls -la --time-style=full-iso /var/www/music-bingo/shared /etc/bingo-host/vassals "
@@ -216,7 +221,9 @@ def test_an_app_user_that_could_become_root_is_refused(bootstrapped, ti, app, wh
         assert snapshot() == before  # nothing changed, no user created
     finally:
         host.put_file(CONFIG, host_config(bootstrapped.volume.device), mode=0o600)
-        host.run(["userdel", "--remove", "opsadmin"])
+        host.run(["rm", "/etc/sudoers.d/90-deployer"])
+        for user in ("opsadmin", "deployer", "svcbot"):
+            host.run(["userdel", "--remove", user], check=False)
 
 
 def test_placeholder_page_served_through_nginx(ti):
