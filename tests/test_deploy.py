@@ -349,8 +349,16 @@ def test_a_new_app_user_takes_over_the_serving_app(host):
         r = host.run([BIN, "bootstrap"], check=False, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and http("/api/health")[0] != 200:
+        while time.monotonic() < deadline:
+            try:
+                if http("/api/health", timeout=5)[0] == 200:
+                    return
+            except OSError:  # nginx waits for a worker that is not there yet
+                pass
             time.sleep(0.5)
+        journal = host.run(["journalctl", "-u", "bingo-uwsgi", "-n", "40", "--no-pager", "-o", "cat"],
+                           check=False).stdout
+        pytest.fail(f"the app does not answer after the bootstrap:\n{r.stdout}\n{journal}")
 
     assert app_users() == {"music-bingo"}
     try:

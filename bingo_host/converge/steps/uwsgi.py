@@ -15,7 +15,8 @@ import re
 from ... import layout, render, subp
 from ...render import RELOAD_APP
 
-from ...ops import service
+from ...facts.host import app_user
+from ...ops import files, service
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
@@ -28,6 +29,16 @@ def installed_pyuwsgi(venv: str) -> str | None:
         if m:
             return m.group(1)
     return None
+
+
+def vassal_user(path: str) -> str | None:
+    """The `uid =` of the installed vassal file (the user its master runs the workers as)."""
+    try:
+        content = files.read_regular(path)
+    except files.NotRegularFile:
+        return None
+    m = content and re.search(rb"^uid = (\S+)$", content[0], re.M)
+    return m.group(1).decode() if m else None
 
 
 def converge(ctx) -> str:
@@ -55,8 +66,14 @@ def converge(ctx) -> str:
     ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
     vassal = ctx.managed("uwsgi-vassal.ini")
     if os.path.exists(f"{ctx.cfg.app.root}/current/application.py"):
-        # A new or changed vassal file reloads the app by itself; otherwise a chain reload.
-        if not ctx.ensure_file(vassal) and ctx.pending(RELOAD_APP):
+        # A new or changed vassal file reloads the app by itself; otherwise a chain reload. But
+        # a master drops privileges once: after an app user change only a new master runs the
+        # workers as the new user (a reloaded one keeps the old, which can no longer read bingo.ini).
+        ran_as = vassal_user(vassal.path)
+        changed = ctx.ensure_file(vassal)
+        if changed and ran_as not in (None, app_user(ctx.cfg)):
+            ctx.set_pending(restart)
+        if not changed and ctx.pending(RELOAD_APP):
             ctx.change(f"chain reload of the app's workers (for the new bingo.ini or health check): "
                        f"touch {layout.app_reload_trigger(ctx.cfg.app.name)}",
                        lambda: service.chain_reload_app(ctx.cfg.app.name))
