@@ -19,7 +19,6 @@ never sets them):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -63,14 +62,6 @@ def _write_dir_file(path: str, deployment_dir: str) -> None:
     with open(tmp, "w") as f:
         f.write(deployment_dir)  # no newline, as the agent writes it
     os.replace(tmp, path)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _remove(path: str) -> None:
@@ -170,7 +161,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
         check_users(spec)
         if deploy_cfg is not None:
             integrity.verify(unpack, deploy_cfg, echo)
-        sha256 = None if is_dir else _sha256(source)
+        sha256 = None if is_dir else integrity.sha256_file(source)
     except BaseException:
         _remove(unpack)
         for path in reversed(created):
