@@ -1038,7 +1038,9 @@ def _watched(alarm: dict) -> set[tuple[str, str]]:
             metric = query["MetricStat"]["Metric"]
             found.add((metric["Namespace"], metric["MetricName"]))
         else:
-            match = re.fullmatch(r"SELECT \w+\((\w+)\) FROM SCHEMA\((\w+), InstanceId\)", query["Expression"])
+            expression = query["Expression"]
+            expression = expression["Fn::Sub"] if isinstance(expression, dict) else expression
+            match = re.match(r"SELECT MAX\((\w+)\) FROM SCHEMA\((\w+), InstanceId(?:, Path)?\)", expression)
             if match:
                 found.add((match.group(2), match.group(1)))
     return found
@@ -1049,7 +1051,7 @@ def test_single_instance_recovers_and_alarms_on_its_own_metrics():
     alarms = _alarms(template)
     instance, _ = one(template, "AWS::EC2::Instance")
     resolver = Resolver(template)
-    (recovery,) = [a for a in alarms.values() if a["Properties"]["MetricName"] == "StatusCheckFailed_System"]
+    (recovery,) = [a for a in alarms.values() if a["Properties"].get("MetricName") == "StatusCheckFailed_System"]
     props = resolver.resolve(recovery["Properties"])
     assert props["Namespace"] == "AWS/EC2"
     assert f"arn:aws:automate:{REGION}:ec2:recover" in props["AlarmActions"]
@@ -1057,8 +1059,13 @@ def test_single_instance_recovers_and_alarms_on_its_own_metrics():
     watched = {metric for a in alarms.values() for ns, metric in _watched(a) if ns == BINGO_NAMESPACE}
     assert watched == BINGO_METRICS
     for alarm in alarms.values():
-        if alarm["Properties"]["Namespace"] == BINGO_NAMESPACE:
-            assert alarm["Properties"]["Dimensions"] == [{"Name": "InstanceId", "Value": {"Ref": instance}}]
+        props = alarm["Properties"]
+        if props.get("Namespace") == BINGO_NAMESPACE:
+            assert props["Dimensions"] == [{"Name": "InstanceId", "Value": {"Ref": instance}}]
+        elif "Metrics" in props:  # a Metrics Insights query: of this instance only
+            (query,) = props["Metrics"]
+            assert resolver.resolve(query["Expression"]).endswith(
+                f" WHERE InstanceId = '{resolver.ref(instance)}'")
 
 
 def test_ha_alarms_on_the_load_balancer_and_every_instance():
