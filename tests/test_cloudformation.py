@@ -887,9 +887,8 @@ def test_ha_instances_share_one_secret_key():
     template = TEMPLATES["ha.yaml"]
     _, text = rendered_config(template, {})
     key = yaml.safe_load(text)["musicbingo"]["secret_key"]
-    name = "AppSecretKey"
-    secret = resources(template, "AWS::SecretsManager::Secret")[name]
-    assert key == "secretsmanager:" + Resolver(template).resolve({"Ref": name})
+    secret = resources(template, "AWS::SecretsManager::Secret")["AppSecretKey"]
+    assert key == "secretsmanager:" + Resolver(template).resolve({"Ref": "AppSecretKey"})
     assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
 
 
