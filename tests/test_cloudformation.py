@@ -929,6 +929,7 @@ def test_cfn_hup_reruns_bootstrap_when_the_metadata_changes(name):
         assert str(spec["mode"]) in ("000400", "000644") and spec["owner"] == "root"
     unit = files["/etc/systemd/system/cfn-hup.service"]["content"]
     assert "ExecStart=/opt/aws/bin/cfn-hup\n" in unit and "WantedBy=multi-user.target" in unit
+    assert "Type=simple\n" in unit  # a child of PID 1, cfn-hup (python-daemon) stays in the foreground
     (enable,) = init["cfn_hup"]["commands"].values()
     assert "systemctl enable --now cfn-hup.service" in enable["command"]
     assert "01_bingo_host_bootstrap" in init["bootstrap"]["commands"] or \
