@@ -1,4 +1,5 @@
-"""database.password (and smtp.password) from SSM Parameter Store and Secrets Manager (moto_server on 127.0.0.1).
+"""database.password (and smtp.password) from SSM Parameter Store and Secrets Manager (moto_server
+on 127.0.0.1).
 
 The secret must reach bingo.ini (0640) and MariaDB, and appear in no log line and no process
 command line while bootstrap runs.
