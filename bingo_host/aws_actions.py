@@ -2,11 +2,14 @@
 
 ACTIONS are called on a host (the instance role grants them); DEPLOYER_ACTIONS by
 `bingo-host bundle --sign-key` where revisions are built (the deployer role grants them).
+tests/test_aws_actions.py fails when the code calls an action missing here, or the templates'
+instance roles grant one that is neither here nor in AGENT_ACTIONS.
 """
 
 ACTIONS = (
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",
+    "ec2:DescribeTags",
     "ec2:CreateSnapshot",
     "ec2:CreateTags",
     "ec2:DeleteSnapshot",
@@ -18,4 +21,12 @@ ACTIONS = (
 DEPLOYER_ACTIONS = (
     "kms:DescribeKey",
     "kms:Sign",
+)
+
+# Granted to the instance role for the CodeDeploy agent, which downloads revisions from the
+# bucket; bingo-host itself never calls them.
+AGENT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:ListBucket",
 )

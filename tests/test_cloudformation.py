@@ -546,11 +546,22 @@ def test_instance_role_resources_are_restricted(name):
         for statement in grants:
             for arn in _as_list(resolver.resolve(statement["Resource"])):
                 assert arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"), arn
-    # Snapshots: tagging only while creating a snapshot, deleting only managed ones.
+    # Snapshots: tagging only while creating a snapshot; creating snapshots only of the data
+    # volume and only tagged with this stack's name; deleting only those.
     for statement in _grants(statements, "ec2:CreateTags"):
         assert statement["Condition"]["StringEquals"]["ec2:CreateAction"] == "CreateSnapshot"
     for statement in _grants(statements, "ec2:DeleteSnapshot"):
-        assert statement["Condition"]["StringEquals"]["aws:ResourceTag/bingo-host:managed"] == "true"
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
+    creates = _grants(statements, "ec2:CreateSnapshot")
+    arns = {arn for s in creates for arn in _as_list(resolver.resolve(s["Resource"]))}
+    data_volume = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-0123456789abcdef0"
+    assert arns in (set(), {data_volume, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
+    for statement in creates:
+        arns = _as_list(resolver.resolve(statement["Resource"]))
+        if any(":snapshot/" in arn for arn in arns):
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:RequestTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     for statement in statements:
         if any(not a.startswith("ec2:Describe") for a in _as_list(statement["Action"])):
             # PutMetricData has no resource-level permissions: its namespace condition limits it.
