@@ -23,10 +23,15 @@ DEPLOYER_ACTIONS = (
     "kms:Sign",
 )
 
-# Granted to the instance role for the CodeDeploy agent, which downloads revisions from the
-# bucket; bingo-host itself never calls them.
+# Granted to the instance role for the agents beside bingo-host, which never calls them itself:
+# the CodeDeploy agent downloads revisions from the bucket, the CloudWatch agent ships log files.
 AGENT_ACTIONS = (
     "s3:GetObject",
     "s3:GetObjectVersion",
     "s3:ListBucket",
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:PutRetentionPolicy",
 )
