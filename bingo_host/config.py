@@ -15,10 +15,11 @@ import yaml
 
 from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
-                     absolute_path, clip, database_host, domain_name, email, integer, kms_key_arn,
-                     not_in, not_system_user, optional, or_auto, owned_dir, password, pattern,
-                     schedule, secret_reference, secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
+                     clip, database_host, domain_name, email, integer, kms_key_arn, not_in,
+                     not_system_user, optional, or_auto, owned_dir, password, pattern, schedule,
+                     secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
                      within)
+from .fields import absolute_path, secret_reference
 
 
 # -- schema --
