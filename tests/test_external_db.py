@@ -88,7 +88,7 @@ def sql(host, statement: str, check: bool = True):
 
 def workers(host) -> set[int]:
     """PIDs of the app's uWSGI workers (processes of the app user inside a release)."""
-    out = host.run_shell("for p in $(pgrep -u music-bingo uwsgi); do "
+    out = host.run_shell("for p in $(pgrep -f -u music-bingo uwsgi); do "
                          f"case $(readlink /proc/$p/cwd) in {ROOT}/releases/*) echo $p;; esac; done",
                          check=False).stdout
     return {int(p) for p in out.split()}
@@ -135,6 +135,7 @@ def tls(host):
     h.run_shell(f"grep -q ' {DB_HOST}$' /etc/hosts || echo '127.0.0.1 {DB_HOST}' >> /etc/hosts; "
                 "grep -q ' db2.bingo.test$' /etc/hosts || echo '127.0.0.1 db2.bingo.test' >> /etc/hosts")
     h.run(["systemctl", "restart", "mariadb"])
+    sql(h, "DROP USER IF EXISTS 'master'@'%'; DROP USER IF EXISTS 'ext_app'@'%'; DROP DATABASE IF EXISTS ext_bingo")
     sql(h, f"CREATE USER 'master'@'%' IDENTIFIED BY '{MASTER_PASSWORD}' REQUIRE SSL; "
            "GRANT ALL PRIVILEGES ON *.* TO 'master'@'%' WITH GRANT OPTION")
     try:
