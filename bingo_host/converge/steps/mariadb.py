@@ -141,6 +141,7 @@ def converge(ctx) -> str:
             if not cur.fetchone():
                 ctx.change(f"create database {db.name}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+
             def login(user, password):
                 return mariadb.can_login(platform.mariadb_socket, user, password)
 
@@ -163,6 +164,8 @@ def _converge_external(ctx) -> str:
     tls = " over TLS" if db.tls_ca else ""
     if db.admin_secret:
         _ensure_external_user(ctx)
+        if ctx.dry_run and ctx.changes:
+            return ""  # the app's login works only once the planned changes are made
     mariadb.check_external(db, db.user, ctx.secrets["app_password"])
     return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers{tls}"
 
@@ -184,7 +187,8 @@ def _ensure_external_user(ctx) -> None:
                              f"{reason}") from None
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (db.name,))
+            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
+                        (db.name,))
             if not cur.fetchone():
                 ctx.change(f"create database {db.name} on {db.host}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))

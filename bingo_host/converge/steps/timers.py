@@ -38,7 +38,8 @@ def converge(ctx) -> str:
             continue
         state = states[timer]
         if state.load == "loaded" and (state.is_enabled or state.running):
-            ctx.change(f"disable --now {timer}", lambda timer=timer: service.systemctl("disable", "--now", timer))
+            ctx.change(f"disable --now {timer}",
+                       lambda timer=timer: service.systemctl("disable", "--now", timer))
         for path in _units(timer):
             if ctx.remove_file(path):
                 ctx.set_pending(DAEMON_RELOAD)
@@ -50,6 +51,7 @@ def converge(ctx) -> str:
         if not files:
             continue
         if not states[timer].is_enabled or not states[timer].running:
-            ctx.change(f"enable --now {timer}", lambda timer=timer: service.systemctl("enable", "--now", timer))
+            ctx.change(f"enable --now {timer}",
+                       lambda timer=timer: service.systemctl("enable", "--now", timer))
         enabled.append(f"{timer} ({ctx.cfg.snapshots.schedule})" if timer == TIMER else timer)
     return f"enabled: {', '.join(enabled)}" if enabled else "snapshots disabled: no timer"
