@@ -15,6 +15,7 @@ UWSGI_SERVICE = "bingo-uwsgi"
 UWSGI_RUNTIME_DIR = "/run/bingo-uwsgi"
 SNAPSHOT_UNIT = "bingo-host-snapshot"
 RENEW_UNIT = "bingo-host-certbot-renew"
+REFRESH_UNIT = "bingo-host-secrets-refresh"
 SYSTEMD_DIR = "/etc/systemd/system"
 PIP_CACHE = "/var/cache/bingo-host/pip"  # built wheels kept between deployments and upgrades
 SWAP_FILE = "/swapfile"

@@ -1,4 +1,6 @@
-"""The snapshot timer: installed and enabled when snapshots.enabled, stopped and removed if not.
+"""bingo-host's own timers, each installed and enabled while the config wants it, stopped and
+removed when not: snapshots (snapshots.enabled) and the secrets refresh (a value read from
+ssm:/secretsmanager:, which may rotate there).
 
 The certificate renewal timer belongs to `enable-https`; bootstrap only keeps its unit current.
 """
@@ -14,28 +16,42 @@ from ...render import DAEMON_RELOAD
 
 NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
-UNITS = [f"{layout.SYSTEMD_DIR}/{layout.SNAPSHOT_UNIT}.service", f"{layout.SYSTEMD_DIR}/{TIMER}"]
+OWN = {TIMER: ("snapshot.service", "snapshot.timer"),  # timer: the templates of its units
+       f"{layout.REFRESH_UNIT}.timer": ("secrets-refresh.service", "secrets-refresh.timer")}
+
+
+def _units(timer: str) -> list[str]:
+    base = f"{layout.SYSTEMD_DIR}/{timer.removesuffix('.timer')}"
+    return [f"{base}.service", f"{base}.timer"]
 
 
 def converge(ctx) -> str:
     renew = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
-    wanted = [mf for mf in (ctx.managed("snapshot.service"), ctx.managed("snapshot.timer")) if mf]
-    if wanted and any(ctx.differs(mf) for mf in wanted):
+    wanted = {timer: [mf for mf in map(ctx.managed, templates) if mf] for timer, templates in OWN.items()}
+    if wanted[TIMER] and any(ctx.differs(mf) for mf in wanted[TIMER]):
         systemd_calendar(ctx.cfg.snapshots.schedule, "snapshots.schedule")  # before writing the timer
-    for mf in renew + wanted:  # unit files: their on_change is DAEMON_RELOAD
+    for mf in renew + [mf for files in wanted.values() for mf in files]:  # on_change: DAEMON_RELOAD
         ctx.ensure_file(mf)
-    state = systemd.states(TIMER)[TIMER]
-    if not wanted:
+    states = systemd.states(*OWN)
+    for timer, files in wanted.items():
+        if files:
+            continue
+        state = states[timer]
         if state.load == "loaded" and (state.is_enabled or state.running):
-            ctx.change(f"disable --now {TIMER}", lambda: service.systemctl("disable", "--now", TIMER))
-        for path in UNITS:
+            ctx.change(f"disable --now {timer}",
+                       lambda timer=timer: service.systemctl("disable", "--now", timer))
+        for path in _units(timer):
             if ctx.remove_file(path):
                 ctx.set_pending(DAEMON_RELOAD)
     if ctx.pending(DAEMON_RELOAD):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
         ctx.done(DAEMON_RELOAD)
-    if not wanted:
-        return "snapshots disabled: no timer"
-    if not state.is_enabled or not state.running:
-        ctx.change(f"enable --now {TIMER}", lambda: service.systemctl("enable", "--now", TIMER))
-    return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule})"
+    enabled = []
+    for timer, files in wanted.items():
+        if not files:
+            continue
+        if not states[timer].is_enabled or not states[timer].running:
+            ctx.change(f"enable --now {timer}",
+                       lambda timer=timer: service.systemctl("enable", "--now", timer))
+        enabled.append(f"{timer} ({ctx.cfg.snapshots.schedule})" if timer == TIMER else timer)
+    return f"enabled: {', '.join(enabled)}" if enabled else "snapshots disabled: no timer"
