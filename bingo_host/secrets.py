@@ -6,6 +6,9 @@ never on a command line and never in a log line.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -87,15 +90,56 @@ def _one_line(reference: str, key: str, value) -> str:
     return value
 
 
+def _json(raw: str):
+    """A JSON secret's data (malformed JSON as {}: it has no key we could use), None if not JSON."""
+    if not raw.lstrip().startswith("{"):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {}
+
+
+def _password(reference: str, raw: str, data) -> str:
+    if data is None:
+        return _one_line(reference, "value", raw)
+    if not isinstance(data, dict) or "password" not in data:
+        raise BingoHostError(f"{reference} holds JSON without a \"password\" key")
+    return _one_line(reference, "value", data["password"])
+
+
 def fetch(reference: str, region: str | None = None) -> str:
     """The value behind ssm:NAME or secretsmanager:ID (a JSON secret's "password" key)."""
-    value = _fetch_raw(reference, region)
-    if value.lstrip().startswith("{"):
-        try:
-            value = json.loads(value)["password"]
-        except (ValueError, KeyError, TypeError):
-            raise BingoHostError(f"{reference} holds JSON without a \"password\" key") from None
-    return _one_line(reference, "value", value)
+    raw = _fetch_raw(reference, region)
+    return _password(reference, raw, _json(raw))
+
+
+_SES_SERVER = re.compile(r"email-smtp(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-[0-9])\.amazonaws\.com")
+
+
+def ses_smtp_password(secret_access_key: str, region: str) -> str:
+    """SES's SMTP password for an IAM access key: AWS's documented derivation (a SigV4 signing
+    key for date 11111111, service ses, signing "SendRawEmail", version byte 4). CloudFormation
+    cannot compute it, so the stack's secret holds the access key and the host derives this."""
+    signature = ("AWS4" + secret_access_key).encode()
+    for part in ("11111111", region, "ses", "aws4_request", "SendRawEmail"):
+        signature = hmac.new(signature, part.encode(), hashlib.sha256).digest()
+    return base64.b64encode(b"\x04" + signature).decode()
+
+
+def fetch_smtp_password(reference: str, region: str | None = None) -> str:
+    """Like fetch(), and also an SES SMTP credentials secret as the stacks create it: JSON with
+    `secret_access_key` and the `server` (email-smtp.REGION.amazonaws.com) it is for."""
+    raw = _fetch_raw(reference, region)
+    data = _json(raw)
+    if isinstance(data, dict) and "password" not in data and "secret_access_key" in data:
+        server = _SES_SERVER.fullmatch(str(data.get("server", "")))
+        if not server:
+            raise BingoHostError(f"{reference}: an SES access key secret needs \"server\": "
+                                 "email-smtp.REGION.amazonaws.com (the region the password is for)")
+        key = _one_line(reference, "secret_access_key", data["secret_access_key"])
+        return ses_smtp_password(key, server.group(1))
+    return _password(reference, raw, data)
 
 
 def fetch_login(reference: str, region: str | None = None) -> tuple[str, str]:

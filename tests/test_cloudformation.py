@@ -59,6 +59,7 @@ SCENARIOS = {
         "InstanceType": "t4g.nano",
     },
     "signed": {"SigningKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+    "with-mail": {"MailDomain": "bingo.example.com"},
 }
 PSEUDO = {
     "AWS::Region": REGION,
@@ -334,6 +335,22 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
     password = cfg.database.password
     assert password.startswith("secretsmanager:")
     assert cfg.platform == "amzn2023"
+    # With MailDomain the app mails through SES as the stack's SMTP user, whose password the host
+    # derives from the access key in SmtpSecret (which the instance role may read).
+    resolver = Resolver(template, SCENARIOS[scenario])
+    if "MailDomain" in SCENARIOS[scenario]:
+        assert cfg.smtp.server == f"email-smtp.{REGION}.amazonaws.com"
+        assert cfg.smtp.sender == "no-reply@bingo.example.com" and cfg.smtp.starttls
+        assert cfg.smtp.username == resolver.ref("SmtpAccessKey")
+        assert cfg.smtp.password == "secretsmanager:" + resolver.ref("SmtpSecret")
+        role_policies = [p for r in resources(template, "AWS::IAM::Role").values()
+                         for p in resolver.resolve(r["Properties"].get("Policies", []))]
+        readable = {res for p in role_policies for st in p["PolicyDocument"]["Statement"]
+                    if "secretsmanager:GetSecretValue" in _as_list(st["Action"])
+                    for res in _as_list(st["Resource"])}
+        assert cfg.smtp.password.removeprefix("secretsmanager:") in readable
+    else:
+        assert cfg.smtp.server is None
     assert cfg.app.health_path == "/api/health"
     if name == "single-instance.yaml":
         assert cfg.database.local

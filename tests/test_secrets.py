@@ -179,5 +179,56 @@ def test_smtp_password_of_several_lines_is_refused(moto_env):
                                           Type="SecureString", Overwrite=True)
     client(moto_env, "ssm").put_parameter(Name="/bingo/smtp", Value="pw\n[database]\nhost = x",
                                           Type="SecureString", Overwrite=True)
-    with pytest.raises(BingoHostError, match="ssm:/bingo/smtp: the secret must be one non-empty line"):
+    with pytest.raises(BingoHostError, match="ssm:/bingo/smtp: the secret.s value must be one non-empty line"):
         step.converge(smtp_context("ssm:/bingo/smtp"))
+
+
+def test_ses_smtp_password_is_the_sigv4_derivation_botocore_computes():
+    """Checked against botocore's own SigV4 signer (an independent implementation): the SES
+    password is its signature of "SendRawEmail" for date 11111111 and service ses, after a
+    version byte 4."""
+    import base64
+    from types import SimpleNamespace
+
+    from botocore.auth import SigV4Auth
+    from botocore.credentials import Credentials
+
+    from bingo_host.secrets import ses_smtp_password
+
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    for region in ("eu-west-1", "us-east-1"):
+        signer = SigV4Auth(Credentials("AKIAIOSFODNN7EXAMPLE", key), "ses", region)
+        request = SimpleNamespace(context={"timestamp": "11111111T000000Z"})
+        expected = bytes.fromhex(signer.signature("SendRawEmail", request))
+        password = base64.b64decode(ses_smtp_password(key, region))
+        assert password == b"\x04" + expected
+    assert ses_smtp_password(key, "eu-west-1") != ses_smtp_password(key, "us-east-1")
+
+
+def test_smtp_password_derived_from_the_stacks_ses_access_key_secret(moto_env):
+    """The stacks' SmtpSecret holds the IAM access key (CloudFormation cannot compute the SMTP
+    password): the host derives the password for the secret's server's region, and a secret
+    without a usable server is refused naming what is missing."""
+    import configparser
+
+    from bingo_host.converge.steps import secrets as step
+    from bingo_host.errors import BingoHostError
+    from bingo_host.secrets import ses_smtp_password
+
+    client(moto_env, "ssm").put_parameter(Name="/bingo/secret-key", Value="Key-0123456789",
+                                          Type="SecureString", Overwrite=True)
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    sm = client(moto_env, "secretsmanager")
+    arn = sm.create_secret(Name="bingo-ses", SecretString=json.dumps(
+        {"username": "AKIAEXAMPLE123", "secret_access_key": key,
+         "server": "email-smtp.eu-west-1.amazonaws.com"}))["ARN"]
+    ctx = smtp_context(f"secretsmanager:{arn}")
+    step.converge(ctx)
+    parsed = configparser.ConfigParser()
+    parsed.read_string(ctx.managed("bingo.ini").content)
+    assert parsed["smtp"]["password"] == ses_smtp_password(key, "eu-west-1")
+    assert key not in ctx.managed("bingo.ini").content
+    sm.put_secret_value(SecretId=arn, SecretString=json.dumps(
+        {"username": "AKIAEXAMPLE123", "secret_access_key": key, "server": "smtp.example.com"}))
+    with pytest.raises(BingoHostError, match="needs \"server\": email-smtp.REGION"):
+        step.converge(smtp_context(f"secretsmanager:{arn}"))

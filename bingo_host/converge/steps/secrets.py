@@ -18,12 +18,12 @@ def _generated(ctx, path: str, what: str) -> str:
     return value
 
 
-def _from(ctx, source: str, path: str, what: str) -> tuple[str, str]:
+def _from(ctx, source: str, path: str, what: str, fetch=secrets.fetch) -> tuple[str, str]:
     """(value, where it came from) for generate | ssm:... | secretsmanager:... | a literal."""
     if source == "generate":
         return _generated(ctx, path, what), path
     if is_reference(source):
-        return secrets.fetch(source), source
+        return fetch(source), source
     return source, "the config file"
 
 
@@ -35,7 +35,8 @@ def converge(ctx) -> str:
     summary = f"app password from {where}, secret_key from {key_from}"
     smtp = ctx.cfg.smtp.password
     if smtp:  # never 'generate' (config.py refuses it): the mail service issues it
-        ctx.secrets["smtp_password"], smtp_from = _from(ctx, smtp, "", "SMTP password")
+        ctx.secrets["smtp_password"], smtp_from = _from(ctx, smtp, "", "SMTP password",
+                                                         secrets.fetch_smtp_password)
         summary += f", SMTP password from {smtp_from}"
     if ctx.cfg.database.local:
         ctx.secrets["backup_password"] = _generated(ctx, layout.BACKUP_PASSWORD_FILE, "backup password")
