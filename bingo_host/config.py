@@ -16,8 +16,8 @@ import yaml
 from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
                      clip, database_host, domain_name, email, integer, kms_key_arn, not_in,
-                     not_system_user, optional, or_auto, owned_dir, password, pattern, schedule,
-                     secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
+                     not_system_user, optional, or_auto, owned_dir, password, pattern, s3_bucket,
+                     s3_prefix, schedule, secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
                      within)
 
 
@@ -98,6 +98,22 @@ class Snapshots:
 
 
 @dataclass(frozen=True)
+class Backups:
+    # Logical dumps (`bingo-host backup`) to S3, beside the EBS snapshots, and monthly restore drills.
+    enabled: bool = setting(False, boolean)
+    bucket: str | None = setting(None, optional(s3_bucket))
+    prefix: str = setting("bingo-host/", s3_prefix)
+    schedule: str = setting("daily", schedule)
+    keep: int = setting(14, integer(1, 1000))
+    drill_schedule: str = setting("monthly", schedule)
+
+    def __post_init__(self):
+        if self.enabled and not self.bucket:
+            raise ConfigError("backups.bucket", "required when backups.enabled is true (the S3 bucket "
+                                                "the dumps go to)")
+
+
+@dataclass(frozen=True)
 class Https:
     domain: str | None = setting(None, optional(domain_name))
     email: str | None = setting(None, optional(email))
@@ -124,6 +140,7 @@ class Config:
     volume: Volume = section(Volume)
     swap: Swap = section(Swap)
     snapshots: Snapshots = section(Snapshots)
+    backups: Backups = section(Backups)
     https: Https = section(Https)
     deploy: Deploy = section(Deploy)
 
@@ -251,6 +268,9 @@ def check_on_host(cfg: Config) -> None:
     """The checks that ask this host's tools (by `config check` and `render`; bootstrap asks again
     before it writes the timer)."""
     systemd_calendar(cfg.snapshots.schedule, "snapshots.schedule")
+    if cfg.backups.enabled:
+        systemd_calendar(cfg.backups.schedule, "backups.schedule")
+        systemd_calendar(cfg.backups.drill_schedule, "backups.drill_schedule")
 
 
 def is_reference(secret: str) -> bool:

@@ -234,7 +234,7 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
 def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
     """Accounts on the local server that bingo-host did not create (a reattached datadir's):
     read as MariaDB's root over the socket, which works only when status runs as root."""
-    from ..facts.mariadb import account_name, connect, unknown_accounts
+    from ..facts.mariadb import account_name, connect, own_accounts, unknown_accounts
 
     try:
         conn = connect(platform.mariadb_socket, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT)
@@ -242,8 +242,7 @@ def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
         return
     try:
         with conn.cursor() as cur:
-            found = unknown_accounts(cur, {(cfg.database.user, "localhost"),
-                                           (layout.BACKUP_DB_USER, "localhost")})
+            found = unknown_accounts(cur, own_accounts(cfg.database.user))
     finally:
         conn.close()
     names = [account_name(*a) for a in found]

@@ -1,6 +1,6 @@
 """The app's secrets, before anything renders bingo.ini: its database password, its Flask
 secret_key (generated once per host and kept, so the app never rewrites bingo.ini to make one
-and sessions survive deploys), and the backup user's password."""
+and sessions survive deploys), and the backup and dump users' passwords."""
 
 from __future__ import annotations
 
@@ -34,4 +34,5 @@ def converge(ctx) -> str:
                                                 layout.SECRET_KEY_FILE, "app's secret_key")
     if ctx.cfg.database.local:
         ctx.secrets["backup_password"] = _generated(ctx, layout.BACKUP_PASSWORD_FILE, "backup password")
+        ctx.secrets["dump_password"] = _generated(ctx, layout.DUMP_PASSWORD_FILE, "dump password")
     return f"app password from {where}, secret_key from {key_from}"
