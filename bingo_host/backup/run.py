@@ -62,6 +62,8 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
     key = store.new_key(b.prefix, db.name)
     record = {"started": _now(), "ok": False, "url": f"s3://{b.bucket}/{key}", "error": None,
               "bytes": None, "tables": None, "deleted": []}
+    # When backups began here: `status` expects a verified restore within two drill periods of it.
+    record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
     with flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT, what="a bingo-host backup or drill",
                mode=0o644, echo=echo):
