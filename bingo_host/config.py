@@ -32,6 +32,7 @@ def section(cls):
 
 
 IDENT = "only letters, digits and _ are allowed"
+fields_schedule = schedule
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Backups:
     prefix: str = setting("bingo-host/", s3_prefix)
     schedule: str = setting("daily", schedule)
     keep: int = setting(14, integer(1, 1000))
-    drill_schedule: str = setting("monthly", schedule)
+    drill_schedule: str = setting("monthly", fields_schedule)  # (`schedule` is the field above here)
 
     def __post_init__(self):
         if self.enabled and not self.bucket:

@@ -104,12 +104,12 @@ def gunzip_lines(chunks: Iterable[bytes], expected_sha256: str | None = None) ->
     lineno = 0
     for chunk in chunks:
         digest.update(chunk)
-        if gz.eof:
-            raise BackupError("the dump has data after the end of its gzip stream")
         try:
             data = rest + gz.decompress(chunk)
         except zlib.error as exc:
             raise BackupError(f"the dump is not a valid gzip stream ({exc})") from None
+        if gz.unused_data:
+            raise BackupError("the dump has data after the end of its gzip stream")
         *lines, rest = data.split(b"\n")
         for line in lines:
             lineno += 1

@@ -21,7 +21,15 @@ MANAGED_TAG = "bingo-host:managed"
 DATABASE_TAG = "bingo-host:database"
 HOST_TAG = "bingo-host:host"
 PART_SIZE = 8 * 1024 * 1024  # held in memory once at a time: small enough for a nano
-# What each call needs in IAM (checked against aws_actions.ACTIONS by the tests).
+# The IAM actions behind each call this module makes (S3's operation names are not its IAM
+# action names); tests/test_aws_actions.py checks them against aws_actions.ACTIONS.
+IAM_ACTIONS = {
+    "put_object": ("s3:PutObject", "s3:PutObjectTagging"),  # with Tagging
+    "upload_fileobj": ("s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"),
+    "get_object": ("s3:GetObject",),
+    "list_objects_v2": ("s3:ListBucket",),
+    "delete_object": ("s3:DeleteObject",),
+}
 NEEDS = {"PutObject": "s3:PutObject and s3:PutObjectTagging", "GetObject": "s3:GetObject",
          "ListObjectsV2": "s3:ListBucket", "DeleteObject": "s3:DeleteObject",
          "upload": "s3:PutObject, s3:PutObjectTagging and s3:AbortMultipartUpload"}
