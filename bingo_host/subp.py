@@ -88,13 +88,11 @@ class Streaming:
     data too large for run()'s memory. stderr goes to a temporary file (no pipe to fill up and
     stall the child); a `with` block that fails kills the command."""
 
-    def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False,
-                 secrets: Iterable[str] = ()):
+    def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False):
         import tempfile
 
-        self.argv = tuple(str(a) for a in argv)
-        self.secrets = tuple(secrets)
-        self.logged = mask(" ".join(self.argv), self.secrets)
+        self.argv = tuple(str(a) for a in argv)  # never a secret: those go in option files
+        self.logged = " ".join(self.argv)
         log.debug("start: %s", self.logged)
         self._stderr = tempfile.TemporaryFile()
         try:
@@ -117,7 +115,7 @@ class Streaming:
         self._stderr.seek(0)
         err = self._stderr.read(64 * 1024).decode(errors="replace")
         if rc != 0:
-            raise CommandError(self.logged, rc, mask(err, self.secrets))
+            raise CommandError(self.logged, rc, err)
         return Result(self.argv, rc, "", err)
 
     def __enter__(self) -> "Streaming":
