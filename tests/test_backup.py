@@ -10,7 +10,6 @@ import json
 import os
 import time
 
-import boto3
 import pytest
 from click.testing import CliRunner
 
@@ -213,3 +212,88 @@ def test_status_degrades_on_a_failed_or_overdue_drill(tmp_path):
     r = checks.Report()
     records.check_backups(r, load_config_text("{}\n"), backup, backup)
     assert r.data["backups"] is None and not r.problems
+
+
+# -- an external database (Aurora's place): a real mariadbd over TCP on 127.0.0.2 --
+
+EXT_PASSWORD = "extapp-password-0123"
+
+
+@pytest.fixture(scope="module")
+def tcp_mariadb():
+    """mariadbd listening on 127.0.0.2 only (bingo-host treats it as external); the app user
+    may use its database and the bingo_* schemas a restore needs, nothing else."""
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    from tests.aws_servers import free_port
+
+    if os.geteuid() != 0 or not shutil.which("mariadbd"):
+        pytest.skip("needs root and mariadb-server")
+    work = tempfile.mkdtemp(prefix="bingo-extdb-")
+    os.chmod(work, 0o755)
+    shutil.chown(work, "mysql", "mysql")
+    port = free_port()
+    sock = f"{work}/sock"
+    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={work}/data", "--user=mysql",
+                    "--auth-root-authentication-method=socket", "--skip-test-db"], check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={work}/data", f"--socket={sock}",
+                             "--bind-address=127.0.0.2", f"--port={port}", "--user=mysql",
+                             f"--pid-file={work}/pid", f"--log-error={work}/err",
+                             "--innodb-buffer-pool-size=32M"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sql = ("CREATE DATABASE bingo; "
+               f"CREATE USER extapp@'%' IDENTIFIED BY '{EXT_PASSWORD}'; "
+               "GRANT ALL ON `bingo`.* TO extapp@'%'; GRANT ALL ON `bingo\\_%`.* TO extapp@'%';")
+        for _ in range(100):
+            if subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e", sql],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("mariadbd did not start")
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mariadb, s3, tmp_path,
+                                                                         monkeypatch):
+    import pymysql
+
+    from bingo_host import layout
+    from bingo_host.backup import run
+    from bingo_host.facts import platforms
+
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\n"
+                           "backups: {enabled: true, bucket: bingo-backups, keep: 3}\n")
+    assert not cfg.database.local
+    platform = platforms.get("debian12")
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb, user="extapp", password=EXT_PASSWORD,
+                          database="bingo", autocommit=True)
+
+    def rows():
+        with app.cursor() as cur:
+            cur.execute("SELECT id, title FROM games ORDER BY id")
+            return cur.fetchall()
+
+    with app.cursor() as cur:
+        cur.execute("CREATE TABLE games (id INT PRIMARY KEY, title TEXT)")
+        cur.execute("INSERT INTO games VALUES (1, 'one'), (2, 'two')")
+    record = run.backup(cfg, platform, s3=s3, state_file=str(tmp_path / "backup.json"), echo=print)
+    assert record["ok"] and record["tables"] == {"games": 2}
+    with app.cursor() as cur:
+        cur.execute("INSERT INTO games VALUES (3, 'after')")
+    run.restore(cfg, platform, "latest", s3=s3, echo=print)
+    assert rows() == ((1, "one"), (2, "two"))
+    drill = run.drill(cfg, platform, s3=s3, state_file=str(tmp_path / "drill.json"), echo=print)
+    assert drill["ok"] and drill["tables"] == {"games": 2}
+    app.close()

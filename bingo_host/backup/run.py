@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-from .. import layout, state, subp
+from .. import state, subp
 from ..errors import BingoHostError
 from ..ops.lock import flock
 from . import BackupError, database, store
