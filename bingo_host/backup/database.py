@@ -98,18 +98,27 @@ def load_argv(options: str, database: str) -> list[str]:
             database]
 
 
-def connect(login: Login):
+@contextmanager
+def session(login: Login, what: str) -> Iterator:
+    """A cursor on the server; any MariaDB error becomes a BackupError saying what failed."""
     import pymysql
 
     from ..facts import mariadb
 
+    where = login.socket or f"{login.host}:{login.port}"
     try:
-        return mariadb.connect(login.socket, login.user, login.password, host=login.host,
+        conn = mariadb.connect(login.socket, login.user, login.password, host=login.host,
                                port=login.port, read_timeout=3600)
     except pymysql.err.MySQLError as exc:
-        where = login.socket or f"{login.host}:{login.port}"
         raise BackupError(f"cannot connect to MariaDB at {where} as {login.user}: "
                           f"{exc.args[-1] if exc.args else exc}") from None
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    except pymysql.err.MySQLError as exc:
+        raise BackupError(f"{what} failed: {exc.args[-1] if exc.args else exc}") from None
+    finally:
+        conn.close()
 
 
 def ident(name: str) -> str:

@@ -41,8 +41,8 @@ def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
     try:
         run()
         record["ok"] = True
-    except BingoHostError as exc:
-        record.update(ok=False, error=str(exc))
+    except BaseException as exc:  # a signal or a bug too: never a record that says nothing
+        record.update(ok=False, error=str(exc) or type(exc).__name__)
         raise
     finally:
         record["finished"] = _now()
@@ -119,24 +119,20 @@ def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None
     """Load the dump into `target` (recreated empty); its row counts, checked against the
     sidecar's. Raises BackupError when anything is wrong: the caller drops `target`."""
     login = database.admin_login(cfg, platform)
-    conn = database.connect(login)
-    try:
-        with conn.cursor() as cur:
-            database.create_empty(cur, target, cfg.database.name)
-        echo(f"loading {dump.url} into {target}")
-        lines = gunzip_lines(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
-        with database.option_file(login) as options, \
-                subp.Streaming(database.load_argv(options, target), stdin=True) as load:
-            try:
-                for line in lines:
-                    load.proc.stdin.write(line)
-            except BrokenPipeError:  # mariadb stopped at an error: finish() says which
-                pass
-            load.finish(LOAD_TIMEOUT)
-        with conn.cursor() as cur:
-            counts = database.row_counts(cur, target)
-    finally:
-        conn.close()
+    with database.session(login, f"creating {target}") as cur:
+        database.create_empty(cur, target, cfg.database.name)
+    echo(f"loading {dump.url} into {target}")
+    lines = gunzip_lines(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
+    with database.option_file(login) as options, \
+            subp.Streaming(database.load_argv(options, target), stdin=True) as load:
+        try:
+            for line in lines:
+                load.proc.stdin.write(line)
+        except BrokenPipeError:  # mariadb stopped at an error: finish() says which
+            pass
+        load.finish(LOAD_TIMEOUT)
+    with database.session(login, f"counting the rows in {target}") as cur:
+        counts = database.row_counts(cur, target)
     if sidecar is not None:
         expected = {str(t): n for t, n in sidecar["tables"].items()}
         wrong = [f"{t}: {counts.get(t, 'missing')} rows, the dump recorded {n}"
@@ -149,14 +145,10 @@ def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None
 
 def _drop_quietly(cfg, platform, name: str) -> None:
     try:
-        conn = database.connect(database.admin_login(cfg, platform))
-        try:
-            with conn.cursor() as cur:
-                database.drop(cur, name)
-        finally:
-            conn.close()
-    except Exception as exc:  # the original failure matters more
-        log.warning("could not drop %s: %s", name, exc)
+        with database.session(database.admin_login(cfg, platform), f"dropping {name}") as cur:
+            database.drop(cur, name)
+    except BingoHostError as exc:  # the original failure matters more
+        log.warning("%s", exc)
 
 
 def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None] = log.info) -> str:
@@ -176,12 +168,8 @@ def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None
             echo(f"warning: {dump.url} has no sidecar record: its row counts cannot be checked")
         try:
             counts = _load(cfg, platform, s3, dump, names["restore"], sidecar, echo)
-            conn = database.connect(database.admin_login(cfg, platform))
-            try:
-                with conn.cursor() as cur:
-                    database.swap(cur, cfg.database.name, names["restore"], names["replaced"])
-            finally:
-                conn.close()
+            with database.session(database.admin_login(cfg, platform), "swapping the tables in") as cur:
+                database.swap(cur, cfg.database.name, names["restore"], names["replaced"])
         finally:
             _drop_quietly(cfg, platform, names["restore"])
     echo(f"restored {dump.url} into {cfg.database.name}: {len(counts)} tables, {sum(counts.values())} rows; "

@@ -86,7 +86,7 @@ def new_key(prefix: str, database: str, now: dt.datetime | None = None) -> str:
 
 
 def parse_url(url: str) -> tuple[str, str]:
-    """(bucket, key) of s3://BUCKET/KEY; ConfigError-like BackupError otherwise."""
+    """(bucket, key) of s3://BUCKET/KEY.sql.gz; ConfigError (exit 2) otherwise."""
     from ..errors import ConfigError
 
     m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(\S+)", url)
