@@ -17,8 +17,8 @@ from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
                      clip, database_host, domain_name, email, integer, kms_key_arn, not_in,
                      not_system_user, optional, or_auto, owned_dir, password, pattern, s3_bucket,
-                     s3_prefix, schedule, secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
-                     within)
+                     s3_prefix, schedule, secret_source, server_names, shown, swap_size,
+                     systemd_calendar, type_name, within)
 
 
 # -- schema --

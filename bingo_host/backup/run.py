@@ -53,6 +53,12 @@ def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
     return record
 
 
+def _lock(state_file: str, echo):
+    """One backup or drill at a time (their timers can meet: the second waits)."""
+    return flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT,
+                 what="a bingo-host backup or drill", mode=0o644, echo=echo)
+
+
 # -- backup --
 
 def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
@@ -65,8 +71,7 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
     # When backups began here: `status` expects a verified restore within two drill periods of it.
     record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
-    with flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT, what="a bingo-host backup or drill",
-               mode=0o644, echo=echo):
+    with _lock(state_file, echo):
         return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record, echo))
 
 
@@ -198,6 +203,5 @@ def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
         echo(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
              f"dump's record; {scratch} dropped")
 
-    with flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT, what="a bingo-host backup or drill",
-               mode=0o644, echo=echo):
+    with _lock(state_file, echo):
         return _recorded(state_file, record, run)

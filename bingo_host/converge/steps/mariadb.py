@@ -139,7 +139,8 @@ def converge(ctx) -> str:
             _unknown_accounts(ctx, cur, mariadb.own_accounts(db.user))
     finally:
         conn.close()
-    return f"running on {datadir}; database {db.name}, users {db.user}, {layout.BACKUP_DB_USER} and {layout.DUMP_DB_USER} as wanted"
+    return (f"running on {datadir}; database {db.name}, users {db.user}, {layout.BACKUP_DB_USER} and "
+            f"{layout.DUMP_DB_USER} as wanted")
 
 
 def _ids(user: str) -> tuple[int, int]:
