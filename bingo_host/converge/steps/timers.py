@@ -1,12 +1,13 @@
-"""bingo-host's own timers: snapshots (snapshots.enabled), backups and restore drills
-(backups.enabled). Each is installed and enabled when its setting is on, stopped and removed
-when it is off.
+"""The snapshot timer: installed and enabled when snapshots.enabled, stopped and removed if not;
+the backup and restore-drill timers likewise with backups.enabled.
 
 The certificate renewal timer belongs to `enable-https`; bootstrap only keeps its unit current.
+`converge_timer` is how every step that owns a timer (monitoring, patches) installs or removes it.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
 
 from ... import layout
 from ...facts import systemd
@@ -15,46 +16,58 @@ from ...ops import service
 from ...render import DAEMON_RELOAD
 
 NAME = "timers"
+TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
 
 
-def _timers(cfg) -> list[tuple[str, str, bool, str, str]]:
-    """(unit name, template stem, wanted, schedule field, schedule) for each timer."""
-    return [
-        (layout.SNAPSHOT_UNIT, "snapshot", cfg.snapshots.enabled, "snapshots.schedule",
-         cfg.snapshots.schedule),
-        (layout.DUMP_UNIT, "backup", cfg.backups.enabled, "backups.schedule", cfg.backups.schedule),
-        (layout.DRILL_UNIT, "restore-drill", cfg.backups.enabled, "backups.drill_schedule",
-         cfg.backups.drill_schedule),
-    ]
+def unit_paths(unit: str) -> list[str]:
+    return [f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{unit}.timer"]
 
 
-def converge(ctx) -> str:
-    for mf in (ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")):
-        ctx.ensure_file(mf)  # unit files: their on_change is DAEMON_RELOAD
-    enable, said = [], []
-    for unit, stem, on, field, schedule in _timers(ctx.cfg):
-        timer = f"{unit}.timer"
-        wanted = [mf for mf in (ctx.managed(f"{stem}.service"), ctx.managed(f"{stem}.timer")) if mf]
-        if wanted and any(ctx.differs(mf) for mf in wanted):
-            systemd_calendar(schedule, field)  # before writing the timer
-        for mf in wanted:
-            ctx.ensure_file(mf)
-        state = systemd.states(timer)[timer]
-        if not on:
-            if state.load == "loaded" and (state.is_enabled or state.running):
-                ctx.change(f"disable --now {timer}",
-                           lambda timer=timer: service.systemctl("disable", "--now", timer))
-            for path in (f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{timer}"):
-                if ctx.remove_file(path):
-                    ctx.set_pending(DAEMON_RELOAD)
-            said.append(f"no {timer}")
-        else:
-            if not state.is_enabled or not state.running:
-                enable.append(timer)
-            said.append(f"{timer} enabled ({schedule})")
+def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], state) -> None:
+    """Write `wanted` (the unit files) and enable --now `timer`; with nothing wanted, disable it
+    and remove `paths`. `state`: the timer's systemd.UnitState, read before."""
+    for mf in wanted:  # unit files: their on_change is DAEMON_RELOAD
+        ctx.ensure_file(mf)
+    if not wanted:
+        if state.load == "loaded" and (state.is_enabled or state.running):
+            ctx.change(f"disable --now {timer}", lambda: service.systemctl("disable", "--now", timer))
+        for path in paths:
+            if ctx.remove_file(path):
+                ctx.set_pending(DAEMON_RELOAD)
     if ctx.pending(DAEMON_RELOAD):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
         ctx.done(DAEMON_RELOAD)
-    for timer in enable:
-        ctx.change(f"enable --now {timer}", lambda timer=timer: service.systemctl("enable", "--now", timer))
+    if wanted and (not state.is_enabled or not state.running):
+        ctx.change(f"enable --now {timer}", lambda: service.systemctl("enable", "--now", timer))
+
+
+# (unit, template stem, schedule field) of the timers this step owns besides the snapshot's
+BACKUP_TIMERS = ((layout.DUMP_UNIT, "backup", "backups.schedule"),
+                 (layout.DRILL_UNIT, "restore-drill", "backups.drill_schedule"))
+
+
+def _converge_backup_timers(ctx) -> str:
+    said = []
+    for unit, stem, field in BACKUP_TIMERS:
+        timer = f"{unit}.timer"
+        schedule = getattr(ctx.cfg.backups, field.split(".")[1])
+        wanted = [mf for mf in (ctx.managed(f"{stem}.service"), ctx.managed(f"{stem}.timer")) if mf]
+        if wanted and any(ctx.differs(mf) for mf in wanted):
+            systemd_calendar(schedule, field)  # before writing the timer
+        converge_timer(ctx, timer, wanted, unit_paths(unit), systemd.states(timer)[timer])
+        said.append(f"{timer} enabled ({schedule})" if wanted else f"no {timer}")
     return "; ".join(said)
+
+
+def converge(ctx) -> str:
+    renew = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
+    wanted = [mf for mf in (ctx.managed("snapshot.service"), ctx.managed("snapshot.timer")) if mf]
+    if wanted and any(ctx.differs(mf) for mf in wanted):
+        systemd_calendar(ctx.cfg.snapshots.schedule, "snapshots.schedule")  # before writing the timer
+    for mf in renew:
+        ctx.ensure_file(mf)
+    converge_timer(ctx, TIMER, wanted, unit_paths(layout.SNAPSHOT_UNIT), systemd.states(TIMER)[TIMER])
+    backups = _converge_backup_timers(ctx)
+    if not wanted:
+        return f"snapshots disabled: no timer; {backups}"
+    return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule}); {backups}"
