@@ -14,6 +14,13 @@ ACTIONS = (
     "ec2:CreateTags",
     "ec2:DeleteSnapshot",
     "kms:Verify",
+    # backups (backup/store.py): only under backups.prefix of backups.bucket
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
     "secretsmanager:GetSecretValue",
     "ssm:GetParameter",
 )

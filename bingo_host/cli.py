@@ -232,6 +232,54 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
         click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
 
 
+def _backups(opts: Options, command: str):
+    """(config, platform) for the backup commands, which need backups.enabled."""
+    from .facts import platforms
+
+    _no_dry_run(opts, command)
+    cfg = opts.load_config()
+    if not cfg.backups.enabled:
+        raise ConfigError("backups.enabled", f"is false in the config: `{command}` needs backups.bucket")
+    return cfg, platforms.get(cfg.platform)
+
+
+@main.command()
+@click.pass_obj
+def backup(opts: Options):
+    """Dump the app database (mariadb-dump --single-transaction, gzip) to S3, then retention
+    (backups.keep). Each dump gets a sidecar <key>.json with its sha256 and row counts."""
+    from .backup import run
+
+    run.backup(*_backups(opts, "backup"), echo=click.echo)
+
+
+@main.command("restore-drill")
+@click.pass_obj
+def restore_drill(opts: Options):
+    """Restore the latest dump into a scratch database, compare its row counts with the dump's
+    record, drop it; `status` shows the result."""
+    from .backup import run
+
+    run.drill(*_backups(opts, "restore-drill"), echo=click.echo)
+
+
+@main.command()
+@click.option("--dump", "dump_url", metavar="s3://BUCKET/KEY|latest",
+              help="A `bingo-host backup` dump: loaded into a new database first, then swapped in "
+                   "with one RENAME TABLE, so a failed load changes nothing.")
+@click.pass_obj
+def restore(opts: Options, dump_url):
+    """Restore the app database (takes the deploy lock)."""
+    from .backup import run
+    from .facts import platforms
+
+    _no_dry_run(opts, "restore")
+    if not dump_url:
+        raise ConfigError("--dump", "required: s3://BUCKET/KEY.sql.gz or latest")
+    cfg = opts.load_config()
+    run.restore(cfg, platforms.get(cfg.platform), dump_url, echo=click.echo)
+
+
 @main.command("enable-https")
 @click.option("--domain", metavar="D", help="The site's DNS name [default: https.domain].")
 @click.option("--email", metavar="E", help="For expiry and account notices [default: https.email].")

@@ -17,8 +17,8 @@ from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
                      clip, database_host, domain_name, email, integer, kms_key_arn, mail_password,
                      not_in, not_system_user, optional, or_auto, owned_dir, password, pattern,
-                     schedule, secret_source, server_names, shown, smtp_username, swap_size,
-                     systemd_calendar, type_name, within)
+                     s3_bucket, s3_prefix, schedule, secret_source, server_names, shown,
+                     smtp_username, swap_size, systemd_calendar, type_name, within)
 from .fields import absolute_path, secret_reference
 
 
@@ -33,6 +33,7 @@ def section(cls):
 
 
 IDENT = "only letters, digits and _ are allowed"
+fields_schedule = schedule
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,22 @@ class Snapshots:
 
 
 @dataclass(frozen=True)
+class Backups:
+    # Logical dumps (`bingo-host backup`) to S3, beside the EBS snapshots, and monthly restore drills.
+    enabled: bool = setting(False, boolean)
+    bucket: str | None = setting(None, optional(s3_bucket))
+    prefix: str = setting("bingo-host/", s3_prefix)
+    schedule: str = setting("daily", schedule)
+    keep: int = setting(14, integer(1, 1000))
+    drill_schedule: str = setting("monthly", fields_schedule)  # (`schedule` is the field above here)
+
+    def __post_init__(self):
+        if self.enabled and not self.bucket:
+            raise ConfigError("backups.bucket", "required when backups.enabled is true (the S3 bucket "
+                                                "the dumps go to)")
+
+
+@dataclass(frozen=True)
 class Https:
     domain: str | None = setting(None, optional(domain_name))
     email: str | None = setting(None, optional(email))
@@ -173,6 +190,7 @@ class Config:
     volume: Volume = section(Volume)
     swap: Swap = section(Swap)
     snapshots: Snapshots = section(Snapshots)
+    backups: Backups = section(Backups)
     https: Https = section(Https)
     deploy: Deploy = section(Deploy)
     smtp: Smtp = section(Smtp)
@@ -301,6 +319,9 @@ def check_on_host(cfg: Config) -> None:
     """The checks that ask this host's tools (by `config check` and `render`; bootstrap asks again
     before it writes the timer)."""
     systemd_calendar(cfg.snapshots.schedule, "snapshots.schedule")
+    if cfg.backups.enabled:
+        systemd_calendar(cfg.backups.schedule, "backups.schedule")
+        systemd_calendar(cfg.backups.drill_schedule, "backups.drill_schedule")
 
 
 def is_reference(secret: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from . import subp
 from .errors import ConfigError
 from .facts.platforms import PLATFORMS
-from .layout import BACKUP_DB_USER
+from .layout import BACKUP_DB_USER, DUMP_DB_USER
 from .secrets import reference_problem
 
 Check = Callable[[Any, str], Any]
@@ -170,7 +170,7 @@ def not_system_user(inner: Check) -> Check:
 
 
 # MariaDB's own accounts and schemas: granting the app ALL on `mysql` would let it write grants.
-DB_SYSTEM_USERS = frozenset({"root", "mysql", "public", BACKUP_DB_USER})
+DB_SYSTEM_USERS = frozenset({"root", "mysql", "public", BACKUP_DB_USER, DUMP_DB_USER})
 DB_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 
@@ -348,3 +348,22 @@ kms_key_arn = pattern(
     r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})",
     "must be a KMS key or alias ARN such as "
     "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing")
+
+
+# S3 bucket names as AWS allows them today (no dots: virtual-hosted TLS breaks on them, and no
+# name that looks like an IP address or carries a reserved prefix or suffix).
+s3_bucket = pattern(
+    r"(?!xn--|sthree-|amzn-s3-demo-)[a-z0-9][a-z0-9-]{1,61}[a-z0-9](?<!-s3alias)(?<!--ol-s3)(?<!--x-s3)",
+    "must be an S3 bucket name: 3 to 63 lower-case letters, digits and '-', starting and ending "
+    "with a letter or digit (no dots)")
+
+
+def s3_prefix(value, path) -> str:
+    """The key prefix the dumps live under (the instance role may write only there): empty, or
+    segments of letters, digits and ._- each ending in '/'."""
+    value = string(value, path)
+    if value and not re.fullmatch(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,62}/){1,8}", value):
+        raise ConfigError(path, "must be empty or path segments (letters, digits and ._-, not starting "
+                                "with '.' or '-') each ending in '/', such as 'bingo-host/' or "
+                                "'prod/bingo/'")
+    return value

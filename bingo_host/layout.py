@@ -6,6 +6,7 @@ LOCK_FILE = "/run/bingo-host.lock"
 BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installation
 PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
 BACKUP_PASSWORD_FILE = f"{ETC_DIR}/db-backup-password"
+DUMP_PASSWORD_FILE = f"{ETC_DIR}/db-dump-password"  # 0600 root: the dump user's (`bingo-host backup`)
 SECRET_KEY_FILE = f"{ETC_DIR}/app-secret-key"  # 0600 root: the app's Flask secret_key
 VASSALS_DIR = f"{ETC_DIR}/vassals"
 UWSGI_VENV = "/opt/bingo-host/uwsgi"
@@ -14,13 +15,16 @@ HEALTH_MODULE = "bingo_health"
 UWSGI_SERVICE = "bingo-uwsgi"
 UWSGI_RUNTIME_DIR = "/run/bingo-uwsgi"
 SNAPSHOT_UNIT = "bingo-host-snapshot"
+DUMP_UNIT = "bingo-host-backup"  # `bingo-host backup` (logical dumps to S3)
+DRILL_UNIT = "bingo-host-restore-drill"
 RENEW_UNIT = "bingo-host-certbot-renew"
 REFRESH_UNIT = "bingo-host-secrets-refresh"
 SYSTEMD_DIR = "/etc/systemd/system"
 PIP_CACHE = "/var/cache/bingo-host/pip"  # built wheels kept between deployments and upgrades
 SWAP_FILE = "/swapfile"
 FSTAB_MARK = "# bingo-host"
-BACKUP_DB_USER = "bingobackup"
+BACKUP_DB_USER = "bingobackup"  # the snapshot's lock (RELOAD only)
+DUMP_DB_USER = "bingodump"  # mariadb-dump of the app database (SELECT, SHOW VIEW, TRIGGER on it)
 
 
 def app_socket(app_name: str) -> str:

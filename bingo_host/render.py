@@ -169,6 +169,10 @@ def render_all(
             ("secrets-refresh.timer", unit.format(f"{layout.REFRESH_UNIT}.timer"), 0o644, "root", "root",
              DAEMON_RELOAD, False),
         ]
+    if cfg.backups.enabled:
+        for name, unit_name in (("backup", layout.DUMP_UNIT), ("restore-drill", layout.DRILL_UNIT)):
+            wanted += [(f"{name}.{kind}", unit.format(f"{unit_name}.{kind}"), 0o644, "root", "root",
+                        DAEMON_RELOAD, False) for kind in ("service", "timer")]
     env = _environment()
     return [
         ManagedFile(path=path, content=env.get_template(name).render(context), mode=mode, owner=owner,

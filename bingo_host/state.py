@@ -4,6 +4,8 @@ Cheap to import (json, os only): `status` and `bootstrap` read these on every ru
 
     https.json          what `enable-https` set up: {"domain", "email", "server", "issued_at"}
     last-snapshot.json  the last `bingo-host snapshot` run (written by snapshot/run.py)
+    last-backup.json    the last `bingo-host backup` run (written by backup/run.py)
+    last-restore-drill.json   the last restore drill: the dump, its counts, ok or why not
     deploy.json         the deployment in progress or the last one (written by deploy/)
     mkfs-in-progress    the device, filesystem and UUID of a mkfs under way (the volume step)
 """
@@ -19,6 +21,8 @@ from . import layout
 HTTPS_FILE = f"{layout.STATE_DIR}/https.json"
 SNAPSHOT_FILE = f"{layout.STATE_DIR}/last-snapshot.json"
 DEPLOY_FILE = f"{layout.STATE_DIR}/deploy.json"
+BACKUP_FILE = f"{layout.STATE_DIR}/last-backup.json"
+DRILL_FILE = f"{layout.STATE_DIR}/last-restore-drill.json"
 MKFS_FILE = f"{layout.STATE_DIR}/mkfs-in-progress"  # a mkfs under way (the volume step)
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 

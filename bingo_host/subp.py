@@ -81,3 +81,54 @@ def run(
     if proc.returncode not in tuple(rcs):
         raise CommandError(logged, proc.returncode, mask(proc.stderr or proc.stdout, secrets))
     return result
+
+
+class Streaming:
+    """A command whose stdin or stdout is a pipe the caller streams through (a dump, a load):
+    data too large for run()'s memory. stderr goes to a temporary file (no pipe to fill up and
+    stall the child); a `with` block that fails kills the command."""
+
+    def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False):
+        import tempfile
+
+        self.argv = tuple(str(a) for a in argv)  # never a secret: those go in option files
+        self.logged = " ".join(self.argv)
+        log.debug("start: %s", self.logged)
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=self._stderr,
+                env=dict(os.environ, LC_ALL="C"))
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise CommandError(self.logged, 127, f"{self.argv[0]}: not found") from exc
+
+    def finish(self, timeout: float = 300) -> Result:
+        """Close stdin, wait, and raise CommandError unless it exited 0."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise CommandError(self.logged, -1, f"timed out after {timeout:g} s") from exc
+        self._stderr.seek(0)
+        err = self._stderr.read(64 * 1024).decode(errors="replace")
+        if rc != 0:
+            raise CommandError(self.logged, rc, err)
+        return Result(self.argv, rc, "", err)
+
+    def __enter__(self) -> "Streaming":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if self.proc.poll() is None and exc_type is not None:
+            self.proc.kill()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                try:
+                    pipe.close()
+                except BrokenPipeError:  # the child died with data still buffered for it
+                    pass
+        self.proc.wait()
+        self._stderr.close()

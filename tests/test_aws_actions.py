@@ -13,6 +13,7 @@ import botocore.session
 from botocore import xform_name
 
 from bingo_host.aws_actions import ACTIONS, AGENT_ACTIONS, DEPLOYER_ACTIONS
+from bingo_host.backup.store import IAM_ACTIONS as S3_ACTIONS
 from bingo_host.snapshot.ec2 import IMPLIED_ACTIONS
 from tests.test_cloudformation import (CONFIG_TEMPLATES, SCENARIOS, TEMPLATES, _as_list,
                                        _instance_statements)
@@ -47,6 +48,7 @@ def calls_in_source(package: Path = PACKAGE) -> set[str]:
     services = {action.split(":")[0] for action in ACTIONS + DEPLOYER_ACTIONS}
     for tree in trees.values():
         services |= _client_services(tree)
+    services.discard("s3")  # S3's operation names are not its IAM actions: backup/store.py's table
     session = botocore.session.get_session()
     by_method = {}
     for service in services:
@@ -54,9 +56,13 @@ def calls_in_source(package: Path = PACKAGE) -> set[str]:
             by_method.setdefault(xform_name(op), set()).add(f"{service}:{op}")
     ec2_ops = set(session.get_service_model("ec2").operation_names)
     found = set()
-    for tree in trees.values():
+    for path, tree in trees.items():
         modules = _module_names(tree)
         for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "s3":
+                # called or handed to store._call: every use of an S3 client method counts
+                assert node.attr in S3_ACTIONS, f"{path}: s3.{node.attr} is not in store.IAM_ACTIONS"
+                found |= set(S3_ACTIONS[node.attr])
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
@@ -90,14 +96,17 @@ def test_the_templates_grant_what_the_code_calls_and_nothing_else():
     assert set(ACTIONS) - granted == set(), "the code calls it, no template grants it"
     assert granted - set(ACTIONS) - set(AGENT_ACTIONS) == set(), \
         "a template grants it, bingo-host never calls it (and the agent does not need it)"
-    assert not set(AGENT_ACTIONS) & calls_in_source()
+    # An agent-only grant is one bingo-host never calls (S3 reads are both: the agent's on the
+    # deployment bucket, bingo-host's on the backup prefix).
+    assert not (set(AGENT_ACTIONS) - set(ACTIONS)) & calls_in_source()
 
 
 def test_the_scan_sees_the_calls():
     called = calls_in_source()
     # One of each kind: the snapshot wrapper and a plain client method call.
     assert {"ec2:CreateSnapshot", "ec2:DescribeVolumes", "ec2:DescribeTags", "ssm:GetParameter",
-            "secretsmanager:GetSecretValue", "kms:Verify", "kms:Sign"} <= called
+            "secretsmanager:GetSecretValue", "kms:Verify", "kms:Sign", "s3:ListBucket",
+            "s3:AbortMultipartUpload"} <= called
 
 
 def test_the_scan_sees_a_new_service_and_ignores_modules(tmp_path):

@@ -60,6 +60,7 @@ SCENARIOS = {
     },
     "signed": {"SigningKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
     "with-mail": {"MailDomain": "bingo.example.com"},
+    "backups": {"BackupBucketName": "bingo-backups-1a2b3c"},
 }
 PSEUDO = {
     "AWS::Region": REGION,
@@ -513,7 +514,18 @@ def _aws_actions() -> tuple[str, ...]:
     return ACTIONS
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "signed"])
+def _on_backup_prefix(statements: list[dict], action: str, overrides: dict) -> list[dict]:
+    """Grants of action whose resources all lie in the backup bucket (its ARN or its keys)."""
+    bucket = f"arn:aws:s3:::{SAMPLE_BACKUP_BUCKET}"
+    resolver = Resolver(TEMPLATES["single-instance.yaml"], overrides)
+    return [s for s in _grants(statements, action)
+            if all(str(arn).startswith(bucket) for arn in _as_list(resolver.resolve(s["Resource"])))]
+
+
+SAMPLE_BACKUP_BUCKET = SCENARIOS["backups"]["BackupBucketName"]
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "signed", "backups"])
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
 def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     """Rule: every action in bingo_host.aws_actions.ACTIONS must be granted, except
@@ -521,7 +533,9 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     written by cfn-init disables snapshots (ha.yaml: no data volume, Aurora
     backs the database up), they are not required and must not be granted; and
     kms:* serves only signed revisions: granted exactly when the config requires
-    signatures."""
+    signatures; s3:* serves only backups: granted on the backup bucket exactly
+    when the config enables them (the deployment bucket's reads are cfn-init's
+    and the agent's, checked below)."""
     template = TEMPLATES[name]
     statements = _instance_statements(template, SCENARIOS[scenario])
     _, text = rendered_config(template, SCENARIOS[scenario])
@@ -529,12 +543,19 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     snapshots = config.get("snapshots", {}).get("enabled", True)
     signed = config.get("deploy", {}).get("require_signature", False)
     assert signed == (scenario == "signed")
+    backups = config.get("backups", {}).get("enabled", False)
+    assert backups == (scenario == "backups" and name == "single-instance.yaml")
 
-    optional = {"ec2": snapshots, "kms": signed}
+    def grants(action):
+        if action.startswith("s3:"):
+            return _on_backup_prefix(statements, action, SCENARIOS[scenario])
+        return _grants(statements, action)
+
+    optional = {"ec2": snapshots, "kms": signed, "s3": backups}
     required = [a for a in _aws_actions() if optional.get(a.split(":")[0], True)]
-    missing = [a for a in required if not _grants(statements, a)]
+    missing = [a for a in required if not grants(a)]
     assert not missing, f"{name}: instance role lacks {missing}"
-    unneeded = [a for a in _aws_actions() if a not in required and _grants(statements, a)]
+    unneeded = [a for a in _aws_actions() if a not in required and grants(a)]
     assert not unneeded, f"{name}: the config does not need {unneeded}, but the role grants them"
     for statement in _grants(statements, "kms:Verify"):
         assert statement["Resource"] == config["deploy"]["signing_key"] == SCENARIOS["signed"]["SigningKeyArn"]
@@ -597,6 +618,41 @@ def test_instance_role_resources_are_restricted(name):
     _, role = _instance_role(template)
     managed = [resolver.resolve(arn) for arn in role["Properties"]["ManagedPolicyArns"]]
     assert managed == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+
+
+def test_backups_reach_only_this_stacks_prefix_of_the_backup_bucket():
+    """The instance writes, reads and deletes dumps under <stack>/ of the backup bucket only,
+    lists only that prefix, never deletes object versions, and never writes the deployment
+    bucket; the backup bucket's own stack keeps deleted dumps (versioning) and refuses
+    unencrypted uploads and plain HTTP."""
+    template = TEMPLATES["single-instance.yaml"]
+    overrides = SCENARIOS["backups"]
+    resolver = Resolver(template, overrides)
+    statements = _instance_statements(template, overrides)
+    bucket = f"arn:aws:s3:::{SAMPLE_BACKUP_BUCKET}"
+    for action in ("s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:DeleteObject"):
+        grants = _grants(statements, action)
+        assert grants, action
+        for statement in grants:
+            assert _as_list(resolver.resolve(statement["Resource"])) == [f"{bucket}/{STACK}/*"], statement
+    (listing,) = _on_backup_prefix(statements, "s3:ListBucket", overrides)
+    assert resolver.resolve(listing["Resource"]) == bucket
+    assert resolver.resolve(listing["Condition"]) == {"StringLike": {"s3:prefix": f"{STACK}/*"}}
+    assert not _grants(statements, "s3:DeleteObjectVersion")
+    _, text = rendered_config(template, overrides)
+    config = validated_config(text, "single-instance.yaml backups")
+    assert (config.backups.enabled, config.backups.bucket, config.backups.prefix) == (
+        True, SAMPLE_BACKUP_BUCKET, f"{STACK}/")
+
+    backup = TEMPLATES["backup-bucket.yaml"]
+    _, bucket_res = one(backup, "AWS::S3::Bucket")
+    props = bucket_res["Properties"]
+    assert props["VersioningConfiguration"]["Status"] == "Enabled" and bucket_res["DeletionPolicy"] == "Retain"
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    _, policy = one(backup, "AWS::S3::BucketPolicy")
+    denies = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"}
+    assert denies["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert denies["DenyUnencryptedDumps"]["Condition"] == {"Null": {"s3:x-amz-server-side-encryption": "true"}}
 
 
 # ------------------------------------------------------------ instances

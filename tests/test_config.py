@@ -300,6 +300,20 @@ HOSTILE = [
     ("db-user-root", "database: {user: root}", "database.user", "MariaDB account"),
     ("db-user-backup", "database: {user: bingobackup}", "database.user", "MariaDB account"),
     ("db-name-mysql", "database: {name: mysql}", "database.name", "MariaDB system schema"),
+    ("db-user-dump", "database: {user: bingodump}", "database.user", "MariaDB account"),
+    # 7. backups: the bucket and prefix reach IAM-scoped S3 keys, the schedules a timer
+    ("backups-no-bucket", "backups: {enabled: true}", "backups.bucket", "required when backups.enabled"),
+    ("backups-bucket-dots", "backups: {bucket: my.bucket.example}", "backups.bucket", "S3 bucket name"),
+    ("backups-bucket-upper", "backups: {bucket: MyBucket}", "backups.bucket", "S3 bucket name"),
+    ("backups-bucket-reserved", "backups: {bucket: 'xn--bucket'}", "backups.bucket", "S3 bucket name"),
+    ("backups-prefix-dotdot", "backups: {prefix: '../other/'}", "backups.prefix", "path segments"),
+    ("backups-prefix-slash", "backups: {prefix: '/abs/'}", "backups.prefix", "path segments"),
+    ("backups-prefix-no-slash", "backups: {prefix: 'bingo'}", "backups.prefix", "ending in '/'"),
+    ("backups-keep-0", "backups: {keep: 0}", "backups.keep", "between 1 and 1000"),
+    ("backups-drill-schedule", "backups: {enabled: true, bucket: bingo-backups, drill_schedule: '-h'}",
+     "backups.drill_schedule", "OnCalendar"),
+    ("backups-schedule-systemd-rejects", "backups: {enabled: true, bucket: bingo-backups, "
+     "schedule: '*-*-* 25:00:00'}", "backups.schedule", "systemd does not accept"),
 ]
 
 
@@ -357,6 +371,8 @@ HOSTILE_NEIGHBOURS = [  # honest values next to the refused ones still pass
     "database: {password: 'secretsmanager:rds!db-0123-abc'}",
     "snapshots: {schedule: 'Mon..Fri *-*-* 03:00:00 Europe/Berlin'}",
     "app: {server_name: &n bingo.example.com}",  # an anchor alone multiplies nothing
+    "backups: {enabled: true, bucket: bingo-backups-123, prefix: 'prod/bingo-1/', keep: 30}",
+    "backups: {enabled: true, bucket: abc, prefix: '', drill_schedule: weekly}",
 ]
 
 

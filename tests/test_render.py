@@ -351,3 +351,21 @@ def test_refresh_units_pass_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0 and result.stderr == "", result.stderr
     timer = next(f for f in files if f.template == "secrets-refresh.timer")
     assert timer.path == "/etc/systemd/system/bingo-host-secrets-refresh.timer"
+
+
+def test_backups_render_their_timers_and_pass_systemd_analyze_verify(tmp_path):
+    text = EXAMPLE.replace("  enabled: false                # timers run",
+                           "  enabled: true                 # timers run").replace(
+        "  bucket: null                  # required", "  bucket: bingo-backups         # required")
+    files = rendered("debian12", text)
+    units = {f.path: f.content for f in files if "backup" in f.path or "drill" in f.path}
+    assert sorted(units) == ["/etc/systemd/system/bingo-host-backup.service",
+                             "/etc/systemd/system/bingo-host-backup.timer",
+                             "/etc/systemd/system/bingo-host-restore-drill.service",
+                             "/etc/systemd/system/bingo-host-restore-drill.timer"]
+    assert "OnCalendar=daily" in units["/etc/systemd/system/bingo-host-backup.timer"]
+    assert "OnCalendar=monthly" in units["/etc/systemd/system/bingo-host-restore-drill.timer"]
+    assert "ExecStart=/usr/local/bin/bingo-host restore-drill" in units[
+        "/etc/systemd/system/bingo-host-restore-drill.service"]
+    result = verify_units(tmp_path, files, [MARIADB_STUB])
+    assert result.returncode == 0 and result.stderr == "", result.stderr

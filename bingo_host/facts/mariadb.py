@@ -85,6 +85,13 @@ def unknown_accounts(cur, wanted: set[tuple[str, str]]) -> list[tuple[str, str, 
     return [(u, h, bool(r)) for u, h, r in cur.fetchall() if (u, h) not in wanted | INSTALL_ACCOUNTS]
 
 
+def own_accounts(app_user: str) -> set[tuple[str, str]]:
+    """The accounts bingo-host creates on a local server: the app's, the snapshot's, the dump's."""
+    from .. import layout
+
+    return {(u, "localhost") for u in (app_user, layout.BACKUP_DB_USER, layout.DUMP_DB_USER)}
+
+
 def account_name(user: str, host: str, is_role: bool = False) -> str:
     return f"role '{user}'" if is_role else f"'{user}'@'{host}'"
 

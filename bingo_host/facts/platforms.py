@@ -51,6 +51,7 @@ PLATFORMS: dict[str, Platform] = {
             packages=(
                 "nginx", "python3.11", "python3.11-pip", "python3.11-devel",
                 "gcc", "mariadb-connector-c-devel", "pkgconf-pkg-config",
+                "mariadb105",  # mariadb-dump and mariadb for `backup`/`restore`, external databases too
             ),
             mariadb_server_packages=("mariadb105-server",),
             python="/usr/bin/python3.11",

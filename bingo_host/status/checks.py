@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .. import layout, state, subp
 from ..config import Config
 from ..facts.platforms import Platform
-from .records import check_certificate, check_release, check_snapshot, iso
+from .records import check_backups, check_certificate, check_release, check_snapshot, iso
 
 SCHEMA_VERSION = 1  # docs/status-schema.json: changes only when a key is removed or changes meaning
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
@@ -63,6 +63,8 @@ def service_list(cfg: Config, platform: Platform, https_on: bool) -> list[tuple[
         ("uwsgi", f"{layout.UWSGI_SERVICE}.service", True),
         ("snapshot-timer", f"{layout.SNAPSHOT_UNIT}.timer", cfg.snapshots.enabled),
         ("renew-timer", f"{layout.RENEW_UNIT}.timer", https_on),
+        ("backup-timer", f"{layout.DUMP_UNIT}.timer", cfg.backups.enabled),
+        ("restore-drill-timer", f"{layout.DRILL_UNIT}.timer", cfg.backups.enabled),
         ("codedeploy-agent", "codedeploy-agent.service", False),  # required once installed
     ]
     return units
@@ -234,7 +236,7 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
 def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
     """Accounts on the local server that bingo-host did not create (a reattached datadir's):
     read as MariaDB's root over the socket, which works only when status runs as root."""
-    from ..facts.mariadb import account_name, connect, unknown_accounts
+    from ..facts.mariadb import account_name, connect, own_accounts, unknown_accounts
 
     try:
         conn = connect(platform.mariadb_socket, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT)
@@ -242,8 +244,7 @@ def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
         return
     try:
         with conn.cursor() as cur:
-            found = unknown_accounts(cur, {(cfg.database.user, "localhost"),
-                                           (layout.BACKUP_DB_USER, "localhost")})
+            found = unknown_accounts(cur, own_accounts(cfg.database.user))
     finally:
         conn.close()
     names = [account_name(*a) for a in found]
@@ -313,10 +314,11 @@ def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
         guarded("database.accounts", lambda: check_accounts(r, cfg, platform))
     guarded("release", lambda: check_release(r, cfg))
     guarded("snapshot", lambda: check_snapshot(r, cfg))
+    guarded("backups", lambda: check_backups(r, cfg))
     guarded("http", lambda: check_http(r, cfg, tls_domain))
     for key, empty in (("services", []), ("storage", {"data_volume": None, "root": None}),
                        ("memory", None), ("swap", None), ("database", None), ("release", None),
-                       ("snapshot", None), ("http", [])):
+                       ("snapshot", None), ("backups", None), ("http", [])):
         r.data.setdefault(key, empty)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -1,5 +1,6 @@
 """Status checks on what other commands recorded: the serving release's record (deploy), the
-last snapshot run (`bingo-host snapshot`) and the certificate (enable-https, certbot's renewals).
+last snapshot run (`bingo-host snapshot`), the last backup and restore drill (`bingo-host
+backup`, `restore-drill`) and the certificate (enable-https, certbot's renewals).
 
 Apart from the live checks in checks.py because they read files, not services: they say whether
 the last deploy, snapshot or renewal worked, and a hand-edited file must not crash them.
@@ -111,6 +112,51 @@ def check_snapshot(r: Report, cfg: Config, path: str = state.SNAPSHOT_FILE) -> N
     if ok and period and entry["age_hours"] is not None and entry["age_hours"] > 2 * period + 1:
         r.problem("snapshot", f"the last snapshot is {entry['age_hours']:.0f} h old "
                               f"(schedule {cfg.snapshots.schedule})", "warning")
+
+
+def _last_run(path: str) -> dict | None:
+    """A backup's or drill's record (backup/run.py) as the report shows it; None when none."""
+    last = state.read_json(path)
+    if last is None:
+        return None
+    ts = _parse_time(last.get("finished") or last.get("started"))
+    error = last.get("error") if isinstance(last.get("error"), str) else None
+    dump = last.get("url") or last.get("dump")  # the backup's upload, the drill's source
+    return {"time": iso(ts) if ts else None,
+            "age_hours": round((time.time() - ts) / 3600, 1) if ts else None,
+            "ok": last.get("ok") is True, "dump": dump if isinstance(dump, str) else None, "error": error}
+
+
+def check_backups(r: Report, cfg: Config, backup_path: str = state.BACKUP_FILE,
+                  drill_path: str = state.DRILL_FILE) -> None:
+    """The last backup and the last verified restore (a drill): degraded when either failed, or
+    is older than two of its periods (a drill that never ran counts only once a backup exists)."""
+    if not cfg.backups.enabled:
+        r.data["backups"] = None
+        return
+    b = cfg.backups
+    last, drill = _last_run(backup_path), _last_run(drill_path)
+    r.data["backups"] = {"last_backup": last, "last_verified_restore": drill}
+    for entry, check, schedule, what in ((last, "backups.last_backup", b.schedule, "backup"),
+                                         (drill, "backups.restore_drill", b.drill_schedule, "restore drill")):
+        if entry is not None and not entry["ok"]:
+            r.problem(check, f"the last {what} failed: {entry['error'] or 'see its journal'}")
+        period = SNAPSHOT_PERIOD_HOURS.get(schedule)
+        age = entry["age_hours"] if entry else None
+        if entry and entry["ok"] and period and (age is None or age > 2 * period + 1):
+            r.problem(check, f"the last {what} is {age or '?'} h old (schedule {schedule})", "warning")
+    if drill is None and last is not None and last["ok"]:
+        period = SNAPSHOT_PERIOD_HOURS.get(b.drill_schedule)
+        first = _parse_time(_first_backup(backup_path))
+        if period and first and (time.time() - first) / 3600 > 2 * period + 1:
+            r.problem("backups.restore_drill", "no restore drill has verified a backup in two drill "
+                                               f"periods (schedule {b.drill_schedule})", "warning")
+
+
+def _first_backup(path: str) -> str | None:
+    """When backups began on this host: the first run's time, kept in the record."""
+    found = (state.read_json(path) or {}).get("first_started")
+    return found if isinstance(found, str) else None
 
 
 def cert_not_after(path: str) -> float:

@@ -89,6 +89,18 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
         rows.append(("last snapshot", good("snapshot" not in flagged, text, warn=snap["ok"])))
     else:
         rows.append(("last snapshot", "none yet"))
+    backups = report.get("backups")
+    if backups:
+        checks = {p["check"] for p in report["problems"]}
+        for label, key, check in (("last backup", "last_backup", "backups.last_backup"),
+                                  ("last verified restore", "last_verified_restore", "backups.restore_drill")):
+            entry = backups[key]
+            if entry is None:
+                rows.append((label, "none yet"))
+                continue
+            text = (f"{entry['time'] or '?'} ({entry['age_hours']} h ago), "
+                    + (f"{entry['dump']}" if entry["ok"] else f"FAILED: {entry['error']}"))
+            rows.append((label, good(check not in checks, text, warn=entry["ok"])))
     cert = report["certificate"]
     if cert:
         text = (f"{cert['domain']}, expires {cert['not_after']} ({cert['days_left']:.0f} days)"

@@ -1,4 +1,4 @@
-"""MariaDB on the data volume: config, datadir, service, the app and backup users.
+"""MariaDB on the data volume: config, datadir, service, the app, backup and dump users.
 
 The datadir is initialised only when it has no `mysql` system schema, into a temporary
 directory that is renamed into place, so a run killed mid-way never leaves a half datadir
@@ -109,7 +109,7 @@ def converge(ctx) -> str:
     if not os.path.ismount(cfg.volume.mountpoint):
         if ctx.dry_run:  # the plan of a host whose volume step has not run yet
             ctx.change(f"configure, initialise and start MariaDB on {datadir}; create database {db.name} "
-                       f"and users {db.user}, {layout.BACKUP_DB_USER}")
+                       f"and users {db.user}, {layout.BACKUP_DB_USER}, {layout.DUMP_DB_USER}")
             return ""
         raise BingoHostError(f"{cfg.volume.mountpoint} is not mounted: refusing to put MariaDB's data "
                              "on the root filesystem")
@@ -149,10 +149,14 @@ def converge(ctx) -> str:
                          {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app", login)
             _ensure_user(ctx, cur, layout.BACKUP_DB_USER, "localhost", ctx.secrets["backup_password"],
                          {("RELOAD", "*.*")}, "backup", login)
-            _unknown_accounts(ctx, cur, {(db.user, "localhost"), (layout.BACKUP_DB_USER, "localhost")})
+            # What mariadb-dump --single-transaction reads (tables, views, triggers), nothing else.
+            _ensure_user(ctx, cur, layout.DUMP_DB_USER, "localhost", ctx.secrets["dump_password"],
+                         {("SELECT, SHOW VIEW, TRIGGER", f"`{db.name}`.*")}, "dump", login)
+            _unknown_accounts(ctx, cur, mariadb.own_accounts(db.user))
     finally:
         conn.close()
-    return f"running on {datadir}; database {db.name}, users {db.user} and {layout.BACKUP_DB_USER} as wanted"
+    return (f"running on {datadir}; database {db.name}, users {db.user}, {layout.BACKUP_DB_USER} and "
+            f"{layout.DUMP_DB_USER} as wanted")
 
 
 def _converge_external(ctx) -> str:

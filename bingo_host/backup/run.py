@@ -1,0 +1,207 @@
+"""`bingo-host backup`, `restore --dump` and `restore-drill`, each start to end.
+
+backup: mariadb-dump | gzip -> S3 (counting rows on the way), the sidecar, retention, the record.
+restore: under the host lock and only between deployments: load into `<name>_restore`, check,
+    one RENAME TABLE (the live tables kept in `<name>_replaced` until the next restore).
+drill: load the latest complete dump into `<name>_drill`, compare its row counts with the
+    sidecar's, drop it, record the outcome for `status`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+from pathlib import Path
+from typing import Callable
+
+from .. import state, subp
+from ..errors import BingoHostError
+from ..ops.lock import flock
+from . import BackupError, database, store
+from .dumpfile import GzipReader, gunzip_lines
+
+log = logging.getLogger(__name__)
+DUMP_TIMEOUT = 6 * 3600
+LOAD_TIMEOUT = 6 * 3600
+LOCK_WAIT = 1800  # a backup and a drill whose timers meet: the second waits for the first
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _tags(cfg) -> dict[str, str]:
+    return {store.MANAGED_TAG: "true", store.DATABASE_TAG: cfg.database.name,
+            store.HOST_TAG: socket.gethostname()}
+
+
+def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
+    """run(), then record its outcome (ok, error, finished) in the state file either way."""
+    try:
+        run()
+        record["ok"] = True
+    except BaseException as exc:  # a signal or a bug too: never a record that says nothing
+        record.update(ok=False, error=str(exc) or type(exc).__name__)
+        raise
+    finally:
+        record["finished"] = _now()
+        try:
+            state.write_json(path, record)
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
+    return record
+
+
+def _lock(state_file: str, echo):
+    """One backup or drill at a time (their timers can meet: the second waits)."""
+    return flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT,
+                 what="a bingo-host backup or drill", mode=0o644, echo=echo)
+
+
+# -- backup --
+
+def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
+           echo: Callable[[str], None] = log.info) -> dict:
+    b, db = cfg.backups, cfg.database
+    s3 = s3 or store.client()
+    key = store.new_key(b.prefix, db.name)
+    record = {"started": _now(), "ok": False, "url": f"s3://{b.bucket}/{key}", "error": None,
+              "bytes": None, "tables": None, "deleted": []}
+    # When backups began here: `status` expects a verified restore within two drill periods of it.
+    record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
+    Path(state_file).parent.mkdir(parents=True, exist_ok=True)
+    with _lock(state_file, echo):
+        return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record, echo))
+
+
+def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
+    b, db = cfg.backups, cfg.database
+    login = database.dump_login(cfg, platform)
+    uploaded = False
+    try:
+        with database.option_file(login) as options, \
+                subp.Streaming(database.dump_argv(options, db.name), stdout=True) as dump:
+            reader = GzipReader(iter(dump.proc.stdout.readline, b""))
+            store.upload(s3, b.bucket, key, reader, _tags(cfg))
+            uploaded = True
+            dump.finish(DUMP_TIMEOUT)
+        if not reader.counter.complete:
+            raise BackupError("mariadb-dump stopped before its last line: the dump is incomplete")
+    except BaseException:
+        if uploaded:  # never leave a partial dump where a restore could pick it
+            store.delete(s3, store.Dump(b.bucket, key, False))
+        raise
+    sidecar = {"format": 1, "database": db.name, "key": key, "created": record["started"],
+               "bytes": reader.size, "sha256": reader.sha256.hexdigest(),
+               "tables": reader.counter.tables, "host": socket.gethostname()}
+    store.put_sidecar(s3, b.bucket, key, sidecar, _tags(cfg))
+    record.update(bytes=reader.size, tables=reader.counter.tables)
+    echo(f"{record['url']}: {reader.size} bytes, {len(reader.counter.tables)} tables, "
+         f"{sum(reader.counter.tables.values())} rows")
+    deleted = store.prune(s3, store.list_dumps(s3, b.bucket, b.prefix, db.name), b.keep)
+    record["deleted"] = [d.url for d in deleted]
+    for d in deleted:
+        echo(f"deleted {d.url} (keep {b.keep})")
+
+
+# -- restore and drill --
+
+def _resolve(cfg, s3, dump_url: str) -> store.Dump:
+    b = cfg.backups
+    if dump_url != "latest":
+        bucket, key = store.parse_url(dump_url)
+        return store.Dump(bucket, key, True)
+    if not b.bucket:
+        raise BackupError("--dump latest needs backups.bucket in the config")
+    complete = [d for d in store.list_dumps(s3, b.bucket, b.prefix, cfg.database.name) if d.complete]
+    if not complete:
+        raise BackupError(f"no complete dump of {cfg.database.name} under s3://{b.bucket}/{b.prefix}")
+    return complete[-1]
+
+
+def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None, echo) -> dict[str, int]:
+    """Load the dump into `target` (recreated empty); its row counts, checked against the
+    sidecar's. Raises BackupError when anything is wrong: the caller drops `target`."""
+    login = database.admin_login(cfg, platform)
+    with database.session(login, f"creating {target}") as cur:
+        database.create_empty(cur, target, cfg.database.name)
+    echo(f"loading {dump.url} into {target}")
+    lines = gunzip_lines(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
+    with database.option_file(login) as options, \
+            subp.Streaming(database.load_argv(options, target), stdin=True) as load:
+        try:
+            for line in lines:
+                load.proc.stdin.write(line)
+        except BrokenPipeError:  # mariadb stopped at an error: finish() says which
+            pass
+        load.finish(LOAD_TIMEOUT)
+    with database.session(login, f"counting the rows in {target}") as cur:
+        counts = database.row_counts(cur, target)
+    if sidecar is not None:
+        expected = {str(t): n for t, n in sidecar["tables"].items()}
+        wrong = [f"{t}: {counts.get(t, 'missing')} rows, the dump recorded {n}"
+                 for t, n in sorted(expected.items()) if counts.get(t) != n]
+        wrong += [f"{t}: not in the dump's record" for t in sorted(set(counts) - set(expected))]
+        if wrong:
+            raise BackupError("the restored row counts differ from the dump's record: " + "; ".join(wrong))
+    return counts
+
+
+def _drop_quietly(cfg, platform, name: str) -> None:
+    try:
+        with database.session(database.admin_login(cfg, platform), f"dropping {name}") as cur:
+            database.drop(cur, name)
+    except BingoHostError as exc:  # the original failure matters more
+        log.warning("%s", exc)
+
+
+def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None] = log.info) -> str:
+    """Replace the app database's tables with the dump's; returns the dump's URL."""
+    from ..deploy import lock as deploy_lock
+    from ..ops.lock import host_lock
+
+    s3 = s3 or store.client()
+    names = database.side_names(cfg.database.name)
+    with host_lock(echo=echo):
+        why = deploy_lock.blocker(deploy_lock.load(), "")
+        if why:
+            raise BackupError(f"a deployment holds this host ({why}): restore after it")
+        dump = _resolve(cfg, s3, dump_url)
+        sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
+        if sidecar is None:
+            echo(f"warning: {dump.url} has no sidecar record: its row counts cannot be checked")
+        try:
+            counts = _load(cfg, platform, s3, dump, names["restore"], sidecar, echo)
+            with database.session(database.admin_login(cfg, platform), "swapping the tables in") as cur:
+                database.swap(cur, cfg.database.name, names["restore"], names["replaced"])
+        finally:
+            _drop_quietly(cfg, platform, names["restore"])
+    echo(f"restored {dump.url} into {cfg.database.name}: {len(counts)} tables, {sum(counts.values())} rows; "
+         f"the tables it replaced are in {names['replaced']} until the next restore")
+    return dump.url
+
+
+def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
+          echo: Callable[[str], None] = log.info) -> dict:
+    """Restore the latest complete dump into a scratch database and compare its row counts."""
+    s3 = s3 or store.client()
+    scratch = database.side_names(cfg.database.name)["drill"]
+    record = {"started": _now(), "ok": False, "dump": None, "tables": None, "error": None}
+    Path(state_file).parent.mkdir(parents=True, exist_ok=True)
+
+    def run():
+        dump = _resolve(cfg, s3, "latest")
+        record["dump"] = dump.url
+        sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
+        if sidecar is None:
+            raise BackupError(f"{dump.url}'s sidecar record is gone: nothing to compare with")
+        try:
+            record["tables"] = _load(cfg, platform, s3, dump, scratch, sidecar, echo)
+        finally:
+            _drop_quietly(cfg, platform, scratch)
+        echo(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
+             f"dump's record; {scratch} dropped")
+
+    with _lock(state_file, echo):
+        return _recorded(state_file, record, run)

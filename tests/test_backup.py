@@ -1,0 +1,299 @@
+"""Backups without a host: the dump stream (row counting, gzip checks, refused statements),
+S3 on moto (streamed multipart upload with encryption and tags, retention), the CLI's refusals
+and what `status` makes of the records. The real MariaDB runs in tests/test_backup_host.py."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from bingo_host.backup import BackupError, store
+from bingo_host.backup.dumpfile import GzipReader, RowCounter, gunzip_lines
+from bingo_host.cli import main
+from bingo_host.config import load_config_text
+from tests.aws_servers import REGION
+
+# The same three tables as mariadb-dump 10.11 (one row a line) and older clients (one line).
+DUMP_1011 = b"""/*M!999999\\- enable the sandbox mode */
+-- MariaDB dump 10.19
+DROP TABLE IF EXISTS `games`;
+CREATE TABLE `games` (
+  `id` int(11) NOT NULL,
+  `title` text DEFAULT NULL
+) ENGINE=InnoDB;
+INSERT INTO `games` VALUES
+(1,'it\\'s (a) test),(x;'),
+(2,'\\\\'),
+(3,NULL);
+CREATE TABLE `we``ird` (
+  `b` blob
+) ENGINE=InnoDB;
+INSERT INTO `we``ird` VALUES
+(0x00FF);
+CREATE TABLE `empty` (
+  `x` int
+) ENGINE=InnoDB;
+/*!40111 SET SQL_NOTES=@OLD_SQL_NOTES */;
+
+-- Dump completed on 2026-11-28  8:41:34
+"""
+DUMP_OLD = (b"CREATE TABLE `games` (\n  `id` int(11) NOT NULL\n);\n"
+            b"INSERT INTO `games` VALUES (1,'it\\'s (a) test),(x;'),(2,'\\\\'),(3,NULL);\n"
+            b"CREATE TABLE `we``ird` (\n  `b` blob\n);\nINSERT INTO `we``ird` VALUES (0x00FF);\n"
+            b"CREATE TABLE `empty` (\n  `x` int\n);\n-- Dump completed on 2026-11-28  8:41:34\n")
+
+
+@pytest.mark.parametrize("dump", [DUMP_1011, DUMP_OLD], ids=["10.11", "older"])
+def test_rows_are_counted_in_either_insert_layout(dump):
+    counter = RowCounter()
+    for line in dump.splitlines(keepends=True):
+        counter.feed(line)
+    assert counter.tables == {"games": 3, "we`ird": 1, "empty": 0}
+    assert counter.complete
+
+
+def _gz_chunks(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def test_gunzip_gives_the_lines_back_and_checks_the_sha256():
+    gz = gzip.compress(DUMP_1011)
+    assert b"".join(gunzip_lines(_gz_chunks(gz), hashlib.sha256(gz).hexdigest())) == DUMP_1011
+    with pytest.raises(BackupError, match="sha256"):
+        list(gunzip_lines(_gz_chunks(gz), "0" * 64))
+
+
+@pytest.mark.parametrize("data,reason", [
+    (gzip.compress(DUMP_1011)[:-20], "truncated"),
+    (gzip.compress(DUMP_1011)[:40] + b"\xff" * 8 + gzip.compress(DUMP_1011)[48:], "not a valid gzip"),
+    (gzip.compress(DUMP_1011) + b"junk", "after the end"),
+    (gzip.compress(DUMP_1011.rsplit(b"-- Dump completed", 1)[0]), "incomplete"),
+    (b"not gzip at all", "not a valid gzip"),
+    (gzip.compress(b"USE `mysql`;\n" + DUMP_1011), "never runs"),
+    (gzip.compress(b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `bingo`;\n" + DUMP_1011), "never runs"),
+    (gzip.compress(b"\\! touch /tmp/pwned\n" + DUMP_1011), "never runs"),
+    (gzip.compress(b"GRANT ALL ON *.* TO x;\n" + DUMP_1011), "never runs"),
+], ids=["truncated", "corrupt", "trailing-junk", "no-trailer", "not-gzip", "use", "create-database",
+        "shell-escape", "grant"])
+def test_a_bad_dump_raises_before_it_counts_as_loaded(data, reason):
+    with pytest.raises(BackupError, match=reason):
+        list(gunzip_lines(_gz_chunks(data, 64)))
+
+
+# -- S3 on moto --
+
+@pytest.fixture
+def s3(monkeypatch, moto_server, tmp_path):
+    moto_server.reset()
+    empty = tmp_path / "aws-empty"
+    empty.write_text("")
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_S3": moto_server.url,
+                        "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+                        "NO_PROXY": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    client = store.client()
+    client.create_bucket(Bucket="bingo-backups", CreateBucketConfiguration={"LocationConstraint": REGION})
+    return client
+
+
+def test_a_large_dump_streams_as_an_encrypted_tagged_multipart_upload(s3, monkeypatch):
+    # ~7 MiB compressed: two parts of S3's smallest size.
+    monkeypatch.setattr(store, "PART_SIZE", 5 * 1024 * 1024)
+    rows = (b"(%d,'%s'),\n" % (i, os.urandom(48).hex().encode()) for i in range(120_000))
+    lines = [b"CREATE TABLE `t` (\n", b"  `id` int\n", b");\n", b"INSERT INTO `t` VALUES\n", *rows,
+             b"(0,'');\n", b"-- Dump completed\n"]
+    reader = GzipReader(iter(lines))
+    store.upload(s3, "bingo-backups", "p/bingo-20260101T000000Z.sql.gz", reader, {"bingo-host:managed": "true"})
+    assert reader.counter.tables == {"t": 120_001} and reader.counter.complete
+    head = s3.head_object(Bucket="bingo-backups", Key="p/bingo-20260101T000000Z.sql.gz")
+    assert head["ContentLength"] == reader.size > store.PART_SIZE
+    assert head["ServerSideEncryption"] == "AES256"
+    assert "-" in head["ETag"]  # a multipart upload's ETag
+    tags = s3.get_object_tagging(Bucket="bingo-backups", Key="p/bingo-20260101T000000Z.sql.gz")["TagSet"]
+    assert tags == [{"Key": "bingo-host:managed", "Value": "true"}]
+    body = b"".join(store.chunks(s3, "bingo-backups", "p/bingo-20260101T000000Z.sql.gz"))
+    assert hashlib.sha256(body).hexdigest() == reader.sha256.hexdigest()
+
+
+def _put(s3, key: str, complete: bool = True) -> None:
+    s3.put_object(Bucket="bingo-backups", Key=key, Body=gzip.compress(DUMP_1011))
+    if complete:
+        s3.put_object(Bucket="bingo-backups", Key=key + ".json", Body=b'{"tables": {}}')
+
+
+def test_retention_keeps_n_complete_dumps_and_never_another_prefix_or_database(s3):
+    for day in range(1, 6):
+        _put(s3, f"p/bingo-2026010{day}T000000Z.sql.gz", complete=day != 2)
+    _put(s3, "p/bingo-20260107T000000Z.sql.gz", complete=False)  # a run under way, or killed
+    _put(s3, "p/bingo2-20260101T000000Z.sql.gz")  # another database
+    _put(s3, "other/bingo-20260101T000000Z.sql.gz")
+    _put(s3, "p/bingo-manual.sql.gz")  # not a name backup makes
+    dumps = store.list_dumps(s3, "bingo-backups", "p/", "bingo")
+    assert [d.key[2:17] for d in dumps] == ["bingo-20260101T", "bingo-20260102T", "bingo-20260103T",
+                                           "bingo-20260104T", "bingo-20260105T", "bingo-20260107T"]
+    deleted = store.prune(s3, dumps, keep=2)
+    assert sorted(d.key for d in deleted) == [f"p/bingo-2026010{d}T000000Z.sql.gz" for d in (1, 2, 3)]
+    left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="bingo-backups")["Contents"])
+    assert left == sorted([
+        "other/bingo-20260101T000000Z.sql.gz", "other/bingo-20260101T000000Z.sql.gz.json",
+        "p/bingo-20260104T000000Z.sql.gz", "p/bingo-20260104T000000Z.sql.gz.json",
+        "p/bingo-20260105T000000Z.sql.gz", "p/bingo-20260105T000000Z.sql.gz.json",
+        "p/bingo-20260107T000000Z.sql.gz", "p/bingo-manual.sql.gz", "p/bingo-manual.sql.gz.json",
+        "p/bingo2-20260101T000000Z.sql.gz", "p/bingo2-20260101T000000Z.sql.gz.json"])
+
+
+def test_s3_failures_say_what_failed_and_what_to_grant(s3):
+    with pytest.raises(BackupError, match="S3 ListObjectsV2 failed: NoSuchBucket"):
+        store.list_dumps(s3, "no-such-bucket-here", "p/", "bingo")
+    # moto does not enforce IAM on S3: the mapping of a denial is checked on AWS's answer.
+    from botocore.exceptions import ClientError
+
+    for op, grant in (("PutObject", "s3:PutObject and s3:PutObjectTagging"), ("ListObjectsV2", "s3:ListBucket"),
+                      ("upload", "s3:AbortMultipartUpload")):
+        err = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, op)
+        assert grant in str(store._error(op, err))
+
+
+# -- the CLI's refusals: exit 2, naming the option or field --
+
+@pytest.mark.parametrize("argv,config,field", [
+    (["backup"], "{}", "backups.enabled"),
+    (["restore-drill"], "{}", "backups.enabled"),
+    (["restore"], "{}", "--dump"),
+    (["restore", "--dump", "s3://bucket/key.txt"], "{}", "--dump"),
+    (["restore", "--dump", "/tmp/local.sql.gz"], "{}", "--dump"),
+    (["--dry-run", "backup"], "backups: {enabled: true, bucket: bingo-backups}", "--dry-run"),
+])
+def test_cli_refuses_with_exit_2(tmp_path, argv, config, field):
+    path = tmp_path / "config.yaml"
+    path.write_text(config + "\n")
+    result = CliRunner().invoke(main, ["--config", str(path), *argv])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"bingo-host: error: {field}: "), result.output
+
+
+# -- status --
+
+def _record(path, **values) -> str:
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+def test_status_degrades_on_a_failed_or_overdue_drill(tmp_path):
+    from bingo_host.status import checks, records
+
+    cfg = load_config_text("backups: {enabled: true, bucket: bingo-backups}\n")
+    now = time.time()
+    iso = records.iso
+    backup = _record(tmp_path / "b.json", ok=True, url="s3://b/k", finished=iso(now - 3600),
+                     first_started=iso(now - 90 * 86400))
+
+    def problems(drill_path):
+        r = checks.Report()
+        records.check_backups(r, cfg, backup, drill_path)
+        return r, {p["check"]: p for p in r.problems}
+
+    r, found = problems(_record(tmp_path / "d.json", ok=True, dump="s3://b/k", finished=iso(now - 86400)))
+    assert not found and r.data["backups"]["last_verified_restore"]["ok"]
+    _, found = problems(_record(tmp_path / "d.json", ok=False, dump="s3://b/k", finished=iso(now),
+                                error="the restored row counts differ: tickets"))
+    assert "tickets" in found["backups.restore_drill"]["message"]
+    _, found = problems(_record(tmp_path / "d.json", ok=True, finished=iso(now - 63 * 86400)))
+    assert found["backups.restore_drill"]["severity"] == "warning"  # two monthly periods and more
+    _, found = problems(str(tmp_path / "never.json"))  # backups for 90 days, never a drill
+    assert "no restore drill" in found["backups.restore_drill"]["message"]
+    r = checks.Report()
+    records.check_backups(r, load_config_text("{}\n"), backup, backup)
+    assert r.data["backups"] is None and not r.problems
+
+
+# -- an external database (Aurora's place): a real mariadbd over TCP on 127.0.0.2 --
+
+EXT_PASSWORD = "extapp-password-0123"
+
+
+@pytest.fixture(scope="module")
+def tcp_mariadb():
+    """mariadbd listening on 127.0.0.2 only (bingo-host treats it as external); the app user
+    may use its database and the bingo_* schemas a restore needs, nothing else."""
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    from tests.aws_servers import free_port
+
+    if os.geteuid() != 0 or not shutil.which("mariadbd"):
+        pytest.skip("needs root and mariadb-server")
+    work = tempfile.mkdtemp(prefix="bingo-extdb-")
+    os.chmod(work, 0o755)
+    shutil.chown(work, "mysql", "mysql")
+    port = free_port()
+    sock = f"{work}/sock"
+    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={work}/data", "--user=mysql",
+                    "--auth-root-authentication-method=socket", "--skip-test-db"], check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={work}/data", f"--socket={sock}",
+                             "--bind-address=127.0.0.2", f"--port={port}", "--user=mysql",
+                             f"--pid-file={work}/pid", f"--log-error={work}/err",
+                             "--innodb-buffer-pool-size=32M"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sql = ("CREATE DATABASE bingo; "
+               f"CREATE USER extapp@'%' IDENTIFIED BY '{EXT_PASSWORD}'; "
+               "GRANT ALL ON `bingo`.* TO extapp@'%'; GRANT ALL ON `bingo\\_%`.* TO extapp@'%';")
+        for _ in range(100):
+            if subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e", sql],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("mariadbd did not start")
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mariadb, s3, tmp_path,
+                                                                         monkeypatch):
+    import pymysql
+
+    from bingo_host import layout
+    from bingo_host.backup import run
+    from bingo_host.facts import platforms
+
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\n"
+                           "backups: {enabled: true, bucket: bingo-backups, keep: 3}\n")
+    assert not cfg.database.local
+    platform = platforms.get("debian12")
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb, user="extapp", password=EXT_PASSWORD,
+                          database="bingo", autocommit=True)
+
+    def rows():
+        with app.cursor() as cur:
+            cur.execute("SELECT id, title FROM games ORDER BY id")
+            return cur.fetchall()
+
+    with app.cursor() as cur:
+        cur.execute("CREATE TABLE games (id INT PRIMARY KEY, title TEXT)")
+        cur.execute("INSERT INTO games VALUES (1, 'one'), (2, 'two')")
+    record = run.backup(cfg, platform, s3=s3, state_file=str(tmp_path / "backup.json"), echo=print)
+    assert record["ok"] and record["tables"] == {"games": 2}
+    with app.cursor() as cur:
+        cur.execute("INSERT INTO games VALUES (3, 'after')")
+    run.restore(cfg, platform, "latest", s3=s3, echo=print)
+    assert rows() == ((1, "one"), (2, "two"))
+    drill = run.drill(cfg, platform, s3=s3, state_file=str(tmp_path / "drill.json"), echo=print)
+    assert drill["ok"] and drill["tables"] == {"games": 2}
+    app.close()
