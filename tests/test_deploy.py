@@ -129,6 +129,10 @@ def test_same_requirements_reuse_the_virtualenv(host, bundles):
     # The workers are replaced one at a time, each new one loading the release before the next
     # old one stops: no request fails or waits for an import (all at once, p99 was ~1.5 s).
     assert "uwsgi: chain reload, one worker at a time" in r.stdout
+    # Started by `c` on the master's FIFO (at once), not by the touch its once-a-second check sees.
+    journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
+    assert "chain reload starting" in journal and "touched... chain reload" not in journal, journal[-3000:]
+    assert "hook ApplicationStart: done in" in r.stdout
     sent, failed, p50, p99 = load.summary()
     assert failed == 0 and p99 < 1000, (sent, failed, p50, p99)
     assert "virtualenv: reusing" in r.stdout and "pip install" not in r.stdout

@@ -23,6 +23,7 @@ from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
 RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
+POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
 
 
 def _uwsgi_workers(root: str, uid: int) -> list[tuple[int, str]]:
@@ -70,7 +71,9 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
         if want is not None and time.monotonic() >= retouch:
             service.chain_reload_app(ctx.cfg.app.name)  # a chain that was already running ignored ours
             retouch = time.monotonic() + RETOUCH_AFTER
-        time.sleep(0.3)
+        if want is not None:
+            service.wake_app_master(ctx.cfg.app.name)
+        time.sleep(POLL)
     where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no worker"]
     journal = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "60", "--no-pager", "-o", "cat"],
                        rcs=range(256), timeout=30).stdout.splitlines()
@@ -105,8 +108,7 @@ def activate(ctx, name: str, echo=print) -> None:
             echo(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
         else:
             service.chain_reload_app(ctx.cfg.app.name)
-            echo(f"uwsgi: chain reload, one worker at a time "
-                 f"(touched {layout.app_reload_trigger(ctx.cfg.app.name)})")
+            echo("uwsgi: chain reload, one worker at a time")
     wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT), echo)
 
 

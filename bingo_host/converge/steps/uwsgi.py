@@ -54,8 +54,7 @@ def converge(ctx) -> str:
         if changed and ran_as not in (None, app_user(ctx.cfg)):
             ctx.set_pending(restart)
         if not changed and ctx.pending(RELOAD_APP):
-            ctx.change(f"chain reload of the app's workers (for the new bingo.ini or health check): "
-                       f"touch {layout.app_reload_trigger(ctx.cfg.app.name)}",
+            ctx.change("chain reload of the app's workers (for the new bingo.ini or health check)",
                        lambda: service.chain_reload_app(ctx.cfg.app.name))
         has_app = True
     else:
