@@ -46,4 +46,6 @@ def app_master_fifo(app_name: str) -> str:
     """The app's uWSGI master FIFO: `c` starts a chain reload at once, and any byte wakes the
     master (it otherwise looks at its workers, and at touched files, once a second)."""
     return f"{app_fifo_dir(app_name)}/master.fifo"
+
+
 PYUWSGI_REQUIREMENT = "pyuwsgi==2.0.30.post1"  # prebuilt wheels: no compiler on a nano instance
