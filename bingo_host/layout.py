@@ -39,4 +39,18 @@ def app_reload_trigger(app_name: str) -> str:
     """Touched to replace the app's uWSGI workers one at a time (the vassal's touch-chain-reload);
     in the emperor's runtime directory, so it lives exactly as long as the emperor."""
     return f"{UWSGI_RUNTIME_DIR}/{app_name}.reload"
+
+
+def app_fifo_dir(app_name: str) -> str:
+    """The app user's directory for its uWSGI master's FIFO (the master creates the FIFO after it
+    dropped privileges, so not in the emperor's root-owned runtime directory)."""
+    return f"{UWSGI_RUNTIME_DIR}/{app_name}"
+
+
+def app_master_fifo(app_name: str) -> str:
+    """The app's uWSGI master FIFO: `c` starts a chain reload at once, and any byte wakes the
+    master (it otherwise looks at its workers, and at touched files, once a second)."""
+    return f"{app_fifo_dir(app_name)}/master.fifo"
+
+
 PYUWSGI_REQUIREMENT = "pyuwsgi==2.0.30.post1"  # prebuilt wheels: no compiler on a nano instance

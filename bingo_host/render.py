@@ -113,6 +113,8 @@ def render_all(
         "server_names": " ".join(cfg.app.server_name),
         "socket": layout.app_socket(cfg.app.name),
         "reload_trigger": layout.app_reload_trigger(cfg.app.name),
+        "master_fifo": layout.app_master_fifo(cfg.app.name),
+        "master_fifo_dir": layout.app_fifo_dir(cfg.app.name),
         "runtime_dir_name": Path(layout.UWSGI_RUNTIME_DIR).name,
         "uwsgi_venv": layout.UWSGI_VENV,
         "vassals_dir": layout.VASSALS_DIR,

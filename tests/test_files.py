@@ -154,3 +154,28 @@ def test_status_reads_no_planted_bingo_ini(tmp_path, planted):
     ini.write_text("[database]\npasswd = 100%%\n")
     proc = _run_bounded(proc.args[2])
     assert proc.stdout == "100%\n", proc.stderr
+
+
+def test_write_fifo_only_into_a_fifo_someone_reads(tmp_path):
+    """The uWSGI master's FIFO sits in a directory of the app user's: root writes a byte into
+    it only when it is a FIFO with a reader, never through a link, never into anything else,
+    never waiting."""
+    fifo = tmp_path / "master.fifo"
+    os.mkfifo(fifo, 0o600)
+    assert files.write_fifo(str(fifo), b"c") is False  # nobody reads: ENXIO, no wait
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert files.write_fifo(str(fifo), b"c") is True
+        assert os.read(reader, 16) == b"c"
+        link = tmp_path / "link.fifo"
+        link.symlink_to(fifo)
+        assert files.write_fifo(str(link), b"x") is False
+        assert os.read(reader, 16) == b""  # nothing came through the link
+    finally:
+        os.close(reader)
+    regular = tmp_path / "regular"
+    regular.write_bytes(b"keep")
+    assert files.write_fifo(str(regular), b"c") is False
+    assert regular.read_bytes() == b"keep"
+    assert files.write_fifo(str(tmp_path / "missing"), b"c") is False
+    assert files.write_fifo(str(tmp_path), b"c") is False  # a directory

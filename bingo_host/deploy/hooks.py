@@ -217,6 +217,7 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         raise BundleError(f"called for {event} but LIFECYCLE_EVENT is {env['LIFECYCLE_EVENT']}")
     if event == "ApplicationStop":
         return application_stop(None, env, echo)
+    started = time.monotonic()
     if not env.get("DEPLOYMENT_ID"):
         raise BundleError("DEPLOYMENT_ID is not set: hooks run under the CodeDeploy agent "
                           "or `bingo-host deploy`")
@@ -233,6 +234,23 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         raise
     if event == "ValidateService":
         agent_restart.schedule(echo)
+    echo(f"hook {event}: done in {time.monotonic() - started:.2f} s "
+         f"(+ {_startup_seconds(started):.2f} s starting bingo-host)")
+
+
+def _startup_seconds(hook_started: float) -> float:
+    """How long this process ran before the hook began (the hook script's shell, the interpreter
+    and bingo-host's imports), which a deployment pays once per hook: its start time and the
+    uptime, both counted from boot (the epoch boot time is whole seconds only)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    ran = uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+    return max(0.0, ran - (time.monotonic() - hook_started))
 
 
 def _run_locked(ctx, event: str, env, echo) -> None:

@@ -23,6 +23,11 @@ from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
 RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
+POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
+# Waking the master speeds a healthy chain up; past this many seconds per worker the chain is
+# stalled (a release that cannot be imported) and the master keeps its own once-a-second pace,
+# so a failing worker is not respawned any faster than uWSGI would by itself.
+WAKE_PER_WORKER = 5.0
 
 
 def _uwsgi_workers(root: str, uid: int) -> list[tuple[int, str]]:
@@ -59,6 +64,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
     start = time.monotonic()
     deadline, retouch = start + timeout, start + RETOUCH_AFTER
+    wake_until = start + WAKE_PER_WORKER * processes
     procs: list = []
     while time.monotonic() < deadline:
         procs = _uwsgi_workers(ctx.cfg.app.root, uid)
@@ -70,7 +76,9 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
         if want is not None and time.monotonic() >= retouch:
             service.chain_reload_app(ctx.cfg.app.name)  # a chain that was already running ignored ours
             retouch = time.monotonic() + RETOUCH_AFTER
-        time.sleep(0.3)
+        if want is not None and time.monotonic() < wake_until:
+            service.wake_app_master(ctx.cfg.app.name)
+        time.sleep(POLL)
     where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no worker"]
     journal = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "60", "--no-pager", "-o", "cat"],
                        rcs=range(256), timeout=30).stdout.splitlines()
@@ -105,8 +113,7 @@ def activate(ctx, name: str, echo=print) -> None:
             echo(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
         else:
             service.chain_reload_app(ctx.cfg.app.name)
-            echo(f"uwsgi: chain reload, one worker at a time "
-                 f"(touched {layout.app_reload_trigger(ctx.cfg.app.name)})")
+            echo("uwsgi: chain reload, one worker at a time")
     wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT), echo)
 
 

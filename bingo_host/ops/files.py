@@ -196,6 +196,27 @@ def touch_past(path: str, before: float | None) -> None:
     os.utime(path, (wanted, wanted))
 
 
+def write_fifo(path: str, data: bytes) -> bool:
+    """Write data to the FIFO at path if a reader has it open; False (nothing written) when
+    nothing is there, nobody reads, or it is not a FIFO. The FIFO sits in a directory of the app
+    user's: never through a symlink (O_NOFOLLOW), never into anything else (a regular file or
+    device opened by mistake is closed unwritten), never blocking (O_NONBLOCK)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ELOOP, errno.EACCES, errno.EISDIR):
+            return False  # ENXIO: a FIFO nobody has open for reading
+        raise
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        return os.write(fd, data) == len(data)
+    except (BlockingIOError, BrokenPipeError):
+        return False
+    finally:
+        os.close(fd)
+
+
 def symlink(path: str, target: str) -> None:
     """Point the symlink path at target atomically (a new link renamed over the old one, the
     directory synced): readers see the old target or the new one, never no link."""

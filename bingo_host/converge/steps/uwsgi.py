@@ -8,37 +8,17 @@ a vassal that cannot start.
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 
 from ... import layout, render, subp
 from ...render import RELOAD_APP
 
 from ...facts.host import app_user
-from ...ops import files, service
+from ...facts.uwsgi import installed_pyuwsgi, vassal_user
+from ...ops import service
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
-
-
-def installed_pyuwsgi(venv: str) -> str | None:
-    """The pyuwsgi version installed in venv, from its dist-info directory name."""
-    for path in glob.glob(f"{venv}/lib/python3*/site-packages/pyuwsgi-*.dist-info"):
-        m = re.match(r"pyuwsgi-(.+)\.dist-info$", os.path.basename(path))
-        if m:
-            return m.group(1)
-    return None
-
-
-def vassal_user(path: str) -> str | None:
-    """The `uid =` of the installed vassal file (the user its master runs the workers as)."""
-    try:
-        content = files.read_regular(path)
-    except files.NotRegularFile:
-        return None
-    m = content and re.search(rb"^uid = (\S+)$", content[0], re.M)
-    return m.group(1).decode() if m else None
 
 
 def converge(ctx) -> str:
@@ -74,8 +54,7 @@ def converge(ctx) -> str:
         if changed and ran_as not in (None, app_user(ctx.cfg)):
             ctx.set_pending(restart)
         if not changed and ctx.pending(RELOAD_APP):
-            ctx.change(f"chain reload of the app's workers (for the new bingo.ini or health check): "
-                       f"touch {layout.app_reload_trigger(ctx.cfg.app.name)}",
+            ctx.change("chain reload of the app's workers (for the new bingo.ini or health check)",
                        lambda: service.chain_reload_app(ctx.cfg.app.name))
         has_app = True
     else:

@@ -1,0 +1,31 @@
+"""uWSGI facts: the pyuwsgi version in bingo-host's uWSGI virtualenv, and the user the installed
+vassal file makes the app's master run its workers as (a master drops privileges once, so the
+uwsgi step must know who the running one dropped to before it rewrites the file)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from ..ops.files import NotRegularFile, read_regular
+
+
+def installed_pyuwsgi(venv: str) -> str | None:
+    """The pyuwsgi version installed in venv, from its dist-info directory name."""
+    for path in glob.glob(f"{venv}/lib/python3*/site-packages/pyuwsgi-*.dist-info"):
+        m = re.match(r"pyuwsgi-(.+)\.dist-info$", os.path.basename(path))
+        if m:
+            return m.group(1)
+    return None
+
+
+def vassal_user(path: str) -> str | None:
+    """The `uid =` of the vassal file at path; None when there is none, or no regular file
+    (never read through a link: the vassals directory is root's, but a reader stays a reader)."""
+    try:
+        found = read_regular(path)
+    except NotRegularFile:
+        return None
+    m = found and re.search(rb"^uid = (\S+)$", found[0], re.M)
+    return m.group(1).decode() if m else None
