@@ -5,6 +5,7 @@ ACTIONS are called on a host (the instance role grants them); DEPLOYER_ACTIONS b
 """
 
 ACTIONS = (
+    "cloudwatch:PutMetricData",  # `bingo-host metrics push` (metrics.enabled)
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",
     "ec2:CreateSnapshot",

@@ -116,6 +116,33 @@ class Deploy:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    # bingo-host's own timer puts memory, swap and disk use and nginx's 5xx count into CloudWatch
+    # (namespace BingoHost): what the alarms watch, for one short process every interval.
+    enabled: bool = setting(False, boolean)
+    interval_minutes: int = setting(5, integer(1, 60))
+
+
+@dataclass(frozen=True)
+class CloudwatchAgent:
+    # The CloudWatch agent ships the logs (and its own metrics); it costs ~40-60 MiB resident,
+    # a tenth of a nano: 'auto' runs it from 1 GiB of memory, where the platform packages it.
+    enabled: bool | str = setting("auto", or_auto(boolean))
+
+
+@dataclass(frozen=True)
+class Patches:
+    # Security updates on a timer, never during a deployment, under a memory bound.
+    enabled: bool = setting(True, boolean)
+    schedule: str = setting("*-*-* 04:30:00", schedule)
+    # Amazon Linux 2023's repositories are versioned: updates come from this release version
+    # ('latest', or a tested one such as 2023.9.20251117: the fleet moves only when you change it).
+    release: str = setting("latest", pattern(
+        r"latest|20\d\d\.\d{1,3}\.\d{8}", "must be 'latest' or an Amazon Linux release version "
+                                         "such as 2023.9.20251117"))
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str = setting("auto", choice("auto", "amzn2023", "debian12"))
     app: App = section(App)
@@ -126,6 +153,9 @@ class Config:
     snapshots: Snapshots = section(Snapshots)
     https: Https = section(Https)
     deploy: Deploy = section(Deploy)
+    metrics: Metrics = section(Metrics)
+    cloudwatch_agent: CloudwatchAgent = section(CloudwatchAgent)
+    patches: Patches = section(Patches)
 
 
 def _build(cls, data: Any, path: str):
@@ -251,6 +281,7 @@ def check_on_host(cfg: Config) -> None:
     """The checks that ask this host's tools (by `config check` and `render`; bootstrap asks again
     before it writes the timer)."""
     systemd_calendar(cfg.snapshots.schedule, "snapshots.schedule")
+    systemd_calendar(cfg.patches.schedule, "patches.schedule")
 
 
 def is_reference(secret: str) -> bool:

@@ -89,6 +89,13 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
         rows.append(("last snapshot", good("snapshot" not in flagged, text, warn=snap["ok"])))
     else:
         rows.append(("last snapshot", "none yet"))
+    patches = report.get("patches")
+    if patches:
+        text = ("REBOOT NEEDED to finish applying updates" if patches["reboot_required"]
+                else "no reboot needed")
+        if patches["last_run"]:
+            text += f"; last run {patches['last_run']}" + ("" if patches["ok"] else f" FAILED: {patches['error']}")
+        rows.append(("patches", good("patches" not in flagged, text, warn=True)))
     cert = report["certificate"]
     if cert:
         text = (f"{cert['domain']}, expires {cert['not_after']} ({cert['days_left']:.0f} days)"
