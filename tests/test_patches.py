@@ -61,6 +61,33 @@ def test_patches_release_is_checked():
     assert err.value.field == "patches.release"
 
 
+def test_status_reads_the_reboot_marker_and_the_last_run(tmp_path):
+    import dataclasses
+
+    from bingo_host.status.checks import Report
+    from bingo_host.status.records import check_patches
+    from bingo_host.status.text import render_text
+
+    platform = dataclasses.replace(PLATFORMS["amzn2023"], reboot_marker=str(tmp_path / "reboot-required"))
+    record = tmp_path / "last-patch.json"
+    r = Report()
+    check_patches(r, platform, str(record))
+    assert r.data["patches"] == {"reboot_required": False, "last_run": None, "ok": None, "error": None,
+                                 "restart_deferred": []} and r.problems == []
+    record.write_text(json.dumps({"finished_at": "2026-11-28T04:40:00Z", "ok": False,
+                                  "error": "patch: not applied, a deployment held the host"}))
+    (tmp_path / "reboot-required").touch()
+    r = Report()
+    check_patches(r, platform, str(record))
+    assert [(p["check"], p["severity"]) for p in r.problems] == [("patches.reboot", "warning"),
+                                                                 ("patches", "warning")]
+    text = render_text({"host": "h", "platform": "amzn2023", "time": "t", "verdict": "degraded",
+                        "problems": r.problems, "services": [], "storage": {}, "memory": None,
+                        "database": None, "release": None, "snapshot": None, "certificate": None,
+                        "http": [], **r.data})
+    assert "REBOOT NEEDED" in text and "FAILED: patch: not applied" in text
+
+
 # -- the fake security update, built on the machine with dpkg-deb --
 
 def _deb(out: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
@@ -263,3 +290,31 @@ def test_metrics_timer_puts_the_hosts_metrics(bootstrapped, moto_server, imds_se
     boot = bootstrapped.bingo("bootstrap")
     assert boot.returncode == 0 and "disable --now bingo-host-metrics.timer" in boot.stdout, boot.stdout
     assert host.run(["systemctl", "is-enabled", "bingo-host-metrics.timer"], check=False).returncode != 0
+
+
+def test_patches_disabled_removes_the_timer_and_the_tools_config(bootstrapped):
+    import yaml
+
+    from tests.conftest import CONFIG
+
+    host = bootstrapped.host
+    saved = host.read_file(CONFIG)
+    cfg = yaml.safe_load(saved)
+    cfg["patches"] = {"enabled": False}
+    try:
+        host.put_file(CONFIG, yaml.safe_dump(cfg), mode=0o600)
+        boot = bootstrapped.bingo("bootstrap")
+        assert boot.returncode == 0, boot.stdout + boot.stderr
+        for change in ("disable --now bingo-host-patch.timer", "remove /etc/apt/apt.conf.d/52bingo-host-security",
+                       "remove /etc/needrestart/conf.d/bingo-host.conf",
+                       "remove /etc/systemd/system/bingo-host-patch.timer"):
+            assert change in boot.stdout, boot.stdout
+        assert host.run(["systemctl", "is-enabled", "bingo-host-patch.timer"], check=False).returncode != 0
+        rc, report = _status(bootstrapped)
+        assert not any(s["name"] == "patch-timer" and s["required"] for s in report["services"])
+    finally:
+        host.put_file(CONFIG, saved, mode=0o600)
+    boot = bootstrapped.bingo("bootstrap")
+    assert boot.returncode == 0 and "enable --now bingo-host-patch.timer" in boot.stdout, boot.stdout
+    again = bootstrapped.bingo("bootstrap")
+    assert "already converged" in again.stdout, again.stdout

@@ -183,11 +183,19 @@ def test_units_pass_systemd_analyze_verify(tmp_path, platform_name):
     assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 7  # + patch timer
 
 
+def example_with(**sections) -> str:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE)
+    data.update(sections)
+    return yaml.safe_dump(data)
+
+
 @pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
 def test_monitoring_units_pass_systemd_analyze_verify(tmp_path, platform_name):
     """With metrics on and 4 GiB ('auto' runs the CloudWatch agent where the platform has it):
     the metrics timer everywhere, the journal export only where the agent is installed."""
-    files = rendered(platform_name, EXAMPLE + "\nmetrics:\n  enabled: true\n  interval_minutes: 1\n",
+    files = rendered(platform_name, example_with(metrics={"enabled": True, "interval_minutes": 1}),
                      HostFacts(mem_bytes=4 << 30, cpus=2))
     result = verify_units(tmp_path, files, [MARIADB_STUB])
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -205,7 +213,7 @@ def test_cloudwatch_agent_config_ships_the_logs_and_metrics():
     both file systems; off on a nano unless asked for."""
     import json
 
-    text = EXAMPLE + "\ncloudwatch_agent:\n  enabled: true\n"
+    text = example_with(cloudwatch_agent={"enabled": True})
     conf = next(f for f in rendered("amzn2023", text) if f.template == "cloudwatch-agent.json")
     data = json.loads(conf.content)
     files = {e["file_path"]: e["log_group_name"] for e in data["logs"]["logs_collected"]["files"]["collect_list"]}
