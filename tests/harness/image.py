@@ -47,7 +47,6 @@ BASE_PACKAGES = [
 PREDOWNLOAD_PACKAGES = [
     "nginx", "mariadb-server", "mariadb-client", "python3-venv", "python3-dev",
     "build-essential", "libmariadb-dev", "pkg-config", "certbot", "python3-certbot-nginx",
-    "unattended-upgrades", "needrestart",  # `bingo-host patch` (patches.enabled)
 ]
 
 #: Units that wait forever, or touch the whole machine, in a container without udev/ttys.
