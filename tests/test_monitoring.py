@@ -46,3 +46,43 @@ def test_agent_skipped_with_the_reason_on_debian(monkeypatch):
 def test_agent_off_when_asked_and_by_default_on_a_nano(monkeypatch, text, mem):
     changes, reason = run_step(monkeypatch, "amzn2023", text, mem)
     assert not any("cloudwatch" in c for c in changes) and "CloudWatch agent off" in reason
+
+
+# -- the journal export the agent reads, run for real on the (Debian) test host: the unit is
+#    Amazon Linux's, but journalctl with a cursor file behaves the same on both --
+
+def test_journal_export_appends_each_entry_once(bootstrapped):
+    import time
+
+    from bingo_host.render import render_all
+
+    host = bootstrapped.host
+    cfg = load_config_text("cloudwatch_agent: {enabled: true}\n")
+    unit = next(f for f in render_all(cfg, platforms.PLATFORMS["amzn2023"], HostFacts(4 * GIB, 2))
+                if f.template == "journal-export.service")
+    path = "/etc/systemd/system/bingo-host-journal-export.service"
+
+    def export_and_read(marker: str) -> str:
+        host.run(["logger", "-t", "bingo-host", marker])
+        deadline = time.monotonic() + 20
+        while True:  # journald takes the syslog message asynchronously
+            host.run(["systemctl", "start", "bingo-host-journal-export.service"], timeout=60)
+            text = host.read_file("/var/log/bingo-host/bingo-host.log")
+            if marker in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.5)
+
+    host.put_file(path, unit.content)
+    try:
+        host.run(["systemctl", "daemon-reload"])
+        first = export_and_read("journal-export-test-1")
+        assert "journal-export-test-1" in first
+        second = export_and_read("journal-export-test-2")
+        assert second.count("journal-export-test-1") == 1 and "journal-export-test-2" in second
+        assert "uwsgi" in host.read_file("/var/log/bingo-host/uwsgi.log").lower()
+        modes = host.run(["stat", "-c", "%a", "/var/log/bingo-host/bingo-host.log",
+                          "/var/log/bingo-host/uwsgi.log"]).stdout.split()
+        assert modes == ["640", "640"]  # the app's tracebacks are not for every local user
+    finally:
+        host.run_shell(f"rm -f {path}; systemctl daemon-reload; rm -rf /var/log/bingo-host "
+                       "/var/lib/bingo-host/journal-*.cursor", check=False)
