@@ -505,8 +505,7 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     signed = config.get("deploy", {}).get("require_signature", False)
     assert signed == (scenario == "signed")
 
-    metrics = config.get("metrics", {}).get("enabled", False)
-    optional = {"ec2": snapshots, "kms": signed, "cloudwatch": metrics}
+    optional = {"ec2": snapshots, "kms": signed}
     required = [a for a in _aws_actions() if optional.get(a.split(":")[0], True)]
     missing = [a for a in required if not _grants(statements, a)]
     assert not missing, f"{name}: instance role lacks {missing}"
