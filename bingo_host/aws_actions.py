@@ -2,12 +2,15 @@
 
 ACTIONS are called on a host (the instance role grants them); DEPLOYER_ACTIONS by
 `bingo-host bundle --sign-key` where revisions are built (the deployer role grants them).
+tests/test_aws_actions.py fails when the code calls an action missing here, or the templates'
+instance roles grant one that is neither here nor in AGENT_ACTIONS.
 """
 
 ACTIONS = (
     "cloudwatch:PutMetricData",  # `bingo-host metrics push` (metrics.enabled)
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",
+    "ec2:DescribeTags",
     "ec2:CreateSnapshot",
     "ec2:CreateTags",
     "ec2:DeleteSnapshot",
@@ -19,4 +22,17 @@ ACTIONS = (
 DEPLOYER_ACTIONS = (
     "kms:DescribeKey",
     "kms:Sign",
+)
+
+# Granted to the instance role for the agents beside bingo-host, which never calls them itself:
+# the CodeDeploy agent downloads revisions from the bucket, the CloudWatch agent ships log files.
+AGENT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:ListBucket",
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:PutRetentionPolicy",
 )

@@ -205,7 +205,7 @@ def bootstrap(opts: Options, remove_unknown_db_accounts):
 @click.pass_obj
 def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, password_file,
              freeze_timeout):
-    """Consistent EBS snapshots of this instance's volumes, then retention (snapshots.keep)."""
+    """Consistent EBS snapshots of the data volume (snapshots.volumes), then retention."""
     import dataclasses
 
     from . import layout, state

@@ -5,8 +5,9 @@ live in the journal, so bingo-host-journal-export.timer copies them to files und
 /var/log/bingo-host each minute (journalctl with a cursor file), and the agent ships those.
 
 Log groups: /bingo-host/<app.name>/{nginx-access,nginx-error,uwsgi,bingo-host}, one stream per
-instance, kept RETENTION_DAYS. The agent's metrics go to its own namespace (CWAgent, dimension
-InstanceId); the alarms watch BingoHost, which `bingo-host metrics push` fills with or without
+instance, kept RETENTION_DAYS. The agent's metrics (its own names: mem_used_percent,
+swap_used_percent, disk_used_percent) go to the BingoHost namespace too, the only one the instance
+role may put into; the alarms watch the names `bingo-host metrics push` puts, with or without
 the agent.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from . import layout
+from . import layout, metrics
 
 RETENTION_DAYS = 30
 SERVICE = "amazon-cloudwatch-agent.service"
@@ -31,6 +32,7 @@ def config(cfg) -> dict:
     return {
         "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
         "metrics": {
+            "namespace": metrics.NAMESPACE,
             "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
             "metrics_collected": {
                 "mem": {"measurement": ["mem_used_percent"]},

@@ -15,10 +15,10 @@ import yaml
 
 from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
-                     clip, database_host, domain_name, email, integer, kms_key_arn, not_in,
-                     not_system_user, optional, or_auto, owned_dir, password, pattern, schedule,
-                     secret_source, server_names, shown, swap_size, systemd_calendar, type_name,
-                     within)
+                     clip, database_host, domain_name, email, integer, kms_key_arn, mail_password,
+                     not_in, not_system_user, optional, or_auto, owned_dir, password, pattern,
+                     schedule, secret_source, server_names, shown, smtp_username, swap_size,
+                     systemd_calendar, type_name, within)
 
 
 # -- schema --
@@ -95,6 +95,15 @@ class Snapshots:
     enabled: bool = setting(True, boolean)
     schedule: str = setting("daily", schedule)
     keep: int = setting(7, integer(1, 1000))
+    # data: the volume at volume.device only (bootstrap rebuilds the root volume); all: every
+    # volume attached to the instance.
+    volumes: str = setting("data", choice("data", "all"))
+    # The bingo-host:stack tag every snapshot gets, the only ones retention deletes (the stack's
+    # IAM policy allows DeleteSnapshot on exactly these): auto = the instance's
+    # aws:cloudformation:stack-name tag, else its instance id.
+    stack: str = setting("auto", or_auto(pattern(
+        r"[A-Za-z][A-Za-z0-9-]{0,127}", "a CloudFormation stack name: a letter, then letters, "
+                                        "digits and '-', at most 128 characters")))
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,28 @@ class Patches:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """The [smtp] section of bingo.ini: how the app sends mail (password resets). No server: no
+    section, and the app's own default (localhost:25, which AL2023 does not serve)."""
+    server: str | None = setting(None, optional(database_host))
+    port: int = setting(587, integer(1, 65535))
+    sender: str | None = setting(None, optional(email))
+    username: str | None = setting(None, optional(smtp_username))
+    password: str | None = setting(None, optional(mail_password))
+    starttls: bool = setting(True, boolean)
+
+    def __post_init__(self):
+        if self.server and not self.sender:
+            raise ConfigError("smtp.sender", "required when smtp.server is set (the From address "
+                                             "of the app's mail)")
+        if bool(self.username) != bool(self.password):
+            missing = "smtp.password" if self.username else "smtp.username"
+            raise ConfigError(missing, "smtp.username and smtp.password go together")
+        if self.username and not self.server:
+            raise ConfigError("smtp.server", "required when smtp.username is set")
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str = setting("auto", choice("auto", "amzn2023", "debian12"))
     app: App = section(App)
@@ -156,6 +187,7 @@ class Config:
     metrics: Metrics = section(Metrics)
     cloudwatch_agent: CloudwatchAgent = section(CloudwatchAgent)
     patches: Patches = section(Patches)
+    smtp: Smtp = section(Smtp)
 
 
 def _build(cls, data: Any, path: str):
@@ -295,6 +327,8 @@ def to_dict(cfg: Config, mask_secrets: bool = True) -> dict:
     data["app"]["server_name"] = " ".join(cfg.app.server_name)
     if mask_secrets and not is_reference(cfg.database.password):
         data["database"]["password"] = "*****"
+    if mask_secrets and cfg.smtp.password and not is_reference(cfg.smtp.password):
+        data["smtp"]["password"] = "*****"
     return data
 
 

@@ -258,6 +258,20 @@ def password(value, path) -> str:
     return value
 
 
+def mail_password(value, path) -> str:
+    """ssm:NAME | secretsmanager:ID | a literal (discouraged): the mail service issues it, so
+    there is nothing to generate."""
+    if value == "generate":
+        raise ConfigError(path, "cannot be 'generate' (the mail service issues the password): use "
+                                "'ssm:NAME' or 'secretsmanager:ID'")
+    return password(value, path)
+
+
+# An SMTP login: SES's is an access key id, other services' an e-mail address.
+smtp_username = pattern(r"[A-Za-z0-9@._+=-]{1,128}",
+                        "1 to 128 letters, digits and @._+=- (no spaces, quotes or '%')")
+
+
 def secret_source(value, path) -> str:
     """generate | ssm:NAME | secretsmanager:ID: never the secret itself."""
     value = string(value, path)

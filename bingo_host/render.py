@@ -80,6 +80,7 @@ def render_all(
     facts: HostFacts,
     db_password: str = PASSWORD_PLACEHOLDER,
     secret_key: str = PASSWORD_PLACEHOLDER,
+    smtp_password: str = PASSWORD_PLACEHOLDER,
 ) -> list[ManagedFile]:
     """The files this config wants on this host, in a stable order."""
     cfg = resolve(cfg, platform, facts)
@@ -100,6 +101,7 @@ def render_all(
         "bin": layout.BIN,
         "db_password": db_password,
         "secret_key": secret_key,
+        "smtp_password": smtp_password,
         "health_module": layout.HEALTH_MODULE,
         "health_dir": layout.HEALTH_WSGI_DIR,
         "datadir": datadir(cfg, facts),

@@ -199,8 +199,9 @@ class EC2Proxy:
     """Forwards every request to moto, except that ``stall[action] = seconds`` makes that
     action wait (seen[action] is set on arrival), and ``fail[action] = (status, code)``
     answers it with an EC2 error instead. A request with DryRun=true is keyed
-    ``"<Action>?DryRun"``, so a knob for "CreateSnapshot" hits only real ones.
-    ``calls`` records (time.time(), key)."""
+    ``"<Action>?DryRun"``, so a knob for "CreateSnapshot" hits only real ones; a ``fail`` key
+    ``"<Action>:<VolumeId>"`` hits only requests for that volume (what an IAM policy limited to
+    one volume answers). ``calls`` records (time.time(), key)."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
@@ -236,8 +237,10 @@ class EC2Proxy:
                 proxy.event(action).set()
                 if action in proxy.stall:
                     proxy._released.wait(proxy.stall[action])
-                if action in proxy.fail:
-                    status, code = proxy.fail[action]
+                failure = proxy.fail.get(f"{action}:{form.get('VolumeId', [''])[0]}") \
+                    or proxy.fail.get(action)
+                if failure:
+                    status, code = failure
                     xml = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
                            f"<Code>{code}</Code><Message>injected by the test proxy</Message>"
                            f"</Error></Errors><RequestID>test</RequestID></Response>").encode()

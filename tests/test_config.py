@@ -33,6 +33,14 @@ VALID = [
      {("snapshots", "schedule"): "*-*-* 03:30:00", ("snapshots", "keep"): 14}),
     ("https: {domain: Bingo.Example.com., email: admin@example.com}",
      {("https", "domain"): "bingo.example.com"}),
+    ("snapshots: {volumes: all, stack: bingo-prod-2}",
+     {("snapshots", "volumes"): "all", ("snapshots", "stack"): "bingo-prod-2"}),
+    ("smtp: {server: email-smtp.eu-west-1.amazonaws.com, sender: bingo@example.com, "
+     "username: AKIAEXAMPLE123, password: 'secretsmanager:bingo/smtp'}",
+     {("smtp", "port"): 587, ("smtp", "starttls"): True,
+      ("smtp", "password"): "secretsmanager:bingo/smtp"}),
+    ("smtp: {server: 10.0.0.25, port: 25, sender: bingo@example.com, starttls: false}",
+     {("smtp", "username"): None, ("smtp", "password"): None}),
 ]
 
 
@@ -106,6 +114,27 @@ INVALID = [
     ("snapshots: {schedule: \"daily\\nExecStart=/bin/sh\"}", "snapshots.schedule", "single line"),
     ("snapshots: {schedule: 'daily;reboot'}", "snapshots.schedule", "OnCalendar"),
     ("snapshots: {keep: 0}", "snapshots.keep", "between 1 and 1000"),
+    ("snapshots: {volumes: root}", "snapshots.volumes", "must be one of data, all"),
+    ("snapshots: {stack: 'bingo prod'}", "snapshots.stack", "CloudFormation stack name"),
+    ("smtp: {server: \"mail.example.com\\n[database]\", sender: a@example.com}", "smtp.server",
+     "single line"),
+    ("smtp: {server: 'mail example'}", "smtp.server", "host name"),
+    ("smtp: {server: mail.example.com}", "smtp.sender", "required when smtp.server is set"),
+    ("smtp: {server: mail.example.com, sender: '-oQ/tmp@x.com'}", "smtp.sender", "e-mail"),
+    ("smtp: {port: 0}", "smtp.port", "between 1 and 65535"),
+    ("smtp: {starttls: 'yes'}", "smtp.starttls", "true or false"),
+    ("smtp: {server: m.example.com, sender: a@example.com, username: 'u%x', password: 'ssm:/p'}",
+     "smtp.username", "no spaces, quotes or '%'"),
+    ("smtp: {server: m.example.com, sender: a@example.com, username: u, password: generate}",
+     "smtp.password", "cannot be 'generate'"),
+    ("smtp: {server: m.example.com, sender: a@example.com, username: u, password: 'ssm:bad name'}",
+     "smtp.password", "ssm:"),
+    ("smtp: {server: m.example.com, sender: a@example.com, username: u, password: 'has%pct-1234567'}",
+     "smtp.password", "'%'"),
+    ("smtp: {server: m.example.com, sender: a@example.com, username: u}", "smtp.password",
+     "go together"),
+    ("smtp: {server: m.example.com, sender: a@example.com, password: 'ssm:/p'}", "smtp.username",
+     "go together"),
     ("https: {domain: 192.0.2.10}", "https.domain", "not an IP address"),
     ("https: {domain: _}", "https.domain", "fully qualified"),
     ("https: {domain: localhost}", "https.domain", "fully qualified"),
@@ -173,6 +202,26 @@ def test_config_check_resolves_auto_for_the_platform(tmp_path):
     assert "'auto' resolved for amzn2023" in result.output
     assert "user: music-bingo" in result.output and "size: 512" in result.output
     assert "processes: auto" not in result.output
+
+
+def test_config_check_masks_a_literal_smtp_password(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("smtp: {server: m.example.com, sender: a@example.com, username: u, "
+                      "password: 'Smtp-Literal-Secret-9'}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "Smtp-Literal-Secret-9" not in result.output and "password: '*****'" in result.output
+
+
+def test_cli_rejects_a_bad_smtp_block_with_exit_2_naming_the_field(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("smtp: {server: m.example.com, sender: a@example.com, username: u, "
+                      "password: generate}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["--config", str(config), "render", "--out", str(out),
+                                       "--platform", "debian12"])
+    assert result.exit_code == 2 and "smtp.password: cannot be 'generate'" in result.output
+    assert not out.exists()
 
 
 def test_references_are_not_masked():

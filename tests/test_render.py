@@ -74,6 +74,64 @@ def test_external_database_and_disabled_snapshots_render_no_local_files():
     assert "host = db.example.com" in ini.content
 
 
+SMTP = """
+smtp:
+  server: email-smtp.eu-west-1.amazonaws.com
+  port: 587
+  sender: bingo@example.com
+  username: AKIAEXAMPLE123
+  password: secretsmanager:bingo/smtp
+  starttls: true
+"""
+SAMPLE_OPTIONS = REPO / "tests" / "fixtures" / "sample_app" / "musicbingo" / "options"
+
+
+def read_as_the_app(ini: str, tmp_path: Path) -> dict:
+    """The [smtp] settings the fixture app (which reads bingo.ini as the real one does) gets
+    from this bingo.ini: its options package in a throwaway release, in a fresh interpreter."""
+    import json
+    import sys
+
+    package = tmp_path / "release" / "musicbingo"
+    shutil.copytree(SAMPLE_OPTIONS, package / "options")
+    (package / "__init__.py").write_text("")
+    (package / "bingo.ini").write_text(ini)
+    code = ("import json\nfrom musicbingo.options import Options\no = Options()\n"
+            "assert o.load_ini_file()\nprint(json.dumps(o.smtp.to_dict()))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=package.parent, capture_output=True,
+                         text=True, check=True, env={"PATH": os.environ["PATH"]})
+    return json.loads(out.stdout)
+
+
+def test_smtp_section_golden_and_read_by_the_app(tmp_path):
+    """smtp: renders [smtp] with the keys the app reads; a fetched password holding '%' comes
+    back to the app unchanged, port as a number, starttls as a boolean. Set UPDATE_GOLDEN=1 to
+    rewrite tests/golden/smtp/bingo.ini."""
+    ini = next(f for f in render_all(load_config_text(SMTP), platforms.PLATFORMS["amzn2023"], NANO,
+                                     db_password="golden-password-123",
+                                     smtp_password="golden+smtp/pw%42")
+               if f.template == "bingo.ini").content
+    golden = GOLDEN / "smtp" / "bingo.ini"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(ini)
+    assert ini == golden.read_text()
+    assert read_as_the_app(ini, tmp_path) == {
+        "server": "email-smtp.eu-west-1.amazonaws.com", "port": 587,
+        "sender": "bingo@example.com", "reply_to": None, "username": "AKIAEXAMPLE123",
+        "password": "golden+smtp/pw%42", "starttls": True}
+
+
+def test_no_smtp_section_without_a_server_and_none_without_a_login(tmp_path):
+    assert "[smtp]" not in next(f for f in rendered("debian12") if f.template == "bingo.ini").content
+    text = "smtp: {server: 10.0.0.25, port: 25, sender: bingo@example.com, starttls: false}"
+    ini = next(f for f in rendered("debian12", text) if f.template == "bingo.ini").content
+    assert "username" not in ini and "password" not in ini.split("[smtp]")[1]
+    assert read_as_the_app(ini, tmp_path) == {
+        "server": "10.0.0.25", "port": 25, "sender": "bingo@example.com", "reply_to": None,
+        "username": None, "password": None, "starttls": False}
+
+
 def test_bingo_ini_is_a_private_secret_file():
     ini = next(f for f in rendered("debian12") if f.template == "bingo.ini")
     assert ini.secret and ini.mode == 0o640 and ini.path == "/var/www/music-bingo/shared/bingo.ini"
@@ -221,6 +279,7 @@ def test_cloudwatch_agent_config_ships_the_logs_and_metrics():
                      "/var/log/nginx/error.log": "/bingo-host/music-bingo/nginx-error",
                      "/var/log/bingo-host/uwsgi.log": "/bingo-host/music-bingo/uwsgi",
                      "/var/log/bingo-host/bingo-host.log": "/bingo-host/music-bingo/bingo-host"}
+    assert data["metrics"]["namespace"] == "BingoHost"  # the only one the instance role may put into
     collected = data["metrics"]["metrics_collected"]
     assert set(collected) == {"mem", "swap", "disk"}
     assert collected["disk"]["resources"] == ["/", "/var/lib/mysql"]

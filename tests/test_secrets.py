@@ -1,4 +1,5 @@
-"""database.password from SSM Parameter Store and Secrets Manager (moto_server on 127.0.0.1).
+"""database.password (and smtp.password) from SSM Parameter Store and Secrets Manager (moto_server
+on 127.0.0.1).
 
 The secret must reach bingo.ini (0640) and MariaDB, and appear in no log line and no process
 command line while bootstrap runs.
@@ -118,3 +119,65 @@ def test_secret_key_shared_from_secrets_manager(bootstrapped, moto_server, resto
     ini = host.testinfra.file("/var/www/music-bingo/shared/bingo.ini").content_string
     assert f"secret_key = {key}\n" in ini
     assert key not in host.testinfra.run("journalctl --no-pager -o cat").stdout
+
+
+# -- the SMTP password (no test host needed: the secrets step and bingo.ini's rendering) --
+
+@pytest.fixture
+def moto_env(moto_server, monkeypatch):
+    for name, value in aws_env(moto_server).items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return moto_server
+
+
+def smtp_context(reference: str):
+    from bingo_host.config import load_config_text
+    from bingo_host.converge.engine import Context
+    from bingo_host.facts.host import HostFacts
+    from bingo_host.facts.platforms import PLATFORMS
+
+    cfg = load_config_text(f"""
+database: {{host: db.example.com, password: 'Literal-Db-Password-1'}}
+musicbingo: {{secret_key: 'ssm:/bingo/secret-key'}}
+smtp: {{server: email-smtp.eu-west-1.amazonaws.com, sender: bingo@example.com,
+        username: AKIAEXAMPLE123, password: '{reference}'}}
+""")
+    return Context(cfg=cfg, platform=PLATFORMS["amzn2023"], facts=HostFacts(512 * 1024**2, 2),
+                   dry_run=True, echo=lambda _: None)
+
+
+def test_smtp_password_from_secrets_manager_reaches_bingo_ini_escaped(moto_env):
+    """The SES SMTP credentials secret (JSON with a "password" key) is fetched like the database
+    password, and a '%' in it is written '%%' so that the app reads it back unchanged."""
+    import configparser
+
+    from bingo_host.converge.steps import secrets as step
+
+    client(moto_env, "ssm").put_parameter(Name="/bingo/secret-key", Value="Key-0123456789",
+                                          Type="SecureString", Overwrite=True)
+    secret = "BSmtp+Pass/word%42="
+    arn = client(moto_env, "secretsmanager").create_secret(
+        Name="bingo-smtp", SecretString=json.dumps({"username": "AKIAEXAMPLE123",
+                                                    "password": secret}))["ARN"]
+    ctx = smtp_context(f"secretsmanager:{arn}")
+    summary = step.converge(ctx)
+    assert f"SMTP password from secretsmanager:{arn}" in summary and secret not in summary
+    ini = ctx.managed("bingo.ini")
+    assert ini.secret and "password = BSmtp+Pass/word%%42=\n" in ini.content
+    parsed = configparser.ConfigParser()
+    parsed.read_string(ini.content)
+    assert parsed["smtp"]["password"] == secret
+
+
+def test_smtp_password_of_several_lines_is_refused(moto_env):
+    from bingo_host.converge.steps import secrets as step
+    from bingo_host.errors import BingoHostError
+
+    client(moto_env, "ssm").put_parameter(Name="/bingo/secret-key", Value="Key-0123456789",
+                                          Type="SecureString", Overwrite=True)
+    client(moto_env, "ssm").put_parameter(Name="/bingo/smtp", Value="pw\n[database]\nhost = x",
+                                          Type="SecureString", Overwrite=True)
+    with pytest.raises(BingoHostError, match="ssm:/bingo/smtp: the secret must be one non-empty line"):
+        step.converge(smtp_context("ssm:/bingo/smtp"))

@@ -33,13 +33,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 # -- helpers --
 
-def make_config(db, *, local=True, keep=3):
+def make_config(db, *, local=True, keep=3, volumes="data", stack="auto"):
     host = "localhost" if local else "db.internal.example.com"
     return load_config_text(f"""
 platform: debian12
 database: {{host: {host}}}
 volume: {{device: /dev/sdf, mountpoint: {db.mountpoint}}}
-snapshots: {{keep: {keep}}}
+snapshots: {{keep: {keep}, volumes: {volumes}, stack: {stack}}}
 """)
 
 
@@ -54,7 +54,7 @@ def write_config(tmp_path, db, **kwargs) -> Path:
 platform: debian12
 database: {{host: {"localhost" if local else "db.internal.example.com"}}}
 volume: {{device: /dev/sdf, mountpoint: {db.mountpoint}}}
-snapshots: {{keep: {kwargs.get("keep", 3)}}}
+snapshots: {{keep: {kwargs.get("keep", 3)}, volumes: {kwargs.get("volumes", "data")}}}
 """)
     return path
 
@@ -174,7 +174,8 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
     session.events.register("before-call.ec2.CreateSnapshot", before_create)
     session.events.register("after-call.ec2.CreateSnapshot", after_create)
     state = tmp_path / "state" / "last-snapshot.json"
-    result = snap_run.take_snapshots(make_config(db), make_platform(db), state_file=state,
+    result = snap_run.take_snapshots(make_config(db, volumes="all"), make_platform(db),
+                                     state_file=state,
                                      password_file=db.password_file, session=session)
 
     seen["insert"].join(10)
@@ -208,8 +209,9 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
     data_snap = snapshots_of(ec2_instance, ec2_instance.data_volume)
     assert len(data_snap) == 1
     tags = {t["Key"]: t["Value"] for t in data_snap[0]["Tags"]}
-    assert tags == {
-        "bingo-host:managed": "true", "bingo-host:instance": ec2_instance.instance_id,
+    assert tags == {  # no stack made this instance: its own id is the stack's identity
+        "bingo-host:stack": ec2_instance.instance_id,
+        "bingo-host:instance": ec2_instance.instance_id,
         "bingo-host:volume": ec2_instance.data_volume, "bingo-host:device": "/dev/sdf",
         "bingo-host:mountpoint": str(db.mountpoint),
         "Name": f"music-bingo /dev/sdf {ec2_instance.instance_id}"}
@@ -223,17 +225,22 @@ def test_write_blocks_until_create_snapshot_and_mount_is_frozen_not_root(
 def test_cli_run_and_list(db, ec2_instance, tmp_path):
     proc = run_cli(tmp_path, db)
     assert proc.returncode == 0, proc.stderr
-    assert "application-consistent" in proc.stdout and "2 snapshot(s) created" in proc.stdout
+    assert "application-consistent" in proc.stdout and "1 snapshot(s) created" in proc.stdout
     state = json.loads((tmp_path / "last-snapshot.json").read_text())
-    assert state["ok"] and len(state["snapshots"]) == 2 and state["lock_ms"] < 5000
+    assert state["ok"] and len(state["snapshots"]) == 1 and state["lock_ms"] < 5000
+    # snapshots.volumes defaults to data: the root volume (bootstrap rebuilds it) is left alone
+    assert state["snapshots"][0]["volume_id"] == ec2_instance.data_volume
+    assert snapshots_of(ec2_instance, ec2_instance.root_volume) == []
+    assert state["stack"] == ec2_instance.instance_id
 
     listing = run_cli(tmp_path, db, "--list")
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["SNAPSHOT", "VOLUME", "DEVICE", "STARTED", "(UTC)", "STATE",
-                                "SIZE", "MANAGED"]
+                                "SIZE", "STACK"]
     for made in state["snapshots"]:
-        assert any(line.startswith(made["snapshot_id"]) for line in lines[1:])
+        assert any(line.startswith(made["snapshot_id"]) and
+                   line.endswith(ec2_instance.instance_id) for line in lines[1:])
     col = lines[0].index("VOLUME")
     assert all(line[col:col + 4] == "vol-" for line in lines[1:])  # aligned columns
     assert_writable_and_unlocked(db, tmp_path)
@@ -250,12 +257,20 @@ def test_dry_run_changes_nothing(db, ec2_instance, tmp_path):
 # -- retention and external-database mode --
 
 def test_retention_keeps_n_and_never_touches_foreign_snapshots(db, ec2_instance, tmp_path):
+    """The instance carries the aws:cloudformation:stack-name tag CloudFormation puts on the
+    instances it makes: that names the stack, and retention touches only that stack's
+    snapshots (not a hand-made one, another stack's, nor the managed=true ones older versions
+    tagged, which the stack's IAM policy no longer lets it delete)."""
     ec2 = ec2_instance.client()
-    foreign = ec2.create_snapshot(VolumeId=ec2_instance.data_volume, Description="manual")
-    foreign_tagged = ec2.create_snapshot(
-        VolumeId=ec2_instance.data_volume, TagSpecifications=[{"ResourceType": "snapshot",
-        "Tags": [{"Key": "bingo-host:managed", "Value": "false"}]}])
-    cfg = make_config(db, local=False, keep=2)  # external database: no lock, no freeze
+    ec2.create_tags(Resources=[ec2_instance.instance_id],
+                    Tags=[{"Key": "aws:cloudformation:stack-name", "Value": "bingo-prod"}])
+    foreign = [ec2.create_snapshot(VolumeId=ec2_instance.data_volume, Description="manual")]
+    for key, value in (("bingo-host:stack", "bingo-staging"), ("bingo-host:managed", "true")):
+        foreign.append(ec2.create_snapshot(
+            VolumeId=ec2_instance.data_volume, TagSpecifications=[{
+                "ResourceType": "snapshot", "Tags": [{"Key": key, "Value": value}]}]))
+    # external database: no lock, no freeze, no data volume: volumes: all
+    cfg = make_config(db, local=False, keep=2, volumes="all")
     runs = []
     for i in range(4):
         if i:
@@ -263,16 +278,96 @@ def test_retention_keeps_n_and_never_touches_foreign_snapshots(db, ec2_instance,
         runs.append(snap_run.take_snapshots(cfg, make_platform(db),
                                             state_file=tmp_path / "state.json"))
     last = runs[-1]
+    assert last.stack == "bingo-prod"
     assert last.lock_ms is None and last.freeze_ms is None
     assert {m.consistency for m in last.snapshots} == {"crash"}
     assert len(runs[2].deleted) == 2 and len(runs[3].deleted) == 2  # one per volume each time
     for volume in (ec2_instance.data_volume, ec2_instance.root_volume):
-        managed = [s["SnapshotId"] for s in snapshots_of(ec2_instance, volume)
-                   if {"Key": "bingo-host:managed", "Value": "true"} in s.get("Tags", [])]
+        ours = [s["SnapshotId"] for s in snapshots_of(ec2_instance, volume)
+                if {"Key": "bingo-host:stack", "Value": "bingo-prod"} in s.get("Tags", [])]
         newest = {m.snapshot_id for r in runs[-2:] for m in r.snapshots if m.volume_id == volume}
-        assert set(managed) == newest
+        assert set(ours) == newest
     remaining = {s["SnapshotId"] for s in snapshots_of(ec2_instance, ec2_instance.data_volume)}
-    assert foreign["SnapshotId"] in remaining and foreign_tagged["SnapshotId"] in remaining
+    assert {f["SnapshotId"] for f in foreign} <= remaining
+
+
+def test_configured_stack_names_the_snapshots(db, ec2_instance, tmp_path):
+    result = snap_run.take_snapshots(make_config(db, stack="bingo-handmade"), make_platform(db),
+                                     state_file=tmp_path / "s.json",
+                                     password_file=db.password_file)
+    (snap,) = snapshots_of(ec2_instance, ec2_instance.data_volume)
+    assert {"Key": "bingo-host:stack", "Value": "bingo-handmade"} in snap["Tags"]
+    assert result.stack == "bingo-handmade"
+
+
+def test_external_database_has_no_data_volume_to_snapshot(db, ec2_instance, tmp_path):
+    with pytest.raises(SnapshotError, match="snapshots.volumes is data, but the database is "
+                                            "external"):
+        snap_run.take_snapshots(make_config(db, local=False), make_platform(db),
+                                state_file=tmp_path / "s.json")
+    assert snapshots_of(ec2_instance, ec2_instance.root_volume) == []
+    assert snapshots_of(ec2_instance, ec2_instance.data_volume) == []
+
+
+# -- one volume's failure --
+
+def test_a_denied_volume_does_not_stop_the_others_retention(db, ec2_instance, ec2_proxy,
+                                                            tmp_path):
+    """The issue's case: volumes: all under a role that may snapshot only the data volume. The
+    root volume's CreateSnapshot is denied; the data volume is still snapshotted and pruned,
+    and the run then fails (exit 1) naming the root volume."""
+    config = write_config(tmp_path, db, keep=1, volumes="all")
+    first = run_cli(tmp_path, db, config=config)
+    assert first.returncode == 0, first.stderr
+    old = {v: [s["SnapshotId"] for s in snapshots_of(ec2_instance, v)]
+           for v in (ec2_instance.data_volume, ec2_instance.root_volume)}
+    time.sleep(1.1)
+    ec2_proxy.fail[f"CreateSnapshot:{ec2_instance.root_volume}"] = (403, "UnauthorizedOperation")
+    proc = run_cli(tmp_path, db, config=config)
+    assert proc.returncode == 1
+    assert f"{ec2_instance.root_volume} (/dev/sda1): AWS denied CreateSnapshot" in proc.stderr
+    data_now = [s["SnapshotId"] for s in snapshots_of(ec2_instance, ec2_instance.data_volume)]
+    assert len(data_now) == 1 and data_now != old[ec2_instance.data_volume]  # new one, old pruned
+    assert [s["SnapshotId"] for s in snapshots_of(ec2_instance, ec2_instance.root_volume)] \
+        == old[ec2_instance.root_volume]  # no new snapshot: its last one is kept
+    saved = json.loads((tmp_path / "last-snapshot.json").read_text())
+    assert not saved["ok"] and "AWS denied CreateSnapshot" in saved["error"]
+    assert [s["snapshot_id"] for s in saved["snapshots"]] == data_now
+    assert saved["deleted"] == old[ec2_instance.data_volume]
+    assert_writable_and_unlocked(db, tmp_path)
+
+
+def test_a_volume_gone_between_describe_and_snapshot(db, ec2_instance, tmp_path):
+    """The root volume is detached and deleted after DescribeVolumes listed it: EC2 answers
+    its CreateSnapshot with InvalidVolume.NotFound; the data volume's snapshot and retention
+    still happen."""
+    import boto3
+
+    ec2 = ec2_instance.client()
+    old = ec2.create_snapshot(VolumeId=ec2_instance.data_volume, TagSpecifications=[{
+        "ResourceType": "snapshot",
+        "Tags": [{"Key": "bingo-host:stack", "Value": ec2_instance.instance_id}]}])["SnapshotId"]
+    time.sleep(1.1)
+    session = boto3.session.Session()
+
+    def vanish(params, **kwargs):
+        if params["body"].get("VolumeId") == ec2_instance.root_volume:
+            ec2.detach_volume(VolumeId=ec2_instance.root_volume,
+                              InstanceId=ec2_instance.instance_id)
+            ec2.delete_volume(VolumeId=ec2_instance.root_volume)
+
+    session.events.register("before-call.ec2.CreateSnapshot", vanish)
+    with pytest.raises(SnapshotError) as exc:
+        snap_run.take_snapshots(make_config(db, local=False, keep=1, volumes="all"),
+                                make_platform(db), state_file=tmp_path / "s.json",
+                                session=session)
+    assert "InvalidVolume.NotFound" in str(exc.value)
+    assert ec2_instance.root_volume in str(exc.value)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert [s["volume_id"] for s in saved["snapshots"]] == [ec2_instance.data_volume]
+    assert saved["deleted"] == [old]
+    remaining = [s["SnapshotId"] for s in snapshots_of(ec2_instance, ec2_instance.data_volume)]
+    assert remaining == [saved["snapshots"][0]["snapshot_id"]]
 
 
 def test_data_volume_found_by_xvd_alias(db, ec2_instance, tmp_path):
@@ -562,7 +657,7 @@ def test_cli_exit_status_on_denied(db, ec2_instance, ec2_proxy, tmp_path):
     time.sleep(1.1)
     proc = run_cli(tmp_path, db, config=write_config(tmp_path, db, keep=1))
     assert proc.returncode == 1
-    assert "bingo-host: error: AWS denied DeleteSnapshot" in proc.stderr
+    assert f"retention of {ec2_instance.data_volume}: AWS denied DeleteSnapshot" in proc.stderr
     assert "ec2:DeleteSnapshot" in proc.stderr
     assert_writable_and_unlocked(db, tmp_path)
 
@@ -610,6 +705,35 @@ def test_device_aliases():
     vols = [snap_ec2.Attached("vol-1", "/dev/xvda", 8), snap_ec2.Attached("vol-2", "/dev/xvdf", 2)]
     assert snap_ec2.find_data_volume(vols, "/dev/sdf").volume_id == "vol-2"
     assert snap_ec2.find_data_volume(vols, "/dev/sdg") is None
+
+
+def test_data_volume_is_the_one_mounted_where_the_host_can_tell(tmp_path):
+    """On Nitro the disk under volume.mountpoint names its EBS volume in its NVMe serial
+    (sysfs): that volume is the data volume, whatever it was attached as."""
+    from bingo_host.facts.blockdev import Mount, mounted_volume_id
+
+    sys_root = tmp_path / "sys"
+    ctrl = sys_root / "devices" / "pci0000:00" / "nvme" / "nvme1"
+    disk = ctrl / "nvme1n1"
+    (disk / "nvme1n1p1").mkdir(parents=True)
+    (disk / "nvme1n1p1" / "partition").write_text("1\n")
+    (ctrl / "serial").write_text("vol0abc123  \n")
+    (disk / "device").symlink_to(ctrl)
+    (sys_root / "dev" / "block").mkdir(parents=True)
+    (sys_root / "dev" / "block" / "259:1").symlink_to(disk / "nvme1n1p1")
+    (sys_root / "dev" / "block" / "259:0").symlink_to(disk)
+    table = [Mount("259:1", "/", "/var/lib/mysql", "ext4", "fake-source"),
+             Mount("7:0", "/", "/srv/loop", "ext4", "fake-loop")]
+    assert mounted_volume_id("/var/lib/mysql", table, str(sys_root)) == "vol-0abc123"
+    table[0] = Mount("259:0", "/", "/var/lib/mysql", "ext4", "fake-source")  # a whole disk
+    assert mounted_volume_id("/var/lib/mysql", table, str(sys_root)) == "vol-0abc123"
+    assert mounted_volume_id("/srv/loop", table, str(sys_root)) is None  # not EBS: cannot tell
+    assert mounted_volume_id("/nowhere", table, str(sys_root)) is None
+
+    vols = [snap_ec2.Attached("vol-0root", "/dev/xvda", 8),
+            snap_ec2.Attached("vol-0abc123", "/dev/sdg", 2)]
+    assert snap_ec2.find_data_volume(vols, "/dev/sdf", "vol-0abc123").volume_id == "vol-0abc123"
+    assert snap_ec2.find_data_volume(vols, "/dev/sdf", "vol-0other") is None
 
 
 def test_refuses_to_freeze_root(tmp_path):

@@ -54,10 +54,12 @@ def test_snapshot_unit_takes_tagged_snapshots_and_leaves_everything_writable(boo
     assert state["ok"] and not state.get("error"), state
     assert state["freeze_ms"] is not None and state["freeze_ms"] < 5000
     ec2 = boto3.client("ec2", region_name=instance.region)
-    snaps = ec2.describe_snapshots(Filters=[{"Name": "tag:bingo-host:managed", "Values": ["true"]}])["Snapshots"]
+    snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{
+        "Name": "volume-id", "Values": [instance.data_volume, instance.root_volume]}])["Snapshots"]
     by_volume = {s["VolumeId"]: s for s in snaps}
-    assert set(by_volume) == {instance.data_volume, instance.root_volume}
+    assert set(by_volume) == {instance.data_volume}  # snapshots.volumes: data, the default
     tags = {t["Key"]: t["Value"] for t in by_volume[instance.data_volume]["Tags"]}
+    assert tags["bingo-host:stack"] == instance.instance_id  # no stack made this instance
     assert tags["bingo-host:mountpoint"] == "/var/lib/mysql"
     assert tags["bingo-host:instance"] == instance.instance_id
     host.run(["touch", "/var/lib/mysql/after-snapshot"])

@@ -61,10 +61,11 @@ class Context:
 
     def managed_files(self) -> list[ManagedFile]:
         key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
-               self.secrets.get("secret_key", PASSWORD_PLACEHOLDER))
+               self.secrets.get("secret_key", PASSWORD_PLACEHOLDER),
+               self.secrets.get("smtp_password", PASSWORD_PLACEHOLDER))
         if self._rendered_for != key:
             self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1],
-                                        secret_key=key[2])
+                                        secret_key=key[2], smtp_password=key[3])
             self._rendered_for = key
         return self._rendered
 

@@ -296,6 +296,28 @@ def attachment_mountpoint(device: str, volume_id: str) -> str:
     return ""
 
 
+def mounted_volume_id(mountpoint: str, table: list[Mount] | None = None,
+                      sys_root: str = "/sys") -> str | None:
+    """The EBS volume id of the disk mounted at `mountpoint` (or of the disk whose partition is),
+    from its NVMe controller's serial: on Nitro, what really holds the data, whatever name it
+    was attached as. None where the host cannot tell (Xen sdX/xvdX, loop, LVM, nothing there)."""
+    mount = mounted_at(mountpoint, table)
+    if mount is None:
+        return None
+    for numbers in sorted(_mount_numbers(mount)):
+        disk = os.path.realpath(f"{sys_root}/dev/block/{numbers}")
+        if os.path.isfile(f"{disk}/partition"):
+            disk = os.path.dirname(disk)
+        try:
+            with open(f"{disk}/device/serial") as f:
+                volume_id = ebs_volume_id(f.read().strip())
+        except OSError:
+            continue
+        if volume_id.startswith("vol-"):
+            return volume_id
+    return None
+
+
 def stacked_devices(device: str, sys_root: str = "/sys") -> set[str]:
     """'major:minor' of ``device``, its partitions and everything built on them (LVM volumes,
     RAID arrays, dm-crypt), from sysfs: whatever of these is mounted is in use."""

@@ -13,7 +13,10 @@ from ..facts.blockdev import ebs_name, nvme_volume_id
 from ..facts.imds import Identity
 from . import SnapshotError
 
-MANAGED_TAG = "bingo-host:managed"
+# Whose snapshot it is: retention deletes only snapshots carrying this stack's value, and the
+# stack's IAM policy allows DeleteSnapshot on exactly those (aws:ResourceTag/bingo-host:stack).
+STACK_TAG = "bingo-host:stack"
+CFN_STACK_TAG = "aws:cloudformation:stack-name"  # CloudFormation puts it on the instances it makes
 INSTANCE_TAG = "bingo-host:instance"
 VOLUME_TAG = "bingo-host:volume"
 DEVICE_TAG = "bingo-host:device"
@@ -81,6 +84,22 @@ def tag_dict(snap: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in snap.get("Tags", []) or []}
 
 
+# -- whose snapshots --
+
+def stack_identity(ec2, instance_id: str, configured: str = "auto") -> str:
+    """The bingo-host:stack value of this host's snapshots: snapshots.stack if set, else the
+    instance's aws:cloudformation:stack-name tag (the stack's ${AWS::StackName}), else (a host
+    no stack made) its instance id."""
+    if configured != "auto":
+        return configured
+    resp = call(ec2, "DescribeTags", Filters=[
+        {"Name": "resource-id", "Values": [instance_id]},
+        {"Name": "key", "Values": [CFN_STACK_TAG]}])
+    names = [t["Value"] for t in resp.get("Tags", [])
+             if t.get("ResourceId") == instance_id and t.get("Key") == CFN_STACK_TAG]
+    return names[0] if names else instance_id
+
+
 # -- volumes --
 
 @dataclass(frozen=True)
@@ -101,9 +120,14 @@ def attached_volumes(ec2, instance_id: str) -> list[Attached]:
     return sorted(found, key=lambda a: ebs_name(a.device))
 
 
-def find_data_volume(volumes: list[Attached], device: str) -> Attached | None:
-    """The attachment `device` (volume.device) names: by its sdX/xvdX name, or for an NVMe
-    path by the volume id in its serial."""
+def find_data_volume(volumes: list[Attached], device: str,
+                     mounted_id: str | None = None) -> Attached | None:
+    """The data volume among this instance's attachments. `mounted_id` is the EBS volume id of
+    the disk mounted at volume.mountpoint, when the host can tell (Nitro: its NVMe serial): that
+    is the data volume, whatever it is attached as. Otherwise the attachment `device`
+    (volume.device) names: by its sdX/xvdX name, or for an NVMe path by its serial."""
+    if mounted_id:
+        return next((v for v in volumes if v.volume_id == mounted_id), None)
     key = ebs_name(device)
     for vol in volumes:
         if ebs_name(vol.device) == key:
@@ -125,20 +149,22 @@ class Made:
     state: str
 
 
-def _tag_spec(app_name: str, ident: Identity, vol: Attached, mountpoint: str) -> list[dict]:
-    tags = {MANAGED_TAG: "true", INSTANCE_TAG: ident.instance_id, VOLUME_TAG: vol.volume_id,
+def _tag_spec(app_name: str, ident: Identity, stack: str, vol: Attached,
+              mountpoint: str) -> list[dict]:
+    tags = {STACK_TAG: stack, INSTANCE_TAG: ident.instance_id,
+            VOLUME_TAG: vol.volume_id,
             DEVICE_TAG: vol.device, MOUNTPOINT_TAG: mountpoint,
             "Name": f"{app_name} {vol.device} {ident.instance_id}"}
     return [{"ResourceType": "snapshot",
              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
-def create_snapshot(ec2, app_name: str, ident: Identity, vol: Attached, mountpoint: str,
-                    consistency: str) -> Made:
+def create_snapshot(ec2, app_name: str, ident: Identity, stack: str, vol: Attached,
+                    mountpoint: str, consistency: str) -> Made:
     resp = call(ec2, "CreateSnapshot", VolumeId=vol.volume_id,
                 Description=f"bingo-host {ident.instance_id} {vol.device} {mountpoint or '-'} "
                             f"({consistency}-consistent)",
-                TagSpecifications=_tag_spec(app_name, ident, vol, mountpoint))
+                TagSpecifications=_tag_spec(app_name, ident, stack, vol, mountpoint))
     state = resp.get("State", "pending")
     if state == "error":
         raise SnapshotError(f"EC2 reports snapshot {resp.get('SnapshotId')} of {vol.volume_id} "
@@ -146,13 +172,14 @@ def create_snapshot(ec2, app_name: str, ident: Identity, vol: Attached, mountpoi
     return Made(vol.volume_id, vol.device, mountpoint, resp["SnapshotId"], consistency, state)
 
 
-def preflight(ec2, app_name: str, ident: Identity, vol: Attached, mountpoint: str) -> None:
+def preflight(ec2, app_name: str, ident: Identity, stack: str, vol: Attached,
+              mountpoint: str) -> None:
     """CreateSnapshot with DryRun: checks the permission (ec2:CreateSnapshot and, for the tags,
     ec2:CreateTags) before anything is locked, and opens the connection the frozen call uses."""
     from botocore.exceptions import ClientError
 
     try:
         call(ec2, "CreateSnapshot", VolumeId=vol.volume_id, DryRun=True,
-             TagSpecifications=_tag_spec(app_name, ident, vol, mountpoint))
+             TagSpecifications=_tag_spec(app_name, ident, stack, vol, mountpoint))
     except ClientError as exc:  # only DryRunOperation gets through call(): allowed
         assert exc.response["Error"]["Code"] == "DryRunOperation"

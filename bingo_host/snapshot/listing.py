@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 from ..facts.imds import IMDS
-from .ec2 import DEVICE_TAG, MANAGED_TAG, attached_volumes, call, clients, tag_dict
+from .ec2 import DEVICE_TAG, STACK_TAG, attached_volumes, call, clients, tag_dict
 
 COLUMNS = (("SNAPSHOT", "snapshot"), ("VOLUME", "volume"), ("DEVICE", "device"),
            ("STARTED (UTC)", "time"), ("STATE", "state"), ("SIZE", "size"),
-           ("MANAGED", "managed"))
+           ("STACK", "stack"))
 
 
 def list_snapshots(*, session=None, imds: IMDS | None = None) -> list[dict]:
-    """Snapshots of the volumes attached to this instance (managed or not), newest first per
-    volume."""
+    """Snapshots of the volumes attached to this instance (bingo-host's or not: STACK says whose
+    retention keeps them), newest first per volume."""
     ident = (imds or IMDS()).identity()
     ec2, _ = clients(ident.region, session)
     devices = {v.volume_id: v.device for v in attached_volumes(ec2, ident.instance_id)}
@@ -30,7 +30,7 @@ def list_snapshots(*, session=None, imds: IMDS | None = None) -> list[dict]:
                 "time": snap["StartTime"].astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                 "state": snap.get("State", ""), "progress": snap.get("Progress", ""),
                 "size": f"{snap.get('VolumeSize', '?')} GiB",
-                "managed": "yes" if tags.get(MANAGED_TAG) == "true" else "no",
+                "stack": tags.get(STACK_TAG, "-"),  # retention's: its bingo-host:stack tag
             })
     rows.sort(key=lambda r: r["time"], reverse=True)
     rows.sort(key=lambda r: r["device"])  # stable: newest first within each device

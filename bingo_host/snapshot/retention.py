@@ -1,7 +1,8 @@
-"""Retention: keep the newest `snapshots.keep` managed snapshots of each volume.
+"""Retention: keep the newest `snapshots.keep` snapshots of each volume that are this stack's.
 
-Only snapshots tagged ``bingo-host:managed=true`` are ever deleted (the tag is checked again
-here, not only by the server-side filter): snapshots made by hand or by other tools stay.
+Only snapshots tagged ``bingo-host:stack=<this stack>`` are ever deleted (the tag is checked
+again here, not only by the server-side filter): snapshots made by hand, by other tools or by
+another stack stay, and the stack's IAM policy would refuse to delete them anyway.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import SnapshotError
-from .ec2 import MANAGED_TAG, call, tag_dict
+from .ec2 import STACK_TAG, call, tag_dict
 
 
-def managed_snapshots(ec2, volume_id: str) -> list[dict]:
+def stack_snapshots(ec2, volume_id: str, stack: str) -> list[dict]:
     snaps = []
     token = None
     while True:
         kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": [
             {"Name": "volume-id", "Values": [volume_id]},
-            {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]}]}
+            {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]}
         if token:
             kwargs["NextToken"] = token
         resp = call(ec2, "DescribeSnapshots", **kwargs)
@@ -26,27 +27,26 @@ def managed_snapshots(ec2, volume_id: str) -> list[dict]:
         token = resp.get("NextToken")
         if not token:
             break
-    return [s for s in snaps if tag_dict(s).get(MANAGED_TAG) == "true"
+    return [s for s in snaps if tag_dict(s).get(STACK_TAG) == stack
             and s.get("VolumeId") == volume_id]
 
 
-def prune(ec2, volume_ids: list[str], keep: int, *, dry_run: bool = False,
+def prune(ec2, volume_id: str, stack: str, keep: int, *, dry_run: bool = False,
           warnings: list[str] | None = None) -> list[str]:
-    """Delete all but the newest `keep` managed snapshots of each volume; return the ids.
+    """Delete all but the newest `keep` of the volume's snapshots of this stack; return the ids.
     A snapshot an AMI still uses is kept, with a warning."""
     deleted = []
-    for volume_id in volume_ids:
-        snaps = sorted(managed_snapshots(ec2, volume_id),
-                       key=lambda s: (s["StartTime"], s["SnapshotId"]), reverse=True)
-        for snap in snaps[keep:]:
-            if not dry_run:
-                try:
-                    call(ec2, "DeleteSnapshot", SnapshotId=snap["SnapshotId"])
-                except SnapshotError as exc:
-                    if "InvalidSnapshot.InUse" in str(exc):
-                        (warnings if warnings is not None else []).append(
-                            f"kept {snap['SnapshotId']}: in use ({exc})")
-                        continue
-                    raise
-            deleted.append(snap["SnapshotId"])
+    snaps = sorted(stack_snapshots(ec2, volume_id, stack),
+                   key=lambda s: (s["StartTime"], s["SnapshotId"]), reverse=True)
+    for snap in snaps[keep:]:
+        if not dry_run:
+            try:
+                call(ec2, "DeleteSnapshot", SnapshotId=snap["SnapshotId"])
+            except SnapshotError as exc:
+                if "InvalidSnapshot.InUse" in str(exc):
+                    (warnings if warnings is not None else []).append(
+                        f"kept {snap['SnapshotId']}: in use ({exc})")
+                    continue
+                raise
+        deleted.append(snap["SnapshotId"])
     return deleted

@@ -20,13 +20,13 @@ from typing import Callable, Iterator
 
 from .. import layout, state, subp
 from ..errors import BingoHostError
-from ..facts.blockdev import attachment_mountpoint
+from ..facts.blockdev import attachment_mountpoint, mounted_volume_id
 from ..facts.imds import IMDS, Identity
 from ..ops.lock import flock
 from . import SnapshotError
 from .dblock import DatabaseLock, connect, read_password
 from .ec2 import (Attached, Made, attached_volumes, clients, create_snapshot, find_data_volume,
-                  preflight)
+                  preflight, stack_identity)
 from .freeze import FREEZE_TIMEOUT, AlreadyFrozen, Watchdog, check_freezable, freeze, thaw
 from .retention import prune
 
@@ -51,6 +51,7 @@ class RunResult:
     dry_run: bool = False
     instance_id: str | None = None
     region: str | None = None
+    stack: str | None = None  # the bingo-host:stack tag of its snapshots
     snapshots: list[Made] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     freeze_ms: float | None = None  # fsfreeze -f .. fsfreeze -u
@@ -93,7 +94,8 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
                    password_file: str | Path = layout.BACKUP_PASSWORD_FILE,
                    freeze_timeout: float = FREEZE_TIMEOUT, session=None, imds: IMDS | None = None,
                    echo: Callable[[str], None] = log.info) -> RunResult:
-    """Snapshot every volume attached to this instance, then apply retention.
+    """Snapshot the data volume (snapshots.volumes: all: every attached volume), then apply
+    retention to each volume that got a new snapshot.
 
     The database socket is ``platform.mariadb_socket``; the data mount is
     ``cfg.volume.mountpoint``. Raises BingoHostError (SnapshotError from the run itself) on any
@@ -134,58 +136,102 @@ def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_ti
     volumes = attached_volumes(ec2, ident.instance_id)
     if not volumes:
         raise SnapshotError(f"EC2 lists no volumes attached to {ident.instance_id}")
-    data = None
-    if cfg.database.local:
-        data = find_data_volume(volumes, cfg.volume.device)
-        if data is None:
-            raise SnapshotError(
-                f"no volume is attached to {ident.instance_id} as {cfg.volume.device} "
-                f"(volume.device); attached: "
-                + ", ".join(f"{v.volume_id} at {v.device}" for v in volumes))
-        check_freezable(cfg.volume.mountpoint)
-    others = [v for v in volumes if v != data]
+    stack = result.stack = stack_identity(ec2, ident.instance_id, cfg.snapshots.stack)
+    data = _data_volume(cfg, ident, volumes, result.warnings)
+    chosen = [data] if data else []
+    if cfg.snapshots.volumes == "all":
+        chosen += [v for v in volumes if v != data]
+    if not chosen:
+        raise SnapshotError("snapshots.volumes is data, but the database is external "
+                            "(database.host): there is no data volume. Set snapshots.enabled: "
+                            "false, or snapshots.volumes: all to snapshot the instance's volumes")
     verb = "would snapshot" if dry_run else "snapshot"
-    if data:
-        echo(f"{verb} {data.volume_id} ({data.device}, {cfg.volume.mountpoint}): "
-             f"application-consistent (MariaDB locked, {cfg.volume.mountpoint} frozen)")
-    for vol in others:
-        echo(f"{verb} {vol.volume_id} ({vol.device}): crash-consistent")
-    password = read_password(password_file) if data else None
+    for vol in chosen:
+        echo(f"{verb} {vol.volume_id} ({vol.device}" + (
+            f", {cfg.volume.mountpoint}): application-consistent (MariaDB locked, "
+            f"{cfg.volume.mountpoint} frozen)" if vol == data else "): crash-consistent"))
     keep = cfg.snapshots.keep
 
     if dry_run:
         if data:
-            connect(platform.mariadb_socket, password).close()
-        for vol in volumes:
-            preflight(ec2, cfg.app.name, ident, vol, cfg.volume.mountpoint if vol == data else "")
-        for snap_id in prune(ec2, [v.volume_id for v in volumes], keep, dry_run=True):
-            echo(f"would delete {snap_id} (keep {keep} per volume)")
+            connect(platform.mariadb_socket, read_password(password_file)).close()
+        for vol in chosen:
+            preflight(ec2, cfg.app.name, ident, stack, vol,
+                      cfg.volume.mountpoint if vol == data else "")
+            for snap_id in prune(ec2, vol.volume_id, stack, keep, dry_run=True):
+                echo(f"would delete {snap_id} (keep {keep} of {vol.volume_id})")
         return
 
-    if data:
-        result.snapshots.append(consistent_snapshot(ec2_frozen, cfg, platform, ident, data,
-                                                    password, result, freeze_timeout))
-        echo(f"{result.snapshots[-1].snapshot_id}: {data.volume_id} ({data.device}), "
-             f"lock {result.lock_ms} ms ({result.lock_method}), freeze {result.freeze_ms} ms")
-    for vol in others:
-        made = create_snapshot(ec2, cfg.app.name, ident, vol,
-                               attachment_mountpoint(vol.device, vol.volume_id), "crash")
+    # One volume's failure (a denied CreateSnapshot, a volume gone) does not stop the others, nor
+    # their retention; the run fails at the end, naming each failure.
+    failures, snapshotted = [], []
+    for vol in chosen:
+        try:
+            if vol == data:
+                check_freezable(cfg.volume.mountpoint)
+                made = consistent_snapshot(ec2_frozen, cfg, platform, ident, stack, vol,
+                                           read_password(password_file), result, freeze_timeout)
+                detail = (f"lock {result.lock_ms} ms ({result.lock_method}), "
+                          f"freeze {result.freeze_ms} ms")
+            else:
+                made = create_snapshot(ec2, cfg.app.name, ident, stack, vol,
+                                       attachment_mountpoint(vol.device, vol.volume_id), "crash")
+                detail = "crash-consistent"
+        except BingoHostError as exc:
+            failures.append(f"{vol.volume_id} ({vol.device}): {exc}")
+            echo(f"FAILED {vol.volume_id} ({vol.device}): {exc}")
+            continue
         result.snapshots.append(made)
-        echo(f"{made.snapshot_id}: {vol.volume_id} ({vol.device}), crash-consistent")
-    result.deleted = prune(ec2, [v.volume_id for v in volumes], keep, warnings=result.warnings)
-    for snap_id in result.deleted:
-        echo(f"deleted {snap_id} (keep {keep} per volume)")
+        snapshotted.append(vol)
+        echo(f"{made.snapshot_id}: {vol.volume_id} ({vol.device}), {detail}")
+    for vol in snapshotted:  # a volume without a new snapshot keeps all it has
+        try:
+            deleted = prune(ec2, vol.volume_id, stack, keep, warnings=result.warnings)
+        except BingoHostError as exc:
+            failures.append(f"retention of {vol.volume_id}: {exc}")
+            echo(f"FAILED retention of {vol.volume_id}: {exc}")
+            continue
+        result.deleted += deleted
+        for snap_id in deleted:
+            echo(f"deleted {snap_id} (keep {keep} of {vol.volume_id})")
     for warning in result.warnings:
         echo(f"warning: {warning}")
+    if failures:
+        raise SnapshotError(f"{len(failures)} failure(s), {len(result.snapshots)} of "
+                            f"{len(chosen)} volume(s) snapshotted: " + "; ".join(failures))
 
 
-def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, vol: Attached,
+def _data_volume(cfg, ident: Identity, volumes: list[Attached],
+                 warnings: list[str]) -> Attached | None:
+    """The data volume (a local database only: an external one has none): the EBS volume
+    mounted at volume.mountpoint where the host can tell (Nitro), else the one attached as
+    volume.device."""
+    if not cfg.database.local:
+        return None
+    mounted = mounted_volume_id(cfg.volume.mountpoint)
+    data = find_data_volume(volumes, cfg.volume.device, mounted)
+    attached = ", ".join(f"{v.volume_id} at {v.device}" for v in volumes)
+    if data is None and mounted:
+        raise SnapshotError(f"{cfg.volume.mountpoint} is on {mounted}, which EC2 does not list "
+                            f"as attached to {ident.instance_id}; attached: {attached}")
+    if data is None:
+        raise SnapshotError(f"no volume is attached to {ident.instance_id} as {cfg.volume.device} "
+                            f"(volume.device); attached: {attached}")
+    named = find_data_volume(volumes, cfg.volume.device)
+    if named and named != data:
+        warnings.append(f"volume.device {cfg.volume.device} is {named.volume_id}, but "
+                        f"{cfg.volume.mountpoint} is on {data.volume_id}: snapshotting "
+                        f"{data.volume_id}")
+    return data
+
+
+def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, stack: str, vol: Attached,
                         password: str, result: RunResult,
                         freeze_timeout: float = FREEZE_TIMEOUT) -> Made:
     """Lock MariaDB, freeze the data mount, CreateSnapshot, thaw, unlock; the lock and freeze
     times go into result."""
     mountpoint = cfg.volume.mountpoint
-    preflight(ec2_frozen, cfg.app.name, ident, vol, mountpoint)
+    preflight(ec2_frozen, cfg.app.name, ident, stack, vol, mountpoint)
     watchdog = Watchdog(mountpoint, freeze_timeout).start()
     try:
         conn = connect(platform.mariadb_socket, password)
@@ -207,8 +253,8 @@ def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, vol: Attache
                     except AlreadyFrozen:
                         maybe_frozen = False  # someone else's freeze: not ours to thaw
                         raise
-                    return create_snapshot(ec2_frozen, cfg.app.name, ident, vol, mountpoint,
-                                           "application")
+                    return create_snapshot(ec2_frozen, cfg.app.name, ident, stack, vol,
+                                           mountpoint, "application")
                 finally:
                     if maybe_frozen:
                         # If this raises (a second failure, a signal), the watchdog stays

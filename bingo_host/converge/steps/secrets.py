@@ -1,6 +1,6 @@
 """The app's secrets, before anything renders bingo.ini: its database password, its Flask
 secret_key (generated once per host and kept, so the app never rewrites bingo.ini to make one
-and sessions survive deploys), and the backup user's password."""
+and sessions survive deploys), its SMTP password if it has one, and the backup user's password."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def converge(ctx) -> str:
                                                "app password")
     ctx.secrets["secret_key"], key_from = _from(ctx, ctx.cfg.musicbingo.secret_key,
                                                 layout.SECRET_KEY_FILE, "app's secret_key")
+    summary = f"app password from {where}, secret_key from {key_from}"
+    smtp = ctx.cfg.smtp.password
+    if smtp:  # never 'generate' (config.py refuses it): the mail service issues it
+        ctx.secrets["smtp_password"], smtp_from = _from(ctx, smtp, "", "SMTP password")
+        summary += f", SMTP password from {smtp_from}"
     if ctx.cfg.database.local:
         ctx.secrets["backup_password"] = _generated(ctx, layout.BACKUP_PASSWORD_FILE, "backup password")
-    return f"app password from {where}, secret_key from {key_from}"
+    return summary
