@@ -10,7 +10,7 @@ from ..ops.lock import host_lock
 from .steps import (app, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers, uwsgi,
                     volume)
 
-STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, timers, monitoring, patches)
+STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, patches, timers, monitoring)
 
 
 def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:

@@ -1,7 +1,9 @@
-"""The snapshot timer: installed and enabled when snapshots.enabled, stopped and removed if not.
+"""bingo-host's own timers, each installed and enabled when its feature is on, stopped and
+removed when it is off: snapshots (snapshots.enabled), metrics (metrics.enabled), the journal
+export the CloudWatch agent reads (cloudwatch_agent.enabled, where the platform has the agent),
+security patches (patches.enabled). One `systemctl show` reads them all.
 
 The certificate renewal timer belongs to `enable-https`; bootstrap only keeps its unit current.
-`converge_timer` is how every step that owns a timer (monitoring, patches) installs or removes it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from ...render import DAEMON_RELOAD
 
 NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
-
-
-def unit_paths(unit: str) -> list[str]:
-    return [f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{unit}.timer"]
+# (unit name, template prefix, the config field its OnCalendar= comes from, if any)
+OWNED = ((layout.SNAPSHOT_UNIT, "snapshot", "snapshots.schedule"),
+         (layout.METRICS_UNIT, "metrics", None),
+         (layout.JOURNAL_EXPORT_UNIT, "journal-export", None),
+         (layout.PATCH_UNIT, "patch", "patches.schedule"))
 
 
 def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], state) -> None:
@@ -41,13 +44,17 @@ def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], stat
 
 
 def converge(ctx) -> str:
-    renew = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
-    wanted = [mf for mf in (ctx.managed("snapshot.service"), ctx.managed("snapshot.timer")) if mf]
-    if wanted and any(ctx.differs(mf) for mf in wanted):
-        systemd_calendar(ctx.cfg.snapshots.schedule, "snapshots.schedule")  # before writing the timer
-    for mf in renew:
+    for mf in (ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")):
         ctx.ensure_file(mf)
-    converge_timer(ctx, TIMER, wanted, unit_paths(layout.SNAPSHOT_UNIT), systemd.states(TIMER)[TIMER])
-    if not wanted:
-        return "snapshots disabled: no timer"
-    return f"{TIMER} enabled ({ctx.cfg.snapshots.schedule})"
+    states = systemd.states(*[f"{unit}.timer" for unit, _, _ in OWNED])
+    enabled = []
+    for unit, template, schedule_field in OWNED:
+        wanted = [mf for mf in (ctx.managed(f"{template}.service"), ctx.managed(f"{template}.timer")) if mf]
+        if wanted and schedule_field and any(ctx.differs(mf) for mf in wanted):
+            section, name = schedule_field.split(".")  # systemd judges it before the timer is written
+            systemd_calendar(getattr(getattr(ctx.cfg, section), name), schedule_field)
+        paths = [f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{unit}.timer"]
+        converge_timer(ctx, f"{unit}.timer", wanted, paths, states[f"{unit}.timer"])
+        if wanted:
+            enabled.append(template)
+    return f"enabled: {', '.join(enabled) or 'none'}"
