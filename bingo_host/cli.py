@@ -254,6 +254,22 @@ def enable_https(opts: Options, domain, email, no_email, server, staging):
     sys.exit(https.enable(cfg, platforms.get(cfg.platform), req, dry_run=opts.dry_run, echo=click.echo))
 
 
+@main.group("secrets")
+def secrets_group():
+    """The secrets bingo-host reads from SSM and Secrets Manager."""
+
+
+@secrets_group.command("refresh")
+@click.pass_obj
+def secrets_refresh(opts: Options):
+    """Read every ssm:/secretsmanager: secret again; if one rotated, give the app's database user
+    the new password (the old one stays valid), rewrite bingo.ini and reload uWSGI's workers one
+    at a time. Nothing changes when nothing rotated. The hourly timer runs it."""
+    from .converge import refresh
+
+    sys.exit(refresh.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/status-schema.json).")
 @click.pass_obj

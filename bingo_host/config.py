@@ -19,6 +19,7 @@ from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, bo
                      not_in, not_system_user, optional, or_auto, owned_dir, password, pattern,
                      schedule, secret_source, server_names, shown, smtp_username, swap_size,
                      systemd_calendar, type_name, within)
+from .fields import absolute_path, secret_reference
 
 
 # -- schema --
@@ -69,10 +70,27 @@ class Database:
     user: str = setting("bingoapp", not_in(DB_SYSTEM_USERS, "a MariaDB account bingo-host does not "
                                                           "own", pattern(r"[A-Za-z0-9_]{1,32}", IDENT)))
     password: str = setting("generate", password)
+    # External database only. The server's master login (a JSON secret with "username" and
+    # "password", as RDS keeps it): bootstrap creates the app's own user with it, and changes
+    # that user's password when database.password's secret changes. The app never uses it.
+    admin_secret: str | None = setting(None, optional(secret_reference))
+    # External database only: the CA bundle the server's certificate must chain to (RDS:
+    # global-bundle.pem); the app and bingo-host then connect over TLS only.
+    tls_ca: str | None = setting(None, optional(absolute_path))
 
     @property
     def local(self) -> bool:
         return self.host in ("localhost", "127.0.0.1", "::1")
+
+    def __post_init__(self):
+        for name in ("admin_secret", "tls_ca"):
+            if getattr(self, name) is not None and self.local:
+                raise ConfigError(f"database.{name}", "only for an external database (database.host "
+                                                      "is this host: bootstrap manages it over its socket)")
+        if self.admin_secret and self.password == "generate":
+            raise ConfigError("database.password", "with database.admin_secret, give the app's password "
+                                                   "as ssm:NAME or secretsmanager:ID: every host using the "
+                                                   "database must read the same one")
 
 
 @dataclass(frozen=True)

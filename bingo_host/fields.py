@@ -284,6 +284,15 @@ def secret_source(value, path) -> str:
 SIZE = re.compile(r"(\d+)\s*([MG])i?B?", re.IGNORECASE)
 
 
+def secret_reference(value, path) -> str:
+    """ssm:NAME | secretsmanager:ID: where a secret lives, for secrets bingo-host only reads."""
+    value = string(value, path)
+    if not value.startswith(("ssm:", "secretsmanager:")):
+        raise ConfigError(path, "must be 'ssm:NAME' or 'secretsmanager:ID' (the secret itself "
+                                "never goes into the config file)")
+    return password(value, path)
+
+
 def swap_size(value, path) -> int | str:
     """auto, 0 (no swap), or a size such as 512M or 2G; returned in MiB."""
     if value == "auto":

@@ -57,8 +57,30 @@ def connect_args(db) -> tuple[str, dict]:
     if db.get("port"):
         args["port"] = int(db["port"])
     if db.get("ssl"):
-        args["ssl"] = json.loads(db["ssl"])
+        args.update(ssl_args(json.loads(db["ssl"])))
     return module, args
+
+
+# SQLAlchemy's MySQL dialects gather these URL query keys into the driver's ssl={...}.
+SSL_KEYS = {"ssl_ca": str, "ssl_key": str, "ssl_cert": str, "ssl_capath": str, "ssl_cipher": str,
+            "ssl_check_hostname": lambda v: str(v).lower() in ("true", "1", "yes", "on")}
+
+
+def ssl_args(options: dict) -> dict:
+    """connect() keywords from [database] ssl as the app passes it on: each truthy key but
+    ssl_mode into its SQLAlchemy URL, whose ssl_* keys SQLAlchemy makes ssl={"ca": ...} and
+    whose other keys reach the driver as they are."""
+    args, ssl = {}, {}
+    for key, value in options.items():
+        if key == "ssl_mode" or not value:
+            continue
+        if key in SSL_KEYS:
+            ssl[key[4:]] = SSL_KEYS[key](value)
+        else:
+            args[key] = value
+    if ssl:
+        args["ssl"] = ssl
+    return args
 
 
 def check_database(release: str) -> dict:

@@ -21,6 +21,7 @@ JOURNAL_EXPORT_UNIT = "bingo-host-journal-export"
 LOG_DIR = "/var/log/bingo-host"  # the journal's excerpts the CloudWatch agent reads
 CLOUDWATCH_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/bingo-host.json"
 CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+REFRESH_UNIT = "bingo-host-secrets-refresh"
 SYSTEMD_DIR = "/etc/systemd/system"
 PIP_CACHE = "/var/cache/bingo-host/pip"  # built wheels kept between deployments and upgrades
 SWAP_FILE = "/swapfile"

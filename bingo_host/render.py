@@ -7,6 +7,7 @@ and each file's ``on_change`` becomes an owed action once the engine writes it.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def _environment():
     return env
 
 
+def db_ssl(cfg: Config) -> str | None:
+    """bingo.ini's [database] ssl: JSON the app turns into its SQLAlchemy URL's query, where
+    `ssl_ca` becomes the driver's ssl={"ca": ...}: PyMySQL then checks the chain and the host
+    name, mysqlclient (libmariadb) the chain. (The app drops `ssl_mode`, and a key without the
+    `ssl_` prefix would reach the driver as an unknown keyword.)"""
+    if cfg.database.local or not cfg.database.tls_ca:
+        return None
+    return json.dumps({"ssl_ca": cfg.database.tls_ca})
+
+
+def references_secrets(cfg: Config) -> bool:
+    """Whether a rendered value lives in SSM or Secrets Manager (and may rotate there)."""
+    return any(source.startswith(("ssm:", "secretsmanager:"))
+               for source in (cfg.database.password, cfg.musicbingo.secret_key, cfg.smtp.password)
+               if source)
+
+
 def ini_value(value) -> str:
     """A bingo.ini value: the app reads it with ConfigParser's interpolation, so '%' is '%%'."""
     return str(value).replace("%", "%%")
@@ -102,6 +120,7 @@ def render_all(
         "db_password": db_password,
         "secret_key": secret_key,
         "smtp_password": smtp_password,
+        "db_ssl": db_ssl(cfg),
         "health_module": layout.HEALTH_MODULE,
         "health_dir": layout.HEALTH_WSGI_DIR,
         "datadir": datadir(cfg, facts),
@@ -144,6 +163,13 @@ def render_all(
             ("snapshot.service", unit.format(f"{layout.SNAPSHOT_UNIT}.service"), 0o644, "root", "root",
              DAEMON_RELOAD, False),
             ("snapshot.timer", unit.format(f"{layout.SNAPSHOT_UNIT}.timer"), 0o644, "root", "root",
+             DAEMON_RELOAD, False),
+        ]
+    if references_secrets(cfg):
+        wanted += [
+            ("secrets-refresh.service", unit.format(f"{layout.REFRESH_UNIT}.service"), 0o644, "root", "root",
+             DAEMON_RELOAD, False),
+            ("secrets-refresh.timer", unit.format(f"{layout.REFRESH_UNIT}.timer"), 0o644, "root", "root",
              DAEMON_RELOAD, False),
         ]
     wanted += observability_files(cfg, platform)

@@ -55,8 +55,7 @@ def store(path: str, value: str) -> None:
     os.chmod(os.path.dirname(path), 0o755)
 
 
-def fetch(reference: str, region: str | None = None) -> str:
-    """The value behind ssm:NAME or secretsmanager:ID (a JSON secret's "password" key)."""
+def _fetch_raw(reference: str, region: str | None) -> str:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
@@ -71,21 +70,40 @@ def fetch(reference: str, region: str | None = None) -> str:
                           config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=10))
     try:
         if service == "ssm":
-            value = client.get_parameter(Name=ident, WithDecryption=True)["Parameter"]["Value"]
-        else:
-            value = client.get_secret_value(SecretId=ident)["SecretString"]
+            return client.get_parameter(Name=ident, WithDecryption=True)["Parameter"]["Value"]
+        return client.get_secret_value(SecretId=ident)["SecretString"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         hint = f" (the instance role needs {action})" if "Denied" in code or "Unauthorized" in code else ""
         raise BingoHostError(f"cannot read {reference}: {code}{hint}") from None
     except BotoCoreError as exc:
         raise BingoHostError(f"cannot read {reference}: {exc}") from None
+
+
+def _one_line(reference: str, key: str, value) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+        # It goes into bingo.ini: a line break would let the secret's value add settings.
+        raise BingoHostError(f"{reference}: the secret's {key} must be one non-empty line")
+    return value
+
+
+def fetch(reference: str, region: str | None = None) -> str:
+    """The value behind ssm:NAME or secretsmanager:ID (a JSON secret's "password" key)."""
+    value = _fetch_raw(reference, region)
     if value.lstrip().startswith("{"):
         try:
             value = json.loads(value)["password"]
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             raise BingoHostError(f"{reference} holds JSON without a \"password\" key") from None
-    if not value or any(c in value for c in "\r\n\0"):
-        # It goes into bingo.ini: a line break would let the secret's value add settings.
-        raise BingoHostError(f"{reference}: the secret must be one non-empty line")
-    return value
+    return _one_line(reference, "value", value)
+
+
+def fetch_login(reference: str, region: str | None = None) -> tuple[str, str]:
+    """(username, password) from a JSON secret, as RDS keeps a master login."""
+    try:
+        data = json.loads(_fetch_raw(reference, region))
+        username, password = data["username"], data["password"]
+    except (ValueError, KeyError, TypeError):
+        raise BingoHostError(f"{reference} must hold JSON with \"username\" and \"password\" "
+                             "(the server's master login)") from None
+    return _one_line(reference, "username", username), _one_line(reference, "password", password)

@@ -347,8 +347,14 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
     else:
         assert not cfg.database.local
         assert cfg.database.host == Resolver.SAMPLE_ATTRS["Endpoint.Address"]
-        assert cfg.database.user == template["Parameters"]["MasterUsername"]["Default"]
-        assert password == "secretsmanager:" + Resolver.SAMPLE_ATTRS["MasterUserSecret.SecretArn"]
+        # The app has its own user and secret; the master login only creates that user.
+        assert cfg.database.user != template["Parameters"]["MasterUsername"]["Default"]
+        assert password == "secretsmanager:" + Resolver(template).ref("AppDatabaseSecret")
+        assert cfg.database.admin_secret == "secretsmanager:" + Resolver.SAMPLE_ATTRS["MasterUserSecret.SecretArn"]
+        written = {path for res in resources(template).values()
+                   for cfg_ in res.get("Metadata", {}).get("AWS::CloudFormation::Init", {}).values()
+                   if isinstance(cfg_, dict) for path in cfg_.get("files", {})}
+        assert cfg.database.tls_ca in written  # cfn-init fetches the RDS CA bundle
         assert not cfg.snapshots.enabled
         assert "volume" not in yaml.safe_load(text)
         assert cfg.https.domain is None
@@ -530,7 +536,8 @@ def test_instance_role_resources_are_restricted(name):
     _, text = rendered_config(template, {})
     config = yaml.safe_load(text)
     named = {value.removeprefix("secretsmanager:")
-             for value in (config["database"]["password"], config.get("musicbingo", {}).get("secret_key"))
+             for value in (config["database"]["password"], config["database"].get("admin_secret"),
+                           config.get("musicbingo", {}).get("secret_key"))
              if value and value.startswith("secretsmanager:")}
 
     # The secrets: exactly the ones the config names.
@@ -1154,3 +1161,16 @@ def test_checkov_passes_with_only_reasoned_inline_skips(name):
     assert {(c["check_id"], c["resource"].split(".", 1)[1]) for c in skipped} == inline
     for check in skipped:
         assert len(check["check_result"]["suppress_comment"] or "") > 20, check["check_id"]
+
+
+def test_ha_app_database_password_is_its_own_secret_fit_for_the_apps_url():
+    """The app logs in with its own user, not the RDS-managed master (rotated every 7 days);
+    the app puts its password into a URL unquoted, so it has no punctuation."""
+    template = TEMPLATES["ha.yaml"]
+    _, text = rendered_config(template, {})
+    database = yaml.safe_load(text)["database"]
+    secret = resources(template, "AWS::SecretsManager::Secret")["AppDatabaseSecret"]
+    assert database["password"] == "secretsmanager:" + Resolver(template).ref("AppDatabaseSecret")
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert generate["ExcludePunctuation"] and generate["GenerateStringKey"] == "password"
+    assert json.loads(generate["SecretStringTemplate"])["username"] == database["user"]

@@ -372,3 +372,26 @@ def test_honest_values_beside_the_hostile_ones_pass(tmp_path, text):
     config.write_text(text + "\n")
     result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--platform", "debian12"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("text, field, reason", [
+    ("database: {admin_secret: 'secretsmanager:rds!db-1'}\n", "database.admin_secret", "only for an external"),
+    ("database: {tls_ca: /etc/ca.pem}\n", "database.tls_ca", "only for an external"),
+    ("database: {host: db.example.com, admin_secret: 'secretsmanager:m'}\n", "database.password",
+     "every host using the database"),
+    ("database: {host: db.example.com, admin_secret: 'master-Passw0rd-123'}\n", "database.admin_secret",
+     "must be 'ssm:NAME' or 'secretsmanager:ID'"),
+    ("database: {host: db.example.com, tls_ca: rds.pem}\n", "database.tls_ca", "absolute path"),
+    ("database: {host: db.example.com, tls_ca: '/etc/a b.pem'}\n", "database.tls_ca", "path segments"),
+])
+def test_external_database_login_and_tls_fields_are_checked(text, field, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text)
+    assert info.value.field == field and reason in str(info.value)
+
+
+def test_external_database_with_its_own_app_user():
+    cfg = load_config_text("database: {host: db.example.com, password: 'secretsmanager:bingo/app-db',\n"
+                           "           admin_secret: 'secretsmanager:rds!cluster-1', tls_ca: /etc/rds.pem}\n")
+    assert cfg.database.admin_secret == "secretsmanager:rds!cluster-1"
+    assert cfg.database.tls_ca == "/etc/rds.pem" and not cfg.database.local

@@ -92,11 +92,15 @@ def test_missing_ini_is_503(health, tmp_path):
 
 def test_connect_arguments_as_the_app_would_connect(health):
     ini = configparser.ConfigParser()
-    ini.read_string(DB + 'ssl = {"ca": "/etc/ssl/rds.pem"}\n')
+    ini.read_string(DB + 'ssl = {"ssl_ca": "/etc/ssl/rds.pem", "ssl_mode": "VERIFY_IDENTITY"}\n')
     module, args = health.connect_args(ini["database"])
     assert module == "MySQLdb"
+    # The app puts [database] ssl into its SQLAlchemy URL (dropping ssl_mode), and SQLAlchemy
+    # makes ssl_* keys the driver's ssl={...}: health connects the same way.
     assert args == {"host": "localhost", "user": "app", "passwd": "p%ss", "db": "bingo",
                     "connect_timeout": 3, "port": 3306, "ssl": {"ca": "/etc/ssl/rds.pem"}}
+    assert health.ssl_args({"ssl_check_hostname": "true", "ca": "/x.pem", "ssl_key": ""}) == \
+        {"ca": "/x.pem", "ssl": {"check_hostname": True}}  # "ca" reaches the driver as the app passes it
     ini.read_string("[database]\nprovider = mysql+pymysql\n")
     assert health.connect_args(ini["database"])[0] == "pymysql"
     ini.read_string("[database]\nprovider = sqlite\n")

@@ -361,3 +361,44 @@ def test_render_refuses_a_foreign_non_empty_directory_or_a_link(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _render(empty).exit_code == 0 and (empty / "manifest.json").is_file()
+
+
+EXTERNAL_TLS = ("database: {host: aurora.example.com, user: bingoapp, tls_ca: /etc/bingo-host/rds-ca.pem,\n"
+                "           password: 'secretsmanager:bingo/app-db',\n"
+                "           admin_secret: 'secretsmanager:rds!cluster-0123'}\n"
+                "snapshots: {enabled: false}\n")
+
+
+def test_external_tls_renders_ssl_the_way_the_app_reads_it():
+    """[database] ssl is JSON the app turns into its SQLAlchemy URL: `ssl_ca` becomes the
+    driver's ssl={"ca": ...} (test_health_wsgi: the health check reads it the same way)."""
+    import configparser
+    import json
+
+    ini = next(f for f in rendered("debian12", EXTERNAL_TLS) if f.template == "bingo.ini")
+    parsed = configparser.ConfigParser()
+    parsed.read_string(ini.content)
+    assert json.loads(parsed["database"]["ssl"]) == {"ssl_ca": "/etc/bingo-host/rds-ca.pem"}
+    # No TLS without a CA, and never for the local server (its socket).
+    plain = next(f for f in rendered("debian12") if f.template == "bingo.ini")
+    assert "ssl" not in plain.content
+
+
+def test_refresh_timer_only_when_a_secret_lives_in_aws():
+    templates = {f.template for f in rendered("debian12", EXTERNAL_TLS)}
+    assert {"secrets-refresh.service", "secrets-refresh.timer"} <= templates
+    templates = {f.template for f in rendered("debian12", "database: {password: generate}\n")}
+    assert not templates & {"secrets-refresh.service", "secrets-refresh.timer"}
+    # An SMTP password kept in Secrets Manager may rotate there too.
+    smtp = ("smtp: {server: smtp.example.com, sender: bingo@example.com, username: AKIAEXAMPLE,"
+            " password: 'secretsmanager:bingo/smtp'}\n")
+    templates = {f.template for f in rendered("debian12", smtp)}
+    assert {"secrets-refresh.service", "secrets-refresh.timer"} <= templates
+
+
+def test_refresh_units_pass_systemd_analyze_verify(tmp_path):
+    files = rendered("debian12", EXTERNAL_TLS)
+    result = verify_units(tmp_path, files, [MARIADB_STUB])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    timer = next(f for f in files if f.template == "secrets-refresh.timer")
+    assert timer.path == "/etc/systemd/system/bingo-host-secrets-refresh.timer"

@@ -31,11 +31,22 @@ def connect(socket: str | None = None, user: str = "root", password: str | None 
     return pymysql.connect(**kwargs)
 
 
-def can_login(socket: str, user: str, password: str, database: str | None = None) -> bool:
+def server_args(db) -> dict:
+    """connect() keywords for an external server (config.Database): TCP, and with
+    database.tls_ca TLS whose certificate must chain to that CA and name database.host."""
+    args = {"host": db.host, "port": db.port}
+    if db.tls_ca:
+        args["ssl"] = {"ca": db.tls_ca, "check_hostname": True}
+    return args
+
+
+def can_login(socket: str | None, user: str, password: str, database: str | None = None,
+              **server) -> bool:
+    """Whether user/password are accepted (over the socket, or TCP with server_args)."""
     import pymysql
 
     try:
-        connect(socket, user, password, database=database).close()
+        connect(socket, user, password, database=database, **server).close()
     except pymysql.err.OperationalError as exc:
         if exc.args and exc.args[0] in (1044, 1045, 1698):  # access denied
             return False
@@ -78,11 +89,29 @@ def account_name(user: str, host: str, is_role: bool = False) -> str:
     return f"role '{user}'" if is_role else f"'{user}'@'{host}'"
 
 
-def check_external(host: str, port: int, user: str, password: str, database: str) -> None:
+def is_mariadb(cur) -> bool:
+    cur.execute("SELECT VERSION()")
+    return "mariadb" in cur.fetchone()[0].lower()
+
+
+NATIVE_HASH = re.compile(r"(?:BY PASSWORD|mysql_native_password USING) '(\*[0-9A-F]{40})'")
+
+
+def native_password_hash(cur, user: str, host: str) -> str | None:
+    """The account's current mysql_native_password hash on MariaDB (the first one SHOW CREATE
+    USER names), or None for another authentication plugin."""
+    cur.execute("SHOW CREATE USER %s@%s", (user, host))
+    m = NATIVE_HASH.search(cur.fetchone()[0])
+    return m.group(1) if m else None
+
+
+def check_external(db, user: str, password: str) -> None:
+    """Log in to the external server as the app (config.Database db) and SELECT 1."""
     import pymysql
 
+    host, port, database = db.host, db.port, db.name
     try:
-        conn = connect(None, user, password, host=host, port=port, database=database)
+        conn = connect(None, user, password, database=database, **server_args(db))
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
         conn.close()

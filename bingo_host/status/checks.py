@@ -210,13 +210,13 @@ def check_database(r: Report, cfg: Config, platform: Platform) -> None:
         entry["error"] = "no app password found (db-password or bingo.ini): run bootstrap"
         r.problem("database", entry["error"])
         return
-    from ..facts.mariadb import connect
+    from ..facts.mariadb import connect, server_args
 
     start = time.monotonic()
     try:
-        conn = connect(platform.mariadb_socket if db.local else None, db.user, password, host=db.host,
-                       port=db.port, database=db.name, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT,
-                       write_timeout=DB_TIMEOUT)
+        server = {} if db.local else server_args(db)  # TCP, and TLS with database.tls_ca
+        conn = connect(platform.mariadb_socket if db.local else None, db.user, password, database=db.name,
+                       timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT, write_timeout=DB_TIMEOUT, **server)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")

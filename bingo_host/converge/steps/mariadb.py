@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ... import layout, render, subp
+from ... import layout, render, secrets, subp
 from ...facts import mariadb
 from ...ops import service
 from ...errors import BingoHostError
@@ -36,16 +36,29 @@ def _initialise(ctx, datadir: str) -> None:
     ctx.change(f"initialise a new MariaDB datadir in {datadir}", init)
 
 
-def _ensure_user(ctx, cur, user: str, password: str, wanted: set[tuple[str, str]], what: str) -> None:
-    sock = ctx.platform.mariadb_socket
-    have = mariadb.grants(cur, user)
+def _set_password(cur, user: str, host: str, password: str) -> None:
+    """Set the account's password and keep its current one valid too, until the next change:
+    workers (or other hosts) still using it keep connecting until they reload with the new one.
+    MySQL 8 (Aurora) says so itself; MariaDB is given both password hashes."""
+    if not mariadb.is_mariadb(cur):
+        cur.execute("ALTER USER %s@%s IDENTIFIED BY %s RETAIN CURRENT PASSWORD", (user, host, password))
+    elif current := mariadb.native_password_hash(cur, user, host):
+        cur.execute("ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING PASSWORD(%s) "
+                    "OR mysql_native_password USING %s", (user, host, password, current))
+    else:
+        cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+
+
+def _ensure_user(ctx, cur, user: str, host: str, password: str, wanted: set[tuple[str, str]], what: str,
+                 can_login) -> None:
+    have = mariadb.grants(cur, user, host)
     if have is None:
-        ctx.change(f"create the {what} user {user}@localhost",
-                   lambda: cur.execute("CREATE USER %s@'localhost' IDENTIFIED BY %s", (user, password)))
+        ctx.change(f"create the {what} user {user}@{host}",
+                   lambda: cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password)))
         have = set()
-    elif not mariadb.can_login(sock, user, password):
-        ctx.change(f"set the {what} user's password",
-                   lambda: cur.execute("ALTER USER %s@'localhost' IDENTIFIED BY %s", (user, password)))
+    elif not can_login(user, password):
+        ctx.change(f"set the {what} user's password (the previous one stays valid until the next change)",
+                   lambda: _set_password(cur, user, host, password))
     if have != wanted:
         # Anything more (global privileges, a grant option, a role: a reattached datadir's
         # account, or one changed by hand) is revoked: each user may do only what it is for.
@@ -54,13 +67,13 @@ def _ensure_user(ctx, cur, user: str, password: str, wanted: set[tuple[str, str]
 
         def regrant():
             for role in roles:  # as SHOW GRANTS quoted it; before REVOKE ALL, which drops them too
-                cur.execute(f"REVOKE {role} FROM %s@'localhost'", (user,))
+                cur.execute(f"REVOKE {role} FROM %s@%s", (user, host))
             if roles:
-                cur.execute("SET DEFAULT ROLE NONE FOR %s@'localhost'", (user,))
+                cur.execute("SET DEFAULT ROLE NONE FOR %s@%s", (user, host))
             if have:
-                cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@'localhost'", (user,))
+                cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, host))
             for privileges, obj in sorted(wanted):
-                cur.execute(f"GRANT {privileges} ON {obj} TO %s@'localhost'", (user,))
+                cur.execute(f"GRANT {privileges} ON {obj} TO %s@%s", (user, host))
         more = [f"role {o}" if p == "ROLE" else f"{p} ON {o}" for p, o in extra]
         revoke = f"revoke {user}'s {', '.join(more)}; " if more else ""
         ctx.change(f"{revoke}grant {user} " + ", ".join(f"{p} ON {o}" for p, o in sorted(wanted)), regrant)
@@ -87,8 +100,7 @@ def converge(ctx) -> str:
     cfg, platform = ctx.cfg, ctx.platform
     db = cfg.database
     if not db.local:
-        mariadb.check_external(db.host, db.port, db.user, ctx.secrets["app_password"], db.name)
-        return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers"
+        return _converge_external(ctx)
 
     datadir = render.datadir(cfg, ctx.facts)
     unit = f"{platform.mariadb_service}.service"
@@ -129,14 +141,62 @@ def converge(ctx) -> str:
             if not cur.fetchone():
                 ctx.change(f"create database {db.name}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-            _ensure_user(ctx, cur, db.user, ctx.secrets["app_password"],
-                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app")
-            _ensure_user(ctx, cur, layout.BACKUP_DB_USER, ctx.secrets["backup_password"],
-                         {("RELOAD", "*.*")}, "backup")
+
+            def login(user, password):
+                return mariadb.can_login(platform.mariadb_socket, user, password)
+
+            _ensure_user(ctx, cur, db.user, "localhost", ctx.secrets["app_password"],
+                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app", login)
+            _ensure_user(ctx, cur, layout.BACKUP_DB_USER, "localhost", ctx.secrets["backup_password"],
+                         {("RELOAD", "*.*")}, "backup", login)
             _unknown_accounts(ctx, cur, {(db.user, "localhost"), (layout.BACKUP_DB_USER, "localhost")})
     finally:
         conn.close()
     return f"running on {datadir}; database {db.name}, users {db.user} and {layout.BACKUP_DB_USER} as wanted"
+
+
+def _converge_external(ctx) -> str:
+    """An external server (Aurora): with database.admin_secret, the app's database and its own
+    user (any host, its database only) made with the master login; then the app's login."""
+    db = ctx.cfg.database
+    if db.tls_ca and not os.path.isfile(db.tls_ca):
+        raise BingoHostError(f"database.tls_ca: {db.tls_ca} does not exist (the server's CA bundle)")
+    tls = " over TLS" if db.tls_ca else ""
+    if db.admin_secret:
+        _ensure_external_user(ctx)
+        if ctx.dry_run and ctx.changes:
+            return ""  # the app's login works only once the planned changes are made
+    mariadb.check_external(db, db.user, ctx.secrets["app_password"])
+    return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers{tls}"
+
+
+def _ensure_external_user(ctx) -> None:
+    import pymysql
+
+    db = ctx.cfg.database
+    admin, admin_password = secrets.fetch_login(db.admin_secret)
+    if admin == db.user:
+        raise BingoHostError(f"database.user: {db.user} is the master login of database.admin_secret; "
+                             "the app needs a user of its own")
+    server = mariadb.server_args(db)
+    try:
+        conn = mariadb.connect(None, admin, admin_password, **server)
+    except pymysql.err.MySQLError as exc:
+        reason = exc.args[1] if len(exc.args) > 1 else str(exc)
+        raise BingoHostError(f"cannot log in to {db.host}:{db.port} as {admin} (database.admin_secret): "
+                             f"{reason}") from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
+                        (db.name,))
+            if not cur.fetchone():
+                ctx.change(f"create database {db.name} on {db.host}", lambda: cur.execute(
+                    f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            _ensure_user(ctx, cur, db.user, "%", ctx.secrets["app_password"],
+                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app",
+                         lambda user, password: mariadb.can_login(None, user, password, **server))
+    finally:
+        conn.close()
 
 
 def _ids(user: str) -> tuple[int, int]:

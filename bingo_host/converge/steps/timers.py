@@ -1,7 +1,8 @@
 """bingo-host's own timers, each installed and enabled when its feature is on, stopped and
-removed when it is off: snapshots (snapshots.enabled), metrics (metrics.enabled), the journal
-export the CloudWatch agent reads (cloudwatch_agent.enabled, where the platform has the agent),
-security patches (patches.enabled). One `systemctl show` reads them all.
+removed when it is off: snapshots (snapshots.enabled), the secrets refresh (a value read from
+ssm:/secretsmanager:, which may rotate there), metrics (metrics.enabled), the journal export the
+CloudWatch agent reads (cloudwatch_agent.enabled, where the platform has the agent), security
+patches (patches.enabled). One `systemctl show` reads them all.
 
 The certificate renewal timer belongs to `enable-https`; bootstrap only keeps its unit current.
 """
@@ -20,6 +21,7 @@ NAME = "timers"
 TIMER = f"{layout.SNAPSHOT_UNIT}.timer"
 # (unit name, template prefix, the config field its OnCalendar= comes from, if any)
 OWNED = ((layout.SNAPSHOT_UNIT, "snapshot", "snapshots.schedule"),
+         (layout.REFRESH_UNIT, "secrets-refresh", None),
          (layout.METRICS_UNIT, "metrics", None),
          (layout.JOURNAL_EXPORT_UNIT, "journal-export", None),
          (layout.PATCH_UNIT, "patch", "patches.schedule"))

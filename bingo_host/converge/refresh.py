@@ -1,0 +1,68 @@
+"""`bingo-host secrets refresh` (and its hourly timer): follow secrets rotated where they live.
+
+Every ssm:/secretsmanager: value is read again (the secrets step). When the app's database
+password changed, its database user takes the new one first while the previous one stays valid
+(the mariadb step), then bingo.ini is rewritten (app step) and uWSGI replaces its workers one at
+a time (uwsgi step): a worker, or another host, still holding the old password keeps connecting,
+so no request fails. The same steps as bootstrap, so nothing changes when nothing rotated.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+
+from . import engine
+from ..config import Config
+from ..ops.lock import host_lock
+from .steps import app, mariadb, secrets, uwsgi
+
+STEPS = (secrets, mariadb, app, uwsgi)
+RELOAD_TIMEOUT = 90.0
+
+
+def _workers(ctx) -> set[int]:
+    from ..deploy.switch import _uwsgi_workers
+
+    try:
+        uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
+    except KeyError:
+        return set()
+    return {pid for pid, _ in _uwsgi_workers(ctx.cfg.app.root, uid)}
+
+
+def _wait_replaced(ctx, old: set[int], echo) -> None:
+    """Until none of the workers that ran before the chain reload is left."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    start = time.monotonic()
+    while time.monotonic() < deadline:
+        now = _workers(ctx)
+        if now and not now & old:
+            echo(f"refresh: all {len(now)} uWSGI workers reloaded ({time.monotonic() - start:.1f} s)")
+            return
+        time.sleep(0.3)
+    echo(f"refresh: uWSGI workers not all reloaded within {RELOAD_TIMEOUT:.0f} s (see journalctl -u "
+         "bingo-uwsgi); they still hold the previous password, which the database keeps accepting")
+
+
+def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
+    """0 in step with the secrets (changed or not), 1 a step failed."""
+    ctx = engine.make_context(cfg, dry_run=dry_run, echo=echo)
+    engine.log_to_journal()
+    with host_lock(echo=echo):
+        results = engine.run_steps(ctx, STEPS[:1])
+        changed = results[-1].status != "failed" and ctx.differs(ctx.managed("bingo.ini"))
+        before = _workers(ctx) if changed and not dry_run else set()  # to wait for their reload
+        if results[-1].status != "failed":
+            results += engine.run_steps(ctx, STEPS[1:])
+    if any(r.status == "failed" for r in results):
+        echo("refresh: FAILED; bingo.ini and the app are as they were unless a step above says otherwise")
+        return 1
+    if not changed:
+        echo("refresh: every secret as rendered, nothing changed")
+        return 0
+    if before and os.path.exists(f"{cfg.app.root}/current/application.py"):
+        _wait_replaced(ctx, before, echo)
+    echo("refresh: bingo.ini " + ("would be rewritten" if dry_run else "rewritten with the new values"))
+    return 0
