@@ -7,6 +7,7 @@ instance roles grant one that is neither here nor in AGENT_ACTIONS.
 """
 
 ACTIONS = (
+    "cloudwatch:PutMetricData",  # `bingo-host metrics push` (metrics.enabled)
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",
     "ec2:DescribeTags",

@@ -362,6 +362,38 @@ def restart_agent(opts: Options):
     agent_restart.restart_when_idle(echo=click.echo)
 
 
+@main.group()
+def metrics():
+    """CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."""
+
+
+@metrics.command("push")
+@click.pass_obj
+def metrics_push(opts: Options):
+    """Put memory, swap and disk use and nginx's 5xx count since the last push into CloudWatch
+    (namespace BingoHost, dimension InstanceId)."""
+    from . import metrics as metrics_mod
+
+    _no_dry_run(opts, "metrics push")
+    metrics_mod.push(opts.load_config(), echo=click.echo)
+
+
+@main.command()
+@click.pass_obj
+def patch(opts: Options):
+    """Apply security updates now, outside any deployment, under a memory bound; restart what
+    runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
+    from . import patches
+    from .converge.engine import log_to_journal
+    from .facts import memory, platforms
+
+    _no_dry_run(opts, "patch")
+    cfg = opts.load_config()
+    log_to_journal()
+    result = patches.run(cfg, platforms.get(cfg.platform), memory.read().usable_bytes, echo=click.echo)
+    click.echo("patch: done" + ("; REBOOT NEEDED" if result["reboot_required"] else ""))
+
+
 @main.command()
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--deployment-id", metavar="ID", help="Default: a new random d-XXXXXXXXX.")

@@ -160,6 +160,33 @@ class Deploy:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    # bingo-host's own timer puts memory, swap and disk use and nginx's 5xx count into CloudWatch
+    # (namespace BingoHost): what the alarms watch, for one short process every interval.
+    enabled: bool = setting(False, boolean)
+    interval_minutes: int = setting(5, integer(1, 60))
+
+
+@dataclass(frozen=True)
+class CloudwatchAgent:
+    # The CloudWatch agent ships the logs (and its own metrics); it costs ~40-60 MiB resident,
+    # a tenth of a nano: 'auto' runs it from 1 GiB of memory, where the platform packages it.
+    enabled: bool | str = setting("auto", or_auto(boolean))
+
+
+@dataclass(frozen=True)
+class Patches:
+    # Security updates on a timer, never during a deployment, under a memory bound.
+    enabled: bool = setting(True, boolean)
+    schedule: str = setting("*-*-* 04:30:00", schedule)
+    # Amazon Linux 2023's repositories are versioned: updates come from this release version
+    # ('latest', or a tested one such as 2023.9.20251117: the fleet moves only when you change it).
+    release: str = setting("latest", pattern(
+        r"latest|20\d\d\.\d{1,3}\.\d{8}", "must be 'latest' or an Amazon Linux release version "
+                                         "such as 2023.9.20251117"))
+
+
+@dataclass(frozen=True)
 class Smtp:
     """The [smtp] section of bingo.ini: how the app sends mail (password resets). No server: no
     section, and the app's own default (localhost:25, which AL2023 does not serve)."""
@@ -193,6 +220,9 @@ class Config:
     backups: Backups = section(Backups)
     https: Https = section(Https)
     deploy: Deploy = section(Deploy)
+    metrics: Metrics = section(Metrics)
+    cloudwatch_agent: CloudwatchAgent = section(CloudwatchAgent)
+    patches: Patches = section(Patches)
     smtp: Smtp = section(Smtp)
 
 
@@ -322,6 +352,7 @@ def check_on_host(cfg: Config) -> None:
     if cfg.backups.enabled:
         systemd_calendar(cfg.backups.schedule, "backups.schedule")
         systemd_calendar(cfg.backups.drill_schedule, "backups.drill_schedule")
+    systemd_calendar(cfg.patches.schedule, "patches.schedule")
 
 
 def is_reference(secret: str) -> bool:

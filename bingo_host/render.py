@@ -130,6 +130,9 @@ def render_all(
         "max_connections": sizing.mariadb_max_connections(cfg.app.processes),
         "small_host": sizing.small_host(facts.mem_bytes),
         "tls": {"domain": facts.tls_domain} if facts.tls_domain else None,
+        "log_dir": layout.LOG_DIR,
+        "state_dir": layout.STATE_DIR,
+        "uwsgi_service": layout.UWSGI_SERVICE,
     }
     root = cfg.app.root
     unit = f"{layout.SYSTEMD_DIR}/{{}}"
@@ -175,12 +178,40 @@ def render_all(
         for name, unit_name in (("backup", layout.DUMP_UNIT), ("restore-drill", layout.DRILL_UNIT)):
             wanted += [(f"{name}.{kind}", unit.format(f"{unit_name}.{kind}"), 0o644, "root", "root",
                         DAEMON_RELOAD, False) for kind in ("service", "timer")]
+    wanted += observability_files(cfg, platform)
     env = _environment()
-    return [
+    extra = []
+    if cfg.cloudwatch_agent.enabled and platform.cloudwatch_agent_package:
+        from . import cloudwatch_agent
+
+        extra.append(ManagedFile(path=layout.CLOUDWATCH_AGENT_CONFIG, content=cloudwatch_agent.render(cfg),
+                                 mode=0o644, owner="root", group="root",
+                                 on_change=restart(cloudwatch_agent.SERVICE), template="cloudwatch-agent.json"))
+    return extra + [
         ManagedFile(path=path, content=env.get_template(name).render(context), mode=mode, owner=owner,
                     group=group, on_change=on_change, template=name, secret=secret)
         for name, path, mode, owner, group, on_change, secret in wanted
     ] + [health_module()]
+
+
+def observability_files(cfg: Config, platform: Platform) -> list[tuple]:
+    """The metrics timer, the patch timer and its tools' config, the journal export the
+    CloudWatch agent reads (see steps/monitoring.py and steps/patches.py)."""
+    unit = f"{layout.SYSTEMD_DIR}/{{}}"
+    wanted = []
+    if cfg.metrics.enabled:
+        wanted += [(f"metrics.{kind}", unit.format(f"{layout.METRICS_UNIT}.{kind}"), 0o644, "root", "root",
+                    DAEMON_RELOAD, False) for kind in ("service", "timer")]
+    if cfg.cloudwatch_agent.enabled and platform.cloudwatch_agent_package:
+        wanted += [(f"journal-export.{kind}", unit.format(f"{layout.JOURNAL_EXPORT_UNIT}.{kind}"), 0o644,
+                    "root", "root", DAEMON_RELOAD, False) for kind in ("service", "timer")]
+        wanted.append(("logrotate.conf", "/etc/logrotate.d/bingo-host", 0o644, "root", "root", None, False))
+    if cfg.patches.enabled:
+        wanted += [(f"patch.{kind}", unit.format(f"{layout.PATCH_UNIT}.{kind}"), 0o644, "root", "root",
+                    DAEMON_RELOAD, False) for kind in ("service", "timer")]
+        wanted += [(template, path, 0o644, "root", "root", None, False)
+                   for template, path in platform.patch_config]
+    return wanted
 
 
 def health_module() -> ManagedFile:

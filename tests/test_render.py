@@ -238,7 +238,58 @@ def test_units_pass_systemd_analyze_verify(tmp_path, platform_name):
     files = rendered(platform_name)
     result = verify_units(tmp_path, files, [MARIADB_STUB])
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 5
+    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 7  # + patch timer
+
+
+def example_with(**sections) -> str:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE)
+    data.update(sections)
+    return yaml.safe_dump(data)
+
+
+@pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
+def test_monitoring_units_pass_systemd_analyze_verify(tmp_path, platform_name):
+    """With metrics on and 4 GiB ('auto' runs the CloudWatch agent where the platform has it):
+    the metrics timer everywhere, the journal export only where the agent is installed."""
+    files = rendered(platform_name, example_with(metrics={"enabled": True, "interval_minutes": 1}),
+                     HostFacts(mem_bytes=4 << 30, cpus=2))
+    result = verify_units(tmp_path, files, [MARIADB_STUB])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    names = {f.template for f in files}
+    assert {"metrics.service", "metrics.timer", "patch.service", "patch.timer"} <= names
+    has_agent = platforms.PLATFORMS[platform_name].cloudwatch_agent_package is not None
+    assert ({"journal-export.service", "journal-export.timer", "cloudwatch-agent.json",
+             "logrotate.conf"} <= names) == has_agent
+    timer = next(f for f in files if f.template == "metrics.timer").content
+    assert "OnUnitActiveSec=1min" in timer
+
+
+def test_cloudwatch_agent_config_ships_the_logs_and_metrics():
+    """The agent's JSON: nginx's two logs, the journal copies the export writes, memory, swap and
+    both file systems; off on a nano unless asked for."""
+    import json
+
+    text = example_with(cloudwatch_agent={"enabled": True})
+    conf = next(f for f in rendered("amzn2023", text) if f.template == "cloudwatch-agent.json")
+    data = json.loads(conf.content)
+    files = {e["file_path"]: e["log_group_name"] for e in data["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert files == {"/var/log/nginx/access.log": "/bingo-host/music-bingo/nginx-access",
+                     "/var/log/nginx/error.log": "/bingo-host/music-bingo/nginx-error",
+                     "/var/log/bingo-host/uwsgi.log": "/bingo-host/music-bingo/uwsgi",
+                     "/var/log/bingo-host/bingo-host.log": "/bingo-host/music-bingo/bingo-host"}
+    assert data["metrics"]["namespace"] == "BingoHost"  # the only one the instance role may put into
+    collected = data["metrics"]["metrics_collected"]
+    assert set(collected) == {"mem", "swap", "disk"}
+    assert collected["disk"]["resources"] == ["/", "/var/lib/mysql"]
+    export = next(f for f in rendered("amzn2023", text) if f.template == "journal-export.service")
+    assert "--unit=bingo-uwsgi.service >> /var/log/bingo-host/uwsgi.log" in export.content
+    assert "--identifier=bingo-host >> /var/log/bingo-host/bingo-host.log" in export.content
+    nano = {f.template for f in rendered("amzn2023")}  # 'auto' on 512 MiB: no agent
+    assert "cloudwatch-agent.json" not in nano
+    assert not {f.template for f in rendered("debian12", text)} & {"cloudwatch-agent.json",
+                                                                  "journal-export.timer"}
 
 
 def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path):

@@ -7,9 +7,10 @@ import time
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
-from .steps import app, mariadb, nginx, packages, secrets, swap, timers, uwsgi, volume
+from .steps import (app, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers, uwsgi,
+                    volume)
 
-STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, timers)
+STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, patches, timers, monitoring)
 
 
 def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:

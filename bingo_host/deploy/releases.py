@@ -159,17 +159,18 @@ BUILD_CPU_WEIGHT = 20  # services have 100: the build gets a sixth of contested 
 BUILD_IO_WEIGHT = 20
 
 
-def build_scope(mem_bytes: int) -> list[str]:
+def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -> list[str]:
     """The command prefix that runs a build step (a new virtualenv, pip compiling mysqlclient on
     a nano) in a transient systemd scope beside the services (system.slice, where weights
     compete), with a fifth of their CPU and IO weight and its memory bounded, so the serving
     release keeps its latency. Output and exit status stay the command's own. Nothing when
     systemd is not running. On cgroup v1 systemd applies the weights as cpu.shares and
-    blkio.weight and MemoryMax as memory.limit_in_bytes (MemoryHigh is cgroup v2's only)."""
+    blkio.weight and MemoryMax as memory.limit_in_bytes (MemoryHigh is cgroup v2's only).
+    Security updates (patches.py) run in the same kind of scope."""
     if not systemd.booted():
         return []
     return ["systemd-run", "--scope", "--quiet", "--collect",
-            "--description=bingo-host: a deployment's virtualenv build",
+            f"--description=bingo-host: {what}",
             "-p", f"CPUWeight={BUILD_CPU_WEIGHT}", "-p", f"IOWeight={BUILD_IO_WEIGHT}",
             "-p", f"MemoryHigh={sizing.build_memory_high_mib(mem_bytes)}M",
             "-p", f"MemoryMax={sizing.build_memory_max_mib(mem_bytes)}M", "--"]

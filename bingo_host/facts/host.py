@@ -158,9 +158,13 @@ def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
     if processes == "auto":
         processes = sizing.uwsgi_processes(facts.mem_bytes, facts.cpus)
     swap = cfg.swap.size if cfg.swap.size != "auto" else sizing.swap_mib(facts.mem_bytes)
+    agent = cfg.cloudwatch_agent.enabled
+    if agent == "auto":
+        agent = not sizing.small_host(facts.mem_bytes)
     return with_values(
         cfg,
         platform=platform.name,
         app={"user": app_user(cfg), "processes": processes},
         swap={"size": swap},
+        cloudwatch_agent={"enabled": agent},
     )

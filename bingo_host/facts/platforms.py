@@ -37,6 +37,16 @@ class Platform:
     certbot_pip: tuple[str, ...]  # what goes into certbot_venv (certbot and its nginx plugin)
     certbot_distro_timer: str | None  # the package's own renewal timer, disabled: ours renews
     block_service_starts: bool  # packages start their services on install (Debian): hold them off
+    # Security patches (`bingo-host patch`): what it installs, refreshes, upgrades, asks.
+    patch_packages: tuple[str, ...]
+    patch_refresh_cmd: tuple[str, ...] | None  # package lists fetched before upgrading
+    patch_upgrade_cmd: tuple[str, ...]  # security updates only; "{release}": patches.release
+    patch_config: tuple[tuple[str, str], ...]  # (template, path): the tools' config we own
+    needs_restart_cmd: tuple[str, ...]  # lists the services running replaced code, "x.service"
+    reboot_check_cmd: tuple[str, ...] | None  # exit 1: a reboot is needed (we write the marker)
+    reboot_marker: str  # exists (in /run: a reboot clears it) while a reboot is needed
+    cloudwatch_agent_package: str | None  # None: the distribution does not package it
+    cloudwatch_agent_skip_reason: str | None
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -71,6 +81,17 @@ PLATFORMS: dict[str, Platform] = {
             certbot_pip=("certbot", "certbot-nginx"),
             certbot_distro_timer=None,
             block_service_starts=False,
+            patch_packages=("dnf-plugins-core",),  # dnf needs-restarting
+            patch_refresh_cmd=None,  # dnf refreshes expired metadata itself
+            # The repositories are versioned: without --releasever, dnf sees only the release
+            # the AMI is locked to, which never gains an update.
+            patch_upgrade_cmd=("dnf", "upgrade", "--security", "-y", "--releasever={release}"),
+            patch_config=(),
+            needs_restart_cmd=("dnf", "needs-restarting", "--services"),
+            reboot_check_cmd=("dnf", "needs-restarting", "--reboothint"),
+            reboot_marker="/run/bingo-host/reboot-required",
+            cloudwatch_agent_package="amazon-cloudwatch-agent",
+            cloudwatch_agent_skip_reason=None,
         ),
         Platform(
             name="debian12",
@@ -100,6 +121,17 @@ PLATFORMS: dict[str, Platform] = {
             certbot_pip=(),
             certbot_distro_timer="certbot.timer",
             block_service_starts=True,
+            patch_packages=("unattended-upgrades", "needrestart"),
+            patch_refresh_cmd=("apt-get", "update", "-q"),
+            patch_upgrade_cmd=("unattended-upgrade", "-v"),  # origins: our apt.conf.d file
+            patch_config=(("unattended-upgrades.conf", "/etc/apt/apt.conf.d/52bingo-host-security"),
+                          ("needrestart.conf", "/etc/needrestart/conf.d/bingo-host.conf")),
+            needs_restart_cmd=("needrestart", "-b", "-r", "l"),
+            reboot_check_cmd=None,  # package scripts create the marker
+            reboot_marker="/run/reboot-required",
+            cloudwatch_agent_package=None,
+            cloudwatch_agent_skip_reason="Debian 12 has no amazon-cloudwatch-agent package in its "
+                                         "repositories (AWS ships only a .deb to download by hand)",
         ),
     )
 }

@@ -42,7 +42,8 @@ def services_held_off(enabled: bool, path: str = POLICY_RC_D) -> Iterator[None]:
 
 
 def install(platform: Platform, names: Sequence[str]) -> None:
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    # needrestart's apt hook restarts nothing here: `bingo-host patch` restarts, outside deploys.
+    env = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
     with services_held_off(platform.block_service_starts):
         if platform.block_service_starts:  # apt: refresh the lists once before installing
             subp.run(["apt-get", "update", "-q"], timeout=600, env=env)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .. import layout, state, subp
 from ..config import Config
 from ..facts.platforms import Platform
-from .records import check_backups, check_certificate, check_release, check_snapshot, iso
+from .records import check_backups, check_certificate, check_patches, check_release, check_snapshot, iso
 
 SCHEMA_VERSION = 1  # docs/status-schema.json: changes only when a key is removed or changes meaning
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
@@ -65,6 +65,8 @@ def service_list(cfg: Config, platform: Platform, https_on: bool) -> list[tuple[
         ("renew-timer", f"{layout.RENEW_UNIT}.timer", https_on),
         ("backup-timer", f"{layout.DUMP_UNIT}.timer", cfg.backups.enabled),
         ("restore-drill-timer", f"{layout.DRILL_UNIT}.timer", cfg.backups.enabled),
+        ("metrics-timer", f"{layout.METRICS_UNIT}.timer", cfg.metrics.enabled),
+        ("patch-timer", f"{layout.PATCH_UNIT}.timer", cfg.patches.enabled),
         ("codedeploy-agent", "codedeploy-agent.service", False),  # required once installed
     ]
     return units
@@ -315,10 +317,11 @@ def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
     guarded("release", lambda: check_release(r, cfg))
     guarded("snapshot", lambda: check_snapshot(r, cfg))
     guarded("backups", lambda: check_backups(r, cfg))
+    guarded("patches", lambda: check_patches(r, platform))
     guarded("http", lambda: check_http(r, cfg, tls_domain))
     for key, empty in (("services", []), ("storage", {"data_volume": None, "root": None}),
                        ("memory", None), ("swap", None), ("database", None), ("release", None),
-                       ("snapshot", None), ("backups", None), ("http", [])):
+                       ("snapshot", None), ("backups", None), ("patches", None), ("http", [])):
         r.data.setdefault(key, empty)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -1,6 +1,7 @@
 """Status checks on what other commands recorded: the serving release's record (deploy), the
 last snapshot run (`bingo-host snapshot`), the last backup and restore drill (`bingo-host
-backup`, `restore-drill`) and the certificate (enable-https, certbot's renewals).
+backup`, `restore-drill`), the last security update run (`bingo-host patch`) and the reboot it
+may have left owed, and the certificate (enable-https, certbot's renewals).
 
 Apart from the live checks in checks.py because they read files, not services: they say whether
 the last deploy, snapshot or renewal worked, and a hand-edited file must not crash them.
@@ -157,6 +158,27 @@ def _first_backup(path: str) -> str | None:
     """When backups began on this host: the first run's time, kept in the record."""
     found = (state.read_json(path) or {}).get("first_started")
     return found if isinstance(found, str) else None
+
+
+def check_patches(r: Report, platform, path: str | None = None) -> None:
+    """Whether a reboot is needed (the platform's marker in /run, set by package scripts or by
+    `bingo-host patch`), and how the last security update run went."""
+    from ..patches import RECORD_FILE
+
+    last = state.read_json(path or RECORD_FILE) or {}
+    deferred = last.get("restart_deferred") if isinstance(last.get("restart_deferred"), list) else []
+    entry = {"reboot_required": os.path.exists(platform.reboot_marker),
+             "last_run": last.get("finished_at") if isinstance(last.get("finished_at"), str) else None,
+             "ok": last.get("ok") if isinstance(last.get("ok"), bool) else None,
+             "error": last.get("error") if isinstance(last.get("error"), str) else None,
+             "restart_deferred": [s for s in deferred if isinstance(s, str)]}
+    r.data["patches"] = entry
+    if entry["reboot_required"]:
+        r.problem("patches.reboot", f"a reboot is needed to finish applying updates "
+                                    f"({platform.reboot_marker} exists)", "warning")
+    if entry["ok"] is False:
+        r.problem("patches", f"the last security update run failed: "
+                             f"{entry['error'] or 'see journalctl -u bingo-host-patch'}", "warning")
 
 
 def cert_not_after(path: str) -> float:

@@ -101,6 +101,13 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
             text = (f"{entry['time'] or '?'} ({entry['age_hours']} h ago), "
                     + (f"{entry['dump']}" if entry["ok"] else f"FAILED: {entry['error']}"))
             rows.append((label, good(check not in checks, text, warn=entry["ok"])))
+    patches = report.get("patches")
+    if patches:
+        text = ("REBOOT NEEDED to finish applying updates" if patches["reboot_required"]
+                else "no reboot needed")
+        if patches["last_run"]:
+            text += f"; last run {patches['last_run']}" + ("" if patches["ok"] else f" FAILED: {patches['error']}")
+        rows.append(("patches", good("patches" not in flagged, text, warn=True)))
     cert = report["certificate"]
     if cert:
         text = (f"{cert['domain']}, expires {cert['not_after']} ({cert['days_left']:.0f} days)"

@@ -1,9 +1,11 @@
-"""bingo-host's own timers, each installed and enabled while the config wants it, stopped and
-removed when not: snapshots (snapshots.enabled), the secrets refresh (a value read from
-ssm:/secretsmanager:, which may rotate there), backups and restore drills (backups.enabled).
+"""bingo-host's own timers, each installed and enabled when its feature is on, stopped and
+removed when it is off: snapshots (snapshots.enabled), the secrets refresh (a value read from
+ssm:/secretsmanager:, which may rotate there), backups and restore drills (backups.enabled),
+metrics (metrics.enabled), the journal export the CloudWatch agent reads (cloudwatch_agent.enabled,
+where the platform has the agent), security patches (patches.enabled). One `systemctl show`
+reads them all.
 
 The certificate renewal timer belongs to `enable-https`; bootstrap only keeps its unit current.
-`converge_timer` is how every step that owns a timer (monitoring, patches) installs or removes it.
 """
 
 from __future__ import annotations
@@ -17,15 +19,14 @@ from ...ops import service
 from ...render import DAEMON_RELOAD
 
 NAME = "timers"
-# (unit, template stem, schedule field or None) of each timer this step owns
-TIMERS = ((layout.SNAPSHOT_UNIT, "snapshot", "snapshots.schedule"),
-          (layout.REFRESH_UNIT, "secrets-refresh", None),
-          (layout.DUMP_UNIT, "backup", "backups.schedule"),
-          (layout.DRILL_UNIT, "restore-drill", "backups.drill_schedule"))
-
-
-def unit_paths(unit: str) -> list[str]:
-    return [f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{unit}.timer"]
+# (unit name, template prefix, the config field its OnCalendar= comes from, if any)
+OWNED = ((layout.SNAPSHOT_UNIT, "snapshot", "snapshots.schedule"),
+         (layout.REFRESH_UNIT, "secrets-refresh", None),
+         (layout.DUMP_UNIT, "backup", "backups.schedule"),
+         (layout.DRILL_UNIT, "restore-drill", "backups.drill_schedule"),
+         (layout.METRICS_UNIT, "metrics", None),
+         (layout.JOURNAL_EXPORT_UNIT, "journal-export", None),
+         (layout.PATCH_UNIT, "patch", "patches.schedule"))
 
 
 def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], state) -> None:
@@ -46,23 +47,18 @@ def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], stat
         ctx.change(f"enable --now {timer}", lambda: service.systemctl("enable", "--now", timer))
 
 
-def _schedule(cfg, field: str) -> str:
-    section, name = field.split(".")
-    return getattr(getattr(cfg, section), name)
-
-
 def converge(ctx) -> str:
     for mf in (ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")):
         ctx.ensure_file(mf)
-    states = systemd.states(*(f"{unit}.timer" for unit, _, _ in TIMERS))
+    states = systemd.states(*[f"{unit}.timer" for unit, _, _ in OWNED])
     enabled = []
-    for unit, stem, field in TIMERS:
-        timer = f"{unit}.timer"
-        wanted = [mf for mf in (ctx.managed(f"{stem}.service"), ctx.managed(f"{stem}.timer")) if mf]
-        schedule = _schedule(ctx.cfg, field) if field else None
-        if wanted and field and any(ctx.differs(mf) for mf in wanted):
-            systemd_calendar(schedule, field)  # before writing the timer
-        converge_timer(ctx, timer, wanted, unit_paths(unit), states[timer])
+    for unit, template, schedule_field in OWNED:
+        wanted = [mf for mf in (ctx.managed(f"{template}.service"), ctx.managed(f"{template}.timer")) if mf]
+        if wanted and schedule_field and any(ctx.differs(mf) for mf in wanted):
+            section, name = schedule_field.split(".")  # systemd judges it before the timer is written
+            systemd_calendar(getattr(getattr(ctx.cfg, section), name), schedule_field)
+        paths = [f"{layout.SYSTEMD_DIR}/{unit}.service", f"{layout.SYSTEMD_DIR}/{unit}.timer"]
+        converge_timer(ctx, f"{unit}.timer", wanted, paths, states[f"{unit}.timer"])
         if wanted:
-            enabled.append(f"{timer} ({schedule})" if schedule else timer)
-    return f"enabled: {', '.join(enabled)}" if enabled else "no timer wanted (snapshots and backups off)"
+            enabled.append(template)
+    return f"enabled: {', '.join(enabled) or 'none'}"

@@ -1,0 +1,120 @@
+"""`bingo-host metrics push`: nginx's 5xx counted once each, the status facts as datums, and the
+put through boto3 into moto's CloudWatch (server mode, reached through AWS_ENDPOINT_URL_CLOUDWATCH),
+read back with list_metrics and get_metric_statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from bingo_host import metrics
+from bingo_host.cli import main
+
+pytest_plugins = ["tests.aws_servers"]
+
+LINE = '203.0.113.7 - - [28/Nov/2026:09:00:00 +0000] "GET {path} HTTP/1.1" {status} 12 "-" "curl/8" "-" 0.003\n'
+
+
+def log_lines(*statuses, path="/api/user"):
+    return "".join(LINE.format(path=path, status=s) for s in statuses)
+
+
+def test_5xx_counted_once_from_where_the_last_run_stopped(tmp_path):
+    log, offsets = tmp_path / "access.log", str(tmp_path / "offset.json")
+    log.write_text(log_lines(500, 502))
+    assert metrics.count_5xx(str(log), offsets) == 0  # history is not this interval's
+    with log.open("a") as f:
+        f.write(log_lines(200, 503, 404, 504) + log_lines(500)[:-1])  # the last line unfinished
+    assert metrics.count_5xx(str(log), offsets) == 2
+    with log.open("a") as f:
+        f.write("\n" + log_lines(301))
+    assert metrics.count_5xx(str(log), offsets) == 1  # the finished line, counted now, once
+    assert metrics.count_5xx(str(log), offsets) == 0
+
+
+def test_a_rotated_log_is_read_from_its_start(tmp_path):
+    log, offsets = tmp_path / "access.log", str(tmp_path / "offset.json")
+    log.write_text(log_lines(200) * 50)
+    metrics.count_5xx(str(log), offsets)
+    os.rename(log, tmp_path / "access.log.1")
+    log.write_text(log_lines(500, 200, 501))  # a new inode
+    assert metrics.count_5xx(str(log), offsets) == 2
+    log.write_text(log_lines(502))  # truncated in place (copytruncate): shorter than the offset
+    assert metrics.count_5xx(str(log), offsets) == 1
+    assert metrics.count_5xx(str(tmp_path / "missing.log"), offsets) == 0
+
+
+def test_datums_carry_the_agreed_names_and_dimensions():
+    facts = {"memory": {"used_percent": 41.5}, "swap": {"used_percent": 0.0},
+             "storage": {"root": {"mountpoint": "/", "used_percent": 33.3},
+                         "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 12.0}}}
+    data = metrics.metric_data(facts, 3, "i-0abc")
+    got = {(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])): (d["Value"], d["Unit"])
+           for d in data}
+    inst = (("InstanceId", "i-0abc"),)
+    assert got == {("Http5xx", inst): (3.0, "Count"),
+                   ("MemoryUsedPercent", inst): (41.5, "Percent"),
+                   ("SwapUsedPercent", inst): (0.0, "Percent"),
+                   ("DiskUsedPercent", inst + (("Path", "/"),)): (33.3, "Percent"),
+                   ("DiskUsedPercent", inst + (("Path", "/var/lib/mysql"),)): (12.0, "Percent")}
+    unmounted = {**facts, "storage": {"root": facts["storage"]["root"],
+                                      "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": None}}}
+    assert len(metrics.metric_data(unmounted, 0, "i-0abc")) == 4
+
+
+@pytest.fixture
+def cloudwatch(aws_env, moto_server, monkeypatch, tmp_path):
+    import boto3
+
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", moto_server.url)
+    aws_env["imds"].instance_id = "i-0123456789abcdef0"
+    log = tmp_path / "access.log"
+    log.write_text(log_lines(200))
+    monkeypatch.setattr(metrics, "ACCESS_LOG", str(log))
+    monkeypatch.setattr(metrics, "OFFSET_FILE", str(tmp_path / "offset.json"))
+    config = tmp_path / "config.yaml"
+    config.write_text("database:\n  host: db.example.com\n  password: literal-password-1\nsnapshots:\n  enabled: false\n"
+                      "metrics:\n  enabled: true\n")
+    client = boto3.client("cloudwatch", region_name=aws_env["imds"].region, endpoint_url=moto_server.url)
+    return log, config, client
+
+
+def _push(config):
+    return CliRunner().invoke(main, ["--config", str(config), "metrics", "push"], catch_exceptions=False)
+
+
+def test_push_puts_the_metrics_into_cloudwatch(cloudwatch):
+    log, config, client = cloudwatch
+    assert _push(config).exit_code == 0  # marks the log's end
+    with log.open("a") as f:
+        f.write(log_lines(500, 200, 502, 503))
+    result = _push(config)
+    assert result.exit_code == 0, result.output
+    assert "Http5xx=3" in result.output
+    listed = client.list_metrics(Namespace="BingoHost")["Metrics"]
+    names = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in listed}
+    inst = ("InstanceId", "i-0123456789abcdef0")
+    assert names == {("Http5xx", (inst,)), ("MemoryUsedPercent", (inst,)), ("SwapUsedPercent", (inst,)),
+                     ("DiskUsedPercent", (inst, ("Path", "/")))}
+    now = dt.datetime.now(dt.timezone.utc)
+    stats = client.get_metric_statistics(
+        Namespace="BingoHost", MetricName="Http5xx", Dimensions=[{"Name": "InstanceId", "Value": inst[1]}],
+        StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=1), Period=60,
+        Statistics=["Sum", "SampleCount"])["Datapoints"]
+    assert sum(p["Sum"] for p in stats) == 3 and sum(p["SampleCount"] for p in stats) == 2
+    mem = client.get_metric_statistics(
+        Namespace="BingoHost", MetricName="MemoryUsedPercent", Dimensions=[{"Name": "InstanceId", "Value": inst[1]}],
+        StartTime=now - dt.timedelta(minutes=10), EndTime=now + dt.timedelta(minutes=1), Period=60,
+        Statistics=["Maximum"])["Datapoints"]
+    assert mem and 0 < max(p["Maximum"] for p in mem) <= 100
+
+
+def test_push_without_instance_metadata_fails_naming_it(cloudwatch, aws_env):
+    _, config, _ = cloudwatch
+    aws_env["imds"].down = True
+    result = CliRunner().invoke(main, ["--config", str(config), "metrics", "push"])
+    assert result.exit_code == 1 and "metadata" in result.output.lower(), result.output
