@@ -336,6 +336,7 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
     password = cfg.database.password
     assert password.startswith("secretsmanager:")
     assert cfg.platform == "amzn2023"
+    assert cfg.metrics.enabled  # the BingoHost alarms' data (observe: metrics push)
     # With MailDomain the app mails through SES as the stack's SMTP user, whose password the host
     # derives from the access key in SmtpSecret (which the instance role may read).
     resolver = Resolver(template, SCENARIOS[scenario])
