@@ -232,6 +232,29 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
         click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
 
 
+@main.command()
+@click.option("--snapshot", "snapshot_id", metavar="SNAP_ID",
+              help="An EBS snapshot of this host's data volume (see `snapshot --list`).")
+@click.option("--force", is_flag=True,
+              help="Restore a snapshot of another volume than this host's data volume.")
+@click.option("--dry-run", "local_dry_run", is_flag=True, help="Print the plan; change nothing.")
+@click.pass_obj
+def restore(opts: Options, snapshot_id, force, local_dry_run):
+    """Replace the data volume by a volume made from an EBS snapshot, then check the host serves
+    from it. The old volume is detached and kept; any failure puts it back. A run interrupted
+    at any point is finished by running the same command again."""
+    import re
+
+    from .restore.run import restore_snapshot
+
+    if not snapshot_id:
+        raise ConfigError("--snapshot", "give the snapshot to restore: --snapshot SNAP_ID")
+    if not re.fullmatch(r"snap-(?:[0-9a-f]{8}|[0-9a-f]{17})", snapshot_id):
+        raise ConfigError("--snapshot", "an EBS snapshot id such as snap-0123456789abcdef0")
+    restore_snapshot(opts.load_config(), snapshot_id, force=force,
+                     dry_run=opts.dry_run or local_dry_run, echo=click.echo)
+
+
 @main.command("enable-https")
 @click.option("--domain", metavar="D", help="The site's DNS name [default: https.domain].")
 @click.option("--email", metavar="E", help="For expiry and account notices [default: https.email].")
