@@ -96,6 +96,6 @@ def test_an_unknown_snapshot_is_refused(tmp_path, ec2_instance):
 
 def test_an_external_database_has_nothing_to_restore(tmp_path):
     (tmp_path / "config.yaml").write_text(
-        "platform: debian12\ndatabase: {host: db.internal.example.com, password: "ssm:/bingo/db"}\n")
+        "platform: debian12\ndatabase: {host: db.internal.example.com, password: 'ssm:/bingo/db'}\n")
     r = restore(tmp_path, "--snapshot", "snap-0123456789abcdef0", "--dry-run")
     assert r.returncode == 2 and r.stderr.startswith("bingo-host: error: database.host:"), r.stderr
