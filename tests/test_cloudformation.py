@@ -544,9 +544,10 @@ def test_instance_role_resources_are_restricted(name):
         for statement in grants:
             for arn in _as_list(resolver.resolve(statement["Resource"])):
                 assert arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"), arn
-    # Snapshots: tagging only while creating a snapshot, deleting only managed ones.
+    # Tagging only while creating a snapshot or volume, or the restore's own marks on this
+    # stack's volumes; deleting only managed snapshots.
     for statement in _grants(statements, "ec2:CreateTags"):
-        assert statement["Condition"]["StringEquals"]["ec2:CreateAction"] == "CreateSnapshot"
+        _check_tagging(resolver.resolve(statement))
     for statement in _grants(statements, "ec2:DeleteSnapshot"):
         assert statement["Condition"]["StringEquals"]["aws:ResourceTag/bingo-host:managed"] == "true"
     for statement in statements:
@@ -556,6 +557,44 @@ def test_instance_role_resources_are_restricted(name):
     _, role = _instance_role(template)
     managed = [resolver.resolve(arn) for arn in role["Properties"]["ManagedPolicyArns"]]
     assert managed == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+
+
+def _check_tagging(statement: dict) -> None:
+    from bingo_host.restore import ebs
+
+    cond = statement["Condition"]
+    if "ec2:CreateAction" in cond.get("StringEquals", {}):
+        assert cond["StringEquals"]["ec2:CreateAction"] in ("CreateSnapshot", "CreateVolume")
+        return
+    assert cond["StringEquals"]["aws:ResourceTag/bingo-host:stack"] == STACK, statement
+    assert sorted(cond["ForAllValues:StringEquals"]["aws:TagKeys"]) == sorted(
+        [ebs.REPLACED_BY, ebs.FAILED]), statement
+    assert all(":volume/" in arn for arn in _as_list(statement["Resource"])), statement
+
+
+def test_restore_moves_only_this_stacks_volumes():
+    """What `restore --snapshot` calls (CreateVolume, AttachVolume, DetachVolume, CreateSnapshot
+    of the volume it made) is granted only on volumes (and the instance) tagged with this
+    stack's name, and CreateVolume only for an encrypted volume that carries that tag."""
+    template = TEMPLATES["single-instance.yaml"]
+    resolver = Resolver(template)
+    statements = [resolver.resolve(s) for s in _instance_statements(template)]
+    for action in ("ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"):
+        grants = _grants(statements, action)
+        assert grants, action
+        for statement in grants:
+            for arn in _as_list(statement["Resource"]):
+                if ":snapshot/" in arn:
+                    continue  # the snapshot a volume is made from, or the snapshot made
+                if action == "ec2:CreateSnapshot" and not arn.endswith("/*"):
+                    continue  # SnapshotVolumePolicy: the stack's own data volume by its id
+                assert arn.rsplit(":", 1)[1].split("/")[0] in ("volume", "instance"), arn
+                equals = statement["Condition"]["StringEquals"]
+                key = ("aws:RequestTag/bingo-host:stack" if action == "ec2:CreateVolume"
+                       else "aws:ResourceTag/bingo-host:stack")
+                assert equals[key] == STACK, (action, statement)
+                if action == "ec2:CreateVolume":
+                    assert statement["Condition"]["Bool"]["ec2:Encrypted"] == "true"
 
 
 # ------------------------------------------------------------ instances
