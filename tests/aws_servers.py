@@ -200,7 +200,9 @@ class EC2Proxy:
     action wait (seen[action] is set on arrival), and ``fail[action] = (status, code)``
     answers it with an EC2 error instead. A request with DryRun=true is keyed
     ``"<Action>?DryRun"``, so a knob for "CreateSnapshot" hits only real ones.
-    ``calls`` records (time.time(), key)."""
+    ``calls`` records (time.time(), key). Each of ``hooks`` sees every request:
+    ``before(key, form)`` may answer it with an error instead ((status, code)), and
+    ``after(key, form, status, body)`` runs once moto answered, before the client hears it."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
@@ -208,6 +210,7 @@ class EC2Proxy:
         self.fail: dict[str, tuple[int, str]] = {}
         self.seen: dict[str, threading.Event] = {}
         self.calls: list[tuple[float, str]] = []
+        self.hooks: list = []
         self._released = threading.Event()
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -236,8 +239,11 @@ class EC2Proxy:
                 proxy.event(action).set()
                 if action in proxy.stall:
                     proxy._released.wait(proxy.stall[action])
-                if action in proxy.fail:
-                    status, code = proxy.fail[action]
+                refused = proxy.fail.get(action)
+                for hook in proxy.hooks:
+                    refused = refused or hook.before(action, form)
+                if refused:
+                    status, code = refused
                     xml = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
                            f"<Code>{code}</Code><Message>injected by the test proxy</Message>"
                            f"</Error></Errors><RequestID>test</RequestID></Response>").encode()
@@ -248,9 +254,12 @@ class EC2Proxy:
                                              headers=headers, method="POST")
                 try:
                     with opener.open(req, timeout=30) as resp:
-                        self._reply(resp.status, dict(resp.headers), resp.read())
+                        status, resp_headers, data = resp.status, dict(resp.headers), resp.read()
                 except urllib.error.HTTPError as exc:
-                    self._reply(exc.code, dict(exc.headers), exc.read())
+                    status, resp_headers, data = exc.code, dict(exc.headers), exc.read()
+                for hook in proxy.hooks:
+                    hook.after(action, form, status, data)
+                self._reply(status, resp_headers, data)
 
             def _reply(self, status, headers, data):
                 try:

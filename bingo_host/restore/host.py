@@ -71,6 +71,19 @@ def check_configured(cfg, volume_id: str, node: str, timeout: float = DEVICE_WAI
         time.sleep(1)
 
 
+def check_adoptable(cfg, volume_id: str, node: str) -> None:
+    """The volume must carry the data volume's filesystem (volume.label): bootstrap formats a
+    blank volume, and a restore must never end as an empty database."""
+    from ..converge.steps import volume
+
+    found = blockdev.probe(node)
+    lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
+    d = volume.decide(node, found, lvs, cfg.volume.filesystem, cfg.volume.label)
+    if d.action not in ("adopt", "lvm"):
+        raise RestoreError(f"{volume_id} holds {volume.describe_probe(found)}, not a filesystem "
+                           f"labelled {cfg.volume.label}: it is no copy of the data volume")
+
+
 def adopt(cfg, echo) -> None:
     """Bootstrap's steps (the caller holds the host lock): the volume step adopts the volume
     by its label, points the fstab line at its filesystem's UUID and mounts it; MariaDB and

@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from typing import Callable
 
 from .. import layout
+from ..converge import engine
 from ..deploy import lock as deploy_lock
 from ..errors import ConfigError
 from ..facts import platforms
@@ -49,9 +50,9 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
         for line in plan(cfg, platform, rec, snap, ident):
             echo(line)
         if dry_run:
-            echo(f"restore (dry run): nothing was changed")
+            echo("restore (dry run): nothing was changed")
             return
-        host.engine.log_to_journal()
+        engine.log_to_journal()
         record.save(rec)
         if rec["direction"] == "back":
             _back(ec2, cfg, platform, ident, rec, echo)
@@ -202,6 +203,7 @@ def _attach(ec2, cfg, ident: Identity, volume_id: str, dev: str, echo) -> None:
                  "attached")
     node = host.wait_device(volume_id, dev)
     host.check_configured(cfg, volume_id, node)
+    host.check_adoptable(cfg, volume_id, node)
 
 
 def _back(ec2, cfg, platform, ident: Identity, rec: dict, echo) -> None:
