@@ -13,7 +13,8 @@ to volumes through the EC2 API has the effect on the host it would have on an in
   test host shares the machine's /dev, so the links live on a tmpfs mounted on its
   /dev/disk, inside its own mount namespace only;
 * DetachVolume: refused (and recorded in ``violations``) while the device is mounted in the
-  test host; otherwise the links go and the loop device is detached.
+  test host; otherwise the links go and the loop device is detached. AttachVolume of a volume
+  still attached is refused too, as EC2 does (moto would quietly move it).
 
 bingo-host sees nothing of this: it finds volumes by the by-id links as on EC2. Images live
 under the test host's directory, so the harness' teardown detaches whatever a crashed test
@@ -70,6 +71,9 @@ class EbsShim:
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(self.images[vol]),
                             str(copy)], check=True)
             self._pending[vol] = copy
+        elif action == "AttachVolume" and vol in self.loops:
+            self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
+            return 400, "VolumeInUse"  # moto would move it; EC2 refuses
         elif action == "DetachVolume" and vol in self.loops:
             loop = self.loops[vol][0]
             mounted = self.host.run(["findmnt", "-rn", "-S", loop, "-o", "TARGET"], check=False)
@@ -96,7 +100,10 @@ class EbsShim:
                 self._create(form, text)
             elif action == "AttachVolume" and vol in self.images:
                 self._attach(vol, _first(form, "Device"))
-            elif action == "DetachVolume" and vol in self.loops:
+            elif action == "AttachVolume" and vol in self.loops:
+            self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
+            return 400, "VolumeInUse"  # moto would move it; EC2 refuses
+        elif action == "DetachVolume" and vol in self.loops:
                 self._detach(vol)
 
     # -- what EC2 does with the data --
