@@ -255,6 +255,18 @@ def restore(opts: Options, snapshot_id, force, local_dry_run):
                      dry_run=opts.dry_run or local_dry_run, echo=click.echo)
 
 
+@main.command("release-volume")
+@click.option("--dry-run", "local_dry_run", is_flag=True, help="Say what would be done; change nothing.")
+@click.pass_obj
+def release_volume(opts: Options, local_dry_run):
+    """Hand the data volume over to a replacement instance: stop uWSGI and MariaDB, unmount it
+    and detach it from this instance. Attach it to the new instance as the same device; its
+    bootstrap adopts it."""
+    from .restore.handover import release_volume as release
+
+    release(opts.load_config(), dry_run=opts.dry_run or local_dry_run, echo=click.echo)
+
+
 @main.command("enable-https")
 @click.option("--domain", metavar="D", help="The site's DNS name [default: https.domain].")
 @click.option("--email", metavar="E", help="For expiry and account notices [default: https.email].")

@@ -567,8 +567,7 @@ def _check_tagging(statement: dict) -> None:
         assert cond["StringEquals"]["ec2:CreateAction"] in ("CreateSnapshot", "CreateVolume")
         return
     assert cond["StringEquals"]["aws:ResourceTag/bingo-host:stack"] == STACK, statement
-    assert sorted(cond["ForAllValues:StringEquals"]["aws:TagKeys"]) == sorted(
-        [ebs.REPLACED_BY, ebs.FAILED]), statement
+    assert sorted(cond["ForAllValues:StringEquals"]["aws:TagKeys"]) == sorted(ebs.MARKS), statement
     assert all(":volume/" in arn for arn in _as_list(statement["Resource"])), statement
 
 

@@ -18,7 +18,9 @@ REPLACED_BY = "bingo-host:replaced-by"  # on the old volume, once the new one se
 LINEAGE = "bingo-host:lineage"  # on the new volume: the volumes before it, newest first
 TOKEN = "bingo-host:restore-token"  # finds a volume whose CreateVolume answer was lost
 FAILED = "bingo-host:restore-failed"  # on a new volume a failed restore detached again
-NOT_COPIED = (REPLACED_BY, FAILED, TOKEN, RESTORED_FROM, REPLACES, LINEAGE)
+RELEASED_FROM = "bingo-host:released-from"  # handed over by this instance (release-volume)
+NOT_COPIED = (REPLACED_BY, FAILED, TOKEN, RESTORED_FROM, REPLACES, LINEAGE, RELEASED_FROM)
+MARKS = (REPLACED_BY, FAILED, RELEASED_FROM)  # the tags put on volumes that exist already
 TAG_VALUE_MAX = 256
 WAIT = 300.0
 
