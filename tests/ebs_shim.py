@@ -17,8 +17,8 @@ to volumes through the EC2 API has the effect on the host it would have on an in
   still attached is refused too, as EC2 does (moto would quietly move it).
 
 bingo-host sees nothing of this: it finds volumes by the by-id links as on EC2. Images live
-under the test host's directory, so the harness' teardown detaches whatever a crashed test
-left. The machine keeps an empty /dev/disk directory (the mount point; udev would make it).
+under the test host's directory (so the harness' teardown detaches whatever a crashed test
+left), or in ``workdir`` when they must outlive it (an instance replaced: ``move_to``). The machine keeps an empty /dev/disk directory (the mount point; udev would make it).
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ def _first(form: dict, key: str) -> str | None:
 
 
 class EbsShim:
-    def __init__(self, host, proxy):
-        self.host = host
+    def __init__(self, host, proxy, workdir: Path | None = None):
         self.proxy = proxy
-        self.dir = Path(host.dir) / "ebs"
+        self.dir = Path(workdir or Path(host.dir) / "ebs")
         self.dir.mkdir(exist_ok=True)
         self.images: dict[str, Path] = {}  # volume id -> image
         self.snapshots: dict[str, Path] = {}  # snapshot id -> image copy
@@ -57,10 +56,17 @@ class EbsShim:
         self._pending: dict[str, Path] = {}  # volume id -> copy of a CreateSnapshot under way
         self._lock = threading.Lock()
         self._seq = 0
+        self.move_to(host)
+        proxy.hooks.append(self)
+
+    def move_to(self, host) -> None:
+        """Serve this test host from now on (a replacement instance: the volumes stay, none
+        may be attached)."""
+        assert not self.loops, f"still attached: {self.loops}"
+        self.host = host
         host.run_shell("mkdir -p /dev/disk && { mountpoint -q /dev/disk || mount -t tmpfs -o "
                        "mode=0755,size=1m bingo-ebs-links /dev/disk; } && "
                        "mkdir -p /dev/disk/by-id /dev/disk/by-path")
-        proxy.hooks.append(self)
 
     # -- the proxy's hook --
 

@@ -99,3 +99,18 @@ def test_an_external_database_has_nothing_to_restore(tmp_path):
         "platform: debian12\ndatabase: {host: db.internal.example.com, password: 'ssm:/bingo/db'}\n")
     r = restore(tmp_path, "--snapshot", "snap-0123456789abcdef0", "--dry-run")
     assert r.returncode == 2 and r.stderr.startswith("bingo-host: error: database.host:"), r.stderr
+
+
+def _cli(tmp_path, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "bingo_host", "--config", str(tmp_path / "config.yaml"),
+                           *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_release_volume_dry_run_names_the_data_volume_and_detaches_nothing(tmp_path, ec2_instance):
+    (tmp_path / "config.yaml").write_text("platform: debian12\nvolume: {device: /dev/sdf}\n")
+    r = _cli(tmp_path, "release-volume", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert f"detach {ec2_instance.data_volume} (/dev/sdf) from {ec2_instance.instance_id}" in r.stdout
+    (vol,) = ec2_instance.client().describe_volumes(VolumeIds=[ec2_instance.data_volume])["Volumes"]
+    assert vol["State"] == "in-use"
