@@ -80,6 +80,9 @@ class EbsShim:
         elif action == "AttachVolume" and vol in self.loops:
             self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
             return 400, "VolumeInUse"  # moto would move it; EC2 refuses
+        elif action == "AttachVolume" and vol in self.loops:
+            self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
+            return 400, "VolumeInUse"  # moto would move it; EC2 refuses
         elif action == "DetachVolume" and vol in self.loops:
             loop = self.loops[vol][0]
             mounted = self.host.run(["findmnt", "-rn", "-S", loop, "-o", "TARGET"], check=False)
@@ -106,10 +109,7 @@ class EbsShim:
                 self._create(form, text)
             elif action == "AttachVolume" and vol in self.images:
                 self._attach(vol, _first(form, "Device"))
-            elif action == "AttachVolume" and vol in self.loops:
-            self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
-            return 400, "VolumeInUse"  # moto would move it; EC2 refuses
-        elif action == "DetachVolume" and vol in self.loops:
+            elif action == "DetachVolume" and vol in self.loops:
                 self._detach(vol)
 
     # -- what EC2 does with the data --
