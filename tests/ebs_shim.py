@@ -80,9 +80,6 @@ class EbsShim:
         elif action == "AttachVolume" and vol in self.loops:
             self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
             return 400, "VolumeInUse"  # moto would move it; EC2 refuses
-        elif action == "AttachVolume" and vol in self.loops:
-            self.violations.append(f"AttachVolume {vol} while it is attached as {self.loops[vol][1]}")
-            return 400, "VolumeInUse"  # moto would move it; EC2 refuses
         elif action == "DetachVolume" and vol in self.loops:
             loop = self.loops[vol][0]
             mounted = self.host.run(["findmnt", "-rn", "-S", loop, "-o", "TARGET"], check=False)
