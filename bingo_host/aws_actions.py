@@ -14,6 +14,9 @@ ACTIONS = (
     "ec2:CreateSnapshot",
     "ec2:CreateTags",
     "ec2:DeleteSnapshot",
+    "ec2:CreateVolume",
+    "ec2:AttachVolume",
+    "ec2:DetachVolume",
     "kms:Verify",
     # backups (backup/store.py): only under backups.prefix of backups.bucket
     "s3:AbortMultipartUpload",

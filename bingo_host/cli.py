@@ -264,20 +264,53 @@ def restore_drill(opts: Options):
 
 
 @main.command()
+@click.option("--snapshot", "snapshot_id", metavar="SNAP_ID",
+              help="An EBS snapshot of this host's data volume (see `snapshot --list`): the data "
+                   "volume is replaced by a volume made from it; the old one is kept.")
 @click.option("--dump", "dump_url", metavar="s3://BUCKET/KEY|latest",
               help="A `bingo-host backup` dump: loaded into a new database first, then swapped in "
                    "with one RENAME TABLE, so a failed load changes nothing.")
+@click.option("--force", is_flag=True,
+              help="With --snapshot: restore a snapshot of another volume than this host's data volume.")
+@click.option("--dry-run", "local_dry_run", is_flag=True, help="With --snapshot: print the plan; change nothing.")
 @click.pass_obj
-def restore(opts: Options, dump_url):
-    """Restore the app database (takes the deploy lock)."""
-    from .backup import run
-    from .facts import platforms
+def restore(opts: Options, snapshot_id, dump_url, force, local_dry_run):
+    """Restore from an EBS snapshot (--snapshot: the whole data volume; a run interrupted at any
+    point is finished by running it again, any failure puts the old volume back) or from a
+    logical dump (--dump: the app database). Either takes the deploy lock."""
+    if bool(snapshot_id) == bool(dump_url):
+        raise ConfigError("--snapshot or --dump", "give exactly one: --snapshot SNAP_ID (an EBS "
+                                                  "snapshot) or --dump s3://BUCKET/KEY.sql.gz|latest")
+    if dump_url:
+        from .backup import run
+        from .facts import platforms
 
-    _no_dry_run(opts, "restore")
-    if not dump_url:
-        raise ConfigError("--dump", "required: s3://BUCKET/KEY.sql.gz or latest")
-    cfg = opts.load_config()
-    run.restore(cfg, platforms.get(cfg.platform), dump_url, echo=click.echo)
+        if force or local_dry_run:
+            raise ConfigError("--dump", "--force and --dry-run apply to --snapshot only")
+        _no_dry_run(opts, "restore --dump")
+        cfg = opts.load_config()
+        run.restore(cfg, platforms.get(cfg.platform), dump_url, echo=click.echo)
+        return
+    import re
+
+    from .restore.run import restore_snapshot
+
+    if not re.fullmatch(r"snap-(?:[0-9a-f]{8}|[0-9a-f]{17})", snapshot_id):
+        raise ConfigError("--snapshot", "an EBS snapshot id such as snap-0123456789abcdef0")
+    restore_snapshot(opts.load_config(), snapshot_id, force=force,
+                     dry_run=opts.dry_run or local_dry_run, echo=click.echo)
+
+
+@main.command("release-volume")
+@click.option("--dry-run", "local_dry_run", is_flag=True, help="Say what would be done; change nothing.")
+@click.pass_obj
+def release_volume(opts: Options, local_dry_run):
+    """Hand the data volume over to a replacement instance: stop uWSGI and MariaDB, unmount it
+    and detach it from this instance. Attach it to the new instance as the same device; its
+    bootstrap adopts it."""
+    from .restore.handover import release_volume as release
+
+    release(opts.load_config(), dry_run=opts.dry_run or local_dry_run, echo=click.echo)
 
 
 @main.command("enable-https")
@@ -336,7 +369,6 @@ def status(opts: Options, as_json):
 
 def _no_dry_run(opts: Options, command: str) -> None:
     if opts.dry_run:
-    
         raise ConfigError("--dry-run", f"`{command}` has no dry run")
 
 

@@ -201,7 +201,9 @@ class EC2Proxy:
     answers it with an EC2 error instead. A request with DryRun=true is keyed
     ``"<Action>?DryRun"``, so a knob for "CreateSnapshot" hits only real ones; a ``fail`` key
     ``"<Action>:<VolumeId>"`` hits only requests for that volume (what an IAM policy limited to
-    one volume answers). ``calls`` records (time.time(), key)."""
+    one volume answers). ``calls`` records (time.time(), key). Each of ``hooks`` sees every
+    request: ``before(key, form)`` may answer it with an error instead ((status, code)), and
+    ``after(key, form, status, body)`` runs once moto answered, before the client hears it."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
@@ -209,6 +211,7 @@ class EC2Proxy:
         self.fail: dict[str, tuple[int, str]] = {}
         self.seen: dict[str, threading.Event] = {}
         self.calls: list[tuple[float, str]] = []
+        self.hooks: list = []
         self._released = threading.Event()
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -237,10 +240,12 @@ class EC2Proxy:
                 proxy.event(action).set()
                 if action in proxy.stall:
                     proxy._released.wait(proxy.stall[action])
-                failure = proxy.fail.get(f"{action}:{form.get('VolumeId', [''])[0]}") \
+                refused = proxy.fail.get(f"{action}:{form.get('VolumeId', [''])[0]}") \
                     or proxy.fail.get(action)
-                if failure:
-                    status, code = failure
+                for hook in proxy.hooks:
+                    refused = refused or hook.before(action, form)
+                if refused:
+                    status, code = refused
                     xml = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
                            f"<Code>{code}</Code><Message>injected by the test proxy</Message>"
                            f"</Error></Errors><RequestID>test</RequestID></Response>").encode()
@@ -251,9 +256,12 @@ class EC2Proxy:
                                              headers=headers, method="POST")
                 try:
                     with opener.open(req, timeout=30) as resp:
-                        self._reply(resp.status, dict(resp.headers), resp.read())
+                        status, resp_headers, data = resp.status, dict(resp.headers), resp.read()
                 except urllib.error.HTTPError as exc:
-                    self._reply(exc.code, dict(exc.headers), exc.read())
+                    status, resp_headers, data = exc.code, dict(exc.headers), exc.read()
+                for hook in proxy.hooks:
+                    hook.after(action, form, status, data)
+                self._reply(status, resp_headers, data)
 
             def _reply(self, status, headers, data):
                 try:

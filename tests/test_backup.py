@@ -166,7 +166,8 @@ def test_s3_failures_say_what_failed_and_what_to_grant(s3):
 @pytest.mark.parametrize("argv,config,field", [
     (["backup"], "{}", "backups.enabled"),
     (["restore-drill"], "{}", "backups.enabled"),
-    (["restore"], "{}", "--dump"),
+    (["restore"], "{}", "--snapshot or --dump"),
+    (["restore", "--dump", "latest", "--snapshot", "snap-0123456789abcdef0"], "{}", "--snapshot or --dump"),
     (["restore", "--dump", "s3://bucket/key.txt"], "{}", "--dump"),
     (["restore", "--dump", "/tmp/local.sql.gz"], "{}", "--dump"),
     (["--dry-run", "backup"], "backups: {enabled: true, bucket: bingo-backups}", "--dry-run"),

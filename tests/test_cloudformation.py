@@ -592,22 +592,27 @@ def test_instance_role_resources_are_restricted(name):
         for statement in grants:
             for arn in _as_list(resolver.resolve(statement["Resource"])):
                 assert arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"), arn
-    # Snapshots: tagging only while creating a snapshot; creating snapshots only of the data
-    # volume and only tagged with this stack's name; deleting only those.
+    # Snapshots: tagging only while creating a snapshot or volume, or the restore's own marks on
+    # this stack's volumes; creating snapshots only of the data volume (or, after a restore, of
+    # this stack's tagged volumes) and only tagged with this stack's name; deleting only those.
     for statement in _grants(statements, "ec2:CreateTags"):
-        assert statement["Condition"]["StringEquals"]["ec2:CreateAction"] == "CreateSnapshot"
+        _check_tagging(resolver.resolve(statement))
     for statement in _grants(statements, "ec2:DeleteSnapshot"):
         assert statement["Condition"] == {
             "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     creates = _grants(statements, "ec2:CreateSnapshot")
     arns = {arn for s in creates for arn in _as_list(resolver.resolve(s["Resource"]))}
     data_volume = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-0123456789abcdef0"
-    assert arns in (set(), {data_volume, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
+    restored = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"  # restore --snapshot's new volumes
+    assert arns in (set(), {data_volume, restored, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
     for statement in creates:
         arns = _as_list(resolver.resolve(statement["Resource"]))
         if any(":snapshot/" in arn for arn in arns):
             assert statement["Condition"] == {
                 "StringEquals": {"aws:RequestTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
+        if restored in arns:
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     for statement in statements:
         if any(not a.startswith("ec2:Describe") for a in _as_list(statement["Action"])):
             # PutMetricData has no resource-level permissions: its namespace condition limits it.
@@ -654,6 +659,43 @@ def test_backups_reach_only_this_stacks_prefix_of_the_backup_bucket():
     denies = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"}
     assert denies["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert denies["DenyUnencryptedDumps"]["Condition"] == {"Null": {"s3:x-amz-server-side-encryption": "true"}}
+
+
+def _check_tagging(statement: dict) -> None:
+    from bingo_host.restore import ebs
+
+    cond = statement["Condition"]
+    if "ec2:CreateAction" in cond.get("StringEquals", {}):
+        assert cond["StringEquals"]["ec2:CreateAction"] in ("CreateSnapshot", "CreateVolume")
+        return
+    assert cond["StringEquals"]["aws:ResourceTag/bingo-host:stack"] == STACK, statement
+    assert sorted(cond["ForAllValues:StringEquals"]["aws:TagKeys"]) == sorted(ebs.MARKS), statement
+    assert all(":volume/" in arn for arn in _as_list(statement["Resource"])), statement
+
+
+def test_restore_moves_only_this_stacks_volumes():
+    """What `restore --snapshot` calls (CreateVolume, AttachVolume, DetachVolume, CreateSnapshot
+    of the volume it made) is granted only on volumes (and the instance) tagged with this
+    stack's name, and CreateVolume only for an encrypted volume that carries that tag."""
+    template = TEMPLATES["single-instance.yaml"]
+    resolver = Resolver(template)
+    statements = [resolver.resolve(s) for s in _instance_statements(template)]
+    for action in ("ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"):
+        grants = _grants(statements, action)
+        assert grants, action
+        for statement in grants:
+            for arn in _as_list(statement["Resource"]):
+                if ":snapshot/" in arn:
+                    continue  # the snapshot a volume is made from, or the snapshot made
+                if action == "ec2:CreateSnapshot" and not arn.endswith("/*"):
+                    continue  # SnapshotVolumePolicy: the stack's own data volume by its id
+                assert arn.rsplit(":", 1)[1].split("/")[0] in ("volume", "instance"), arn
+                equals = statement["Condition"]["StringEquals"]
+                key = ("aws:RequestTag/bingo-host:stack" if action == "ec2:CreateVolume"
+                       else "aws:ResourceTag/bingo-host:stack")
+                assert equals[key] == STACK, (action, statement)
+                if action == "ec2:CreateVolume":
+                    assert statement["Condition"]["Bool"]["ec2:Encrypted"] == "true"
 
 
 # ------------------------------------------------------------ instances

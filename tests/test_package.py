@@ -51,3 +51,16 @@ def assert_same(cmp):
     assert not cmp.left_only and not cmp.right_only and not cmp.diff_files, cmp.report()
     for sub in cmp.subdirs.values():
         assert_same(sub)
+
+
+
+def test_setup_cfg_lists_every_package_of_the_tree():
+    """setup.cfg lists packages one by one: one left out is missing from the wheel (a stale
+    build/ directory can hide that from a local build)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    tree = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "bingo_host").rglob("__init__.py")}
+    assert tree <= listed, sorted(tree - listed)

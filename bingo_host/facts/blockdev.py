@@ -88,6 +88,28 @@ def nvme_volume_id(device: str) -> str | None:
     return serial if serial.startswith("vol-") else None
 
 
+def ebs_by_id(volume_id: str) -> str:
+    """udev's link for an attached EBS volume on Nitro: model and serial (the id without its
+    dash), e.g. /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0."""
+    return "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + volume_id.replace("-", "")
+
+
+def volume_device(volume_id: str) -> str | None:
+    """The /dev node of the EBS volume ``volume_id`` attached here, known by its id (never by
+    the name it was attached as, which a replaced volume shares): udev's by-id link, else the
+    NVMe namespace whose serial is the id (Nitro without udev); None when neither exists (not
+    attached yet, or a Xen instance, where volumes carry no id)."""
+    link = ebs_by_id(volume_id)
+    if os.path.exists(link):
+        return os.path.realpath(link)
+    try:
+        names = sorted(os.listdir("/sys/block"))
+    except OSError:
+        return None
+    return next((f"/dev/{n}" for n in names
+                 if n.startswith("nvme") and nvme_volume_id(f"/dev/{n}") == volume_id), None)
+
+
 def attachment_devices(device: str, volume_id: str) -> list[str]:
     """The /dev nodes that may be the EBS volume attached as `device`: its sdX and xvdX names
     (Xen) and the NVMe namespaces whose serial is `volume_id` (Nitro)."""

@@ -7,9 +7,10 @@ which boto3 honours, as :mod:`bingo_host.facts.imds` honours
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from ..facts.blockdev import ebs_name, nvme_volume_id
+from ..facts.blockdev import ebs_name, nvme_volume_id, volume_device
 from ..facts.imds import Identity
 from . import SnapshotError
 
@@ -23,7 +24,7 @@ DEVICE_TAG = "bingo-host:device"
 MOUNTPOINT_TAG = "bingo-host:mountpoint"
 
 # Tagging on create (TagSpecifications) also needs ec2:CreateTags.
-IMPLIED_ACTIONS = {"CreateSnapshot": ("ec2:CreateTags",)}
+IMPLIED_ACTIONS = {"CreateSnapshot": ("ec2:CreateTags",), "CreateVolume": ("ec2:CreateTags",)}
 
 
 def clients(region: str, session=None):
@@ -125,7 +126,9 @@ def find_data_volume(volumes: list[Attached], device: str,
     """The data volume among this instance's attachments. `mounted_id` is the EBS volume id of
     the disk mounted at volume.mountpoint, when the host can tell (Nitro: its NVMe serial): that
     is the data volume, whatever it is attached as. Otherwise the attachment `device`
-    (volume.device) names: by its sdX/xvdX name, or for an NVMe path by its serial."""
+    (volume.device) names: by its sdX/xvdX name, for an NVMe path by the volume id in its
+    serial, else (a link such as /dev/disk/by-label/...) the volume whose by-id node it
+    resolves to."""
     if mounted_id:
         return next((v for v in volumes if v.volume_id == mounted_id), None)
     key = ebs_name(device)
@@ -134,6 +137,9 @@ def find_data_volume(volumes: list[Attached], device: str,
             return vol
     if device.startswith("/dev/nvme") and (vol_id := nvme_volume_id(device)):
         return next((v for v in volumes if v.volume_id == vol_id), None)
+    if os.path.exists(device):
+        node = os.path.realpath(device)
+        return next((v for v in volumes if volume_device(v.volume_id) == node), None)
     return None
 
 

@@ -1,0 +1,62 @@
+"""`bingo-host release-volume`: hand the data volume over to a replacement instance.
+
+An instance is replaced (a new AMI) while its data volume lives on; EC2 attaches a volume to
+one instance at a time, so the old instance lets go first: uWSGI and MariaDB stop, the mount
+goes, the volume is tagged released-from and detached, and only once EC2 reports it available
+may the new instance attach it (as the same device), where bootstrap adopts it by its label.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Callable
+
+from .. import layout
+from ..deploy import lock as deploy_lock
+from ..errors import ConfigError
+from ..facts import platforms
+from ..facts.imds import IMDS
+from ..ops.lock import flock, host_lock
+from ..snapshot.ec2 import attached_volumes, clients, find_data_volume
+from . import Refused, ebs, host, record
+from .run import LOCK_WAIT
+
+
+def release_volume(cfg, *, dry_run: bool = False, echo: Callable[[str], None] = print,
+                   session=None, imds: IMDS | None = None) -> str | None:
+    """Detach the data volume from this instance, its users stopped first; the volume id, or
+    None when none is attached (released already)."""
+    if not cfg.database.local:
+        raise ConfigError("database.host", "this host uses an external database: it has no "
+                                           "data volume to hand over")
+    platform = platforms.get(cfg.platform)
+    ident = (imds or IMDS()).identity()
+    ec2, _ = clients(ident.region, session)
+    with ExitStack() as locks:
+        if not dry_run:
+            locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
+            locks.enter_context(flock(f"{layout.STATE_DIR}/snapshot.lock", LOCK_WAIT,
+                                      "a bingo-host snapshot", mode=0o644, echo=echo))
+        why = deploy_lock.blocker(deploy_lock.load(), "(release-volume)")
+        if why:
+            raise Refused(f"a deployment holds this host: {why}; release once it is over")
+        if record.load():
+            raise Refused(f"a restore is unfinished ({record.RECORD_FILE}): finish it first")
+        data = find_data_volume(attached_volumes(ec2, ident.instance_id), cfg.volume.device)
+        if data is None:
+            echo(f"release-volume: no volume is attached to {ident.instance_id} as "
+                 f"{cfg.volume.device}: nothing to release")
+            return None
+        echo(f"release-volume: stop {' and '.join(host.units(platform))}, unmount "
+             f"{cfg.volume.mountpoint}, detach {data.volume_id} ({data.device}) from "
+             f"{ident.instance_id}")
+        if dry_run:
+            echo("release-volume (dry run): nothing was changed")
+            return data.volume_id
+        host.quiesce(cfg, platform, echo)
+        ebs.tag(ec2, data.volume_id, ebs.RELEASED_FROM, ident.instance_id)
+        ebs.detach(ec2, data.volume_id, ident.instance_id, data.device)
+        ebs.wait_for(ec2, data.volume_id, lambda v: v.get("State") == "available", "available")
+    echo(f"release-volume: {data.volume_id} is available: attach it to the new instance as "
+         f"{data.device}; its bootstrap adopts it")
+    return data.volume_id

@@ -1,0 +1,247 @@
+"""`bingo-host restore --snapshot` on the systemd test host, for real.
+
+The host is bootstrapped with an EBS data volume that moto knows and tests/ebs_shim.py backs
+with a loop device (by-id links as on Nitro; volume.device is the attachment's link, as
+/dev/sdf is on AL2023). MariaDB rows are written, `bingo-host snapshot` takes the snapshot
+(locked and frozen, the image copied when EC2 gets CreateSnapshot), more rows are written,
+and the restore must bring back exactly the rows of the snapshot, also when it is SIGKILLed
+at any step and run again; a restore that fails puts the old volume back, serving.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+
+import boto3
+import pytest
+
+from tests.aws_servers import EC2Proxy, IMDSServer, make_instance
+from tests.conftest import BIN, CONFIG, host_config
+from tests.ebs_shim import BY_ID, EbsShim, attachment_link
+
+DEVICE = "/dev/sdf"
+
+
+class Gate:
+    """Holds EC2's answer to one action (after moto carried it out) until released: the
+    restore is killed while it waits, so its re-run never heard the answer."""
+
+    def __init__(self, action: str):
+        self.action, self.reached, self.open = action, threading.Event(), threading.Event()
+
+    def before(self, action, form):
+        return None
+
+    def after(self, action, form, status, body):
+        if action == self.action:
+            self.reached.set()
+            self.open.wait(60)
+
+
+class Site:
+    def __init__(self, host, proxy, imds, shim, instance, env):
+        self.host, self.proxy, self.imds, self.shim = host, proxy, imds, shim
+        self.instance, self.env = instance, env
+        self.ec2 = boto3.client("ec2", region_name=instance.region, endpoint_url=proxy.url)
+
+    def bingo(self, *args, check=False, timeout=600):
+        return self.host.run([BIN, *args], env=self.env, check=check, timeout=timeout)
+
+    def sql(self, statement: str) -> str:
+        password = self.host.read_file("/etc/bingo-host/db-password").strip()
+        return self.host.run(["mariadb", "-u", "bingoapp", "-N", "-B", "bingo", "-e", statement],
+                             env={"MYSQL_PWD": password}, timeout=60).stdout.strip()
+
+    def rows(self) -> list[str]:
+        return self.sql("SELECT note FROM games ORDER BY id").split()
+
+    def data_volume(self) -> dict:
+        vols = self.ec2.describe_volumes(Filters=[
+            {"Name": "attachment.instance-id", "Values": [self.instance.instance_id]}])["Volumes"]
+        (vol,) = [v for v in vols if v["Attachments"][0]["Device"] == DEVICE]
+        return vol
+
+    def restored_volumes(self, snap: str) -> list[dict]:
+        return self.ec2.describe_volumes(Filters=[
+            {"Name": "tag:bingo-host:restored-from", "Values": [snap]}])["Volumes"]
+
+    def serving(self) -> None:
+        """nginx answers, MariaDB runs on the data volume the shim backs with its loop device."""
+        page = self.host.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                              "http://127.0.0.1/"], check=False)
+        assert page.stdout == "200", page
+        for unit in ("mariadb", "bingo-uwsgi", "nginx"):
+            assert self.host.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
+        vol = self.data_volume()
+        source = self.host.run(["findmnt", "-rn", "-o", "SOURCE", "/var/lib/mysql"]).stdout.strip()
+        assert source == self.shim.device(vol["VolumeId"]), (source, vol["VolumeId"])
+        assert not self.shim.violations
+
+
+@pytest.fixture(scope="module")
+def site(host_pool, moto_server):
+    host = host_pool.fresh()
+    proxy, imds, shim = EC2Proxy(moto_server.url).start(), IMDSServer().start(), None
+    mp = pytest.MonkeyPatch()
+    try:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_ENDPOINT_URL_EC2": proxy.url, "NO_PROXY": "127.0.0.1"}.items():
+            mp.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "HTTP_PROXY", "HTTPS_PROXY"):
+            mp.delenv(name, raising=False)
+        moto_server.reset()
+        shim = EbsShim(host, proxy)
+        instance = make_instance(data_device=DEVICE)  # through the proxy: the shim backs it
+        imds.instance_id, imds.region = instance.instance_id, instance.region
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_ENDPOINT_URL_EC2": proxy.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+               "NO_PROXY": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
+        first = host.run([BIN, "bootstrap"], check=False, timeout=1800)
+        assert first.returncode == 0, first.stdout + first.stderr
+        yield Site(host, proxy, imds, shim, instance, env)
+    finally:
+        if shim:
+            shim.close()
+        host.shutdown()
+        proxy.stop()
+        imds.stop()
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def snap(site):
+    """Two rows, the snapshot, then a third row the snapshot does not have."""
+    site.sql("CREATE TABLE games (id INT PRIMARY KEY, note VARCHAR(32)) ENGINE=InnoDB; "
+             "INSERT INTO games VALUES (1, 'before-1'), (2, 'before-2')")
+    r = site.bingo("snapshot")
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = site.data_volume()["VolumeId"]
+    (made,) = site.ec2.describe_snapshots(Filters=[{"Name": "volume-id", "Values": [data]}])["Snapshots"]
+    assert made["SnapshotId"] in site.shim.snapshots
+    site.sql("INSERT INTO games VALUES (3, 'after')")
+    return made["SnapshotId"]
+
+
+def test_dry_run_changes_nothing(site, snap):
+    before = site.data_volume()["VolumeId"]
+    r = site.bingo("restore", "--snapshot", snap, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"detach   {before} ({DEVICE}), kept" in r.stdout
+    assert not site.restored_volumes(snap) and site.data_volume()["VolumeId"] == before
+    assert site.rows() == ["before-1", "before-2", "after"]
+
+
+def test_refused_while_a_deployment_runs(site, snap):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    site.host.put_file("/var/lib/bingo-host/deploy.json", json.dumps({
+        "deployment_id": "d-TESTING01", "status": "in-progress", "event": "AfterInstall",
+        "event_status": "ok", "updated_at": now}))
+    try:
+        r = site.bingo("restore", "--snapshot", snap)
+    finally:
+        site.host.run(["rm", "-f", "/var/lib/bingo-host/deploy.json"])
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "a deployment holds this host: deployment d-TESTING01 is between hooks" in r.stderr
+    assert not site.restored_volumes(snap)
+
+
+def test_restore_brings_back_the_snapshots_rows(site, snap):
+    old = site.data_volume()
+    r = site.bingo("restore", "--snapshot", snap)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert site.rows() == ["before-1", "before-2"]  # 'after' was written after the snapshot
+    site.serving()
+    new = site.data_volume()
+    tags = {t["Key"]: t["Value"] for t in new["Tags"]}
+    assert tags["bingo-host:restored-from"] == snap and tags["bingo-host:replaces"] == old["VolumeId"]
+    assert new["Encrypted"] and new["VolumeType"] == old["VolumeType"]
+    (kept,) = site.ec2.describe_volumes(VolumeIds=[old["VolumeId"]])["Volumes"]
+    assert kept["State"] == "available"
+    assert {t["Key"]: t["Value"] for t in kept["Tags"]}["bingo-host:replaced-by"] == new["VolumeId"]
+    fstab = site.host.read_file("/etc/fstab")
+    uuid = site.host.run(["blkid", "-s", "UUID", "-o", "value", site.shim.device(new["VolumeId"])]).stdout.strip()
+    assert f"UUID={uuid} /var/lib/mysql" in fstab
+    assert site.host.run(["test", "-e", "/var/lib/bingo-host/restore.json"], check=False).returncode == 1
+    last = json.loads(site.host.read_file("/var/lib/bingo-host/last-restore.json"))
+    assert last["ok"] and last["new_volume"] == new["VolumeId"]
+
+
+# (what the restore prints as it starts the step, the action whose answer is held back)
+KILL_POINTS = [
+    ("restore: create", "CreateVolume"),
+    ("restore: stop", None),
+    ("restore: unmount", None),
+    ("restore: detach", "DetachVolume"),
+    ("restore: attach", "AttachVolume"),
+    ("volume ", None),  # bootstrap's volume step done: mounted, MariaDB not started yet
+    ("mariadb ", None),
+    ("restore: serving", "CreateTags"),  # the old volume tagged replaced-by: the last call
+]
+
+
+@pytest.mark.parametrize("point, held", KILL_POINTS, ids=[p.split()[-1] for p, _ in KILL_POINTS])
+def test_sigkill_at_each_step_then_a_rerun_serves_the_snapshot(site, snap, point, held):
+    site.sql("REPLACE INTO games VALUES (3, 'after')")
+    made_before = len(site.restored_volumes(snap))
+    gate = Gate(held) if held else None
+    if gate:
+        site.proxy.hooks.append(gate)
+    proc = site.host.popen([BIN, "restore", "--snapshot", snap], env=site.env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            line = lines.get(timeout=max(1, deadline - time.monotonic()))
+            seen.append(line)
+            if line.startswith(point):
+                break
+        if gate:
+            assert gate.reached.wait(60), f"{held} never reached EC2"
+        proc.kill()  # SIGKILL to the restore and whatever it runs
+        proc.wait(60)
+    finally:
+        if gate:
+            gate.open.set()
+            site.proxy.hooks.remove(gate)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -9, "".join(seen)
+    again = site.bingo("restore", "--snapshot", snap)
+    assert again.returncode == 0, "".join(seen) + again.stdout + again.stderr
+    assert site.rows() == ["before-1", "before-2"]
+    site.serving()
+    assert len(site.restored_volumes(snap)) == made_before + 1  # one volume, however it died
+    vols = site.ec2.describe_volumes()["Volumes"]
+    attached = [v for v in vols if v["Attachments"] and v["Attachments"][0]["Device"] == DEVICE]
+    assert len(attached) == 1
+    links = site.host.run(["ls", "/dev/disk/by-id"]).stdout.split()
+    assert len(links) == 1 and links[0] == (BY_ID + attached[0]["VolumeId"].replace("-", "")).rsplit("/", 1)[1]
+
+
+def test_a_restore_that_fails_puts_the_old_volume_back_serving(site):
+    """--force with a snapshot of a blank volume: the new volume carries no filesystem of the
+    data volume, so it is not adopted (bootstrap would format it); the old one serves again."""
+    site.sql("REPLACE INTO games VALUES (3, 'after')")
+    serving = site.data_volume()["VolumeId"]
+    blank = site.ec2.create_volume(Size=1, AvailabilityZone=site.instance.region + "a")["VolumeId"]
+    empty = site.ec2.create_snapshot(VolumeId=blank)["SnapshotId"]
+    r = site.bingo("restore", "--snapshot", empty)
+    assert r.returncode == 2 and "--force" in r.stderr, r.stdout + r.stderr
+    r = site.bingo("restore", "--snapshot", empty, "--force")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{serving} is attached and serving again" in r.stderr
+    assert "not a filesystem labelled" in r.stderr
+    assert site.data_volume()["VolumeId"] == serving
+    assert site.rows() == ["before-1", "before-2", "after"]
+    site.serving()
+    (failed,) = site.restored_volumes(empty)
+    assert failed["State"] == "available"
+    assert "bingo-host:restore-failed" in {t["Key"] for t in failed["Tags"]}
+    last = json.loads(site.host.read_file("/var/lib/bingo-host/last-restore.json"))
+    assert last["rolled_back"] and not last["ok"]
