@@ -20,7 +20,7 @@ import pytest
 
 from tests import codedeploy_agent as agent
 from tests.conftest import BIN
-from tests.deploying import (ENV, ROOT, Bundles, deploy_state, health_release, record, serving,
+from tests.deploying import (ENV, Bundles, deploy_state, health_release, record, serving,
                              use_the_app)
 
 

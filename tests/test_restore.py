@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.aws_servers import AZ, REGION

@@ -47,6 +47,7 @@ BASE_PACKAGES = [
 PREDOWNLOAD_PACKAGES = [
     "nginx", "mariadb-server", "mariadb-client", "python3-venv", "python3-dev",
     "build-essential", "libmariadb-dev", "pkg-config", "certbot", "python3-certbot-nginx",
+    "unattended-upgrades", "needrestart",  # the patches step's (bingo-host patch)
 ]
 
 #: Units that wait forever, or touch the whole machine, in a container without udev/ttys.
