@@ -8,38 +8,20 @@ may the new instance attach it (as the same device), where bootstrap adopts it b
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Callable
 
-from .. import layout
-from ..deploy import lock as deploy_lock
-from ..errors import ConfigError
-from ..facts import platforms
 from ..facts.imds import IMDS
-from ..ops.lock import flock, host_lock
-from ..snapshot.ec2 import attached_volumes, clients, find_data_volume
+from ..snapshot.ec2 import attached_volumes, find_data_volume
 from . import Refused, ebs, host, record
-from .run import LOCK_WAIT
+from .run import holding_the_data_volume
 
 
 def release_volume(cfg, *, dry_run: bool = False, echo: Callable[[str], None] = print,
                    session=None, imds: IMDS | None = None) -> str | None:
     """Detach the data volume from this instance, its users stopped first; the volume id, or
     None when none is attached (released already)."""
-    if not cfg.database.local:
-        raise ConfigError("database.host", "this host uses an external database: it has no "
-                                           "data volume to hand over")
-    platform = platforms.get(cfg.platform)
-    ident = (imds or IMDS()).identity()
-    ec2, _ = clients(ident.region, session)
-    with ExitStack() as locks:
-        if not dry_run:
-            locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
-            locks.enter_context(flock(f"{layout.STATE_DIR}/snapshot.lock", LOCK_WAIT,
-                                      "a bingo-host snapshot", mode=0o644, echo=echo))
-        why = deploy_lock.blocker(deploy_lock.load(), "(release-volume)")
-        if why:
-            raise Refused(f"a deployment holds this host: {why}; release once it is over")
+    with holding_the_data_volume(cfg, "release-volume", dry_run=dry_run, echo=echo,
+                                 session=session, imds=imds) as (platform, ident, ec2):
         if record.load():
             raise Refused(f"a restore is unfinished ({record.RECORD_FILE}): finish it first")
         data = find_data_volume(attached_volumes(ec2, ident.instance_id), cfg.volume.device)

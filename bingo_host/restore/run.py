@@ -6,7 +6,7 @@ The order and the resumption rule are in the package docstring.
 from __future__ import annotations
 
 import secrets
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Callable
 
 from .. import layout
@@ -22,15 +22,14 @@ from . import Refused, RestoreError, ebs, host, record
 LOCK_WAIT = 600.0
 
 
-def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: bool = False,
-                     echo: Callable[[str], None] = print, session=None,
-                     imds: IMDS | None = None) -> None:
-    """Put snapshot_id in place of the data volume and check the host serves from it; on any
-    failure put the old volume back and raise RestoreError. Refused (exit 2) before any change
-    when the restore must not start (see the package docstring)."""
+@contextmanager
+def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, imds):
+    """(platform, identity, ec2 client) for a command that takes the data volume away: refused
+    on an external database or mid-deployment; the host and snapshot locks held (not for a dry
+    run) so no bootstrap, deploy or snapshot runs meanwhile."""
     if not cfg.database.local:
-        raise ConfigError("database.host", "this host uses an external database: there is no "
-                                           "data volume to restore a snapshot onto")
+        raise ConfigError("database.host", f"this host uses an external database: it has no data "
+                                           f"volume for {command}")
     platform = platforms.get(cfg.platform)
     ident = (imds or IMDS()).identity()
     ec2, _ = clients(ident.region, session)
@@ -39,9 +38,20 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
             locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
             locks.enter_context(flock(f"{layout.STATE_DIR}/snapshot.lock", LOCK_WAIT,
                                       "a bingo-host snapshot", mode=0o644, echo=echo))
-        why = deploy_lock.blocker(deploy_lock.load(), "(restore)")
+        why = deploy_lock.blocker(deploy_lock.load(), f"({command})")
         if why:
-            raise Refused(f"a deployment holds this host: {why}; restore once it is over")
+            raise Refused(f"a deployment holds this host: {why}; run {command} once it is over")
+        yield platform, ident, ec2
+
+
+def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: bool = False,
+                     echo: Callable[[str], None] = print, session=None,
+                     imds: IMDS | None = None) -> None:
+    """Put snapshot_id in place of the data volume and check the host serves from it; on any
+    failure put the old volume back and raise RestoreError. Refused (exit 2) before any change
+    when the restore must not start (see the package docstring)."""
+    with holding_the_data_volume(cfg, "restore", dry_run=dry_run, echo=echo, session=session,
+                                 imds=imds) as (platform, ident, ec2):
         rec = record.load()
         if rec is None:
             rec, snap = _start(ec2, cfg, ident, snapshot_id, force)
