@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -257,7 +258,7 @@ def tcp_mariadb():
             time.sleep(0.1)
         else:
             pytest.fail("mariadbd did not start")
-        yield port
+        yield SimpleNamespace(port=port, socket=sock)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -273,12 +274,12 @@ def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mar
     from bingo_host.facts import platforms
 
     monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
-    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb}, user: extapp, "
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
                            f"password: '{EXT_PASSWORD}'}}\n"
                            "backups: {enabled: true, bucket: bingo-backups, keep: 3}\n")
     assert not cfg.database.local
     platform = platforms.get("debian12")
-    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb, user="extapp", password=EXT_PASSWORD,
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb.port, user="extapp", password=EXT_PASSWORD,
                           database="bingo", autocommit=True)
 
     def rows():
@@ -298,3 +299,63 @@ def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mar
     drill = run.drill(cfg, platform, s3=s3, state_file=str(tmp_path / "drill.json"), echo=print)
     assert drill["ok"] and drill["tables"] == {"games": 2}
     app.close()
+
+
+def test_an_external_restore_loads_as_the_master_login_of_admin_secret(tcp_mariadb, s3, tmp_path,
+                                                                       monkeypatch, moto_server):
+    """On Aurora the app's own user may use only its database (bootstrap creates it so): the
+    staging schemas and the swap need the master login, read from database.admin_secret. An app
+    user without the bingo_* grants restores through it; the master password never reaches a
+    command line (an option file) and the dump still runs as the app's user."""
+    import json
+    import subprocess
+
+    import boto3
+    import pymysql
+
+    from bingo_host import layout
+    from bingo_host.backup import database, run
+    from bingo_host.facts import platforms
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server.url)  # beside s3's
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    sock = tcp_mariadb.socket
+    master_pw = "master-password-0123"
+    subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e",
+                    "CREATE USER IF NOT EXISTS onlyapp@'%' IDENTIFIED BY 'onlyapp-pw-0123'; "
+                    "GRANT ALL ON `bingo`.* TO onlyapp@'%'; "
+                    f"CREATE USER IF NOT EXISTS master@'%' IDENTIFIED BY '{master_pw}'; "
+                    "GRANT ALL ON *.* TO master@'%' WITH GRANT OPTION;"], check=True)
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="bingo-master", SecretString=json.dumps({"username": "master", "password": master_pw}))["ARN"]
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: onlyapp, "
+                           f"password: 'onlyapp-pw-0123', admin_secret: 'secretsmanager:{arn}'}}\n"
+                           "snapshots: {enabled: false}\n"
+                           "backups: {enabled: true, bucket: bingo-backups, prefix: master/, keep: 3}\n")
+    platform = platforms.get("debian12")
+    assert database.dump_login(cfg, platform).user == "onlyapp"
+    assert database.admin_login(cfg, platform).user == "master"
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb.port, user="onlyapp",
+                          password="onlyapp-pw-0123", database="bingo", autocommit=True)
+    with app.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS tickets (id INT PRIMARY KEY)")
+        cur.execute("DELETE FROM tickets")
+        cur.execute("INSERT INTO tickets VALUES (1), (2)")
+    assert run.backup(cfg, platform, s3=s3, state_file=str(tmp_path / "b.json"), echo=print)["ok"]
+    with app.cursor() as cur:
+        cur.execute("INSERT INTO tickets VALUES (3)")
+    run.restore(cfg, platform, "latest", s3=s3, echo=print)
+    with app.cursor() as cur:
+        cur.execute("SELECT id FROM tickets ORDER BY id")
+        assert cur.fetchall() == ((1,), (2,))
+    app.close()
+
+
+def test_option_files_verify_an_external_servers_certificate():
+    from bingo_host.backup.database import Login, option_file
+
+    with option_file(Login(None, "db.example.com", 3306, "app", "pw", "/etc/bingo-host/rds.pem")) as path:
+        text = open(path).read()
+    assert "ssl-ca=/etc/bingo-host/rds.pem\nssl-verify-server-cert\n" in text
+    with option_file(Login("/run/mysqld/mysqld.sock", "localhost", 3306, "root", None)) as path:
+        assert "ssl" not in open(path).read()

@@ -2,8 +2,11 @@
 
 On a local server the dump runs as the dump user (SELECT, SHOW VIEW, TRIGGER on the app
 database only) and the load, the staging databases and the swap as MariaDB's root over the
-unix socket. On an external server (Aurora) both use the config's database user: it must be
-allowed to create and drop the `<name>_restore`, `<name>_replaced` and `<name>_drill` schemas.
+unix socket. On an external server (Aurora) the dump uses the config's database user, and the
+load uses the master login of `database.admin_secret` (the app's own user may use only its
+database, not create the `<name>_restore`, `<name>_replaced` and `<name>_drill` schemas); without
+an admin_secret, the app's user, which then needs those schemas granted. Over TCP with
+`database.tls_ca`, the clients verify the server's certificate as bingo-host's own logins do.
 Passwords reach the clients in a 0600 option file that is removed afterwards: never on a
 command line, never in the environment.
 """
@@ -29,6 +32,7 @@ class Login:
     port: int
     user: str
     password: str | None  # None: root by unix socket
+    tls_ca: str | None = None  # TCP only: verify the server's certificate against this CA
 
 
 def _app_password(cfg) -> str:
@@ -47,7 +51,7 @@ def _app_password(cfg) -> str:
 def dump_login(cfg, platform) -> Login:
     db = cfg.database
     if not db.local:
-        return Login(None, db.host, db.port, db.user, _app_password(cfg))
+        return Login(None, db.host, db.port, db.user, _app_password(cfg), db.tls_ca)
     from .. import secrets
 
     password = secrets.read_file(layout.DUMP_PASSWORD_FILE)
@@ -59,8 +63,13 @@ def dump_login(cfg, platform) -> Login:
 
 def admin_login(cfg, platform) -> Login:
     db = cfg.database
+    if not db.local and db.admin_secret:
+        from .. import secrets
+
+        user, password = secrets.fetch_login(db.admin_secret)
+        return Login(None, db.host, db.port, user, password, db.tls_ca)
     if not db.local:
-        return Login(None, db.host, db.port, db.user, _app_password(cfg))
+        return Login(None, db.host, db.port, db.user, _app_password(cfg), db.tls_ca)
     return Login(platform.mariadb_socket, "localhost", db.port, "root", None)
 
 
@@ -75,6 +84,8 @@ def option_file(login: Login) -> Iterator[str]:
         lines += ["protocol=socket", f"socket={login.socket}"]
     else:
         lines += ["protocol=tcp", f"host={login.host}", f"port={login.port}"]
+        if login.tls_ca:
+            lines += [f"ssl-ca={login.tls_ca}", "ssl-verify-server-cert"]
     fd, path = tempfile.mkstemp(prefix="bingo-host-", suffix=".cnf")  # 0600, root's
     try:
         with os.fdopen(fd, "w") as f:
@@ -107,8 +118,9 @@ def session(login: Login, what: str) -> Iterator:
 
     where = login.socket or f"{login.host}:{login.port}"
     try:
+        tls = {"ssl": {"ca": login.tls_ca, "check_hostname": True}} if login.tls_ca else {}
         conn = mariadb.connect(login.socket, login.user, login.password, host=login.host,
-                               port=login.port, read_timeout=3600)
+                               port=login.port, read_timeout=3600, **tls)
     except pymysql.err.MySQLError as exc:
         raise BackupError(f"cannot connect to MariaDB at {where} as {login.user}: "
                           f"{exc.args[-1] if exc.args else exc}") from None
