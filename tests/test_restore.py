@@ -113,3 +113,45 @@ def test_release_volume_dry_run_names_the_data_volume_and_detaches_nothing(tmp_p
     assert f"detach {ec2_instance.data_volume} (/dev/sdf) from {ec2_instance.instance_id}" in r.stdout
     (vol,) = ec2_instance.client().describe_volumes(VolumeIds=[ec2_instance.data_volume])["Volumes"]
     assert vol["State"] == "in-use"
+
+
+def test_status_flags_an_unfinished_restore_and_reports_the_last(tmp_path):
+    """A killed restore leaves its record: status is degraded and says which command finishes
+    it; a finished one is reported (a rolled-back one as a warning), in the documented schema."""
+    import json
+
+    from bingo_host.status import checks, records, text
+    from tests.test_status import SCHEMA, validate
+
+    unfinished, last = tmp_path / "restore.json", tmp_path / "last-restore.json"
+
+    def report():
+        r = checks.Report()
+        records.check_restore(r, str(unfinished), str(last))
+        section = r.data["restore"]
+        assert validate(section, SCHEMA["properties"]["restore"], "$.restore") == []
+        return section, {p["check"]: p for p in r.problems}
+
+    assert report() == (None, {})
+    unfinished.write_text(json.dumps({"schema": 1, "snapshot_id": "snap-0123456789abcdef0",
+                                      "direction": "forward", "started_at": "2026-11-28T10:00:00+00:00"}))
+    section, problems = report()
+    assert section["unfinished"]["snapshot_id"] == "snap-0123456789abcdef0"
+    assert problems["restore"]["severity"] == "error"
+    assert "restore --snapshot snap-0123456789abcdef0` again" in problems["restore"]["message"]
+    unfinished.unlink()
+    last.write_text(json.dumps({"snapshot_id": "snap-0123456789abcdef0", "old_volume": "vol-1",
+                                "new_volume": "vol-2", "ok": False, "rolled_back": True,
+                                "error": "health check failed", "finished_at": "2026-11-28T10:05:00+00:00"}))
+    section, problems = report()
+    assert not section["last"]["ok"] and problems["restore"]["severity"] == "warning"
+    assert "rolled back to vol-1: health check failed" in problems["restore"]["message"]
+    last.write_text(json.dumps({"snapshot_id": "snap-0123456789abcdef0", "old_volume": "vol-1",
+                                "new_volume": "vol-2", "ok": True, "finished_at": "2026-11-28T10:05:00+00:00"}))
+    section, problems = report()
+    assert section["last"]["ok"] and not problems
+    empty = {"services": [], "storage": {"data_volume": None, "root": None}, "memory": None,
+             "swap": None, "database": None, "release": None, "snapshot": None, "certificate": None,
+             "http": [], "host": "h", "platform": "debian12", "time": "t", "verdict": "healthy"}
+    shown = text.render_text({**empty, "restore": section, "problems": []})
+    assert "last restore" in shown and "snap-0123456789abcdef0 at 2026-11-28T10:05:00+00:00" in shown

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from .. import layout, state, subp
 from ..config import Config
 from ..facts.platforms import Platform
-from .records import check_backups, check_certificate, check_patches, check_release, check_snapshot, iso
+from .records import (check_backups, check_certificate, check_patches, check_release, check_restore,
+                      check_snapshot, iso)
 
 SCHEMA_VERSION = 1  # docs/status-schema.json: changes only when a key is removed or changes meaning
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
@@ -318,10 +319,12 @@ def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
     guarded("snapshot", lambda: check_snapshot(r, cfg))
     guarded("backups", lambda: check_backups(r, cfg))
     guarded("patches", lambda: check_patches(r, platform))
+    guarded("restore", lambda: check_restore(r))
     guarded("http", lambda: check_http(r, cfg, tls_domain))
     for key, empty in (("services", []), ("storage", {"data_volume": None, "root": None}),
                        ("memory", None), ("swap", None), ("database", None), ("release", None),
-                       ("snapshot", None), ("backups", None), ("patches", None), ("http", [])):
+                       ("snapshot", None), ("backups", None), ("patches", None), ("restore", None),
+                       ("http", [])):
         r.data.setdefault(key, empty)
     return {
         "schema_version": SCHEMA_VERSION,

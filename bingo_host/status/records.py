@@ -1,6 +1,6 @@
 """Status checks on what other commands recorded: the serving release's record (deploy), the
 last snapshot run (`bingo-host snapshot`), the last backup and restore drill (`bingo-host
-backup`, `restore-drill`), the last security update run (`bingo-host patch`) and the reboot it
+backup`, `restore-drill`), the last or unfinished `restore --snapshot`, the last security update run (`bingo-host patch`) and the reboot it
 may have left owed, and the certificate (enable-https, certbot's renewals).
 
 Apart from the live checks in checks.py because they read files, not services: they say whether
@@ -158,6 +158,42 @@ def _first_backup(path: str) -> str | None:
     """When backups began on this host: the first run's time, kept in the record."""
     found = (state.read_json(path) or {}).get("first_started")
     return found if isinstance(found, str) else None
+
+
+def check_restore(r: Report, record_path: str | None = None, last_path: str | None = None) -> None:
+    """An unfinished `restore --snapshot` (killed, or its host rebooted mid-way: the data volume
+    may be detached and the app stopped, and only a re-run finishes it) and the last one's
+    outcome. None when no restore ever ran here."""
+    from ..restore import record
+
+    unfinished = state.read_json(record_path or record.RECORD_FILE)
+    last = state.read_json(last_path or record.LAST_FILE)
+    if not isinstance(unfinished, dict) or not isinstance(unfinished.get("snapshot_id"), str):
+        unfinished = None
+    if not isinstance(last, dict):
+        last = None
+    if unfinished is None and last is None:
+        r.data["restore"] = None
+        return
+
+    def text(entry: dict, key: str) -> str | None:
+        return entry.get(key) if isinstance(entry.get(key), str) else None
+
+    r.data["restore"] = {
+        "unfinished": None if unfinished is None else {
+            "snapshot_id": unfinished["snapshot_id"], "started_at": text(unfinished, "started_at"),
+            "direction": text(unfinished, "direction")},
+        "last": None if last is None else {
+            "snapshot_id": text(last, "snapshot_id"), "finished_at": text(last, "finished_at"),
+            "ok": last.get("ok") is True, "new_volume": text(last, "new_volume"),
+            "old_volume": text(last, "old_volume"), "error": text(last, "error")}}
+    if unfinished:
+        r.problem("restore", f"a restore of {unfinished['snapshot_id']} is unfinished: run `bingo-host "
+                             f"restore --snapshot {unfinished['snapshot_id']}` again to finish it")
+    elif not r.data["restore"]["last"]["ok"]:
+        last = r.data["restore"]["last"]
+        r.problem("restore", f"the last restore ({last['snapshot_id']}) failed and was rolled back to "
+                             f"{last['old_volume']}: {last['error'] or 'see the journal'}", "warning")
 
 
 def check_patches(r: Report, platform, path: str | None = None) -> None:

@@ -101,6 +101,15 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
             text = (f"{entry['time'] or '?'} ({entry['age_hours']} h ago), "
                     + (f"{entry['dump']}" if entry["ok"] else f"FAILED: {entry['error']}"))
             rows.append((label, good(check not in checks, text, warn=entry["ok"])))
+    restore = report.get("restore")
+    if restore and restore["unfinished"]:
+        rows.append(("restore", good(False, f"UNFINISHED: {restore['unfinished']['snapshot_id']} "
+                                            "(run the same restore again)")))
+    elif restore:
+        last = restore["last"]
+        rows.append(("last restore", good(last["ok"], f"{last['snapshot_id']} at {last['finished_at']}"
+                                          + ("" if last["ok"] else f", rolled back: {last['error']}"),
+                                          warn=True)))
     patches = report.get("patches")
     if patches:
         text = ("REBOOT NEEDED to finish applying updates" if patches["reboot_required"]
