@@ -41,3 +41,31 @@ def test_installed_pyuwsgi(tmp_path):
     assert installed_pyuwsgi(str(tmp_path)) is None
     (site / "pyuwsgi-2.0.30.dist-info").mkdir()
     assert installed_pyuwsgi(str(tmp_path)) == "2.0.30"
+
+
+def test_workers_are_the_app_users_uwsgi_processes_inside_a_release(tmp_path):
+    """Real processes: a uwsgi-named process whose cwd is a release counts (with that release);
+    one outside the releases (the master) and one of another name do not."""
+    import subprocess
+
+    from bingo_host.facts.uwsgi import workers
+
+    releases = tmp_path / "releases"
+    (releases / "d-ONE").mkdir(parents=True)
+    started = [subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 30"], cwd=cwd)
+               for name, cwd in (("uwsgi", releases / "d-ONE"), ("uwsgi", tmp_path),
+                                 ("python3", releases / "d-ONE"))]
+    try:
+        import time
+
+        for _ in range(50):  # until each has exec'd (its cmdline names it)
+            found = workers(str(releases), os.getuid())
+            if found:
+                break
+            time.sleep(0.05)
+        assert found == [(started[0].pid, str(releases / "d-ONE"))]
+        assert workers(str(releases), os.getuid() + 12345) == []
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()

@@ -23,13 +23,14 @@ RELOAD_TIMEOUT = 90.0
 
 
 def _workers(ctx) -> set[int]:
-    from ..deploy.switch import _uwsgi_workers
+    from ..deploy.releases import Paths
+    from ..facts import uwsgi
 
     try:
         uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
     except KeyError:
         return set()
-    return {pid for pid, _ in _uwsgi_workers(ctx.cfg.app.root, uid)}
+    return {pid for pid, _ in uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid)}
 
 
 def _wait_replaced(ctx, old: set[int], echo) -> None:

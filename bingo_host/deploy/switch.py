@@ -16,6 +16,7 @@ import time
 
 from .. import layout, subp
 from ..errors import BingoHostError
+from ..facts import uwsgi
 from ..ops import files, service
 from . import DeployError, env_seconds
 from ..render import RELOAD_APP
@@ -28,27 +29,6 @@ POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
 # stalled (a release that cannot be imported) and the master keeps its own once-a-second pace,
 # so a failing worker is not respawned any faster than uWSGI would by itself.
 WAKE_PER_WORKER = 5.0
-
-
-def _uwsgi_workers(root: str, uid: int) -> list[tuple[int, str]]:
-    """(pid, cwd) of the app's uWSGI workers: processes of the app user in a release directory
-    (each worker enters `current` as it starts; the master stays outside the releases)."""
-    import psutil
-
-    prefix = os.path.realpath(Paths(root).releases) + "/"
-    out = []
-    for p in psutil.process_iter(["pid", "uids", "cmdline"]):
-        try:
-            if p.info["uids"] is None or p.info["uids"].real != uid:
-                continue
-            if "uwsgi" not in " ".join(p.info["cmdline"] or ()):
-                continue
-            cwd = p.cwd()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if cwd.startswith(prefix):
-            out.append((p.info["pid"], cwd))
-    return out
 
 
 def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
@@ -67,7 +47,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     wake_until = start + WAKE_PER_WORKER * processes
     procs: list = []
     while time.monotonic() < deadline:
-        procs = _uwsgi_workers(ctx.cfg.app.root, uid)
+        procs = uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid)
         if want is None and not procs:
             return
         if want is not None and len(procs) >= processes and all(cwd == want for _, cwd in procs):

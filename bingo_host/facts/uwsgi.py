@@ -1,5 +1,6 @@
-"""uWSGI facts: the pyuwsgi version in bingo-host's uWSGI virtualenv, and the user the installed
-vassal file makes the app's master run its workers as (a master drops privileges once, so the
+"""uWSGI facts: the pyuwsgi version in bingo-host's uWSGI virtualenv, the app's running workers
+(and the release each runs), and the user the installed vassal file makes the app's master run
+its workers as (a master drops privileges once, so the
 uwsgi step must know who the running one dropped to before it rewrites the file)."""
 
 from __future__ import annotations
@@ -29,3 +30,24 @@ def vassal_user(path: str) -> str | None:
         return None
     m = found and re.search(rb"^uid = (\S+)$", found[0], re.M)
     return m.group(1).decode() if m else None
+
+
+def workers(releases: str, uid: int) -> list[tuple[int, str]]:
+    """(pid, cwd) of the app's uWSGI workers: processes of the app user in a directory under
+    `releases` (each worker enters `current` as it starts; the master stays outside them)."""
+    import psutil
+
+    prefix = os.path.realpath(releases) + "/"
+    out = []
+    for p in psutil.process_iter(["pid", "uids", "cmdline"]):
+        try:
+            if p.info["uids"] is None or p.info["uids"].real != uid:
+                continue
+            if "uwsgi" not in " ".join(p.info["cmdline"] or ()):
+                continue
+            cwd = p.cwd()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if cwd.startswith(prefix):
+            out.append((p.info["pid"], cwd))
+    return out
