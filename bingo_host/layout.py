@@ -26,6 +26,7 @@ CLOUDWATCH_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/bingo-host.json"
 CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 REFRESH_UNIT = "bingo-host-secrets-refresh"
 SYSTEMD_DIR = "/etc/systemd/system"
+JINJA_CACHE = "/var/cache/bingo-host/jinja"  # compiled templates (root only: Jinja executes them)
 PIP_CACHE = "/var/cache/bingo-host/pip"  # built wheels kept between deployments and upgrades
 SWAP_FILE = "/swapfile"
 FSTAB_MARK = "# bingo-host"

@@ -420,3 +420,34 @@ def test_backups_render_their_timers_and_pass_systemd_analyze_verify(tmp_path):
         "/etc/systemd/system/bingo-host-restore-drill.service"]
     result = verify_units(tmp_path, files, [MARIADB_STUB])
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_compiled_templates_are_cached_only_in_a_root_only_directory(tmp_path):
+    """A converged bootstrap reuses the templates it compiled before (Jinja's bytecode cache);
+    Jinja executes that bytecode, so the directory must be root's alone: it is created 0700, a
+    group-writable one is tightened, a link is not used."""
+    import os
+    import stat
+
+    from bingo_host import render
+
+    if os.geteuid() != 0:
+        pytest.skip("the cache is root's")
+    cache = tmp_path / "jinja"
+    try:
+        assert render.use_bytecode_cache(str(cache))
+        assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+        first = rendered("debian12")
+        compiled = sorted(os.listdir(cache))
+        assert compiled and all(name.endswith(".cache") for name in compiled)
+        render._environment.cache_clear()  # a new run: templates come from the cache
+        assert [f.content for f in rendered("debian12")] == [f.content for f in first]
+        assert sorted(os.listdir(cache)) == compiled
+        os.chmod(cache, 0o777)
+        assert render.use_bytecode_cache(str(cache)) and stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+        link = tmp_path / "link"
+        link.symlink_to(cache)
+        assert not render.use_bytecode_cache(str(link))
+    finally:
+        render._bytecode_dir = None
+        render._environment.cache_clear()

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import layout
+from .. import layout, render
 from ..ops import files
 from ..config import Config
 from ..errors import BingoHostError
@@ -164,6 +164,8 @@ def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None]
 
     platform = platforms.get(cfg.platform)
     check_app_user(cfg, platform)  # before anything changes: the app never runs as root's equal
+    if not dry_run:
+        render.use_bytecode_cache(layout.JINJA_CACHE)
 
     def read_facts() -> HostFacts:
         return replace(host_facts(cfg), **facts_wanted)
