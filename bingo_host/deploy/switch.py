@@ -24,6 +24,9 @@ from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
 RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
+# A master still finishing the previous chain (a switch back a moment ago) ignores our `c`: ask
+# again this often until a first worker runs the wanted release (a repeated `c` is ignored).
+NUDGE = 2.0
 POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
 # Waking the master speeds a healthy chain up; past this many seconds per worker the chain is
 # stalled (a release that cannot be imported) and the master keeps its own once-a-second pace,
@@ -43,7 +46,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     processes = resolve(ctx.cfg, ctx.platform, ctx.facts).app.processes
     want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
     start = time.monotonic()
-    deadline, retouch = start + timeout, start + RETOUCH_AFTER
+    deadline, retouch, nudge = start + timeout, start + RETOUCH_AFTER, start + NUDGE
     wake_until = start + WAKE_PER_WORKER * processes
     procs: list = []
     while time.monotonic() < deadline:
@@ -53,9 +56,11 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
         if want is not None and len(procs) >= processes and all(cwd == want for _, cwd in procs):
             echo(f"uwsgi: {len(procs)} workers serving {name} ({time.monotonic() - start:.1f} s)")
             return
+        if want is not None and not any(cwd == want for _, cwd in procs):
+            retouch = min(retouch, nudge)
         if want is not None and time.monotonic() >= retouch:
             service.chain_reload_app(ctx.cfg.app.name)  # a chain that was already running ignored ours
-            retouch = time.monotonic() + RETOUCH_AFTER
+            retouch, nudge = time.monotonic() + RETOUCH_AFTER, time.monotonic() + NUDGE
         if want is not None and time.monotonic() < wake_until:
             service.wake_app_master(ctx.cfg.app.name)
         time.sleep(POLL)
