@@ -144,10 +144,8 @@ def fetch_smtp_password(reference: str, region: str | None = None) -> str:
 
 def fetch_login(reference: str, region: str | None = None) -> tuple[str, str]:
     """(username, password) from a JSON secret, as RDS keeps a master login."""
-    try:
-        data = json.loads(_fetch_raw(reference, region))
-        username, password = data["username"], data["password"]
-    except (ValueError, KeyError, TypeError):
+    data = _json(_fetch_raw(reference, region))
+    if not isinstance(data, dict) or not {"username", "password"} <= data.keys():
         raise BingoHostError(f"{reference} must hold JSON with \"username\" and \"password\" "
-                             "(the server's master login)") from None
-    return _one_line(reference, "username", username), _one_line(reference, "password", password)
+                             "(the server's master login)")
+    return _one_line(reference, "username", data["username"]), _one_line(reference, "password", data["password"])

@@ -88,6 +88,12 @@ def _parse_time(value: Any) -> float | None:
     return parsed.timestamp()
 
 
+def _when(ts: float | None) -> dict:
+    """A record's time and age as the report shows them (both None when the record has none)."""
+    return {"time": iso(ts) if ts else None,
+            "age_hours": round((time.time() - ts) / 3600, 1) if ts else None}
+
+
 def check_snapshot(r: Report, cfg: Config, path: str = state.SNAPSHOT_FILE) -> None:
     last = state.read_json(path)
     if not cfg.snapshots.enabled or last is None:
@@ -101,9 +107,7 @@ def check_snapshot(r: Report, cfg: Config, path: str = state.SNAPSHOT_FILE) -> N
     freeze = last.get("freeze_ms")
     error = last.get("error") if isinstance(last.get("error"), str) else None
     ok = last.get("ok") if isinstance(last.get("ok"), bool) else error is None
-    entry = {"time": iso(ts) if ts else None,
-             "age_hours": round((time.time() - ts) / 3600, 1) if ts else None,
-             "ok": ok, "snapshot_ids": ids,
+    entry = {**_when(ts), "ok": ok, "snapshot_ids": ids,
              "freeze_ms": freeze if isinstance(freeze, (int, float)) and not isinstance(freeze, bool) else None,
              "error": error}
     r.data["snapshot"] = entry
@@ -123,9 +127,7 @@ def _last_run(path: str) -> dict | None:
     ts = _parse_time(last.get("finished") or last.get("started"))
     error = last.get("error") if isinstance(last.get("error"), str) else None
     dump = last.get("url") or last.get("dump")  # the backup's upload, the drill's source
-    return {"time": iso(ts) if ts else None,
-            "age_hours": round((time.time() - ts) / 3600, 1) if ts else None,
-            "ok": last.get("ok") is True, "dump": dump if isinstance(dump, str) else None, "error": error}
+    return {**_when(ts), "ok": last.get("ok") is True, "dump": dump if isinstance(dump, str) else None, "error": error}
 
 
 def check_backups(r: Report, cfg: Config, backup_path: str = state.BACKUP_FILE,
