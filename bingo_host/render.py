@@ -137,6 +137,7 @@ def render_all(
         "app_user": user,
         "app_group": user,
         "processes": cfg.app.processes,
+        "listen": sizing.uwsgi_listen(facts.somaxconn),
         "server_names": " ".join(cfg.app.server_name),
         "socket": layout.app_socket(cfg.app.name),
         "reload_trigger": layout.app_reload_trigger(cfg.app.name),

@@ -3,8 +3,8 @@ the shared bootstrapped systemd test host, through `bingo-host deploy`, the emul
 CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host, first).
 
 The tests run in file order and build on each other (one host, one release history):
-first emulated deploy -> static build and /api caching -> venv reuse (under load: no stall) ->
-failed pip never switched to -> missing database driver rolled back -> a release that cannot be
+first emulated deploy -> static build and /api caching -> a burst of API requests -> venv reuse
+(under load: no stall) -> failed pip never switched to -> missing database driver rolled back -> a release that cannot be
 imported never serves (under load: the old workers serve throughout) -> MariaDB stopped ->
 killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
 """
@@ -16,6 +16,7 @@ import http.client as http_client
 import io
 import json
 import re
+import subprocess
 import time
 import zipfile
 
@@ -120,6 +121,19 @@ def test_static_build_is_cached_and_compressed_and_the_api_never_cached(host):
     assert status == 401 and header(headers, "Cache-Control") == ["no-store"], headers
     status, headers, _ = get("/api/health")
     assert status == 200 and header(headers, "Cache-Control") == ["no-store"], headers
+
+
+def test_a_burst_of_api_requests_waits_instead_of_failing(host):
+    """Every player's client asks at once when a game starts: 300 simultaneous API requests
+    (h2load, each on its own connection) all answer 200. With uWSGI's default listen queue of
+    100 the connections past it were refused and nginx answered 502 (a third of a burst of 150)."""
+    status, body = http("/api/user", "POST", {"username": "emulated", "password": "pw-emulated"})
+    assert status == 200, body
+    token = json.loads(body)["access_token"]
+    assert "listen = 1024" in host.read_file("/etc/bingo-host/vassals/music-bingo.ini")
+    r = subprocess.run(["h2load", "--h1", "-n", "300", "-c", "300", "-H", f"Authorization: Bearer {token}",
+                        "http://127.0.0.1/api/user"], capture_output=True, text=True, timeout=120)
+    assert "status codes: 300 2xx, 0 3xx, 0 4xx, 0 5xx" in r.stdout, r.stdout + r.stderr
 
 
 def test_same_requirements_reuse_the_virtualenv(host, bundles):

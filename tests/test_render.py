@@ -451,3 +451,16 @@ def test_compiled_templates_are_cached_only_in_a_root_only_directory(tmp_path):
     finally:
         render._bytecode_dir = None
         render._environment.cache_clear()
+
+
+def test_uwsgi_listen_queue_stays_within_the_kernels_cap(tmp_path):
+    """1024 where the kernel allows it (every kernel since 5.4: somaxconn 4096); below that the
+    kernel's cap, since uWSGI refuses to start with a larger queue."""
+    from bingo_host.facts.host import somaxconn
+
+    (tmp_path / "somaxconn").write_text("128\n")
+    assert somaxconn(str(tmp_path / "somaxconn")) == 128
+    assert somaxconn(str(tmp_path / "missing")) == 128
+    for cap, want in ((4096, 1024), (128, 128)):
+        vassal = {f.template: f.content for f in rendered("debian12", facts=HostFacts(512 << 20, 2, somaxconn=cap))}
+        assert f"\nlisten = {want}\n" in vassal["uwsgi-vassal.ini"]

@@ -24,6 +24,7 @@ class HostFacts:
     cpus: int
     datadir: str | None = None  # None: <volume.mountpoint>/data (render.datadir says it once)
     tls_domain: str | None = None  # set once a certificate for https.domain exists
+    somaxconn: int = 4096  # the kernel's cap on a socket's listen queue (4096 since Linux 5.4)
 
 
 def is_legacy_datadir(root: str) -> bool:
@@ -50,7 +51,17 @@ def host_facts(cfg: Config) -> HostFacts:
     legacy = os.path.ismount(mountpoint) and is_legacy_datadir(mountpoint)
     return HostFacts(mem_bytes=memory.read().usable_bytes,
                      cpus=os.cpu_count() or 1, datadir=mountpoint if legacy else None,
-                     tls_domain=tls_domain(cfg))
+                     tls_domain=tls_domain(cfg), somaxconn=somaxconn())
+
+
+def somaxconn(path: str = "/proc/sys/net/core/somaxconn") -> int:
+    """net.core.somaxconn: uWSGI refuses to start with a listen queue above it. 128 (the
+    kernel's default before 5.4) when it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 128
 
 
 def app_user(cfg: Config) -> str:
