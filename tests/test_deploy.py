@@ -4,9 +4,9 @@ CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host,
 
 The tests run in file order and build on each other (one host, one release history):
 first emulated deploy -> static build and /api caching -> a burst of API requests -> venv reuse
-(under load: no stall) -> failed pip never switched to -> missing database driver rolled back -> a release that cannot be
-imported never serves (under load: the old workers serve throughout) -> MariaDB stopped ->
-killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
+(under load: no stall) -> failed pip never switched to -> missing database driver rolled back ->
+a release that cannot be imported never serves (under load: the old workers serve throughout) ->
+MariaDB stopped -> killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What only the host can tell, read once per run: memory (the smaller of RAM and the host's
-cgroup limit, memory.py) and CPUs ('auto' sizes from them), where MariaDB's datadir is, which
-TLS domain has a certificate; and the config with every 'auto' resolved from them. The engine reads these again after a step changed the host (a
-mounted volume can turn out to be a legacy datadir), never in the middle of a step.
+cgroup limit, memory.py) and CPUs ('auto' sizes from them), the kernel's cap on a listen queue,
+where MariaDB's datadir is, which TLS domain has a certificate; and the config with every 'auto'
+resolved from them. The engine reads these again after a step changed the host (a mounted volume
+can turn out to be a legacy datadir), never in the middle of a step.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Status checks on what other commands recorded: the serving release's record (deploy), the
 last snapshot run (`bingo-host snapshot`), the last backup and restore drill (`bingo-host
-backup`, `restore-drill`), the last or unfinished `restore --snapshot`, the last security update run (`bingo-host patch`) and the reboot it
-may have left owed, and the certificate (enable-https, certbot's renewals).
+backup`, `restore-drill`), the last or unfinished `restore --snapshot`, the last security update
+run (`bingo-host patch`) and the reboot it may have left owed, and the certificate (enable-https,
+certbot's renewals).
 
 Apart from the live checks in checks.py because they read files, not services: they say whether
 the last deploy, snapshot or renewal worked, and a hand-edited file must not crash them.
@@ -127,7 +128,8 @@ def _last_run(path: str) -> dict | None:
     ts = _parse_time(last.get("finished") or last.get("started"))
     error = last.get("error") if isinstance(last.get("error"), str) else None
     dump = last.get("url") or last.get("dump")  # the backup's upload, the drill's source
-    return {**_when(ts), "ok": last.get("ok") is True, "dump": dump if isinstance(dump, str) else None, "error": error}
+    return {**_when(ts), "ok": last.get("ok") is True, "dump": dump if isinstance(dump, str) else None,
+            "error": error}
 
 
 def check_backups(r: Report, cfg: Config, backup_path: str = state.BACKUP_FILE,
