@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from bingo_host import layout
 from bingo_host.backup import BackupError, store
 from bingo_host.backup.dumpfile import GzipReader, RowCounter, gunzip_lines
 from bingo_host.cli import main
@@ -173,12 +174,15 @@ def test_s3_failures_say_what_failed_and_what_to_grant(s3):
     (["restore", "--dump", "/tmp/local.sql.gz"], "{}", "--dump"),
     (["--dry-run", "backup"], "backups: {enabled: true, bucket: bingo-backups}", "--dry-run"),
 ])
-def test_cli_refuses_with_exit_2(tmp_path, argv, config, field):
+def test_cli_refuses_with_exit_2(tmp_path, monkeypatch, argv, config, field):
+    """Refused before anything is touched: not even the host lock's file is made."""
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
     path = tmp_path / "config.yaml"
     path.write_text(config + "\n")
     result = CliRunner().invoke(main, ["--config", str(path), *argv])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"bingo-host: error: {field}: "), result.output
+    assert not (tmp_path / "host.lock").exists()
 
 
 # -- status --
@@ -269,7 +273,6 @@ def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mar
                                                                          monkeypatch):
     import pymysql
 
-    from bingo_host import layout
     from bingo_host.backup import run
     from bingo_host.facts import platforms
 
@@ -313,7 +316,6 @@ def test_an_external_restore_loads_as_the_master_login_of_admin_secret(tcp_maria
     import boto3
     import pymysql
 
-    from bingo_host import layout
     from bingo_host.backup import database, run
     from bingo_host.facts import platforms
 
