@@ -282,13 +282,11 @@ def restore(opts: Options, snapshot_id, dump_url, force, local_dry_run):
         raise ConfigError("--snapshot or --dump", "give exactly one: --snapshot SNAP_ID (an EBS "
                                                   "snapshot) or --dump s3://BUCKET/KEY.sql.gz|latest")
     if dump_url:
-        from .backup import run, store
+        from .backup import run
         from .facts import platforms
 
         if force or local_dry_run:
             raise ConfigError("--dump", "--force and --dry-run apply to --snapshot only")
-        if dump_url != "latest":
-            store.parse_url(dump_url)  # refused before any lock is taken
         _no_dry_run(opts, "restore --dump")
         cfg = opts.load_config()
         run.restore(cfg, platforms.get(cfg.platform), dump_url, echo=click.echo)

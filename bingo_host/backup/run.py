@@ -107,11 +107,9 @@ def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
 
 # -- restore and drill --
 
-def _resolve(cfg, s3, dump_url: str) -> store.Dump:
+def _latest(cfg, s3) -> store.Dump:
+    """The app database's newest complete dump under backups.bucket and prefix."""
     b = cfg.backups
-    if dump_url != "latest":
-        bucket, key = store.parse_url(dump_url)
-        return store.Dump(bucket, key, True)
     if not b.bucket:
         raise BackupError("--dump latest needs backups.bucket in the config")
     complete = [d for d in store.list_dumps(s3, b.bucket, b.prefix, cfg.database.name) if d.complete]
@@ -161,13 +159,15 @@ def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None
     from ..deploy import lock as deploy_lock
     from ..ops.lock import host_lock
 
+    # A named dump's URL is checked before the lock is taken: a bad one changes nothing (exit 2).
+    named = None if dump_url == "latest" else store.Dump(*store.parse_url(dump_url), True)
     s3 = s3 or store.client()
     names = database.side_names(cfg.database.name)
     with host_lock(echo=echo):
         why = deploy_lock.blocker(deploy_lock.load(), "")
         if why:
             raise BackupError(f"a deployment holds this host ({why}): restore after it")
-        dump = _resolve(cfg, s3, dump_url)
+        dump = named or _latest(cfg, s3)
         sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
         if sidecar is None:
             echo(f"warning: {dump.url} has no sidecar record: its row counts cannot be checked")
@@ -191,7 +191,7 @@ def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
 
     def run():
-        dump = _resolve(cfg, s3, "latest")
+        dump = _latest(cfg, s3)
         record["dump"] = dump.url
         sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
         if sidecar is None:
