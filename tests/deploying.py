@@ -40,6 +40,13 @@ def http(path: str, method: str = "GET", data: dict | None = None, token: str | 
         return exc.code, exc.read().decode(errors="replace")
 
 
+def summarize(results: Sequence[tuple[bool, float]]) -> tuple[int, int, float, float]:
+    """Requests sent, failed, p50 and p99 latency in ms (of the answered ones), from (ok, ms)."""
+    lat = sorted(ms for ok, ms in results if ok)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
+    return len(results), sum(1 for ok, _ in results if not ok), p(0.50), p(0.99)
+
+
 class Load:
     """`rate` requests a second, cycling through `requests` (path, headers), from a thread pool
     so a slow answer never slows the schedule; non-2xx or no answer within `timeout` fails."""
@@ -88,10 +95,7 @@ class Load:
         self._thread.join()
 
     def summary(self) -> tuple[int, int, float, float]:
-        """Requests sent, failed, p50 and p99 latency in ms (of the answered ones)."""
-        lat = sorted(ms for ok, ms in self.results if ok)
-        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
-        return len(self.results), sum(1 for ok, _ in self.results if not ok), p(0.50), p(0.99)
+        return summarize(self.results)
 
 
 def serving(host) -> str:
