@@ -2,7 +2,7 @@
 
 ETC_DIR = "/etc/bingo-host"
 STATE_DIR = "/var/lib/bingo-host"
-LOCK_FILE = "/run/bingo-host.lock"
+LOCK_DIR = "/run/bingo-host"  # 0700 root: every lock file (ops/lock.py)
 BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installation
 PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
 BACKUP_PASSWORD_FILE = f"{ETC_DIR}/db-backup-password"

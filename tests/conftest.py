@@ -95,6 +95,15 @@ class HostPool:
             self._shared = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _locks_in_a_directory_of_the_sessions(tmp_path_factory):
+    """bingo-host's locks (ops/lock.py) in this session's own directory, for the CLI's
+    subprocesses too: not /run/bingo-host of the machine, which other sessions share."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BINGO_HOST_LOCK_DIR", str(tmp_path_factory.mktemp("bingo-host") / "locks"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")

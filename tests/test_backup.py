@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from bingo_host import layout
 from bingo_host.backup import BackupError, store
 from bingo_host.backup.dumpfile import GzipReader, RowCounter, gunzip_lines
 from bingo_host.cli import main
@@ -176,13 +175,13 @@ def test_s3_failures_say_what_failed_and_what_to_grant(s3):
 ])
 def test_cli_refuses_with_exit_2(tmp_path, monkeypatch, argv, config, field):
     """Refused before anything is touched: not even the host lock's file is made."""
-    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    monkeypatch.setenv("BINGO_HOST_LOCK_DIR", str(tmp_path / "locks"))
     path = tmp_path / "config.yaml"
     path.write_text(config + "\n")
     result = CliRunner().invoke(main, ["--config", str(path), *argv])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"bingo-host: error: {field}: "), result.output
-    assert not (tmp_path / "host.lock").exists()
+    assert not (tmp_path / "locks").exists()
 
 
 # -- status --
@@ -276,7 +275,7 @@ def test_an_external_database_is_backed_up_restored_and_drilled_over_tcp(tcp_mar
     from bingo_host.backup import run
     from bingo_host.facts import platforms
 
-    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    monkeypatch.setenv("BINGO_HOST_LOCK_DIR", str(tmp_path / "locks"))
     cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
                            f"password: '{EXT_PASSWORD}'}}\n"
                            "backups: {enabled: true, bucket: bingo-backups, keep: 3}\n")
@@ -320,7 +319,7 @@ def test_an_external_restore_loads_as_the_master_login_of_admin_secret(tcp_maria
     from bingo_host.facts import platforms
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server.url)  # beside s3's
-    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    monkeypatch.setenv("BINGO_HOST_LOCK_DIR", str(tmp_path / "locks"))
     sock = tcp_mariadb.socket
     master_pw = "master-password-0123"
     subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e",

@@ -22,7 +22,7 @@ from bingo_host.facts.blockdev import ebs_name
 from bingo_host.snapshot import SnapshotError, ec2 as snap_ec2, run as snap_run
 from bingo_host.config import load_config_text
 from bingo_host.errors import BingoHostError
-from bingo_host.ops.lock import flock
+from bingo_host.ops.lock import snapshot_lock
 from bingo_host.snapshot.freeze import FreezeError, check_freezable
 pytest.register_assert_rewrite("tests.aws_servers")
 from tests.aws_servers import free_port  # noqa: E402
@@ -690,8 +690,8 @@ def test_data_volume_not_attached(db, ec2_instance, tmp_path):
 
 def test_second_run_refused_while_one_holds_the_lock(tmp_path):
     cfg = load_config_text("platform: debian12\nvolume: {device: /dev/sdf, mountpoint: /srv/db}\n")
-    with flock(str(tmp_path / "snapshot.lock")):
-        with pytest.raises(BingoHostError, match="another bingo-host snapshot .* holds"):
+    with snapshot_lock():
+        with pytest.raises(BingoHostError, match="a bingo-host snapshot .* holds"):
             snap_run.take_snapshots(cfg, platforms.PLATFORMS["debian12"],
                                     state_file=tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()

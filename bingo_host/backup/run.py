@@ -17,7 +17,7 @@ from typing import Callable
 
 from .. import state, subp
 from ..errors import BingoHostError
-from ..ops.lock import flock
+from ..ops.lock import backup_lock
 from . import BackupError, database, store
 from .dumpfile import GzipReader, gunzip_lines
 
@@ -55,8 +55,7 @@ def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
 
 def _lock(state_file: str, echo):
     """One backup or drill at a time (their timers can meet: the second waits)."""
-    return flock(str(Path(state_file).parent / "backup.lock"), wait=LOCK_WAIT,
-                 what="a bingo-host backup or drill", mode=0o644, echo=echo)
+    return backup_lock(LOCK_WAIT, echo=echo)
 
 
 # -- backup --

@@ -9,13 +9,12 @@ import secrets
 from contextlib import ExitStack, contextmanager
 from typing import Callable
 
-from .. import layout
 from ..converge import engine
 from ..deploy import lock as deploy_lock
 from ..errors import ConfigError
 from ..facts import platforms
 from ..facts.imds import IMDS, Identity
-from ..ops.lock import flock, host_lock
+from ..ops.lock import host_lock, snapshot_lock
 from ..snapshot.ec2 import attached_volumes, clients, find_data_volume
 from . import Refused, RestoreError, ebs, host, record
 
@@ -36,8 +35,7 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, 
     with ExitStack() as locks:
         if not dry_run:
             locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
-            locks.enter_context(flock(f"{layout.STATE_DIR}/snapshot.lock", LOCK_WAIT,
-                                      "a bingo-host snapshot", mode=0o644, echo=echo))
+            locks.enter_context(snapshot_lock(LOCK_WAIT, echo=echo))
         why = deploy_lock.blocker(deploy_lock.load(), f"({command})")
         if why:
             raise Refused(f"a deployment holds this host: {why}; run {command} once it is over")

@@ -22,7 +22,7 @@ from .. import layout, state, subp
 from ..errors import BingoHostError
 from ..facts.blockdev import attachment_mountpoint, mounted_volume_id
 from ..facts.imds import IMDS, Identity
-from ..ops.lock import flock
+from ..ops.lock import snapshot_lock
 from . import SnapshotError
 from .dblock import DatabaseLock, connect, read_password
 from .ec2 import (Attached, Made, attached_volumes, clients, create_snapshot, find_data_volume,
@@ -100,14 +100,13 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
     The database socket is ``platform.mariadb_socket``; the data mount is
     ``cfg.volume.mountpoint``. Raises BingoHostError (SnapshotError from the run itself) on any
     failure, with the database unlocked and the filesystem thawed; the outcome is saved to
-    state_file either way (not in dry-run). A second run while one holds the lock beside
-    state_file fails at once.
+    state_file either way (not in dry-run). A second run while one holds the snapshot lock
+    fails at once.
     """
     state_file = Path(state_file)
     result = RunResult(started=_now(), dry_run=dry_run)
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    with flock(str(state_file.parent / "snapshot.lock"), wait=0,
-               what="another bingo-host snapshot", mode=0o644), _terminate_as_exception():
+    with snapshot_lock(), _terminate_as_exception():
         try:
             _take(cfg, platform, result, dry_run=dry_run, password_file=password_file,
                   freeze_timeout=freeze_timeout, session=session, imds=imds, echo=echo)
