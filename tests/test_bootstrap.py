@@ -180,6 +180,10 @@ def test_app_runs_as_a_dedicated_system_user_that_owns_nothing(bootstrapped, ti)
         return ti.run("su -s /bin/sh music-bingo -c %s", command)
 
     assert as_app("cat /var/www/music-bingo/shared/bingo.ini").rc == 0  # through its group
+    # bootstrap's lock, like every lock: root's alone, so the app cannot hold it to block runs
+    locks = ti.file("/run/bingo-host")
+    assert (locks.user, locks.mode, ti.file("/run/bingo-host/host.lock").mode) == ("root", 0o700, 0o600)
+    assert as_app("flock -n /run/bingo-host/host.lock true").rc != 0
     for where in ("shared/bingo.ini", "shared/new", "releases/new", "current/new"):
         assert as_app(f"echo x >> /var/www/music-bingo/{where}").rc != 0, where
     # A host whose files the app user owned (bingo-host before 0.x, or a hand edit) is healed.
@@ -250,7 +254,7 @@ def test_runs_are_logged_to_the_journal(bootstrapped, ti):
 def test_a_concurrent_run_waits_for_the_lock(bootstrapped):
     import time
 
-    holder = bootstrapped.host.popen(["flock", "/run/bingo-host.lock", "sleep", "3"])
+    holder = bootstrapped.host.popen(["flock", "/run/bingo-host/host.lock", "sleep", "3"])
     try:
         time.sleep(0.5)
         start = time.monotonic()
