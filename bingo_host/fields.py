@@ -11,7 +11,7 @@ from typing import Any, Callable
 from . import subp
 from .errors import ConfigError
 from .facts.platforms import PLATFORMS
-from .layout import BACKUP_DB_USER, DUMP_DB_USER
+from .layout import BACKUP_DB_USER, DUMP_DB_USER, OWN_TREES
 from .secrets import reference_problem
 
 Check = Callable[[Any, str], Any]
@@ -125,7 +125,8 @@ def within(child: str, parent: str) -> bool:
 
 def owned_dir(*reserved: str) -> Check:
     """An absolute path bingo-host may own: not a system directory, nothing under the OS's own
-    trees, nor under the reserved trees given."""
+    trees, nor under the reserved trees given; neither in nor around bingo-host's own trees (a
+    volume mounted there would hide the toolkit root runs, or bootstrap would hand it to the app)."""
     def check(value, path):
         value = absolute_path(value, path)
         top = "/" + value.split("/")[1]
@@ -137,6 +138,11 @@ def owned_dir(*reserved: str) -> Check:
         if value in SYSTEM_DIRS:
             raise ConfigError(path, f"{value} is a system directory: name a directory of its own "
                                     f"under it (such as {value}/music-bingo)")
+        for own in OWN_TREES:
+            how = "is" if value == own else "is inside" if within(value, own) else \
+                "contains" if within(own, value) else None
+            if how:
+                raise ConfigError(path, f"{value} {how} {own}, which is bingo-host's own")
         return value
     return check
 

@@ -32,6 +32,8 @@ SWAP_FILE = "/swapfile"
 FSTAB_MARK = "# bingo-host"
 BACKUP_DB_USER = "bingobackup"  # the snapshot's lock (RELOAD only)
 DUMP_DB_USER = "bingodump"  # mariadb-dump of the app database (SELECT, SHOW VIEW, TRIGGER on it)
+# bingo-host's own trees outside /etc and /run: no app.root or data volume may be, hold or hide them
+OWN_TREES = ("/opt/bingo-host", STATE_DIR, LOG_DIR, "/var/cache/bingo-host")
 
 
 def app_socket(app_name: str) -> str:

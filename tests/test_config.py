@@ -265,6 +265,18 @@ HOSTILE = [
      "volume.mountpoint", "overlaps app.root"),
     ("root-in-mountpoint", "app: {root: /data/db/app}\nvolume: {mountpoint: /data/db}",
      "volume.mountpoint", "overlaps app.root"),
+    # bingo-host's own trees: a volume there hides the toolkit root runs; an app.root there is
+    # handed to the app (layout.OWN_TREES)
+    ("mountpoint-own-install", "volume: {mountpoint: /opt/bingo-host}", "volume.mountpoint",
+     "/opt/bingo-host is /opt/bingo-host, which is bingo-host's own"),
+    ("mountpoint-in-own-state", "volume: {mountpoint: /var/lib/bingo-host/db}", "volume.mountpoint",
+     "is inside /var/lib/bingo-host, which is bingo-host's own"),
+    ("mountpoint-own-log", "volume: {mountpoint: /var/log/bingo-host}", "volume.mountpoint",
+     "is /var/log/bingo-host, which"),
+    ("mountpoint-in-own-cache", "volume: {mountpoint: /var/cache/bingo-host/jinja}", "volume.mountpoint",
+     "is inside /var/cache/bingo-host, which"),
+    ("mountpoint-own-etc", "volume: {mountpoint: /etc/bingo-host}", "volume.mountpoint", "inside /etc"),
+    ("root-in-own", "app: {root: /opt/bingo-host/app}", "app.root", "inside /opt/bingo-host"),
     ("device-shm", "volume: {device: /dev/shm/x}", "volume.device", "block device under /dev"),
     ("device-tty", "volume: {device: /dev/tty}", "volume.device", "block device under /dev"),
     # 3. YAML bombs and size
@@ -341,6 +353,23 @@ def test_hostile_config_exits_2_naming_the_field_and_writes_nothing(tmp_path, co
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value, why", [
+    ("/srv/tools", "/srv/tools contains /srv/tools/bingo-host, which is bingo-host's own"),
+    ("/srv/tools/bingo-host", "/srv/tools/bingo-host is /srv/tools/bingo-host, which"),
+    ("/srv/tools/bingo-host/db", "is inside /srv/tools/bingo-host, which"),
+])
+def test_a_directory_holding_one_of_bingo_hosts_trees_is_refused(monkeypatch, value, why):
+    """Every parent of today's own trees is a system directory (refused first, with a hint): a
+    tree deeper down, if one is added, is still never hidden under a volume."""
+    from bingo_host import fields
+
+    monkeypatch.setattr(fields, "OWN_TREES", ("/srv/tools/bingo-host",))
+    with pytest.raises(ConfigError) as info:
+        fields.owned_dir()(value, "volume.mountpoint")
+    assert info.value.field == "volume.mountpoint" and why in str(info.value)
+    assert fields.owned_dir()("/srv/tools-other", "volume.mountpoint") == "/srv/tools-other"
+
+
 def test_enable_https_refuses_an_email_that_is_an_option():
     from bingo_host import https
 
@@ -369,6 +398,8 @@ HOSTILE_NEIGHBOURS = [  # honest values next to the refused ones still pass
     "volume: {device: /dev/xvdba}",
     "volume: {mountpoint: /data/mysql}",
     "volume: {mountpoint: /tmp/bingo-loopdb-x/mnt}",
+    "volume: {mountpoint: /var/lib/bingo-host-db}",  # beside bingo-host's own tree, not in it
+    "volume: {mountpoint: /opt/bingo}",
     "app: {root: /srv/music-bingo}",
     "app: {root: /opt/music-bingo, user: ec2-user}",
     "https: {email: first.last+bingo@mail.example.com}",
