@@ -4,9 +4,12 @@ The app has no health route: every unknown path, the health path included, falls
 its single-page-app catch-all and answers 200 without touching the database. So the vassal
 loads this module instead of ``application:app``: it imports the app (an app that cannot be
 imported never serves), answers ``BINGO_HEALTH_PATH`` itself and passes every other request
-through unchanged. Health is 200 with a JSON body only when a ``SELECT 1`` succeeds with the
+through unchanged. Health is 200 only when a ``SELECT 1`` succeeds with the
 app's own settings from its own bingo.ini, through the driver the app itself would load from
-its own virtualenv (mysqlclient's MySQLdb, or PyMySQL); otherwise 503 with the reason.
+its own virtualenv (mysqlclient's MySQLdb, or PyMySQL); otherwise 503. The body is only `ok` or
+`unavailable`: the path is public (nginx and the load balancer route it), and a reason names
+the database's host, user, driver and release. The reason goes to the app's log instead (stderr,
+which uWSGI passes to the journal: `journalctl -u bingo-uwsgi`), one line per failed check.
 
 It runs inside the app's interpreter, so it uses the standard library only, and it is copied
 to the host as a file, not imported from bingo-host. ValidateService, `bingo-host status` and
@@ -109,10 +112,11 @@ def application(environ, start_response):
         return app(environ, start_response)
     release = os.getcwd()  # uWSGI's chdir: the release directory `current` pointed at when it loaded
     database = check_database(release)
-    body = json.dumps({"status": "ok" if database["ok"] else "failing",
-                       "release": os.path.basename(release), "app": "application:app",
-                       "database": database}).encode()
+    if not database["ok"]:
+        print(f"bingo_health: {HEALTH_PATH} unavailable (release {os.path.basename(release)}): "
+              f"{database['error']}", file=sys.stderr, flush=True)
+    body = b"ok\n" if database["ok"] else b"unavailable\n"
     start_response("200 OK" if database["ok"] else "503 Service Unavailable",
-                   [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                   [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
                     ("Content-Length", str(len(body)))])
     return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]

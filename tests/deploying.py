@@ -102,13 +102,41 @@ def serving(host) -> str:
     return host.run(["readlink", f"{ROOT}/current"]).stdout.strip().rsplit("/", 1)[-1]
 
 
-def health_release() -> str:
-    """The release the health check answers from; fails unless it is healthy."""
+def worker_releases(host) -> set[str]:
+    """The releases the app's uWSGI workers run in (their cwd; the master, whose parent is the
+    root emperor, stays where it started)."""
+    out = host.run_shell("for p in $(pgrep -f uwsgi); do pp=$(ps -o ppid= -p $p | tr -d ' '); "
+                         "[ -n \"$pp\" ] && [ \"$(stat -c %U /proc/$pp)\" != root ] && "
+                         f"case $(readlink /proc/$p/cwd) in {ROOT}/releases/*) readlink /proc/$p/cwd;; esac; "
+                         "done", check=False).stdout
+    return {line.rsplit("/", 1)[-1] for line in out.split()}
+
+
+def health_release(host) -> str:
+    """The release the health check answers from (its workers'); fails unless it is healthy.
+    The public answer is only `ok`: which release serves is read on the host."""
     status, body = http("/api/health")
-    assert status == 200, body
-    report = json.loads(body)
-    assert report["status"] == "ok" and report["database"]["ok"], report
-    return report["release"]
+    assert (status, body) == (200, "ok\n"), body
+    releases = worker_releases(host)
+    assert len(releases) == 1, releases
+    return releases.pop()
+
+
+def health_reason(host) -> str:
+    """Why the health check last said `unavailable`: its line in the app's journal (the
+    public answer never says why)."""
+    def said() -> list[str]:
+        journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
+        return [line for line in journal.splitlines() if line.startswith("bingo_health: ")]
+
+    before = len(said())
+    status, body = http("/api/health")
+    assert (status, body) == (503, "unavailable\n"), (status, body)
+    deadline = time.monotonic() + 10
+    while len(lines := said()) == before:  # the journal takes the line a moment later
+        assert time.monotonic() < deadline, "the health check logged no reason"
+        time.sleep(0.2)
+    return lines[-1]
 
 
 def use_the_app(username: str) -> None:

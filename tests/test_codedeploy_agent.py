@@ -45,7 +45,7 @@ def agent_deploy(host, bundle, bundle_type, **kw):
 def test_first_deploy_through_the_agent(host, bundles):
     r, dep = agent_deploy(host, bundles.make("agent-first"), "zip")
     assert r.returncode == 0 and "Local deployment successful" in r.stdout, r.stdout + r.stderr
-    assert serving(host) == dep and health_release() == dep
+    assert serving(host) == dep and health_release(host) == dep
     use_the_app("agent")
     # The app created its tables in MariaDB with its own credentials, on its first request.
     tables = host.run(["mariadb", "-N", "-e", "SHOW TABLES", "bingo"]).stdout.split()
@@ -65,7 +65,7 @@ def test_unchanged_requirements_through_the_agent_tgz(host, bundles):
     took = time.monotonic() - start
     assert r.returncode == 0, r.stdout + r.stderr
     assert record(host, dep)["venv_reused"] is True
-    assert serving(host) == dep != before and health_release() == dep
+    assert serving(host) == dep != before and health_release(host) == dep
     assert took < 60, f"an unchanged-requirements deploy took {took:.1f} s"
 
 
@@ -73,7 +73,7 @@ def test_changed_requirements_through_the_agent(host, bundles):
     r, dep = agent_deploy(host, bundles.make("agent-changed", extra_requirement="idna==3.7"), "zip")
     assert r.returncode == 0, r.stdout + r.stderr
     assert record(host, dep)["venv_reused"] is False
-    assert health_release() == dep
+    assert health_release(host) == dep
     use_the_app("agent-changed")
 
 
@@ -84,7 +84,7 @@ def test_failed_validation_through_the_agent_keeps_the_old_release(host, bundles
     assert "hooks/validate_service.sh" in r.stdout + r.stderr
     log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep}/logs/scripts.log")
     assert "No module named 'MySQLdb'" in log and f"rolled back to {before}" in log
-    assert serving(host) == before and health_release() == before
+    assert serving(host) == before and health_release(host) == before
     assert record(host, dep)["failed"]["event"] == "ValidateService"
 
 
@@ -98,7 +98,7 @@ def test_hooks_follow_the_agents_root_dir(host, bundles):
         assert r.returncode == 0, r.stdout + r.stderr
         assert host.run(["test", "-d", f"/var/lib/codedeploy-moved/bingo-group/{dep}/deployment-archive"],
                         check=False).returncode == 0
-        assert health_release() == dep
+        assert health_release(host) == dep
     finally:
         host.put_file(agent.CONFIG, config)
 

@@ -72,22 +72,47 @@ def test_other_paths_reach_the_app_untouched(health):
     assert health.seen == ["/api/user", "/api/health"]
 
 
-def test_no_driver_in_the_apps_environment_is_503_with_the_reason(health, tmp_path):
+def test_no_driver_in_the_apps_environment_is_503_the_reason_logged_not_answered(health, tmp_path,
+                                                                                capsys):
     # The test venv has PyMySQL but not mysqlclient: exactly the real app's failure when only
     # requirements.txt was installed (its driver is in mysql-requirements.txt).
     write_ini(tmp_path, DB)
     status, headers, body = call(health, "/api/health")
-    assert status.startswith("503")
-    report = json.loads(body)
-    assert report["status"] == "failing"
-    assert report["release"] == tmp_path.name
-    assert "No module named 'MySQLdb'" in report["database"]["error"]
+    assert status.startswith("503") and body == b"unavailable\n"
     assert headers["Cache-Control"] == "no-store" and health.seen == []
+    assert headers["Content-Type"].startswith("text/plain")
+    assert headers["Content-Length"] == str(len(body))
+    logged = capsys.readouterr()
+    assert logged.out == ""
+    assert logged.err == (f"bingo_health: /api/health unavailable (release {tmp_path.name}): "
+                          "ModuleNotFoundError: No module named 'MySQLdb'\n")
 
 
-def test_missing_ini_is_503(health, tmp_path):
+def test_missing_ini_is_503(health, tmp_path, capsys):
     status, _, body = call(health, "/api/health")
-    assert status.startswith("503") and "bingo.ini" in json.loads(body)["database"]["error"]
+    assert status.startswith("503") and body == b"unavailable\n"
+    assert f"{tmp_path}/bingo.ini is missing or unreadable" in capsys.readouterr().err
+
+
+def test_healthy_says_ok_and_nothing_else(health, monkeypatch, capsys):
+    monkeypatch.setattr(health, "check_database", lambda release: {"ok": True, "latency_ms": 1.0})
+    status, headers, body = call(health, "/api/health")
+    assert (status, body, headers["Content-Length"]) == ("200 OK", b"ok\n", "3")
+    assert call(health, "/api/health", method="HEAD")[2] == b""
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("status, why", [
+    (503, "HTTP 503 (the health check logs why: journalctl -u bingo-uwsgi)"),
+    (502, "HTTP 502"),
+    (None, "no answer (connection refused)"),
+])
+def test_a_failed_probe_says_where_the_reason_is_not_what_the_body_said(status, why):
+    from bingo_host.facts.probe import Answer
+
+    answer = Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
+                    error="connection refused" if status is None else None)
+    assert answer.why() == why
 
 
 def test_connect_arguments_as_the_app_would_connect(health):

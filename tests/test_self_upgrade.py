@@ -81,7 +81,7 @@ def test_a_bad_new_version_leaves_the_old_toolkit_working(host, bundles, tmp_pat
     assert f"this host keeps bingo-host {__version__}" in log
     assert installed_version(host) == before_version
     assert host.run(["test", "-e", f"/opt/bingo-host/venv-{version}"], check=False).returncode != 0
-    assert serving(host) == before_release and health_release() == before_release
+    assert serving(host) == before_release and health_release(host) == before_release
     assert host.run([BIN, "status"], check=False).returncode == 0
 
 
@@ -97,4 +97,4 @@ def test_a_newer_wheel_upgrades_and_runs_the_rest_of_the_deployment(host, bundle
     assert host.run(["readlink", BIN]).stdout.strip() == f"/opt/bingo-host/venv-{version}/bin/bingo-host"
     # AfterInstall (a later hook of the same deployment) ran the new version.
     assert record(host, dep)["bingo_host_version"] == version
-    assert health_release() == dep
+    assert health_release(host) == dep

@@ -9,11 +9,10 @@ reached its database with its own settings.
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 from dataclasses import dataclass
 
-from .. import __version__
+from .. import __version__, layout
 
 HEALTHY_STATUS = 200
 
@@ -31,14 +30,13 @@ class Answer:
         return self.status == HEALTHY_STATUS
 
     def why(self) -> str:
-        """What went wrong, for a log line or a problem (the health check's own reason if any)."""
+        """What went wrong, for a log line or a problem. The health check keeps its reason out
+        of the public answer: it logs it, so a 503 says where to read it."""
         if self.status is None:
             return f"no answer ({self.error})"
-        try:
-            reason = json.loads(self.body).get("database", {}).get("error")
-        except (ValueError, AttributeError):
-            reason = None
-        return f"HTTP {self.status}" + (f": {reason}" if reason else "")
+        if self.status == 503:
+            return f"HTTP 503 (the health check logs why: journalctl -u {layout.UWSGI_SERVICE})"
+        return f"HTTP {self.status}"
 
 
 def host_header(cfg, tls_domain: str | None) -> str:
