@@ -1,24 +1,32 @@
 """Who the app may run as: never root, a user who can become root, or another service's user.
 
 Pure tests over passwd entries for the rules (ec2-user on Amazon Linux 2023 is in wheel and named
-by cloud-init's sudoers file), then `config check` against this machine's real passwd and group
-databases (it runs on Debian 12: root, www-data, mysql, daemon and nobody exist). The test host
-(test_bootstrap.py) checks the real bootstrap refusing a sudo member and the user it creates.
+by cloud-init's sudoers file); sudo's own answers (`sudo -n -l -U`, recorded from sudo 1.9.13p3 on
+Debian 12 by tests/fixtures/sudo-l/capture.sh); then `config check` against this machine's real
+passwd and group databases (it runs on Debian 12: root, www-data, mysql, daemon and nobody
+exist). The test host (test_bootstrap.py) checks the real bootstrap refusing a sudo member, a
+%group rule's member and a named user, and the user it creates.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.config import load_config_text
-from bingo_host.facts import platforms
-from bingo_host.facts.host import Account, account, app_user, app_user_problem, sudoers_users
+from bingo_host.errors import BingoHostError
+from bingo_host.facts import platforms, sudo
+from bingo_host.facts.host import Account, account, app_user, app_user_problem
 
 AMZN = platforms.PLATFORMS["amzn2023"]
 DEB = platforms.PLATFORMS["debian12"]
 CFG = load_config_text("")
+SUDO_L = Path(__file__).parent / "fixtures" / "sudo-l"
+ALL = ("(ALL : ALL) ALL",)
 
 
 def acct(name, uid, groups=(), home="/home/x", shell="/bin/bash"):
@@ -32,24 +40,27 @@ def test_auto_is_the_dedicated_user_named_after_the_app_on_every_platform(platfo
     assert app_user(load_config_text("app: {user: bingo}")) == "bingo"
 
 
-@pytest.mark.parametrize("who, platform, sudoers, why", [
-    (acct("root", 0), DEB, set(), "is root (uid 0)"),
-    (acct("toor", 0), DEB, set(), "is root (uid 0)"),
-    (acct("ec2-user", 1000, ["adm", "wheel", "systemd-journal"]), AMZN, set(), "wheel group"),
-    (acct("admin", 1000, ["sudo"]), DEB, set(), "sudo and admin groups"),
-    (acct("ops", 1001, ["docker"]), DEB, set(), "docker group"),
-    (acct("ec2-user", 1000), AMZN, {"ec2-user", "root"}, "sudoers rule"),
-    (acct("mysql", 27, home="/var/lib/mysql", shell="/sbin/nologin"), AMZN, set(), "database's user"),
-    (acct("mysql", 1005), DEB, set(), "database's user"),
-    (acct("nginx", 992, shell="/sbin/nologin"), AMZN, set(), "nginx's user"),
-    (acct("www-data", 33, home="/var/www", shell="/usr/sbin/nologin"), DEB, set(), "nginx's user"),
-    (acct("daemon", 1, home="/usr/sbin", shell="/usr/sbin/nologin"), DEB, set(), "system account (uid 1)"),
-    (acct("nobody", 65534, home="/nonexistent", shell="/usr/sbin/nologin"), DEB, set(), "system account"),
+@pytest.mark.parametrize("who, platform, rules, why", [
+    (acct("root", 0), DEB, (), "is root (uid 0)"),
+    (acct("toor", 0), DEB, (), "is root (uid 0)"),
+    (acct("ec2-user", 1000, ["adm", "wheel", "systemd-journal"]), AMZN, (), "wheel group"),
+    (acct("admin", 1000, ["sudo"]), DEB, (), "sudo and admin groups"),
+    (acct("ops", 1001, ["docker"]), DEB, (), "docker group"),
+    (acct("ec2-user", 1000), AMZN, ALL, "may run commands through sudo (`sudo -l -U ec2-user`: "
+                                        "(ALL : ALL) ALL)"),
+    (acct("svc", 1001), DEB, ("(www-data) /usr/bin/id", "(root) /bin/true"),
+     "through sudo (`sudo -l -U svc`: (www-data) /usr/bin/id and 1 more)"),
+    (acct("mysql", 27, home="/var/lib/mysql", shell="/sbin/nologin"), AMZN, (), "database's user"),
+    (acct("mysql", 1005), DEB, (), "database's user"),
+    (acct("nginx", 992, shell="/sbin/nologin"), AMZN, (), "nginx's user"),
+    (acct("www-data", 33, home="/var/www", shell="/usr/sbin/nologin"), DEB, (), "nginx's user"),
+    (acct("daemon", 1, home="/usr/sbin", shell="/usr/sbin/nologin"), DEB, (), "system account (uid 1)"),
+    (acct("nobody", 65534, home="/nonexistent", shell="/usr/sbin/nologin"), DEB, (), "system account"),
     # a system account at the app's root but with a login shell: not what bingo-host creates
-    (acct("music-bingo", 990, home="/var/www/music-bingo"), DEB, set(), "login shell"),
+    (acct("music-bingo", 990, home="/var/www/music-bingo"), DEB, (), "login shell"),
 ])
-def test_refused_app_users(who, platform, sudoers, why):
-    problem = app_user_problem(who, CFG, platform, sudoers)
+def test_refused_app_users(who, platform, rules, why):
+    problem = app_user_problem(who, CFG, platform, rules)
     assert problem and why in problem
 
 
@@ -59,21 +70,69 @@ def test_refused_app_users(who, platform, sudoers, why):
     acct("alice", 1001, ["users"]),  # an ordinary user: allowed when named explicitly
 ])
 def test_allowed_app_users(who):
-    assert app_user_problem(who, CFG, AMZN, {"root", "ec2-user"}) is None
+    assert app_user_problem(who, CFG, AMZN, ()) is None
 
 
-def test_sudoers_rules_name_their_users(tmp_path):
-    (tmp_path / "sudoers").write_text(
-        "Defaults env_reset\nDefaults:bob !requiretty\nUser_Alias OPS = carol\n"
-        "root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n"
-        "# dave ALL=(ALL) ALL\n")
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "90-cloud-init-users").write_text(
-        "# Created by cloud-init\n\n# User rules for ec2-user\nec2-user ALL=(ALL) NOPASSWD:ALL\n"
-        "erin,frank \\\n  ALL=(ALL) ALL\n")
-    names = sudoers_users((str(tmp_path / "sudoers"), str(tmp_path / "d"), str(tmp_path / "none")))
-    assert {"root", "ec2-user", "erin", "frank"} <= names
-    assert not names & {"bob", "carol", "dave", "OPS", "env_reset", "Defaults"}
+# -- sudo's own answer --
+
+@pytest.mark.parametrize("user, rules", [
+    ("plainsvc", ()),  # no rule names it
+    ("grouped", ("(ALL : ALL) ALL",)),  # %ops ALL=(ALL:ALL) ALL, a member of ops
+    ("aliased", ("(ALL) NOPASSWD: ALL",)),  # User_Alias OPERATORS = aliased, carol
+    ("byuid", ("(root) NOPASSWD: /usr/bin/systemctl restart nginx",)),  # #4242 ALL=(root) ...
+    ("limited", ("(www-data) /usr/bin/id",)),  # not root, still refused: the app sudoes nothing
+    ("everyone", ("(ALL) /usr/bin/id",)),  # ALL ALL=(ALL) /usr/bin/id
+])
+def test_sudos_recorded_answers(user, rules):
+    stdout = (SUDO_L / f"{user}.stdout").read_text()
+    assert sudo.parse_list(user, stdout) == rules
+    assert "unable to resolve host" in (SUDO_L / f"{user}.stderr").read_text()  # the noise is there
+
+
+@pytest.mark.parametrize("stdout", [
+    "",
+    "User other is not allowed to run sudo on vm.\n",  # another user's answer is no answer
+    "Utilisateur plainsvc n'est pas autorisé\n",
+    (SUDO_L / "grouped.stdout").read_text().replace("User grouped may", "User grouped might"),
+])
+def test_anything_else_is_no_answer(stdout):
+    assert sudo.parse_list("plainsvc", stdout) is None
+
+
+def test_a_may_run_header_without_commands_still_counts():
+    assert sudo.parse_list("x", "User x may run the following commands on vm:\n") == \
+        ("(sudo named no command)",)
+    assert sudo.parse_list("x", "User x may run the following commands on vm:\n\tALL\nmore\n  no\n") == ("ALL",)
+
+
+def fake_sudo(tmp_path, monkeypatch, case: str, rc: int = 0) -> Path:
+    """A `sudo` on PATH that answers as the recorded one did and notes its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "sudo"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" > {tmp_path}/argv\ncat {SUDO_L}/{case}.stdout\n"
+                      f"cat {SUDO_L}/{case}.stderr >&2\nexit {rc}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "argv"
+
+
+def test_rules_asks_sudo_for_the_user(tmp_path, monkeypatch):
+    argv = fake_sudo(tmp_path, monkeypatch, "grouped")
+    assert sudo.rules("grouped") == ("(ALL : ALL) ALL",)
+    assert argv.read_text() == "-n -l -U grouped\n"
+
+
+def test_no_sudo_on_the_host_is_no_sudo(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert sudo.rules("anyone") == ()
+
+
+def test_an_answer_that_cannot_be_read_is_an_error_not_a_no(tmp_path, monkeypatch):
+    fake_sudo(tmp_path, monkeypatch, "nosuchuser", rc=1)
+    with pytest.raises(BingoHostError, match=r"^cannot tell whether nosuchuser may use sudo: `sudo -l -U "
+                                             r"nosuchuser` said 'sudo: unknown user nosuchuser' \(exit 1\)$"):
+        sudo.rules("nosuchuser")
 
 
 def test_account_reads_the_real_passwd_and_group_databases():

@@ -196,7 +196,11 @@ def test_app_runs_as_a_dedicated_system_user_that_owns_nothing(bootstrapped, ti)
 
 @pytest.mark.parametrize("app, why", [
     ({"user": "opsadmin"}, "app.user: opsadmin is in the sudo group, whose members can become root"),
-    ({"user": "deployer"}, "app.user: deployer may run commands as root through sudo"),
+    ({"user": "deployer"}, "app.user: deployer may run commands through sudo (`sudo -l -U deployer`: "
+                           "(ALL) NOPASSWD: ALL)"),
+    # a %group rule: no sudoers line names the user, sudo's own answer does
+    ({"user": "opsmember"}, "app.user: opsmember may run commands through sudo (`sudo -l -U opsmember`: "
+                            "(ALL : ALL) ALL)"),
     ({"user": "svcbot"}, "app.user: svcbot is a system account (uid "),
     ({"name": "opsadmin"}, "app.name: the app runs as the user named after it, opsadmin, which is "
                            "in the sudo group"),
@@ -208,6 +212,9 @@ def test_an_app_user_that_could_become_root_is_refused(bootstrapped, ti, app, wh
     host.run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "opsadmin"])
     host.run(["useradd", "--create-home", "--shell", "/bin/bash", "deployer"])
     host.put_file("/etc/sudoers.d/90-deployer", "deployer ALL=(ALL) NOPASSWD:ALL\n", mode=0o440)
+    host.run(["groupadd", "opsteam"])
+    host.run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "opsteam", "opsmember"])
+    host.put_file("/etc/sudoers.d/91-opsteam", "%opsteam ALL=(ALL:ALL) ALL\n", mode=0o440)
     host.run(["useradd", "--system", "--shell", "/bin/bash", "svcbot"])
 
     def snapshot():
@@ -225,9 +232,10 @@ def test_an_app_user_that_could_become_root_is_refused(bootstrapped, ti, app, wh
         assert snapshot() == before  # nothing changed, no user created
     finally:
         host.put_file(CONFIG, host_config(bootstrapped.volume.device), mode=0o600)
-        host.run(["rm", "/etc/sudoers.d/90-deployer"])
-        for user in ("opsadmin", "deployer", "svcbot"):
+        host.run(["rm", "/etc/sudoers.d/90-deployer", "/etc/sudoers.d/91-opsteam"])
+        for user in ("opsadmin", "deployer", "svcbot", "opsmember"):
             host.run(["userdel", "--remove", user], check=False)
+        host.run(["groupdel", "opsteam"], check=False)
 
 
 def test_placeholder_page_served_through_nginx(ti):

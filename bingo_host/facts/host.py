@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import sizing
-from . import memory
+from . import memory, sudo
 
 if TYPE_CHECKING:  # the volume step's probes import this module without PyYAML around
     from ..config import Config
@@ -76,7 +76,6 @@ def app_user(cfg: Config) -> str:
 ROOT_GROUPS = ("root", "sudo", "wheel", "admin", "docker", "lxd", "disk")  # members can become root
 REGULAR_UIDS = range(1000, 60000)  # login.defs' UID_MIN..UID_MAX: below are system accounts,
                                    # above nobody (65534) and other shared ones
-SUDOERS = ("/etc/sudoers", "/etc/sudoers.d")
 
 
 @dataclass(frozen=True)
@@ -101,32 +100,11 @@ def account(name: str) -> Account | None:
     return Account(name, entry.pw_uid, entry.pw_dir, entry.pw_shell, frozenset(groups))
 
 
-def sudoers_users(paths=SUDOERS) -> set[str]:
-    """User names that a sudoers rule names directly (cloud-init's '90-cloud-init-users' gives
-    ec2-user and admin passwordless sudo this way, whatever their groups)."""
-    names: set[str] = set()
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            files += [os.path.join(path, n) for n in sorted(os.listdir(path))]
-        else:
-            files.append(path)
-    for path in files:
-        try:
-            with open(path) as f:
-                lines = f.read().replace("\\\n", " ").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            words = line.split("#", 1)[0].split()
-            if words and not words[0].startswith("Defaults") and not words[0].endswith("_Alias"):
-                names.update(n.strip() for n in words[0].split(","))
-    return names
-
-
-def app_user_problem(acct: Account, cfg: Config, platform: Platform, sudoers: set[str]) -> str | None:
+def app_user_problem(acct: Account, cfg: Config, platform: Platform,
+                     sudo_rules: tuple[str, ...]) -> str | None:
     """Why the app must not run as ``acct`` (None: it may). An exploit of the web app gets this
-    user's rights, so it is never one that is, or can become, root or another service."""
+    user's rights, so it is never one that is, or can become, root or another service; nor one
+    sudo lets run anything (sudo_rules: what `sudo -l -U` lists for it, facts/sudo.py)."""
     if acct.uid == 0:
         return "is root (uid 0)"
     if acct.name in (platform.mariadb_user, platform.nginx_user):
@@ -136,8 +114,9 @@ def app_user_problem(acct: Account, cfg: Config, platform: Platform, sudoers: se
     if privileged:
         return f"is in the {' and '.join(privileged)} group{'s' * (len(privileged) > 1)}, whose " \
                "members can become root"
-    if acct.name in sudoers:
-        return "may run commands as root through sudo (a sudoers rule names it)"
+    if sudo_rules:
+        more = f" and {len(sudo_rules) - 1} more" if len(sudo_rules) > 1 else ""
+        return f"may run commands through sudo (`sudo -l -U {acct.name}`: {sudo_rules[0]}{more})"
     dedicated = acct.home == cfg.app.root and os.path.basename(acct.shell) in ("nologin", "false")
     if acct.uid not in REGULAR_UIDS and not dedicated:
         return (f"is a system account (uid {acct.uid}) that bingo-host did not create for the app "
@@ -152,7 +131,7 @@ def check_app_user(cfg: Config, platform: Platform) -> None:
 
     name = app_user(cfg)
     acct = account(name)
-    problem = acct and app_user_problem(acct, cfg, platform, sudoers_users())
+    problem = acct and app_user_problem(acct, cfg, platform, sudo.rules(name))
     if not problem:
         return
     if cfg.app.user == "auto":
