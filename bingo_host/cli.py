@@ -351,6 +351,26 @@ def secrets_refresh(opts: Options):
     sys.exit(refresh.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
 
 
+@main.command("create-admin")
+@click.option("--username", default="admin", show_default=True, help="The app account to make.")
+@click.option("--reset", is_flag=True, help="The account exists: give it a new password.")
+@click.pass_obj
+def create_admin(opts: Options, username, reset):
+    """Make the app's first admin account with a generated password, shown once here and kept in
+    /etc/bingo-host/app-admin-password (0600 root), never logged. bingo-host turns off the app's
+    own first account (admin/changeme, its password in the app's log)."""
+    from . import admin_account, layout
+    from .converge.engine import log_to_journal
+    from .facts.host import app_user
+
+    _no_dry_run(opts, "create-admin")
+    cfg = opts.load_config()
+    log_to_journal()  # what was done, never the password
+    password = admin_account.create(cfg, app_user(cfg), username=username, reset=reset)
+    click.echo(f"app account {username!r}: password {password}\n(kept in "
+               f"{layout.ADMIN_PASSWORD_FILE}, 0600 root; shown here only)")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/status-schema.json).")
 @click.pass_obj

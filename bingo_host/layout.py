@@ -8,6 +8,7 @@ PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app passwor
 BACKUP_PASSWORD_FILE = f"{ETC_DIR}/db-backup-password"
 DUMP_PASSWORD_FILE = f"{ETC_DIR}/db-dump-password"  # 0600 root: the dump user's (`bingo-host backup`)
 SECRET_KEY_FILE = f"{ETC_DIR}/app-secret-key"  # 0600 root: the app's Flask secret_key
+ADMIN_PASSWORD_FILE = f"{ETC_DIR}/app-admin-password"  # 0600 root: what `create-admin` set last
 VASSALS_DIR = f"{ETC_DIR}/vassals"
 UWSGI_VENV = "/opt/bingo-host/uwsgi"
 HEALTH_WSGI_DIR = "/opt/bingo-host/wsgi"  # bingo_health.py: the health check around the app

@@ -3,7 +3,7 @@ the shared bootstrapped systemd test host, through `bingo-host deploy`, the emul
 CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host, first).
 
 The tests run in file order and build on each other (one host, one release history):
-first emulated deploy -> static build and /api caching -> a burst of API requests -> venv reuse
+first emulated deploy -> no well-known admin login -> static build and /api caching -> a burst of API requests -> venv reuse
 (under load: no stall) -> failed pip never switched to -> missing database driver rolled back ->
 a release that cannot be imported never serves (under load: the old workers serve throughout) ->
 MariaDB stopped -> killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
@@ -79,6 +79,60 @@ def test_first_emulated_deploy(host, bundles):
     assert "already converged, nothing changed" in again.stdout, again.stdout + again.stderr
     assert host.read_file(f"{ROOT}/shared/bingo.ini") == ini_before
 
+
+
+# The fixture's own default, as the real app's: a first bind with create_superuser (true unless
+# bingo.ini says otherwise) makes admin/changeme and prints it. Against a scratch sqlite file.
+APP_DEFAULT = """
+import sys
+sys.path.insert(0, "/var/www/music-bingo/current")
+from musicbingo.options import DatabaseOptions, Options
+from musicbingo.models.db import DatabaseConnection
+assert Options().create_superuser is True
+DatabaseConnection.bind(DatabaseOptions(database_provider="sqlite", database_name=sys.argv[1]),
+                        create_superuser=True)
+"""
+
+
+def test_a_fresh_site_has_no_well_known_admin_login(host):
+    """The app's own first account (admin/changeme, that password printed to its log) is off in
+    the bingo.ini bingo-host writes; `bingo-host create-admin` makes the admin instead: its
+    password shown once and kept 0600 root, in no log."""
+    scratch = "/tmp/app-default-admin.db3"
+    made = host.run(["runuser", "-u", "music-bingo", "--", f"{ROOT}/current/venv/bin/python", "-c",
+                     APP_DEFAULT, scratch], check=False)
+    host.run(["rm", "-f", scratch])
+    assert made.returncode == 0, made.stderr
+    assert 'Created admin account "admin" (admin@music.bingo) with password "changeme"' in made.stdout
+    # on this host: the first deploy's requests bound the app to an empty database, and no admin
+    assert "\ncreate_superuser = false\n" in host.read_file(f"{ROOT}/shared/bingo.ini")
+    assert http("/api/user", "POST", {"username": "admin", "password": "changeme"})[0] == 401
+    assert "Created admin account" not in host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager",
+                                                    "-o", "cat"]).stdout
+    kept = "/etc/bingo-host/app-admin-password"
+    try:
+        r = host.run([BIN, "create-admin"], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        password = re.search(r"^app account 'admin': password (\S+)$", r.stdout, re.M).group(1)
+        assert host.read_file(kept) == password + "\n"
+        f = host.testinfra.file(kept)
+        assert (f.user, f.mode) == ("root", 0o600)
+        status, body = http("/api/user", "POST", {"username": "admin", "password": password})
+        assert status == 200 and json.loads(body)["groups_mask"] & 0x40000000, body  # the ADMIN group
+        again = host.run([BIN, "create-admin"], check=False)
+        assert again.returncode == 1 and "the app account 'admin' exists (--reset" in again.stderr
+        r = host.run([BIN, "create-admin", "--reset"], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        renewed = re.search(r"^app account 'admin': password (\S+)$", r.stdout, re.M).group(1)
+        assert http("/api/user", "POST", {"username": "admin", "password": renewed})[0] == 200
+        assert http("/api/user", "POST", {"username": "admin", "password": password})[0] == 401
+        journal = host.run(["journalctl", "--no-pager", "-o", "cat"]).stdout
+        assert password not in journal and renewed not in journal
+        assert "create-admin: made the app account 'admin'" in journal
+        assert "create-admin: reset the password of the app account 'admin'" in journal
+    finally:
+        host.run(["mariadb", "-e", "DELETE FROM bingo.User WHERE username = 'admin'"], check=False)
+        host.run(["rm", "-f", kept])
 
 def get(path: str, accept_gzip: bool = True):
     """(status, headers as a list of (name, value), body as sent) through nginx."""

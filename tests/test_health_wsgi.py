@@ -152,6 +152,8 @@ def test_rendered_ini_reads_back_as_the_app_reads_it():
     ini.read_string(next(f for f in files if f.template == "bingo.ini").content)
     assert ini["database"]["passwd"] == "fetch%ed%%pw"
     assert ini["musicbingo"]["secret_key"] == "k%ey"
+    # the app's own first account (admin/changeme) is off: the app reads only "true" as true
+    assert ini["musicbingo"]["create_superuser"].lower() != "true"
     module = next(f for f in files if f.template == "health_wsgi.py")
     assert module.content == SOURCE.read_text()
     assert module.path == "/opt/bingo-host/wsgi/bingo_health.py"
