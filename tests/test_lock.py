@@ -61,14 +61,21 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-@pytest.mark.parametrize("name, take", [("host", lock.host_lock), ("snapshot", lock.snapshot_lock),
-                                        ("backup", lock.backup_lock)])
-def test_each_lock_is_a_0600_file_in_a_0700_directory_that_nobody_else_can_open(locks, name, take):
+@pytest.mark.parametrize("name, take, what", [
+    ("host", lock.host_lock, "another bingo-host run"),
+    ("snapshot", lock.snapshot_lock, "a bingo-host snapshot"),
+    ("backup", lock.backup_lock, "a bingo-host backup or drill"),
+])
+def test_each_lock_is_a_0600_file_in_a_0700_directory_that_nobody_else_can_open(locks, name, take, what):
     with take(0, echo=None):
         path = locks / f"{name}.lock"
         assert (mode(locks), mode(path)) == (0o700, 0o600)
         assert os.lstat(path).st_uid == 0 and path.read_text() == str(os.getpid())
         assert nobody_opens(path) == "denied"
+        with pytest.raises(BingoHostError) as held:  # a second open file: its own flock
+            with take(0, echo=None):
+                pass
+        assert str(held.value) == f"{what} (pid {os.getpid()}) holds {path}"
     # each layer holds alone: the file is 0600 even in a directory others may enter
     locks.chmod(0o711)
     assert nobody_opens(path) == "denied"
@@ -132,8 +139,9 @@ def test_a_bounded_wait_names_the_holder_and_how_long(locks):
 
 def test_whatever_stands_in_place_of_a_lock_file_is_replaced_not_followed(locks, tmp_path):
     locks.mkdir(mode=0o700)
-    target = tmp_path / "elsewhere"
+    target = tmp_path / "elsewhere"  # a root 0600 file, such as /etc/bingo-host/db-password
     target.write_text("keep")
+    target.chmod(0o600)
     (locks / "host.lock").symlink_to(target)
     (locks / "backup.lock").write_text("")
     os.chown(locks / "backup.lock", NOBODY, NOBODY)
@@ -164,7 +172,8 @@ def test_a_lock_directory_that_is_not_roots_own_is_refused(monkeypatch, tmp_path
         where.mkdir(mode=0o700)
         os.chown(where, NOBODY, NOBODY)
     monkeypatch.setenv("BINGO_HOST_LOCK_DIR", str(where))
-    with pytest.raises(BingoHostError, match=f"^{where} must be a directory owned by uid 0"):
+    with pytest.raises(BingoHostError, match=f"^{where} must be a directory owned by uid 0 \\(the locks "
+                                             "live there\\); it is not: move it away$"):
         with lock.host_lock(0, echo=None):
             pass
     assert not (tmp_path / "real" / "host.lock").exists()
@@ -191,14 +200,58 @@ def test_a_lock_file_replaced_between_open_and_flock_is_not_the_one_held(locks, 
 
 
 def test_the_older_versions_lock_files_go_once_the_real_directory_is_used(monkeypatch, tmp_path):
-    legacy = tmp_path / "snapshot.lock"
-    legacy.write_text("")
-    monkeypatch.setitem(lock.LOCKS, "snapshot", ("a bingo-host snapshot", str(legacy)))
-    with lock.snapshot_lock():  # the session's own directory: the legacy path is left alone
+    monkeypatch.setattr(layout, "STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    for name in ("snapshot", "backup"):
+        (tmp_path / "state" / f"{name}.lock").write_text("")
+    with lock.snapshot_lock(), lock.backup_lock():  # the session's own directory: left alone
         pass
-    assert legacy.exists()
+    assert sorted(os.listdir(tmp_path / "state")) == ["backup.lock", "snapshot.lock"]
     monkeypatch.delenv("BINGO_HOST_LOCK_DIR")
     monkeypatch.setattr(layout, "LOCK_DIR", str(tmp_path / "run-bingo-host"))
     with lock.snapshot_lock():
         assert (tmp_path / "run-bingo-host" / "snapshot.lock").exists()
-    assert not legacy.exists()
+    assert os.listdir(tmp_path / "state") == ["backup.lock"]
+    with lock.backup_lock():
+        pass
+    assert os.listdir(tmp_path / "state") == []
+    assert lock.legacy_path("host") == "/run/bingo-host.lock"
+
+
+def test_a_directory_in_place_of_a_lock_file_is_refused(locks):
+    (locks / "host.lock").mkdir(parents=True)
+    with pytest.raises(BingoHostError, match=f"^cannot open the lock {locks}/host.lock: Is a directory$"):
+        with lock.host_lock(0, echo=None):
+            pass
+
+
+def test_a_lock_file_removed_between_two_opens_is_made_again(locks, monkeypatch):
+    locks.mkdir(mode=0o700)
+    (locks / "host.lock").write_text("")
+    (locks / "host.lock").chmod(0o600)
+    real = os.open
+    gone = []
+
+    def vanishing(path, flags, *args):
+        if not flags & os.O_CREAT and not gone:
+            gone.append(path)
+            os.unlink(path)  # another run replaced it just now
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", vanishing)
+    with lock.host_lock(0, echo=None):
+        assert gone and mode(locks / "host.lock") == 0o600
+
+
+def test_a_holder_that_wrote_no_pid_is_named_unknown(locks):
+    with lock.backup_lock():
+        pass
+    fd = os.open(locks / "backup.lock", os.O_RDWR)
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(BingoHostError, match=r"^a bingo-host backup or drill \(pid unknown\) holds "):
+            with lock.backup_lock():
+                pass
+    finally:
+        os.close(fd)

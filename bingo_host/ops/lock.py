@@ -26,11 +26,11 @@ from ..errors import BingoHostError
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
-# name -> (what holds it, in messages; where an older version kept it)
+# name -> what holds it, in messages
 LOCKS = {
-    "host": ("another bingo-host run", "/run/bingo-host.lock"),
-    "snapshot": ("a bingo-host snapshot", f"{layout.STATE_DIR}/snapshot.lock"),
-    "backup": ("a bingo-host backup or drill", f"{layout.STATE_DIR}/backup.lock"),
+    "host": "another bingo-host run",
+    "snapshot": "a bingo-host snapshot",
+    "backup": "a bingo-host backup or drill",
 }
 
 
@@ -40,6 +40,11 @@ def lock_dir() -> str:
 
 def lock_path(name: str) -> str:
     return os.path.join(lock_dir(), f"{name}.lock")
+
+
+def legacy_path(name: str) -> str:
+    """Where an older version kept lock `name` (0644 beside the state files; the host lock 0600)."""
+    return "/run/bingo-host.lock" if name == "host" else f"{layout.STATE_DIR}/{name}.lock"
 
 
 def _ensure_dir(path: str) -> None:
@@ -58,7 +63,7 @@ def _ensure_dir(path: str) -> None:
 
 def _open(path: str) -> int:
     """An fd on path, a regular 0600 file of this user's; any other file there is replaced."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_NOFOLLOW  # Python's own fds are close-on-exec already
     while True:
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -84,17 +89,17 @@ def _open(path: str) -> int:
 
 
 @contextmanager
-def flock(name: str, wait: float = 0, echo: Callable[[str], None] | None = None) -> Iterator[None]:
+def flock(name: str, wait: float, echo: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the exclusive lock `name` (one of LOCKS; the holder's pid written in it). Wait up
     to `wait` seconds for another holder (saying so through echo), then raise BingoHostError
     naming the holder."""
-    what, legacy = LOCKS[name]
+    what = LOCKS[name]
     directory = lock_dir()
     _ensure_dir(directory)
     path = lock_path(name)
     if directory == layout.LOCK_DIR:
         try:
-            os.unlink(legacy)
+            os.unlink(legacy_path(name))
         except FileNotFoundError:
             pass
     deadline = time.monotonic() + wait
