@@ -243,7 +243,7 @@ def test_a_lock_file_removed_between_two_opens_is_made_again(locks, monkeypatch)
         assert gone and mode(locks / "host.lock") == 0o600
 
 
-def test_a_holder_that_wrote_no_pid_is_named_unknown(locks):
+def test_a_holder_that_wrote_no_pid_is_named_unknown_and_junk_is_quoted(locks):
     with lock.backup_lock():
         pass
     fd = os.open(locks / "backup.lock", os.O_RDWR)
@@ -251,6 +251,10 @@ def test_a_holder_that_wrote_no_pid_is_named_unknown(locks):
         os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(BingoHostError, match=r"^a bingo-host backup or drill \(pid unknown\) holds "):
+            with lock.backup_lock():
+                pass
+        os.pwrite(fd, b"\xff42", 0)  # junk is quoted, not a crash
+        with pytest.raises(BingoHostError, match="^a bingo-host backup or drill \\(pid \ufffd42\\) holds "):
             with lock.backup_lock():
                 pass
     finally:
