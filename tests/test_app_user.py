@@ -105,13 +105,13 @@ def test_a_may_run_header_without_commands_still_counts():
     assert sudo.parse_list("x", "User x may run the following commands on vm:\n\tALL\nmore\n  no\n") == ("ALL",)
 
 
-def fake_sudo(tmp_path, monkeypatch, case: str, rc: int = 0) -> Path:
+def fake_sudo(tmp_path, monkeypatch, case: str, rc: int = 0, recorded: Path = SUDO_L) -> Path:
     """A `sudo` on PATH that answers as the recorded one did and notes its arguments."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "sudo"
-    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" > {tmp_path}/argv\ncat {SUDO_L}/{case}.stdout\n"
-                      f"cat {SUDO_L}/{case}.stderr >&2\nexit {rc}\n")
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" > {tmp_path}/argv\ncat {recorded}/{case}.stdout\n"
+                      f"cat {recorded}/{case}.stderr >&2\nexit {rc}\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return tmp_path / "argv"
@@ -167,3 +167,17 @@ def test_config_check_accepts_a_user_bootstrap_will_create(tmp_path):
     result = config_check(tmp_path, "app: {user: bingo-app-to-be}")
     assert result.exit_code == 0, result.output
     assert "user: bingo-app-to-be" in result.output
+
+
+@pytest.mark.parametrize("stderr, said", [
+    ("", "'nothing'"),  # an answer of nothing at all
+    ("sudo: unable to resolve host vm: x\n" + "e" * 300 + "\n", repr("e" * 200)),  # noise skipped, clipped
+])
+def test_an_unreadable_answer_is_quoted_short(tmp_path, monkeypatch, stderr, said):
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "odd.stdout").write_text("")
+    (tmp_path / "rec" / "odd.stderr").write_text(stderr)
+    fake_sudo(tmp_path, monkeypatch, "odd", rc=1, recorded=tmp_path / "rec")
+    with pytest.raises(BingoHostError) as info:
+        sudo.rules("x")
+    assert str(info.value) == f"cannot tell whether x may use sudo: `sudo -l -U x` said {said} (exit 1)"
