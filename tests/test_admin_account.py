@@ -113,11 +113,13 @@ def test_makes_the_account_keeps_the_password_0600_and_logs_none_of_it(site, cap
     st = kept.stat()
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, 0)
     assert password not in caplog.text
-    assert "create-admin: made the app account 'admin'" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "bingo_host.admin_account"] == [
+        f"create-admin: made the app account 'admin'; its password is in {kept} (0600 root)"]
 
 
-def test_an_existing_account_is_left_alone_unless_reset(site):
+def test_an_existing_account_is_left_alone_unless_reset(site, caplog):
     cfg, store, kept = site
+    caplog.set_level("INFO", logger="bingo_host")
     store.write_text(json.dumps({"admin": "hash:changeme"}))
     with pytest.raises(BingoHostError, match="^the app account 'admin' exists and still has the app's "
                                              "well-known default password: give it a new one with --reset$"):
@@ -128,6 +130,8 @@ def test_an_existing_account_is_left_alone_unless_reset(site):
     assert users(store) == {"admin": "hash:something-else"} and not kept.exists()
     password = admin_account.create(cfg, "nobody", reset=True, password_file=str(kept))
     assert users(store) == {"admin": "hash:" + password} and kept.read_text() == password + "\n"
+    assert f"create-admin: reset the password of the app account 'admin'; its password is in {kept}" \
+        in caplog.text and password not in caplog.text
 
 
 def test_an_account_the_app_did_not_make_is_a_failure_not_a_password(site):
@@ -151,10 +155,21 @@ def test_the_app_failing_says_its_last_line_masked(site):
     assert not kept.exists()
 
 
-def test_no_release_yet(tmp_path):
-    cfg = load_config_text(f"app: {{root: {tmp_path}/app}}")
-    with pytest.raises(BingoHostError, match="^no release of the app is deployed under "):
+@pytest.mark.parametrize("make", ["nothing", "release-without-venv", "current-outside-releases"])
+def test_no_release_yet(tmp_path, make):
+    root = tmp_path / "app"
+    if make == "release-without-venv":
+        (root / "releases" / "d-NOVENV0001").mkdir(parents=True)
+        (root / "current").symlink_to(root / "releases" / "d-NOVENV0001")
+    elif make == "current-outside-releases":  # the placeholder, or a link bingo-host did not make
+        (root / "placeholder" / "venv" / "bin").mkdir(parents=True)
+        (root / "placeholder" / "venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+        (root / "current").symlink_to(root / "placeholder")
+    cfg = load_config_text(f"app: {{root: {root}}}")
+    with pytest.raises(BingoHostError) as info:
         admin_account.create(cfg, "nobody", password_file=str(tmp_path / "kept"))
+    assert str(info.value) == f"no release of the app is deployed under {root} yet: deploy one, then run " \
+                              "create-admin"
 
 
 @pytest.mark.parametrize("name", ["", " admin", "x" * 33, "a\nb"])
@@ -162,7 +177,16 @@ def test_a_bad_username_is_refused(tmp_path, name):
     with pytest.raises(ConfigError) as info:
         admin_account.create(load_config_text(""), "nobody", username=name,
                              password_file=str(tmp_path / "kept"))
-    assert info.value.field == "--username"
+    assert (info.value.field, info.value.reason) == ("--username", "1 to 32 printable characters, no "
+                                                                   "surrounding spaces")
+
+
+def test_a_32_character_username_is_the_longest(site):
+    cfg, store, kept = site
+    store.write_text("{}")
+    name = "a" * 32
+    admin_account.create(cfg, "nobody", username=name, password_file=str(kept))
+    assert list(users(store)) == [name]
 
 
 def test_cli_exit_codes(tmp_path):
