@@ -259,3 +259,28 @@ def test_a_holder_that_wrote_no_pid_is_named_unknown_and_junk_is_quoted(locks):
                 pass
     finally:
         os.close(fd)
+
+
+def test_a_lock_file_removed_once_locked_is_not_the_one_held(locks, monkeypatch):
+    real = fcntl.flock
+    calls = []
+
+    def removed_after(fd, op):
+        result = real(fd, op)
+        if not calls:
+            os.unlink(locks / "host.lock")  # another run replaced it: nothing there for a moment
+        calls.append(os.fstat(fd).st_ino)
+        return result
+
+    monkeypatch.setattr(lock.fcntl, "flock", removed_after)
+    with lock.host_lock(0, echo=None):
+        assert len(calls) == 2 and calls[1] == os.stat(locks / "host.lock").st_ino
+
+
+@pytest.mark.parametrize("take", [lock.snapshot_lock, lock.backup_lock])
+def test_snapshots_and_backups_refuse_at_once_unless_told_to_wait(locks, take):
+    with take():
+        with pytest.raises(BingoHostError) as held:
+            with take():
+                pass
+    assert str(held.value).endswith(".lock")  # not "after N s": no wait at all
