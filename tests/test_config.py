@@ -367,6 +367,7 @@ def test_a_directory_holding_one_of_bingo_hosts_trees_is_refused(monkeypatch, va
     with pytest.raises(ConfigError) as info:
         fields.owned_dir()(value, "volume.mountpoint")
     assert info.value.field == "volume.mountpoint" and why in str(info.value)
+    assert info.value.reason.endswith("which is bingo-host's own") and info.value.reason.startswith(value)
     assert fields.owned_dir()("/srv/tools-other", "volume.mountpoint") == "/srv/tools-other"
 
 
