@@ -111,6 +111,7 @@ class Parser:
         self._rows: int | None = None  # inside an INSERT's VALUES: the rows so far
         self._want_row = False
         self._line_start = True
+        self._first = self.lineno  # a statement is refused by the line it starts on
 
     def feed(self, line: bytes) -> bytes:
         self.lineno += 1
@@ -156,6 +157,8 @@ class Parser:
 
     def _token(self, kind: str, text: bytes, line: bytes) -> bool:
         """Take one token; True when it ended a statement (a ';')."""
+        if not self._out:
+            self._first = self.lineno
         if kind == "version":
             if self._version:
                 raise Refused(self.lineno, "a versioned comment inside another", text)
@@ -197,16 +200,16 @@ class Parser:
     def _insert_head(self) -> None:
         tokens = self._tokens
         if self._version:
-            raise Refused(self.lineno, "an INSERT inside a versioned comment")
+            raise Refused(self._first, "an INSERT inside a versioned comment")
         if len(tokens) < 4 or tokens[1][1].upper() != b"INTO" or tokens[2][0] != "ident":
-            raise Refused(self.lineno, "not INSERT INTO `table` VALUES")
+            raise Refused(self._first, "not INSERT INTO `table` VALUES")
         columns = tokens[3:-1]  # mariadb-dump names them for a table with generated columns
         if columns:
             names = columns[1:-1:2]
             commas = columns[2:-1:2]
             if (columns[0][1], columns[-1][1]) != (b"(", b")") or len(columns) % 2 == 0 or \
                     any(k != "ident" for k, _ in names) or any(t != (b"op", b",") for t in commas):
-                raise Refused(self.lineno, "an INSERT's column list holds more than `names`")
+                raise Refused(self._first, "an INSERT's column list holds more than `names`")
         self._rows = 0
         self._want_row = True
         self._table = _name(tokens[2][1])
@@ -245,10 +248,10 @@ class Parser:
     def _check(self) -> None:
         tokens = self._tokens
         if not tokens:
-            raise Refused(self.lineno, "an empty statement")
+            raise Refused(self._first, "an empty statement")
         for kind, text in tokens:
             if text == b"." or kind == "sysvar" and text[2:].lower().decode() not in SESSION_VARS:
-                raise Refused(self.lineno, "a name outside the dumped database or a global variable", text)
+                raise Refused(self._first, "a name outside the dumped database or a global variable", text)
         words = [t.upper().decode("latin-1") if k == "word" else k for k, t in tokens]
         if words[0] == "SET":
             return self._check_set(tokens[1:])
@@ -259,12 +262,12 @@ class Parser:
             return
         if words[:3] == ["CREATE", "TABLE", "ident"]:
             return self._check_create(tokens, words)
-        raise Refused(self.lineno, "not a statement mariadb-dump writes for one database",
+        raise Refused(self._first, "not a statement mariadb-dump writes for one database",
                       b" ".join(t for _, t in tokens[:4]))
 
     def _check_create(self, tokens, words) -> None:
         if len(tokens) < 5 or tokens[3][1] != b"(":
-            raise Refused(self.lineno, "not CREATE TABLE `table` (...)")
+            raise Refused(self._first, "not CREATE TABLE `table` (...)")
         depth, body_end = 0, None
         for i, (kind, text) in enumerate(tokens[3:], 3):
             depth += {b"(": 1, b")": -1}.get(text, 0) if kind == "op" else 0
@@ -272,16 +275,16 @@ class Parser:
                 body_end = i
                 break
         if body_end is None:
-            raise Refused(self.lineno, "unbalanced parentheses in CREATE TABLE")
+            raise Refused(self._first, "unbalanced parentheses in CREATE TABLE")
         for i, (kind, text) in enumerate(tokens):
             word = words[i]
             refused = BODY_REFUSED if i < body_end else OPTIONS_REFUSED
             if kind in ("uservar", "sysvar") or word in refused:
-                raise Refused(self.lineno, "CREATE TABLE with more than a table's definition", text)
+                raise Refused(self._first, "CREATE TABLE with more than a table's definition", text)
             if word == "ENGINE":
                 value = tokens[i + 2] if i + 2 < len(tokens) and tokens[i + 1][1] == b"=" else (None, b"")
                 if value[1].upper().decode(errors="replace") not in ENGINES:
-                    raise Refused(self.lineno, "a table engine other than InnoDB, MyISAM, Aria, MEMORY",
+                    raise Refused(self._first, "a table engine other than InnoDB, MyISAM, Aria, MEMORY",
                                   value[1])
 
     def _check_set(self, tokens) -> None:
@@ -302,23 +305,23 @@ class Parser:
                 ok = len(item) in (2, 4) and texts[1].lower() in SAFE_CHARSETS and kinds[1] == "word" and (
                     len(item) == 2 or texts[2].upper() == "COLLATE" and _safe_collation(texts[3]))
                 if not ok:
-                    raise Refused(self.lineno, "SET NAMES other than an ASCII-safe character set")
+                    raise Refused(self._first, "SET NAMES other than an ASCII-safe character set")
                 continue
             if len(item) != 3 or item[1] != ("op", b"="):
-                raise Refused(self.lineno, "a SET other than variable = value")
+                raise Refused(self._first, "a SET other than variable = value")
             target_kind, target, value_kind, value = kinds[0], texts[0], kinds[2], texts[2]
             if target_kind == "uservar" and value_kind == "sysvar":
                 self._saved[target.lower()] = value[2:].lower()
                 continue
             if target_kind != "word" or target.lower() not in SESSION_VARS:
-                raise Refused(self.lineno, "a SET of a variable other than the dump's session ones",
+                raise Refused(self._first, "a SET of a variable other than the dump's session ones",
                               target.encode())
             name = target.lower()
             if value_kind == "uservar":
                 if self._saved.get(value.lower()) != name:
-                    raise Refused(self.lineno, f"{target} set from a variable that did not save it")
+                    raise Refused(self._first, f"{target} set from a variable that did not save it")
             elif not _check_value(name, value_kind, value):
-                raise Refused(self.lineno, f"{target} = {value} is not a value a restore allows")
+                raise Refused(self._first, f"{target} = {value} is not a value a restore allows")
 
 
 def _safe_collation(name: str) -> bool:
