@@ -40,6 +40,9 @@ CREATE TABLE `we``ird` (
 ) ENGINE=InnoDB;
 INSERT INTO `we``ird` VALUES
 (0x00FF);
+CREATE TABLE `empty` (
+  `x` int
+) ENGINE=InnoDB;
 /*!40111 SET SQL_NOTES=@OLD_SQL_NOTES */;
 
 -- Dump completed on 2026-11-28  8:41:34
@@ -47,7 +50,7 @@ INSERT INTO `we``ird` VALUES
 DUMP_OLD = (b"CREATE TABLE `games` (\n  `id` int(11) NOT NULL\n);\n"
             b"INSERT INTO `games` VALUES (1,'it\\'s (a) test),(x;'),(2,'\\\\'),(3,NULL);\n"
             b"CREATE TABLE `we``ird` (\n  `b` blob\n);\nINSERT INTO `we``ird` VALUES (0x00FF);\n"
-            b"-- Dump completed on 2026-11-28  8:41:34\n")
+            b"CREATE TABLE `empty` (\n  `x` int\n);\n-- Dump completed on 2026-11-28  8:41:34\n")
 
 
 @pytest.mark.parametrize("dump", [DUMP_1011, DUMP_OLD], ids=["10.11", "older"])
@@ -56,7 +59,7 @@ def test_rows_are_counted_in_either_insert_layout(dump):
     for line in dump.splitlines():
         parser.feed(line)
     parser.finish()
-    assert parser.tables == {"games": 3, "we`ird": 1}
+    assert parser.tables == {"games": 3, "we`ird": 1, "empty": 0}
     assert parser.complete
 
 

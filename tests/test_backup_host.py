@@ -97,7 +97,7 @@ def test_bootstrap_installs_the_timers_and_dump_and_restore_users_confined_to_th
     assert "RELOAD" not in grants and "ALL PRIVILEGES" not in grants
     for secret in ("db-dump-password", "db-restore-password"):
         assert host.run(["stat", "-c", "%a %U", f"/etc/bingo-host/{secret}"]).stdout.split() == ["600", "root"]
-    grants = host.run(["mariadb", "-N", "-B", "-e", "SHOW GRANTS FOR bingorestore@localhost"]).stdout
+    grants = host.run(["mariadb", "-N", "-B", "-r", "-e", "SHOW GRANTS FOR bingorestore@localhost"]).stdout
     privileges = "SELECT, INSERT, CREATE, DROP, REFERENCES, INDEX, ALTER, LOCK TABLES"
     assert sorted(grants.splitlines()[1:]) == [  # '_' escaped: bingo_restore, not bingo?restore
         f"GRANT {privileges} ON `bingo\\_drill`.* TO `bingorestore`@`localhost`",

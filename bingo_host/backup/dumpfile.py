@@ -13,7 +13,7 @@ import zlib
 from typing import Iterable, Iterator
 
 from . import BackupError
-from .statements import LINE_MAX, Parser, Refused
+from .statements import LINE_MAX, Parser, Refused, _size
 
 CHUNK = 256 * 1024
 
@@ -98,7 +98,7 @@ def gunzip_statements(chunks: Iterable[bytes], expected_sha256: str | None = Non
             start = newline + 1
         pending += out[start:]
         if len(pending) > LINE_MAX:
-            raise Refused(parser.lineno + 1, f"a line longer than {LINE_MAX >> 20} MiB")
+            raise Refused(parser.lineno + 1, f"a line longer than {_size(LINE_MAX)}")
     if pending:
         yield parser.feed(bytes(pending))
     parser.finish()

@@ -50,7 +50,7 @@ TOKEN = re.compile(rb"""
   | (?P<word>""" + _NAME_CHAR + rb"""+)
   | (?P<sysvar>@@[A-Za-z_][A-Za-z0-9_]*+(?![.$\x80-\xff]))
   | (?P<uservar>@[A-Za-z_][A-Za-z0-9_]*+(?![.$\x80-\xff@`'"]))
-  | (?P<op><=>|<=|>=|<>|!=|[-+*/%<>=!(),;.])
+  | (?P<op><=>|<=|>=|<>|!=|/(?!\*)|[-+*%<>=!(),;.])
 """, re.X)
 
 # One row of an INSERT as mariadb-dump writes it (--hex-blob): literals only, no spaces.
@@ -88,6 +88,10 @@ class Refused(BackupError):
         self.lineno = lineno
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
 def _name(ident: bytes) -> str:
     return ident[1:-1].replace(b"``", b"`").decode("utf-8", errors="replace")
 
@@ -116,7 +120,7 @@ class Parser:
     def feed(self, line: bytes) -> bytes:
         self.lineno += 1
         if len(line) > LINE_MAX:
-            raise Refused(self.lineno, f"a line longer than {LINE_MAX >> 20} MiB")
+            raise Refused(self.lineno, f"a line longer than {_size(LINE_MAX)}")
         if self.lineno == 1 and line.rstrip() == SANDBOX_LINE:
             return b"\n"  # the load runs with --sandbox itself
         if not self._out:
@@ -152,7 +156,7 @@ class Parser:
     def _emit(self, text: bytes) -> None:
         self._size += len(text)
         if self._size > STATEMENT_MAX:
-            raise Refused(self.lineno, f"a statement longer than {STATEMENT_MAX >> 20} MiB")
+            raise Refused(self._first, f"a statement longer than {_size(STATEMENT_MAX)}")
         self._out.append(text)
 
     def _token(self, kind: str, text: bytes, line: bytes) -> bool:
@@ -173,6 +177,9 @@ class Parser:
             return False
         if kind == "dquoted":
             raise Refused(self.lineno, 'a "double-quoted" string (mariadb-dump quotes with \')', text)
+        if text == b".":
+            raise Refused(self.lineno, "a qualified name (`db`.`table`): a dump names its own tables only",
+                          line)
         if self._line_start and self._out and text[:1] == b"-":
             self._emit(b" ")  # never '--' at the start of a line the client reads
         self._line_start = False
@@ -208,7 +215,7 @@ class Parser:
             names = columns[1:-1:2]
             commas = columns[2:-1:2]
             if (columns[0][1], columns[-1][1]) != (b"(", b")") or len(columns) % 2 == 0 or \
-                    any(k != "ident" for k, _ in names) or any(t != (b"op", b",") for t in commas):
+                    any(k != "ident" for k, _ in names) or any(t != ("op", b",") for t in commas):
                 raise Refused(self._first, "an INSERT's column list holds more than `names`")
         self._rows = 0
         self._want_row = True
@@ -250,8 +257,8 @@ class Parser:
         if not tokens:
             raise Refused(self._first, "an empty statement")
         for kind, text in tokens:
-            if text == b"." or kind == "sysvar" and text[2:].lower().decode() not in SESSION_VARS:
-                raise Refused(self._first, "a name outside the dumped database or a global variable", text)
+            if kind == "sysvar" and text[2:].lower().decode() not in SESSION_VARS:
+                raise Refused(self._first, "a variable other than the dump's session ones", text)
         words = [t.upper().decode("latin-1") if k == "word" else k for k, t in tokens]
         if words[0] == "SET":
             return self._check_set(tokens[1:])
@@ -286,6 +293,7 @@ class Parser:
                 if value[1].upper().decode(errors="replace") not in ENGINES:
                     raise Refused(self._first, "a table engine other than InnoDB, MyISAM, Aria, MEMORY",
                                   value[1])
+        self.tables.setdefault(_name(tokens[2][1]), 0)
 
     def _check_set(self, tokens) -> None:
         """SET a, b, ...: @user := @@session variable (saved), or session variable := a safe

@@ -1,0 +1,247 @@
+"""The restore's allowlist parser (backup/statements.py) and the bounded gunzip in front of it
+(backup/dumpfile.py), without a server: a real mariadb-dump 10.11 dump passes and counts right,
+every hostile statement is refused naming its line, the caps hold with bounded memory.
+
+tests/fixtures/dumps/mariadb-dump-10.11.sql was made by loading mariadb-dump-10.11.schema.sql
+into a scratch MariaDB 10.11.19 (Debian 12's mariadbd, mariadb-install-db --no-defaults) and
+running `mariadb-dump --single-transaction --quick --no-tablespaces --skip-lock-tables --hex-blob
+--default-character-set=utf8mb4 --skip-triggers bingo` (backup.database.dump_argv's options).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from bingo_host.backup import BackupError, dumpfile, statements
+from bingo_host.backup.dumpfile import gunzip_statements
+from bingo_host.backup.statements import Parser, Refused
+
+REAL = (Path(__file__).parent / "fixtures" / "dumps" / "mariadb-dump-10.11.sql").read_bytes()
+HEAD = (b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19\n"
+        b"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;\n"
+        b"CREATE TABLE `t` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB;\n")  # 6 lines
+TAIL = b"/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n\n-- Dump completed on 2026-12-07  8:14:16\n"
+
+
+def parse(dump: bytes) -> tuple[Parser, bytes]:
+    parser = Parser()
+    text = b"".join(gunzip_statements([gzip.compress(dump)], parser=parser))
+    return parser, text
+
+
+def test_a_real_mariadb_dump_passes_line_for_line_and_counts_its_rows():
+    parser, text = parse(REAL)
+    assert parser.tables == {"empty_one": 0, "games": 3, "tick`ets": 3}
+    assert parser.complete
+    out, lines = text.split(b"\n"), REAL.split(b"\n")
+    assert len(out) == len(lines)
+    for got, line in zip(out, lines):
+        if line.startswith((b"--", b"/*M!999999")) or not line.strip():
+            assert got == b""  # comments and the sandbox line (the load adds --sandbox) go
+        else:
+            assert b" ".join(got.split()) == b" ".join(line.split()), line  # the same tokens
+    assert b"INSERT INTO `games` VALUES\n(1,'it\\'s a (test), ok;',1.50," in text
+
+
+def test_rows_are_counted_from_the_parsed_values_whatever_the_app_wrote():
+    """Names with backticks and quotes, values holding INSERT, '(', ';', '),(' and a client
+    command: each row counts once, and the load sees them as the values they are."""
+    name = b"`we``ird'\"name`"
+    dump = (HEAD + b"CREATE TABLE " + name + b" (\n  `v` text\n);\n"
+            b"INSERT INTO " + name + b" VALUES\n(1,'INSERT INTO `x` VALUES ('),\n(2,'),(3,\\'),(\\\\'),\n"
+            b"(3,'system touch /tmp/x; \\\\! touch /tmp/y\\n-- ;');\n"
+            b"INSERT INTO `t` VALUES (1,'a;b'),(2,0x28),(3,-1.5e-3),(4,NULL),(5,b'01') , (6,'');\n" + TAIL)
+    parser, text = parse(dump)
+    assert parser.tables == {"t": 6, "we`ird'\"name": 3}
+    assert b"(3,'system touch /tmp/x; \\\\! touch /tmp/y\\n-- ;');\n" in text
+
+
+def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
+    dump = (HEAD + b"/*!40101 SET NAMES utf8mb4 */; -- a comment\nLOCK TABLES `t` /* x */ WRITE; # more\n"
+            b"UNLOCK TABLES;\n/*!40014 SET @OLD_FKC=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n"
+            b"/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FKC */;\n"
+            b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n"
+            b"CREATE TABLE `c` (\n  `a` int CHECK (`a`\n-1 >= 0)\n);\n" + TAIL)
+    _, text = parse(dump)
+    lines = text.split(b"\n")
+    assert lines[:3] == [b"", b"", b"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;"]
+    assert lines[6:12] == [b"/*!40101 SET NAMES utf8mb4 */;", b"LOCK TABLES `t` WRITE;", b"UNLOCK TABLES;",
+                           b"/*!40014 SET @OLD_FKC=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;",
+                           b"/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FKC */;",
+                           b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;"]
+    # A line the client reads never starts with '--' (it would drop it as a comment).
+    assert lines[12:16] == [b"CREATE TABLE `c` (", b"`a` int CHECK (`a`", b" -1 >= 0)", b");"]
+
+
+def test_an_insert_may_name_its_columns_as_mariadb_dump_does_for_generated_ones():
+    parser, _ = parse(HEAD + b"INSERT INTO `t` (`a`, `b``c`) VALUES (1,2);\n" + TAIL)
+    assert parser.tables == {"t": 1}
+
+
+# Each is put on line 7 of an otherwise valid dump (after HEAD).
+HOSTILE = {
+    # issue 21's findings
+    "system": (b"system touch /tmp/pwned", "not a statement"),
+    "mid-line shell": (b"SELECT 1; \\! touch /tmp/pwned", "not a statement"),
+    "shell": (b"\\! touch /tmp/pwned", "not SQL"),
+    "versioned grant": (b"/*!50001 GRANT ALL ON *.* TO 'bingoapp'@'localhost' */;", "qualified name"),
+    "use": (b"USE`mysql`;", "not a statement"),
+    "update grants": (b"UPDATE mysql.global_priv SET Priv='{}' WHERE User='bingoapp';", "qualified name"),
+    "connect": (b"connect mysql", "not a statement"),
+    # other client commands and statements a dump of one database never holds
+    "source": (b"source /etc/shadow;", "not a statement"),
+    "delimiter": (b"DELIMITER ;;", "not a statement"),
+    "sandbox line later": (b"/*M!999999\\- enable the sandbox mode */", "not SQL"),
+    "unversioned comment": (b"/*! GRANT ALL ON *.* TO x */;", "not SQL"),
+    "create database": (b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `bingo`;", "not a statement"),
+    "create user": (b"CREATE USER `x`@`%`;", "not SQL"),
+    "view": (b"/*!50001 CREATE VIEW `v` AS SELECT 1 AS `id` */;", "not a statement"),
+    "trigger": (b"/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER `x` BEFORE "
+                b"INSERT ON `t` FOR EACH ROW SET NEW.id = 1 */;", "not SQL"),
+    "temporary table": (b"CREATE TEMPORARY TABLE `x` (`a` int);", "not a statement"),
+    "drop database": (b"DROP DATABASE `bingo`;", "not a statement"),
+    "drop without if exists": (b"DROP TABLE `t`;", "not a statement"),
+    "drop two": (b"DROP TABLE IF EXISTS `t`, `u`;", "not a statement"),
+    "lock read": (b"LOCK TABLES `t` READ;", "not a statement"),
+    "alter more": (b"/*!40000 ALTER TABLE `t` DISABLE KEYS, ADD COLUMN `x` int */;", "not a statement"),
+    "empty statement": (b";", "empty statement"),
+    "select into outfile": (b"SELECT 1 INTO OUTFILE '/tmp/x';", "not a statement"),
+    "load data": (b"LOAD DATA INFILE '/etc/passwd' INTO TABLE `t`;", "not a statement"),
+    "double-quoted": (b'SET NAMES "gbk";', "double-quoted"),
+    "qualified insert": (b"INSERT INTO `mysql`.`user` VALUES (1);", "qualified name"),
+    "unquoted insert": (b"INSERT INTO t VALUES (1);", "not INSERT INTO `table`"),
+    "insert select": (b"INSERT INTO `t` SELECT * FROM `u`;", "not a statement"),
+    "insert set": (b"INSERT INTO `t` SET `id` = 1;", "not a statement"),
+    "insert columns": (b"INSERT INTO `t` (`a`, b) VALUES (1,2);", "column list"),
+    "insert columns open": (b"INSERT INTO `t` (`a` VALUES (1);", "column list"),
+    "insert columns no comma": (b"INSERT INTO `t` (`a` `b`) VALUES (1,2);", "column list"),
+    "replace": (b"REPLACE INTO `t` VALUES (1);", "not a statement"),
+    "insert expression": (b"INSERT INTO `t` VALUES (1),(LOAD_FILE('/etc/shadow'));", "literal values"),
+    "insert variable": (b"INSERT INTO `t` VALUES (@x);", "literal values"),
+    "insert subquery": (b"INSERT INTO `t` VALUES ((SELECT 1));", "literal values"),
+    "insert on duplicate": (b"INSERT INTO `t` VALUES (1) ON DUPLICATE KEY UPDATE `id` = 2;", "after an INSERT row"),
+    "insert then grant": (b"INSERT INTO `t` VALUES (1); GRANT ALL ON *.* TO x;", "qualified name"),
+    "insert then drop": (b"INSERT INTO `t` VALUES (1); DROP DATABASE `x`;", "not a statement"),
+    "insert in versioned": (b"/*!40000 INSERT INTO `t` VALUES (1) */;", "versioned comment"),
+    "insert spaces in row": (b"INSERT INTO `t` VALUES ( 1);", "literal values"),
+    "create select": (b"CREATE TABLE `x` (`a` int) SELECT `id` FROM `t`;", "more than a table"),
+    "create as select": (b"CREATE TABLE `x` (`a` int) AS (SELECT 1);", "more than a table"),
+    "create like": (b"CREATE TABLE `x` LIKE `t`;", "not CREATE TABLE"),
+    "create connect": (b"CREATE TABLE `x` (`a` int) ENGINE=CONNECT TABLE_TYPE=DOS FILE_NAME='/etc/shadow';",
+                       "engine"),
+    "create federated": (b"CREATE TABLE `x` (`a` int) ENGINE=FEDERATED CONNECTION='mysql://r@h/db/t';",
+                         "engine"),
+    "create data directory": (b"CREATE TABLE `x` (`a` int) ENGINE=MyISAM DATA DIRECTORY='/etc';", "more than"),
+    "create engine without =": (b"CREATE TABLE `x` (`a` int) ENGINE InnoDB;", "engine"),
+    "create engine at end": (b"CREATE TABLE `x` (`a` int) ENGINE=;", "engine"),
+    "create default variable": (b"CREATE TABLE `x` (`a` int DEFAULT @x);", "more than a table"),
+    "create subquery": (b"CREATE TABLE `x` (`a` int CHECK (`a` IN (SELECT 1)));", "more than a table"),
+    "create unbalanced": (b"CREATE TABLE `x` (`a` int;", "unbalanced"),
+    "create qualified fk": (b"CREATE TABLE `x` (`a` int REFERENCES `mysql`.`user` (`User`));", "qualified"),
+    "set global": (b"SET GLOBAL general_log = 1;", "a SET other than"),
+    "set global sysvar": (b"SET @@global.general_log = 1;", "not SQL"),
+    "set read global": (b"SET @x = @@secure_file_priv;", "variable other than"),
+    "set no backslash escapes": (b"SET sql_mode = 'NO_BACKSLASH_ESCAPES';", "not a value"),
+    "set ansi quotes": (b"/*!40101 SET SQL_MODE='ANSI_QUOTES' */;", "not a value"),
+    "set ansi": (b"SET SQL_MODE='STRICT_TRANS_TABLES,ANSI';", "not a value"),
+    "set mode number": (b"SET SQL_MODE=4;", "not a value"),
+    "set names gbk": (b"/*!40101 SET NAMES gbk */;", "SET NAMES"),
+    "set names collate": (b"SET NAMES utf8mb4 COLLATE big5_chinese_ci;", "SET NAMES"),
+    "set charset sjis": (b"SET character_set_client = sjis;", "not a value"),
+    "set collation gbk": (b"SET collation_connection = gbk_bin;", "not a value"),
+    "set mode via variable": (b"SET @x = 'NO_BACKSLASH_ESCAPES', sql_mode = @x;", "variable other than"),
+    "set restore unsaved": (b"SET SQL_MODE=@OLD_SQL_NOTES;", "did not save it"),
+    "set password": (b"SET PASSWORD = PASSWORD('x');", "a SET other than"),
+    "set role": (b"SET ROLE `admin`;", "a SET other than"),
+    "set other variable": (b"SET sql_log_bin = 0;", "variable other than"),
+    "set switch value": (b"SET FOREIGN_KEY_CHECKS = 2;", "not a value"),
+    "set time zone": (b"SET TIME_ZONE = 'Europe/x';", "not a value"),
+    "set sysvar from sysvar": (b"SET SQL_MODE = @@SQL_MODE;", "not a value"),
+    "statement ends in a comment": (b"/*!50001 SET NAMES utf8mb4; GRANT ALL ON *.* TO x */;", "inside a versioned"),
+    "nested versioned": (b"/*!50001 /*!50001 SET NAMES utf8mb4 */ */;", "inside another"),
+    "stray close": (b"SET NAMES utf8mb4 */;", "outside a comment"),
+    "unterminated string": (b"SET TIME_ZONE = '+00:00;", "not SQL"),
+    "unterminated comment": (b"/* SET NAMES utf8mb4;", "not SQL"),
+    "row string over lines": (b"INSERT INTO `t` VALUES ('a\nb');", "literal values"),
+}
+
+
+@pytest.mark.parametrize("statement,reason", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_a_hostile_statement_refuses_the_dump_naming_its_line(statement, reason):
+    with pytest.raises(Refused, match=rf"^line 7 of the dump is refused \([^)]*{reason}") as caught:
+        parse(HEAD + statement + b"\n" + TAIL)
+    assert caught.value.lineno == 7
+
+
+@pytest.mark.parametrize("tail,reason", [
+    (b"INSERT INTO `t` VALUES (1),\n", "ends inside a statement"),
+    (b"/*!40101 SET NAMES utf8mb4\n", "ends inside a statement"),
+    (b"SET NAMES utf8mb4\n", "ends inside a statement"),
+])
+def test_a_dump_that_ends_inside_a_statement_is_refused(tail, reason):
+    with pytest.raises(Refused, match=reason):
+        parse(HEAD + tail)
+
+
+def test_a_statement_is_named_by_the_line_it_starts_on():
+    with pytest.raises(Refused, match=r"^line 7 .*not a statement.*'system touch / tmp'"):
+        parse(HEAD + b"system touch /tmp/x\n/*!40000 ALTER TABLE `t` DISABLE KEYS */;\n" + TAIL)
+
+
+def test_the_caps_refuse_a_long_line_statement_or_token_run(monkeypatch):
+    monkeypatch.setattr(statements, "LINE_MAX", 1000)
+    monkeypatch.setattr(dumpfile, "LINE_MAX", 1000)
+    monkeypatch.setattr(statements, "STATEMENT_MAX", 3000)
+    monkeypatch.setattr(statements, "TOKENS_MAX", 50)
+    rows = b"".join(b"(%d,'%s'),\n" % (i, b"x" * 90) for i in range(25))
+    parse(HEAD + b"INSERT INTO `t` VALUES\n" + rows + b"(0,'');\n" + TAIL)  # 2.5 kB: passes
+    with pytest.raises(Refused, match=r"^line 7 .*a statement longer than 3000 bytes"):
+        parse(HEAD + b"INSERT INTO `t` VALUES\n" + rows * 2 + b"(0,'');\n" + TAIL)
+    with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):
+        parse(HEAD + b"INSERT INTO `t` VALUES (1,'" + b"x" * 1000 + b"');\n" + TAIL)
+    with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):  # and with no newline at all
+        parse(HEAD + b"-- " + b"x" * 2000)
+    parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 5 + b"`b` int);\n" + TAIL)  # 28 tokens
+    with pytest.raises(Refused, match=r"^line 7 .*more than 50 tokens"):
+        parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 20 + b"`b` int);\n" + TAIL)
+
+
+def test_a_gzip_bomb_of_one_long_line_is_refused_in_bounded_memory(tmp_path):
+    """A 1 MiB gzip inflating to a single 1 GiB line: refused at the line cap, the process's
+    peak RSS well under 100 MiB (mariadb-dump's longest line stays under 16 MiB)."""
+    bomb = tmp_path / "bomb.sql.gz"
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"a" * (1 << 20)
+    with open(bomb, "wb") as f:
+        for _ in range(1024):
+            f.write(gz.compress(block))
+        f.write(gz.flush())
+    assert bomb.stat().st_size < 1.1 * (1 << 20)
+    probe = ("import resource, sys\n"
+             "from bingo_host.backup.dumpfile import gunzip_statements\n"
+             "f = open(sys.argv[1], 'rb')\n"
+             "try:\n"
+             "    for _ in gunzip_statements(iter(lambda: f.read(256 * 1024), b'')): pass\n"
+             "except Exception as exc:\n"
+             "    print(exc)\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(bomb)], capture_output=True, text=True,
+                       cwd=Path(__file__).parent.parent, timeout=120)
+    message, rss_mib = r.stdout.splitlines()
+    assert message == "line 1 of the dump is refused (a line longer than 16 MiB)"
+    assert int(rss_mib) < 60, r.stdout
+    print("peak RSS", rss_mib, "MiB")
+
+
+def test_a_dump_not_ending_with_mariadb_dumps_last_line_is_incomplete():
+    with pytest.raises(BackupError, match="incomplete"):
+        parse(HEAD + TAIL + b"SET NAMES utf8mb4;\n")
+    parser, _ = parse(HEAD + TAIL.rstrip(b"\n"))  # no newline after the last line: still complete
+    assert parser.complete
