@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
 from types import SimpleNamespace
 
@@ -368,3 +369,107 @@ def test_option_files_verify_an_external_servers_certificate():
     assert "ssl-ca=/etc/bingo-host/rds.pem\nssl-verify-server-cert\n" in text
     with option_file(Login("/run/mysqld/mysqld.sock", "localhost", 3306, "root", None)) as path:
         assert "ssl" not in open(path).read()
+
+
+# -- the load's layers, each alone, on a real server and the real client --
+
+def _root_sql(sock: str, sql: str, database: str = "") -> str:
+    import subprocess
+
+    return subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-N", "-B", "-e", sql, *filter(None, [database])],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_the_clients_sandbox_alone_stops_shell_commands(tcp_mariadb, tmp_path):
+    """Fed raw (no parser in front), the client as the load runs it refuses `system` and `\\!`."""
+    import subprocess
+
+    from bingo_host.backup.database import Login, load_argv, option_file, require_sandbox
+
+    require_sandbox()  # Debian 12's client has it
+    _root_sql(tcp_mariadb.socket, "CREATE DATABASE IF NOT EXISTS sandboxed")
+    for n, line in enumerate([f"system touch {tmp_path}/a", f"SELECT 1; \\! touch {tmp_path}/b",
+                              f"\\! touch {tmp_path}/c"]):
+        with option_file(Login(tcp_mariadb.socket, "localhost", 3306, "root", None)) as options:
+            r = subprocess.run(load_argv(options, "sandboxed"), input=(line + "\n").encode(), capture_output=True)
+        # --sandbox refuses `system`; --binary-mode does not know `\!` at all (either stops it)
+        assert r.returncode != 0 and re.search(rb"sandbox|Unknown command '\\!'", r.stderr), (line, r.stderr)
+    assert os.listdir(tmp_path) == [p for p in os.listdir(tmp_path) if p.endswith(".cnf")]
+
+
+def test_a_client_without_sandbox_is_refused_before_anything_is_loaded(tcp_mariadb, s3, tmp_path, monkeypatch):
+    """A client older than 10.5.25/10.6.18/10.11.8 (here one whose help lists no --sandbox)."""
+    from bingo_host.backup import database, run
+    from bingo_host.facts import platforms
+
+    old = tmp_path / "mariadb"
+    old.write_text("#!/bin/sh\necho 'mariadb  Ver 15.1 Distrib 10.5.16-MariaDB'\necho '  --binary-mode  Binary mode'\n")
+    old.chmod(0o755)
+    monkeypatch.setattr(database, "CLIENT", str(old))
+    with pytest.raises(BackupError, match=r"client \(mariadb  Ver 15.1 Distrib 10.5.16-MariaDB\) has no --sandbox"):
+        database.require_sandbox()
+    monkeypatch.setattr(database, "CLIENT", str(tmp_path / "absent"))
+    with pytest.raises(BackupError, match="cannot run the .*absent client"):
+        database.require_sandbox()
+    monkeypatch.setattr(database, "CLIENT", str(old))
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    _put(s3, "bingo-host/bingo-29991231T235959Z.sql.gz")
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
+    with pytest.raises(BackupError, match="has no --sandbox"):
+        run.restore(cfg, platforms.get("debian12"), "latest", s3=s3, echo=print)
+    assert "bingo_restore" not in _root_sql(tcp_mariadb.socket, "SHOW DATABASES").split()
+
+
+def test_the_checked_text_of_a_real_dump_loads_to_the_same_tables(tcp_mariadb):
+    """The fixture dump as the plain client loads it, and its checked text as a restore loads it
+    (--sandbox --binary-mode), make the same tables."""
+    import subprocess
+    from pathlib import Path
+
+    from bingo_host.backup.database import Login, load_argv, option_file
+
+    fixtures = Path(__file__).parent / "fixtures" / "dumps"
+    sock = tcp_mariadb.socket
+    _root_sql(sock, "CREATE DATABASE sample; CREATE DATABASE sample_copy")
+    subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "sample"], check=True,
+                   input=(fixtures / "mariadb-dump-10.11.sql").read_bytes())
+    text = b"".join(gunzip_statements([gzip.compress((fixtures / "mariadb-dump-10.11.sql").read_bytes())]))
+    with option_file(Login(sock, "localhost", 3306, "root", None)) as options:
+        subprocess.run(load_argv(options, "sample_copy"), input=text, check=True)
+    tables = "games, `tick``ets`, empty_one"
+    def sums(db):
+        return [line.split("\t")[1] for line in _root_sql(sock, f"CHECKSUM TABLE {tables}", db).splitlines()]
+    assert sums("sample_copy") == sums("sample")
+    _root_sql(sock, "DROP DATABASE sample; DROP DATABASE sample_copy")
+
+
+def test_grants_escape_wildcards_in_the_database_name(tcp_mariadb):
+    """`mysq_`.* unescaped covers `mysql`: the converge step's grant names only `mysq_` and is
+    kept as it is on the next run."""
+    from bingo_host.converge.steps import mariadb as step
+    from bingo_host.facts import mariadb
+
+    sock = tcp_mariadb.socket
+    changes = []
+    ctx = SimpleNamespace(change=lambda what, fn: (changes.append(what), fn()))
+    wanted = {("ALL PRIVILEGES", mariadb.schema_grant("mysq_"))}
+    conn = mariadb.connect(sock)
+    try:
+        with conn.cursor() as cur:
+            for _ in range(2):
+                step._ensure_user(ctx, cur, "wild", "localhost", "wild-Passw0rd-1", wanted, "app",
+                                  lambda u, p: mariadb.can_login(sock, u, p))
+            assert mariadb.grants(cur, "wild") == {("ALL PRIVILEGES", "`mysq\\_`.*")}
+    finally:
+        conn.close()
+    assert changes == ["create the app user wild@localhost", "grant wild ALL PRIVILEGES ON `mysq\\_`.*"]
+    import pymysql
+    wild = mariadb.connect(sock, "wild", "wild-Passw0rd-1")
+    try:
+        with wild.cursor() as cur, pytest.raises(pymysql.err.OperationalError, match="denied"):
+            cur.execute("SELECT * FROM mysql.global_priv")
+    finally:
+        wild.close()
+        _root_sql(sock, "DROP USER wild@localhost")
+    assert mariadb.schema_grant("a%b\\c`d") == "`a\\%b\\\\c``d`.*"
