@@ -165,6 +165,8 @@ HOSTILE = {
     "set time zone": (b"SET TIME_ZONE = 'Europe/x';", "not a value"),
     "set sysvar from sysvar": (b"SET SQL_MODE = @@SQL_MODE;", "not a value"),
     "statement ends in a comment": (b"/*!50001 SET NAMES utf8mb4; GRANT ALL ON *.* TO x */;", "inside a versioned"),
+    "six-digit version": (b"/*!500011 SET NAMES utf8mb4 */;", "not SQL"),
+    "five-digit mariadb version": (b"/*M!10061 SET NAMES utf8mb4 */;", "not SQL"),
     "nested versioned": (b"/*!50001 /*!50001 SET NAMES utf8mb4 */ */;", "inside another"),
     "stray close": (b"SET NAMES utf8mb4 */;", "outside a comment"),
     "unterminated string": (b"SET TIME_ZONE = '+00:00;", "not SQL"),
