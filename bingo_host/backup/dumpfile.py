@@ -99,8 +99,8 @@ def gunzip_statements(chunks: Iterable[bytes], expected_sha256: str | None = Non
         pending += out[start:]
         if len(pending) > LINE_MAX:
             raise Refused(parser.lineno + 1, f"a line longer than {_size(LINE_MAX)}")
-    if pending:
-        yield parser.feed(bytes(pending))
+    if pending:  # mariadb-dump ends its last line too: this one was cut off
+        raise BackupError(f"the dump is incomplete: line {parser.lineno + 1}, its last, is cut off")
     parser.finish()
     if expected_sha256 and digest.hexdigest() != expected_sha256:
         raise BackupError(f"the dump's sha256 {digest.hexdigest()[:12]}... differs from its record's "

@@ -151,7 +151,7 @@ class Parser:
     def finish(self) -> None:
         """The end of the dump: a statement or a versioned comment still open is refused."""
         if self._out:
-            raise Refused(self.lineno, "the dump ends inside a statement")
+            raise Refused(self.lineno, "the dump is incomplete: it ends inside a statement")
 
     def _emit(self, text: bytes) -> None:
         self._size += len(text)
