@@ -85,6 +85,55 @@ def test_an_insert_may_name_its_columns_as_mariadb_dump_does_for_generated_ones(
     assert parser.tables == {"t": 1}
 
 
+# Everything the allowlists allow, named here one by one (a name dropped from one fails).
+ALLOWED = [
+    b"SET @a=@@character_set_client, @b=@@character_set_results, @c=@@character_set_connection, "
+    b"@d=@@collation_connection, @e=@@time_zone, @f=@@sql_mode, @g=@@foreign_key_checks, "
+    b"@h=@@unique_checks, @i=@@sql_notes, @j=@@note_verbosity, @k=@@check_constraint_checks, "
+    b"@l=@@autocommit; SET character_set_client=@a, character_set_results=@b, character_set_connection=@c, "
+    b"collation_connection=@d, time_zone=@e, sql_mode=@f, foreign_key_checks=@g, unique_checks=@h, "
+    b"sql_notes=@i, note_verbosity=@j, check_constraint_checks=@k, autocommit=@l;",
+    b"SET character_set_client=utf8mb4, character_set_results=utf8mb3, character_set_connection=utf8;",
+    b"SET character_set_client='latin1', character_set_results=ascii, character_set_connection=binary;",
+    b"SET collation_connection=utf8mb4_general_ci, collation_connection='latin1_swedish_ci', "
+    b"collation_connection=binary;",
+    b"SET NAMES utf8mb4, NAMES utf8mb3, NAMES utf8, NAMES latin1, NAMES ascii, NAMES binary;",
+    b"SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci;",
+    b"SET NAMES utf8mb4 COLLATE 'utf8mb4_bin';",
+    b"SET foreign_key_checks=0, unique_checks=1, sql_notes=0, note_verbosity=0, "
+    b"check_constraint_checks=1, autocommit=0;",
+    b"SET time_zone='+00:00', time_zone='-05:30', time_zone='SYSTEM';",
+    b"SET sql_mode='', sql_mode='no_auto_value_on_zero';",
+    b"SET sql_mode='NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,STRICT_ALL_TABLES,NO_ZERO_IN_DATE,"
+    b"NO_ZERO_DATE,ALLOW_INVALID_DATES,ERROR_FOR_DIVISION_BY_ZERO,TRADITIONAL,NO_AUTO_CREATE_USER,"
+    b"NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,NO_UNSIGNED_SUBTRACTION,NO_DIR_IN_CREATE,"
+    b"IGNORE_BAD_TABLE_OPTIONS,PAD_CHAR_TO_FULL_LENGTH,REAL_AS_FLOAT,HIGH_NOT_PRECEDENCE,"
+    b"SIMULTANEOUS_ASSIGNMENT,TIME_ROUND_FRACTIONAL';",
+    b"CREATE TABLE `a` (`x` int) ENGINE=InnoDB;",
+    b"CREATE TABLE `b` (`x` int) ENGINE=myisam;",
+    b"CREATE TABLE `c` (`x` int) ENGINE=Aria;",
+    b"CREATE TABLE `d` (`x` int) ENGINE=MEMORY;",
+    b"CREATE TABLE `e` (`x` varchar(9) CHECK (`x` LIKE 'a%'), `y` int AS (REPLACE(`x`, 'a', 'b'))) "
+    b"COMMENT='SELECT';",
+    b"CREATE TABLE `f` (`x` int) ENGINE=InnoDB /*!50100 PARTITION BY RANGE (`x`) (PARTITION `p0` VALUES "
+    b"LESS THAN (10) ENGINE = InnoDB) */;",
+    b"DROP TABLE IF EXISTS `a`;",
+    b"drop table if exists `a`;",
+    b"LOCK TABLES `a` WRITE;",
+    b"UNLOCK TABLES;",
+    b"/*!40000 ALTER TABLE `a` DISABLE KEYS */;",
+    b"/*!40000 ALTER TABLE `a` ENABLE KEYS */;",
+    b"INSERT INTO `a` VALUES (1,-2,3.5,.5,1e3,-1.5E-3,'x',NULL,0xAB,b'10','');",
+    b"insert into `a` values (1);",
+]
+
+
+@pytest.mark.parametrize("statement", ALLOWED, ids=range(len(ALLOWED)))
+def test_what_a_dump_may_hold_passes(statement):
+    parser, text = parse(HEAD + statement + b"\n" + TAIL)
+    assert text.split(b"\n")[6] == statement
+
+
 # Each is put on line 7 of an otherwise valid dump (after HEAD).
 HOSTILE = {
     # issue 21's findings
@@ -138,6 +187,14 @@ HOSTILE = {
                        "engine"),
     "create federated": (b"CREATE TABLE `x` (`a` int) ENGINE=FEDERATED CONNECTION='mysql://r@h/db/t';",
                          "engine"),
+    "create like later": (b"CREATE TABLE `x` (`a` int) LIKE `t`;", "more than a table"),
+    "create union": (b"CREATE TABLE `x` (`a` int) ENGINE=MyISAM UNION=(`t`);", "more than a table"),
+    "create ignore select": (b"CREATE TABLE `x` (`a` int) IGNORE (SELECT 1);", "more than a table"),
+    "create replace select": (b"CREATE TABLE `x` (`a` int) REPLACE (SELECT 1);", "more than a table"),
+    "create connection in body": (b"CREATE TABLE `x` (`a` int CONNECTION);", "more than a table"),
+    "create directory in body": (b"CREATE TABLE `x` (`a` int, PARTITION DIRECTORY);", "more than a table"),
+    "create sysvar": (b"CREATE TABLE `x` (`a` int DEFAULT @@sql_mode);", "more than a table"),
+    "create engine string": (b"CREATE TABLE `x` (`a` int) ENGINE='InnoDB';", "engine"),
     "create data directory": (b"CREATE TABLE `x` (`a` int) ENGINE=MyISAM DATA DIRECTORY='/etc';", "more than"),
     "create engine without =": (b"CREATE TABLE `x` (`a` int) ENGINE InnoDB;", "engine"),
     "create engine at end": (b"CREATE TABLE `x` (`a` int) ENGINE=;", "engine"),
@@ -153,6 +210,21 @@ HOSTILE = {
     "set ansi": (b"SET SQL_MODE='STRICT_TRANS_TABLES,ANSI';", "not a value"),
     "set mode number": (b"SET SQL_MODE=4;", "not a value"),
     "set names gbk": (b"/*!40101 SET NAMES gbk */;", "SET NAMES"),
+    "set names alone": (b"SET NAMES;", "SET NAMES"),
+    "set names three": (b"SET NAMES utf8mb4 COLLATE;", "SET NAMES"),
+    "set names string": (b"SET NAMES 'utf8mb4';", "SET NAMES"),
+    "set names then": (b"SET NAMES utf8mb4 AND utf8mb4_bin;", "SET NAMES"),
+    "set names gbk collate": (b"SET NAMES gbk COLLATE utf8mb4_bin;", "SET NAMES"),
+    "set user from string": (b"SET @x = 'a';", "variable other than"),
+    "set with colon": (b"SET sql_mode := '';", "not SQL"),
+    "set three tokens": (b"SET sql_mode '' '';", "a SET other than"),
+    "set switch word": (b"SET FOREIGN_KEY_CHECKS = OFF;", "not a value"),
+    "set charset number": (b"SET character_set_client = 1;", "not a value"),
+    "set collation number": (b"SET collation_connection = 1;", "not a value"),
+    "set time zone word": (b"SET TIME_ZONE = SYSTEM;", "not a value"),
+    "set time zone long": (b"SET TIME_ZONE = '+000:00';", "not a value"),
+    "set mode word": (b"SET SQL_MODE = TRADITIONAL;", "not a value"),
+    "set restore other": (b"SET @s = @@sql_notes, sql_mode = @s;", "did not save it"),
     "set names collate": (b"SET NAMES utf8mb4 COLLATE big5_chinese_ci;", "SET NAMES"),
     "set charset sjis": (b"SET character_set_client = sjis;", "not a value"),
     "set collation gbk": (b"SET collation_connection = gbk_bin;", "not a value"),
@@ -199,22 +271,40 @@ def test_a_statement_is_named_by_the_line_it_starts_on():
         parse(HEAD + b"system touch /tmp/x\n/*!40000 ALTER TABLE `t` DISABLE KEYS */;\n" + TAIL)
 
 
+def test_the_caps_are_16_mib_a_line_and_a_statement():
+    parser = Parser()
+    parser.feed(b"-- " + b"x" * (16 * 1024 * 1024 - 3))
+    with pytest.raises(Refused, match=r"^line 2 of the dump is refused \(a line longer than 16 MiB\)$"):
+        parser.feed(b"-- " + b"x" * (16 * 1024 * 1024 - 2))
+    parser = Parser()
+    parser.feed(b"INSERT INTO `t` VALUES")
+    for _ in range(15):
+        parser.feed(b"(0x" + b"00" * (512 * 1024) + b"),")
+    with pytest.raises(Refused, match=r"^line 1 .*\(a statement longer than 16 MiB\)$"):
+        parser.feed(b"(0x" + b"00" * (512 * 1024) + b"),")
+
+
 def test_the_caps_refuse_a_long_line_statement_or_token_run(monkeypatch):
     monkeypatch.setattr(statements, "LINE_MAX", 1000)
     monkeypatch.setattr(dumpfile, "LINE_MAX", 1000)
     monkeypatch.setattr(statements, "STATEMENT_MAX", 3000)
     monkeypatch.setattr(statements, "TOKENS_MAX", 50)
     rows = b"".join(b"(%d,'%s'),\n" % (i, b"x" * 90) for i in range(25))
-    parse(HEAD + b"INSERT INTO `t` VALUES\n" + rows + b"(0,'');\n" + TAIL)  # 2.5 kB: passes
+    base = b"INSERT INTO `t` VALUES\n" + rows + b"(0,'');"
+    statement = base.replace(b"'');", b"'" + b"y" * (3000 - len(base)) + b"');")
+    assert len(statement) == 3000  # as it goes out: its newlines, no comment
+    parse(HEAD + statement + b"\n" + TAIL)
+    with pytest.raises(Refused, match=r"^line 7 .*a statement longer than 3000 bytes"):
+        parse(HEAD + statement.replace(b"y", b"yy", 1) + b"\n" + TAIL)
     with pytest.raises(Refused, match=r"^line 7 .*a statement longer than 3000 bytes"):
         parse(HEAD + b"INSERT INTO `t` VALUES\n" + rows * 2 + b"(0,'');\n" + TAIL)
     with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):
         parse(HEAD + b"INSERT INTO `t` VALUES (1,'" + b"x" * 1000 + b"');\n" + TAIL)
     with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):  # and with no newline at all
         parse(HEAD + b"-- " + b"x" * 1200)
-    parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 5 + b"`b` int);\n" + TAIL)  # 28 tokens
+    parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 14 + b"`b` int NULL);\n" + TAIL)  # 50 tokens
     with pytest.raises(Refused, match=r"^line 7 .*more than 50 tokens"):
-        parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 20 + b"`b` int);\n" + TAIL)
+        parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 14 + b"`b` int NOT NULL);\n" + TAIL)
 
 
 def test_a_gzip_bomb_of_one_long_line_is_refused_in_bounded_memory(tmp_path):

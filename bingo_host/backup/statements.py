@@ -13,10 +13,16 @@ Refused, naming the line: any other statement (USE, GRANT, UPDATE, DELIMITER and
 triggers, views, routines; the client's `system`, `connect`, `\\!` ...), a qualified name
 (`db`.`t`), a global variable, a SET of a variable or value that would change how the server
 reads the rest (NO_BACKSLASH_ESCAPES, ANSI_QUOTES, a character set in which a multibyte
-character can end in a backslash), an engine or table option that reaches outside the schema
-(CONNECTION, DATA/INDEX DIRECTORY), a line or statement over the caps. mariadb-dump escapes
-newlines in strings and writes no multi-line comment but versioned ones, so a token never
-spans lines here: one that would is refused.
+character can end in a backslash: session_vars.py), an engine or table option that reaches
+outside the schema (CONNECTION, DATA/INDEX DIRECTORY), a line or statement over the caps.
+mariadb-dump escapes newlines in strings and writes no multi-line comment but versioned ones,
+so a token never spans lines here: one that would is refused.
+
+Triggers and views are refused rather than loaded with their DEFINER stripped: a trigger's
+body is any SQL, run later on every write with its definer's rights (no allowlist can vet it,
+and stripped it would run as the restore user, who cannot reach the live tables), and a view
+cannot follow its tables into the live schema (database.swap). Backups dump --skip-triggers
+and warn when the app has some.
 
 Rows are counted from the parsed VALUES lists, so text the app stored (a title holding
 "INSERT INTO `x` VALUES (") cannot change the count.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import re
 
 from . import BackupError
+from .session_vars import SESSION_VARS, check_set
 
 # mariadb-dump starts a new INSERT once one reaches --net-buffer-length (1 MiB by default); only
 # a single row can make a longer one, and neither the client nor the server takes a statement
@@ -61,24 +68,11 @@ ROW = re.compile(rb"[ \t\r]*\(" + _VALUE + rb"(?:," + _VALUE + rb")*+\)")
 SEPARATOR = re.compile(rb"[ \t\r]*([,;])")
 BLANK = re.compile(rb"[ \t\r]*(?:--(?:[ \t\r\f\v].*)?)?$")
 
-# Session variables a dump may set, and the values it may give them (see _check_value).
-SAFE_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"})
-SQL_MODES = frozenset({
-    "NO_AUTO_VALUE_ON_ZERO", "STRICT_TRANS_TABLES", "STRICT_ALL_TABLES", "NO_ZERO_IN_DATE",
-    "NO_ZERO_DATE", "ALLOW_INVALID_DATES", "ERROR_FOR_DIVISION_BY_ZERO", "TRADITIONAL",
-    "NO_AUTO_CREATE_USER", "NO_ENGINE_SUBSTITUTION", "ONLY_FULL_GROUP_BY", "NO_UNSIGNED_SUBTRACTION",
-    "NO_DIR_IN_CREATE", "IGNORE_BAD_TABLE_OPTIONS", "PAD_CHAR_TO_FULL_LENGTH", "REAL_AS_FLOAT",
-    "HIGH_NOT_PRECEDENCE", "SIMULTANEOUS_ASSIGNMENT", "TIME_ROUND_FRACTIONAL", ""})
-CHARSET_VARS = frozenset({"character_set_client", "character_set_results", "character_set_connection"})
-SWITCH_VARS = frozenset({"foreign_key_checks", "unique_checks", "sql_notes", "note_verbosity",
-                         "check_constraint_checks", "autocommit"})
-SESSION_VARS = CHARSET_VARS | SWITCH_VARS | {"collation_connection", "time_zone", "sql_mode"}
 ENGINES = frozenset({"INNODB", "MYISAM", "ARIA", "MEMORY"})
 # Words that would make a CREATE TABLE read another table (CREATE ... SELECT / LIKE), or reach
 # outside the datadir (another server, files elsewhere): in its definition, and after it.
 BODY_REFUSED = frozenset({"SELECT", "CONNECTION", "DIRECTORY"})
 OPTIONS_REFUSED = BODY_REFUSED | {"LIKE", "UNION", "IGNORE", "REPLACE", "AS"}
-_TIME_ZONE = re.compile(r"[+-]\d{2}:\d{2}|SYSTEM")
 
 
 class Refused(BackupError):
@@ -296,54 +290,5 @@ class Parser:
         self.tables.setdefault(_name(tokens[2][1]), 0)
 
     def _check_set(self, tokens) -> None:
-        """SET a, b, ...: @user := @@session variable (saved), or session variable := a safe
-        literal or the @user variable that saved it."""
-        items, current = [], []
-        for token in tokens:
-            if token == ("op", b","):
-                items.append(current)
-                current = []
-            else:
-                current.append(token)
-        items.append(current)
-        for item in items:
-            kinds = [k for k, _ in item]
-            texts = [t.decode(errors="replace") for _, t in item]
-            if kinds[:1] == ["word"] and texts[0].upper() == "NAMES":
-                ok = len(item) in (2, 4) and texts[1].lower() in SAFE_CHARSETS and kinds[1] == "word" and (
-                    len(item) == 2 or texts[2].upper() == "COLLATE" and _safe_collation(texts[3]))
-                if not ok:
-                    raise Refused(self._first, "SET NAMES other than an ASCII-safe character set")
-                continue
-            if len(item) != 3 or item[1] != ("op", b"="):
-                raise Refused(self._first, "a SET other than variable = value")
-            target_kind, target, value_kind, value = kinds[0], texts[0], kinds[2], texts[2]
-            if target_kind == "uservar" and value_kind == "sysvar":
-                self._saved[target.lower()] = value[2:].lower()
-                continue
-            if target_kind != "word" or target.lower() not in SESSION_VARS:
-                raise Refused(self._first, "a SET of a variable other than the dump's session ones",
-                              target.encode())
-            name = target.lower()
-            if value_kind == "uservar":
-                if self._saved.get(value.lower()) != name:
-                    raise Refused(self._first, f"{target} set from a variable that did not save it")
-            elif not _check_value(name, value_kind, value):
-                raise Refused(self._first, f"{target} = {value} is not a value a restore allows")
-
-
-def _safe_collation(name: str) -> bool:
-    return name.strip("'").lower().split("_")[0] in SAFE_CHARSETS
-
-
-def _check_value(name: str, kind: str, value: str) -> bool:
-    if name in SWITCH_VARS:
-        return kind == "number" and value in ("0", "1")
-    if name in CHARSET_VARS:
-        return kind in ("word", "string") and value.strip("'").lower() in SAFE_CHARSETS
-    if name == "collation_connection":
-        return kind in ("word", "string") and _safe_collation(value)
-    if name == "time_zone":
-        return kind == "string" and bool(_TIME_ZONE.fullmatch(value[1:-1]))
-    # sql_mode: modes that keep strings, quotes and escapes as the parser read them
-    return kind == "string" and set(value[1:-1].upper().split(",")) <= SQL_MODES
+        if reason := check_set(tokens, self._saved):
+            raise Refused(self._first, reason)
