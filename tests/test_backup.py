@@ -473,3 +473,54 @@ def test_grants_escape_wildcards_in_the_database_name(tcp_mariadb):
         wild.close()
         _root_sql(sock, "DROP USER wild@localhost")
     assert mariadb.schema_grant("a%b\\c`d") == "`a\\%b\\\\c``d`.*"
+
+
+def test_a_trigger_and_hostile_names_and_values_neither_miscount_nor_reach_the_client(
+        tcp_mariadb, s3, tmp_path, monkeypatch):
+    """What the app itself wrote: a table named with backticks and quotes, a trigger whose body
+    holds `INSERT INTO ... VALUES (`, values holding client commands and row syntax. The backup
+    leaves the trigger out (and says so), counts each row once; the restore brings the rows back
+    as they were, runs nothing, loads no trigger (and refuses while the live table has one:
+    MariaDB cannot rename a table with a trigger into another schema)."""
+    import pymysql
+
+    from bingo_host.backup import run
+    from bingo_host.facts import platforms
+
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
+    platform = platforms.get("debian12")
+    table = "`we``ird \"t' (x`"
+    values = [f"system touch {tmp_path}/a", f"x'); \\! touch {tmp_path}/b; --", "'),(',(", "INSERT INTO `y` VALUES ("]
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb.port, user="extapp", password=EXT_PASSWORD,
+                          database="bingo", autocommit=True)
+    try:
+        with app.cursor() as cur:
+            cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v TEXT)")
+            cur.execute(f"CREATE TRIGGER `trg` BEFORE INSERT ON {table} FOR EACH ROW "
+                        "SET NEW.v = CONCAT(NEW.v, ' INSERT INTO `x` VALUES (1),(2);')")
+            cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", list(enumerate(values)))
+            cur.execute(f"SELECT id, v FROM {table} ORDER BY id")
+            before = cur.fetchall()
+        said = []
+        record = run.backup(cfg, platform, s3=s3, state_file=str(tmp_path / "b.json"), echo=said.append)
+        assert record["tables"]["we`ird \"t' (x"] == 4
+        assert any("leaves out the triggers of bingo (trg)" in line for line in said), said
+        with app.cursor() as cur:
+            cur.execute(f"DELETE FROM {table}")
+        with pytest.raises(BackupError, match=r"tables with triggers cannot move .*\(trg in bingo\)"):
+            run.restore(cfg, platform, "latest", s3=s3, echo=print)
+        with app.cursor() as cur:
+            cur.execute("DROP TRIGGER `trg`")
+        run.restore(cfg, platform, "latest", s3=s3, echo=print)
+        with app.cursor() as cur:
+            cur.execute(f"SELECT id, v FROM {table} ORDER BY id")
+            assert cur.fetchall() == before
+            cur.execute("SHOW TRIGGERS")
+            assert cur.fetchall() == ()
+        assert not {"a", "b"} & set(os.listdir(tmp_path))  # no shell command ran
+    finally:
+        with app.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        app.close()

@@ -235,6 +235,9 @@ def swap(cur, live: str, staging: str, replaced: str) -> None:
     if views:
         raise BackupError(f"views cannot move between databases ({', '.join(sorted(views))}): "
                           "restore them by hand")
+    if names := triggers(cur, live):  # MariaDB: "Trigger in wrong schema"
+        raise BackupError(f"tables with triggers cannot move between databases ({', '.join(names)} in "
+                          f"{live}): drop them, restore, and create them again")
     create_empty(cur, replaced, live)
     pairs = [f"{ident(live)}.{ident(t)} TO {ident(replaced)}.{ident(t)}" for t in sorted(tables(cur, live))]
     pairs += [f"{ident(staging)}.{ident(t)} TO {ident(live)}.{ident(t)}" for t in sorted(tables(cur, staging))]
