@@ -53,13 +53,13 @@ def test_a_real_mariadb_dump_passes_line_for_line_and_counts_its_rows():
 def test_rows_are_counted_from_the_parsed_values_whatever_the_app_wrote():
     """Names with backticks and quotes, values holding INSERT, '(', ';', '),(' and a client
     command: each row counts once, and the load sees them as the values they are."""
-    name = b"`we``ird'\"name`"
+    name = b"`we``ird'\"name\xff`"
     dump = (HEAD + b"CREATE TABLE " + name + b" (\n  `v` text\n);\n"
             b"INSERT INTO " + name + b" VALUES\n(1,'INSERT INTO `x` VALUES ('),\n(2,'),(3,\\'),(\\\\'),\n"
             b"(3,'system touch /tmp/x; \\\\! touch /tmp/y\\n-- ;');\n"
             b"INSERT INTO `t` VALUES (1,'a;b'),(2,0x28),(3,-1.5e-3),(4,NULL),(5,b'01') , (6,'');\n" + TAIL)
     parser, text = parse(dump)
-    assert parser.tables == {"t": 6, "we`ird'\"name": 3}
+    assert parser.tables == {"t": 6, "we`ird'\"name\ufffd": 3}
     assert b"(3,'system touch /tmp/x; \\\\! touch /tmp/y\\n-- ;');\n" in text
 
 
@@ -78,6 +78,43 @@ def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
                            b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;"]
     # A line the client reads never starts with '--' (it would drop it as a comment).
     assert lines[12:16] == [b"CREATE TABLE `c` (", b"`a` int CHECK (`a`", b" -1 >= 0)", b");"]
+
+
+def test_a_values_list_may_end_a_line_in_spaces_or_a_comment():
+    parser, text = parse(HEAD + b"INSERT INTO `t` VALUES (1) \t\n, (2),  -- two\n(3)\n;\n" + TAIL)
+    assert parser.tables == {"t": 3}
+    assert text.split(b"\n")[6:10] == [b"INSERT INTO `t` VALUES (1)", b", (2),", b"(3)", b";"]
+
+
+def test_a_refusal_shows_the_start_of_what_it_refused():
+    with pytest.raises(Refused) as caught:
+        parse(HEAD + b"\\! \xff" + b"x" * 100 + b"\n" + TAIL)
+    assert str(caught.value) == ("line 7 of the dump is refused (not SQL that mariadb-dump writes): "
+                                 "'\\\\! \ufffd" + "x" * 56 + "'")
+    with pytest.raises(Refused) as caught:
+        parse(HEAD + b"INSERT INTO `t` VALUES (1) ON;\n")
+    assert str(caught.value) == "line 7 of the dump is refused (text after an INSERT row): ' ON;'"
+    with pytest.raises(Refused) as caught:
+        parse(HEAD + b"INSERT INTO `t` VALUES (1) ;;\n")
+    assert str(caught.value) == "line 7 of the dump is refused (an empty statement)"
+
+
+def test_sizes_in_messages():
+    assert [statements._size(n) for n in (1000, (1 << 20) - 1, 1 << 20, 3 << 20)] == [
+        "1000 bytes", "1048575 bytes", "1 MiB", "3 MiB"]
+
+
+def test_the_token_cap_is_100000():
+    body = b"`a` int," * 33331 + b"`b` int"  # 99996 tokens, 100000 with CREATE TABLE `c` ( ... )
+    Parser().feed(b"CREATE TABLE `c` (" + body + b");")
+    with pytest.raises(Refused, match="more than 100000 tokens"):
+        Parser().feed(b"CREATE TABLE `c` (" + body + b" NULL);")
+
+
+def test_an_empty_dump_is_incomplete():
+    assert Parser().complete is False
+    with pytest.raises(BackupError, match="incomplete"):
+        parse(b"")
 
 
 def test_an_insert_may_name_its_columns_as_mariadb_dump_does_for_generated_ones():
@@ -189,8 +226,9 @@ HOSTILE = {
                          "engine"),
     "create like later": (b"CREATE TABLE `x` (`a` int) LIKE `t`;", "more than a table"),
     "create union": (b"CREATE TABLE `x` (`a` int) ENGINE=MyISAM UNION=(`t`);", "more than a table"),
-    "create ignore select": (b"CREATE TABLE `x` (`a` int) IGNORE (SELECT 1);", "more than a table"),
-    "create replace select": (b"CREATE TABLE `x` (`a` int) REPLACE (SELECT 1);", "more than a table"),
+    "create ignore": (b"CREATE TABLE `x` (`a` int) IGNORE;", "more than a table"),
+    "create replace": (b"CREATE TABLE `x` (`a` int) REPLACE;", "more than a table"),
+    "create as": (b"CREATE TABLE `x` (`a` int) AS TABLE `t`;", "more than a table"),
     "create connection in body": (b"CREATE TABLE `x` (`a` int CONNECTION);", "more than a table"),
     "create directory in body": (b"CREATE TABLE `x` (`a` int, PARTITION DIRECTORY);", "more than a table"),
     "create sysvar": (b"CREATE TABLE `x` (`a` int DEFAULT @@sql_mode);", "more than a table"),
