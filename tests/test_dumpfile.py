@@ -11,6 +11,7 @@ running `mariadb-dump --single-transaction --quick --no-tablespaces --skip-lock-
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import subprocess
 import sys
@@ -68,7 +69,8 @@ def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
             b"UNLOCK TABLES;\n/*!40014 SET @OLD_FKC=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n"
             b"/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FKC */;\n"
             b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n"
-            b"CREATE TABLE `c` (\n  `a` int CHECK (`a`\n-1 >= 0)\n);\n" + TAIL)
+            b"CREATE TABLE `c` (\n  `a` int CHECK (`a`\n-1 >= 0)\n);\n"
+            b"SET NAMES utf8mb4; SET NAMES latin1;  UNLOCK\nTABLES;\n" + TAIL)
     _, text = parse(dump)
     lines = text.split(b"\n")
     assert lines[:3] == [b"", b"", b"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;"]
@@ -78,6 +80,8 @@ def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
                            b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;"]
     # A line the client reads never starts with '--' (it would drop it as a comment).
     assert lines[12:16] == [b"CREATE TABLE `c` (", b"`a` int CHECK (`a`", b" -1 >= 0)", b");"]
+    # Statements that end on one line stay on it: the next one's line is the client's next too.
+    assert lines[16:18] == [b"SET NAMES utf8mb4; SET NAMES latin1;UNLOCK", b"TABLES;"]
 
 
 def test_a_values_list_may_end_a_line_in_spaces_or_a_comment():
@@ -283,6 +287,62 @@ def test_a_hostile_statement_refuses_the_dump_naming_its_line(statement, reason)
     with pytest.raises(Refused, match=rf"^line 7 of the dump is refused \([^)]*{reason}") as caught:
         parse(HEAD + statement + b"\n" + TAIL)
     assert caught.value.lineno == 7
+
+
+# Every reason a refusal gives, word for word (as an operator reads it).
+MESSAGES = [
+    (b"system touch /tmp/x", "not a statement mariadb-dump writes for one database): 'system touch / tmp'"),
+    (b"\\! touch", "not SQL that mariadb-dump writes): '\\\\! touch'"),
+    (b"SELECT `a`.`b`;", "a qualified name (`db`.`table`): a dump names its own tables only): 'SELECT `a`.`b`;'"),
+    (b";", "an empty statement)"),
+    (b'SET NAMES "gbk";', "a \"double-quoted\" string (mariadb-dump quotes with ')): '\"gbk\"'"),
+    (b"INSERT INTO t VALUES (1);", "not INSERT INTO `table` VALUES)"),
+    (b"INSERT INTO `t` (a) VALUES (1);", "an INSERT's column list holds more than `names`)"),
+    (b"INSERT INTO `t` VALUES (x);", "an INSERT row holds more than literal values): ' (x);'"),
+    (b"INSERT INTO `t` VALUES (1) x;", "text after an INSERT row): ' x;'"),
+    (b"/*!40000 INSERT INTO `t` VALUES (1) */;", "an INSERT inside a versioned comment)"),
+    (b"CREATE TABLE `x` (`a` int) SELECT 1;", "CREATE TABLE with more than a table's definition): 'SELECT'"),
+    (b"CREATE TABLE `x` LIKE `t`;", "not CREATE TABLE `table` (...))"),
+    (b"CREATE TABLE `x` (`a` int) ENGINE=CSV;", "a table engine other than InnoDB, MyISAM, Aria, MEMORY): 'CSV'"),
+    (b"CREATE TABLE `x` (`a` int;", "unbalanced parentheses in CREATE TABLE)"),
+    (b"SET GLOBAL x = 1;", "a SET other than variable = value)"),
+    (b"SET @x = @@version;", "a variable other than the dump's session ones): '@@version'"),
+    (b"SET @x = 'a';", "a SET of a variable other than the dump's session ones: @x)"),
+    (b"SET SQL_MODE = 'ANSI';", "SQL_MODE = 'ANSI' is not a value a restore allows)"),
+    (b"SET NAMES gbk;", "SET NAMES other than an ASCII-safe character set)"),
+    (b"SET SQL_MODE = @x;", "SQL_MODE set from a variable that did not save it)"),
+    (b"/*!40101 SET NAMES utf8mb4; */;",
+     "a statement ends inside a versioned comment): '/*!40101 SET NAMES utf8mb4; */;'"),
+    (b"/*!40101 /*!40101 */ */;", "a versioned comment inside another): '/*!40101'"),
+    (b"*/;", "'*/' outside a comment): '*/'"),
+]
+
+
+@pytest.mark.parametrize("statement,message", MESSAGES, ids=range(len(MESSAGES)))
+def test_refusals_say_the_line_and_why(statement, message):
+    with pytest.raises(Refused) as caught:
+        parse(HEAD + statement + b"\n" + TAIL)
+    assert str(caught.value) == "line 7 of the dump is refused (" + message
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"not gzip", "the dump is not a valid gzip stream (Error -3 while decompressing data: incorrect header check)"),
+    (gzip.compress(HEAD + TAIL) + b"x", "the dump has data after the end of its gzip stream"),
+    (gzip.compress(HEAD + TAIL)[:-9], "the dump is truncated (its gzip stream ends early)"),
+    (gzip.compress(HEAD + b"SET NAMES utf8mb4\n"), "line 7 of the dump is refused (the dump is incomplete: it ends "
+                                                  "inside a statement)"),
+    (gzip.compress(HEAD + b"SET NAMES utf8mb4;"), "the dump is incomplete: line 7, its last, is cut off"),
+    (gzip.compress(HEAD), "the dump is incomplete: it does not end with mariadb-dump's '-- Dump completed' line"),
+])
+def test_a_broken_dump_says_what_is_wrong(data, message):
+    with pytest.raises(BackupError) as caught:
+        list(gunzip_statements([data]))
+    assert str(caught.value) == message
+    gz = gzip.compress(HEAD + TAIL)
+    with pytest.raises(BackupError) as caught:
+        list(gunzip_statements([gz], "0123456789ab" + "0" * 52))
+    assert str(caught.value) == (f"the dump's sha256 {hashlib.sha256(gz).hexdigest()[:12]}... differs from its "
+                                 "record's 0123456789ab...: it changed after the backup")
 
 
 @pytest.mark.parametrize("tail,reason", [
