@@ -70,7 +70,8 @@ def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
             b"/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FKC */;\n"
             b"/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n"
             b"CREATE TABLE `c` (\n  `a` int CHECK (`a`\n-1 >= 0)\n);\n"
-            b"SET NAMES utf8mb4; SET NAMES latin1;  UNLOCK\nTABLES;\n" + TAIL)
+            b"SET NAMES utf8mb4; SET NAMES latin1;  UNLOCK\nTABLES;\n"
+            b"/*!40101 SET NAMES utf8mb4*/; CREATE TABLE `d` (`a` int CHECK (`a`-1 > 0));\n" + TAIL)
     _, text = parse(dump)
     lines = text.split(b"\n")
     assert lines[:3] == [b"", b"", b"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;"]
@@ -82,6 +83,7 @@ def test_the_text_the_client_reads_is_the_checked_tokens_without_comments():
     assert lines[12:16] == [b"CREATE TABLE `c` (", b"`a` int CHECK (`a`", b" -1 >= 0)", b");"]
     # Statements that end on one line stay on it: the next one's line is the client's next too.
     assert lines[16:18] == [b"SET NAMES utf8mb4; SET NAMES latin1;UNLOCK", b"TABLES;"]
+    assert lines[18] == b"/*!40101 SET NAMES utf8mb4 */; CREATE TABLE `d` (`a` int CHECK (`a`-1 > 0));"
 
 
 def test_a_values_list_may_end_a_line_in_spaces_or_a_comment():
@@ -114,8 +116,45 @@ def test_an_empty_dump_is_incomplete():
         parse(b"")
 
 
+def test_a_backup_streams_mariadb_dumps_lines_through_the_parser_into_gzip():
+    """GzipReader: what it hands out, read in pieces of any size, is the gzip of the lines as
+    they came; its size and sha256 are those bytes'; the parser saw every line."""
+    lines = REAL.splitlines(keepends=True)
+    reader = dumpfile.GzipReader(iter(lines))
+    assert reader.readable()
+    pieces = [reader.read(7), reader.read(1000), reader.read()]
+    assert reader.read() == b""
+    body = b"".join(pieces)
+    assert len(pieces[0]) == 7 and len(pieces[1]) == 1000
+    assert gzip.decompress(body) == REAL
+    assert (reader.size, reader.sha256.hexdigest()) == (len(body), hashlib.sha256(body).hexdigest())
+    assert reader.parser.tables == {"empty_one": 0, "games": 3, "tick`ets": 3} and reader.parser.complete
+    assert reader.parser.lineno == len(lines)
+
+
+def test_a_backup_of_a_dump_a_restore_would_refuse_fails():
+    reader = dumpfile.GzipReader(iter([b"USE `mysql`;\n"]))
+    with pytest.raises(Refused, match="^line 1 "):
+        reader.read(10)
+    reader = dumpfile.GzipReader(iter([b"SET NAMES utf8mb4\n"]))  # the end comes inside a statement
+    with pytest.raises(Refused, match="ends inside a statement"):
+        reader.read()
+
+
+def test_a_large_backup_is_compressed_in_chunks():
+    rows = [b"(%d,'%s'),\n" % (i, os.urandom(40).hex().encode()) for i in range(20000)]
+    lines = [b"CREATE TABLE `t` (`v` text);\n", b"INSERT INTO `t` VALUES\n", *rows, b"(0,'');\n",
+             b"-- Dump completed\n"]
+    reader = dumpfile.GzipReader(iter(lines))
+    first = reader.read(1024)
+    assert len(first) == 1024 and reader.parser.lineno < len(lines)  # not everything at once
+    body = first + reader.read()
+    assert gzip.decompress(body) == b"".join(lines)
+    assert reader.parser.tables == {"t": 20001}
+
+
 def test_an_insert_may_name_its_columns_as_mariadb_dump_does_for_generated_ones():
-    parser, _ = parse(HEAD + b"INSERT INTO `t` (`a`, `b``c`) VALUES (1,2);\n" + TAIL)
+    parser, _ = parse(HEAD + b"INSERT INTO `t` (`a`, `b``c`, `d`) VALUES (1,2,3);\n" + TAIL)
     assert parser.tables == {"t": 1}
 
 
@@ -142,8 +181,10 @@ ALLOWED = [
     b"NO_ZERO_DATE,ALLOW_INVALID_DATES,ERROR_FOR_DIVISION_BY_ZERO,TRADITIONAL,NO_AUTO_CREATE_USER,"
     b"NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY,NO_UNSIGNED_SUBTRACTION,NO_DIR_IN_CREATE,"
     b"IGNORE_BAD_TABLE_OPTIONS,PAD_CHAR_TO_FULL_LENGTH,REAL_AS_FLOAT,HIGH_NOT_PRECEDENCE,"
-    b"SIMULTANEOUS_ASSIGNMENT,TIME_ROUND_FRACTIONAL';",
+    b"SIMULTANEOUS_ASSIGNMENT,TIME_ROUND_FRACTIONAL,';",
     b"CREATE TABLE `a` (`x` int) ENGINE=InnoDB;",
+    b"CREATE TABLE `m` (`x` int);",
+    b"CREATE TABLE `h` (`x` text CHECK (`x` LIKE 'a%'));",
     b"CREATE TABLE `b` (`x` int) ENGINE=myisam;",
     b"CREATE TABLE `c` (`x` int) ENGINE=Aria;",
     b"CREATE TABLE `d` (`x` int) ENGINE=MEMORY;",
@@ -157,8 +198,8 @@ ALLOWED = [
     b"UNLOCK TABLES;",
     b"/*!40000 ALTER TABLE `a` DISABLE KEYS */;",
     b"/*!40000 ALTER TABLE `a` ENABLE KEYS */;",
-    b"INSERT INTO `a` VALUES (1,-2,3.5,.5,1e3,-1.5E-3,'x',NULL,0xAB,b'10','');",
-    b"insert into `a` values (1);",
+    b"INSERT INTO `t` VALUES (1,-2,3.5,.5,1e3,-1.5E-3,'x',NULL,0xAB,b'10','');",
+    b"insert into `t` values (1);",
 ]
 
 
@@ -203,6 +244,11 @@ HOSTILE = {
     "insert select": (b"INSERT INTO `t` SELECT * FROM `u`;", "not a statement"),
     "insert set": (b"INSERT INTO `t` SET `id` = 1;", "not a statement"),
     "insert columns": (b"INSERT INTO `t` (`a`, b) VALUES (1,2);", "column list"),
+    "insert not into": (b"INSERT IGNORE `t` VALUES (1);", "not INSERT INTO `table`"),
+    "insert uncreated": (b"INSERT INTO `u` VALUES (1);", "a table the dump did not create"),
+    "insert columns bare": (b"INSERT INTO `t` `a` VALUES (1);", "column list"),
+    "insert columns trailing comma": (b"INSERT INTO `t` (`a`,) VALUES (1);", "column list"),
+    "insert columns equals": (b"INSERT INTO `t` (`a` = `b`) VALUES (1);", "column list"),
     "insert columns open": (b"INSERT INTO `t` (`a` VALUES (1);", "column list"),
     "insert columns no comma": (b"INSERT INTO `t` (`a` `b`) VALUES (1,2);", "column list"),
     "replace": (b"REPLACE INTO `t` VALUES (1);", "not a statement"),
@@ -229,6 +275,7 @@ HOSTILE = {
     "create connection in body": (b"CREATE TABLE `x` (`a` int CONNECTION);", "more than a table"),
     "create directory in body": (b"CREATE TABLE `x` (`a` int, PARTITION DIRECTORY);", "more than a table"),
     "create sysvar": (b"CREATE TABLE `x` (`a` int DEFAULT @@sql_mode);", "more than a table"),
+    "create engine bytes": (b"CREATE TABLE `x` (`a` int) ENGINE=\xff;", "engine"),
     "create engine string": (b"CREATE TABLE `x` (`a` int) ENGINE='InnoDB';", "engine"),
     "create data directory": (b"CREATE TABLE `x` (`a` int) ENGINE=MyISAM DATA DIRECTORY='/etc';", "more than"),
     "create engine without =": (b"CREATE TABLE `x` (`a` int) ENGINE InnoDB;", "engine"),
@@ -260,6 +307,8 @@ HOSTILE = {
     "set time zone long": (b"SET TIME_ZONE = '+000:00';", "not a value"),
     "set mode word": (b"SET SQL_MODE = TRADITIONAL;", "not a value"),
     "set restore other": (b"SET @s = @@sql_notes, sql_mode = @s;", "did not save it"),
+    "set names then more": (b"SET NAMES utf8mb4, sql_mode = 'ANSI';", "not a value"),
+    "set bytes": (b"SET sql_mode = '\xff';", "not a value"),
     "set names collate": (b"SET NAMES utf8mb4 COLLATE big5_chinese_ci;", "SET NAMES"),
     "set charset sjis": (b"SET character_set_client = sjis;", "not a value"),
     "set collation gbk": (b"SET collation_connection = gbk_bin;", "not a value"),
@@ -304,6 +353,9 @@ MESSAGES = [
     (b"CREATE TABLE `x` (`a` int) SELECT 1;", "CREATE TABLE with more than a table's definition): 'SELECT'"),
     (b"CREATE TABLE `x` LIKE `t`;", "not CREATE TABLE `table` (...))"),
     (b"CREATE TABLE `x` (`a` int) ENGINE=CSV;", "a table engine other than InnoDB, MyISAM, Aria, MEMORY): 'CSV'"),
+    (b"CREATE TABLE `x` (`a` int) ENGINE InnoDB;", "a table engine other than InnoDB, MyISAM, Aria, MEMORY)"),
+    (b"SET sql_mode = '\xff';", "sql_mode = '\ufffd' is not a value a restore allows)"),
+    (b"INSERT INTO `u` VALUES (1);", "an INSERT into a table the dump did not create)"),
     (b"CREATE TABLE `x` (`a` int;", "unbalanced parentheses in CREATE TABLE)"),
     (b"SET GLOBAL x = 1;", "a SET other than variable = value)"),
     (b"SET @x = @@version;", "a variable other than the dump's session ones): '@@version'"),
@@ -407,10 +459,11 @@ def test_the_caps_are_16_mib_a_line_and_a_statement():
     with pytest.raises(Refused, match=r"^line 2 of the dump is refused \(a line longer than 16 MiB\)$"):
         parser.feed(b"-- " + b"x" * (16 * 1024 * 1024 - 2))
     parser = Parser()
+    parser.feed(b"CREATE TABLE `t` (`b` blob);")
     parser.feed(b"INSERT INTO `t` VALUES")
     for _ in range(15):
         parser.feed(b"(0x" + b"00" * (512 * 1024) + b"),")
-    with pytest.raises(Refused, match=r"^line 1 .*\(a statement longer than 16 MiB\)$"):
+    with pytest.raises(Refused, match=r"^line 2 .*\(a statement longer than 16 MiB\)$"):
         parser.feed(b"(0x" + b"00" * (512 * 1024) + b"),")
 
 

@@ -106,7 +106,7 @@ class Parser:
         self._out: list[bytes] = []
         self._size = 0
         self._version = False  # inside /*!NNNNN ... */
-        self._rows: int | None = None  # inside an INSERT's VALUES: the rows so far
+        self._table: str | None = None  # inside an INSERT's VALUES: its table
         self._want_row = False
         self._line_start = True
         self._first = self.lineno  # a statement is refused by the line it starts on
@@ -122,9 +122,9 @@ class Parser:
         self._line_start = True
         pos, end, done = 0, len(line), []
         while pos < end:
-            if self._rows is not None:
+            if self._table is not None:
                 pos = self._values(line, pos)
-                if self._rows is None:
+                if self._table is None:
                     done.append(self._finish())
                 continue
             m = TOKEN.match(line, pos)
@@ -211,10 +211,11 @@ class Parser:
             if (columns[0][1], columns[-1][1]) != (b"(", b")") or len(columns) % 2 == 0 or \
                     any(k != "ident" for k, _ in names) or any(t != ("op", b",") for t in commas):
                 raise Refused(self._first, "an INSERT's column list holds more than `names`")
-        self._rows = 0
+        table = _name(tokens[2][1])
+        if table not in self.tables:
+            raise Refused(self._first, "an INSERT into a table the dump did not create")
         self._want_row = True
-        self._table = _name(tokens[2][1])
-        self.tables.setdefault(self._table, 0)
+        self._table = table
 
     def _values(self, line: bytes, pos: int) -> int:
         """The VALUES list from pos: rows of literals, ',' between them, ';' at the end."""
@@ -226,7 +227,6 @@ class Parser:
                     if BLANK.match(line, pos):
                         break
                     raise Refused(self.lineno, "an INSERT row holds more than literal values", line[pos:])
-                self._rows += 1
                 self.tables[self._table] += 1
                 self._want_row = False
             else:
@@ -237,7 +237,7 @@ class Parser:
                     raise Refused(self.lineno, "text after an INSERT row", line[pos:])
                 if m.group(1) == b";":
                     self._emit(line[start:m.end()])
-                    self._rows = None
+                    self._table = None
                     return m.end()
                 self._want_row = True
             pos = m.end()
@@ -267,7 +267,7 @@ class Parser:
                       b" ".join(t for _, t in tokens[:4]))
 
     def _check_create(self, tokens, words) -> None:
-        if len(tokens) < 5 or tokens[3][1] != b"(":
+        if tokens[3:4] != [("op", b"(")]:
             raise Refused(self._first, "not CREATE TABLE `table` (...)")
         depth, body_end = 0, None
         for i, (kind, text) in enumerate(tokens[3:], 3):
