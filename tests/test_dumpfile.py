@@ -120,16 +120,33 @@ def test_a_backup_streams_mariadb_dumps_lines_through_the_parser_into_gzip():
     """GzipReader: what it hands out, read in pieces of any size, is the gzip of the lines as
     they came; its size and sha256 are those bytes'; the parser saw every line."""
     lines = REAL.splitlines(keepends=True)
+    lines[-1] = lines[-1].rstrip(b"\n")  # the last line without its newline: still complete
     reader = dumpfile.GzipReader(iter(lines))
     assert reader.readable()
-    pieces = [reader.read(7), reader.read(1000), reader.read()]
+    pieces = [reader.read(7), reader.read(0), reader.read(1000), reader.read()]
+    assert pieces[1] == b""
     assert reader.read() == b""
     body = b"".join(pieces)
-    assert len(pieces[0]) == 7 and len(pieces[1]) == 1000
-    assert gzip.decompress(body) == REAL
+    assert len(pieces[0]) == 7 and len(pieces[2]) == 1000
+    assert gzip.decompress(body) == REAL.rstrip(b"\n")
     assert (reader.size, reader.sha256.hexdigest()) == (len(body), hashlib.sha256(body).hexdigest())
     assert reader.parser.tables == {"empty_one": 0, "games": 3, "tick`ets": 3} and reader.parser.complete
     assert reader.parser.lineno == len(lines)
+
+
+def test_lines_across_the_gzips_chunks_come_out_whole():
+    """The dump in 5-byte gzip chunks: lines straddle what each inflate step gives."""
+    gz = gzip.compress(REAL)
+    parser = Parser()
+    text = b"".join(gunzip_statements([gz[i:i + 5] for i in range(0, len(gz), 5)], parser=parser))
+    assert text == parse(REAL)[1]
+    assert parser.tables == {"empty_one": 0, "games": 3, "tick`ets": 3}
+
+
+def test_the_gzip_is_inflated_a_chunk_at_a_time():
+    data = os.urandom(dumpfile.CHUNK // 2).hex().encode() * 3  # 3 CHUNKs that compress well
+    pieces = list(dumpfile._inflate([gzip.compress(data)], hashlib.sha256()))
+    assert max(map(len, pieces)) == dumpfile.CHUNK and b"".join(pieces) == data
 
 
 def test_a_backup_of_a_dump_a_restore_would_refuse_fails():
@@ -146,6 +163,7 @@ def test_a_large_backup_is_compressed_in_chunks():
     lines = [b"CREATE TABLE `t` (`v` text);\n", b"INSERT INTO `t` VALUES\n", *rows, b"(0,'');\n",
              b"-- Dump completed\n"]
     reader = dumpfile.GzipReader(iter(lines))
+    assert reader.read(0) == b"" and reader.parser.lineno == 0
     first = reader.read(1024)
     assert len(first) == 1024 and reader.parser.lineno < len(lines)  # not everything at once
     body = first + reader.read()
@@ -380,6 +398,8 @@ def test_refusals_say_the_line_and_why(statement, message):
 @pytest.mark.parametrize("data,message", [
     (b"not gzip", "the dump is not a valid gzip stream (Error -3 while decompressing data: incorrect header check)"),
     (gzip.compress(HEAD + TAIL) + b"x", "the dump has data after the end of its gzip stream"),
+    (zlib.compress(HEAD + TAIL), "the dump is not a valid gzip stream (Error -3 while decompressing data: "
+                                 "incorrect header check)"),
     (gzip.compress(HEAD + TAIL)[:-9], "the dump is truncated (its gzip stream ends early)"),
     (gzip.compress(HEAD + b"SET NAMES utf8mb4\n"), "line 7 of the dump is refused (the dump is incomplete: it ends "
                                                   "inside a statement)"),
@@ -430,6 +450,11 @@ def test_the_caps_refuse_a_long_line_statement_or_token_run(monkeypatch):
         parse(HEAD + b"INSERT INTO `t` VALUES\n" + rows * 2 + b"(0,'');\n" + TAIL)
     with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):
         parse(HEAD + b"INSERT INTO `t` VALUES (1,'" + b"x" * 1000 + b"');\n" + TAIL)
+    exactly = gzip.compress(HEAD + b"-- " + b"x" * 997 + b"\n" + TAIL)  # 1000 bytes, in 5-byte pieces
+    list(gunzip_statements([exactly[i:i + 5] for i in range(0, len(exactly), 5)]))
+    over = gzip.compress(HEAD + b"-- " + b"x" * 998 + b"\n" + TAIL)
+    with pytest.raises(Refused, match=r"^line 7 .*a line longer than 1000 bytes"):
+        list(gunzip_statements([over[i:i + 5] for i in range(0, len(over), 5)]))
     with pytest.raises(Refused, match=r"^line 7 .*a line longer than"):  # and with no newline at all
         parse(HEAD + b"-- " + b"x" * 1200)
     parse(HEAD + b"CREATE TABLE `c` (" + b"`a` int," * 14 + b"`b` int NULL);\n" + TAIL)  # 50 tokens
