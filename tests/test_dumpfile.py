@@ -149,6 +149,11 @@ def test_the_gzip_is_inflated_a_chunk_at_a_time():
     assert max(map(len, pieces)) == dumpfile.CHUNK and b"".join(pieces) == data
 
 
+def test_a_backups_last_line_keeps_its_last_character_without_a_newline():
+    reader = dumpfile.GzipReader(iter([b"CREATE TABLE `t` (`a` int);"]))
+    assert gzip.decompress(reader.read()) == b"CREATE TABLE `t` (`a` int);" and reader.parser.tables == {"t": 0}
+
+
 def test_a_backup_of_a_dump_a_restore_would_refuse_fails():
     reader = dumpfile.GzipReader(iter([b"USE `mysql`;\n"]))
     with pytest.raises(Refused, match="^line 1 "):
