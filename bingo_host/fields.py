@@ -11,7 +11,7 @@ from typing import Any, Callable
 from . import subp
 from .errors import ConfigError
 from .facts.platforms import PLATFORMS
-from .layout import BACKUP_DB_USER, DUMP_DB_USER, OWN_TREES
+from .layout import BACKUP_DB_USER, DUMP_DB_USER, OWN_TREES, RESTORE_DB_USER
 from .secrets import reference_problem
 
 Check = Callable[[Any, str], Any]
@@ -176,7 +176,7 @@ def not_system_user(inner: Check) -> Check:
 
 
 # MariaDB's own accounts and schemas: granting the app ALL on `mysql` would let it write grants.
-DB_SYSTEM_USERS = frozenset({"root", "mysql", "public", BACKUP_DB_USER, DUMP_DB_USER})
+DB_SYSTEM_USERS = frozenset({"root", "mysql", "public", BACKUP_DB_USER, DUMP_DB_USER, RESTORE_DB_USER})
 DB_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 

@@ -7,6 +7,7 @@ BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installat
 PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
 BACKUP_PASSWORD_FILE = f"{ETC_DIR}/db-backup-password"
 DUMP_PASSWORD_FILE = f"{ETC_DIR}/db-dump-password"  # 0600 root: the dump user's (`bingo-host backup`)
+RESTORE_PASSWORD_FILE = f"{ETC_DIR}/db-restore-password"  # 0600 root: the restore user's (loads)
 SECRET_KEY_FILE = f"{ETC_DIR}/app-secret-key"  # 0600 root: the app's Flask secret_key
 ADMIN_PASSWORD_FILE = f"{ETC_DIR}/app-admin-password"  # 0600 root: what `create-admin` set last
 VASSALS_DIR = f"{ETC_DIR}/vassals"
@@ -33,6 +34,7 @@ SWAP_FILE = "/swapfile"
 FSTAB_MARK = "# bingo-host"
 BACKUP_DB_USER = "bingobackup"  # the snapshot's lock (RELOAD only)
 DUMP_DB_USER = "bingodump"  # mariadb-dump of the app database (SELECT, SHOW VIEW, TRIGGER on it)
+RESTORE_DB_USER = "bingorestore"  # loads a dump: the <name>_restore and <name>_drill schemas only
 # bingo-host's own trees outside /etc and /run: no app.root or data volume may be, hold or hide them
 OWN_TREES = ("/opt/bingo-host", STATE_DIR, LOG_DIR, "/var/cache/bingo-host")
 

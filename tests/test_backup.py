@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
 from types import SimpleNamespace
 
@@ -15,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.backup import BackupError, store
-from bingo_host.backup.dumpfile import GzipReader, RowCounter, gunzip_lines
+from bingo_host.backup.dumpfile import GzipReader, gunzip_statements
+from bingo_host.backup.statements import Parser
 from bingo_host.cli import main
 from bingo_host.config import load_config_text
 from tests.aws_servers import REGION
@@ -23,6 +25,7 @@ from tests.aws_servers import REGION
 # The same three tables as mariadb-dump 10.11 (one row a line) and older clients (one line).
 DUMP_1011 = b"""/*M!999999\\- enable the sandbox mode */
 -- MariaDB dump 10.19
+/*!40111 SET @OLD_SQL_NOTES=@@SQL_NOTES, SQL_NOTES=0 */;
 DROP TABLE IF EXISTS `games`;
 CREATE TABLE `games` (
   `id` int(11) NOT NULL,
@@ -52,22 +55,27 @@ DUMP_OLD = (b"CREATE TABLE `games` (\n  `id` int(11) NOT NULL\n);\n"
 
 @pytest.mark.parametrize("dump", [DUMP_1011, DUMP_OLD], ids=["10.11", "older"])
 def test_rows_are_counted_in_either_insert_layout(dump):
-    counter = RowCounter()
-    for line in dump.splitlines(keepends=True):
-        counter.feed(line)
-    assert counter.tables == {"games": 3, "we`ird": 1, "empty": 0}
-    assert counter.complete
+    parser = Parser()
+    for line in dump.splitlines():
+        parser.feed(line)
+    parser.finish()
+    assert parser.tables == {"games": 3, "we`ird": 1, "empty": 0}
+    assert parser.complete
 
 
 def _gz_chunks(data: bytes, size: int = 7) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-def test_gunzip_gives_the_lines_back_and_checks_the_sha256():
+def test_gunzip_gives_the_checked_statements_line_for_line_and_checks_the_sha256():
     gz = gzip.compress(DUMP_1011)
-    assert b"".join(gunzip_lines(_gz_chunks(gz), hashlib.sha256(gz).hexdigest())) == DUMP_1011
+    text = b"".join(gunzip_statements(_gz_chunks(gz), hashlib.sha256(gz).hexdigest()))
+    # Comments and mariadb-dump's sandbox line (the load runs --sandbox itself) become blank
+    # lines: the client's line numbers stay the dump's (spaces between tokens: one at most).
+    assert text.splitlines() == [b"" if line.startswith((b"--", b"/*M!999999")) else line.strip()
+                                 for line in DUMP_1011.splitlines()]
     with pytest.raises(BackupError, match="sha256"):
-        list(gunzip_lines(_gz_chunks(gz), "0" * 64))
+        list(gunzip_statements(_gz_chunks(gz), "0" * 64))
 
 
 @pytest.mark.parametrize("data,reason", [
@@ -76,15 +84,15 @@ def test_gunzip_gives_the_lines_back_and_checks_the_sha256():
     (gzip.compress(DUMP_1011) + b"junk", "after the end"),
     (gzip.compress(DUMP_1011.rsplit(b"-- Dump completed", 1)[0]), "incomplete"),
     (b"not gzip at all", "not a valid gzip"),
-    (gzip.compress(b"USE `mysql`;\n" + DUMP_1011), "never runs"),
-    (gzip.compress(b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `bingo`;\n" + DUMP_1011), "never runs"),
-    (gzip.compress(b"\\! touch /tmp/pwned\n" + DUMP_1011), "never runs"),
-    (gzip.compress(b"GRANT ALL ON *.* TO x;\n" + DUMP_1011), "never runs"),
+    (gzip.compress(b"USE `mysql`;\n" + DUMP_1011), "line 1 of the dump is refused"),
+    (gzip.compress(b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `bingo`;\n" + DUMP_1011), "line 1 "),
+    (gzip.compress(b"\\! touch /tmp/pwned\n" + DUMP_1011), "line 1 "),
+    (gzip.compress(b"GRANT ALL ON *.* TO x;\n" + DUMP_1011), "line 1 "),
 ], ids=["truncated", "corrupt", "trailing-junk", "no-trailer", "not-gzip", "use", "create-database",
         "shell-escape", "grant"])
 def test_a_bad_dump_raises_before_it_counts_as_loaded(data, reason):
     with pytest.raises(BackupError, match=reason):
-        list(gunzip_lines(_gz_chunks(data, 64)))
+        list(gunzip_statements(_gz_chunks(data, 64)))
 
 
 # -- S3 on moto --
@@ -112,7 +120,7 @@ def test_a_large_dump_streams_as_an_encrypted_tagged_multipart_upload(s3, monkey
              b"(0,'');\n", b"-- Dump completed\n"]
     reader = GzipReader(iter(lines))
     store.upload(s3, "bingo-backups", "p/bingo-20260101T000000Z.sql.gz", reader, {"bingo-host:managed": "true"})
-    assert reader.counter.tables == {"t": 120_001} and reader.counter.complete
+    assert reader.parser.tables == {"t": 120_001} and reader.parser.complete
     head = s3.head_object(Bucket="bingo-backups", Key="p/bingo-20260101T000000Z.sql.gz")
     assert head["ContentLength"] == reader.size > store.PART_SIZE
     assert head["ServerSideEncryption"] == "AES256"
@@ -360,3 +368,158 @@ def test_option_files_verify_an_external_servers_certificate():
     assert "ssl-ca=/etc/bingo-host/rds.pem\nssl-verify-server-cert\n" in text
     with option_file(Login("/run/mysqld/mysqld.sock", "localhost", 3306, "root", None)) as path:
         assert "ssl" not in open(path).read()
+
+
+# -- the load's layers, each alone, on a real server and the real client --
+
+def _root_sql(sock: str, sql: str, database: str = "") -> str:
+    import subprocess
+
+    return subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-N", "-B", "-e", sql, *filter(None, [database])],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_the_clients_sandbox_alone_stops_shell_commands(tcp_mariadb, tmp_path):
+    """Fed raw (no parser in front), the client as the load runs it refuses `system` and `\\!`."""
+    import subprocess
+
+    from bingo_host.backup.database import Login, load_argv, option_file, require_sandbox
+
+    require_sandbox()  # Debian 12's client has it
+    _root_sql(tcp_mariadb.socket, "CREATE DATABASE IF NOT EXISTS sandboxed")
+    for n, line in enumerate([f"system touch {tmp_path}/a", f"SELECT 1; \\! touch {tmp_path}/b",
+                              f"\\! touch {tmp_path}/c"]):
+        with option_file(Login(tcp_mariadb.socket, "localhost", 3306, "root", None)) as options:
+            r = subprocess.run(load_argv(options, "sandboxed"), input=(line + "\n").encode(), capture_output=True)
+        # --sandbox refuses `system`; --binary-mode does not know `\!` at all (either stops it)
+        assert r.returncode != 0 and re.search(rb"sandbox|Unknown command '\\!'", r.stderr), (line, r.stderr)
+    assert os.listdir(tmp_path) == [p for p in os.listdir(tmp_path) if p.endswith(".cnf")]
+
+
+def test_a_client_without_sandbox_is_refused_before_anything_is_loaded(tcp_mariadb, s3, tmp_path, monkeypatch):
+    """A client older than 10.5.25/10.6.18/10.11.8 (here one whose help lists no --sandbox)."""
+    from bingo_host.backup import database, run
+    from bingo_host.facts import platforms
+
+    old = tmp_path / "mariadb"
+    old.write_text("#!/bin/sh\necho 'mariadb  Ver 15.1 Distrib 10.5.16-MariaDB'\necho '  --binary-mode  Binary mode'\n")
+    old.chmod(0o755)
+    monkeypatch.setattr(database, "CLIENT", str(old))
+    with pytest.raises(BackupError, match=r"client \(mariadb  Ver 15.1 Distrib 10.5.16-MariaDB\) has no --sandbox"):
+        database.require_sandbox()
+    monkeypatch.setattr(database, "CLIENT", str(tmp_path / "absent"))
+    with pytest.raises(BackupError, match="cannot run the .*absent client"):
+        database.require_sandbox()
+    monkeypatch.setattr(database, "CLIENT", str(old))
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    _put(s3, "bingo-host/bingo-29991231T235959Z.sql.gz")
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
+    with pytest.raises(BackupError, match="has no --sandbox"):
+        run.restore(cfg, platforms.get("debian12"), "latest", s3=s3, echo=print)
+    assert "bingo_restore" not in _root_sql(tcp_mariadb.socket, "SHOW DATABASES").split()
+
+
+def test_the_checked_text_of_a_real_dump_loads_to_the_same_tables(tcp_mariadb):
+    """The fixture dump as the plain client loads it, and its checked text as a restore loads it
+    (--sandbox --binary-mode), make the same tables."""
+    import subprocess
+    from pathlib import Path
+
+    from bingo_host.backup.database import Login, load_argv, option_file
+
+    fixtures = Path(__file__).parent / "fixtures" / "dumps"
+    sock = tcp_mariadb.socket
+    _root_sql(sock, "CREATE DATABASE sample; CREATE DATABASE sample_copy")
+    subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "sample"], check=True,
+                   input=(fixtures / "mariadb-dump-10.11.sql").read_bytes())
+    text = b"".join(gunzip_statements([gzip.compress((fixtures / "mariadb-dump-10.11.sql").read_bytes())]))
+    with option_file(Login(sock, "localhost", 3306, "root", None)) as options:
+        subprocess.run(load_argv(options, "sample_copy"), input=text, check=True)
+    tables = "games, `tick``ets`, empty_one"
+    def sums(db):
+        return [line.split("\t")[1] for line in _root_sql(sock, f"CHECKSUM TABLE {tables}", db).splitlines()]
+    assert sums("sample_copy") == sums("sample")
+    _root_sql(sock, "DROP DATABASE sample; DROP DATABASE sample_copy")
+
+
+def test_grants_escape_wildcards_in_the_database_name(tcp_mariadb):
+    """`mysq_`.* unescaped covers `mysql`: the converge step's grant names only `mysq_` and is
+    kept as it is on the next run."""
+    from bingo_host.converge.steps import mariadb as step
+    from bingo_host.facts import mariadb
+
+    sock = tcp_mariadb.socket
+    changes = []
+    ctx = SimpleNamespace(change=lambda what, fn: (changes.append(what), fn()))
+    wanted = {("ALL PRIVILEGES", mariadb.schema_grant("mysq_"))}
+    conn = mariadb.connect(sock)
+    try:
+        with conn.cursor() as cur:
+            for _ in range(2):
+                step._ensure_user(ctx, cur, "wild", "localhost", "wild-Passw0rd-1", wanted, "app",
+                                  lambda u, p: mariadb.can_login(sock, u, p))
+            assert mariadb.grants(cur, "wild") == {("ALL PRIVILEGES", "`mysq\\_`.*")}
+    finally:
+        conn.close()
+    assert changes == ["create the app user wild@localhost", "grant wild ALL PRIVILEGES ON `mysq\\_`.*"]
+    import pymysql
+    wild = mariadb.connect(sock, "wild", "wild-Passw0rd-1")
+    try:
+        with wild.cursor() as cur, pytest.raises(pymysql.err.OperationalError, match="denied"):
+            cur.execute("SELECT * FROM mysql.global_priv")
+    finally:
+        wild.close()
+        _root_sql(sock, "DROP USER wild@localhost")
+    assert mariadb.schema_grant("a%b\\c`d") == "`a\\%b\\\\c``d`.*"
+
+
+def test_a_trigger_and_hostile_names_and_values_neither_miscount_nor_reach_the_client(
+        tcp_mariadb, s3, tmp_path, monkeypatch):
+    """What the app itself wrote: a table named with backticks and quotes, a trigger whose body
+    holds `INSERT INTO ... VALUES (`, values holding client commands and row syntax. The backup
+    leaves the trigger out (and says so), counts each row once; the restore brings the rows back
+    as they were, runs nothing, loads no trigger (and refuses while the live table has one:
+    MariaDB cannot rename a table with a trigger into another schema)."""
+    import pymysql
+
+    from bingo_host.backup import run
+    from bingo_host.facts import platforms
+
+    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
+    cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
+                           f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
+    platform = platforms.get("debian12")
+    table = "`we``ird \"t' (x`"
+    values = [f"system touch {tmp_path}/a", f"x'); \\! touch {tmp_path}/b; --", "'),(',(", "INSERT INTO `y` VALUES ("]
+    app = pymysql.connect(host="127.0.0.2", port=tcp_mariadb.port, user="extapp", password=EXT_PASSWORD,
+                          database="bingo", autocommit=True)
+    try:
+        with app.cursor() as cur:
+            cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v TEXT)")
+            cur.execute(f"CREATE TRIGGER `trg` BEFORE INSERT ON {table} FOR EACH ROW "
+                        "SET NEW.v = CONCAT(NEW.v, ' INSERT INTO `x` VALUES (1),(2);')")
+            cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", list(enumerate(values)))
+            cur.execute(f"SELECT id, v FROM {table} ORDER BY id")
+            before = cur.fetchall()
+        said = []
+        record = run.backup(cfg, platform, s3=s3, state_file=str(tmp_path / "b.json"), echo=said.append)
+        assert record["tables"]["we`ird \"t' (x"] == 4
+        assert any("leaves out the triggers of bingo (trg)" in line for line in said), said
+        with app.cursor() as cur:
+            cur.execute(f"DELETE FROM {table}")
+        with pytest.raises(BackupError, match=r"tables with triggers cannot move .*\(trg in bingo\)"):
+            run.restore(cfg, platform, "latest", s3=s3, echo=print)
+        with app.cursor() as cur:
+            cur.execute("DROP TRIGGER `trg`")
+        run.restore(cfg, platform, "latest", s3=s3, echo=print)
+        with app.cursor() as cur:
+            cur.execute(f"SELECT id, v FROM {table} ORDER BY id")
+            assert cur.fetchall() == before
+            cur.execute("SHOW TRIGGERS")
+            assert cur.fetchall() == ()
+        assert not {"a", "b"} & set(os.listdir(tmp_path))  # no shell command ran
+    finally:
+        with app.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        app.close()

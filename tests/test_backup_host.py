@@ -5,6 +5,7 @@ moto (reached through AWS_ENDPOINT_URL_S3, as an operator's drop-in would set it
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import time
 from types import SimpleNamespace
@@ -63,6 +64,13 @@ def app_sql(host, sql: str) -> str:
     return r.stdout
 
 
+def restore_sql(host, sql: str):
+    """Run sql as the restore user (the account the load logs in as)."""
+    password = host.read_file("/etc/bingo-host/db-restore-password").strip()
+    return host.run(["mariadb", "-u", "bingorestore", "-N", "-B", "-e", sql], env={"MYSQL_PWD": password},
+                    check=False)
+
+
 def start(host, unit: str):
     r = host.run(["systemctl", "start", unit], check=False, timeout=600)
     journal = host.run(["journalctl", "-u", unit, "--no-pager", "-o", "cat"]).stdout
@@ -79,7 +87,7 @@ def status(backups) -> dict:
     return json.loads(r.stdout)
 
 
-def test_bootstrap_installs_the_timers_and_a_dump_user_that_can_only_read_the_app_database(backups):
+def test_bootstrap_installs_the_timers_and_dump_and_restore_users_confined_to_their_schemas(backups):
     host = backups.host
     for timer in ("bingo-host-backup.timer", "bingo-host-restore-drill.timer"):
         assert host.run(["systemctl", "is-enabled", timer], check=False).stdout.strip() == "enabled"
@@ -87,7 +95,27 @@ def test_bootstrap_installs_the_timers_and_a_dump_user_that_can_only_read_the_ap
     grants = host.run(["mariadb", "-N", "-B", "-e", "SHOW GRANTS FOR bingodump@localhost"]).stdout
     assert "GRANT SELECT, SHOW VIEW, TRIGGER ON `bingo`.* TO `bingodump`@`localhost`" in grants
     assert "RELOAD" not in grants and "ALL PRIVILEGES" not in grants
-    assert host.run(["stat", "-c", "%a %U", "/etc/bingo-host/db-dump-password"]).stdout.split() == ["600", "root"]
+    for secret in ("db-dump-password", "db-restore-password"):
+        assert host.run(["stat", "-c", "%a %U", f"/etc/bingo-host/{secret}"]).stdout.split() == ["600", "root"]
+    grants = host.run(["mariadb", "-N", "-B", "-r", "-e", "SHOW GRANTS FOR bingorestore@localhost"]).stdout
+    privileges = "SELECT, INSERT, CREATE, DROP, REFERENCES, INDEX, ALTER, LOCK TABLES"
+    assert sorted(grants.splitlines()[1:]) == [  # '_' escaped: bingo_restore, not bingo?restore
+        f"GRANT {privileges} ON `bingo\\_drill`.* TO `bingorestore`@`localhost`",
+        f"GRANT {privileges} ON `bingo\\_restore`.* TO `bingorestore`@`localhost`"], grants
+    # Alone, the account can touch nothing but those two schemas: not the live one, not the
+    # grants, not a schema the unescaped '_' would have matched.
+    host.run(["mariadb", "-e", "CREATE DATABASE bingo_drill; CREATE DATABASE bingoxrestore"])
+    try:
+        assert restore_sql(host, "CREATE TABLE bingo_drill.t (id INT); INSERT INTO bingo_drill.t VALUES (1); "
+                                 "DROP TABLE bingo_drill.t").returncode == 0
+        for sql in ("CREATE TABLE bingo.t (id INT)", "CREATE TABLE bingoxrestore.t (id INT)",
+                    "SELECT * FROM mysql.global_priv", "USE mysql", "CREATE DATABASE other",
+                    "GRANT ALL ON *.* TO bingorestore@localhost", "DROP DATABASE bingo",
+                    "CREATE USER x@localhost", "SELECT * FROM bingo.games"):
+            r = restore_sql(host, sql)
+            assert r.returncode != 0 and "denied" in r.stderr, (sql, r.stderr)
+    finally:
+        host.run(["mariadb", "-e", "DROP DATABASE bingo_drill; DROP DATABASE bingoxrestore"])
     again = host.run([BIN, "bootstrap"], check=False, timeout=600)
     assert again.returncode == 0 and "already converged, nothing changed" in again.stdout, again.stdout
 
@@ -193,3 +221,54 @@ def test_a_drill_verifies_the_latest_dump_and_a_planted_mismatch_turns_status_de
     (problem,) = [p for p in report["problems"] if p["check"] == "backups.restore_drill"]
     assert "tickets" in problem["message"] and problem["severity"] == "error"
     assert "bingo_drill" not in host.run(["mariadb", "-N", "-B", "-e", "SHOW DATABASES"]).stdout.split()
+
+
+# What an attacker who can write to the bucket plants (issue 21): each the whole statement of a
+# line put into a real dump, under a far-future name with a matching sidecar, so it is `latest`.
+HOSTILE = {
+    "system": b"system touch /root/pwned-system",
+    "mid-line shell": b"SELECT 1; \\! touch /root/pwned-bang",
+    "versioned grant": b"/*!50001 GRANT ALL PRIVILEGES ON *.* TO 'bingoapp'@'localhost' WITH GRANT OPTION */;",
+    "use": b"USE`mysql`;",
+    "update grants": b"UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 1073741823) "
+                     b"WHERE User = 'bingoapp';",
+    "connect": b"connect mysql",
+}
+
+
+def accounts(host) -> str:
+    """Every account, its privileges and its grants, as root sees them."""
+    rows = host.run(["mariadb", "-N", "-B", "-e", "SELECT User, Host, Priv FROM mysql.global_priv "
+                     "ORDER BY User, Host"]).stdout
+    grants = [host.run(["mariadb", "-N", "-B", "-e", f"SHOW GRANTS FOR '{u}'@'{h}'"], check=False).stdout
+              for u, h, _ in (line.split("\t", 2) for line in rows.splitlines())]
+    return rows + "".join(grants)
+
+
+def test_hostile_dumps_are_refused_by_restore_and_drill_naming_the_line(backups):
+    host, s3 = backups.host, backups.s3
+    real = dumps(s3)[-1]
+    lines = gzip.decompress(s3.get_object(Bucket=BUCKET, Key=real)["Body"].read()).split(b"\n")
+    sidecar = json.loads(s3.get_object(Bucket=BUCKET, Key=real + ".json")["Body"].read())
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"INSERT INTO `games`")) - 1
+    key = f"{PREFIX}bingo-29991231T235959Z.sql.gz"
+    live = "CHECKSUM TABLE games, tickets; SELECT COUNT(*) FROM games"
+    before = (app_sql(host, live), accounts(host))
+    try:
+        for name, statement in HOSTILE.items():
+            body = gzip.compress(b"\n".join(lines[:at] + [statement] + lines[at:]))
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            s3.put_object(Bucket=BUCKET, Key=key + ".json", Body=json.dumps(
+                {**sidecar, "key": key, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}).encode())
+            for argv in (["restore", "--dump", "latest"], ["restore-drill"]):
+                r = backups.bingo(*argv)
+                assert r.returncode == 1, (name, argv, r.stdout, r.stderr)
+                assert f"line {at + 1} of the dump is refused" in r.stderr, (name, argv, r.stderr)
+                assert "Traceback" not in r.stderr
+        assert host.run(["sh", "-c", "ls /root/pwned-* 2>/dev/null"], check=False).stdout == ""
+        assert (app_sql(host, live), accounts(host)) == before
+        schemas = host.run(["mariadb", "-N", "-B", "-e", "SHOW DATABASES"]).stdout.split()
+        assert "bingo_restore" not in schemas and "bingo_drill" not in schemas
+    finally:
+        for k in (key, key + ".json"):
+            s3.delete_object(Bucket=BUCKET, Key=k)

@@ -150,7 +150,8 @@ def test_accounts_of_a_reattached_datadir_are_reported_then_removed(bootstrapped
         removed = bootstrapped.bingo("bootstrap", "--remove-unknown-db-accounts")
         assert removed.returncode == 0, removed.stdout + removed.stderr
         users = ti.run("mariadb -N -B -e 'SELECT User FROM mysql.user'").stdout.split()
-        assert sorted(users) == ["bingoapp", "bingobackup", "bingodump", "mariadb.sys", "mysql", "root"]
+        assert sorted(users) == ["bingoapp", "bingobackup", "bingodump", "bingorestore", "mariadb.sys",
+                                 "mysql", "root"]
         again = bootstrapped.bingo("bootstrap")
         assert "already converged" in again.stdout and "warning" not in again.stdout, again.stdout
         assert json.loads(bootstrapped.bingo("status", "--json").stdout)["database"]["unknown_accounts"] == []

@@ -12,9 +12,14 @@ its row counts match the sidecar: a failed, truncated or corrupt load changes no
 A drill does the same into a scratch database, compares, drops it, and records the result
 for `status`.
 
-Modules: dumpfile.py (the stream: gzip, row counting, the lines refused), store.py (S3),
-database.py (credentials, mariadb-dump and mariadb, staging databases, the swap),
-run.py (backup, restore, drill in order, and their records).
+The load trusts nothing in the bucket: the client (--sandbox --binary-mode) reads only the
+statements an allowlist parser checked, logged in as an account that can write only the
+staging and drill schemas; the swap is a separate privileged session.
+
+Modules: statements.py (the allowlist parser: what the client may read, the row counts),
+dumpfile.py (the stream: gzip both ways, bounded), store.py (S3), database.py (credentials,
+mariadb-dump and mariadb, staging databases, the swap), run.py (backup, restore, drill in
+order, and their records).
 """
 
 from ..errors import BingoHostError

@@ -1,25 +1,36 @@
 """Who the dump and the load log in as, the commands they run, and the SQL around them.
 
 On a local server the dump runs as the dump user (SELECT, SHOW VIEW, TRIGGER on the app
-database only) and the load, the staging databases and the swap as MariaDB's root over the
-unix socket. On an external server (Aurora) the dump uses the config's database user, and the
-load uses the master login of `database.admin_secret` (the app's own user may use only its
-database, not create the `<name>_restore`, `<name>_replaced` and `<name>_drill` schemas); without
-an admin_secret, the app's user, which then needs those schemas granted. Over TCP with
-`database.tls_ca`, the clients verify the server's certificate as bingo-host's own logins do.
-Passwords reach the clients in a 0600 option file that is removed afterwards: never on a
-command line, never in the environment.
+database only); the load as the restore user, which may create and write only the
+`<name>_restore` and `<name>_drill` schemas; creating and dropping those schemas and the swap
+into the live one as MariaDB's root over the unix socket, in sessions of their own that never
+read the dump. On an external server (Aurora) the dump uses the config's database user, and
+the load, the staging schemas and the swap the master login of `database.admin_secret` (the
+app's own user may use only its database, not create the `<name>_restore`, `<name>_replaced`
+and `<name>_drill` schemas); without an admin_secret, the app's user, which then needs those
+schemas granted. bingo-host makes no restore account there (every host of the database would
+reset its password): the load's other layers hold, its privileges are the master login's.
+Over TCP with `database.tls_ca`, the clients verify the server's certificate as bingo-host's
+own logins do. Passwords reach the clients in a 0600 option file that is removed afterwards:
+never on a command line, never in the environment.
+
+The client runs with --sandbox (no `system`, `\\!`, `source`, `tee`: nothing touches the file
+system) and --binary-mode (no client commands but `\\C` and DELIMITER), and a client without
+--sandbox is refused. The option came in MariaDB 10.5.25, 10.6.18, 10.11.8 and 11.0.6 (see
+facts/platforms.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 from .. import layout
+from ..errors import BingoHostError
 from . import BackupError
 
 LOCK_WAIT = 30  # seconds the swap's RENAME TABLE may wait for the app's running statements
@@ -73,6 +84,19 @@ def admin_login(cfg, platform) -> Login:
     return Login(platform.mariadb_socket, "localhost", db.port, "root", None)
 
 
+def load_login(cfg, platform) -> Login:
+    """Who the client loading a dump logs in as: the restore user on a local server."""
+    if not cfg.database.local:
+        return admin_login(cfg, platform)
+    from .. import secrets
+
+    password = secrets.read_file(layout.RESTORE_PASSWORD_FILE)
+    if password is None:
+        raise BackupError(f"no restore password in {layout.RESTORE_PASSWORD_FILE}: run `bingo-host "
+                          f"bootstrap`, which creates it with the {layout.RESTORE_DB_USER} user")
+    return Login(platform.mariadb_socket, "localhost", cfg.database.port, layout.RESTORE_DB_USER, password)
+
+
 @contextmanager
 def option_file(login: Login) -> Iterator[str]:
     """A [client] option file (0600, removed on exit) that the mariadb tools read first."""
@@ -98,15 +122,40 @@ def option_file(login: Login) -> Iterator[str]:
 def dump_argv(options: str, database: str) -> list[str]:
     # --single-transaction: one consistent snapshot, no table locks (InnoDB); --quick: row by row,
     # never a table in memory; --no-tablespaces: needs no PROCESS privilege; --hex-blob: binary
-    # values as 0x..., never raw bytes in the text.
+    # values as 0x..., never raw bytes in the text; --skip-triggers: a trigger's body is any SQL,
+    # run later with its definer's rights, which no allowlist can vet (statements.py refuses it).
     return ["mariadb-dump", f"--defaults-extra-file={options}", "--single-transaction", "--quick",
-            "--no-tablespaces", "--skip-lock-tables", "--hex-blob", "--default-character-set=utf8mb4",
-            database]
+            "--no-tablespaces", "--skip-lock-tables", "--hex-blob", "--skip-triggers",
+            "--default-character-set=utf8mb4", database]
+
+
+def triggers(cur, database: str) -> list[str]:
+    cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA=%s "
+                "ORDER BY TRIGGER_NAME", (database,))
+    return [row[0] for row in cur.fetchall()]
+
+
+CLIENT = "mariadb"
+SANDBOX = re.compile(r"^\s*--sandbox\s", re.M)
+
+
+def require_sandbox() -> None:
+    """Refuse to load with a client that has no --sandbox (its own help lists its options)."""
+    from .. import subp
+
+    try:
+        out = subp.run([CLIENT, "--no-defaults", "--help", "--verbose"], timeout=60).stdout
+    except BingoHostError as exc:
+        raise BackupError(f"cannot run the {CLIENT} client: {exc}") from None
+    if not SANDBOX.search(out):
+        version = out.splitlines()[0] if out else "unknown version"
+        raise BackupError(f"the {CLIENT} client ({version}) has no --sandbox: restores need MariaDB "
+                          "10.5.25, 10.6.18, 10.11.8, 11.0.6 or later; upgrade the client package")
 
 
 def load_argv(options: str, database: str) -> list[str]:
-    return ["mariadb", f"--defaults-extra-file={options}", "--batch", "--default-character-set=utf8mb4",
-            database]
+    return [CLIENT, f"--defaults-extra-file={options}", "--batch", "--sandbox", "--binary-mode",
+            "--default-character-set=utf8mb4", database]
 
 
 @contextmanager
@@ -139,7 +188,9 @@ def ident(name: str) -> str:
 
 def side_names(database: str) -> dict[str, str]:
     """The staging, replaced and drill schemas of a database (at most 64 characters each)."""
-    names = {kind: f"{database[:50]}_{kind}" for kind in ("restore", "replaced", "drill")}
+    from ..facts.mariadb import side_schemas
+
+    names = side_schemas(database)
     if database in names.values():
         raise BackupError(f"database.name {database} collides with the name of its own "
                           "restore schema: cannot restore into it")
@@ -184,6 +235,9 @@ def swap(cur, live: str, staging: str, replaced: str) -> None:
     if views:
         raise BackupError(f"views cannot move between databases ({', '.join(sorted(views))}): "
                           "restore them by hand")
+    if names := triggers(cur, live):  # MariaDB: "Trigger in wrong schema"
+        raise BackupError(f"tables with triggers cannot move between databases ({', '.join(names)} in "
+                          f"{live}): drop them, restore, and create them again")
     create_empty(cur, replaced, live)
     pairs = [f"{ident(live)}.{ident(t)} TO {ident(replaced)}.{ident(t)}" for t in sorted(tables(cur, live))]
     pairs += [f"{ident(staging)}.{ident(t)} TO {ident(live)}.{ident(t)}" for t in sorted(tables(cur, staging))]

@@ -1,71 +1,34 @@
-"""The dump as a stream: gzip on the way out with row counting, gunzip on the way in with checks.
+"""The dump as a stream: gzip on the way out, gunzip on the way in, both through the statement
+parser (statements.py), which checks every statement and counts the rows.
 
-Row counts come from the INSERT statements mariadb-dump writes: a string value never spans a
-line (mariadb-dump escapes newlines), so stripping the quoted strings from each line leaves one
-'(' per row, whether the dump puts rows on one line (older clients) or one a line (10.11).
+Memory stays bounded whatever the gzip holds: it is inflated CHUNK bytes at a time, and a line
+longer than statements.LINE_MAX is refused before more of it is kept (a 1 MiB gzip can inflate
+to a single 1 GiB line).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from typing import Iterable, Iterator
 
 from . import BackupError
+from .statements import LINE_MAX, Parser, Refused, _size
 
 CHUNK = 256 * 1024
-TRAILER = b"-- Dump completed"  # mariadb-dump's last line (with --comments, its default)
-_STRING = re.compile(rb"'(?:[^'\\]|\\.|'')*'")
-_IDENT = rb"`((?:[^`]|``)+)`"
-_INSERT = re.compile(rb"INSERT INTO " + _IDENT + rb" VALUES")
-_CREATE = re.compile(rb"CREATE TABLE " + _IDENT + rb" \(")
-# Statements a dump of one database never holds and a restore must never run: they would act
-# outside the staging database (a dump made with --databases or --all-databases, or worse), and
-# the client's backslash commands (\! runs a shell).
-_REFUSED = re.compile(rb"\s*(?:USE\s|CREATE\s+DATABASE|CREATE\s+SCHEMA|DROP\s+DATABASE|DROP\s+SCHEMA"
-                      rb"|GRANT\s|CREATE\s+USER|ALTER\s+USER|DROP\s+USER|SET\s+PASSWORD|\\)", re.I)
-
-
-def _name(raw: bytes) -> str:
-    return raw.replace(b"``", b"`").decode("utf-8", errors="replace")
-
-
-class RowCounter:
-    """Feed it the dump's lines; .tables is {table: rows}, .complete whether the trailer came."""
-
-    def __init__(self):
-        self.tables: dict[str, int] = {}
-        self.complete = False
-        self._table: str | None = None
-
-    def feed(self, line: bytes) -> None:
-        if self._table is None:
-            if m := _INSERT.match(line):
-                self._table = _name(m.group(1))
-                line = line[m.end():]
-            else:
-                if m := _CREATE.match(line):
-                    self.tables.setdefault(_name(m.group(1)), 0)
-                elif line.startswith(TRAILER):
-                    self.complete = True
-                return
-        body = _STRING.sub(b"", line).rstrip()
-        self.tables[self._table] = self.tables.get(self._table, 0) + body.count(b"(")
-        if body.endswith(b";"):
-            self._table = None
 
 
 class GzipReader:
-    """A file-like reader over the dump's lines, gzip-compressed, for a streaming upload;
-    counts rows, sizes and hashes what it hands out."""
+    """A file-like reader over mariadb-dump's lines, gzip-compressed, for a streaming upload;
+    parses them (a dump a restore would refuse fails the backup), counts rows, sizes and hashes
+    what it hands out."""
 
     def __init__(self, lines: Iterable[bytes]):
         self._lines = iter(lines)
         self._gz = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container
         self._buf = bytearray()
         self._done = False
-        self.counter = RowCounter()
+        self.parser = Parser()
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -76,12 +39,13 @@ class GzipReader:
         while not self._done and (n < 0 or len(self._buf) < n):
             pending = []
             for line in self._lines:
-                self.counter.feed(line)
+                self.parser.feed(line[:-1] if line.endswith(b"\n") else line)
                 pending.append(line)
                 if sum(map(len, pending)) >= CHUNK:
                     break
             else:
                 self._done = True
+                self.parser.finish()
             self._buf += self._gz.compress(b"".join(pending))
             if self._done:
                 self._buf += self._gz.flush()
@@ -93,39 +57,54 @@ class GzipReader:
         return out
 
 
-def gunzip_lines(chunks: Iterable[bytes], expected_sha256: str | None = None) -> Iterator[bytes]:
-    """The dump's lines from its gzip chunks. Raises BackupError on a corrupt or truncated gzip,
-    a sha256 other than the sidecar's, a refused statement, or a dump without mariadb-dump's
-    last line, before the caller can treat the load as complete."""
+def _inflate(chunks: Iterable[bytes], digest) -> Iterator[bytes]:
+    """The gzip's content, at most CHUNK bytes at a time."""
     gz = zlib.decompressobj(31)
-    digest = hashlib.sha256()
-    rest = b""
-    seen_trailer = False
-    lineno = 0
     for chunk in chunks:
         digest.update(chunk)
-        try:
-            data = rest + gz.decompress(chunk)
-        except zlib.error as exc:
-            raise BackupError(f"the dump is not a valid gzip stream ({exc})") from None
-        if gz.unused_data:
-            raise BackupError("the dump has data after the end of its gzip stream")
-        *lines, rest = data.split(b"\n")
-        for line in lines:
-            lineno += 1
-            if _REFUSED.match(line):
-                raise BackupError(f"line {lineno} of the dump is a statement a restore never runs: "
-                                  f"{line[:40].decode(errors='replace')!r}")
-            seen_trailer = line.startswith(TRAILER)
-            yield line + b"\n"
+        data, out = chunk, b""
+        while data or len(out) == CHUNK:  # a full CHUNK may leave output inside zlib
+            try:
+                out = gz.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise BackupError(f"the dump is not a valid gzip stream ({exc})") from None
+            if gz.unused_data:
+                raise BackupError("the dump has data after the end of its gzip stream")
+            data = gz.unconsumed_tail
+            yield out
     if not gz.eof:
         raise BackupError("the dump is truncated (its gzip stream ends early)")
-    if rest:
-        seen_trailer = rest.startswith(TRAILER)
-        yield rest
+
+
+def gunzip_statements(chunks: Iterable[bytes], expected_sha256: str | None = None,
+                      parser: Parser | None = None) -> Iterator[bytes]:
+    """The text the client may read, from the dump's gzip chunks: its statements, each checked
+    (statements.Parser; its row counts in `parser`). Raises BackupError on a corrupt or truncated
+    gzip, a refused statement or line, a sha256 other than the sidecar's, or a dump without
+    mariadb-dump's last line, before the caller can treat the load as complete."""
+    parser = parser if parser is not None else Parser()
+    digest = hashlib.sha256()
+    pending = bytearray()
+    for out in _inflate(chunks, digest):
+        start = 0
+        while (newline := out.find(b"\n", start)) >= 0:
+            if pending:
+                pending += out[start:newline]
+                line = bytes(pending)
+                pending.clear()
+            else:
+                line = out[start:newline]
+            yield parser.feed(line)
+            start = newline + 1
+        pending += out[start:]
+        if len(pending) > LINE_MAX:
+            raise Refused(parser.lineno + 1, f"a line longer than {_size(LINE_MAX)}")
+    if pending:  # mariadb-dump ends its last line too: this one was cut off
+        raise BackupError(f"the dump is incomplete: line {parser.lineno + 1}, its last, is cut off")
+    parser.finish()
     if expected_sha256 and digest.hexdigest() != expected_sha256:
         raise BackupError(f"the dump's sha256 {digest.hexdigest()[:12]}... differs from its record's "
                           f"{expected_sha256[:12]}...: it changed after the backup")
-    if not seen_trailer:
+    if not parser.complete:
         raise BackupError("the dump is incomplete: it does not end with mariadb-dump's "
                           "'-- Dump completed' line")

@@ -19,7 +19,7 @@ from .. import state, subp
 from ..errors import BingoHostError
 from ..ops.lock import backup_lock
 from . import BackupError, database, store
-from .dumpfile import GzipReader, gunzip_lines
+from .dumpfile import GzipReader, gunzip_statements
 
 log = logging.getLogger(__name__)
 DUMP_TIMEOUT = 6 * 3600
@@ -77,6 +77,10 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
 def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
     b, db = cfg.backups, cfg.database
     login = database.dump_login(cfg, platform)
+    with database.session(login, "listing the app database's triggers") as cur:
+        if names := database.triggers(cur, db.name):
+            echo(f"warning: the dump leaves out the triggers of {db.name} ({', '.join(names)}): "
+                 "a restore does not load triggers; recreate them by hand after one")
     uploaded = False
     try:
         with database.option_file(login) as options, \
@@ -85,7 +89,7 @@ def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
             store.upload(s3, b.bucket, key, reader, _tags(cfg))
             uploaded = True
             dump.finish(DUMP_TIMEOUT)
-        if not reader.counter.complete:
+        if not reader.parser.complete:
             raise BackupError("mariadb-dump stopped before its last line: the dump is incomplete")
     except BaseException:
         if uploaded:  # never leave a partial dump where a restore could pick it
@@ -93,11 +97,11 @@ def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
         raise
     sidecar = {"format": 1, "database": db.name, "key": key, "created": record["started"],
                "bytes": reader.size, "sha256": reader.sha256.hexdigest(),
-               "tables": reader.counter.tables, "host": socket.gethostname()}
+               "tables": reader.parser.tables, "host": socket.gethostname()}
     store.put_sidecar(s3, b.bucket, key, sidecar, _tags(cfg))
-    record.update(bytes=reader.size, tables=reader.counter.tables)
-    echo(f"{record['url']}: {reader.size} bytes, {len(reader.counter.tables)} tables, "
-         f"{sum(reader.counter.tables.values())} rows")
+    record.update(bytes=reader.size, tables=reader.parser.tables)
+    echo(f"{record['url']}: {reader.size} bytes, {len(reader.parser.tables)} tables, "
+         f"{sum(reader.parser.tables.values())} rows")
     deleted = store.prune(s3, store.list_dumps(s3, b.bucket, b.prefix, db.name), b.keep)
     record["deleted"] = [d.url for d in deleted]
     for d in deleted:
@@ -119,21 +123,25 @@ def _latest(cfg, s3) -> store.Dump:
 
 def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None, echo) -> dict[str, int]:
     """Load the dump into `target` (recreated empty); its row counts, checked against the
-    sidecar's. Raises BackupError when anything is wrong: the caller drops `target`."""
-    login = database.admin_login(cfg, platform)
-    with database.session(login, f"creating {target}") as cur:
+    sidecar's. Raises BackupError when anything is wrong: the caller drops `target`.
+    The admin login only makes the empty schema; the client reads only the statements the
+    parser checked, as the restore user, in its sandbox."""
+    database.require_sandbox()
+    loader = database.load_login(cfg, platform)
+    with database.session(database.admin_login(cfg, platform), f"creating {target}") as cur:
         database.create_empty(cur, target, cfg.database.name)
     echo(f"loading {dump.url} into {target}")
-    lines = gunzip_lines(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
-    with database.option_file(login) as options, \
+    text = gunzip_statements(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
+    with database.option_file(loader) as options, \
             subp.Streaming(database.load_argv(options, target), stdin=True) as load:
         try:
-            for line in lines:
-                load.proc.stdin.write(line)
+            for piece in text:
+                load.proc.stdin.write(piece)
         except BrokenPipeError:  # mariadb stopped at an error: finish() says which
-            pass
+            for _ in text:  # still check the rest: a refused statement says more than the error
+                pass
         load.finish(LOAD_TIMEOUT)
-    with database.session(login, f"counting the rows in {target}") as cur:
+    with database.session(loader, f"counting the rows in {target}") as cur:
         counts = database.row_counts(cur, target)
     if sidecar is not None:
         expected = {str(t): n for t, n in sidecar["tables"].items()}

@@ -86,10 +86,25 @@ def unknown_accounts(cur, wanted: set[tuple[str, str]]) -> list[tuple[str, str, 
 
 
 def own_accounts(app_user: str) -> set[tuple[str, str]]:
-    """The accounts bingo-host creates on a local server: the app's, the snapshot's, the dump's."""
+    """The accounts bingo-host creates on a local server: the app's, the snapshot's, the dump's,
+    the restore's."""
     from .. import layout
 
-    return {(u, "localhost") for u in (app_user, layout.BACKUP_DB_USER, layout.DUMP_DB_USER)}
+    return {(u, "localhost") for u in (app_user, layout.BACKUP_DB_USER, layout.DUMP_DB_USER,
+                                       layout.RESTORE_DB_USER)}
+
+
+def schema_grant(database: str) -> str:
+    """The object of GRANT ... ON for all of one database, as SHOW GRANTS writes it. In a
+    database name there, '_' and '%' are wildcards: `mysq_`.* would cover `mysql`. Escaped,
+    they name only themselves."""
+    escaped = database.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+    return "`" + escaped.replace("`", "``") + "`.*"
+
+
+def side_schemas(database: str) -> dict[str, str]:
+    """The staging (restore), replaced and drill schemas of a database (64 characters at most)."""
+    return {kind: f"{database[:50]}_{kind}" for kind in ("restore", "replaced", "drill")}
 
 
 def account_name(user: str, host: str, is_role: bool = False) -> str:

@@ -61,7 +61,9 @@ PLATFORMS: dict[str, Platform] = {
             packages=(
                 "nginx", "python3.11", "python3.11-pip", "python3.11-devel",
                 "gcc", "mariadb-connector-c-devel", "pkgconf-pkg-config",
-                "mariadb105",  # mariadb-dump and mariadb for `backup`/`restore`, external databases too
+                # mariadb-dump and mariadb for `backup`/`restore`, external databases too; a
+                # restore needs the client's --sandbox: mariadb105 >= 10.5.25 (refused before)
+                "mariadb105",
             ),
             mariadb_server_packages=("mariadb105-server",),
             python="/usr/bin/python3.11",
@@ -101,6 +103,8 @@ PLATFORMS: dict[str, Platform] = {
             query_installed_cmd=("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n"),
             packages=(
                 "nginx", "python3", "python3-venv", "python3-dev", "build-essential",
+                # mariadb-client: a restore needs its --sandbox, 10.11.8 or later (bookworm
+                # updates ship 10.11.x past it; an older one is refused before loading)
                 "libmariadb-dev", "pkg-config", "mariadb-client",
             ),
             mariadb_server_packages=("mariadb-server",),

@@ -1,4 +1,4 @@
-"""MariaDB on the data volume: config, datadir, service, the app, backup and dump users.
+"""MariaDB on the data volume: config, datadir, service, the app, backup, dump and restore users.
 
 The datadir is initialised only when it has no `mysql` system schema, into a temporary
 directory that is renamed into place, so a run killed mid-way never leaves a half datadir
@@ -17,6 +17,9 @@ from ...ops import service
 from ...errors import BingoHostError
 
 NAME = "mariadb"
+# What loading a dump takes (statements.py lets nothing else through), on the staging and drill
+# schemas only: never the live one (a privileged login swaps the tables in), never another.
+RESTORE_PRIVILEGES = "SELECT, INSERT, CREATE, DROP, REFERENCES, INDEX, ALTER, LOCK TABLES"
 
 
 def _initialise(ctx, datadir: str) -> None:
@@ -109,7 +112,8 @@ def converge(ctx) -> str:
     if not os.path.ismount(cfg.volume.mountpoint):
         if ctx.dry_run:  # the plan of a host whose volume step has not run yet
             ctx.change(f"configure, initialise and start MariaDB on {datadir}; create database {db.name} "
-                       f"and users {db.user}, {layout.BACKUP_DB_USER}, {layout.DUMP_DB_USER}")
+                       f"and users {db.user}, {layout.BACKUP_DB_USER}, {layout.DUMP_DB_USER}, "
+                       f"{layout.RESTORE_DB_USER}")
             return ""
         raise BingoHostError(f"{cfg.volume.mountpoint} is not mounted: refusing to put MariaDB's data "
                              "on the root filesystem")
@@ -146,17 +150,21 @@ def converge(ctx) -> str:
                 return mariadb.can_login(platform.mariadb_socket, user, password)
 
             _ensure_user(ctx, cur, db.user, "localhost", ctx.secrets["app_password"],
-                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app", login)
+                         {("ALL PRIVILEGES", mariadb.schema_grant(db.name))}, "app", login)
             _ensure_user(ctx, cur, layout.BACKUP_DB_USER, "localhost", ctx.secrets["backup_password"],
                          {("RELOAD", "*.*")}, "backup", login)
             # What mariadb-dump --single-transaction reads (tables, views, triggers), nothing else.
             _ensure_user(ctx, cur, layout.DUMP_DB_USER, "localhost", ctx.secrets["dump_password"],
-                         {("SELECT, SHOW VIEW, TRIGGER", f"`{db.name}`.*")}, "dump", login)
+                         {("SELECT, SHOW VIEW, TRIGGER", mariadb.schema_grant(db.name))}, "dump", login)
+            sides = mariadb.side_schemas(db.name)
+            _ensure_user(ctx, cur, layout.RESTORE_DB_USER, "localhost", ctx.secrets["restore_password"],
+                         {(RESTORE_PRIVILEGES, mariadb.schema_grant(sides[kind])) for kind in ("restore", "drill")},
+                         "restore", login)
             _unknown_accounts(ctx, cur, mariadb.own_accounts(db.user))
     finally:
         conn.close()
-    return (f"running on {datadir}; database {db.name}, users {db.user}, {layout.BACKUP_DB_USER} and "
-            f"{layout.DUMP_DB_USER} as wanted")
+    return (f"running on {datadir}; database {db.name}, users {db.user}, {layout.BACKUP_DB_USER}, "
+            f"{layout.DUMP_DB_USER} and {layout.RESTORE_DB_USER} as wanted")
 
 
 def _converge_external(ctx) -> str:
@@ -197,7 +205,7 @@ def _ensure_external_user(ctx) -> None:
                 ctx.change(f"create database {db.name} on {db.host}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
             _ensure_user(ctx, cur, db.user, "%", ctx.secrets["app_password"],
-                         {("ALL PRIVILEGES", f"`{db.name}`.*")}, "app",
+                         {("ALL PRIVILEGES", mariadb.schema_grant(db.name))}, "app",
                          lambda user, password: mariadb.can_login(None, user, password, **server))
     finally:
         conn.close()

@@ -1,7 +1,7 @@
 """The app's secrets, before anything renders bingo.ini: its database password, its Flask
 secret_key (generated once per host and kept, so the app never rewrites bingo.ini to make one
 and sessions survive deploys), its SMTP password if it has one, and the backup and dump
-users' passwords."""
+and restore users' passwords."""
 
 from __future__ import annotations
 
@@ -42,4 +42,5 @@ def converge(ctx) -> str:
     if ctx.cfg.database.local:
         ctx.secrets["backup_password"] = _generated(ctx, layout.BACKUP_PASSWORD_FILE, "backup password")
         ctx.secrets["dump_password"] = _generated(ctx, layout.DUMP_PASSWORD_FILE, "dump password")
+        ctx.secrets["restore_password"] = _generated(ctx, layout.RESTORE_PASSWORD_FILE, "restore password")
     return summary
