@@ -1,0 +1,233 @@
+"""The build account (deploy/builder.py): the argv and environment a virtualenv build runs with,
+the seal that makes the result root's, and a real build on this machine (as an unused uid, no
+systemd scope, offline) of a release that carries a `pip/` package and a local sdist whose
+setup.py records its uid. The test host builds as the real bingo-build account
+(tests/test_build_account.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bingo_host import layout
+from bingo_host.deploy import DeployError, builder, releases
+
+WHO = builder.Account("bingo-build", 991, 992, "/var/lib/bingo-host/build")
+SCOPE = ["systemd-run", "--scope", "--"]
+
+
+def test_each_build_command_runs_as_the_build_account_without_root_groups_or_new_privileges():
+    argv = builder.command(WHO, ["/usr/bin/python3", "-I", "-m", "venv", "/v"], SCOPE)
+    assert argv == [*SCOPE, "setpriv", "--reuid=991", "--regid=992", "--clear-groups",
+                    "--no-new-privs", "--", "/usr/bin/python3", "-I", "-m", "venv", "/v"]
+    assert builder.command(WHO, ["true"]) == argv[len(SCOPE):-5] + ["true"]
+
+
+def test_the_build_environment_holds_pip_settings_and_nothing_else_of_the_callers():
+    caller = {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_ACCESS_KEY_ID": "AKIA", "PYTHONPATH": "/rel",
+              "PYTHONSTARTUP": "/rel/x.py", "HOME": "/root", "PATH": "/root/bin:/usr/bin",
+              "LD_PRELOAD": "/rel/x.so", "PIP_INDEX_URL": "https://idx/simple", "https_proxy": "p:3128",
+              "PIP_CONFIG_FILE": "/root/pip.conf"}
+    env = builder.environment(WHO, "/w/abc", caller)
+    assert env == {"HOME": WHO.home, "USER": "bingo-build", "LOGNAME": "bingo-build",
+                   "PATH": builder.PATH, "TMPDIR": "/w/abc/tmp", "PIP_INDEX_URL": "https://idx/simple",
+                   "https_proxy": "p:3128", "PIP_CONFIG_FILE": "/w/abc/pip.conf"}
+    assert builder.environment(WHO, "/w", {"PIP_CONFIG_FILE": os.devnull})["PIP_CONFIG_FILE"] == os.devnull
+
+
+def test_the_venv_build_argv(monkeypatch, tmp_path):
+    """What ensure_venv runs, in order, from this host's facts: every command as the build
+    account in the scope, python isolated, in the scratch directory, never in the release."""
+    ran = []
+    release = tmp_path / "rel"
+    release.mkdir()
+    (release / "requirements.txt").write_text("idna\n")
+    (release / "mysql-requirements.txt").write_text("mysqlclient\n")
+    monkeypatch.setattr(layout, "BUILD_WORK", str(tmp_path / "work"))
+    monkeypatch.setattr(builder, "account", lambda: builder.Account("b", 64001, 64001, "/h"))
+    monkeypatch.setattr(builder, "stop", lambda who: None)
+    monkeypatch.setattr(builder, "seal", lambda top: 1)
+    monkeypatch.setattr(releases, "python_version", lambda python: "3.11.2")
+
+    def run(argv, **kw):
+        ran.append((list(argv), kw["cwd"], kw["inherit_env"], kw["env"]["HOME"]))
+        return releases.subp.Result(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(releases.subp, "run", run)
+    monkeypatch.setattr(releases.files, "write_atomic", lambda *a, **k: None)
+    venv, digest, reused = releases.ensure_venv(releases.Paths(str(tmp_path / "app")), str(release),
+                                                "/usr/bin/python3", echo=lambda _: None, scope=SCOPE)
+    work = f"{tmp_path}/work/{digest[:16]}"
+    prefix = [*SCOPE, "setpriv", "--reuid=64001", "--regid=64001", "--clear-groups", "--no-new-privs", "--"]
+    assert ran == [
+        (prefix + ["/usr/bin/python3", "-I", "-m", "venv", venv], work, False, "/h"),
+        (prefix + ["cp", "-R", "--no-dereference", str(release), f"{work}/app"], work, False, "/h"),
+        (prefix + [f"{venv}/bin/python", "-I", "-m", "pip", "--disable-pip-version-check", "--no-input",
+                   "install", "--cache-dir", layout.BUILD_PIP_CACHE, "--progress-bar", "off",
+                   "-r", f"{work}/app/requirements.txt", "-r", f"{work}/app/mysql-requirements.txt"],
+         f"{work}/app", False, "/h"),
+    ]
+    assert not reused and not os.path.exists(work)
+
+
+@pytest.mark.parametrize("line", ["-e .", "  --editable=./pkg", "-e git+https://x/y.git#egg=y"])
+def test_editable_requirements_are_refused_naming_the_line(tmp_path, line):
+    (tmp_path / "requirements.txt").write_text(f"idna\n{line}\n")
+    with pytest.raises(DeployError, match=r"^requirements.txt line 2: editable requirements"):
+        releases.refuse_editable([str(tmp_path / "requirements.txt")])
+    (tmp_path / "requirements.txt").write_text("idna  # -e . is not supported\n./pkg\n")
+    releases.refuse_editable([str(tmp_path / "requirements.txt")])
+
+
+# -- the seal --
+
+def tree(tmp_path: Path, uid: int) -> Path:
+    top = tmp_path / "venv"
+    (top / "bin").mkdir(parents=True)
+    (top / "lib" / "site").mkdir(parents=True)
+    (top / "bin" / "tool").write_text("#!/bin/sh\n")
+    (top / "bin" / "tool").chmod(0o4777)
+    (top / "lib" / "site" / "mod.py").write_text("x = 1\n")
+    (top / "lib" / "site" / "mod.py").chmod(0o666)
+    (top / "lib" / "site").chmod(0o777)
+    (top / "bin" / "python").symlink_to("/usr/bin/python3")
+    for path in [top, *top.rglob("*")]:
+        os.lchown(path, uid, uid)
+    return top
+
+
+def test_seal_makes_every_entry_roots_and_read_only_to_others(tmp_path):
+    top = tree(tmp_path, 64002)
+    assert builder.seal(str(top)) == 7
+    modes = {str(p.relative_to(top)): (p.lstat().st_uid, p.lstat().st_gid, stat.S_IMODE(p.lstat().st_mode))
+             for p in top.rglob("*") if not p.is_symlink()}
+    assert modes == {"bin": (0, 0, 0o755), "lib": (0, 0, 0o755), "lib/site": (0, 0, 0o755),
+                     "bin/tool": (0, 0, 0o755), "lib/site/mod.py": (0, 0, 0o644)}
+    assert (top / "bin" / "python").lstat().st_uid == 0 and os.readlink(top / "bin" / "python") == "/usr/bin/python3"
+
+
+def test_seal_never_follows_a_link_it_was_left(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    os.chmod(outside / "secret", 0o600)
+    os.chown(outside / "secret", 64003, 64003)
+    top = tree(tmp_path, 64002)
+    (top / "lib" / "dir-link").symlink_to(outside)
+    (top / "lib" / "file-link").symlink_to(outside / "secret")
+    builder.seal(str(top))
+    st = (outside / "secret").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (64003, 0o600)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755 and outside.stat().st_uid == 0  # as made
+
+
+@pytest.mark.parametrize("plant, why", [
+    (lambda top, tmp: os.link(tmp / "victim", top / "lib" / "hard"), "2 hard links"),
+    (lambda top, tmp: os.mkfifo(top / "lib" / "fifo"), "no file, directory or link"),
+])
+def test_seal_refuses_hard_links_and_special_files(tmp_path, plant, why):
+    (tmp_path / "victim").write_text("root's\n")
+    os.chmod(tmp_path / "victim", 0o600)
+    top = tree(tmp_path, 64002)
+    plant(top, tmp_path)
+    with pytest.raises(DeployError, match=why):
+        builder.seal(str(top))
+    assert stat.S_IMODE((tmp_path / "victim").stat().st_mode) == 0o600
+
+
+# -- a real build, on this machine --
+
+UNUSED_UID = 64123  # no account, no process: stop() may kill whatever runs as it
+
+
+def sdist(out: Path, marker: str) -> None:
+    """recorder-1.0.tar.gz: a project whose setup.py writes to marker the uids and groups it
+    runs as, and whether it sees AWS_SECRET_ACCESS_KEY."""
+    src = out.parent / "recorder-1.0"
+    src.mkdir()
+    (src / "setup.py").write_text(
+        "import os\n"
+        f"open({marker!r}, 'a').write(f'{{os.getuid()}} {{os.geteuid()}} {{os.getgroups()}} '\n"
+        "                             f'{\"AWS_SECRET_ACCESS_KEY\" in os.environ}\\n')\n"
+        "from setuptools import setup\n"
+        "setup(name='recorder', version='1.0', py_modules=[])\n")
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(src, arcname="recorder-1.0")
+    shutil.rmtree(src)
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """A world-readable directory (the build account must reach the release and the venvs)."""
+    if os.geteuid() != 0:
+        pytest.skip("the build drops from root to the build account")
+    if not Path("/usr/bin/python3").exists() or not Path("/usr/bin/setpriv").exists():
+        pytest.skip("needs /usr/bin/python3 and setpriv")
+    top = Path(tempfile.mkdtemp(prefix="bingo-builder-"))
+    top.chmod(0o755)
+    who = builder.Account("bingo-build-test", UNUSED_UID, UNUSED_UID, str(top / "home"))
+    (top / "home").mkdir()
+    os.chown(top / "home", UNUSED_UID, UNUSED_UID)
+    monkeypatch.setattr(layout, "BUILD_WORK", str(top / "work"))
+    monkeypatch.setattr(layout, "BUILD_PIP_CACHE", str(top / "home" / "pip-cache"))
+    monkeypatch.setattr(builder, "account", lambda: who)
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: the venv's own setuptools builds the sdist
+    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-seen-by-the-build")
+    groups = os.getgroups()
+    os.setgroups([0, 4])  # root's supplementary groups, as a login shell has them: never the build's
+    try:
+        yield top
+    finally:
+        os.setgroups(groups)
+        builder.stop(who)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
+    release = world / "rel"
+    (release / "vendor").mkdir(parents=True)
+    (release / "pip").mkdir()
+    (world / "marks").mkdir()  # world-writable: a write as root and one as the build uid both land
+    (world / "marks").chmod(0o777)
+    shadow = world / "marks" / "shadow-pip-ran"
+    (release / "pip" / "__init__.py").write_text(
+        f"open({str(shadow)!r}, 'a').write(str(__import__('os').getuid()) + '\\n')\n")
+    for shadowed in ("ensurepip", "venv", "setuptools"):  # what the build imports by name
+        (release / shadowed).mkdir()
+        (release / shadowed / "__init__.py").write_text((release / "pip" / "__init__.py").read_text())
+    record = world / "marks" / "setup-py-uid"
+    sdist(release / "vendor" / "recorder-1.0.tar.gz", str(record))
+    (release / "requirements.txt").write_text("./vendor/recorder-1.0.tar.gz\n")
+    (release / "sitecustomize.py").write_text((release / "pip" / "__init__.py").read_text())
+    releases.normalise_tree(str(release))
+    lines = []
+    venv, digest, reused = releases.ensure_venv(releases.Paths(str(world / "app")), str(release),
+                                                "/usr/bin/python3", echo=lines.append)
+    assert not reused
+    assert not shadow.exists(), shadow.read_text()  # the release's pip/, ensurepip/ never ran
+    runs = record.read_text().splitlines()  # setup.py runs for its metadata, then its wheel
+    assert runs and set(runs) == {f"{UNUSED_UID} {UNUSED_UID} [] False"}, runs  # no root, no groups
+    # Every entry of the venv is root's and read-only to others; root marked it complete.
+    for dirpath, dirnames, filenames in os.walk(venv):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            st = os.lstat(name)
+            assert st.st_uid == 0 and st.st_gid == 0, name
+            assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, name
+    assert Path(venv, releases.VENV_COMPLETE).read_text() == digest + "\n"
+    assert any("recorder" in line for line in lines), lines
+    # Its scratch directory is gone, its pip cache stays its own, nothing of it runs.
+    assert os.listdir(layout.BUILD_WORK) == []
+    assert builder.processes(UNUSED_UID) == []
+    again = releases.ensure_venv(releases.Paths(str(world / "app")), str(release), "/usr/bin/python3",
+                                 echo=lines.append)
+    assert again == (venv, digest, True) and record.read_text().splitlines() == runs
