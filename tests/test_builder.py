@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,78 @@ def test_editable_requirements_are_refused_naming_the_line(tmp_path, line):
         releases.refuse_editable([str(tmp_path / "requirements.txt")])
     (tmp_path / "requirements.txt").write_text("idna  # -e . is not supported\n./pkg\n")
     releases.refuse_editable([str(tmp_path / "requirements.txt")])
+
+
+# -- the account, as the app step makes it --
+
+def dry_run_context():
+    from bingo_host.config import Config
+    from bingo_host.converge.engine import Context
+    from bingo_host.facts import platforms
+    from bingo_host.facts.host import HostFacts
+
+    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2), dry_run=True,
+                   echo=lambda _: None)
+
+
+def test_bootstrap_creates_the_build_account_once_and_never_uses_a_privileged_one(monkeypatch):
+    """Against this machine's passwd database: no bingo-build here, so a dry run would create
+    it; an existing unprivileged account is left alone; uid 0 is refused."""
+    from bingo_host.converge.steps import app
+    from bingo_host.errors import ConfigError
+
+    if "bingo-build" in {e.pw_name for e in builder.pwd.getpwall()}:
+        pytest.skip("this machine has a bingo-build account")
+    ctx = dry_run_context()
+    app._ensure_build_user(ctx, "music-bingo")
+    assert ctx.changes == ["create system user bingo-build (builds the app's virtualenvs)"]
+    monkeypatch.setattr(layout, "BUILD_USER", "nobody")
+    ctx = dry_run_context()
+    app._ensure_build_user(ctx, "music-bingo")
+    assert ctx.changes == []
+    monkeypatch.setattr(layout, "BUILD_USER", "root")
+    with pytest.raises(ConfigError, match=r"^app: the existing user root has uid or gid 0"):
+        app._ensure_build_user(dry_run_context(), "music-bingo")
+    with pytest.raises(ConfigError, match=r"^app.user: root is the account that builds"):
+        app._ensure_build_user(dry_run_context(), "root")
+
+
+def test_a_missing_or_privileged_build_account_stops_the_build():
+    with pytest.raises(DeployError, match="does not exist: run `bingo-host bootstrap`"):
+        builder.account("bingo-no-such-account")
+    with pytest.raises(DeployError, match="root has uid or gid 0"):
+        builder.account("root")
+    nobody = builder.account("nobody")
+    assert (nobody.name, nobody.uid) == ("nobody", 65534)
+
+
+def as_uid(uid: int, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv])
+
+
+def test_stop_ends_every_process_of_the_build_account_and_nothing_else():
+    """Its processes, a daemon one of them started among them, end; another uid's do not; a
+    zombie (it holds nothing, its parent reaps it) is not waited for."""
+    if os.geteuid() != 0:
+        pytest.skip("starts processes as other uids")
+    who = builder.Account("bingo-build-test", UNUSED_UID + 1, UNUSED_UID + 1, "/")
+    other = as_uid(UNUSED_UID + 2, "sleep", "60")
+    mine = [as_uid(who.uid, "sleep", "60"), as_uid(who.uid, "sh", "-c", "sleep 60 & wait")]
+    zombie = as_uid(who.uid, "true")
+    try:
+        deadline = time.monotonic() + 10
+        while len(builder.processes(who.uid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(builder.processes(who.uid)) == 3  # sleep, sh and its sleep; not the zombie
+        assert zombie.pid not in builder.processes(who.uid)
+        assert builder.processes(UNUSED_UID + 2) == [other.pid]
+        builder.stop(who)
+        assert builder.processes(who.uid) == [] and [p.wait(5) for p in mine] == [-9, -9]
+        assert other.poll() is None
+    finally:
+        for p in (other, *mine, zombie):
+            p.kill()
+            p.wait()
 
 
 # -- the seal --

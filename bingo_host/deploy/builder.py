@@ -81,17 +81,20 @@ def command(who: Account, argv: Sequence[str], scope: Sequence[str] = ()) -> lis
 
 
 def processes(uid: int) -> list[int]:
-    """Every process any of whose uids (real, effective, saved, filesystem) is uid."""
+    """Every live process any of whose uids (real, effective, saved, filesystem) is uid; not
+    zombies (they hold no file and run nothing; their parent reaps them)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
-                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
-        except (OSError, StopIteration):
+                fields = dict(line.split(":", 1) for line in f if line.startswith(("State:", "Uid:")))
+        except OSError:
             continue  # gone meanwhile
-        if str(uid) in uids:
+        if len(fields) != 2:
+            continue
+        if str(uid) in fields["Uid"].split() and fields["State"].split()[0] not in ("Z", "X"):
             found.append(int(entry))
     return found
 
