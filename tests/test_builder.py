@@ -254,6 +254,7 @@ def world(monkeypatch):
     monkeypatch.setattr(builder, "account", lambda: who)
     for name in [n for n in os.environ if n.startswith("PIP_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: the venv's own setuptools builds the sdist
     monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-seen-by-the-build")
@@ -284,6 +285,12 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
     (release / "requirements.txt").write_text("./vendor/recorder-1.0.tar.gz\n")
     (release / "sitecustomize.py").write_text((release / "pip" / "__init__.py").read_text())
     releases.normalise_tree(str(release))
+    # The caller's pip config, where only root can read it: the build reads its copy.
+    (world / "root-only").mkdir(mode=0o700)
+    report = world / "marks" / "pip-report.json"
+    (world / "root-only" / "pip.conf").write_text(f"[install]\nreport = {report}\n")
+    os.chmod(world / "root-only" / "pip.conf", 0o600)
+    os.environ["PIP_CONFIG_FILE"] = str(world / "root-only" / "pip.conf")  # the fixture restores
     lines = []
     venv, digest, reused = releases.ensure_venv(releases.Paths(str(world / "app")), str(release),
                                                 "/usr/bin/python3", echo=lines.append)
@@ -298,6 +305,7 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
             assert st.st_uid == 0 and st.st_gid == 0, name
             assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, name
     assert Path(venv, releases.VENV_COMPLETE).read_text() == digest + "\n"
+    assert report.stat().st_uid == UNUSED_UID and '"recorder"' in report.read_text()
     assert any("recorder" in line for line in lines), lines
     # Its scratch directory is gone, its pip cache stays its own, nothing of it runs.
     assert os.listdir(layout.BUILD_WORK) == []

@@ -135,7 +135,8 @@ def workspace(who: Account, name: str, environ: Mapping[str, str]) -> Iterator[s
                 raise DeployError(f"PIP_CONFIG_FILE {conf}: {exc.strerror}") from None
             if content is None:
                 raise DeployError(f"PIP_CONFIG_FILE {conf}: no such file")
-            files.write_atomic(f"{work}/{PIP_CONF}", content[0], 0o600, who.name)
+            files.write_atomic(f"{work}/{PIP_CONF}", content[0], 0o600)
+            os.chown(f"{work}/{PIP_CONF}", who.uid, who.gid)
         for path in (work, f"{work}/tmp"):
             os.chown(path, who.uid, who.gid)
         yield work
