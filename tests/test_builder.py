@@ -39,7 +39,7 @@ def test_the_build_environment_holds_pip_settings_and_nothing_else_of_the_caller
               "PIP_CONFIG_FILE": "/root/pip.conf"}
     env = builder.environment(WHO, "/w/abc", caller)
     assert env == {"HOME": WHO.home, "USER": "bingo-build", "LOGNAME": "bingo-build",
-                   "PATH": builder.PATH, "TMPDIR": "/w/abc/tmp", "PIP_INDEX_URL": "https://idx/simple",
+                   "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/w/abc/tmp", "PIP_INDEX_URL": "https://idx/simple",
                    "https_proxy": "p:3128", "PIP_CONFIG_FILE": "/w/abc/pip.conf"}
     assert builder.environment(WHO, "/w", {"PIP_CONFIG_FILE": os.devnull})["PIP_CONFIG_FILE"] == os.devnull
 
@@ -158,6 +158,33 @@ def test_stop_ends_every_process_of_the_build_account_and_nothing_else():
         for p in (other, *mine, zombie):
             p.kill()
             p.wait()
+
+
+def test_the_workspace_is_fresh_and_nothing_of_the_account_runs_while_root_prepares_it(tmp_path, monkeypatch):
+    """A killed build's leftovers (its scratch directory, a process still running) are gone
+    before root makes the new directory, and again afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("starts a process as another uid")
+    who = builder.Account("bingo-build-test", UNUSED_UID + 3, UNUSED_UID + 3, "/")
+    monkeypatch.setattr(layout, "BUILD_WORK", str(tmp_path / "work"))
+    (tmp_path / "work" / "abc" / "app").mkdir(parents=True)
+    (tmp_path / "work" / "abc" / "app" / "left").write_text("over")
+    leftover = as_uid(who.uid, "sleep", "60")
+    try:
+        deadline = time.monotonic() + 10
+        while builder.processes(who.uid) != [leftover.pid] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with builder.workspace(who, "abc", {}) as work:
+            assert builder.processes(who.uid) == [] and leftover.wait(5) == -9
+            assert sorted(os.listdir(work)) == ["tmp"]
+            for path in (work, f"{work}/tmp"):
+                st = os.stat(path)
+                assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (who.uid, who.gid, 0o700)
+            straggler = as_uid(who.uid, "sleep", "60")
+        assert straggler.wait(5) == -9 and not os.path.exists(work)
+    finally:
+        leftover.kill()
+        leftover.wait()
 
 
 # -- the seal --
