@@ -35,12 +35,15 @@ def test_each_build_command_runs_as_the_build_account_without_root_groups_or_new
 def test_the_build_environment_holds_pip_settings_and_nothing_else_of_the_callers():
     caller = {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_ACCESS_KEY_ID": "AKIA", "PYTHONPATH": "/rel",
               "PYTHONSTARTUP": "/rel/x.py", "HOME": "/root", "PATH": "/root/bin:/usr/bin",
-              "LD_PRELOAD": "/rel/x.so", "PIP_INDEX_URL": "https://idx/simple", "https_proxy": "p:3128",
-              "PIP_CONFIG_FILE": "/root/pip.conf"}
+              "LD_PRELOAD": "/rel/x.so", "PIP_INDEX_URL": "https://idx/simple",
+              "PIP_CONFIG_FILE": "/root/pip.conf", "PROXY": "not one", "proxy_pass": "no"}
+    proxies = {name: f"{name}-value" for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
+                                                   "HTTPS_PROXY", "NO_PROXY")}
+    caller.update(proxies)
     env = builder.environment(WHO, "/w/abc", caller)
     assert env == {"HOME": WHO.home, "USER": "bingo-build", "LOGNAME": "bingo-build",
                    "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/w/abc/tmp", "PIP_INDEX_URL": "https://idx/simple",
-                   "https_proxy": "p:3128", "PIP_CONFIG_FILE": "/w/abc/pip.conf"}
+                   "PIP_CONFIG_FILE": "/w/abc/pip.conf", **proxies}
     assert builder.environment(WHO, "/w", {"PIP_CONFIG_FILE": os.devnull})["PIP_CONFIG_FILE"] == os.devnull
 
 
@@ -129,6 +132,16 @@ def test_a_missing_or_privileged_build_account_stops_the_build():
         builder.account("root")
     nobody = builder.account("nobody")
     assert (nobody.name, nobody.uid) == ("nobody", 65534)
+
+
+@pytest.mark.parametrize("uid, gid", [(0, 990), (990, 0)])
+def test_a_build_account_with_uid_or_gid_0_is_refused(monkeypatch, uid, gid):
+    import pwd
+
+    entry = pwd.struct_passwd(("bingo-build", "x", uid, gid, "", "/var/lib/bingo-host/build", "/usr/sbin/nologin"))
+    monkeypatch.setattr(builder.pwd, "getpwnam", lambda name: entry)
+    with pytest.raises(DeployError, match="bingo-build has uid or gid 0"):
+        builder.account()
 
 
 def as_uid(uid: int, *argv: str) -> subprocess.Popen:
