@@ -195,6 +195,13 @@ def test_the_workspace_is_fresh_and_nothing_of_the_account_runs_while_root_prepa
                 assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (who.uid, who.gid, 0o700)
             straggler = as_uid(who.uid, "sleep", "60")
         assert straggler.wait(5) == -9 and not os.path.exists(work)
+        # A link left where the directory goes is removed, not followed.
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "kept").write_text("x")
+        (tmp_path / "work" / "abc").symlink_to(tmp_path / "elsewhere")
+        with builder.workspace(who, "abc", {}) as work:
+            assert not os.path.islink(work) and sorted(os.listdir(work)) == ["tmp"]
+        assert os.listdir(tmp_path / "elsewhere") == ["kept"]
     finally:
         leftover.kill()
         leftover.wait()
