@@ -173,6 +173,23 @@ def test_stop_ends_every_process_of_the_build_account_and_nothing_else():
             p.wait()
 
 
+def test_processes_that_outlast_the_stop_fail_the_build_naming_them():
+    if os.geteuid() != 0:
+        pytest.skip("starts a process as another uid")
+    who = builder.Account("bingo-build-test", UNUSED_UID + 4, UNUSED_UID + 4, "/")
+    proc = as_uid(who.uid, "sleep", "60")
+    try:
+        deadline = time.monotonic() + 10
+        while builder.processes(who.uid) != [proc.pid] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(DeployError, match=rf"^processes of the build account bingo-build-test "
+                                              rf"outlived the build and could not be stopped: {proc.pid}$"):
+            builder.stop(who, timeout=0)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_workspace_is_fresh_and_nothing_of_the_account_runs_while_root_prepares_it(tmp_path, monkeypatch):
     """A killed build's leftovers (its scratch directory, a process still running) are gone
     before root makes the new directory, and again afterwards."""
