@@ -190,6 +190,25 @@ def test_processes_that_outlast_the_stop_fail_the_build_naming_them():
         proc.wait()
 
 
+def test_the_callers_pip_config_is_copied_for_the_build_or_the_build_is_refused(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("chowns to another uid")
+    who = builder.Account("bingo-build-test", UNUSED_UID + 5, UNUSED_UID + 5, "/")
+    monkeypatch.setattr(layout, "BUILD_WORK", str(tmp_path / "work"))
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\ntimeout = 5\n")
+    conf.chmod(0o600)
+    with builder.workspace(who, "abc", {"PIP_CONFIG_FILE": str(conf)}) as work:
+        st = os.stat(f"{work}/pip.conf")
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (who.uid, 0o600)
+        assert Path(work, "pip.conf").read_text() == conf.read_text()
+    for bad, why in ((tmp_path, "not a regular file"), (tmp_path / "none", "no such file")):
+        with pytest.raises(DeployError, match=rf"^PIP_CONFIG_FILE {bad}: {why}$"):
+            with builder.workspace(who, "abc", {"PIP_CONFIG_FILE": str(bad)}):
+                pass
+        assert os.listdir(tmp_path / "work") == []
+
+
 def test_the_workspace_is_fresh_and_nothing_of_the_account_runs_while_root_prepares_it(tmp_path, monkeypatch):
     """A killed build's leftovers (its scratch directory, a process still running) are gone
     before root makes the new directory, and again afterwards."""
