@@ -126,7 +126,8 @@ def test_bootstrap_creates_the_build_account_once_and_never_uses_a_privileged_on
 
 
 def test_a_missing_or_privileged_build_account_stops_the_build():
-    with pytest.raises(DeployError, match="does not exist: run `bingo-host bootstrap`"):
+    with pytest.raises(DeployError, match=r"^the build account bingo-no-such-account does not exist: run "
+                                          r"`bingo-host bootstrap` \(it creates it\)$"):
         builder.account("bingo-no-such-account")
     with pytest.raises(DeployError, match="root has uid or gid 0"):
         builder.account("root")
