@@ -2,7 +2,7 @@
 the seal that makes the result root's, and a real build on this machine (as an unused uid, no
 systemd scope, offline) of a release that carries a `pip/` package and a local sdist whose
 setup.py records its uid. The test host builds as the real bingo-build account
-(tests/test_build_account.py).
+(tests/test_deploy.py, the last test).
 """
 
 from __future__ import annotations
