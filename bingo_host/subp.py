@@ -49,17 +49,19 @@ def run(
     env: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
     cwd: str | None = None,
+    inherit_env: bool = True,
 ) -> Result:
     """Run argv; raise CommandError unless its exit status is in rcs.
 
     ``secrets`` are masked in the log line and in any error text. ``env`` is added to the
-    current environment (LC_ALL=C is always set so parsers see untranslated output).
+    current environment, or is the whole environment with inherit_env=False (LC_ALL=C is always
+    set so parsers see untranslated output).
     """
     argv = tuple(str(a) for a in argv)
     secrets = tuple(secrets)
     logged = mask(" ".join(argv), secrets)
     log.debug("run: %s", logged)
-    full_env = dict(os.environ, LC_ALL="C")
+    full_env = dict(os.environ if inherit_env else {}, LC_ALL="C")
     if env:
         full_env.update(env)
     try:

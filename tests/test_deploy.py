@@ -432,3 +432,57 @@ def test_a_new_app_user_takes_over_the_serving_app(host):
         bootstrap_as(host_config(device))
         host.run(["userdel", "bingo-moved"], check=False)
     assert app_users() == {"music-bingo"} and health_release(host) == "d-SECOND002"
+
+
+def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_path, monkeypatch):
+    """issue 21: the revision's code that a build runs (a `pip/` package at the release's root,
+    which shadowed pip when the release was the working directory; a local sdist's setup.py)
+    runs as the build account bootstrap made, never root or the app user, and the virtualenv it
+    built is root's and read-only to others before anything uses it."""
+    import shutil
+
+    from bingo_host.deploy import bundle as bundle_mod
+    from tests.deploying import SAMPLE
+    from tests.test_builder import sdist
+
+    passwd = host.run(["getent", "passwd", "bingo-build"]).stdout.strip().split(":")
+    assert passwd[5:] == ["/var/lib/bingo-host/build", "/usr/sbin/nologin"], passwd
+    build_uid, app_uid = int(passwd[2]), int(host.run(["id", "-u", "music-bingo"]).stdout)
+    assert host.run(["id", "-nG", "bingo-build"]).stdout.split() == ["bingo-build"]  # not the app's
+    assert host.run(["stat", "-c", "%U:%G %a", "/var/lib/bingo-host/build",
+                     "/var/lib/bingo-host/build-work"]).stdout.split() == [
+        "bingo-build:bingo-build", "700", "root:root", "755"]
+    shadow, uids = "/tmp/bingo-test-shadow-ran", "/tmp/bingo-test-setup-py-uid"
+    host.run(["rm", "-f", shadow, uids])
+    app = tmp_path / "app"
+    shutil.copytree(SAMPLE, app)
+    (app / "Extra-Files").mkdir()
+    sdist(app / "Extra-Files" / "recorder-1.0.tar.gz", uids)
+    with open(app / "requirements.txt", "a") as f:
+        f.write("./Extra-Files/recorder-1.0.tar.gz\n")
+    # `bingo-host bundle` takes only the app's own trees; an attacker's bundle has anything.
+    for name in ("pip", "ensurepip"):
+        (app / name).mkdir()
+        (app / name / "__init__.py").write_text(f"import os\nopen({shadow!r}, 'a').write(f'{{os.getuid()}}\\n')\n")
+    collect = bundle_mod._collect
+    monkeypatch.setattr(bundle_mod, "_collect", lambda src, whl: collect(src, whl) + [
+        (name, app / name) for name in ("pip", "pip/__init__.py", "ensurepip", "ensurepip/__init__.py")])
+    out = bundle_mod.build_bundle(app, tmp_path / "hostile.zip", wheel, echo=lambda _: None)
+    host.put_file("/root/bundles/hostile.zip", out.read_bytes())
+    r = deploy(host, "/root/bundles/hostile.zip", "d-BUILDER08")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "as bingo-build" in r.stdout and "sealed root's" in r.stdout
+    assert host.run(["test", "-e", f"{ROOT}/releases/d-BUILDER08/pip/__init__.py"]).returncode == 0
+    assert host.run(["test", "-e", shadow], check=False).returncode != 0, host.read_file(shadow)
+    ran_as = {int(uid) for line in host.read_file(uids).splitlines() for uid in line.split()[:2]}
+    assert ran_as == {build_uid} and 0 not in ran_as and app_uid not in ran_as
+    venv = f"{ROOT}/releases/d-BUILDER08/venv/"
+    loose = host.run(["find", venv, "(", "!", "-user", "root", "-o", "!", "-group", "root", "-o",
+                      "(", "!", "-type", "l", "-perm", "/022", ")", ")", "-print"]).stdout
+    assert loose == "" and host.run(["test", "-f", f"{venv}.bingo-venv-complete"]).returncode == 0
+    assert host.run(["pgrep", "-u", "bingo-build"], check=False).returncode == 1  # nothing left running
+    assert host.run(["ls", "-A", "/var/lib/bingo-host/build-work"]).stdout == ""
+    assert host.run(["stat", "-c", "%U", "/var/lib/bingo-host/build/pip-cache"]).stdout.strip() == "bingo-build"
+    assert health_release(host) == "d-BUILDER08"
+    again = host.run([BIN, "bootstrap"], check=False)  # the account and its directories are there
+    assert "already converged, nothing changed" in again.stdout, again.stdout + again.stderr

@@ -5,14 +5,16 @@
         venv -> <root>/venvs/<hash>  a virtualenv shared by every release with the same requirements
         bingo.ini, musicbingo/bingo.ini -> <root>/shared/bingo.ini  (both places the app has read it)
         bingo-release.json           what the release came from (RELEASE_FILE, schema in releases.py)
-    <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash
+    <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash (built by the build
+                                     account, then root's and read-only: builder.py)
     <root>/current -> releases/<id>  switched atomically by ApplicationStart (and rollback)
     /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (lock.py)
 
 Two drivers, one set of hooks:
     hooks.py      `bingo-host hook EVENT`, what each event does here: lock.py (the deploy lock
-                  across hooks), upgrade.py, releases.py (building, pruning), switch.py (`current`
-                  and uWSGI), and `bingo-host rollback`
+                  across hooks), upgrade.py, releases.py (building, pruning; builder.py: the
+                  build account that runs the virtualenv build), switch.py (`current` and
+                  uWSGI), and `bingo-host rollback`
     lifecycle.py  `bingo-host deploy`, the CodeDeploy agent emulated: agent.py (its config and
                   layout), archive.py (unpacking), installer.py (Install), scripts.py (hook scripts)
     appspec.py    appspec.yml checked as the agent reads it; bundle.py builds a revision

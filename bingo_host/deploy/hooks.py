@@ -85,7 +85,8 @@ def bundle_source(env) -> dict:
 def preflight(ctx, archive: str) -> None:
     cfg = ctx.cfg
     paths = Paths(cfg.app.root)
-    missing = [p for p in (paths.releases, paths.shared_ini, f"{layout.UWSGI_VENV}/bin/python")
+    missing = [p for p in (paths.releases, paths.shared_ini, f"{layout.UWSGI_VENV}/bin/python",
+                           layout.BUILD_WORK)
                if not os.path.exists(p)]
     if missing or not os.path.lexists(paths.current):
         raise DeployError(f"this host is not bootstrapped ({', '.join(missing) or paths.current} "

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..ops import files
 from .. import layout, sizing, subp
 from ..facts import systemd
-from . import DeployError
+from . import DeployError, builder
 from ..state import read_json, write_json
 from .lock import now
 
@@ -127,7 +127,7 @@ def previous_good(paths: Paths, before: str | None) -> str | None:
 # -- virtualenvs --
 
 def python_version(python: str) -> str:
-    return subp.run([python, "-c", "import sys; print(sys.version.split()[0])"], timeout=60).stdout.strip()
+    return subp.run([python, "-I", "-c", "import sys; print(sys.version.split()[0])"], timeout=60).stdout.strip()
 
 
 #: Requirement files for development only: never bundled or installed on a host.
@@ -176,42 +176,74 @@ def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -
             "-p", f"MemoryMax={sizing.build_memory_max_mib(mem_bytes)}M", "--"]
 
 
+def refuse_editable(reqs: list[str]) -> None:
+    """An editable requirement (-e) would tie the shared virtualenv to a directory that is not
+    kept (the build's scratch copy of the release): refused, naming the line."""
+    for path in reqs:
+        for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+            if line.strip().startswith(("-e", "--editable")):
+                raise DeployError(f"{os.path.basename(path)} line {number}: editable requirements "
+                                  "(-e) are not supported: the virtualenv is shared by releases and "
+                                  "built outside them; name the package's path (./pkg) instead")
+
+
 def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print,
                 scope: Sequence[str] = ()) -> tuple[str, str, bool]:
     """(venv path, requirements hash, reused): the shared virtualenv for release_dir's requirements,
-    built with `scope` (build_scope()) before each command.
+    built by the build account (builder.py) with `scope` (build_scope()) before each command.
 
-    A virtualenv is complete only once its marker exists (written after pip succeeded); an
-    incomplete one (pip failed, or the process was killed) is removed and built again.
+    A virtualenv is complete only once its marker exists (written by root after pip succeeded
+    and the virtualenv was sealed root's); an incomplete one (pip failed, or the process was
+    killed) is removed and built again.
     """
     reqs = requirement_files(release_dir)
+    refuse_editable(reqs)
     digest = requirements_hash(reqs, python_version(python))
     venv = f"{paths.venvs}/{digest[:16]}"
     if os.path.exists(f"{venv}/{VENV_COMPLETE}"):
         echo(f"virtualenv: reusing {venv} (requirements unchanged, no pip run)")
         return venv, digest, True
+    who = builder.account()
     if os.path.lexists(venv):
         echo(f"virtualenv: removing incomplete {venv}")
+        builder.stop(who)  # a killed build's pip may still be writing into it
         shutil.rmtree(venv)
     os.makedirs(paths.venvs, mode=0o755, exist_ok=True)
-    echo(f"virtualenv: requirements changed, building {venv} with {python}")
-    subp.run([*scope, python, "-m", "venv", venv], timeout=300)
-    pip = [f"{venv}/bin/python", "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    args = [arg for path in reqs for arg in ("-r", path)]
-    echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
-         "(this can take minutes)")
-    try:
-        # One pip run resolves every file together; any failure fails the deployment. The pip
-        # cache keeps built wheels (mysqlclient compiles from source) for the next deployment.
-        result = subp.run([*scope, *pip, "install", "--cache-dir", layout.PIP_CACHE, "--progress-bar", "off",
-                           *args], timeout=1800, cwd=release_dir)
-    except Exception:
-        shutil.rmtree(venv, ignore_errors=True)
-        raise
+    echo(f"virtualenv: requirements changed, building {venv} with {python} as {who.name}")
+    with builder.workspace(who, digest[:16], os.environ) as work:
+        env = builder.environment(who, work, os.environ)
+
+        def run(argv: list[str], timeout: float, cwd: str):
+            return subp.run(builder.command(who, argv, scope), timeout=timeout, cwd=cwd, env=env,
+                            inherit_env=False)
+
+        try:
+            builder.lend(venv, who)
+            run([python, "-I", "-m", "venv", venv], 300, work)
+            # The requirement files' relative paths (./vendor/x.tar.gz) resolve against the
+            # working directory: a copy of the release, the account's, never the release itself.
+            copy = f"{work}/app"
+            run(["cp", "-R", "--no-dereference", release_dir, copy], 300, work)
+            pip = [f"{venv}/bin/python", "-I", "-m", "pip", "--disable-pip-version-check", "--no-input"]
+            args = [arg for path in reqs for arg in ("-r", f"{copy}/{os.path.basename(path)}")]
+            echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
+                 "(this can take minutes)")
+            # One pip run resolves every file together; any failure fails the deployment. The
+            # account's pip cache keeps built wheels (mysqlclient compiles from source) for the
+            # next deployment.
+            result = run([*pip, "install", "--cache-dir", layout.BUILD_PIP_CACHE, "--progress-bar",
+                          "off", *args], 1800, copy)
+            builder.stop(who)
+            count = builder.seal(venv)
+        except Exception:
+            builder.stop(who)
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
     for line in result.stdout.splitlines():
         if line.startswith(("Successfully installed", "Requirement already satisfied")) \
                 or line.startswith("Collecting"):
             echo(f"virtualenv: {line.strip()}")
+    echo(f"virtualenv: {count} entries sealed root's, read-only to others")
     files.write_atomic(f"{venv}/{VENV_COMPLETE}", digest + "\n", 0o644, "root", "root")
     return venv, digest, False
 

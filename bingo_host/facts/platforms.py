@@ -18,7 +18,8 @@ class Platform:
     os_release_ids: tuple[tuple[str, str], ...]  # (ID, VERSION_ID) pairs that identify it
     install_cmd: tuple[str, ...]  # argv prefix; package names are appended
     query_installed_cmd: tuple[str, ...]  # prints one installed package name per line
-    packages: tuple[str, ...]  # nginx, MariaDB server, venv support, app build dependencies
+    packages: tuple[str, ...]  # nginx, MariaDB server, venv support, app build dependencies,
+                               # setpriv (Debian's util-linux is essential: always there)
     mariadb_server_packages: tuple[str, ...]  # left out in external-database mode
     python: str  # interpreter for the uWSGI and app virtualenvs (>= 3.10)
     nologin: str  # the shell of the dedicated app user (it never logs in)
@@ -64,6 +65,7 @@ PLATFORMS: dict[str, Platform] = {
                 # mariadb-dump and mariadb for `backup`/`restore`, external databases too; a
                 # restore needs the client's --sandbox: mariadb105 >= 10.5.25 (refused before)
                 "mariadb105",
+                "util-linux",  # setpriv, which drops to the build account (util-linux-core lacks it)
             ),
             mariadb_server_packages=("mariadb105-server",),
             python="/usr/bin/python3.11",

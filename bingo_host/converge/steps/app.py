@@ -7,6 +7,10 @@
 The app runs as a dedicated system user (no login shell, no sudo, no home of its own) that owns
 nothing: the app writes no file (bingo-host renders its secret_key), so an exploit of it can
 change neither its code nor its settings. It reads bingo.ini through its group.
+
+A second system user, the build account (layout.BUILD_USER, its own group, no shell), builds the
+app's virtualenvs (deploy/builder.py); it owns only its home with its pip cache
+(layout.BUILD_HOME) and, during a build, its scratch directory under layout.BUILD_WORK.
 """
 
 from __future__ import annotations
@@ -53,6 +57,28 @@ def _ensure_user(ctx, user: str, home: str) -> None:
              "--shell", ctx.platform.nologin, user]))
 
 
+def _ensure_build_user(ctx, app_user: str) -> None:
+    """The build account (deploy/builder.py): a system user with its own group (not the app's),
+    no login shell, its home under bingo-host's state directory, created without a home (the
+    home directory is made below with its mode)."""
+    from ...errors import ConfigError
+
+    if app_user == layout.BUILD_USER:
+        raise ConfigError("app.user", f"{app_user} is the account that builds the app's "
+                                      "virtualenvs; the app needs a user of its own")
+    try:
+        entry = pwd.getpwnam(layout.BUILD_USER)
+    except KeyError:
+        ctx.change(f"create system user {layout.BUILD_USER} (builds the app's virtualenvs)",
+                   lambda: subp.run(["useradd", "--system", "--user-group", "--home-dir",
+                                     layout.BUILD_HOME, "--no-create-home", "--shell",
+                                     ctx.platform.nologin, layout.BUILD_USER]))
+        return
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise ConfigError("app", f"the existing user {layout.BUILD_USER} has uid or gid 0; the "
+                                 "build account must be unprivileged (remove or rename it)")
+
+
 def _ensure_bin_link(ctx) -> None:
     """/usr/local/bin/bingo-host -> this installation, for units, hooks and admins."""
     here = Path(sys.executable).parent / "bingo-host"
@@ -68,12 +94,17 @@ def converge(ctx) -> str:
     user = cfg.app.user
     root = cfg.app.root
     _ensure_user(ctx, user, root)
+    _ensure_build_user(ctx, user)
     if ctx.dry_run and ctx.changes:
         return ""
     _ensure_dir(ctx, root, 0o755, "root", "root")
     _ensure_dir(ctx, f"{root}/releases", 0o755, "root", "root")
     _ensure_dir(ctx, f"{root}/shared", 0o750, "root", user)
     _ensure_dir(ctx, layout.STATE_DIR, 0o755, "root", "root")
+    _ensure_dir(ctx, layout.BUILD_HOME, 0o700, layout.BUILD_USER, layout.BUILD_USER)
+    # Nothing inside BUILD_HOME is root's to manage: the account could put a link there (its
+    # pip creates its cache itself).
+    _ensure_dir(ctx, layout.BUILD_WORK, 0o755, "root", "root")
     for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes RELOAD_APP (uwsgi step)
         ctx.ensure_file(ctx.managed(template))
     current = f"{root}/current"
