@@ -191,9 +191,16 @@ def test_unpacked_size_is_capped_as_bytes_are_written(where, monkeypatch):
     zeros = b"\0" * (8 << 20)
     bomb = make_tgz(top / "bomb.tgz", [tar_entry("zeros", data=zeros)])
     assert bomb.stat().st_size < 64 << 10
-    with pytest.raises(BundleError, match="'zeros' takes the revision past 1 MiB unpacked"):
+    with pytest.raises(BundleError, match="header at byte 1024 takes the revision past 1 MiB unpacked"):
         extract(str(bomb), str(dest))
-    assert (dest / "zeros").stat().st_size <= 1 << 20
+    assert not (dest / "zeros").exists()  # refused at its header, before a byte was written
+    revision = top / "grows"  # a directory's files are counted as they are copied
+    revision.mkdir()
+    with open(revision / "zeros", "wb") as f:
+        f.truncate(8 << 20)
+    with pytest.raises(BundleError, match="'zeros' takes the revision past 1 MiB unpacked"):
+        extract(str(revision), str(dest.parent / "d"))
+    assert (dest.parent / "d" / "zeros").stat().st_size <= 1 << 20
     zipped = make_zip(top / "bomb.zip", [("zeros", stat.S_IFREG | 0o644, zeros)])
     with pytest.raises(BundleError, match="unpacks to 8388631 bytes, more than a revision may"):
         extract(str(zipped), str(dest.parent / "z"))

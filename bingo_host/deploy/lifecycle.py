@@ -5,7 +5,7 @@ local-file revision, done the same way, in the same places (agent.Layout), so th
 emulator share one history on a host. `root_dir` and `max_revisions` come from the agent's config.
 Events run in the agent's order: ApplicationStop (the scripts of the last deployment that passed
 Install), DownloadBundle (older deployment directories pruned to max_revisions, the revision
-unpacked: archive.py), BeforeInstall, Install (installer.py), AfterInstall, ApplicationStart,
+unpacked, or a directory revision copied, with the same checks: archive.py), BeforeInstall, Install (installer.py), AfterInstall, ApplicationStart,
 ValidateService; scripts run as the agent runs them (scripts.py).
 
 The environment is the one the agent gives a local-file revision: the inherited one plus
@@ -153,10 +153,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
     unpack = f"{lay.deployment_dir}/{UNPACK_DIR}"
     _remove(unpack)
     try:
-        if is_dir:
-            shutil.copytree(source, unpack, symlinks=True)  # the agent's cp_r of a Local Directory
-        else:
-            extract(source, unpack)
+        extract(source, unpack)  # a directory is copied through the archive's checks too
         spec = appspec.load(Path(unpack))  # every check before anything changes
         check_users(spec)
         if deploy_cfg is not None:
