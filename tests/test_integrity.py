@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path
 
@@ -27,8 +28,17 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
 
 
+APP, GROUP = "music-bingo", "prod"
+BINDING = {"application": APP, "deployment_group": GROUP}
+
+
 def quiet(_line):
     pass
+
+
+def verify(archive, cfg, echo=quiet, application=APP, group=GROUP):
+    """integrity.verify for a deployment of APP to GROUP (what the revisions here are signed for)."""
+    return integrity.verify(archive, cfg, echo, application, group)
 
 
 @pytest.fixture
@@ -59,7 +69,7 @@ def fake_wheel(tmp_path):
 
 def unpacked(tmp_path, fake_wheel, sign_key=None, fmt="zip", name="rev") -> Path:
     out = build_bundle(SAMPLE, tmp_path / f"{name}.{'zip' if fmt == 'zip' else 'tar.gz'}", fake_wheel,
-                       echo=quiet, sign_key=sign_key)
+                       echo=quiet, sign_key=sign_key, binding=BINDING)
     dest = tmp_path / f"{name}-archive"
     extract(str(out), str(dest))
     return dest
@@ -76,18 +86,27 @@ def test_a_signed_bundle_verifies(tmp_path, fake_wheel, kms, fmt, spec, algorith
     archive = unpacked(tmp_path, fake_wheel, key, fmt)
     doc = integrity.load_manifest(str(archive / integrity.MANIFEST))[1]["doc"]
     assert (doc["signing_key"], doc["signing_algorithm"]) == (key, algorithm)
-    paths = [e["path"] for e in doc["files"]]
+    paths = [e["path"] for e in doc["entries"] if e["type"] == "file"]
     assert paths == sorted(paths) and {"application.py", "hooks/before_install.sh", "appspec.yml",
                                        "bingo-host/bingo_host-0.1.0-py3-none-any.whl"} <= set(paths)
     lines = []
-    integrity.verify(str(archive), required(key), lines.append)
-    assert lines == [f"integrity: {len(paths)} files match bingo-manifest.json, signed with {key}"]
+    revision = verify(str(archive), required(key), lines.append)
+    assert lines == [f"integrity: {len(paths)} files match bingo-manifest.json, signed with {key} for "
+                     f"{APP}/{GROUP}, created {doc['created']}"]
+    assert revision == {"signed": True, "application": APP, "deployment_group": GROUP,
+                        "created": doc["created"], "manifest_sha256": hashlib.sha256(
+                            (archive / integrity.MANIFEST).read_bytes()).hexdigest()}
 
 
-def test_a_bundle_signed_with_an_rsa_key_is_still_reproducible(tmp_path, fake_wheel, kms):
+def test_a_bundle_signed_with_an_rsa_key_is_still_reproducible(tmp_path, fake_wheel, kms, monkeypatch):
+    """With SOURCE_DATE_EPOCH, `created` too is the same from one build to the next."""
     key = new_key(kms)
-    a = build_bundle(SAMPLE, tmp_path / "a" / "r.zip", fake_wheel, echo=quiet, sign_key=key)
-    b = build_bundle(SAMPLE, tmp_path / "b" / "r.zip", fake_wheel, echo=quiet, sign_key=key)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1765000000")
+    a = build_bundle(SAMPLE, tmp_path / "a" / "r.zip", fake_wheel, echo=quiet, sign_key=key,
+                     binding=BINDING)
+    time.sleep(1.1)
+    b = build_bundle(SAMPLE, tmp_path / "b" / "r.zip", fake_wheel, echo=quiet, sign_key=key,
+                     binding=BINDING)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
 
@@ -112,10 +131,10 @@ def test_a_changed_revision_is_refused_naming_the_file(tmp_path, fake_wheel, kms
     archive = unpacked(tmp_path, fake_wheel, key)
     tamper(archive)
     with pytest.raises(BundleError, match=message) as info:
-        integrity.verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key), quiet)
     assert info.value.exit_code == 2
     with pytest.raises(BundleError, match=message):  # the hashes are checked without signatures too
-        integrity.verify(str(archive), Deploy(), quiet)
+        verify(str(archive), Deploy(), quiet)
 
 
 def test_a_manifest_changed_to_match_a_changed_file_fails_the_signature(tmp_path, fake_wheel, kms):
@@ -129,7 +148,7 @@ def test_a_manifest_changed_to_match_a_changed_file_fails_the_signature(tmp_path
     assert old in text
     manifest.write_text(text.replace(old, hashlib.sha256(evil).hexdigest()))
     with pytest.raises(BundleError, match=f"signature does not verify with deploy.signing_key {key}"):
-        integrity.verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key), quiet)
 
 
 @pytest.mark.parametrize("how", ["other key", "other key type", "garbage"])
@@ -139,7 +158,7 @@ def test_a_signature_by_another_key_or_garbage_is_refused(tmp_path, fake_wheel, 
     if how == "garbage":
         (archive / integrity.SIGNATURE).write_bytes(b"AAAA" * 64 + b"\n")
     with pytest.raises(BundleError, match="signature does not verify") as info:
-        integrity.verify(str(archive), required(other if how == "garbage" else key), quiet)
+        verify(str(archive), required(other if how == "garbage" else key), quiet)
     assert info.value.exit_code == 2
 
 
@@ -149,19 +168,19 @@ def test_unsigned_bundles_are_refused_when_signatures_are_required(tmp_path, fak
     assert not (archive / integrity.SIGNATURE).exists()
     with pytest.raises(BundleError, match="no bingo-manifest.sig: it is unsigned, and this host's "
                                           "deploy.require_signature is on"):
-        integrity.verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key), quiet)
     (archive / integrity.MANIFEST).unlink()  # an older bundle, or one stripped of its manifest
     with pytest.raises(BundleError, match="no bingo-manifest.json: it is unsigned"):
-        integrity.verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key), quiet)
 
 
 def test_without_require_signature_unsigned_bundles_pass_as_before(tmp_path, fake_wheel):
     archive = unpacked(tmp_path, fake_wheel)
     lines = []
-    integrity.verify(str(archive), Deploy(), lines.append)
+    verify(str(archive), Deploy(), lines.append)
     assert "signature not checked: deploy.require_signature is off" in lines[0]
     (archive / integrity.MANIFEST).unlink()
-    integrity.verify(str(archive), Deploy(), lines.append)
+    verify(str(archive), Deploy(), lines.append)
     assert "has no bingo-manifest.json; not checked" in lines[1]
 
 
@@ -175,7 +194,7 @@ def test_a_manifest_matches_what_the_agents_unzip_unpacks(tmp_path, fake_wheel):
     dst = tmp_path / "deployment-archive"
     subprocess.run(["unzip", "-qo", str(out), "-d", str(dst)], check=True,
                    preexec_fn=lambda: os.umask(0o077))
-    integrity.verify(str(dst), Deploy(), quiet)
+    verify(str(dst), Deploy(), quiet)
 
 
 def test_config_deploy_fields():
@@ -222,7 +241,8 @@ def test_hook_before_install_refuses_a_tampered_revision_before_anything(tmp_pat
     config = tmp_path / "config.yaml"
     config.write_text(f"deploy:\n  require_signature: true\n  signing_key: {key}\n")
     for name, value in (("DEPLOYMENT_ID", "d-SIGNED001"), ("DEPLOYMENT_GROUP_ID", "grp"),
-                        ("LIFECYCLE_EVENT", "BeforeInstall")):
+                        ("LIFECYCLE_EVENT", "BeforeInstall"), ("APPLICATION_NAME", APP),
+                        ("DEPLOYMENT_GROUP_NAME", GROUP)):
         monkeypatch.setenv(name, value)
     r = CliRunner().invoke(main, ["--config", str(config), "hook", "BeforeInstall"])
     assert r.exit_code == 2, r.output
@@ -239,7 +259,9 @@ def _revision(path: Path, marker: Path) -> Path:
     return path
 
 
-def _sign_tree(tree: Path, key: str) -> None:
+def _sign_tree(tree: Path, key: str, created: str = "2026-01-01T00:00:00Z",
+               binding: dict | None = None) -> None:
+    """Sign tree for `bingo-host deploy`'s defaults (music-bingo, LocalFleet) unless binding says."""
     files, dirs = [], []
     for p in sorted(tree.rglob("*")):
         rel, mode = p.relative_to(tree).as_posix(), stat.S_IMODE(p.stat().st_mode)
@@ -248,7 +270,9 @@ def _sign_tree(tree: Path, key: str) -> None:
         else:
             files.append((rel, integrity.sha256_file(str(p)), mode))
     algorithm = integrity.signing_algorithm(key)
-    data = integrity.manifest(files, dirs, key, algorithm)
+    binding = binding or {"application": lifecycle.DEFAULT_APPLICATION_NAME,
+                          "deployment_group": lifecycle.DEFAULT_GROUP_NAME}
+    data = integrity.manifest(files, dirs, key, algorithm, dict(binding, created=created))
     (tree / integrity.MANIFEST).write_bytes(data)
     (tree / integrity.SIGNATURE).write_bytes(integrity.sign(data, key, algorithm))
 
