@@ -205,3 +205,53 @@ def test_unpacked_size_is_capped_as_bytes_are_written(where, monkeypatch):
     with pytest.raises(BundleError, match="unpacks to 8388631 bytes, more than a revision may"):
         extract(str(zipped), str(dest.parent / "z"))
 
+
+
+def test_an_archives_owners_are_never_applied(where):
+    """tar -xp as root would make these the app user's (uid 1234 here): every entry is root's."""
+    top, dest = where
+    entries = []
+    for info, data in [tar_entry("hooks", tarfile.DIRTYPE), tar_entry("hooks/a.sh", data=b"#!/bin/sh\n"),
+                       tar_entry("hooks/b.sh", tarfile.SYMTYPE, linkname="a.sh"),
+                       tar_entry("c.sh", tarfile.LNKTYPE, linkname="hooks/a.sh")]:
+        info.uid = info.gid = 1234
+        info.uname = info.gname = "app"
+        entries.append((info, data))
+    extract(str(make_tgz(top / "owned.tgz", entries)), str(dest))
+    owners = {(os.lstat(p).st_uid, os.lstat(p).st_gid) for p in [dest, *dest.rglob("*")]}
+    assert owners == {(0, 0)}
+
+
+def test_a_plain_tar_is_recognised_by_its_header_not_by_reading_it(where):
+    top, dest = where
+    plain = top / "plain.tar"
+    with tarfile.open(plain, "w") as tf:
+        info, data = tar_entry("appspec.yml", data=APPSPEC)
+        tf.addfile(info, io.BytesIO(data))
+    assert archive.bundle_type(str(plain)) == "tar"
+    broken = top / "broken.tar"
+    broken.write_bytes(plain.read_bytes()[:148] + b"0000000\0" + plain.read_bytes()[156:])
+    bz2 = top / "x.tar.bz2"
+    with tarfile.open(bz2, "w:bz2") as tf:
+        tf.addfile(*tar_entry("appspec.yml", data=APPSPEC)[:1], io.BytesIO(APPSPEC))
+    for path in (broken, bz2, top / "short"):
+        path.write_bytes(path.read_bytes()) if path.exists() else path.write_bytes(b"x" * 100)
+        with pytest.raises(BundleError, match="not a zip, tar.gz or tar archive"):
+            archive.bundle_type(str(path))
+
+
+def test_an_archive_file_over_the_limit_is_refused_unread(where, monkeypatch):
+    top, dest = where
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", 1000)
+    bundle = make_tgz(top / "big.tgz", [tar_entry("r", data=os.urandom(2000))])
+    with pytest.raises(BundleError, match=r"big.tgz: \d+ bytes, more than a revision may be"):
+        extract(str(bundle), str(dest))
+    assert not dest.exists()
+
+
+def test_a_directory_revision_cannot_be_copied_into_itself(where):
+    top, dest = where
+    with pytest.raises(BundleError, match="holds the directory it would be copied to"):
+        extract(str(top), str(dest))
+    with pytest.raises(BundleError, match="holds the directory it would be copied to"):
+        extract(str(dest.parent), str(dest.parent))

@@ -294,3 +294,193 @@ def test_deploy_checks_the_signature_before_the_revisions_first_script(tmp_path,
         assert integrity.MANIFEST in zf.namelist()
     lifecycle.deploy(zipped, "d-SIGNED002", echo=quiet, deploy_cfg=required(key))
     assert marker.exists()
+
+
+# -- what the manifest covers: owner, type, mode --
+
+def test_an_entry_not_owned_by_root_is_refused(tmp_path, fake_wheel, kms):
+    """The agent's `tar -xp` as root applies an archive's owners: the app user could then rewrite a
+    hook script root runs next. The check refuses it, signed or not, manifest or not."""
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    os.chown(archive / "hooks" / "before_install.sh", 1234, 0)
+    for cfg in (required(key), Deploy()):
+        with pytest.raises(BundleError, match="hooks/before_install.sh: owned by uid 1234 gid 0, not root"):
+            verify(str(archive), cfg)
+    os.chown(archive / "hooks" / "before_install.sh", 0, 0)
+    os.chown(archive / "hooks", 0, 1234)
+    (archive / integrity.MANIFEST).unlink()
+    with pytest.raises(BundleError, match="hooks: owned by uid 0 gid 1234, not root"):
+        verify(str(archive), Deploy())
+
+
+def test_an_agents_tar_xp_of_a_foreign_owned_archive_is_refused(tmp_path, fake_wheel):
+    """The real thing: GNU tar as root restores uid/gid from the archive."""
+    import subprocess
+    import tarfile
+
+    tree = unpacked(tmp_path, fake_wheel)
+    foreign = tmp_path / "foreign.tar"
+    with tarfile.open(foreign, "w") as tf:
+        def foreign_owner(ti):
+            ti.uid, ti.uname, ti.gname = 1234, "", ""  # no names: tar restores the numbers
+            return ti
+
+        tf.add(tree, arcname=".", filter=foreign_owner)
+    dest = tmp_path / "agent-unpacked"
+    dest.mkdir()
+    subprocess.run(["tar", "-xpsf", str(foreign)], cwd=dest, check=True)
+    assert (dest / "application.py").stat().st_uid == 1234
+    with pytest.raises(BundleError, match="owned by uid 1234"):
+        verify(str(dest), Deploy())
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda a: ((a / "requirements.txt").unlink(), (a / "requirements.txt").mkdir()),
+     "requirements.txt: a directory, but bingo-manifest.json lists a file"),
+    (lambda a: (shutil.rmtree(a / "hooks"), (a / "hooks").write_text("")),
+     "hooks: a file, but bingo-manifest.json lists a directory"),
+    (lambda a: (a / "hooks").chmod(0o777), "hooks: mode 0777, but bingo-manifest.json says 0755"),
+    (lambda a: ((a / "application.py").unlink(), (a / "application.py").symlink_to("requirements.txt")),
+     "application.py: not in bingo-manifest.json \\(a symbolic link"),
+    (lambda a: ((a / "application.py").unlink(), os.mkfifo(a / "application.py")),
+     "application.py: not in bingo-manifest.json \\(a symbolic link or special file"),
+])
+def test_the_manifest_covers_each_entrys_type_and_mode(tmp_path, fake_wheel, kms, tamper, message):
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    tamper(archive)
+    with pytest.raises(BundleError, match=message):
+        verify(str(archive), required(key))
+
+
+def _schema1(archive: Path) -> None:
+    """Rewrite the manifest as an older bingo-host wrote it (files and directories lists)."""
+    import json
+
+    doc = json.loads((archive / integrity.MANIFEST).read_text())
+    signer = (doc["signing_key"], doc["signing_algorithm"])
+    files = [{k: e[k] for k in ("path", "sha256", "mode")} for e in doc["entries"] if e["type"] == "file"]
+    dirs = [{k: e[k] for k in ("path", "mode")} for e in doc["entries"] if e["type"] == "directory"]
+    old = {"schema": 1, "signing_key": signer[0], "signing_algorithm": signer[1], "files": files,
+           "directories": dirs}
+    (archive / integrity.MANIFEST).write_text(json.dumps(old))
+
+
+def test_an_older_unsigned_manifest_is_still_checked_where_signatures_are_optional(tmp_path, fake_wheel,
+                                                                                 kms):
+    archive = unpacked(tmp_path, fake_wheel)
+    _schema1(archive)
+    lines = []
+    assert verify(str(archive), Deploy(), lines.append)["signed"] is False
+    assert "files match bingo-manifest.json (signature not checked" in lines[0]
+    (archive / "application.py").write_text("evil\n")
+    with pytest.raises(BundleError, match="application.py: its sha256 does not match"):
+        verify(str(archive), Deploy())
+
+
+def test_an_older_signed_manifest_is_refused_where_signatures_are_required(tmp_path, fake_wheel, kms):
+    """Schema 1 binds no application, group or time: signed anew, it still is not accepted."""
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    _schema1(archive)
+    data = (archive / integrity.MANIFEST).read_bytes()
+    doc = integrity.load_manifest(str(archive / integrity.MANIFEST))[1]["doc"]
+    doc_alg = integrity.signing_algorithm(key)
+    (archive / integrity.SIGNATURE).write_bytes(integrity.sign(data, key, doc_alg))
+    assert doc["schema"] == 1
+    with pytest.raises(BundleError, match="is schema 1: it binds no application, deployment group or "
+                                          "creation time; rebuild"):
+        verify(str(archive), required(key))
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "x", "type": "link", "mode": "0644"}, "entry 'x': type, mode or sha256 malformed"),
+    ({"path": "x", "type": "file", "mode": "644"}, "entry 'x': type, mode or sha256 malformed"),
+    ({"path": "x", "type": "file", "mode": "0648", "sha256": "0" * 64}, "malformed"),
+    ({"path": "x", "type": "file", "mode": "0644"}, "malformed"),
+    ({"path": "x", "type": "file", "mode": "0644", "sha256": "A" * 64}, "malformed"),
+    ({"path": "x", "type": "directory", "mode": "0755", "sha256": "0" * 64}, "malformed"),
+    ({"path": "application.py", "type": "directory", "mode": "0755"}, "listed twice"),
+    ({"type": "file", "mode": "0644", "sha256": "0" * 64}, "\\('path'\\)"),
+])
+def test_a_malformed_manifest_entry_is_refused(tmp_path, fake_wheel, entry, message):
+    import json
+
+    archive = unpacked(tmp_path, fake_wheel)
+    doc = json.loads((archive / integrity.MANIFEST).read_text())
+    doc["entries"].append(entry)
+    (archive / integrity.MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=f"bingo-manifest.json: unreadable .*{message}"):
+        verify(str(archive), Deploy())
+
+
+@pytest.mark.parametrize("schema", [3, None, "2"])
+def test_an_unknown_manifest_schema_is_refused(tmp_path, fake_wheel, schema):
+    import json
+
+    archive = unpacked(tmp_path, fake_wheel)
+    doc = json.loads((archive / integrity.MANIFEST).read_text())
+    doc["schema"] = schema
+    (archive / integrity.MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=f"unreadable \\(schema {schema!r}, not 1 or 2\\)"):
+        verify(str(archive), Deploy())
+
+
+# -- what a signature binds: application, deployment group, creation time --
+
+@pytest.mark.parametrize("application, group, message", [
+    ("other-app", GROUP, "signed for application 'music-bingo', but this deployment's is 'other-app'"),
+    (APP, "staging", "signed for deployment_group 'prod', but this deployment's is 'staging'"),
+    (None, GROUP, "signed for application 'music-bingo', but this deployment's is None"),
+    (APP, None, "signed for deployment_group 'prod', but this deployment's is None"),
+])
+def test_a_signature_binds_the_application_and_deployment_group(tmp_path, fake_wheel, kms, application,
+                                                                 group, message):
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    with pytest.raises(BundleError, match=message) as info:
+        verify(str(archive), required(key), application=application, group=group)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("binding, message", [
+    ({"application": "", "deployment_group": ""}, "signed for application '', but this deployment's is ''"),
+    ({"application": APP, "deployment_group": GROUP, "created": "yesterday"},
+     "created 'yesterday' is not a time like"),
+    ({"application": APP, "deployment_group": GROUP, "created": None}, "created None is not a time"),
+])
+def test_a_signed_manifest_without_a_usable_binding_is_refused(tmp_path, kms, binding, message):
+    """Signed, but empty names (which would match a missing environment variable) or no time."""
+    key = new_key(kms)
+    tree = _revision(tmp_path / "rev", tmp_path / "marker")
+    _sign_tree(tree, key, created=binding.pop("created", "2026-01-01T00:00:00Z"), binding=binding)
+    with pytest.raises(BundleError, match=message):
+        verify(str(tree), required(key), application=binding["application"],
+               group=binding["deployment_group"])
+
+
+def test_bundle_cli_binds_a_signature_to_an_application_and_group(tmp_path, fake_wheel, kms):
+    key = new_key(kms)
+    base = ["bundle", "--app", str(SAMPLE), "--wheel", str(fake_wheel)]
+    r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "a.zip"), "--sign-key", key,
+                                         "--application", APP])
+    assert r.exit_code == 2 and "--deployment-group: required with --sign-key" in r.output
+    r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "a.zip"), "--deployment-group", GROUP])
+    assert r.exit_code == 2 and "--deployment-group: binds only a signed revision" in r.output
+    assert not (tmp_path / "a.zip").exists()
+    r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "a.zip"), "--sign-key", key,
+                                         "--application", APP, "--deployment-group", GROUP],
+                           env={"SOURCE_DATE_EPOCH": "1765000000"})
+    assert r.exit_code == 0, r.output
+    assert f"signed with {key} for {APP}/{GROUP}" in r.output
+    dest = tmp_path / "a"
+    extract(str(tmp_path / "a.zip"), str(dest))
+    assert verify(str(dest), required(key))["created"] == "2025-12-06T05:46:40Z"
+
+
+def test_source_date_epoch_must_be_seconds(tmp_path, fake_wheel, kms, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "-5")
+    with pytest.raises(BundleError, match="SOURCE_DATE_EPOCH '-5': not a number of seconds"):
+        build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel, echo=quiet, sign_key=new_key(kms),
+                     binding=BINDING)
