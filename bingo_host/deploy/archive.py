@@ -1,21 +1,19 @@
 """Unpacking a revision the way the CodeDeploy agent does, refusing anything that could leave it.
 
 A zip is unpacked like the agent's `unzip -qo`, a tar like `tar -xp`, and a lone top-level
-directory holding an appspec becomes the revision's root, as under the agent. A directory
-revision (`bingo-host deploy DIR`) is copied entry by entry through the same checks. Entries are
-created one by one, in order, and each is checked against what the earlier ones left on disk, not
-against its name alone: names are joined to the real destination with every symbolic link already
-created resolved, so a chain of links (`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then `l2/l3/x`) cannot
-carry a later entry outside. Refused, naming the entry and the reason: absolute names and '..', a
-link leaving the tree or pointing at a directory, a hard link to anything but an earlier regular
-file, devices and FIFOs, setuid/setgid/sticky bits (a revision never needs them; refusing says so
-where stripping would hide it), symbolic links in a zip, more than MAX_ENTRIES entries or
-MAX_TOTAL_BYTES unpacked (a zip's claimed sizes are checked first and bytes are counted as they are
-written, so a bomb stops at the limit), an archive file over MAX_ARCHIVE_BYTES. A tar's headers are
-checked as they stream past, before tarfile reads them (tar_headers.py): memory stays bounded
-whatever they claim. Owners are never applied: every entry belongs to whoever unpacks (root on a
-host), whatever uid and gid the archive names. A refused archive leaves only dest, which the
-callers remove.
+directory holding an appspec becomes the revision's root, as under the agent; a directory revision
+(`bingo-host deploy DIR`) is copied through the same checks. Entries are created one by one, in
+order, each checked against what the earlier ones left on disk, not against its name alone: names
+are joined to the real destination with every link already created resolved, so a chain of links
+(`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then `l2/l3/x`) cannot carry a later entry outside. Refused,
+naming the entry and the reason: absolute names and '..', a link leaving the tree or pointing at a
+directory, a hard link to anything but an earlier regular file, devices and FIFOs, setuid/setgid/
+sticky bits (refusing says so where stripping would hide it), symbolic links in a zip, more than
+MAX_ENTRIES entries or MAX_TOTAL_BYTES unpacked (counted as bytes are written; a zip's claimed
+sizes and a tar's headers first), an archive file over MAX_ARCHIVE_BYTES. A tar's headers are
+checked as they stream past, before tarfile reads them (tar_headers.py), so memory stays bounded
+whatever they claim. Owners are never applied: every entry is the unpacker's (root's on a host),
+whatever uid and gid the archive names. A refused archive leaves only dest, which callers remove.
 `bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
 """
 
@@ -23,7 +21,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import stat
 import tarfile
 import time
@@ -31,7 +28,8 @@ import zipfile
 import zlib
 
 from . import BundleError
-from .tar_headers import BLOCK, HeaderGuard
+from . import agent
+from .tar_headers import BLOCK, HeaderGuard, is_header
 
 MAX_ENTRIES = 20000
 MAX_TOTAL_BYTES = 512 * 1024 * 1024
@@ -52,11 +50,8 @@ def bundle_type(path: str) -> str:
         return "zip"
     if head[:2] == b"\x1f\x8b":
         return "tgz"
-    try:
-        if len(head) == BLOCK and tarfile.nti(head[148:156]) in tarfile.calc_chksums(head):
-            return "tar"
-    except (tarfile.HeaderError, ValueError):
-        pass
+    if is_header(head):
+        return "tar"
     raise BundleError(f"{path}: not a zip, tar.gz or tar archive (nor a directory)")
 
 
@@ -247,20 +242,6 @@ def _extract_zip(archive: str, out: _Unpacker) -> None:
         raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
-def _strip_leading_directory(dest: str) -> None:
-    """The agent's rule: one top-level directory holding an appspec is the revision's root."""
-    entries = os.listdir(dest)
-    if len(entries) != 1:
-        return
-    top = os.path.join(dest, entries[0])
-    if os.path.isdir(top) and not os.path.islink(top) \
-            and any(re.search("appspec", e, re.I) for e in os.listdir(top)):
-        tmp = f"{dest}.strip"
-        os.rename(top, tmp)
-        os.rmdir(dest)
-        os.rename(tmp, dest)
-
-
 def _copy_dir(source: str, out: _Unpacker) -> None:
     """A directory revision, entry by entry through the unpacker: nothing in it is followed (a link
     is copied as a link, with the checks a tar's gets), files are opened without following links."""
@@ -296,8 +277,8 @@ def extract(archive: str, dest: str) -> str:
     of it."""
     is_dir = os.path.isdir(archive)
     kind = "directory" if is_dir else bundle_type(archive)
-    if not is_dir and os.path.getsize(archive) > MAX_ARCHIVE_BYTES:
-        raise BundleError(f"{archive}: {os.path.getsize(archive)} bytes, more than a revision may be "
+    if not is_dir and (size := os.path.getsize(archive)) > MAX_ARCHIVE_BYTES:
+        raise BundleError(f"{archive}: {size} bytes, more than a revision may be "
                           f"({MAX_ARCHIVE_BYTES // (1 << 20)} MiB)")
     os.makedirs(dest, exist_ok=True)
     out = _Unpacker(archive, os.path.realpath(dest))
@@ -312,5 +293,5 @@ def extract(archive: str, dest: str) -> str:
         raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
     out.finish()
     if not is_dir:
-        _strip_leading_directory(out.base)
+        agent.strip_leading_directory(out.base)
     return kind

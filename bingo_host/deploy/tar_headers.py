@@ -40,6 +40,14 @@ PAX_TIME = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?")
 PAX_INT = re.compile(r"[0-9]{1,20}")
 
 
+def is_header(block: bytes) -> bool:
+    """Whether block is a tar header (a full block whose checksum is right)."""
+    try:
+        return len(block) == BLOCK and tarfile.nti(block[148:156]) in tarfile.calc_chksums(block)
+    except (tarfile.HeaderError, ValueError):
+        return False
+
+
 class HeaderGuard:
     """A file object over a decompressed tar stream that refuses a hostile header as it passes.
 
