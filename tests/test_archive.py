@@ -255,3 +255,71 @@ def test_a_directory_revision_cannot_be_copied_into_itself(where):
         extract(str(top), str(dest))
     with pytest.raises(BundleError, match="holds the directory it would be copied to"):
         extract(str(dest.parent), str(dest.parent))
+
+
+def test_a_sibling_sharing_the_destinations_name_is_outside(where):
+    """`dest-evil` starts with `dest`: only `dest/...` is inside (the '/' matters)."""
+    top, dest = where
+    sibling = dest.parent / (dest.name + "-evil")
+    sibling.mkdir()
+    (sibling / "f").write_text("outside\n")
+    for entries, message in (
+            ([tar_entry("s", tarfile.SYMTYPE, linkname=f"../{sibling.name}/f")],
+             "'s' is a symbolic link that points outside the bundle"),
+            ([tar_entry("h", tarfile.LNKTYPE, linkname=f"../{sibling.name}/f")], "'h' points outside")):
+        with pytest.raises(BundleError, match=message):
+            extract(str(make_tgz(top / "sib.tgz", entries)), str(dest))
+    assert (sibling / "f").read_text() == "outside\n" and list(sibling.iterdir()) == [sibling / "f"]
+
+
+def _dir_revision(top: Path) -> Path:
+    rev = top / "rev"
+    (rev / "build" / "static").mkdir(parents=True)
+    (rev / "appspec.yml").write_bytes(APPSPEC)
+    (rev / "build" / "index.html").write_text("<html>\n")
+    return rev
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda rev, top: os.symlink(top / "secret", rev / "build" / "conf"),
+     "'build/conf' is a symbolic link that points outside the bundle \\(to the absolute path"),
+    (lambda rev, top: os.symlink("../../secret", rev / "build" / "conf"),
+     "'build/conf' is a symbolic link that points outside the bundle \\('../../secret' resolves"),
+    (lambda rev, top: os.symlink(".", rev / "build" / "here"), "'build/here' is a symbolic link to a directory"),
+    (lambda rev, top: os.mkfifo(rev / "build" / "pipe"),
+     "'build/pipe' is not a file, directory or link \\(devices, FIFOs and sockets"),
+    (lambda rev, top: (rev / "build" / "index.html").chmod(0o4755), "'build/index.html' has the setuid"),
+    (lambda rev, top: (rev / "build").chmod(0o1777), "'build' has the setuid, setgid or sticky bit"),
+])
+def test_a_directory_revision_is_copied_through_the_same_checks(where, make, message):
+    top, dest = where
+    (top / "secret").write_text("s3cret\n")
+    rev = _dir_revision(top)
+    make(rev, top)
+    with pytest.raises(BundleError, match=message) as info:
+        extract(str(rev), str(dest))
+    assert info.value.exit_code == 2 and str(rev) in str(info.value)
+
+
+def test_a_directory_revision_keeps_modes_times_and_inner_links_but_not_owners(where):
+    top, dest = where
+    rev = _dir_revision(top)
+    (rev / "build" / "index.html").chmod(0o640)
+    (rev / "build" / "static").chmod(0o750)
+    os.utime(rev / "build" / "index.html", (1e9, 1e9))
+    os.symlink("index.html", rev / "build" / "home.html")
+    for path in [rev, *rev.rglob("*")]:
+        os.lchown(path, 1234, 1234)
+    assert extract(str(rev), str(dest.parent / "rev-copy")) == "directory"  # a name rev's starts
+    copy = dest.parent / "rev-copy"
+    assert {(p.lstat().st_uid, p.lstat().st_gid) for p in [copy, *copy.rglob("*")]} == {(0, 0)}
+    assert stat.S_IMODE((copy / "build" / "index.html").stat().st_mode) == 0o640
+    assert stat.S_IMODE((copy / "build" / "static").stat().st_mode) == 0o750
+    assert (copy / "build" / "index.html").stat().st_mtime == 1e9
+    assert os.readlink(copy / "build" / "home.html") == "index.html"
+    assert (copy / "build" / "index.html").read_text() == "<html>\n"
+    single = top / "single"  # the agent's top-directory rule is for archives only
+    (single / "app").mkdir(parents=True)
+    (single / "app" / "appspec.yml").write_bytes(APPSPEC)
+    extract(str(single), str(dest.parent / "single-copy"))
+    assert (dest.parent / "single-copy" / "app" / "appspec.yml").exists()
