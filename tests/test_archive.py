@@ -323,3 +323,9 @@ def test_a_directory_revision_keeps_modes_times_and_inner_links_but_not_owners(w
     (single / "app" / "appspec.yml").write_bytes(APPSPEC)
     extract(str(single), str(dest.parent / "single-copy"))
     assert (dest.parent / "single-copy" / "app" / "appspec.yml").exists()
+
+
+def test_the_limits_are_the_documented_ones():
+    """README: 20000 entries, 512 MiB unpacked, 576 MiB of archive file."""
+    assert (archive.MAX_ENTRIES, archive.MAX_TOTAL_BYTES, archive.MAX_ARCHIVE_BYTES, archive.CHUNK) == \
+        (20000, 512 << 20, 576 << 20, 1 << 20)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.config import Deploy, load_config_text
-from bingo_host.deploy import BundleError, agent, integrity, lifecycle, lock
+from bingo_host.deploy import BundleError, DeployError, agent, integrity, lifecycle, lock
 from bingo_host.deploy.archive import extract
 from bingo_host.deploy.bundle import build_bundle
 from bingo_host.errors import ConfigError
@@ -484,3 +484,111 @@ def test_source_date_epoch_must_be_seconds(tmp_path, fake_wheel, kms, monkeypatc
     with pytest.raises(BundleError, match="SOURCE_DATE_EPOCH '-5': not a number of seconds"):
         build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel, echo=quiet, sign_key=new_key(kms),
                      binding=BINDING)
+
+
+# -- KMS answers and failures --
+
+def test_kms_client_uses_the_keys_region(kms):
+    assert integrity._kms("arn:aws:kms:eu-west-3:123456789012:key/x").meta.region_name == "eu-west-3"
+    assert integrity._kms("alias/x").meta.region_name == REGION  # not an ARN: the environment's
+
+
+def test_aws_errors_say_what_permission_is_missing():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    def client_error(code):
+        return ClientError({"Error": {"Code": code, "Message": "m"}}, "Verify")
+
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/k"
+    for code in ("AccessDeniedException", "UnauthorizedOperation"):
+        err = integrity._aws_error("verify", arn, client_error(code), "kms:Verify")
+        assert str(err) == f"cannot verify with {arn}: {code} (needs kms:Verify on it)"
+        assert err.exit_code == 1
+    assert str(integrity._aws_error("verify", arn, client_error("NotFoundException"), "kms:Verify")) == \
+        f"cannot verify with {arn}: NotFoundException"
+    err = integrity._aws_error("verify", arn, EndpointConnectionError(endpoint_url="https://kms"), "kms:Verify")
+    assert str(err).startswith(f"cannot verify with {arn}: Could not connect")
+
+
+def test_a_key_that_cannot_sign_is_refused(kms):
+    key = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]["Arn"]
+    with pytest.raises(BundleError, match="not an asymmetric signing key \\(its KeyUsage is "
+                                          "ENCRYPT_DECRYPT"):
+        integrity.signing_algorithm(key)
+
+
+def test_a_missing_key_or_an_unreachable_kms_is_a_failure_not_a_refusal(tmp_path, fake_wheel, kms,
+                                                                        monkeypatch):
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    gone = key.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    with pytest.raises(DeployError, match=f"cannot verify the revision's signature with {gone}: "
+                                          "NotFoundException") as info:
+        verify(str(archive), required(gone))
+    assert info.value.exit_code == 1
+    with pytest.raises(DeployError, match="cannot describe the signing key"):
+        integrity.signing_algorithm(gone)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")  # nothing listens
+    with pytest.raises(DeployError, match=f"cannot verify the revision's signature with {key}: Could not "
+                                          "connect"):
+        verify(str(archive), required(key))
+    with pytest.raises(DeployError, match="cannot sign the manifest"):
+        integrity.sign(b"{}", key, "RSASSA_PKCS1_V1_5_SHA_256")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda doc: doc.update(signing_algorithm="NONE"),
+     "bingo-manifest.json names signing algorithm 'NONE', not one of"),
+    (lambda doc: doc.update(signing_algorithm=None), "names signing algorithm None"),
+])
+def test_a_manifest_naming_an_unknown_algorithm_is_refused(tmp_path, fake_wheel, kms, change, message):
+    import json
+
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    doc = json.loads((archive / integrity.MANIFEST).read_text())
+    change(doc)
+    (archive / integrity.MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=message):
+        verify(str(archive), required(key))
+
+
+@pytest.mark.parametrize("content", [b"not base64!\n", b"QUJD=x\n"])
+def test_a_signature_file_that_is_not_base64_is_refused(tmp_path, fake_wheel, kms, content):
+    key = new_key(kms)
+    archive = unpacked(tmp_path, fake_wheel, key)
+    (archive / integrity.SIGNATURE).write_bytes(content)
+    with pytest.raises(BundleError, match="bingo-manifest.sig: not a base64 signature"):
+        verify(str(archive), required(key))
+
+
+def test_a_bundle_signed_with_a_pss_only_key_uses_pss(tmp_path, fake_wheel, kms, monkeypatch):
+    """The first algorithm of ALGORITHMS the key supports."""
+    key = new_key(kms)
+    real = integrity._kms
+
+    def only_pss(arn):
+        client = real(arn)
+        describe = client.describe_key
+
+        def patched(**kw):
+            answer = describe(**kw)
+            answer["KeyMetadata"]["SigningAlgorithms"] = ["RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_256"]
+            return answer
+        client.describe_key = patched
+        return client
+
+    monkeypatch.setattr(integrity, "_kms", only_pss)
+    assert integrity.signing_algorithm(key) == "RSASSA_PSS_SHA_256"
+
+    def none_known(arn):
+        client = only_pss(arn)
+        describe = client.describe_key
+        client.describe_key = lambda **kw: {**describe(**kw), "KeyMetadata": {
+            "KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": ["SM2DSA"]}}
+        return client
+
+    monkeypatch.setattr(integrity, "_kms", none_known)
+    with pytest.raises(BundleError, match="supports SM2DSA, none of RSASSA_PKCS1_V1_5_SHA_256, "
+                                          "ECDSA_SHA_256, RSASSA_PSS_SHA_256"):
+        integrity.signing_algorithm(key)

@@ -244,3 +244,39 @@ def test_a_1_gib_long_name_is_refused_in_bounded_memory(tmp_path, agent_root):
     assert returncode == 2 and len(stderr) == 1, probe.stdout
     assert "tar header at byte 1024 is a 'L' metadata header of 1073741824 bytes" in stderr[0]
     assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+def test_the_limits_are_the_documented_ones():
+    assert (tar_headers.MAX_META_BYTES, tar_headers.MAX_META_TOTAL, tar_headers.MAX_MTIME,
+            tar_headers.MAX_ID, tar_headers.MAX_MODE) == (64 << 10, 8 << 20, 2 ** 33, 2 ** 32, 0o10000000)
+
+
+@pytest.mark.parametrize("parts, ok", [
+    ([header(name=b"t", raw={136: base256(2 ** 33 - 1, 12)})], True),
+    ([header(name=b"t", raw={136: base256(2 ** 33, 12)})], False),
+    ([header(name=b"t", mtime=0)], True),
+    ([header(name=b"u", raw={108: base256(2 ** 32 - 1, 8)})], True),
+    ([header(name=b"u", raw={108: base256(2 ** 32, 8)})], False),
+    ([header(name=b"g", raw={116: base256(2 ** 32, 8)})], False),
+    ([header(name=b"d", raw={329: base256(2 ** 32, 8)})], False),
+    ([header(name=b"d", raw={337: base256(-1, 8)})], False),
+    ([header(name=b"m", mode=0o7777777 & ~0o7000)], True),
+    ([header(name=b"m", raw={100: base256(0o10000000, 8)})], False),
+    ([pax({"comment": "c" * 65521}), header(name=b"p")], True),  # a 65536-byte PAX header
+    ([pax({"comment": "c" * 65522}), header(name=b"p")], False),
+    ([pax({"mtime": str(2 ** 33 - 1)}), header(name=b"p")], True),
+    ([pax({"mtime": str(2 ** 33)}), header(name=b"p")], False),
+    ([pax({"mtime": "1.5"}), header(name=b"p")], True),
+    ([pax({"uid": str(2 ** 32 - 1), "gid": "0"}), header(name=b"p")], True),
+    ([pax({"gid": str(2 ** 32)}), header(name=b"p")], False),
+    ([pax({"size": "5"}), member(b"hello", name=b"p", size=0)], True),
+    ([pax({"size": "0"}), header(name=b"p", size=7), b"\0" * 512], True),  # the header's 7 ignored
+])
+def test_bounds_are_exact(tmp_path, parts, ok):
+    """Each limit: its last allowed value passes, the next one is refused."""
+    bundle = tgz(tmp_path / "edge.tgz", GOOD, *parts, END)
+    if ok:
+        extract(str(bundle), str(tmp_path / "out"))
+    else:
+        with pytest.raises(BundleError, match="tar header at byte"):
+            extract(str(bundle), str(tmp_path / "out"))
