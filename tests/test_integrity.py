@@ -592,3 +592,11 @@ def test_a_bundle_signed_with_a_pss_only_key_uses_pss(tmp_path, fake_wheel, kms,
     with pytest.raises(BundleError, match="supports SM2DSA, none of RSASSA_PKCS1_V1_5_SHA_256, "
                                           "ECDSA_SHA_256, RSASSA_PSS_SHA_256"):
         integrity.signing_algorithm(key)
+
+
+def test_the_signed_message_is_the_documented_one():
+    """What KMS signs is fixed: a host must verify what any bingo-host version signed."""
+    data = b'{"schema": 2}\n'
+    assert integrity.signed_message(data) == \
+        b"bingo-host revision manifest v1 sha256:" + hashlib.sha256(data).hexdigest().encode()
+    assert integrity.ALGORITHMS == ("RSASSA_PKCS1_V1_5_SHA_256", "ECDSA_SHA_256", "RSASSA_PSS_SHA_256")

@@ -270,7 +270,9 @@ def test_the_limits_are_the_documented_ones():
     ([pax({"uid": str(2 ** 32 - 1), "gid": "0"}), header(name=b"p")], True),
     ([pax({"gid": str(2 ** 32)}), header(name=b"p")], False),
     ([pax({"size": "5"}), member(b"hello", name=b"p", size=0)], True),
-    ([pax({"size": "0"}), header(name=b"p", size=7), b"\0" * 512], True),  # the header's 7 ignored
+    ([pax({"size": "0"}), header(name=b"p", size=7), b"\0" * 512], True),
+    ([member(b"old regular file\n" * 40, name=b"v7", kind=b"\0")], True),  # data past one block
+    ([member(b"contiguous file\n" * 40, name=b"c7", kind=b"7")], True),  # the header's 7 ignored
 ])
 def test_bounds_are_exact(tmp_path, parts, ok):
     """Each limit: its last allowed value passes, the next one is refused."""
