@@ -56,8 +56,28 @@ def kms(moto_server, monkeypatch, tmp_path):
     return boto3.client("kms", region_name=REGION, endpoint_url=moto_server.url)
 
 
-def new_key(kms, spec="RSA_2048") -> str:
-    return kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=spec)["KeyMetadata"]["Arn"]
+_KEYS: dict = {}  # (moto's URL, key spec): a key the tests share
+_BUILT: dict = {}  # (key, format): a bundle built once in the session
+_BUILT_IN: list = []
+
+
+def new_key(kms, spec="RSA_2048", fresh=False) -> str:
+    """A signing key on this moto server, one per key spec for the session (fresh: a new one)."""
+    which = (kms.meta.endpoint_url, spec)
+    if fresh or which not in _KEYS:
+        arn = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=spec)["KeyMetadata"]["Arn"]
+        if fresh:
+            return arn
+        _KEYS[which] = arn
+    return _KEYS[which]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _built_bundles(tmp_path_factory):
+    _BUILT_IN.append(tmp_path_factory.mktemp("built-bundles"))
+    yield
+    _BUILT.clear()
+    _BUILT_IN.clear()
 
 
 @pytest.fixture
@@ -68,10 +88,15 @@ def fake_wheel(tmp_path):
 
 
 def unpacked(tmp_path, fake_wheel, sign_key=None, fmt="zip", name="rev") -> Path:
-    out = build_bundle(SAMPLE, tmp_path / f"{name}.{'zip' if fmt == 'zip' else 'tar.gz'}", fake_wheel,
-                       echo=quiet, sign_key=sign_key, binding=BINDING)
+    """The sample app's revision (signed with sign_key) unpacked in tmp_path; built once per key and
+    format in this module (the build is the slow part), unpacked afresh for each test."""
+    which = (sign_key, fmt)
+    if which not in _BUILT:
+        out = _BUILT_IN[0] / f"{len(_BUILT)}.{'zip' if fmt == 'zip' else 'tar.gz'}"
+        _BUILT[which] = build_bundle(SAMPLE, out, fake_wheel, echo=quiet, sign_key=sign_key,
+                                     binding=BINDING)
     dest = tmp_path / f"{name}-archive"
-    extract(str(out), str(dest))
+    extract(str(_BUILT[which]), str(dest))
     return dest
 
 
@@ -153,7 +178,8 @@ def test_a_manifest_changed_to_match_a_changed_file_fails_the_signature(tmp_path
 
 @pytest.mark.parametrize("how", ["other key", "other key type", "garbage"])
 def test_a_signature_by_another_key_or_garbage_is_refused(tmp_path, fake_wheel, kms, how):
-    key, other = new_key(kms), new_key(kms, "ECC_NIST_P256" if how == "other key type" else "RSA_2048")
+    key = new_key(kms)
+    other = new_key(kms, "ECC_NIST_P256" if how == "other key type" else "RSA_2048", fresh=True)
     archive = unpacked(tmp_path, fake_wheel, other)
     if how == "garbage":
         (archive / integrity.SIGNATURE).write_bytes(b"AAAA" * 64 + b"\n")
