@@ -329,3 +329,66 @@ def test_the_limits_are_the_documented_ones():
     """README: 20000 entries, 512 MiB unpacked, 576 MiB of archive file."""
     assert (archive.MAX_ENTRIES, archive.MAX_TOTAL_BYTES, archive.MAX_ARCHIVE_BYTES, archive.CHUNK) == \
         (20000, 512 << 20, 576 << 20, 1 << 20)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "'' points outside the bundle \\('': an absolute name or '..'\\)$"),
+    ("a\0b", "'a\\\\x00b' points outside the bundle"),
+    ("/etc/x", "'/etc/x' points outside the bundle \\('/etc/x': an absolute name or '..'\\)$"),
+    ("sub/../x", "'sub/../x' points outside the bundle \\('sub/../x': an absolute name or '..'\\)$"),
+    ("..\\evil", ".* points outside the bundle \\('..\\\\\\\\evil': an absolute name or '..'\\)$"),
+    ("a\\..\\b", ".* an absolute name or '..'"),
+])
+def test_a_name_is_refused_before_it_is_resolved(where, name, message):
+    """The name's own check, not the resolved path's: `sub/../x` would resolve inside."""
+    top, dest = where
+    dest.mkdir()
+    out = archive._Unpacker("rev.tgz", str(dest))
+    with pytest.raises(BundleError, match=f"^rev.tgz: member {message}"):
+        out.path(name)
+
+
+def test_names_are_joined_without_empty_or_dot_parts(where):
+    top, dest = where
+    dest.mkdir()
+    out = archive._Unpacker("rev.tgz", str(dest))
+    assert out.path(".") == out.path("./") == str(dest)
+    assert out.path("./a//b/./c") == str(dest / "a" / "b" / "c")
+    assert out.path("d/") == str(dest / "d")
+
+
+def test_messages_are_exactly_these(where):
+    top, dest = where
+    missing = top / "missing.zip"
+    with pytest.raises(BundleError) as info:
+        archive.bundle_type(str(missing))
+    assert str(info.value) == f"{missing}: cannot read it: [Errno 2] No such file or directory: '{missing}'"
+    junk = top / "junk.bin"
+    junk.write_bytes(b"junk" * 200)
+    with pytest.raises(BundleError) as info:
+        archive.bundle_type(str(junk))
+    assert str(info.value) == f"{junk}: not a zip, tar.gz or tar archive (nor a directory)"
+    bundle = make_tgz(top / "su.tgz", [tar_entry("su", data=b"x", mode=0o4755)])
+    with pytest.raises(BundleError) as info:
+        extract(str(bundle), str(dest))
+    assert str(info.value) == (f"{bundle}: member 'su' has the setuid, setgid or sticky bit (mode 4755); "
+                               "a revision never needs them")
+
+
+def test_an_empty_zip_is_a_zip(where):
+    top, dest = where
+    with zipfile.ZipFile(top / "empty.zip", "w"):
+        pass
+    assert (top / "empty.zip").read_bytes()[:4] == b"PK\x05\x06"
+    assert archive.bundle_type(str(top / "empty.zip")) == "zip"
+
+
+def test_a_directory_revision_is_capped_exactly(where, monkeypatch):
+    top, dest = where
+    rev = _dir_revision(top)
+    size = sum(p.stat().st_size for p in rev.rglob("*") if p.is_file())
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", size)
+    extract(str(rev), str(dest))
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", size - 1)
+    with pytest.raises(BundleError, match="takes the revision past"):
+        extract(str(rev), str(dest.parent / "again"))

@@ -282,3 +282,55 @@ def test_bounds_are_exact(tmp_path, parts, ok):
     else:
         with pytest.raises(BundleError, match="tar header at byte"):
             extract(str(bundle), str(tmp_path / "out"))
+
+
+def test_metadata_headers_are_capped_in_all_exactly(tmp_path, monkeypatch):
+    comment = pax({"comment": "c" * 987})
+    assert int(comment[124:135], 8) == 1001
+    names = [comment + member(b"x", name=b"s%d" % i) for i in range(3)]
+    monkeypatch.setattr(tar_headers, "MAX_META_TOTAL", 3003)  # 3 PAX headers of 1001 bytes
+    extract(str(tgz(tmp_path / "many.tgz", GOOD, *names, END)), str(tmp_path / "out"))
+
+
+def test_the_members_data_is_capped_exactly(tmp_path, monkeypatch):
+    from bingo_host.deploy import archive
+
+    bundle = tgz(tmp_path / "sized.tgz", GOOD, member(b"x" * 1000, name=b"data"), END)
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", len(APPSPEC) + 1000)
+    extract(str(bundle), str(tmp_path / "out"))
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", len(APPSPEC) + 999)
+    with pytest.raises(BundleError, match="byte 1024 takes the revision past"):
+        extract(str(bundle), str(tmp_path / "out2"))
+
+
+@pytest.mark.parametrize("raw, is_tar", [
+    ({0: b"\xff" * 100, 157: b"\xff" * 100, 265: b"\xff" * 64}, True),  # checksum over 0o100000
+    ({}, True),
+    (None, False),  # the checksum field itself unreadable
+])
+def test_a_tar_is_recognised_by_its_first_header(tmp_path, raw, is_tar):
+    from bingo_host.deploy import archive
+
+    block = header(name=b"a", raw=raw)
+    if raw is None:
+        block = block[:148] + b"x" * 8 + block[156:]
+        raw = {}
+    assert tar_headers.is_header(block) is is_tar
+    if raw.get(0):
+        assert int(block[148:154], 8) >= 0o100000
+    path = tmp_path / "t.tar"
+    path.write_bytes(block + END)
+    if is_tar:
+        assert archive.bundle_type(str(path)) == "tar"
+    else:
+        with pytest.raises(BundleError, match="not a zip, tar.gz or tar archive"):
+            archive.bundle_type(str(path))
+
+
+def test_a_checksum_field_ending_in_a_space_is_read_as_tar_reads_it(tmp_path):
+    """Old tars end the field with a space instead of NUL: the field is 8 bytes, no more."""
+    block = bytearray(header(name=b"a"))
+    total = int(block[148:154], 8)
+    block[148:156] = b"%07o " % total
+    assert tar_headers.is_header(bytes(block))
+    assert not tar_headers.is_header(bytes(block[:511]))

@@ -58,11 +58,9 @@ class HeaderGuard:
         self.pos = 0  # bytes read so far
         self.next_header = 0  # where the next header starts
         self.header = b""  # the part of that header read so far
-        self.meta: bytes | None = None  # a metadata header's data, while it is read
-        self.meta_left = 0
-        self.meta_kind, self.meta_offset = "", 0
-        self.pending: dict[str, int] = {}  # metadata kinds seen since the last member
-        self.pax_size: int | None = None  # the next member's size, from its 'x' header
+        self.meta = None  # a metadata header's data while it is read (with meta_left, _kind, _offset)
+        self.pending = {}  # metadata kinds seen since the last member: their offsets
+        self.pax_size = None  # the next member's size, from its 'x' header
         self.meta_total = 0
         self.data_total = 0
         self.ended = False
@@ -70,11 +68,11 @@ class HeaderGuard:
     def refuse(self, offset: int, why: str):
         raise BundleError(f"{self.archive}: tar header at byte {offset} {why}")
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int) -> bytes:
         data = self.raw.read(size)
         if data:
             self._inspect(data)
-        elif size != 0 and not self.ended:
+        elif not self.ended:
             self.refuse(self.next_header, "is missing: the archive ends inside a member or "
                                           "without its end-of-archive block (truncated?)")
         return data
