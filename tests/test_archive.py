@@ -392,3 +392,98 @@ def test_a_directory_revision_is_capped_exactly(where, monkeypatch):
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", size - 1)
     with pytest.raises(BundleError, match="takes the revision past"):
         extract(str(rev), str(dest.parent / "again"))
+
+
+def _refusal(bundle, dest) -> str:
+    with pytest.raises(BundleError) as info:
+        extract(str(bundle), str(dest))
+    return str(info.value)
+
+
+def test_refusals_say_exactly_this(where, monkeypatch):
+    top, dest = where
+    (top / "a" / "b" / "outside").mkdir()
+    cases = [
+        ([tar_entry("d", tarfile.DIRTYPE), tar_entry("l", tarfile.SYMTYPE, linkname="d")],
+         "member 'l' is a symbolic link to a directory ('d'); only links to files are allowed"),
+        ([tar_entry("h", tarfile.LNKTYPE, linkname="nothing")],
+         "member 'h' is a hard link to 'nothing', which is not a regular file this archive unpacked before it"),
+        ([tar_entry("null", tarfile.CHRTYPE)],
+         "member 'null' is not a file, directory or link (devices and FIFOs are not allowed)"),
+        ([tar_entry("x", tarfile.SYMTYPE, linkname="y"), tar_entry("y", tarfile.DIRTYPE)],
+         f"member 'x' is a symbolic link that now resolves to {dest}/y (outside the bundle or a directory) "
+         "once every entry is unpacked"),
+    ]
+    for i, (entries, message) in enumerate(cases):
+        bundle = make_tgz(top / f"c{i}.tgz", entries)
+        assert _refusal(bundle, dest.parent / f"d{i}") == f"{bundle}: {message}".replace(
+            str(dest), str(dest.parent / f"d{i}"))
+    corrupt = top / "corrupt.tgz"
+    corrupt.write_bytes(b"\x1f\x8b" + b"\0" * 30)
+    assert _refusal(corrupt, dest).startswith(f"{corrupt}: cannot be unpacked: ")
+    badzip = top / "bad.zip"
+    badzip.write_bytes(b"PK\x03\x04" + b"\0" * 30)
+    assert _refusal(badzip, dest) == f"{badzip}: not a readable zip archive: File is not a zip file"
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 1 << 20)
+    zipped = make_zip(top / "big.zip", [("zeros", stat.S_IFREG | 0o644, b"\0" * (2 << 20))])
+    claimed = (2 << 20) + len(APPSPEC)
+    assert _refusal(zipped, dest) == f"{zipped}: unpacks to {claimed} bytes, more than a revision may (1 MiB)"
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 2)
+    many = make_zip(top / "many.zip", [(f"f{i}", stat.S_IFREG | 0o644, b"x") for i in range(2)])
+    assert _refusal(many, dest) == f"{many}: member 'f1' is one too many: a revision may hold at most 2 entries"
+
+
+def test_a_replaced_link_does_not_end_the_final_check(where):
+    """`a` is a link, then a file; `b` is checked all the same."""
+    top, dest = where
+    bundle = make_tgz(top / "replaced.tgz", [tar_entry("a", tarfile.SYMTYPE, linkname="f"),
+                                             tar_entry("a", data=b"now a file"),
+                                             tar_entry("b", tarfile.SYMTYPE, linkname="x"),
+                                             tar_entry("x", tarfile.DIRTYPE)])
+    assert "member 'b' is a symbolic link that now resolves to" in _refusal(bundle, dest)
+
+
+def test_directory_modes_are_the_archives(where):
+    top, dest = where
+    bundle = make_tgz(top / "modes.tgz", [tar_entry("d", tarfile.DIRTYPE, mode=0o750),
+                                          tar_entry("d/f", data=b"x", mode=0o640)])
+    extract(str(bundle), str(dest))
+    assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o750
+    assert stat.S_IMODE((dest / "d" / "f").stat().st_mode) == 0o640
+
+
+def test_a_refused_archive_leaves_its_directories_closed(where):
+    """Directories are made 0700 and get their modes only once everything is in."""
+    top, dest = where
+    bundle = make_tgz(top / "half.tgz", [tar_entry("d", tarfile.DIRTYPE, mode=0o755),
+                                         tar_entry("d/null", tarfile.CHRTYPE)])
+    _refusal(bundle, dest)
+    assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o700
+
+
+def test_zip_limits_are_exact(where, monkeypatch):
+    top, dest = where
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 3)
+    extract(str(make_zip(top / "three.zip", [(f"f{i}", stat.S_IFREG | 0o644, b"x") for i in range(2)])),
+            str(dest))
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", len(APPSPEC) + 10)
+    extract(str(make_zip(top / "sized.zip", [("f", stat.S_IFREG | 0o644, b"x" * 10)])), str(dest.parent / "z"))
+
+
+def test_a_zip_from_a_non_unix_tool_gets_default_modes(where):
+    """No unix mode in the entries (create_system 0): directories by their '/', umask defaults."""
+    top, dest = where
+    path = top / "dos.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in (("appspec.yml", APPSPEC), ("d/", b""), ("d/f.txt", b"x")):
+            zi = zipfile.ZipInfo(name)
+            zi.create_system = 0
+            zi.external_attr = 0x10 if name.endswith("/") else 0
+            zf.writestr(zi, data)
+    umask = os.umask(0o022)
+    try:
+        extract(str(path), str(dest))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((dest / "d" / "f.txt").stat().st_mode) == 0o644

@@ -176,11 +176,8 @@ class _Unpacker:
 def _extract_tar(archive: str, out: _Unpacker, compressed: bool) -> None:
     """Streamed ('r|'): tarfile reads the decompressed bytes once, in order, through HeaderGuard."""
     try:
-        raw = open(archive, "rb")
-    except OSError as exc:
-        raise BundleError(f"{archive}: not a readable tar archive: {exc}") from None
-    try:
-        with raw, (gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw) as stream, \
+        with open(archive, "rb") as raw, \
+                (gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw) as stream, \
                 tarfile.open(fileobj=HeaderGuard(stream, archive, MAX_TOTAL_BYTES), mode="r|") as tf:
             for m in tf:
                 name = m.name
