@@ -251,7 +251,7 @@ def test_an_archive_file_over_the_limit_is_refused_unread(where, monkeypatch):
 
 def test_a_directory_revision_cannot_be_copied_into_itself(where):
     top, dest = where
-    with pytest.raises(BundleError, match="holds the directory it would be copied to"):
+    with pytest.raises(BundleError, match=f"^{top}: holds the directory it would be copied to \\({dest}\\)$"):
         extract(str(top), str(dest))
     with pytest.raises(BundleError, match="holds the directory it would be copied to"):
         extract(str(dest.parent), str(dest.parent))
@@ -287,7 +287,7 @@ def _dir_revision(top: Path) -> Path:
      "'build/conf' is a symbolic link that points outside the bundle \\('../../secret' resolves"),
     (lambda rev, top: os.symlink(".", rev / "build" / "here"), "'build/here' is a symbolic link to a directory"),
     (lambda rev, top: os.mkfifo(rev / "build" / "pipe"),
-     "'build/pipe' is not a file, directory or link \\(devices, FIFOs and sockets"),
+     "'build/pipe' is not a file, directory or link \\(devices, FIFOs and sockets are not allowed\\)$"),
     (lambda rev, top: (rev / "build" / "index.html").chmod(0o4755), "'build/index.html' has the setuid"),
     (lambda rev, top: (rev / "build").chmod(0o1777), "'build' has the setuid, setgid or sticky bit"),
 ])
@@ -487,3 +487,42 @@ def test_a_zip_from_a_non_unix_tool_gets_default_modes(where):
         os.umask(umask)
     assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "d" / "f.txt").stat().st_mode) == 0o644
+
+
+def test_an_archive_file_is_capped_exactly(where, monkeypatch):
+    top, dest = where
+    bundle = make_tgz(top / "sized.tgz", [tar_entry("r", data=b"x")])
+    size = bundle.stat().st_size
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", size)
+    extract(str(bundle), str(dest))
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", size - 1)
+    assert _refusal(bundle, dest.parent / "again") == f"{bundle}: {size} bytes, more than a revision may be (0 MiB)"
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", (3 << 20) - 1)
+    big = top / "big.tar"
+    with tarfile.open(big, "w") as tf:
+        info, data = tar_entry("r", data=os.urandom(3 << 20))
+        tf.addfile(info, io.BytesIO(data))
+    assert _refusal(big, dest.parent / "big") == (f"{big}: {big.stat().st_size} bytes, more than a revision "
+                                                  "may be (2 MiB)")
+
+
+def test_zip_modes_are_the_entries(where):
+    top, dest = where
+    bundle = make_zip(top / "modes.zip", [("run.sh", stat.S_IFREG | 0o750, b"#!/bin/sh\n"),
+                                          ("data", stat.S_IFREG | 0o640, b"x"),
+                                          ("d/", stat.S_IFDIR | 0o710, b"")])
+    extract(str(bundle), str(dest))
+    assert [stat.S_IMODE((dest / n).stat().st_mode) for n in ("run.sh", "data", "d")] == [0o750, 0o640, 0o710]
+
+
+def test_a_corrupt_zip_entry_is_refused(where):
+    """Its deflate stream broken: zlib's error is a refusal too, not a traceback."""
+    top, dest = where
+    bundle = make_zip(top / "crc.zip", [("data", stat.S_IFREG | 0o644, b"data" * 1000)])
+    raw = bytearray(bundle.read_bytes())
+    zi = zipfile.ZipFile(bundle).getinfo("data")
+    start = zi.header_offset + 30 + len(zi.filename) + len(zi.extra) + 5
+    raw[start] ^= 0xff
+    bundle.write_bytes(bytes(raw))
+    message = _refusal(bundle, dest)
+    assert message.startswith(f"{bundle}: cannot be unpacked: "), message

@@ -235,7 +235,7 @@ def _extract_zip(archive: str, out: _Unpacker) -> None:
                     continue
                 with zf.open(zi) as src:
                     out.file(name, perms, src, time.mktime(zi.date_time + (0, 0, -1)))
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
         raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
