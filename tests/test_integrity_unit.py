@@ -241,7 +241,8 @@ def test_verify_an_unsigned_manifest(tmp_path):
     assert lines == ["integrity: 3 files match bingo-manifest.json (signature not checked: "
                      "deploy.require_signature is off)"]
     with pytest.raises(BundleError, match="^the revision has no bingo-manifest.sig: it is unsigned, and "
-                                          "this host's deploy.require_signature is on"):
+                                          "this host's deploy.require_signature is on \\(build it with "
+                                          "`bingo-host bundle --sign-key KEY`\\)$"):
         integrity.verify(str(rev), Deploy(True, "arn:aws:kms:eu-west-1:123456789012:key/k"), quiet)
     (rev / "big.bin").chmod(0o644)
     with pytest.raises(BundleError, match="big.bin: mode 0644"):
@@ -369,8 +370,9 @@ def test_the_signing_algorithm_is_the_first_the_key_supports(kms, monkeypatch):
     monkeypatch.setattr(integrity, "_kms", answering(
         {"KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": ["RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_256"]}))
     assert integrity.signing_algorithm(key) == "RSASSA_PSS_SHA_256"
-    monkeypatch.setattr(integrity, "_kms", answering({"KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": ["SM2DSA"]}))
-    with pytest.raises(BundleError, match=f"^--sign-key {key}: supports SM2DSA, none of "
+    monkeypatch.setattr(integrity, "_kms", answering({"KeyUsage": "SIGN_VERIFY",
+                                                      "SigningAlgorithms": ["SM2DSA", "FOO"]}))
+    with pytest.raises(BundleError, match=f"^--sign-key {key}: supports SM2DSA, FOO, none of "
                                           "RSASSA_PKCS1_V1_5_SHA_256, ECDSA_SHA_256, RSASSA_PSS_SHA_256 "
                                           "\\(use an RSA or ECC_NIST_P256 key\\)$"):
         integrity.signing_algorithm(key)
@@ -382,3 +384,29 @@ def test_the_signing_algorithm_is_the_first_the_key_supports(kms, monkeypatch):
                                           "KeyUsage is ENCRYPT_DECRYPT; create one with KeyUsage "
                                           "SIGN_VERIFY\\)$"):
         integrity.signing_algorithm(key)
+
+
+def test_a_denied_kms_call_names_the_permission(tmp_path, kms, monkeypatch):
+    """What IAM denies (moto allows everything, so the client is made to answer as KMS does)."""
+    from botocore.exceptions import ClientError
+
+    key = new_key(kms)
+    rev = signed_tree(tmp_path, key)
+    real = integrity._kms
+
+    def denied(arn):
+        c = real(arn)
+        for name in ("describe_key", "sign", "verify"):
+            setattr(c, name, lambda **kw: (_ for _ in ()).throw(
+                ClientError({"Error": {"Code": "AccessDeniedException"}}, "X")))
+        return c
+
+    monkeypatch.setattr(integrity, "_kms", denied)
+    with pytest.raises(DeployError, match=f"^cannot describe the signing key with {key}: AccessDeniedException "
+                                          "\\(needs kms:DescribeKey on it\\)$"):
+        integrity.signing_algorithm(key)
+    with pytest.raises(DeployError, match="^cannot sign the manifest with .*\\(needs kms:Sign on it\\)$"):
+        integrity.sign(b"x", key, "RSASSA_PKCS1_V1_5_SHA_256")
+    with pytest.raises(DeployError, match="^cannot verify the revision's signature with .*\\(needs kms:Verify "
+                                          "on it\\)$"):
+        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
