@@ -410,3 +410,34 @@ def test_a_denied_kms_call_names_the_permission(tmp_path, kms, monkeypatch):
     with pytest.raises(DeployError, match="^cannot verify the revision's signature with .*\\(needs kms:Verify "
                                           "on it\\)$"):
         integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+
+
+@pytest.mark.parametrize("code, refused", [
+    ("KMSInvalidSignatureException", True),  # what real KMS answers for a bad signature
+    ("InvalidKeyUsageException", True),
+    ("ValidationException", True),
+    ("DisabledException", False),
+    (None, False),
+])
+def test_real_kms_errors_for_a_bad_signature_are_refusals(tmp_path, kms, monkeypatch, code, refused):
+    """moto answers SignatureValid false where KMS raises: both are a refusal (exit 2); any other
+    error is a failure to check (exit 1)."""
+    from botocore.exceptions import ClientError
+
+    key = new_key(kms)
+    rev = signed_tree(tmp_path, key)
+    real = integrity._kms
+
+    def raising(arn):
+        c = real(arn)
+        error = {"Code": code} if code else {}
+        c.verify = lambda **kw: (_ for _ in ()).throw(ClientError({"Error": error}, "Verify"))
+        return c
+
+    monkeypatch.setattr(integrity, "_kms", raising)
+    with pytest.raises(BundleError if refused else DeployError) as info:
+        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+    if refused:
+        assert str(info.value).startswith(f"the revision's signature does not verify with deploy.signing_key {key}")
+    else:
+        assert str(info.value) == f"cannot verify the revision's signature with {key}: {code or ''}"
