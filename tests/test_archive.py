@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -526,3 +527,14 @@ def test_a_corrupt_zip_entry_is_refused(where):
     bundle.write_bytes(bytes(raw))
     message = _refusal(bundle, dest)
     assert message.startswith(f"{bundle}: cannot be unpacked: "), message
+
+
+def test_zip_times_are_the_entries_local_times(where):
+    """As unzip restores them: the entry's date and time, in local time (DST as the zone says)."""
+    top, dest = where
+    path = top / "times.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("appspec.yml", date_time=(2001, 2, 3, 4, 5, 6)), APPSPEC)
+    extract(str(path), str(dest))
+    assert (dest / "appspec.yml").stat().st_mtime == time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, -1))
+    assert time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, -1)) != time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, 1))
