@@ -5,8 +5,9 @@ local-file revision, done the same way, in the same places (agent.Layout), so th
 emulator share one history on a host. `root_dir` and `max_revisions` come from the agent's config.
 Events run in the agent's order: ApplicationStop (the scripts of the last deployment that passed
 Install), DownloadBundle (older deployment directories pruned to max_revisions, the revision
-unpacked, or a directory revision copied, with the same checks: archive.py), BeforeInstall, Install (installer.py), AfterInstall, ApplicationStart,
-ValidateService; scripts run as the agent runs them (scripts.py).
+unpacked, or a directory revision copied through the same checks: archive.py), BeforeInstall,
+Install (installer.py), AfterInstall, ApplicationStart, ValidateService; scripts run as the agent
+runs them (scripts.py).
 
 The environment is the one the agent gives a local-file revision: the inherited one plus
 DEPLOYMENT_ID, APPLICATION_NAME, DEPLOYMENT_GROUP_NAME and DEPLOYMENT_GROUP_ID (and
