@@ -3,7 +3,8 @@
     BeforeInstall    check the revision against its manifest and signature, for this
                      application and deployment group (integrity.py), and that it is not older
                      than the serving one (freshness.py); upgrade bingo-host from the bundle's
-                     wheel if it is newer (upgrade.py), take the deploy lock (lock.py), preflight, empty the staging directory
+                     wheel if it is newer (upgrade.py), take the deploy lock (lock.py),
+                     preflight, empty the staging directory
     AfterInstall     build releases/<deployment-id> from staging (venv reused, or built in a
                      systemd scope with low CPU/IO weight); the serving release is not touched
     ApplicationStart switch `current` atomically, chain-reload uWSGI's workers (one at a time, a
