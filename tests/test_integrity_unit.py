@@ -98,7 +98,7 @@ def test_a_schema_1_manifest_is_read_as_the_same_entries(tmp_path):
 @pytest.mark.parametrize("doc, message", [
     ("not json", "Expecting value"),
     ("[]", "object has no attribute 'get'"),
-    ({"schema": 3, "entries": []}, "schema 3, not 1 or 2"),
+    ({"schema": 3, "entries": []}, "schema 3, not 1 or 2\\)$"),
     ({"schema": "2", "entries": []}, "schema '2', not 1 or 2"),
     ({"entries": []}, "schema None, not 1 or 2"),
     ({"schema": 2}, "'entries'"),
@@ -119,14 +119,15 @@ def test_a_schema_1_manifest_is_read_as_the_same_entries(tmp_path):
      "entry 'x'"),
     ({"schema": 2, "entries": [{"path": "x", "type": "directory", "mode": "0755"},
                                {"path": "x", "type": "directory", "mode": "0755"}]},
-     "entry 'x': type, mode or sha256 malformed, or listed twice"),
+     "entry 'x': type, mode or sha256 malformed, or listed twice\\)$"),
     ({"schema": 2, "entries": [{"type": "directory", "mode": "0755"}]}, "'path'"),
     ({"schema": 2, "entries": [{"path": "x", "mode": "0755"}]}, "'type'"),
     ({"schema": 2, "entries": ["x"]}, "string indices must be integers"),
 ])
 def test_a_malformed_manifest_is_one_clear_refusal(tmp_path, doc, message):
     (tmp_path / "m.json").write_text(doc if isinstance(doc, str) else json.dumps(doc))
-    with pytest.raises(BundleError, match="^bingo-manifest.json: unreadable \\(.*" + message) as info:
+    with pytest.raises(BundleError, match="^bingo-manifest.json: unreadable \\(" + ("" if "schema" in message
+                                          or message.startswith("entry") else ".*") + message) as info:
         integrity.load_manifest(str(tmp_path / "m.json"))
     assert info.value.exit_code == 2
 
@@ -155,7 +156,8 @@ def test_a_tree_that_matches_its_manifest_passes(tmp_path):
     (lambda r: (r / "big.bin").write_bytes(b"\1" * ((1 << 20) + 6) + b"\2"),
      "^big.bin: its sha256 does not match bingo-manifest.json \\(the file was changed after"),
     (lambda r: (r / "link").symlink_to("appspec.yml"), "^link: not in bingo-manifest.json \\(a symbolic "
-                                                       "link or special file"),
+                                                       "link or special file; the revision was changed "
+                                                       "after it was built\\)$"),
     (lambda r: os.mkfifo(r / "fifo"), "^fifo: not in bingo-manifest.json"),
 ])
 def test_every_difference_from_the_manifest_is_refused(tmp_path, tamper, message):
@@ -191,7 +193,9 @@ def doc(**changes) -> dict:
 
 @pytest.mark.parametrize("d, application, group, message", [
     (doc(schema=1), "app", "grp", "^bingo-manifest.json is schema 1: it binds no application, deployment "
-                                  "group or creation time; rebuild"),
+                                  "group or creation time; rebuild the revision with this bingo-host "
+                                  "\\(`bingo-host bundle --sign-key KEY --application APP "
+                                  "--deployment-group GROUP`\\)$"),
     (doc(), "other", "grp", "^the revision is signed for application 'app', but this deployment's is "
                             "'other': refusing to install it$"),
     (doc(), "app", "other", "^the revision is signed for deployment_group 'grp', but this deployment's "
@@ -350,7 +354,8 @@ def test_kms_failures_are_failures(tmp_path, kms, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     for call in (lambda: integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp"),
                  lambda: integrity.signing_algorithm(key), lambda: integrity.sign(b"x", key, "ALG")):
-        with pytest.raises(DeployError, match=f"^cannot .* with {key}: Could not connect"):
+        with pytest.raises(DeployError, match=f"^cannot (verify the revision's signature|describe the "
+                                              f"signing key|sign the manifest) with {key}: Could not connect"):
             call()
 
 
