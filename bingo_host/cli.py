@@ -455,12 +455,15 @@ def patch(opts: Options):
 @click.option("--deployment-group-id", default="default-local-deployment-group", show_default=True,
               help="DEPLOYMENT_GROUP_ID: the agent's <root_dir>/<id>/ holds this group's deployments "
                    "(codedeploy-local's default).")
+@click.option("--allow-older", is_flag=True,
+              help="Deploy a signed revision created before the serving one (a deliberate rollback).")
 @click.pass_obj
 def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group,
-           deployment_group_id):
+           deployment_group_id, allow_older):
     """Deploy a revision (a .zip, .tar.gz or directory) through the CodeDeploy lifecycle, as the
     agent would, in the agent's deployment root. With a config, its manifest and signature
-    (deploy.require_signature) are checked before any of its scripts runs."""
+    (deploy.require_signature: signed for --application-name and --deployment-group, and not
+    older than the serving revision) are checked before any of its scripts runs."""
     import os
     import re
 
@@ -470,9 +473,23 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
     for option, value in (("--deployment-id", deployment_id), ("--deployment-group-id", deployment_group_id)):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
             raise ConfigError(option, "letters, digits, '_' and '-' only")
-    deploy_cfg = opts.load_config().deploy if os.path.exists(opts.config_path) else None
+    cfg = opts.load_config() if os.path.exists(opts.config_path) else None
     lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
-                     echo=click.echo, deploy_cfg=deploy_cfg)
+                     echo=click.echo, deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
+                     allow_older=allow_older)
+
+
+@main.command("allow-older")
+@click.argument("revision")
+@click.pass_obj
+def allow_older(opts: Options, revision):
+    """Let the next deployment install REVISION (its created time or manifest sha256, as the
+    refusal prints them) although it is older than the serving one; once."""
+    from .deploy import freshness
+
+    _no_dry_run(opts, "allow-older")
+    freshness.allow(revision)
+    click.echo(f"allow-older: the next deployment may install {revision} ({freshness.ALLOW_FILE})")
 
 
 @main.command()
@@ -490,7 +507,11 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
 @click.option("--sign-key", metavar="ARN",
               help="Sign the manifest with this asymmetric KMS key (key or alias ARN; needs kms:Sign "
                    "and kms:DescribeKey): hosts with deploy.require_signature check it.")
-def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key):
+@click.option("--application", metavar="NAME",
+              help="The CodeDeploy application the signature binds the revision to (with --sign-key).")
+@click.option("--deployment-group", metavar="NAME",
+              help="The deployment group the signature binds the revision to (with --sign-key).")
+def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key, application, deployment_group):
     """Build the CodeDeploy revision: the app, appspec.yml, hooks/, the bingo-host wheel and a
     manifest of every file's sha256 (signed with --sign-key)."""
     import tempfile
@@ -500,6 +521,12 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key):
 
     if sign_key is not None:
         kms_key_arn(sign_key, "--sign-key")
+    for option, value in (("--application", application), ("--deployment-group", deployment_group)):
+        if sign_key is None and value is not None:
+            raise ConfigError(option, "binds only a signed revision: give --sign-key too")
+        if sign_key is not None and not value:
+            raise ConfigError(option, "required with --sign-key (the signature binds the revision "
+                                      "to one application and deployment group)")
 
     fmt = bundle_mod.output_format(out_file, fmt)  # a contradiction is refused before any work
     with tempfile.TemporaryDirectory() as tmp:
@@ -514,7 +541,8 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key):
             else:  # an installed copy: its own wheel, rebuilt from what pip installed
                 wheel = bundle_mod.wheel_from_installed(tmp)
         bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo, fmt=fmt,
-                                sign_key=sign_key)
+                                sign_key=sign_key, binding={"application": application,
+                                                            "deployment_group": deployment_group})
 
 
 @main.command()

@@ -641,3 +641,105 @@ def test_a_single_top_directory_with_the_appspec_is_stripped_like_the_agent(host
     archive = host.deployment_dir("d-NESTED001") / "deployment-archive"
     assert (archive / "appspec.yml").is_file()
     assert (host.out / "BeforeInstall-T" / "script").read_text().strip() == str(archive / "hooks/probe.sh")
+
+
+# -- links: never followed to a directory or out of the revision --
+
+@pytest.fixture
+def secrets_dir(host):
+    """What /etc/bingo-host is on a host: root's, 0700, db-password 0600 (a copy under tmp)."""
+    etc = host.tmp / "etc-bingo-host"
+    etc.mkdir(mode=0o700)
+    (etc / "db-password").write_text("s3cret\n")
+    (etc / "db-password").chmod(0o600)
+    return etc
+
+
+def _www_revision(host, name: str, links: dict) -> tuple[Path, Path]:
+    """A revision whose build/ goes to a web root, with links {path in build/: target}."""
+    www = host.tmp / "www" / name
+    rev = revision(host.tmp / name, files=[("build", str(www))],
+                   payload={"build/index.html": "<html>\n", "build/static/app.js": "js\n"})
+    for rel, target in links.items():
+        os.symlink(target, rev / "build" / rel)
+    return rev, www
+
+
+def test_install_never_copies_through_a_link_to_the_hosts_secrets(host, secrets_dir):
+    """The reported case: build/conf -> /etc/bingo-host put db-password under the web root. Install
+    (on a revision unpacked by anything else) refuses the link before copying anything."""
+    rev, www = _www_revision(host, "leaky", {"conf": str(secrets_dir)})
+    lay = agent.Layout(str(host.root), GROUP, "d-LEAKY0001")
+    with pytest.raises(DeployError, match=f"build/conf: a symbolic link to {secrets_dir}, outside the "
+                                          "revision; Install does not follow it"):
+        installer.install(appspec.load(rev), str(rev), lay, host.echo)
+    assert not www.exists()
+    assert [p for p in host.tmp.rglob("db-password") if p.parent != secrets_dir] == []
+
+
+@pytest.mark.parametrize("links, message", [
+    ({"pw": "../../etc-bingo-host/db-password"}, "build/pw: a symbolic link to .*/etc-bingo-host/db-password, "
+                                                 "outside the revision"),
+    ({"assets": "static"}, "build/assets: a symbolic link to .*/build/static, which is not a regular file"),
+    ({"up": ".."}, "build/up: a symbolic link to .*/inlinks, outside the revision"),
+    ({"gone": "nothing-here"}, "build/gone: a symbolic link to .*/nothing-here, which is not a regular"),
+])
+def test_install_refuses_links_to_directories_out_of_the_tree_or_to_nothing(host, secrets_dir, links,
+                                                                           message):
+    rev, www = _www_revision(host, "inlinks", links)
+    lay = agent.Layout(str(host.root), GROUP, "d-LINKS0001")
+    with pytest.raises(DeployError, match=message):
+        installer.install(appspec.load(rev), str(rev), lay, host.echo)
+    assert not www.exists()
+
+
+def test_install_copies_a_link_to_a_file_inside_as_that_file(host):
+    """What the agent's FileUtils.copy makes of it: a regular file, no link under the web root."""
+    rev, www = _www_revision(host, "filelink", {"main.js": "static/app.js"})
+    lay = agent.Layout(str(host.root), GROUP, "d-FILELNK01")
+    installer.install(appspec.load(rev), str(rev), lay, host.echo)
+    assert not (www / "main.js").is_symlink() and (www / "main.js").read_text() == "js\n"
+
+
+def test_install_replaces_a_link_at_the_destination_instead_of_writing_through_it(host, secrets_dir):
+    rev, www = _www_revision(host, "overwrite", {})
+    (rev / "appspec.yml").write_text((rev / "appspec.yml").read_text() + "file_exists_behavior: OVERWRITE\n")
+    (www / "static").mkdir(parents=True)
+    os.symlink(secrets_dir / "db-password", www / "index.html")
+    lay = agent.Layout(str(host.root), GROUP, "d-OVERWR001")
+    installer.install(appspec.load(rev), str(rev), lay, host.echo)
+    assert (secrets_dir / "db-password").read_text() == "s3cret\n"
+    assert not (www / "index.html").is_symlink() and (www / "index.html").read_text() == "<html>\n"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda rev, etc: os.symlink(etc, rev / "build" / "conf"), "'build/conf' is a symbolic link that "
+                                                                "points outside the bundle"),
+    (lambda rev, etc: os.symlink("static", rev / "build" / "assets"), "'build/assets' is a symbolic link "
+                                                                       "that now resolves to .*/build/static"),
+    (lambda rev, etc: os.mkfifo(rev / "build" / "pipe"), "'build/pipe' is not a file, directory or link"),
+    (lambda rev, etc: (rev / "build" / "index.html").chmod(0o4755), "'build/index.html' has the setuid"),
+])
+def test_a_directory_revision_gets_the_archives_checks(host, secrets_dir, make, message):
+    """`bingo-host deploy DIR` copied the tree as it was (links kept); now every entry goes through
+    the unpacker's checks, before anything runs."""
+    rev, www = _www_revision(host, "dirrev", {})
+    make(rev, secrets_dir)
+    with pytest.raises(BundleError, match=message) as info:
+        lifecycle.deploy(str(rev), "d-DIRREV001", echo=host.echo)
+    assert info.value.exit_code == 2
+    assert not www.exists() and not host.root.exists()
+
+
+def test_a_directory_revision_is_copied_root_owned_with_its_modes(host):
+    rev, www = _www_revision(host, "owned", {"main.js": "static/app.js"})
+    (rev / "build" / "index.html").chmod(0o640)
+    for path in [rev, *rev.rglob("*")]:
+        os.lchown(path, 1234, 1234)
+    lifecycle.deploy(str(rev), "d-OWNED0001", echo=host.echo)
+    archive = host.deployment_dir("d-OWNED0001") / "deployment-archive"
+    entries = [archive, *archive.rglob("*")]
+    assert {(p.lstat().st_uid, p.lstat().st_gid) for p in entries} == {(0, 0)}
+    assert stat.S_IMODE((archive / "build" / "index.html").stat().st_mode) == 0o640
+    assert os.readlink(archive / "build" / "main.js") == "static/app.js"
+    assert (www / "main.js").read_text() == "js\n" and not (www / "main.js").is_symlink()

@@ -10,6 +10,7 @@ of the agent's config.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -145,3 +146,17 @@ def archive_dir(env, config: str | None = None) -> str:
         raise DeployError(f"the revision of deployment {deployment} is not at {path} (no appspec.yml "
                           f"there; the agent's root_dir is read from {config or CONFIG})")
     return path
+
+
+def strip_leading_directory(dest: str) -> None:
+    """The agent's rule: one top-level directory holding an appspec is the revision's root."""
+    entries = os.listdir(dest)
+    if len(entries) != 1:
+        return
+    top = os.path.join(dest, entries[0])
+    if os.path.isdir(top) and not os.path.islink(top) \
+            and any(re.search("appspec", e, re.I) for e in os.listdir(top)):
+        tmp = f"{dest}.strip"
+        os.rename(top, tmp)
+        os.rmdir(dest)
+        os.rename(tmp, dest)

@@ -1,52 +1,57 @@
 """Unpacking a revision the way the CodeDeploy agent does, refusing anything that could leave it.
 
 A zip is unpacked like the agent's `unzip -qo`, a tar like `tar -xp`, and a lone top-level
-directory holding an appspec becomes the revision's root, as under the agent. Entries are created
-one by one, in the archive's order, and each is checked against what the earlier ones left on
-disk, not against its name alone: names are joined to the real destination with every symbolic
-link already created resolved, so a chain of links (`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then
-`l2/l3/x`) cannot carry a later entry outside. Refused, naming the entry and the reason: absolute
-names and '..', a link leaving the tree or pointing at a directory, a hard link to anything but an
-earlier regular file, devices and FIFOs, setuid/setgid/sticky bits (a revision never needs them;
-refusing says so where stripping would hide it), symbolic links in a zip, more than MAX_ENTRIES
-entries or MAX_TOTAL_BYTES unpacked (a zip's claimed sizes are checked first and bytes are counted
-as they are written, so a bomb stops at the limit). A refused archive leaves only dest, which the
-callers remove.
+directory holding an appspec becomes the revision's root, as under the agent; a directory revision
+(`bingo-host deploy DIR`) is copied through the same checks. Entries are created one by one, in
+order, each checked against what the earlier ones left on disk, not against its name alone: names
+are joined to the real destination with every link already created resolved, so a chain of links
+(`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then `l2/l3/x`) cannot carry a later entry outside. Refused,
+naming the entry and the reason: absolute names and '..', a link leaving the tree or pointing at a
+directory, a hard link to anything but an earlier regular file, devices and FIFOs, setuid/setgid/
+sticky bits (refusing says so where stripping would hide it), symbolic links in a zip, more than
+MAX_ENTRIES entries or MAX_TOTAL_BYTES unpacked (counted as bytes are written; a zip's claimed
+sizes and a tar's headers first), an archive file over MAX_ARCHIVE_BYTES. A tar's headers are
+checked as they stream past, before tarfile reads them (tar_headers.py), so memory stays bounded
+whatever they claim. Owners are never applied: every entry is the unpacker's (root's on a host),
+whatever uid and gid the archive names. A refused archive leaves only dest, which callers remove.
 `bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
-import re
 import stat
 import tarfile
 import time
 import zipfile
+import zlib
 
 from . import BundleError
+from . import agent
+from .tar_headers import BLOCK, HeaderGuard, is_header
 
 MAX_ENTRIES = 20000
 MAX_TOTAL_BYTES = 512 * 1024 * 1024
+MAX_ARCHIVE_BYTES = MAX_TOTAL_BYTES + 64 * 1024 * 1024  # the archive file itself
 CHUNK = 1 << 20
 
 
 def bundle_type(path: str) -> str:
-    """'zip', 'tgz' or 'tar', from the file's content (its name does not matter)."""
+    """'zip', 'tgz' or 'tar', from the file's content (its name does not matter): a tar is one
+    whose first block is a header with a valid checksum (tarfile.is_tarfile would read it, and any
+    long name it announces, whole)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(BLOCK)
     except OSError as exc:
         raise BundleError(f"{path}: cannot read it: {exc}") from None
-    if head in (b"PK\x03\x04", b"PK\x05\x06"):
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if head[:2] == b"\x1f\x8b":
         return "tgz"
-    try:
-        if tarfile.is_tarfile(path):
-            return "tar"
-    except OSError:
-        pass
+    if is_header(head):
+        return "tar"
     raise BundleError(f"{path}: not a zip, tar.gz or tar archive (nor a directory)")
 
 
@@ -113,7 +118,7 @@ class _Unpacker:
             os.mkdir(path, 0o700)
         self.dirs.append((path, mode))
 
-    def file(self, name: str, mode: int, src, mtime: float, owner=None) -> None:
+    def file(self, name: str, mode: int, src, mtime: float) -> None:
         path = self.path(name)
         self._clear(name, path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -124,8 +129,6 @@ class _Unpacker:
                     self.refuse(name, f"takes the revision past {MAX_TOTAL_BYTES // (1 << 20)} MiB "
                                       "unpacked (a revision may not be larger)")
                 dst.write(chunk)
-            if owner is not None:
-                os.fchown(dst.fileno(), *owner)
             os.fchmod(dst.fileno(), mode)
         os.utime(path, (mtime, mtime))
         self.regular.add(path)
@@ -170,14 +173,13 @@ class _Unpacker:
             os.chmod(path, mode)
 
 
-def _extract_tar(archive: str, out: _Unpacker) -> None:
+def _extract_tar(archive: str, out: _Unpacker, compressed: bool) -> None:
+    """Streamed ('r|'): tarfile reads the decompressed bytes once, in order, through HeaderGuard."""
     try:
-        tf = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(f"{archive}: not a readable tar archive: {exc}") from None
-    try:
-        with tf:
-            for m in tf:  # streamed: a huge archive is refused at the limit, not read whole first
+        with open(archive, "rb") as raw, \
+                (gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw) as stream, \
+                tarfile.open(fileobj=HeaderGuard(stream, archive, MAX_TOTAL_BYTES), mode="r|") as tf:
+            for m in tf:
                 name = m.name
                 out.count(name)
                 if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
@@ -192,8 +194,8 @@ def _extract_tar(archive: str, out: _Unpacker) -> None:
                     out.hardlink(name, m.linkname)
                 else:
                     with tf.extractfile(m) as src:
-                        out.file(name, m.mode & 0o777, src, m.mtime, (m.uid, m.gid))
-    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+                        out.file(name, m.mode & 0o777, src, m.mtime)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
@@ -233,34 +235,60 @@ def _extract_zip(archive: str, out: _Unpacker) -> None:
                     continue
                 with zf.open(zi) as src:
                     out.file(name, perms, src, time.mktime(zi.date_time + (0, 0, -1)))
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
         raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
 
 
-def _strip_leading_directory(dest: str) -> None:
-    """The agent's rule: one top-level directory holding an appspec is the revision's root."""
-    entries = os.listdir(dest)
-    if len(entries) != 1:
-        return
-    top = os.path.join(dest, entries[0])
-    if os.path.isdir(top) and not os.path.islink(top) \
-            and any(re.search("appspec", e, re.I) for e in os.listdir(top)):
-        tmp = f"{dest}.strip"
-        os.rename(top, tmp)
-        os.rmdir(dest)
-        os.rename(tmp, dest)
+def _copy_dir(source: str, out: _Unpacker) -> None:
+    """A directory revision, entry by entry through the unpacker: nothing in it is followed (a link
+    is copied as a link, with the checks a tar's gets), files are opened without following links."""
+    top = os.path.realpath(source)
+    if out.base == top or out.base.startswith(top + "/"):
+        raise BundleError(f"{source}: holds the directory it would be copied to ({out.base})")
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, top)
+        for entry in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, entry)
+            name = entry if rel_dir == "." else f"{rel_dir}/{entry}"
+            st = os.lstat(path)
+            out.count(name)
+            out.check_mode(name, st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out.symlink(name, os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out.directory(name, st.st_mode & 0o777)
+            elif stat.S_ISREG(st.st_mode):
+                with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as src:
+                    if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                        out.refuse(name, "changed while it was copied")
+                    out.file(name, st.st_mode & 0o777, src, st.st_mtime)
+            else:
+                out.refuse(name, "is not a file, directory or link (devices, FIFOs and sockets "
+                                 "are not allowed)")
 
 
 def extract(archive: str, dest: str) -> str:
-    """Unpack a zip, tar.gz or tar revision into dest (created) with the checks above; the
-    archive's type ('zip', 'tgz', 'tar'). On a BundleError dest may hold part of it."""
-    kind = bundle_type(archive)
+    """Unpack a zip, tar.gz or tar revision, or copy a directory one, into dest (created) with the
+    checks above; its type ('zip', 'tgz', 'tar', 'directory'). On a BundleError dest may hold part
+    of it."""
+    is_dir = os.path.isdir(archive)
+    kind = "directory" if is_dir else bundle_type(archive)
+    if not is_dir and (size := os.path.getsize(archive)) > MAX_ARCHIVE_BYTES:
+        raise BundleError(f"{archive}: {size} bytes, more than a revision may be "
+                          f"({MAX_ARCHIVE_BYTES // (1 << 20)} MiB)")
     os.makedirs(dest, exist_ok=True)
     out = _Unpacker(archive, os.path.realpath(dest))
-    if kind == "zip":
-        _extract_zip(archive, out)
-    else:
-        _extract_tar(archive, out)
+    try:
+        if is_dir:
+            _copy_dir(archive, out)
+        elif kind == "zip":
+            _extract_zip(archive, out)
+        else:
+            _extract_tar(archive, out, kind == "tgz")
+    except OSError as exc:
+        raise BundleError(f"{archive}: cannot be unpacked: {exc}") from None
     out.finish()
-    _strip_leading_directory(out.base)
+    if not is_dir:
+        agent.strip_leading_directory(out.base)
     return kind

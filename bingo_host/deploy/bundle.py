@@ -7,15 +7,19 @@
     Extra-Files/      when present
     appspec.yml, hooks/          bingo-host's (the source tree's, or <prefix>/share/bingo-host)
     bingo-host/bingo_host-*.whl  so BeforeInstall can upgrade bingo-host first
-    bingo-manifest.json          every other file's sha256 and mode (integrity.py), and with
-    bingo-manifest.sig           --sign-key its KMS signature: BeforeInstall checks them
+    bingo-manifest.json          every other entry's type and mode, each file's sha256
+                                 (integrity.py), and with --sign-key the application, deployment
+    bingo-manifest.sig           group and creation time it is for, and its KMS signature:
+                                 BeforeInstall checks them
 
 A zip by default (CodePipeline hands the CodeDeploy action a zip; a tar.gz fails there), or a
 tar.gz. Either is deterministic: entries sorted, timestamps fixed (2000-01-01 00:00:00), no owner
 names, modes normalised (0755 for directories and executables, 0644 otherwise), fixed compression
 level; zip entries carry their unix mode (which `unzip`, the agent's extractor, restores), the
 gzip header mtime 0 and no file name. The same inputs give the same bytes (signed ones too with
-an RSA key: its PKCS#1 v1.5 signature is deterministic; an ECDSA signature is not).
+an RSA key: its PKCS#1 v1.5 signature is deterministic; an ECDSA signature is not), except for
+a signed manifest's `created`: the time of the build, or $SOURCE_DATE_EPOCH when it is set (the
+reproducible-builds convention), which then makes those bytes the same too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import stat
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -177,13 +182,30 @@ def _write_zip(entries, f) -> None:
                             compresslevel=COMPRESSLEVEL)
 
 
-def _manifest_entries(entries, sign_key: str | None) -> list:
-    """bingo-manifest.json over entries, and bingo-manifest.sig when sign_key is given."""
+def created_now() -> str:
+    """A signed manifest's `created`: now, or $SOURCE_DATE_EPOCH (reproducible builds), UTC."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise BundleError(f"SOURCE_DATE_EPOCH {epoch[:20]!r}: not a number of seconds")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch) if epoch else time.time()))
+
+
+def _manifest_entries(entries, sign_key: str | None, binding: dict | None = None) -> list:
+    """bingo-manifest.json over entries, and bingo-manifest.sig when sign_key is given (binding:
+    the application and deployment group it is signed for)."""
     files = [(name, hashlib.sha256(_read(src)).hexdigest(), _mode(name, src, False))
              for name, src, is_dir in entries if not is_dir]
     dirs = [(name, _mode(name, src, True)) for name, src, is_dir in entries if is_dir]
+    if sign_key:
+        binding = dict(binding or {}, created=created_now())
+        missing = [k for k in ("application", "deployment_group") if not binding.get(k)]
+        if missing:
+            raise BundleError(f"--sign-key needs --{missing[0].replace('_', '-')}: a signature binds "
+                              "the revision to one CodeDeploy application and deployment group")
+    else:
+        binding = None  # unsigned, nothing is bound: the manifest names no application
     algorithm = integrity.signing_algorithm(sign_key) if sign_key else None
-    data = integrity.manifest(files, dirs, sign_key, algorithm)
+    data = integrity.manifest(files, dirs, sign_key, algorithm, binding)
     out = [(integrity.MANIFEST, data, False)]
     if sign_key:
         out.append((integrity.SIGNATURE, integrity.sign(data, sign_key, algorithm), False))
@@ -191,9 +213,11 @@ def _manifest_entries(entries, sign_key: str | None) -> list:
 
 
 def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, echo=print,
-                 fmt: str | None = None, sign_key: str | None = None) -> Path:
+                 fmt: str | None = None, sign_key: str | None = None,
+                 binding: dict | None = None) -> Path:
     """Write the revision to out (zip or tgz: fmt, else from out's suffix), with its manifest,
-    signed with the KMS key sign_key (an ARN) when given; the path."""
+    signed with the KMS key sign_key (an ARN) when given, for binding's application and
+    deployment_group (both required with sign_key); the path."""
     app, out = Path(app).resolve(), Path(out)
     fmt = output_format(out, fmt)
     wheel = Path(wheel).resolve() if wheel else None
@@ -205,7 +229,7 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
         if path.is_symlink():
             raise BundleError(f"{path}: symbolic links are not bundled")
         entries.append((name, path, name == "bingo-host" or path.is_dir()))
-    entries = sorted(entries + _manifest_entries(entries, sign_key), key=lambda e: e[0])
+    entries = sorted(entries + _manifest_entries(entries, sign_key, binding), key=lambda e: e[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -218,9 +242,11 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
         raise
     os.replace(tmp, out)
     files = sum(1 for _, _, is_dir in entries if not is_dir)
+    signed = (f", signed with {sign_key} for {binding.get('application')}/"
+              f"{binding.get('deployment_group')}" if sign_key and binding else ", unsigned")
     echo(f"bundle: {out} ({fmt}, {files} files, {out.stat().st_size} bytes"
          f"{'' if wheel else ', no bingo-host wheel'}"
-         f"{f', signed with {sign_key}' if sign_key else ', unsigned'})")
+         f"{signed})")
     return out
 
 
@@ -234,7 +260,7 @@ def _check_bundle(out: Path) -> None:
         appspec.load(Path(tmp) / "archive")
         # What a host will find: the manifest matches the unpacked files, hashes and modes.
         _, parsed = integrity.load_manifest(f"{tmp}/archive/{integrity.MANIFEST}")
-        integrity.check_tree(f"{tmp}/archive", parsed["files"], parsed["dirs"])
+        integrity.check_tree(f"{tmp}/archive", parsed["entries"])
 
 
 # -- the bingo-host wheel of an installed copy --

@@ -1,8 +1,10 @@
 """`bingo-host hook EVENT`: what each CodeDeploy lifecycle event does on this host.
 
-    BeforeInstall    check the revision against its manifest and signature (integrity.py),
-                     upgrade bingo-host from the bundle's wheel if it is newer (upgrade.py),
-                     take the deploy lock (lock.py), preflight, empty the staging directory
+    BeforeInstall    check the revision against its manifest and signature, for this
+                     application and deployment group (integrity.py), and that it is not older
+                     than the serving one (freshness.py); upgrade bingo-host from the bundle's
+                     wheel if it is newer (upgrade.py), take the deploy lock (lock.py),
+                     preflight, empty the staging directory
     AfterInstall     build releases/<deployment-id> from staging (venv reused, or built in a
                      systemd scope with low CPU/IO weight); the serving release is not touched
     ApplicationStart switch `current` atomically, chain-reload uWSGI's workers (one at a time, a
@@ -21,6 +23,7 @@ switch and checks, by hand.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -32,8 +35,8 @@ from .. import __version__, layout
 from ..converge.engine import log_to_journal, make_context
 from ..errors import BingoHostError
 from ..ops.lock import host_lock
-from . import (BundleError, DeployError, agent, agent_restart, appspec, env_seconds, integrity,
-               lock, upgrade)
+from . import (BundleError, DeployError, agent, agent_restart, appspec, env_seconds, freshness,
+               integrity, lock, upgrade)
 from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
 from .switch import activate, switch_with_fallback
 
@@ -103,7 +106,8 @@ def preflight(ctx, archive: str) -> None:
                           f"staging directory is {paths.staging} (app.root {cfg.app.root})")
 
 
-def before_install(ctx, env, echo) -> None:
+def before_install(ctx, env, echo, revision: dict | None = None) -> None:
+    """revision: what integrity.verify found (kept in the deploy record, then the release's)."""
     deployment_id = env["DEPLOYMENT_ID"]
     why = lock.blocker(lock.load(), deployment_id, env_seconds("BINGO_HOST_DEPLOY_STALE_AFTER",
                                                                lock.STALE_AFTER))
@@ -121,7 +125,7 @@ def before_install(ctx, env, echo) -> None:
         "application_name": env.get("APPLICATION_NAME"),
         "deployment_group": env.get("DEPLOYMENT_GROUP_NAME"),
         "deployment_group_id": env.get("DEPLOYMENT_GROUP_ID"),
-        "bundle": bundle_source(env), "status": "in-progress",
+        "bundle": bundle_source(env), "revision": revision, "status": "in-progress",
         "event": "BeforeInstall", "event_status": "running", "pid": pid, "pid_start": start,
         "driver_pid": drv[0], "driver_start": drv[1], "release": deployment_id,
         "previous": None, "started_at": lock.now(), "finished_at": None, "error": None,
@@ -147,7 +151,7 @@ def after_install(ctx, env, echo) -> None:
         raise DeployError(f"deployment id {deployment_id!r} cannot name a release directory")
     record = {"deployment_id": deployment_id, "application_name": env.get("APPLICATION_NAME"),
               "deployment_group": env.get("DEPLOYMENT_GROUP_NAME"), "bundle": bundle_source(env),
-              "bingo_host_version": __version__}
+              "revision": (lock.load() or {}).get("revision"), "bingo_host_version": __version__}
     build(paths, deployment_id, record, ctx.platform.python, ctx.cfg.app.user, echo,
           scope=build_scope(ctx.facts.mem_bytes))
 
@@ -222,14 +226,18 @@ def run(cfg, event: str, env=None, echo=print) -> None:
     if not env.get("DEPLOYMENT_ID"):
         raise BundleError("DEPLOYMENT_ID is not set: hooks run under the CodeDeploy agent "
                           "or `bingo-host deploy`")
+    handler = EVENTS[event]
     if event == "BeforeInstall":
         # Before anything from the revision is used, its wheel above all (it would run as root).
-        integrity.verify(agent.archive_dir(env), cfg.deploy, echo)
+        revision = integrity.verify(agent.archive_dir(env), cfg.deploy, echo,
+                                    env.get("APPLICATION_NAME"), env.get("DEPLOYMENT_GROUP_NAME"))
+        freshness.check(revision, Paths(cfg.app.root), echo, consume=True)
         upgrade.maybe_upgrade(agent.archive_dir(env), echo)
+        handler = functools.partial(before_install, revision=revision)
     ctx = make_context(cfg, echo=echo)
     log_to_journal()
     try:
-        _run_locked(ctx, event, env, echo)
+        _run_locked(ctx, event, env, echo, handler)
     except BaseException:
         agent_restart.schedule(echo)  # no later hook runs: the deployment is over here
         raise
@@ -254,7 +262,7 @@ def _startup_seconds(hook_started: float) -> float:
     return max(0.0, ran - (time.monotonic() - hook_started))
 
 
-def _run_locked(ctx, event: str, env, echo) -> None:
+def _run_locked(ctx, event: str, env, echo, handler) -> None:
     with host_lock(echo=echo):
         if event != "BeforeInstall":
             st = lock.require(env["DEPLOYMENT_ID"])
@@ -262,7 +270,7 @@ def _run_locked(ctx, event: str, env, echo) -> None:
             st.update(event=event, event_status="running", pid=pid, pid_start=start)
             lock.save(st)
         try:
-            EVENTS[event](ctx, env, echo)
+            handler(ctx, env, echo)
         except BaseException as exc:
             st = lock.load()
             if st and st.get("deployment_id") == env["DEPLOYMENT_ID"]:

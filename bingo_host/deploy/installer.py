@@ -5,6 +5,13 @@ The agent first plans every copy, mkdir, chmod and chown from the appspec's `fil
 <group id>-install.json, then carries it out, recording each path it creates in the cleanup file
 so that the next Install removes them first. Doing the same, with the agent's messages, keeps
 `bingo-host deploy` and the agent interchangeable on one host.
+
+One difference, on purpose: the agent follows every symbolic link in the revision (into a linked
+directory, and out of the revision: a link to /etc/bingo-host copied its db-password under the
+web root). Here a link is copied only as the regular file it names inside the revision (what the
+agent's FileUtils.copy makes of a link to a file); a link to a directory, out of the revision,
+to nothing or to a device is refused, naming it, before anything is copied. An existing link at a
+destination is replaced, never written through.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import pwd
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 
 from . import BundleError, DeployError, appspec
@@ -92,6 +100,24 @@ class Instructions:
         return out
 
 
+def _is_directory(archive: str, path: str) -> bool:
+    """Whether Install descends into path (a real directory) or copies it (a regular file, or a
+    symbolic link to a regular file inside the revision); anything else is refused."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return stat.S_ISDIR(mode)
+    if not stat.S_ISLNK(mode):
+        raise DeployError(f"{path}: not a file, directory or link; Install does not copy it")
+    real, base = os.path.realpath(path), os.path.realpath(archive)
+    if not real.startswith(base + "/"):
+        raise DeployError(f"{path}: a symbolic link to {real}, outside the revision; Install does "
+                          "not follow it")
+    if not os.path.isfile(real):
+        raise DeployError(f"{path}: a symbolic link to {real}, which is not a regular file (a "
+                          "directory, or nothing); Install follows links only to files")
+    return False
+
+
 def _normal_copy(i: Instructions, src: str, dest: str, behavior: str) -> None:
     if os.path.exists(dest):
         if behavior == "DISALLOW":
@@ -104,13 +130,13 @@ def _normal_copy(i: Instructions, src: str, dest: str, behavior: str) -> None:
         i.copy(src, dest)
 
 
-def _directory_copy(i: Instructions, src: str, dest: str, behavior: str) -> None:
+def _directory_copy(i: Instructions, archive: str, src: str, dest: str, behavior: str) -> None:
     if not os.path.isdir(dest):
         i.mkdir(dest)
     for entry in sorted(os.listdir(src)):
         s, d = os.path.join(src, entry), os.path.join(dest, entry)
-        if os.path.isdir(s):
-            _directory_copy(i, s, d, behavior)
+        if _is_directory(archive, s):
+            _directory_copy(i, archive, s, d, behavior)
         else:
             _normal_copy(i, s, d, behavior)
 
@@ -129,9 +155,9 @@ def generate_instructions(spec: appspec.AppSpec, archive: str) -> Instructions:
     i = Instructions()
     for m in spec.files:
         src = os.path.join(archive, m.source) if m.source else archive
-        if os.path.isdir(src):
+        if _is_directory(archive, src):
             _missing_ancestors(i, m.destination)
-            _directory_copy(i, src, m.destination, spec.file_exists_behavior)
+            _directory_copy(i, archive, src, m.destination, spec.file_exists_behavior)
         else:
             dest = os.path.join(m.destination, os.path.basename(src))
             _missing_ancestors(i, dest)
@@ -188,10 +214,10 @@ def remove_previous_install(cleanup_file: str) -> int:
 
 
 def _copy(src: str, dst: str) -> None:
-    """FileUtils.copy(preserve: true): contents, mode, times, and owner when allowed."""
-    if os.path.islink(src):
-        os.symlink(os.readlink(src), dst)
-        return
+    """FileUtils.copy(preserve: true): contents (a link's: the file it names, checked by
+    _is_directory), mode, times, and owner when allowed; a link at dst is replaced."""
+    if os.path.islink(dst):
+        os.unlink(dst)
     shutil.copy2(src, dst)
     st = os.stat(src)
     try:

@@ -1,17 +1,24 @@
 """The revision's manifest and its KMS signature: what a host checks before it runs anything from it.
 
-`bingo-host bundle` writes bingo-manifest.json into every revision: each file's path, sha256 and
-mode and each directory's path and mode, sorted, and with `--sign-key` the KMS key's ARN and the
-signing algorithm; then bingo-manifest.sig, the base64 of a KMS signature (MessageType RAW, so
-real KMS and moto compute the same thing) over SIGNED_PREFIX + the manifest's sha256. The private
-key never leaves KMS; signing needs kms:Sign on it (the deployer role), checking kms:Verify (the
-instance role).
+`bingo-host bundle` writes bingo-manifest.json (schema 2) into every revision: every entry's path,
+type ("file" or "directory"), mode and, for files, sha256, sorted; with `--sign-key` also the KMS
+key's ARN, the signing algorithm, and what the signature binds the revision to: the CodeDeploy
+`application` and `deployment_group` it is for and its `created` time (ISO 8601 UTC). Then
+bingo-manifest.sig, the base64 of a KMS signature (MessageType RAW, so real KMS and moto compute
+the same thing) over SIGNED_PREFIX + the manifest's sha256. The private key never leaves KMS;
+signing needs kms:Sign on it (the deployer role), checking kms:Verify (the instance role).
+A revision holds no symbolic links: `bundle` never writes one and the manifest has no type for
+them, so each is refused rather than being one more path root might follow.
 
-BeforeInstall (hooks.run, before the bundle's wheel is even looked at) checks the unpacked revision
-against it: every listed file present with its hash and mode, nothing unlisted (no extra file, no
-symbolic link, no device), and, when the host's config says deploy.require_signature, the
-signature verified by KMS with the host's own deploy.signing_key (never a key the bundle names).
-What this does and does not guarantee is in the README ("Signed revisions").
+BeforeInstall (hooks.run, before the bundle's wheel is even looked at) and `bingo-host deploy`
+(before any script) check the unpacked revision against it: every entry root's (an archive's
+owners are never applied: archive.py; an agent's `tar -xp` that applied them is refused), every
+listed entry present with its type, mode and hash, nothing unlisted; and, when the host's config
+says deploy.require_signature, the signature verified by KMS with the host's own
+deploy.signing_key (never a key the bundle names) and the application and deployment group equal
+to the deployment's. An unsigned schema 1 manifest (files and directories lists) is still checked
+the same way where signatures are not required. What this does and does not guarantee is in the
+README ("Revisions: unpacked safely, signed").
 """
 
 from __future__ import annotations
@@ -20,13 +27,16 @@ import base64
 import hashlib
 import json
 import os
+import re
 import stat
 
 from . import BundleError, DeployError
 
 MANIFEST = "bingo-manifest.json"
 SIGNATURE = "bingo-manifest.sig"
-SCHEMA = 1
+SCHEMA = 2
+CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+BINDING = ("application", "deployment_group", "created")
 SIGNED_PREFIX = b"bingo-host revision manifest v1 sha256:"
 #: Preferred first: PKCS#1 v1.5 signatures are deterministic, so a signed bundle stays
 #: reproducible byte for byte; ECDSA for elliptic-curve keys.
@@ -42,12 +52,14 @@ def sha256_file(path: str) -> str:
 
 
 def manifest(files: list[tuple[str, str, int]], dirs: list[tuple[str, int]], key_arn: str | None,
-             algorithm: str | None) -> bytes:
-    """The manifest's bytes: files (path, sha256, mode), dirs (path, mode); sorted, canonical."""
-    doc = {"schema": SCHEMA,
-           "signing_key": key_arn, "signing_algorithm": algorithm,
-           "directories": [{"path": p, "mode": f"{m:04o}"} for p, m in sorted(dirs)],
-           "files": [{"path": p, "sha256": h, "mode": f"{m:04o}"} for p, h, m in sorted(files)]}
+             algorithm: str | None, binding: dict | None = None) -> bytes:
+    """The manifest's bytes: files (path, sha256, mode), dirs (path, mode), binding (application,
+    deployment_group, created: what a signature binds); sorted, canonical."""
+    entries = [{"path": p, "type": "directory", "mode": f"{m:04o}"} for p, m in dirs] + \
+        [{"path": p, "type": "file", "mode": f"{m:04o}", "sha256": h} for p, h, m in files]
+    doc = {"schema": SCHEMA, "signing_key": key_arn, "signing_algorithm": algorithm,
+           **{k: (binding or {}).get(k) for k in BINDING},
+           "entries": sorted(entries, key=lambda e: e["path"])}
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -139,62 +151,106 @@ def _verify_signature(manifest_bytes: bytes, doc: dict, signature_file: str, key
                           f"manifest was changed): refusing to install it")
 
 
+def _entries(doc: dict) -> dict:
+    """{path: (type, mode, sha256 or None)} from a schema 2 manifest, or a schema 1 one."""
+    if doc.get("schema") == 1:
+        listed = [dict(e, type="file") for e in doc["files"]] + \
+            [dict(e, type="directory") for e in doc["directories"]]
+    elif doc.get("schema") == SCHEMA:
+        listed = doc["entries"]
+    else:
+        raise ValueError(f"schema {doc.get('schema')!r}, not 1 or {SCHEMA}")
+    out = {}
+    for e in listed:
+        kind, mode, digest = e["type"], e["mode"], e.get("sha256")
+        if kind not in ("file", "directory") or not re.fullmatch("[0-7]{4}", mode) \
+                or (kind == "file") != bool(re.fullmatch("[0-9a-f]{64}", digest or "")) \
+                or e["path"] in out:
+            raise ValueError(f"entry {e['path']!r}: type, mode or sha256 malformed, or listed twice")
+        out[e["path"]] = (kind, int(mode, 8), digest)
+    return out
+
+
 def load_manifest(path: str) -> tuple[bytes, dict]:
     with open(path, "rb") as f:
         data = f.read()
     try:
         doc = json.loads(data)
-        if doc.get("schema") != SCHEMA or not isinstance(doc.get("files"), list) \
-                or not isinstance(doc.get("directories"), list):
-            raise ValueError(f"not a schema {SCHEMA} manifest")
-        files = {e["path"]: (e["sha256"], int(e["mode"], 8)) for e in doc["files"]}
-        dirs = {e["path"]: int(e["mode"], 8) for e in doc["directories"]}
+        entries = _entries(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"{MANIFEST}: unreadable ({exc})") from None
-    return data, {"doc": doc, "files": files, "dirs": dirs}
+    return data, {"doc": doc, "entries": entries}
 
 
-def check_tree(archive: str, files: dict, dirs: dict) -> int:
-    """Every file and directory under archive against the manifest; the number of files."""
-    seen_files, seen_dirs = set(), set()
+def _walk(archive: str):
+    """(relative path, lstat) of every entry under archive but the manifest and signature."""
     for dirpath, dirnames, filenames in os.walk(archive):
         rel_dir = os.path.relpath(dirpath, archive)
         for name in sorted(dirnames + filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in (MANIFEST, SIGNATURE):
-                continue
-            st = os.lstat(os.path.join(dirpath, name))
-            mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISDIR(st.st_mode):
-                want = dirs.get(rel)
-                what = "directory"
-                seen_dirs.add(rel)
-            elif stat.S_ISREG(st.st_mode):
-                entry = files.get(rel)
-                want = entry[1] if entry else None
-                what = "file"
-                seen_files.add(rel)
-            else:
-                raise BundleError(f"{rel}: not in {MANIFEST} (a symbolic link or special file; the "
-                                  "revision was changed after it was built)")
-            if want is None:
-                raise BundleError(f"{rel}: a {what} not in {MANIFEST} (added after the revision was "
-                                  "built)")
-            if mode != want:
-                raise BundleError(f"{rel}: mode {mode:04o}, but {MANIFEST} says {want:04o}")
-            if what == "file" and sha256_file(os.path.join(dirpath, name)) != entry[0]:
-                raise BundleError(f"{rel}: its sha256 does not match {MANIFEST} (the file was changed "
-                                  "after the revision was built)")
-    missing = sorted(set(files) - seen_files) + sorted(set(dirs) - seen_dirs)
+            if rel not in (MANIFEST, SIGNATURE):
+                yield rel, os.lstat(os.path.join(dirpath, name))
+
+
+def check_owners(archive: str) -> None:
+    """Every entry root's: whatever unpacked it did not apply the archive's owners (the app user
+    could otherwise rewrite a hook script or the wheel root runs)."""
+    for rel, st in _walk(archive):
+        if st.st_uid != 0 or st.st_gid != 0:
+            raise BundleError(f"{rel}: owned by uid {st.st_uid} gid {st.st_gid}, not root (the "
+                              "archive's owners were applied when it was unpacked)")
+
+
+def check_tree(archive: str, entries: dict) -> int:
+    """Every entry under archive against the manifest (type, mode, hash); the number of files."""
+    seen = set()
+    for rel, st in _walk(archive):
+        kind = "directory" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else None
+        if kind is None:
+            raise BundleError(f"{rel}: not in {MANIFEST} (a symbolic link or special file; the "
+                              "revision was changed after it was built)")
+        if rel not in entries:
+            raise BundleError(f"{rel}: a {kind} not in {MANIFEST} (added after the revision was built)")
+        want, mode, digest = entries[rel]
+        seen.add(rel)
+        if kind != want:
+            raise BundleError(f"{rel}: a {kind}, but {MANIFEST} lists a {want}")
+        if stat.S_IMODE(st.st_mode) != mode:
+            raise BundleError(f"{rel}: mode {stat.S_IMODE(st.st_mode):04o}, but {MANIFEST} says {mode:04o}")
+        if kind == "file" and sha256_file(os.path.join(archive, rel)) != digest:
+            raise BundleError(f"{rel}: its sha256 does not match {MANIFEST} (the file was changed "
+                              "after the revision was built)")
+    missing = sorted(set(entries) - seen)
     if missing:
         raise BundleError(f"{missing[0]}: listed in {MANIFEST} but missing from the revision")
-    return len(files)
+    return sum(1 for kind, _, _ in entries.values() if kind == "file")
 
 
-def verify(archive: str, deploy_cfg, echo=print) -> None:
-    """Check the unpacked revision at archive; BundleError (nothing installed) when it fails."""
+def _check_binding(doc: dict, application: str | None, deployment_group: str | None) -> None:
+    """A signed manifest names the application and deployment group it was signed for, and when."""
+    if doc.get("schema") != SCHEMA:
+        raise BundleError(f"{MANIFEST} is schema {doc.get('schema')}: it binds no application, "
+                          "deployment group or creation time; rebuild the revision with this "
+                          "bingo-host (`bingo-host bundle --sign-key KEY --application APP "
+                          "--deployment-group GROUP`)")
+    for key, value in (("application", application), ("deployment_group", deployment_group)):
+        if doc.get(key) != value or not value:
+            raise BundleError(f"the revision is signed for {key} {doc.get(key)!r}, but this "
+                              f"deployment's is {value!r}: refusing to install it")
+    if not isinstance(doc.get("created"), str) or not CREATED.fullmatch(doc["created"]):
+        raise BundleError(f"{MANIFEST}: created {doc.get('created')!r} is not a time like "
+                          "2026-01-31T12:00:00Z")
+
+
+def verify(archive: str, deploy_cfg, echo=print, application: str | None = None,
+           deployment_group: str | None = None) -> dict:
+    """Check the unpacked revision at archive; BundleError (nothing installed) when it fails.
+    What it is: {"signed", "manifest_sha256", "created", "application", "deployment_group"}
+    (the last three null unless signed and verified)."""
     manifest_file, signature_file = f"{archive}/{MANIFEST}", f"{archive}/{SIGNATURE}"
     required = deploy_cfg.require_signature
+    check_owners(archive)
+    revision = {"signed": False, "manifest_sha256": None, **{k: None for k in BINDING}}
     if not os.path.isfile(manifest_file):
         if required:
             raise BundleError(f"the revision has no {MANIFEST}: it is unsigned, and this host's "
@@ -202,17 +258,22 @@ def verify(archive: str, deploy_cfg, echo=print) -> None:
                               "--sign-key KEY`)")
         echo(f"integrity: the revision has no {MANIFEST}; not checked (deploy.require_signature "
              "is off)")
-        return
+        return revision
     data, parsed = load_manifest(manifest_file)
+    revision["manifest_sha256"] = hashlib.sha256(data).hexdigest()
     if required:
         if not os.path.isfile(signature_file):
             raise BundleError(f"the revision has no {SIGNATURE}: it is unsigned, and this host's "
                               "deploy.require_signature is on (build it with `bingo-host bundle "
                               "--sign-key KEY`)")
         _verify_signature(data, parsed["doc"], signature_file, deploy_cfg.signing_key)
-    count = check_tree(archive, parsed["files"], parsed["dirs"])
+        _check_binding(parsed["doc"], application, deployment_group)
+        revision.update({k: parsed["doc"][k] for k in BINDING}, signed=True)
+    count = check_tree(archive, parsed["entries"])
     if required:
-        echo(f"integrity: {count} files match {MANIFEST}, signed with {deploy_cfg.signing_key}")
+        echo(f"integrity: {count} files match {MANIFEST}, signed with {deploy_cfg.signing_key} for "
+             f"{application}/{deployment_group}, created {revision['created']}")
     else:
         echo(f"integrity: {count} files match {MANIFEST} (signature not checked: "
              "deploy.require_signature is off)")
+    return revision

@@ -5,8 +5,9 @@ local-file revision, done the same way, in the same places (agent.Layout), so th
 emulator share one history on a host. `root_dir` and `max_revisions` come from the agent's config.
 Events run in the agent's order: ApplicationStop (the scripts of the last deployment that passed
 Install), DownloadBundle (older deployment directories pruned to max_revisions, the revision
-unpacked: archive.py), BeforeInstall, Install (installer.py), AfterInstall, ApplicationStart,
-ValidateService; scripts run as the agent runs them (scripts.py).
+unpacked, or a directory revision copied through the same checks: archive.py), BeforeInstall,
+Install (installer.py), AfterInstall, ApplicationStart, ValidateService; scripts run as the agent
+runs them (scripts.py).
 
 The environment is the one the agent gives a local-file revision: the inherited one plus
 DEPLOYMENT_ID, APPLICATION_NAME, DEPLOYMENT_GROUP_NAME and DEPLOYMENT_GROUP_ID (and
@@ -26,10 +27,11 @@ import time
 from pathlib import Path
 
 from .. import layout
-from . import BundleError, DeployError, agent, appspec, integrity, lock
+from . import BundleError, DeployError, agent, appspec, freshness, integrity, lock
 from .agent import Layout
 from .archive import bundle_type, extract
 from .installer import check_users, install
+from .releases import Paths
 from .scripts import ScriptFailed, ScriptLog, run_event
 
 
@@ -134,10 +136,13 @@ def _mark_failed(deployment_id: str, reason: str) -> None:
 
 def deploy(bundle: str, deployment_id: str | None = None,
            application_name: str = DEFAULT_APPLICATION_NAME, group_name: str = DEFAULT_GROUP_NAME,
-           group_id: str = DEFAULT_GROUP_ID, echo=print, deploy_cfg=None) -> str:
+           group_id: str = DEFAULT_GROUP_ID, echo=print, deploy_cfg=None, app_root: str | None = None,
+           allow_older: bool = False) -> str:
     """Deploy a revision (a directory, or a zip, tar.gz or tar file) the way the agent would;
     the deployment id. With deploy_cfg (the host's `deploy` settings) the revision's manifest and
-    signature are checked before any of its scripts runs, which the agent cannot do."""
+    signature (for application_name and group_name) are checked before any of its scripts runs,
+    which the agent cannot do, and with app_root (the host's app.root) that a signed revision is
+    not older than the serving one (allow_older: deploy it anyway, freshness.py)."""
     deployment_id = deployment_id or new_deployment_id()
     source = os.path.abspath(bundle)
     if not os.path.exists(source):
@@ -153,14 +158,14 @@ def deploy(bundle: str, deployment_id: str | None = None,
     unpack = f"{lay.deployment_dir}/{UNPACK_DIR}"
     _remove(unpack)
     try:
-        if is_dir:
-            shutil.copytree(source, unpack, symlinks=True)  # the agent's cp_r of a Local Directory
-        else:
-            extract(source, unpack)
+        extract(source, unpack)  # a directory is copied through the archive's checks too
         spec = appspec.load(Path(unpack))  # every check before anything changes
         check_users(spec)
         if deploy_cfg is not None:
-            integrity.verify(unpack, deploy_cfg, echo)
+            revision = integrity.verify(unpack, deploy_cfg, echo, application_name, group_name)
+            if app_root is not None:
+                freshness.check(revision, Paths(app_root), echo, consume=False,
+                                allow_older=allow_older)
         sha256 = None if is_dir else integrity.sha256_file(source)
     except BaseException:
         _remove(unpack)

@@ -13,6 +13,8 @@ Schema (version 1), written atomically, 0644:
     deployment_id     "d-XXXXXXXXX"
     application_name, deployment_group, deployment_group_id   from the agent's environment
     bundle            where the revision came from (see hooks.bundle_source)
+    revision          what BeforeInstall's check found (integrity.verify): signed, created,
+                      manifest_sha256, application, deployment_group
     status            "in-progress" | "succeeded" | "failed"
     event             the last lifecycle event a hook ran for
     event_status      "running" | "ok" | "failed"

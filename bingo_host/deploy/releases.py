@@ -7,6 +7,9 @@ Release record `<root>/releases/<id>/bingo-release.json` (schema 1, written atom
     bundle              where the revision came from: {"type": "s3", "bucket", "key", "version",
                         "etag"} from the agent, {"type": "file", "path", "sha256"} from
                         `bingo-host deploy`, or {"type": "unknown"}
+    revision            the checked revision (integrity.verify): signed, created (the serving
+                        one's is what freshness.py compares with), manifest_sha256, application,
+                        deployment_group; null when BeforeInstall recorded none
     created_at          when AfterInstall finished building it (ISO 8601 UTC)
     requirements_hash   sha256 of the interpreter version and every requirements*.txt
     venv                the shared virtualenv its `venv` link points to

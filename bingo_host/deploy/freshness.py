@@ -1,0 +1,101 @@
+"""No going back by replay: a signed revision older than the serving one needs an explicit, one-time yes.
+
+A signed manifest carries its `created` time (integrity.py), and each release's record keeps the
+revision it was built from (record["revision"]: signed, created, manifest_sha256, application,
+deployment_group). Whoever may create a CodeDeploy deployment could otherwise put back any revision
+ever signed, with the bugs it had and the bingo-host wheel it carried. So BeforeInstall (and
+`bingo-host deploy`, before any script) refuses a signed revision created before the serving
+release's revision. Revisions as old as the serving one (the same revision again, CodeDeploy's
+redeployment of the last good one after a failure) pass.
+
+Going back on purpose takes root on the host: `bingo-host allow-older REVISION` (the revision's
+`created` time or its manifest sha256, both printed by the refusal) writes ALLOW_FILE, root's and
+0600, and the next BeforeInstall consumes it, whichever revision that deploys: one deployment, one
+named revision. `bingo-host deploy --allow-older` writes the same file for the revision it is
+deploying. Not a config setting (it would stay on after the rollback and guard nothing) and not an
+environment variable (the CodeDeploy agent passes its hooks only its own). A host whose serving
+release was unsigned (or deployed before records kept `created`) has nothing to compare with and
+takes any signed revision once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from .. import layout
+from ..ops.files import NotRegularFile, read_regular
+from ..state import write_json
+from . import BundleError
+from .integrity import CREATED
+from .lock import now
+from .releases import Paths, current_name, read_record
+
+ALLOW_FILE = f"{layout.STATE_DIR}/allow-older"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def serving_created(paths: Paths) -> str | None:
+    """The serving release's signed revision's `created`, None when there is none to compare."""
+    name = current_name(paths)
+    record = read_record(paths.release(name)) if name else None
+    revision = (record or {}).get("revision") or {}
+    created = revision.get("created") if revision.get("signed") is True else None
+    return created if isinstance(created, str) and CREATED.fullmatch(created) else None
+
+
+def allow(revision: str) -> None:
+    """Let the next BeforeInstall deploy this revision (its `created` or manifest sha256) even
+    though it is older than the serving one."""
+    if not (CREATED.fullmatch(revision) or SHA256.fullmatch(revision)):
+        raise BundleError(f"allow-older: {revision[:80]!r} is neither a revision's created time "
+                          "(2026-01-31T12:00:00Z) nor its manifest sha256 (64 hex digits)")
+    write_json(ALLOW_FILE, {"revision": revision, "written_at": now()}, "root", "root", mode=0o600)
+
+
+def _take_allowance() -> str | None:
+    """The revision ALLOW_FILE names, removing the file; None when there is none (or it is not a
+    root-only regular file: then it allows nothing)."""
+    try:
+        found = read_regular(ALLOW_FILE)
+    except NotRegularFile:
+        found = None
+    if os.path.lexists(ALLOW_FILE):
+        os.unlink(ALLOW_FILE)
+    if found is None:
+        return None
+    data, st = found
+    if st.st_uid != 0 or st.st_mode & 0o077:
+        return None
+    try:
+        revision = json.loads(data).get("revision")
+    except (ValueError, AttributeError):
+        return None
+    return revision if isinstance(revision, str) else None
+
+
+def check(revision: dict, paths: Paths, echo=print, *, consume: bool, allow_older: bool = False) -> None:
+    """Refuse (BundleError) a signed revision created before the serving one's, unless allowed:
+    by ALLOW_FILE naming it (consumed when consume, i.e. in BeforeInstall), or by allow_older,
+    which writes ALLOW_FILE for it so that the BeforeInstall to come lets it through too."""
+    allowed = _take_allowance() if consume else None
+    if not revision.get("signed"):
+        return
+    serving = serving_created(paths)
+    created = revision["created"]
+    if serving is None or created >= serving:
+        return
+    if allowed is not None and allowed in (created, revision["manifest_sha256"]):
+        echo(f"freshness: revision created {created} is older than the serving one ({serving}); "
+             f"deployed because `bingo-host allow-older {allowed}` allowed it once")
+        return
+    if allow_older:
+        allow(revision["manifest_sha256"])
+        echo(f"freshness: revision created {created} is older than the serving one ({serving}); "
+             "deployed because of --allow-older")
+        return
+    raise BundleError(f"the revision was created {created}, before the serving release's revision "
+                      f"({serving}): refusing to go back to it (a replayed old revision?). To deploy "
+                      f"it anyway run `bingo-host allow-older {revision['manifest_sha256']}` on the "
+                      "host and deploy again, or `bingo-host deploy --allow-older`")
