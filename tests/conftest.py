@@ -52,14 +52,14 @@ class HostPool:
         self.wheel = wheel
         self._shared: Bootstrapped | None = None
 
-    def _boot(self, wait: float = 1800, memory_mb: int | None = None):
+    def _boot(self, wait: float = 1800, memory_mb: int | None = None, netns: str | None = None):
         """Boot a host; while another process's test host runs (one per machine), wait for it."""
         from tests.harness import HarnessError, TestHost
 
         deadline = time.monotonic() + wait
         while True:
             try:
-                host = TestHost.boot(memory_mb=memory_mb)
+                host = TestHost.boot(memory_mb=memory_mb, netns=netns)
                 break
             except HarnessError as exc:
                 if "another bingo-host test host" not in str(exc) or time.monotonic() > deadline:
@@ -86,11 +86,12 @@ class HostPool:
                 raise
         return self._shared
 
-    def fresh(self, memory_mb: int | None = None):
+    def fresh(self, memory_mb: int | None = None, netns: str | None = None):
         """A new test host with bingo-host installed and nothing else (memory_mb: capped like a
-        small instance, see TestHost.boot); the caller shuts it down."""
+        small instance; netns: booted into that network namespace; see TestHost.boot); the
+        caller shuts it down."""
         self.close()
-        return self._boot(memory_mb=memory_mb)
+        return self._boot(memory_mb=memory_mb, netns=netns)
 
     def close(self):
         if self._shared is not None:
@@ -137,7 +138,7 @@ def testhost(host_pool):
 # deploys run last on it, in this order (every other module expects the placeholder page; the
 # real agent deploys first, the self-upgrade last since it changes the host's bingo-host).
 FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery", "test_memory",
-                      "test_restore_host", "test_replace_host")
+                      "test_restore_host", "test_replace_host", "test_firewall_host")
 LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_external_db", "test_self_upgrade")
 
 

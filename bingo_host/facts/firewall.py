@@ -1,8 +1,8 @@
 """The live state of bingo-host's own nftables table, as the kernel has it now.
 
-Only what the firewall step compares is read: the table's comment (it carries the digest of the
-rules file that loaded it), the uids in its set and how many rules its chain holds. Any other
-table (the distribution's, an admin's) is never read or touched.
+Only what the firewall step compares is read, from nft's JSON listing: the uids in the table's
+set, its chain's hook, and which destinations its rules reject for that set. Any other table
+(the distribution's, an admin's) is never read or touched.
 """
 
 from __future__ import annotations
@@ -21,33 +21,52 @@ CHAIN = "output"
 
 @dataclass(frozen=True)
 class LiveTable:
-    comment: str
     uids: frozenset[int]
     hook: str | None  # the chain's hook ("output"), None when the chain is missing
-    rules: int  # rules in the chain
+    policy: str | None  # the chain's policy ("accept")
+    rejects: tuple[tuple[str, str], ...]  # (ip | ip6, address) each rule rejects for the set's uids
+    other_rules: int  # rules in the chain that are not such a reject
+
+
+def _reject(expr: list) -> tuple[str, str] | None:
+    """(protocol, address) of a rule `<ip|ip6> daddr ADDRESS meta skuid @UID_SET reject ...`."""
+    daddr = uid_set = rejects = None
+    for e in expr:
+        match = e.get("match", {}) if isinstance(e, dict) else {}
+        left = match.get("left", {}) if isinstance(match.get("left"), dict) else {}
+        if match.get("op") == "==" and left.get("payload", {}).get("field") == "daddr":
+            daddr = (left["payload"].get("protocol"), match.get("right"))
+        elif match.get("op") == "==" and left.get("meta", {}).get("key") == "skuid":
+            uid_set = match.get("right")
+        elif isinstance(e, dict) and "reject" in e:
+            rejects = True
+    if daddr and uid_set == f"@{UID_SET}" and rejects and isinstance(daddr[1], str):
+        return daddr
+    return None
 
 
 def parse(text: str) -> LiveTable:
-    """`nft -j list table inet bingo_host` -> LiveTable. A uid nft could name prints as
-    the name unless -n is given; the step asks with -n, a name here is refused."""
+    """`nft -j -n list table inet bingo_host` -> LiveTable (-n: uids as numbers, not names)."""
     try:
         items = json.loads(text)["nftables"]
-    except (ValueError, KeyError, TypeError) as exc:
+        uids, hook, policy, rejects, other = set(), None, None, [], 0
+        for item in items:
+            if "set" in item and item["set"].get("name") == UID_SET:
+                elem = item["set"].get("elem", [])
+                if not all(isinstance(e, int) for e in elem):
+                    raise BingoHostError(f"nft listed set {UID_SET} with a non-numeric uid: {elem!r}")
+                uids.update(elem)
+            elif "chain" in item and item["chain"].get("name") == CHAIN:
+                hook, policy = item["chain"].get("hook"), item["chain"].get("policy")
+            elif "rule" in item and item["rule"].get("chain") == CHAIN:
+                found = _reject(item["rule"].get("expr", []))
+                if found:
+                    rejects.append(found)
+                else:
+                    other += 1
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BingoHostError(f"cannot read nft's listing of table {FAMILY} {TABLE}: {exc}") from None
-    comment, uids, hook, rules = "", set(), None, 0
-    for item in items:
-        if "table" in item:
-            comment = item["table"].get("comment", "")
-        elif "set" in item and item["set"].get("name") == UID_SET:
-            elem = item["set"].get("elem", [])
-            if not all(isinstance(e, int) for e in elem):
-                raise BingoHostError(f"nft listed set {UID_SET} with a non-numeric uid: {elem!r}")
-            uids.update(elem)
-        elif "chain" in item and item["chain"].get("name") == CHAIN:
-            hook = item["chain"].get("hook")
-        elif "rule" in item and item["rule"].get("chain") == CHAIN:
-            rules += 1
-    return LiveTable(comment, frozenset(uids), hook, rules)
+    return LiveTable(frozenset(uids), hook, policy, tuple(rejects), other)
 
 
 def live_table(nft: str) -> LiveTable | None:

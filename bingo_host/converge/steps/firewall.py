@@ -11,13 +11,12 @@ final whatever another table accepts.
 
 ``bingo-host-firewall.service`` (a oneshot before network-pre.target) loads the rules file at
 every boot; the app's unit Requires= it and is ordered after it, so the app never starts without
-the table. The file replaces the table in one nft transaction; its digest, in the table's
-comment, is how a later run knows the kernel holds exactly this file's rules.
+the table. The file replaces the table in one nft transaction; a later run compares what the
+kernel holds (the set's uids, the chain, each rule's destination) with what the file says.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 from typing import Mapping
@@ -52,10 +51,6 @@ def uids(users: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
     return found, missing
 
 
-def digest(body: str) -> str:
-    return "bingo-host " + hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
 def _body(denied: Mapping[str, int]) -> str:
     """The table's set and chain: packets of these uids to either metadata address are rejected
     (at once: a connect fails instead of waiting for a timeout)."""
@@ -76,24 +71,23 @@ def _body(denied: Mapping[str, int]) -> str:
 def ruleset(denied: Mapping[str, int]) -> str:
     """The rules file for ``{user: uid}``. Its first two lines make the table exist so that the
     delete cannot fail; nft applies the whole file as one transaction, so the table is replaced,
-    never half there. The table's comment is the digest of its body."""
+    never half there."""
     body = _body(denied)
     table = f"{live.FAMILY} {live.TABLE}"
     return (f"# {HEADER}\n# Loaded by {UNIT}: these users cannot reach the "
             f"instance metadata service.\ntable {table}\ndelete table {table}\n\n"
-            f"table {table} {{\n\tcomment \"{digest(body)}\"\n{body}}}\n")
+            f"table {table} {{\n{body}}}\n")
 
 
 def why_reload(table: live.LiveTable | None, denied: Mapping[str, int]) -> str | None:
     """Why the kernel's table is not the one ruleset(denied) loads (None: it is)."""
     if table is None:
         return "the table is not loaded"
-    if table.comment != digest(_body(denied)):
-        return "the table was loaded from other rules"
-    if table.hook != "output":
-        return f"its {live.CHAIN} chain is missing or not on the output hook"
-    if table.rules != len(ADDRESSES):
-        return f"its {live.CHAIN} chain has {table.rules} rules, not {len(ADDRESSES)}"
+    if (table.hook, table.policy) != ("output", "accept"):
+        return f"its {live.CHAIN} chain is missing or not an accepting output hook"
+    if table.rejects != ADDRESSES or table.other_rules:
+        return f"its {live.CHAIN} chain rejects {list(table.rejects)} (and {table.other_rules} other " \
+               f"rules), not {list(ADDRESSES)}"
     if table.uids != frozenset(denied.values()):
         return f"it denies uids {sorted(table.uids)}, not {sorted(set(denied.values()))}"
     return None
