@@ -60,7 +60,7 @@ def _body(denied: Mapping[str, int]) -> str:
         raise BingoHostError(f"firewall: will not deny root the metadata service "
                              f"({', '.join(u for u, uid in denied.items() if uid == 0)} has uid 0)")
     elements = ", ".join(str(uid) for uid in sorted(set(denied.values())))
-    names = ", ".join(f"{user}={uid}" for user, uid in sorted(denied.items(), key=lambda i: i[1]))
+    names = ", ".join(f"{user}={uid}" for user, uid in sorted(denied.items(), key=lambda i: (i[1], i[0])))
     rules = "".join(f"\t\t{family} daddr {address} meta skuid @{live.UID_SET} "
                     f"reject with icmpx admin-prohibited\n" for family, address in ADDRESSES)
     return (f"\tset {live.UID_SET} {{\n\t\ttype uid\n\t\telements = {{ {elements} }}  # {names}\n\t}}\n"
