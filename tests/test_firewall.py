@@ -119,6 +119,53 @@ def test_a_rule_without_the_uid_match_or_the_reject_is_not_the_reject():
         assert (table.rejects, table.other_rules) == ((), 2)
 
 
+def test_a_narrower_reject_is_not_the_reject():
+    """A further match (only tcp, say) rejects less: it does not count as the rule."""
+    def narrower(items):
+        for i in items:
+            if "rule" in i:
+                i["rule"]["expr"].insert(2, {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
+                                                       "right": "tcp"}})
+
+    def not_equal(items):
+        for i in items:
+            if "rule" in i:
+                i["rule"]["expr"][1]["match"]["op"] = "!="
+    for edit in (narrower, not_equal):
+        assert (recorded(edit).rejects, recorded(edit).other_rules) == ((), 2)
+
+
+def test_live_table_asks_nft_for_json_with_numeric_uids(tmp_path):
+    """A stand-in nft: what live_table runs, and how it reads the three answers nft gives."""
+    nft = tmp_path / "nft"
+    listing_file = tmp_path / "listing.json"
+    listing_file.write_text(RECORDED)
+    nft.write_text(f"""#!/bin/sh
+[ "$*" = "-j -n list table inet bingo_host" ] || {{ echo "unexpected: $*" >&2; exit 3; }}
+case "$(cat {tmp_path}/mode)" in
+  ok) cat {listing_file} ;;
+  missing) echo "Error: No such file or directory" >&2; exit 1 ;;
+  denied) echo "Error: Operation not permitted" >&2; exit 1 ;;
+  *) exit 2 ;;
+esac
+""")
+    nft.chmod(0o755)
+    (tmp_path / "mode").write_text("ok")
+    assert live.live_table(str(nft)) == recorded()
+    (tmp_path / "mode").write_text("missing")
+    assert live.live_table(str(nft)) is None
+    (tmp_path / "mode").write_text("denied")
+    with pytest.raises(BingoHostError, match="list table inet bingo_host failed: Error: Operation not permitted"):
+        live.live_table(str(nft))
+    (tmp_path / "mode").write_text("crash")
+    with pytest.raises(BingoHostError):
+        live.live_table(str(nft))
+
+
+def test_uids_of_existing_and_missing_users():
+    assert step.uids(("root", "no-such-user-bingo")) == ({"root": 0}, ["no-such-user-bingo"])
+
+
 def test_missing_table_and_other_uids():
     assert step.why_reload(None, APP) == "the table is not loaded"
     assert "not [999]" in step.why_reload(recorded(), {"music-bingo": 999})
@@ -179,6 +226,8 @@ def test_fresh_host_gets_file_unit_enabled_started_then_nothing(monkeypatch, tmp
     assert host.ran == ["daemon-reload", f"enable {step.UNIT}", f"start {step.UNIT}"]
     assert f"start {step.UNIT} (the table is not loaded)" in result.detail
     assert (tmp_path / "etc/firewall.nft").read_text() == step.ruleset(APP)
+    assert (tmp_path / "etc/firewall.nft").stat().st_mode & 0o777 == 0o644
+    assert f"enable {step.UNIT}" in result.detail
     assert "ExecStart=" in (tmp_path / f"systemd/{step.UNIT}").read_text()
     host.ran.clear()
     again = run_steps(host.context()[0], [step])[0]
@@ -195,6 +244,13 @@ def test_a_flushed_table_is_reloaded_and_checked(monkeypatch, tmp_path):
     host.table, host.after_load = None, None  # the unit "ran" but the kernel has no table
     result = run_steps(host.context()[0], [step])[0]
     assert result.status == "failed" and "ran but the table is not loaded" in result.detail
+
+
+def test_an_inactive_unit_with_the_table_loaded_is_started(monkeypatch, tmp_path):
+    host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded(), enabled="enabled")
+    result = run_steps(host.context()[0], [step])[0]
+    assert host.ran == ["daemon-reload", f"start {step.UNIT}"]
+    assert f"start {step.UNIT} (not active)" in result.detail
 
 
 def test_a_new_uid_rewrites_the_file_and_reloads(monkeypatch, tmp_path):

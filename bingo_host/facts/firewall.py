@@ -29,20 +29,18 @@ class LiveTable:
 
 
 def _reject(expr: list) -> tuple[str, str] | None:
-    """(protocol, address) of a rule `<ip|ip6> daddr ADDRESS meta skuid @UID_SET reject ...`."""
-    daddr = uid_set = rejects = None
-    for e in expr:
-        match = e.get("match", {}) if isinstance(e, dict) else {}
-        left = match.get("left", {}) if isinstance(match.get("left"), dict) else {}
-        if match.get("op") == "==" and left.get("payload", {}).get("field") == "daddr":
-            daddr = (left["payload"].get("protocol"), match.get("right"))
-        elif match.get("op") == "==" and left.get("meta", {}).get("key") == "skuid":
-            uid_set = match.get("right")
-        elif isinstance(e, dict) and "reject" in e:
-            rejects = True
-    if daddr and uid_set == f"@{UID_SET}" and rejects and isinstance(daddr[1], str):
-        return daddr
-    return None
+    """(protocol, address) of a rule that is exactly `<ip|ip6> daddr ADDRESS meta skuid @UID_SET
+    reject ...`; None for any other rule (one with a further match rejects less)."""
+    if not isinstance(expr, list) or len(expr) != 3 or not all(isinstance(e, dict) for e in expr):
+        return None
+    daddr, skuid, verdict = expr[0].get("match") or {}, expr[1].get("match") or {}, expr[2]
+    payload = daddr.get("left", {}).get("payload", {}) if isinstance(daddr.get("left"), dict) else {}
+    meta = skuid.get("left", {}).get("meta", {}) if isinstance(skuid.get("left"), dict) else {}
+    if (daddr.get("op"), payload.get("field"), skuid.get("op"), meta.get("key"), skuid.get("right")) \
+            != ("==", "daddr", "==", "skuid", f"@{UID_SET}") or "reject" not in verdict \
+            or not isinstance(daddr.get("right"), str):
+        return None
+    return payload.get("protocol"), daddr["right"]
 
 
 def parse(text: str) -> LiveTable:
