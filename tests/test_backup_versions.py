@@ -11,25 +11,15 @@ import pytest
 
 from bingo_host.backup import run, store
 from bingo_host.config import load_config_text
-from tests.aws_servers import REGION
+from tests.test_backup import s3  # noqa: F401 - the moto S3 client with the bucket, as a fixture
 
 BUCKET = "bingo-backups"
 
 
 @pytest.fixture
-def s3(monkeypatch, moto_server, tmp_path):
-    moto_server.reset()
-    empty = tmp_path / "aws-empty"
-    empty.write_text("")
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_S3": moto_server.url,
-                        "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-                        "NO_PROXY": "127.0.0.1"}.items():
-        monkeypatch.setenv(name, value)
-    client = store.client()
-    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    return client
+def versioned(s3):
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return s3
 
 
 def _put(s3, day: int) -> str:
@@ -39,7 +29,8 @@ def _put(s3, day: int) -> str:
     return key
 
 
-def test_prune_and_latest_on_a_versioned_bucket_leave_every_version(s3):
+def test_prune_and_latest_on_a_versioned_bucket_leave_every_version(versioned):
+    s3 = versioned
     cfg = load_config_text(f"backups: {{enabled: true, bucket: {BUCKET}, prefix: p/, keep: 2}}\n")
     keys = [_put(s3, day) for day in range(1, 5)]
     deleted = store.prune(s3, store.list_dumps(s3, BUCKET, "p/", "bingo"), keep=2)
