@@ -52,14 +52,15 @@ class HostPool:
         self.wheel = wheel
         self._shared: Bootstrapped | None = None
 
-    def _boot(self, wait: float = 1800, memory_mb: int | None = None, netns: str | None = None):
+    def _boot(self, wait: float = 1800, memory_mb: int | None = None, netns: str | None = None,
+              root_mode: str | None = None):
         """Boot a host; while another process's test host runs (one per machine), wait for it."""
         from tests.harness import HarnessError, TestHost
 
         deadline = time.monotonic() + wait
         while True:
             try:
-                host = TestHost.boot(memory_mb=memory_mb, netns=netns)
+                host = TestHost.boot(memory_mb=memory_mb, netns=netns, root_mode=root_mode)
                 break
             except HarnessError as exc:
                 if "another bingo-host test host" not in str(exc) or time.monotonic() > deadline:
@@ -86,12 +87,12 @@ class HostPool:
                 raise
         return self._shared
 
-    def fresh(self, memory_mb: int | None = None, netns: str | None = None):
+    def fresh(self, memory_mb: int | None = None, netns: str | None = None, root_mode: str | None = None):
         """A new test host with bingo-host installed and nothing else (memory_mb: capped like a
-        small instance; netns: booted into that network namespace; see TestHost.boot); the
-        caller shuts it down."""
+        small instance; netns: booted into that network namespace; root_mode: see TestHost.boot);
+        the caller shuts it down."""
         self.close()
-        return self._boot(memory_mb=memory_mb, netns=netns)
+        return self._boot(memory_mb=memory_mb, netns=netns, root_mode=root_mode)
 
     def close(self):
         if self._shared is not None:

@@ -276,6 +276,10 @@ def test_missing_user_or_nft(monkeypatch, tmp_path):
     assert result.status == "failed" and "no user music-bingo" in result.detail
     dry = run_steps(host.context(dry_run=True)[0], [step])[0]
     assert dry.detail == "keep music-bingo from the metadata service once created"
+    monkeypatch.setattr(step, "denied_users", lambda cfg: ("music-bingo", "bingo-build"))
+    result = run_steps(host.context()[0], [step])[0]
+    assert result.detail == "firewall: no user music-bingo, bingo-build to keep from the metadata service"
+    monkeypatch.undo()
     host = Host(monkeypatch, tmp_path)
     host.nft.unlink()
     result = run_steps(host.context()[0], [step])[0]
