@@ -187,6 +187,14 @@ class Patches:
 
 
 @dataclass(frozen=True)
+class Firewall:
+    # An nftables table of bingo-host's own rejects what the app's user sends to the instance
+    # metadata service (the instance role's credentials). Off only where the host does not own its
+    # network namespace (a container sharing its machine's network): the rule would be the machine's.
+    enabled: bool = setting(True, boolean)
+
+
+@dataclass(frozen=True)
 class Smtp:
     """The [smtp] section of bingo.ini: how the app sends mail (password resets). No server: no
     section, and the app's own default (localhost:25, which AL2023 does not serve)."""
@@ -223,6 +231,7 @@ class Config:
     metrics: Metrics = section(Metrics)
     cloudwatch_agent: CloudwatchAgent = section(CloudwatchAgent)
     patches: Patches = section(Patches)
+    firewall: Firewall = section(Firewall)
     smtp: Smtp = section(Smtp)
 
 

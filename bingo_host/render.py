@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import layout, sizing
 from .config import Config
+from .facts import imds
 from .facts.host import HostFacts, resolve
 from .facts.platforms import Platform
 
@@ -161,6 +162,9 @@ def render_all(
         "log_dir": layout.LOG_DIR,
         "state_dir": layout.STATE_DIR,
         "uwsgi_service": layout.UWSGI_SERVICE,
+        "firewall_unit": layout.FIREWALL_UNIT,
+        "firewall_rules": layout.FIREWALL_RULES,
+        "metadata_addresses": f"{imds.ADDRESS} {imds.ADDRESS_IPV6}",
     }
     root = cfg.app.root
     unit = f"{layout.SYSTEMD_DIR}/{{}}"
@@ -178,6 +182,9 @@ def render_all(
         ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",
          DAEMON_RELOAD, False),
     ]
+    if cfg.firewall.enabled:
+        wanted.append(("firewall.service", unit.format(f"{layout.FIREWALL_UNIT}.service"), 0o644, "root",
+                       "root", DAEMON_RELOAD, False))
     if platform.nginx_main_conf:
         wanted.append(("nginx-main.conf", platform.nginx_main_conf, 0o644, "root", "root", RELOAD_NGINX,
                        False))

@@ -24,10 +24,13 @@ CONFIG = "/etc/bingo-host/config.yaml"
 
 
 def host_config(device: str, **overrides: dict) -> str:
-    """The test hosts' config: the loop device as data volume, small swap; sections overridable."""
+    """The test hosts' config: the loop device as data volume, small swap; sections overridable.
+    The firewall step is off: these hosts share the machine's network namespace, so its nftables
+    table would be the machine's (tests/test_firewall_host.py runs it in a namespace of its own)."""
     import yaml
 
-    data = {"volume": {"device": device}, "swap": {"size": "32M"}, "app": {"processes": 2}}
+    data = {"volume": {"device": device}, "swap": {"size": "32M"}, "app": {"processes": 2},
+            "firewall": {"enabled": False}}
     for section, values in overrides.items():
         data[section] = {**data.get(section, {}), **values}
     return yaml.safe_dump(data, sort_keys=False)
@@ -49,14 +52,15 @@ class HostPool:
         self.wheel = wheel
         self._shared: Bootstrapped | None = None
 
-    def _boot(self, wait: float = 1800, memory_mb: int | None = None):
+    def _boot(self, wait: float = 1800, memory_mb: int | None = None, netns: str | None = None,
+              root_mode: str | None = None):
         """Boot a host; while another process's test host runs (one per machine), wait for it."""
         from tests.harness import HarnessError, TestHost
 
         deadline = time.monotonic() + wait
         while True:
             try:
-                host = TestHost.boot(memory_mb=memory_mb)
+                host = TestHost.boot(memory_mb=memory_mb, netns=netns, root_mode=root_mode)
                 break
             except HarnessError as exc:
                 if "another bingo-host test host" not in str(exc) or time.monotonic() > deadline:
@@ -83,11 +87,12 @@ class HostPool:
                 raise
         return self._shared
 
-    def fresh(self, memory_mb: int | None = None):
+    def fresh(self, memory_mb: int | None = None, netns: str | None = None, root_mode: str | None = None):
         """A new test host with bingo-host installed and nothing else (memory_mb: capped like a
-        small instance, see TestHost.boot); the caller shuts it down."""
+        small instance; netns: booted into that network namespace; root_mode: see TestHost.boot);
+        the caller shuts it down."""
         self.close()
-        return self._boot(memory_mb=memory_mb)
+        return self._boot(memory_mb=memory_mb, netns=netns, root_mode=root_mode)
 
     def close(self):
         if self._shared is not None:
@@ -143,7 +148,7 @@ def testhost(host_pool):
 # deploys run last on it, in this order (every other module expects the placeholder page; the
 # real agent deploys first, the self-upgrade last since it changes the host's bingo-host).
 FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery", "test_memory",
-                      "test_restore_host", "test_replace_host")
+                      "test_restore_host", "test_replace_host", "test_firewall_host")
 LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_external_db", "test_self_upgrade")
 
 

@@ -661,6 +661,57 @@ def test_backups_reach_only_this_stacks_prefix_of_the_backup_bucket():
     assert denies["DenyUnencryptedDumps"]["Condition"] == {"Null": {"s3:x-amz-server-side-encryption": "true"}}
 
 
+RETENTION_ACTIONS = ("s3:DeleteObjectVersion", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration")
+
+
+@pytest.mark.parametrize("name", CONFIG_TEMPLATES)
+def test_the_instance_role_cannot_shorten_backup_retention(name):
+    """No way for the instance to remove a dump for good: no version deletes, no versioning,
+    lifecycle or bucket-policy changes, no Recycle Bin actions (its snapshots stay there)."""
+    statements = _instance_statements(TEMPLATES[name], SCENARIOS["backups"])
+    for action in (*RETENTION_ACTIONS, "s3:PutBucketPolicy", "s3:DeleteBucketPolicy",
+                   "s3:PutBucketObjectLockConfiguration", "rbin:DeleteRule", "rbin:UpdateRule",
+                   "ec2:RestoreSnapshotFromRecycleBin"):
+        assert not _grants(statements, action), (name, action)
+
+
+@pytest.mark.parametrize("admins", [[], ["arn:aws:iam::123456789012:role/BackupAdmin"]])
+def test_backup_bucket_denies_removing_versions_to_all_but_root_and_admins(admins):
+    """What the lifecycle keeps, only the account root (and RetentionAdminArns) can remove."""
+    backup = TEMPLATES["backup-bucket.yaml"]
+    _, bucket = one(backup, "AWS::S3::Bucket")
+    rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-deleted-dumps"]["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": {"Ref": "NoncurrentVersionDays"}}
+    _, policy = one(backup, "AWS::S3::BucketPolicy")
+    assert policy["DeletionPolicy"] == "Retain"  # stays on the retained bucket
+    resolver = Resolver(backup, {"RetentionAdminArns": admins} if admins else None)
+    denies = {s["Sid"]: resolver.resolve(s) for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    deny = denies["OnlyAdminsRemoveVersions"]
+    assert (deny["Effect"], deny["Principal"], sorted(deny["Action"])) == ("Deny", "*", sorted(RETENTION_ACTIONS))
+    arn = f"arn:aws:sample:{REGION}:{ACCOUNT}:BackupBucket"
+    assert deny["Resource"] == [arn, f"{arn}/*"]
+    assert deny["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [f"arn:aws:iam::{ACCOUNT}:root", *admins]}}
+
+
+def test_deleted_snapshots_stay_in_the_recycle_bin():
+    """Tag-level rule on the tag bingo-host puts on its snapshots (and its retention matches
+    on): a deleted snapshot of this stack is recoverable for SnapshotRecycleDays."""
+    from bingo_host.snapshot.ec2 import STACK_TAG
+
+    template = TEMPLATES["single-instance.yaml"]
+    _, rule = one(template, "AWS::Rbin::Rule")
+    resolver = Resolver(template)
+    props = resolver.resolve(rule["Properties"])
+    assert props["ResourceType"] == "EBS_SNAPSHOT"
+    assert props["ResourceTags"] == [{"ResourceTagKey": STACK_TAG, "ResourceTagValue": STACK}]
+    assert props["RetentionPeriod"] == {"RetentionPeriodUnit": "DAYS", "RetentionPeriodValue": "14"}
+    assert "SnapshotRecycleDays" in str(rule["Properties"]["RetentionPeriod"])
+    assert "ExcludeResourceTags" not in props and "LockConfiguration" not in props
+    # ha.yaml has no data volume and takes no EBS snapshots (Aurora keeps its own backups).
+    assert not resources(TEMPLATES["ha.yaml"], "AWS::Rbin::Rule")
+
+
 def _check_tagging(statement: dict) -> None:
     from bingo_host.restore import ebs
 

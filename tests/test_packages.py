@@ -49,7 +49,7 @@ def _ctx():
     """A context whose wanted packages this (Debian) machine has: the step installs nothing."""
     ctx, _ = context()
     ctx.platform = dataclasses.replace(ctx.platform, packages=("coreutils",),
-                                       mariadb_server_packages=(), patch_packages=())
+                                       mariadb_server_packages=(), patch_packages=(), firewall_packages=())
     return ctx
 
 

@@ -238,7 +238,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path, platform_name):
     files = rendered(platform_name)
     result = verify_units(tmp_path, files, [MARIADB_STUB])
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 7  # + patch timer
+    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 8  # + patch timer, firewall
 
 
 def example_with(**sections) -> str:

@@ -7,10 +7,11 @@ import time
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
-from .steps import (app, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers, uwsgi,
-                    volume)
+from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers,
+                    uwsgi, volume)
 
-STEPS = (packages, secrets, volume, swap, mariadb, app, uwsgi, nginx, patches, timers, monitoring)
+# firewall: after app (the user it denies exists), before uwsgi (whose unit requires it).
+STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring)
 
 
 def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:

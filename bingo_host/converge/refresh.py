@@ -16,9 +16,10 @@ import time
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
-from .steps import app, mariadb, secrets, uwsgi
+from .steps import app, firewall, mariadb, secrets, uwsgi
 
-STEPS = (secrets, mariadb, app, uwsgi)
+# firewall: the uwsgi step writes the emperor's unit, which Requires= the firewall's.
+STEPS = (secrets, mariadb, app, firewall, uwsgi)
 RELOAD_TIMEOUT = 90.0
 
 

@@ -21,8 +21,10 @@ from ..errors import BingoHostError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "http://169.254.169.254"
-DEFAULT_ENDPOINT_IPV6 = "http://[fd00:ec2::254]"
+ADDRESS = "169.254.169.254"
+ADDRESS_IPV6 = "fd00:ec2::254"  # Nitro instances, when the instance's IPv6 endpoint is on
+DEFAULT_ENDPOINT = f"http://{ADDRESS}"
+DEFAULT_ENDPOINT_IPV6 = f"http://[{ADDRESS_IPV6}]"
 ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 ENDPOINT_MODE_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"
 DISABLED_ENV = "AWS_EC2_METADATA_DISABLED"

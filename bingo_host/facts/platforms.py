@@ -46,6 +46,8 @@ class Platform:
     needs_restart_cmd: tuple[str, ...]  # lists the services running replaced code, "x.service"
     reboot_check_cmd: tuple[str, ...] | None  # exit 1: a reboot is needed (we write the marker)
     reboot_marker: str  # exists (in /run: a reboot clears it) while a reboot is needed
+    firewall_packages: tuple[str, ...]  # the firewall step's nft (firewall.enabled)
+    nft: str
     cloudwatch_agent_package: str | None  # None: the distribution does not package it
     cloudwatch_agent_skip_reason: str | None
 
@@ -94,6 +96,8 @@ PLATFORMS: dict[str, Platform] = {
             needs_restart_cmd=("dnf", "needs-restarting", "--services"),
             reboot_check_cmd=("dnf", "needs-restarting", "--reboothint"),
             reboot_marker="/run/bingo-host/reboot-required",
+            firewall_packages=("nftables",),
+            nft="/usr/sbin/nft",
             cloudwatch_agent_package="amazon-cloudwatch-agent",
             cloudwatch_agent_skip_reason=None,
         ),
@@ -135,6 +139,8 @@ PLATFORMS: dict[str, Platform] = {
             needs_restart_cmd=("needrestart", "-b", "-r", "l"),
             reboot_check_cmd=None,  # package scripts create the marker
             reboot_marker="/run/reboot-required",
+            firewall_packages=("nftables",),
+            nft="/usr/sbin/nft",
             cloudwatch_agent_package=None,
             cloudwatch_agent_skip_reason="Debian 12 has no amazon-cloudwatch-agent package in its "
                                          "repositories (AWS ships only a .deb to download by hand)",

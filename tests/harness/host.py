@@ -13,7 +13,9 @@ How it works (systemd-nspawn does not work on this machine):
   not alone on the kernel (``systemd-detect-virt`` says ``container-other``);
 * commands run inside with ``nsenter -t PID -m -p -u -i -r -w``;
 * the network namespace is the machine's on purpose: the host's nginx binds the
-  machine's port 80, and 127.0.0.1 servers of the tests are reachable from inside.
+  machine's port 80, and 127.0.0.1 servers of the tests are reachable from inside;
+  ``boot(netns=NAME)`` boots it into a namespace the test made instead (:mod:`.netns`),
+  where what it does to the network (an nftables table, an address) stays.
 
 Only one test host can run per machine at a time (ports, cgroup tree); a lock enforces it.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from . import image
+from . import netns as netns_mod
 
 log = logging.getLogger("tests.harness")
 
@@ -401,6 +404,8 @@ def cleanup_stale() -> list[Path]:
         log.warning("cleaning up stale test host %s", d)
         _teardown_dir(d, meta.get("systemd_pid"), meta.get("systemd_start"))
         cleaned.append(d)
+    for name in netns_mod.cleanup_stale():  # after the hosts that ran in them
+        log.warning("removed stale network namespace %s", name)
     return cleaned
 
 
@@ -440,7 +445,7 @@ class TestHost:
     __test__ = False  # not a pytest test class
 
     def __init__(self, hostdir: Path, proc: subprocess.Popen, pid: int, lock_fd,
-                 cgroup: Optional[str] = None):
+                 cgroup: Optional[str] = None, netns: Optional[str] = None):
         self._pid_start = _pid_start(pid)
         self.dir = hostdir                 #: CACHE_DIR/run/<id>: root/, volumes/, console.log
         self.root = hostdir / "root"       #: the host's / as a path on the machine
@@ -448,6 +453,8 @@ class TestHost:
         self.volumes: list[LoopVolume] = []
         #: the cgroup path (every hierarchy) of a capped host (boot(memory_mb=...)), else None
         self.cgroup = cgroup
+        #: the network namespace (``ip netns`` name) it was booted into, None: the machine's
+        self.netns = netns
         self.timings: dict[str, float] = {}
         self._proc = proc
         self._lock_fd = lock_fd
@@ -459,7 +466,7 @@ class TestHost:
     @classmethod
     def boot(cls, timeout: float = 120.0, ports: Sequence[int] = DEFAULT_PORTS,
              root_mode: Optional[str] = None, lock_wait: Optional[float] = None,
-             memory_mb: Optional[int] = None) -> "TestHost":
+             memory_mb: Optional[int] = None, netns: Optional[str] = None) -> "TestHost":
         """Build/reuse the cached image, copy it, boot systemd, and wait until
         ``systemctl is-system-running`` says running or degraded.
 
@@ -475,6 +482,10 @@ class TestHost:
         ``memory_mb``: cap the host's memory like a small instance (a t3a.nano: 512): systemd
         starts in a v1 memory cgroup with that limit (swap not capped), and so does every
         command run()/popen() start; removed at shutdown. ``memory_cgroup`` is its path.
+        ``netns``: the name of a network namespace the caller made (``ip netns add``, see
+        :mod:`tests.harness.netns`) to boot into instead of the machine's: ``ports`` are then not
+        checked, every command runs in it too, and the caller deletes it after :meth:`shutdown`.
+        It has no route out: :meth:`install_wheel` fetches missing wheels from the machine side.
         """
         if lock_wait is None:
             lock_wait = float(os.environ.get("BINGO_TESTHOST_LOCK_WAIT", "600"))
@@ -483,6 +494,12 @@ class TestHost:
             raise ValueError(f"root_mode must be 'copy' or 'overlay', not {root_mode!r}")
         if os.geteuid() != 0:
             raise PermissionError("TestHost.boot() needs root")
+        if netns is not None:
+            if not netns_mod.path(netns).exists():
+                raise HarnessError(f"no network namespace {netns} (make it first: tests.harness.netns)")
+            if netns_mod.is_machine_netns(netns_mod.path(netns)):
+                raise HarnessError(f"network namespace {netns} is the machine's own")
+            ports = ()
         timings = {}
         t0 = time.monotonic()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -518,6 +535,8 @@ class TestHost:
             meta = {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}
             if memory_mb:  # recorded first: a teardown then finds it, whatever fails next
                 cgroup = meta["cgroup"] = f"/bingo-test-{hostdir.name}"
+            if netns:
+                meta["netns"] = netns
             (hostdir / "owner.json").write_text(json.dumps(meta))
             if cgroup:
                 _make_cgroups(cgroup, memory_mb)
@@ -536,8 +555,9 @@ class TestHost:
             (hostdir / "boot.sh").write_text(_BOOT_SCRIPT.replace("$WH_INSIDE", WHEELHOUSE_INSIDE))
             t2 = time.monotonic()
             console = open(hostdir / "console.log", "wb")
+            enter_net = ["nsenter", f"--net={netns_mod.path(netns)}"] if netns else []
             proc = subprocess.Popen(
-                ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
+                enter_net + ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
                  "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_joiner(cgroup, BOOT_HIERARCHIES),
@@ -558,7 +578,7 @@ class TestHost:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             raise
-        host = cls(hostdir, proc, pid, lock_fd, cgroup)
+        host = cls(hostdir, proc, pid, lock_fd, cgroup, netns)
         _LIVE[hostdir.name] = host
         _install_signal_handlers()
         try:
@@ -638,7 +658,8 @@ class TestHost:
     def _nsenter(self) -> list[str]:
         if not self.alive:
             raise HarnessError("the test host is not running")
-        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-u", "-i", "-r", "-w"]
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-u", "-i", "-r", "-w"] + \
+            (["-n"] if self.netns else [])
 
     @staticmethod
     def _env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
@@ -725,13 +746,30 @@ class TestHost:
         pip = [f"{venv}/bin/pip", "install", "--disable-pip-version-check"]
         offline = pip + ["--no-index", "--find-links", WHEELHOUSE_INSIDE, inside]
         if self.run(offline, check=False, timeout=600).returncode:
-            self.run([f"{venv}/bin/pip", "download", "--disable-pip-version-check",
-                      "-d", WHEELHOUSE_INSIDE, inside], timeout=600)
+            download = [f"{venv}/bin/pip", "download", "--disable-pip-version-check",
+                        "-d", WHEELHOUSE_INSIDE, inside]
+            if self.netns:
+                self._run_in_root_outside(download, timeout=600)
+            else:
+                self.run(download, timeout=600)
             self.run(["rm", "-f", f"{WHEELHOUSE_INSIDE}/{wheel.name}"])
             self.run(offline, timeout=600)
         self.run_shell(f'if [ -e {venv}/bin/bingo-host ]; then ln -sf {venv}/bin/bingo-host '
                        f'/usr/local/bin/bingo-host; fi')
         return venv
+
+    def _run_in_root_outside(self, cmd: Sequence[str], timeout: float) -> None:
+        """Run ``cmd`` chrooted into the host's root but in the machine's network namespace
+        (with the wheelhouse, proc and /dev in a private mount namespace): how a host in a
+        namespace of its own fills the wheelhouse from PyPI, as the other hosts do from inside."""
+        script = ('set -e; R="$1"; shift; mount --make-rprivate /; mount -t proc proc "$R/proc"; '
+                  f'mount --rbind /dev "$R/dev"; mount --bind {shlex.quote(str(WHEELHOUSE))} '
+                  f'"$R{WHEELHOUSE_INSIDE}"; exec chroot "$R" "$@"')
+        r = subprocess.run(["unshare", "--mount", "--fork", "sh", "-c", script, "sh", str(self.root),
+                            *[str(c) for c in cmd]], env=self._env(None), capture_output=True,
+                           text=True, timeout=timeout)
+        if r.returncode:
+            raise CommandFailed(r.returncode, list(cmd), r.stdout, r.stderr)
 
     # ------------------------------------------------------------- volumes
     def attach_volume(self, size_mb: int = 256) -> LoopVolume:

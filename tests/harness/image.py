@@ -3,7 +3,8 @@
 The image is built once per machine with ``debootstrap`` and kept under
 ``CACHE_DIR/images/<name>-<recipe hash>/rootfs``.  The hash covers everything
 that shapes the image (suite, mirror, package lists, setup script), so a change
-to the recipe builds a new image on the next boot; older images are pruned.
+to the recipe builds a new image on the next boot; images of other recipes are
+pruned once no boot has used them for a day (worktrees of other branches share the cache).
 
 A build goes into a ``.build-*`` temp dir that is renamed into place only when
 complete, so an interrupted build never leaves a half-built cache behind.
@@ -48,7 +49,12 @@ PREDOWNLOAD_PACKAGES = [
     "nginx", "mariadb-server", "mariadb-client", "python3-venv", "python3-dev",
     "build-essential", "libmariadb-dev", "pkg-config", "certbot", "python3-certbot-nginx",
     "unattended-upgrades", "needrestart",  # the patches step's (bingo-host patch)
+    "nftables",  # the firewall step's (the app user's metadata-service block)
 ]
+
+#: An image of another recipe (another branch's worktree) is pruned once unused this long:
+#: worktrees on one machine then do not delete each other's image on every build.
+PRUNE_UNUSED_SECONDS = 24 * 3600
 
 #: Units that wait forever, or touch the whole machine, in a container without udev/ttys.
 MASKED_UNITS = [
@@ -157,6 +163,7 @@ def ensure_image(force: bool = False) -> Path:
     _require_root()
     final = image_dir()
     if not force and (final / "rootfs").is_dir():
+        os.utime(final)  # in use: see PRUNE_UNUSED_SECONDS
         return final / "rootfs"
     images = CACHE_DIR / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -195,7 +202,8 @@ def ensure_image(force: bool = False) -> Path:
         (build / "recipe.json").write_text(json.dumps(recipe(), indent=2, sort_keys=True))
         os.rename(build, final)  # atomic: the cache is either complete or absent
         log.info("image built in %.1fs: %s", time.monotonic() - t0, final)
-        for old in images.iterdir():  # prune images of older recipes
-            if old.is_dir() and old != final and not old.name.startswith("."):
+        for old in images.iterdir():  # prune images of other recipes no boot used lately
+            if old.is_dir() and old != final and not old.name.startswith(".") and \
+                    time.time() - old.stat().st_mtime > PRUNE_UNUSED_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
     return final / "rootfs"

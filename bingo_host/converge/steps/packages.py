@@ -1,5 +1,5 @@
 """Distribution packages: nginx, MariaDB server, venv support, the app's build dependencies,
-and the tools `bingo-host patch` uses (patches.enabled)."""
+the tools `bingo-host patch` uses (patches.enabled), and nft (firewall.enabled)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ NAME = "packages"
 def wanted(ctx) -> list[str]:
     p = ctx.platform
     return (list(p.packages) + (list(p.mariadb_server_packages) if ctx.cfg.database.local else [])
-            + (list(p.patch_packages) if ctx.cfg.patches.enabled else []))
+            + (list(p.patch_packages) if ctx.cfg.patches.enabled else [])
+            + (list(p.firewall_packages) if ctx.cfg.firewall.enabled else []))
 
 
 def converge(ctx) -> str:

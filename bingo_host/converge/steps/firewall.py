@@ -1,0 +1,134 @@
+"""The app has no cloud identity: its user cannot reach the instance metadata service.
+
+Every local process can ask the metadata service for the instance role's credentials
+(``HttpPutResponseHopLimit: 1`` stops only other hosts and containers). An nftables table of
+bingo-host's own, ``inet bingo_host``, rejects what the accounts of :func:`denied_users` send to
+169.254.169.254 and fd00:ec2::254, matched on the sending socket's owner (``meta skuid``): uWSGI's
+workers and everything they spawn run as the app's user. root, and so bingo-host's own commands
+and the SSM, CloudWatch and CodeDeploy agents, keep their access. The table is the only thing
+touched: the distribution's and an admin's tables stay as they are, and a reject in one table is
+final whatever another table accepts.
+
+``bingo-host-firewall.service`` (a oneshot before network-pre.target) loads the rules file at
+every boot; the app's unit Requires= it and is ordered after it, so the app never starts without
+the table. The file replaces the table in one nft transaction; a later run compares what the
+kernel holds (the set's uids, the chain, each rule's destination) with what the file says.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Mapping
+
+from ... import layout
+from ...errors import BingoHostError
+from ...facts import firewall as live
+from ...facts import imds, systemd
+from ...facts.host import app_user
+from ...ops import service
+from ...render import DAEMON_RELOAD, HEADER, ManagedFile
+
+NAME = "firewall"
+UNIT = f"{layout.FIREWALL_UNIT}.service"
+ADDRESSES = (("ip", imds.ADDRESS), ("ip6", imds.ADDRESS_IPV6))
+
+
+def denied_users(cfg) -> tuple[str, ...]:
+    """Every account that must never reach the metadata service, in this one list: the app's
+    user. An account added here must exist before this step runs (bootstrap's order)."""
+    return (app_user(cfg),)
+
+
+def uids(users: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """({user: uid} of those that exist, [those that do not])."""
+    found, missing = {}, []
+    for user in users:
+        try:
+            found[user] = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            missing.append(user)
+    return found, missing
+
+
+def _body(denied: Mapping[str, int]) -> str:
+    """The table's set and chain: packets of these uids to either metadata address are rejected
+    (at once: a connect fails instead of waiting for a timeout)."""
+    if not denied:
+        raise BingoHostError("firewall: no account to keep from the metadata service")
+    if any(uid == 0 for uid in denied.values()):
+        raise BingoHostError(f"firewall: will not deny root the metadata service "
+                             f"({', '.join(u for u, uid in denied.items() if uid == 0)} has uid 0)")
+    elements = ", ".join(str(uid) for uid in sorted(set(denied.values())))
+    names = ", ".join(f"{user}={uid}" for user, uid in sorted(denied.items(), key=lambda i: (i[1], i[0])))
+    rules = "".join(f"\t\t{family} daddr {address} meta skuid @{live.UID_SET} "
+                    f"reject with icmpx admin-prohibited\n" for family, address in ADDRESSES)
+    return (f"\tset {live.UID_SET} {{\n\t\ttype uid\n\t\telements = {{ {elements} }}  # {names}\n\t}}\n"
+            f"\tchain {live.CHAIN} {{\n\t\ttype filter hook output priority filter; policy accept;\n"
+            f"{rules}\t}}\n")
+
+
+def ruleset(denied: Mapping[str, int]) -> str:
+    """The rules file for ``{user: uid}``. Its first two lines make the table exist so that the
+    delete cannot fail; nft applies the whole file as one transaction, so the table is replaced,
+    never half there."""
+    body = _body(denied)
+    table = f"{live.FAMILY} {live.TABLE}"
+    return (f"# {HEADER}\n# Loaded by {UNIT}: these users cannot reach the "
+            f"instance metadata service.\ntable {table}\ndelete table {table}\n\n"
+            f"table {table} {{\n{body}}}\n")
+
+
+def why_reload(table: live.LiveTable | None, denied: Mapping[str, int]) -> str | None:
+    """Why the kernel's table is not the one ruleset(denied) loads (None: it is)."""
+    if table is None:
+        return "the table is not loaded"
+    if (table.hook, table.policy) != ("output", "accept"):
+        return f"its {live.CHAIN} chain is missing or not an accepting output hook"
+    if table.rejects != ADDRESSES or table.other_rules:
+        return f"its {live.CHAIN} chain rejects {list(table.rejects)} (and {table.other_rules} other " \
+               f"rules), not {list(ADDRESSES)}"
+    if table.uids != frozenset(denied.values()):
+        return f"it denies uids {sorted(table.uids)}, not {sorted(set(denied.values()))}"
+    return None
+
+
+def converge(ctx) -> str:
+    if not ctx.cfg.firewall.enabled:
+        return "off (firewall.enabled is false): the app's user can reach the instance metadata service"
+    users = denied_users(ctx.cfg)
+    denied, missing = uids(users)
+    if missing:
+        if ctx.dry_run:  # the app step would create it first
+            ctx.change(f"keep {', '.join(missing)} from the metadata service once created")
+            return ""
+        raise BingoHostError(f"firewall: no user {', '.join(missing)} to keep from the metadata service")
+    content = ruleset(denied)
+    ctx.ensure_file(ManagedFile(layout.FIREWALL_RULES, content, 0o644, "root", "root", None, "firewall.nft"))
+    ctx.ensure_file(ctx.managed("firewall.service"))  # owes DAEMON_RELOAD
+    if ctx.pending(DAEMON_RELOAD):
+        ctx.change("systemctl daemon-reload", service.daemon_reload)
+        ctx.done(DAEMON_RELOAD)
+    nft = ctx.platform.nft
+    if not os.path.exists(nft):
+        if ctx.dry_run:  # the packages step would install it first
+            ctx.change(f"load {layout.FIREWALL_RULES} once {nft} is installed")
+            return ""
+        raise BingoHostError(f"firewall: {nft} is missing (the packages step installs "
+                             f"{' '.join(ctx.platform.firewall_packages)})")
+    state = systemd.states(UNIT)[UNIT]
+    if not state.is_enabled:
+        ctx.change(f"enable {UNIT}", lambda: service.systemctl("enable", UNIT))
+    why = why_reload(live.live_table(nft), denied)
+    verb = "start" if not state.running else "reload" if why else None
+    if verb:
+        ctx.change(f"{verb} {UNIT} ({why or 'not active'})", lambda: _load(nft, verb, denied))
+    return f"{', '.join(users)} cannot reach {imds.ADDRESS} or {imds.ADDRESS_IPV6}"
+
+
+def _load(nft: str, verb: str, denied: Mapping[str, int]) -> None:
+    """Start or reload the unit, then check the kernel holds what the file says."""
+    service.systemctl(verb, UNIT)
+    why = why_reload(live.live_table(nft), denied)
+    if why:
+        raise BingoHostError(f"firewall: {UNIT} ran but {why}")
