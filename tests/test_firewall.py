@@ -57,9 +57,9 @@ def test_ruleset_never_denies_root_and_never_an_empty_set():
         step.ruleset({})
 
 
-def test_denied_users_is_the_app_user():
-    assert step.denied_users(Config()) == ("music-bingo",)
-    assert step.denied_users(with_values(Config(), app={"user": "web"})) == ("web",)
+def test_denied_users_are_the_app_user_and_the_build_account():
+    assert step.denied_users(Config()) == ("music-bingo", "bingo-build")
+    assert step.denied_users(with_values(Config(), app={"user": "web"})) == ("web", "bingo-build")
 
 
 # -- what the kernel holds --
@@ -194,6 +194,8 @@ class Host:
             (tmp_path / sub).mkdir(exist_ok=True)
             monkeypatch.setattr(layout, name, str(tmp_path / sub))
         monkeypatch.setattr(layout, "FIREWALL_RULES", str(tmp_path / "etc/firewall.nft"))
+        # The recorded table denies the app user alone: the steps below see that one account.
+        monkeypatch.setattr(step, "denied_users", lambda cfg: (step.app_user(cfg),))
         monkeypatch.setattr(step, "uids", lambda names: ({n: users[n] for n in names if n in users},
                                                          [n for n in names if n not in users]))
         monkeypatch.setattr(step.systemd, "states", lambda *units: {u: self.state for u in units})

@@ -36,8 +36,9 @@ ADDRESSES = (("ip", imds.ADDRESS), ("ip6", imds.ADDRESS_IPV6))
 
 def denied_users(cfg) -> tuple[str, ...]:
     """Every account that must never reach the metadata service, in this one list: the app's
-    user. An account added here must exist before this step runs (bootstrap's order)."""
-    return (app_user(cfg),)
+    user and the build account that runs a revision's build code. An account added here must
+    exist before this step runs (the app step, before it in bootstrap, makes both)."""
+    return (app_user(cfg), layout.BUILD_USER)
 
 
 def uids(users: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
