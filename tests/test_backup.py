@@ -411,7 +411,6 @@ def test_a_client_without_sandbox_is_refused_before_anything_is_loaded(tcp_maria
     with pytest.raises(BackupError, match="cannot run the .*absent client"):
         database.require_sandbox()
     monkeypatch.setattr(database, "CLIENT", str(old))
-    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
     _put(s3, "bingo-host/bingo-29991231T235959Z.sql.gz")
     cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
                            f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
@@ -486,7 +485,6 @@ def test_a_trigger_and_hostile_names_and_values_neither_miscount_nor_reach_the_c
     from bingo_host.backup import run
     from bingo_host.facts import platforms
 
-    monkeypatch.setattr(layout, "LOCK_FILE", str(tmp_path / "host.lock"))
     cfg = load_config_text(f"database: {{host: 127.0.0.2, port: {tcp_mariadb.port}, user: extapp, "
                            f"password: '{EXT_PASSWORD}'}}\nbackups: {{enabled: true, bucket: bingo-backups}}\n")
     platform = platforms.get("debian12")
