@@ -152,7 +152,17 @@ FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstra
 LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_external_db", "test_self_upgrade")
 
 
+# A test that stands on any of these needs a kernel (a booted test host or a loop device): it is
+# marked `host`, so `pytest -m "not host"` runs the rest in minutes.
+HOST_FIXTURES = {"host_pool", "testhost", "bootstrapped", "loop_volume", "persistent_volume", "machine_loop",
+                 "loop_mariadb"}
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if HOST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.host)
+
     def rank(item):
         name = item.module.__name__.rsplit(".", 1)[-1]
         if name in FRESH_HOST_MODULES:

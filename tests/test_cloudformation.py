@@ -322,16 +322,8 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
     template = TEMPLATES[name]
     raw, text = rendered_config(template, SCENARIOS[scenario])
     assert "password: secretsmanager:${" in raw
-    from bingo_host.config import ConfigError
-    try:
-        cfg = validated_config(text, f"{name}:{CONFIG_PATH}")
-    except ConfigError as exc:
-        # RDS names the secrets it manages "rds!cluster-<uuid>", so the ARN that
-        # ha.yaml writes contains '!'. Until bingo_host.config accepts that,
-        # this case is reported as xfail (it turns into a pass by itself).
-        if name == "ha.yaml" and "secretsmanager:" in str(exc):
-            pytest.xfail(f"bingo_host.config rejects RDS-managed secret ARNs ('!'): {exc}")
-        raise
+    # ha.yaml's ARN is RDS's own secret ("rds!cluster-<uuid>"): the config must accept its '!'.
+    cfg = validated_config(text, f"{name}:{CONFIG_PATH}")
 
     password = cfg.database.password
     assert password.startswith("secretsmanager:")

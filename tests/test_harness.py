@@ -28,6 +28,7 @@ def _pids_with_root_under(path: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.host
 def test_boot_then_shutdown_leaves_nothing():
     """Its own boot (runs first, before the session `testhost` holds the lock) and full teardown."""
     if os.geteuid() != 0:
