@@ -149,6 +149,12 @@ def as_uid(uid: int, *argv: str) -> subprocess.Popen:
     return subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv])
 
 
+def _state(pid: int) -> str:
+    """The process's state letter from /proc/<pid>/stat (R, S, Z...)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_stop_ends_every_process_of_the_build_account_and_nothing_else():
     """Its processes, a daemon one of them started among them, end; another uid's do not; a
     zombie (it holds nothing, its parent reaps it) is not waited for."""
@@ -160,7 +166,9 @@ def test_stop_ends_every_process_of_the_build_account_and_nothing_else():
     zombie = as_uid(who.uid, "true")
     try:
         deadline = time.monotonic() + 10
-        while len(builder.processes(who.uid)) < 3 and time.monotonic() < deadline:
+        while _state(zombie.pid) != "Z" and time.monotonic() < deadline:  # `true` has exited, unreaped
+            time.sleep(0.05)
+        while len(builder.processes(who.uid)) != 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(builder.processes(who.uid)) == 3  # sleep, sh and its sleep; not the zombie
         assert zombie.pid not in builder.processes(who.uid)
