@@ -109,6 +109,26 @@ def _locks_in_a_directory_of_the_sessions(tmp_path_factory):
         yield
 
 
+MACHINE_TREES = ("/etc/bingo-host", "/var/lib/bingo-host", "/opt/bingo-host", "/var/cache/bingo-host")
+
+
+def _machine_files() -> set[str]:
+    import os
+
+    return {os.path.join(d, f) for top in MACHINE_TREES for d, _, files in os.walk(top) for f in files}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_machines_own_trees_stay_untouched():
+    """The suite acts on test hosts and temporary directories, never on this machine's own
+    bingo-host trees: a file that appears there (a default path bound before a test could move
+    it) fails the session."""
+    before = _machine_files()
+    yield
+    added = sorted(_machine_files() - before)
+    assert not added, f"tests wrote this machine's own files: {added[:5]}"
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")

@@ -43,14 +43,14 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load(path: str = STATE_FILE) -> dict | None:
+def load(path: str | None = None) -> dict | None:
     """The recorded deployment; None when there is none (junk never blocks deploys)."""
-    return read_json(path)
+    return read_json(path or STATE_FILE)
 
 
-def save(state: dict, path: str = STATE_FILE) -> None:
+def save(state: dict, path: str | None = None) -> None:
     state["updated_at"] = now()
-    write_json(path, state)
+    write_json(path or STATE_FILE, state)
 
 
 def _alive(pid, start) -> bool:
