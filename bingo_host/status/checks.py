@@ -188,7 +188,7 @@ def app_password(cfg: Config) -> str | None:
         return source
     import configparser  # ssm:/secretsmanager: read what bootstrap rendered, not AWS (no boto3)
 
-    from ..ops.files import read_regular
+    from ..regular_file import read_regular
 
     ini = configparser.ConfigParser()  # with interpolation, as the app reads it ('%%' is '%')
     try:  # the app user can replace it with anything: a FIFO, a link to /dev/zero or /etc/shadow
