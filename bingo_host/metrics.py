@@ -81,7 +81,8 @@ def metric_data(facts: dict, http_5xx: int, instance_id: str) -> list[dict]:
 
 def read_facts(cfg) -> dict:
     """The same memory and storage facts `status` reports (status/checks.py), nothing more."""
-    from .status.checks import Report, check_memory, check_storage
+    from .status.checks import check_memory, check_storage
+    from .status.report import Report
 
     r = Report()
     check_memory(r)

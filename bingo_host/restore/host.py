@@ -98,11 +98,12 @@ def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
     from ..status import checks
+    from ..status.report import Report
 
     deadline = time.monotonic() + timeout
     while True:
         tls_domain = state.tls_domain(cfg)
-        r = checks.Report()
+        r = Report()
         checks.check_services(r, cfg, platform, bool(tls_domain))
         checks.check_database(r, cfg, platform)
         checks.check_release(r, cfg)

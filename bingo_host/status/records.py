@@ -13,13 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import layout, state, subp
 from ..config import Config
-
-if TYPE_CHECKING:
-    from .checks import Report
+from .report import Report
 
 CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been failing
 SNAPSHOT_PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": 744}
