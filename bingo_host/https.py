@@ -42,7 +42,7 @@ from .facts.packages import installed
 from .facts.platforms import Platform
 from .ops import packages, reverter, service
 from .ops.lock import host_lock
-from .render import DAEMON_RELOAD, RELOAD_NGINX
+from .ops.service import DAEMON_RELOAD, RELOAD_NGINX
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"

@@ -18,17 +18,7 @@ from .config import Config
 from .facts import imds
 from .facts.host import HostFacts, resolve
 from .facts.platforms import Platform
-
-# What writing a managed file owes (its on_change), named once: the engine records it as pending
-# when it writes the file, and the step that owns the service pays it.
-RELOAD_APP = "reload app"
-RELOAD_NGINX = "reload nginx"
-DAEMON_RELOAD = "daemon-reload"
-
-
-def restart(service: str) -> str:
-    return f"restart {service}"
-
+from .ops.service import DAEMON_RELOAD, RELOAD_APP, RELOAD_NGINX, restart
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"

@@ -16,7 +16,7 @@ from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.ops import files, reverter
-from bingo_host.render import RELOAD_NGINX
+from bingo_host.ops.service import RELOAD_NGINX
 
 
 @pytest.fixture

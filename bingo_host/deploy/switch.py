@@ -19,7 +19,7 @@ from ..errors import BingoHostError
 from ..facts import uwsgi
 from ..ops import files, service
 from . import DeployError, env_seconds
-from ..render import RELOAD_APP
+from ..ops.service import RELOAD_APP
 from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
