@@ -16,9 +16,10 @@ from pathlib import Path
 from . import layout, sizing
 from .config import Config
 from .facts import imds
-from .facts.host import HostFacts, resolve
+from .facts.host import HostFacts
 from .facts.platforms import Platform
 from .ops.service import DAEMON_RELOAD, RELOAD_APP, RELOAD_NGINX, restart
+from .resolve import resolve
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"

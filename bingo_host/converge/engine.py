@@ -160,7 +160,7 @@ def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None]
     from dataclasses import replace
 
     from ..facts import platforms
-    from ..facts.host import check_app_user, host_facts, resolve
+    from ..resolve import check_app_user, host_facts, resolve
 
     platform = platforms.get(cfg.platform)
     check_app_user(cfg, platform)  # before anything changes: the app never runs as root's equal

@@ -39,7 +39,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     for the placeholder)."""
     import pwd
 
-    from ..facts.host import resolve
+    from ..resolve import resolve
 
     paths = Paths(ctx.cfg.app.root)
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid

@@ -25,7 +25,7 @@ from ... import layout
 from ...errors import BingoHostError
 from ...facts import firewall as live
 from ...facts import imds, systemd
-from ...facts.host import app_user
+from ...resolve import app_user
 from ...ops import service
 from ...ops.service import DAEMON_RELOAD
 from ...render import HEADER, ManagedFile

@@ -12,7 +12,7 @@ import os
 
 from ... import layout, subp
 
-from ...facts.host import app_user
+from ...resolve import app_user
 from ...facts.uwsgi import installed_pyuwsgi, vassal_user
 from ...ops import service
 from ...ops.service import RELOAD_APP
