@@ -360,7 +360,7 @@ def create_admin(opts: Options, username, reset):
     /etc/bingo-host/app-admin-password (0600 root), never logged. bingo-host turns off the app's
     own first account (admin/changeme, its password in the app's log)."""
     from . import admin_account, layout
-    from .converge.engine import log_to_journal
+    from .context import log_to_journal
     from .resolve import app_user
 
     _no_dry_run(opts, "create-admin")
@@ -436,7 +436,7 @@ def patch(opts: Options):
     """Apply security updates now, outside any deployment, under a memory bound; restart what
     runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
     from . import patches
-    from .converge.engine import log_to_journal
+    from .context import log_to_journal
     from .facts import memory, platforms
 
     _no_dry_run(opts, "patch")

@@ -11,7 +11,7 @@ import pytest
 
 from bingo_host import layout
 from bingo_host.config import Config
-from bingo_host.converge.engine import Context
+from bingo_host.context import Context
 from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts

@@ -11,6 +11,7 @@ import os
 import time
 
 from .. import layout, state, subp
+from ..context import make_context
 from ..converge import bootstrap, engine
 from ..facts import blockdev
 from ..facts.systemd import states
@@ -88,7 +89,7 @@ def adopt(cfg, echo) -> None:
     """Bootstrap's steps (the caller holds the host lock): the volume step adopts the volume
     by its label, points the fstab line at its filesystem's UUID and mounts it; MariaDB and
     uWSGI start on it."""
-    ctx = engine.make_context(cfg, echo=echo)
+    ctx = make_context(cfg, echo=echo)
     failed = [r for r in engine.run_steps(ctx, bootstrap.STEPS) if r.status == "failed"]
     if failed:
         raise RestoreError(f"bootstrap failed at step {failed[0].name}: {failed[0].detail}")

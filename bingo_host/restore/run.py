@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Callable
 
 from .. import restore_record
-from ..converge import engine
+from ..context import log_to_journal
 from ..deploy import lock as deploy_lock
 from ..errors import ConfigError
 from ..facts import platforms
@@ -61,7 +61,7 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
         if dry_run:
             echo("restore (dry run): nothing was changed")
             return
-        engine.log_to_journal()
+        log_to_journal()
         restore_record.save(rec)
         if rec["direction"] == "back":
             _back(ec2, cfg, platform, ident, rec, echo)
