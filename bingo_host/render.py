@@ -1,7 +1,7 @@
 """Every file bingo-host manages, rendered from config_templates/ with the validated config.
 
 This module only computes content; writing it (atomically, only on change) is ops/files.py's job,
-and each file's ``on_change`` becomes an owed action once the engine writes it.
+and each file's ``on_change`` becomes an owed action once the context writes it.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A file is written to a temporary file in the same directory, given its mode and 
 then renamed over the target: readers see the old file or the new one, never half of either.
 
 Some managed files sit in directories the app user can write (``shared/bingo.ini``). Root reads
-what is there only through :func:`~bingo_host.regular_file.read_regular`: never through a symlink, never a FIFO (it would
-block) or a device (``/dev/zero`` never ends), never more than a size cap. Anything else there
-is not our file: :func:`plan` says "replace" and the rename puts a regular file in its place.
+what is there only through regular_file.read_regular: never through a symlink, never a FIFO (it
+would block) or a device (``/dev/zero`` never ends), never more than a size cap. Anything else
+there is not our file: :func:`plan` says "replace" and the rename puts a regular file in its place.
 The write itself never follows a link: the temporary file is created with O_EXCL, its mode
 and owner are set through its descriptor, and a rename replaces a link, not its target.
 """

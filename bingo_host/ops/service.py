@@ -11,7 +11,7 @@ from ..facts import systemd
 from ..facts.systemd import UnitState
 
 
-# What writing a managed file owes (its on_change), named once: the engine records it as pending
+# What writing a managed file owes (its on_change), named once: the context records it as pending
 # when it writes the file, and the step that owns the service pays it.
 RELOAD_APP = "reload app"
 RELOAD_NGINX = "reload nginx"
