@@ -75,7 +75,7 @@ def config_check(opts: Options, as_json, platform_name):
     host (secrets masked)."""
     from .facts import platforms
     from .config import check_on_host, to_dict
-    from .facts.host import check_app_user, host_facts, resolve
+    from .resolve import check_app_user, host_facts, resolve
 
     cfg = opts.load_config()
     check_on_host(cfg)
@@ -111,7 +111,7 @@ def render(opts: Options, out_dir: Path, platform_name):
     """
     from .ops import files
     from .facts import platforms
-    from .facts.host import host_facts
+    from .resolve import host_facts
     from .config import check_on_host
     from .render import render_all
 
@@ -360,8 +360,8 @@ def create_admin(opts: Options, username, reset):
     /etc/bingo-host/app-admin-password (0600 root), never logged. bingo-host turns off the app's
     own first account (admin/changeme, its password in the app's log)."""
     from . import admin_account, layout
-    from .converge.engine import log_to_journal
-    from .facts.host import app_user
+    from .context import log_to_journal
+    from .resolve import app_user
 
     _no_dry_run(opts, "create-admin")
     cfg = opts.load_config()
@@ -436,7 +436,7 @@ def patch(opts: Options):
     """Apply security updates now, outside any deployment, under a memory bound; restart what
     runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
     from . import patches
-    from .converge.engine import log_to_journal
+    from .context import log_to_journal
     from .facts import memory, platforms
 
     _no_dry_run(opts, "patch")

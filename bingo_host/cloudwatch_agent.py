@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from . import layout, metrics
+from . import layout
 
 RETENTION_DAYS = 30
 SERVICE = "amazon-cloudwatch-agent.service"
@@ -32,7 +32,7 @@ def config(cfg) -> dict:
     return {
         "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
         "metrics": {
-            "namespace": metrics.NAMESPACE,
+            "namespace": layout.METRICS_NAMESPACE,
             "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
             "metrics_collected": {
                 "mem": {"measurement": ["mem_used_percent"]},

@@ -34,15 +34,15 @@ from typing import Callable
 
 from . import layout, state, subp
 from .config import Config
+from .context import log_to_journal, make_context
 from .fields import domain_name, email as check_email
-from .converge import engine
 from .errors import BingoHostError, ConfigError
 from .facts import systemd
 from .facts.packages import installed
 from .facts.platforms import Platform
 from .ops import packages, reverter, service
 from .ops.lock import host_lock
-from .render import DAEMON_RELOAD, RELOAD_NGINX
+from .ops.service import DAEMON_RELOAD, RELOAD_NGINX
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_TIMER = f"{layout.RENEW_UNIT}.timer"
@@ -193,7 +193,7 @@ def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None
         return None
     if not os.path.exists(state.cert_path(req.domain)):
         return None
-    ctx = engine.make_context(cfg, echo=lambda _: None, tls_domain=req.domain)
+    ctx = make_context(cfg, echo=lambda _: None, tls_domain=req.domain)
     if ctx.differs(ctx.managed("nginx-site.conf")):
         return None
     renew = _timers_wanted(platform)[RENEW_TIMER]
@@ -213,7 +213,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
     if cfg.app.server_name == ("_",):
         echo(f"note: app.server_name is '_': the site answers every name; the certificate covers "
              f"{req.domain} only")
-    engine.log_to_journal()
+    log_to_journal()
     with host_lock(echo=echo):
         done = already_enabled(cfg, platform, req)
         if done:
@@ -250,7 +250,7 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
                 f"certbot could not get a certificate for {req.domain} (exit {result.returncode}); "
                 f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
 
-        ctx = engine.make_context(cfg, echo=echo, tls_domain=req.domain)
+        ctx = make_context(cfg, echo=echo, tls_domain=req.domain)
         nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
         try:
             with reverter.writing(ctx, [state.HTTPS_FILE] + [mf.path for mf in nginx_files]):

@@ -29,6 +29,8 @@ LOG_DIR = "/var/log/bingo-host"  # the journal's excerpts the CloudWatch agent r
 CLOUDWATCH_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/bingo-host.json"
 CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 REFRESH_UNIT = "bingo-host-secrets-refresh"
+# the CloudWatch namespace of `bingo-host metrics push` and the agent (the stack's alarms watch it)
+METRICS_NAMESPACE = "BingoHost"
 SYSTEMD_DIR = "/etc/systemd/system"
 JINJA_CACHE = "/var/cache/bingo-host/jinja"  # compiled templates (root only: Jinja executes them)
 PIP_CACHE = "/var/cache/bingo-host/pip"  # root's: bingo-host's own upgrades (never the build account's)

@@ -23,7 +23,6 @@ import re
 from . import layout, state
 from .errors import BingoHostError
 
-NAMESPACE = "BingoHost"
 ACCESS_LOG = "/var/log/nginx/access.log"
 OFFSET_FILE = f"{layout.STATE_DIR}/metrics-access-log.json"
 READ_LIMIT = 64 * 1024 * 1024  # lines beyond this per run are skipped (and counted next time)
@@ -81,7 +80,8 @@ def metric_data(facts: dict, http_5xx: int, instance_id: str) -> list[dict]:
 
 def read_facts(cfg) -> dict:
     """The same memory and storage facts `status` reports (status/checks.py), nothing more."""
-    from .status.checks import Report, check_memory, check_storage
+    from .status.checks import check_memory, check_storage
+    from .status.report import Report
 
     r = Report()
     check_memory(r)
@@ -96,7 +96,8 @@ def push(cfg, imds=None, session=None, echo=print) -> list[dict]:
     ident = (imds or IMDS()).identity()
     data = metric_data(read_facts(cfg), count_5xx(ACCESS_LOG, OFFSET_FILE), ident.instance_id)
     put(data, ident.region, session)
-    echo(f"metrics: {len(data)} values put to CloudWatch {NAMESPACE} ({ident.instance_id}): "
+    echo(f"metrics: {len(data)} values put to CloudWatch {layout.METRICS_NAMESPACE} "
+         f"({ident.instance_id}): "
          + ", ".join(f"{d['MetricName']}"
                      + "".join(f"[{x['Value']}]" for x in d["Dimensions"] if x["Name"] == "Path")
                      + f"={d['Value']:g}" for d in data))
@@ -112,7 +113,7 @@ def put(data: list[dict], region: str, session=None) -> None:
     client = session.client("cloudwatch", region_name=region, config=Config(
         connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}))
     try:
-        client.put_metric_data(Namespace=NAMESPACE, MetricData=data)
+        client.put_metric_data(Namespace=layout.METRICS_NAMESPACE, MetricData=data)
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise BingoHostError(f"CloudWatch PutMetricData failed: {err.get('Code')}: {err.get('Message')} "

@@ -1,7 +1,7 @@
 """Every file bingo-host manages, rendered from config_templates/ with the validated config.
 
 This module only computes content; writing it (atomically, only on change) is ops/files.py's job,
-and each file's ``on_change`` becomes an owed action once the engine writes it.
+and each file's ``on_change`` becomes an owed action once the context writes it.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from pathlib import Path
 from . import layout, sizing
 from .config import Config
 from .facts import imds
-from .facts.host import HostFacts, resolve
+from .facts.host import HostFacts
 from .facts.platforms import Platform
-
-# What writing a managed file owes (its on_change), named once: the engine records it as pending
-# when it writes the file, and the step that owns the service pays it.
-RELOAD_APP = "reload app"
-RELOAD_NGINX = "reload nginx"
-DAEMON_RELOAD = "daemon-reload"
-
-
-def restart(service: str) -> str:
-    return f"restart {service}"
-
+from .ops.service import DAEMON_RELOAD, RELOAD_APP, RELOAD_NGINX, restart
+from .resolve import resolve
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"

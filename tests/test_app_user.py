@@ -20,7 +20,8 @@ from bingo_host.cli import main
 from bingo_host.config import load_config_text
 from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms, sudo
-from bingo_host.facts.host import Account, account, app_user, app_user_problem
+from bingo_host.facts.host import Account, account
+from bingo_host.resolve import app_user, app_user_problem
 
 AMZN = platforms.PLATFORMS["amzn2023"]
 DEB = platforms.PLATFORMS["debian12"]

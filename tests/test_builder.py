@@ -95,7 +95,7 @@ def test_editable_requirements_are_refused_naming_the_line(tmp_path, line):
 
 def dry_run_context():
     from bingo_host.config import Config
-    from bingo_host.converge.engine import Context
+    from bingo_host.context import Context
     from bingo_host.facts import platforms
     from bingo_host.facts.host import HostFacts
 

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 from bingo_host.facts import platforms
 from bingo_host.config import Config
-from bingo_host.converge.engine import Context, run_steps
+from bingo_host.context import Context
+from bingo_host.converge.engine import run_steps
 from bingo_host.errors import BingoHostError
 from bingo_host.facts.host import HostFacts
 

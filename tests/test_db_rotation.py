@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from bingo_host import secrets
-from bingo_host.converge.engine import Context
+from bingo_host.context import Context
 from bingo_host.converge.steps import mariadb as step
 from bingo_host.errors import BingoHostError
 from bingo_host.facts import mariadb

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from bingo_host import regular_file
 from bingo_host.ops import files
 
 
@@ -124,10 +125,10 @@ def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "big")
     for name, why in (("big", "larger than 100 bytes"), ("fifo", "not a regular file"),
                       ("link", "a symbolic link")):
-        with pytest.raises(files.NotRegularFile, match=why):
-            files.read_regular(tmp_path / name, limit=100)
-    assert files.read_regular(tmp_path / "missing") is None
-    content, st = files.read_regular(tmp_path / "big", limit=101)
+        with pytest.raises(regular_file.NotRegularFile, match=why):
+            regular_file.read_regular(tmp_path / name, limit=100)
+    assert regular_file.read_regular(tmp_path / "missing") is None
+    content, st = regular_file.read_regular(tmp_path / "big", limit=101)
     assert content == b"x" * 101 and st.st_size == 101
 
 

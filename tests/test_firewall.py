@@ -13,7 +13,8 @@ import pytest
 
 from bingo_host import layout
 from bingo_host.config import Config, load_config_text, with_values
-from bingo_host.converge.engine import Context, run_steps
+from bingo_host.context import Context
+from bingo_host.converge.engine import run_steps
 from bingo_host.converge.steps import firewall as step
 from bingo_host.converge.steps import packages as packages_step
 from bingo_host.errors import BingoHostError, ConfigError

@@ -14,8 +14,10 @@ import pytest
 
 from bingo_host import sizing
 from bingo_host.facts import memory
-from bingo_host.facts.host import HostFacts, resolve
-from bingo_host.status.checks import Report, check_memory
+from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
+from bingo_host.status.checks import check_memory
+from bingo_host.status.report import Report
 
 MIB = 1024 * 1024
 UNLIMITED_V1 = "9223372036854771712\n"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 
 from bingo_host.config import load_config_text
-from bingo_host.converge.engine import Context
+from bingo_host.context import Context
 from bingo_host.converge.steps import monitoring, timers
 from bingo_host.facts import platforms, systemd
-from bingo_host.facts.host import HostFacts, resolve
+from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
 
 GIB = 1 << 30
 

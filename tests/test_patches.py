@@ -64,7 +64,7 @@ def test_patches_release_is_checked():
 def test_status_reads_the_reboot_marker_and_the_last_run(tmp_path):
     import dataclasses
 
-    from bingo_host.status.checks import Report
+    from bingo_host.status.report import Report
     from bingo_host.status.records import check_patches
     from bingo_host.status.text import render_text
 

@@ -11,12 +11,12 @@ import pytest
 
 from bingo_host import layout
 from bingo_host.config import Config
-from bingo_host.converge.engine import Context
+from bingo_host.context import Context
 from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.ops import files, reverter
-from bingo_host.render import RELOAD_NGINX
+from bingo_host.ops.service import RELOAD_NGINX
 
 
 @pytest.fixture

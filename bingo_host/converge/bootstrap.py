@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..context import log_to_journal, make_context
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
@@ -16,9 +17,9 @@ STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, 
 
 def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:
     """0 converged (changed or not), 1 a step failed."""
-    ctx = engine.make_context(cfg, dry_run=dry_run, echo=echo)
+    ctx = make_context(cfg, dry_run=dry_run, echo=echo)
     ctx.remove_unknown_db_accounts = remove_unknown_db_accounts
-    engine.log_to_journal()
+    log_to_journal()
     start = time.monotonic()
     with host_lock(echo=echo):
         results = engine.run_steps(ctx, STEPS)

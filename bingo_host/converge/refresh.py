@@ -13,6 +13,7 @@ import os
 import pwd
 import time
 
+from ..context import log_to_journal, make_context
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
@@ -50,8 +51,8 @@ def _wait_replaced(ctx, old: set[int], echo) -> None:
 
 def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
     """0 in step with the secrets (changed or not), 1 a step failed."""
-    ctx = engine.make_context(cfg, dry_run=dry_run, echo=echo)
-    engine.log_to_journal()
+    ctx = make_context(cfg, dry_run=dry_run, echo=echo)
+    log_to_journal()
     with host_lock(echo=echo):
         results = engine.run_steps(ctx, STEPS[:1])
         changed = results[-1].status != "failed" and ctx.differs(ctx.managed("bingo.ini"))

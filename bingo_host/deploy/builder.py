@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from .. import layout
 from ..ops import files
+from ..regular_file import read_regular
 from . import DeployError
 
 PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -130,7 +131,7 @@ def workspace(who: Account, name: str, environ: Mapping[str, str]) -> Iterator[s
         conf = environ.get("PIP_CONFIG_FILE")
         if conf and conf != os.devnull:
             try:
-                content = files.read_regular(conf)
+                content = read_regular(conf)
             except OSError as exc:
                 raise DeployError(f"PIP_CONFIG_FILE {conf}: {exc.strerror}") from None
             if content is None:

@@ -25,7 +25,7 @@ import os
 import re
 
 from .. import layout
-from ..ops.files import NotRegularFile, read_regular
+from ..regular_file import NotRegularFile, read_regular
 from ..state import write_json
 from . import BundleError
 from .integrity import CREATED

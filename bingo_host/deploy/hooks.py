@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .. import __version__, layout
-from ..converge.engine import log_to_journal, make_context
+from ..context import log_to_journal, make_context
 from ..errors import BingoHostError
 from ..ops.lock import host_lock
 from . import (BundleError, DeployError, agent, agent_restart, appspec, env_seconds, freshness,

@@ -19,7 +19,7 @@ from ..errors import BingoHostError
 from ..facts import uwsgi
 from ..ops import files, service
 from . import DeployError, env_seconds
-from ..render import RELOAD_APP
+from ..ops.service import RELOAD_APP
 from .releases import PLACEHOLDER, Paths
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
@@ -39,7 +39,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     for the placeholder)."""
     import pwd
 
-    from ..facts.host import resolve
+    from ..resolve import resolve
 
     paths = Paths(ctx.cfg.app.root)
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid

@@ -26,7 +26,7 @@ def installed(platform: Platform) -> set[str]:
 
 def policy_rc_d_is_ours(path: str = POLICY_RC_D) -> bool:
     """True if path is the policy-rc.d bingo-host writes during an install (it has the mark)."""
-    from ..ops.files import read_regular
+    from ..regular_file import read_regular
 
     try:
         found = read_regular(path, limit=4096)

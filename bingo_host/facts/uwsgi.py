@@ -9,7 +9,7 @@ import glob
 import os
 import re
 
-from ..ops.files import NotRegularFile, read_regular
+from ..regular_file import NotRegularFile, read_regular
 
 
 def installed_pyuwsgi(venv: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from . import files, service
 from .. import subp
 from ..errors import BingoHostError, CommandError
-from ..render import RELOAD_NGINX
+from .service import RELOAD_NGINX
 
 SERVICE = "nginx.service"
 

@@ -11,6 +11,17 @@ from ..facts import systemd
 from ..facts.systemd import UnitState
 
 
+# What writing a managed file owes (its on_change), named once: the context records it as pending
+# when it writes the file, and the step that owns the service pays it.
+RELOAD_APP = "reload app"
+RELOAD_NGINX = "reload nginx"
+DAEMON_RELOAD = "daemon-reload"
+
+
+def restart(service: str) -> str:
+    return f"restart {service}"
+
+
 def systemctl(*args: str, timeout: float = 180) -> subp.Result:
     return subp.run(["systemctl", *args], timeout=timeout)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .. import restore_record
 from ..facts.imds import IMDS
 from ..snapshot.ec2 import attached_volumes, find_data_volume
-from . import Refused, ebs, host, record
+from . import Refused, ebs, host
 from .run import holding_the_data_volume
 
 
@@ -22,8 +23,8 @@ def release_volume(cfg, *, dry_run: bool = False, echo: Callable[[str], None] = 
     None when none is attached (released already)."""
     with holding_the_data_volume(cfg, "release-volume", dry_run=dry_run, echo=echo,
                                  session=session, imds=imds) as (platform, ident, ec2):
-        if record.load():
-            raise Refused(f"a restore is unfinished ({record.RECORD_FILE}): finish it first")
+        if restore_record.load():
+            raise Refused(f"a restore is unfinished ({restore_record.RECORD_FILE}): finish it first")
         data = find_data_volume(attached_volumes(ec2, ident.instance_id), cfg.volume.device)
         if data is None:
             echo(f"release-volume: no volume is attached to {ident.instance_id} as "

@@ -11,6 +11,7 @@ import os
 import time
 
 from .. import layout, state, subp
+from ..context import make_context
 from ..converge import bootstrap, engine
 from ..facts import blockdev
 from ..facts.systemd import states
@@ -88,7 +89,7 @@ def adopt(cfg, echo) -> None:
     """Bootstrap's steps (the caller holds the host lock): the volume step adopts the volume
     by its label, points the fstab line at its filesystem's UUID and mounts it; MariaDB and
     uWSGI start on it."""
-    ctx = engine.make_context(cfg, echo=echo)
+    ctx = make_context(cfg, echo=echo)
     failed = [r for r in engine.run_steps(ctx, bootstrap.STEPS) if r.status == "failed"]
     if failed:
         raise RestoreError(f"bootstrap failed at step {failed[0].name}: {failed[0].detail}")
@@ -98,11 +99,12 @@ def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
     from ..status import checks
+    from ..status.report import Report
 
     deadline = time.monotonic() + timeout
     while True:
         tls_domain = state.tls_domain(cfg)
-        r = checks.Report()
+        r = Report()
         checks.check_services(r, cfg, platform, bool(tls_domain))
         checks.check_database(r, cfg, platform)
         checks.check_release(r, cfg)

@@ -9,14 +9,15 @@ import secrets
 from contextlib import ExitStack, contextmanager
 from typing import Callable
 
-from ..converge import engine
+from .. import restore_record
+from ..context import log_to_journal
 from ..deploy import lock as deploy_lock
 from ..errors import ConfigError
 from ..facts import platforms
 from ..facts.imds import IMDS, Identity
 from ..ops.lock import host_lock, snapshot_lock
 from ..snapshot.ec2 import attached_volumes, clients, find_data_volume
-from . import Refused, RestoreError, ebs, host, record
+from . import Refused, RestoreError, ebs, host
 
 LOCK_WAIT = 600.0
 
@@ -50,7 +51,7 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
     when the restore must not start (see the package docstring)."""
     with holding_the_data_volume(cfg, "restore", dry_run=dry_run, echo=echo, session=session,
                                  imds=imds) as (platform, ident, ec2):
-        rec = record.load()
+        rec = restore_record.load()
         if rec is None:
             rec, snap = _start(ec2, cfg, ident, snapshot_id, force)
         else:
@@ -60,11 +61,11 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
         if dry_run:
             echo("restore (dry run): nothing was changed")
             return
-        engine.log_to_journal()
-        record.save(rec)
+        log_to_journal()
+        restore_record.save(rec)
         if rec["direction"] == "back":
             _back(ec2, cfg, platform, ident, rec, echo)
-            record.finish(rec, False, rec.get("error"))
+            restore_record.finish(rec, False, rec.get("error"))
             raise RestoreError(f"the restore of {snapshot_id} had failed ({rec.get('error')}); "
                                f"{rec['old_volume']} is attached and serving again. Run the "
                                f"command again to retry")
@@ -73,7 +74,7 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
         except (Exception, KeyboardInterrupt) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             rec.update(direction="back", error=reason)
-            record.save(rec)
+            restore_record.save(rec)
             echo(f"restore: FAILED: {reason}; putting {rec['old_volume']} back")
             try:
                 _back(ec2, cfg, platform, ident, rec, echo)
@@ -82,13 +83,13 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
                     f"restore of {snapshot_id} failed ({reason}) and putting {rec['old_volume']} "
                     f"back failed too ({again}); run `bingo-host restore --snapshot {snapshot_id}` "
                     f"again to finish putting it back") from None
-            record.finish(rec, False, reason)
+            restore_record.finish(rec, False, reason)
             new = rec.get("new_volume")
             raise RestoreError(
                 f"restore of {snapshot_id} failed: {reason}; {rec['old_volume']} is attached and "
                 f"serving again" + (f" ({new} is detached, tagged {ebs.FAILED}; delete it when "
                                     f"you no longer need it)" if new else "")) from None
-        record.finish(rec, True)
+        restore_record.finish(rec, True)
         echo(f"restore: {snapshot_id} restored: {rec['new_volume']} serves as {rec['device']}; "
              f"{rec['old_volume']} is detached and kept (tagged {ebs.REPLACED_BY})")
 
@@ -120,17 +121,17 @@ def _start(ec2, cfg, ident: Identity, snapshot_id: str, force: bool) -> tuple[di
     rec = {"schema": 1, "snapshot_id": snapshot_id, "instance_id": ident.instance_id,
            "device": data.device, "old_volume": data.volume_id, "new_volume": None,
            "token": secrets.token_hex(8), "direction": "forward", "error": None,
-           "started_at": record.now()}
+           "started_at": restore_record.now()}
     return rec, snap
 
 
 def _resume(ec2, rec: dict, ident: Identity, snapshot_id: str) -> dict:
     if rec["snapshot_id"] != snapshot_id:
         raise Refused(f"--snapshot {snapshot_id}: the restore of {rec['snapshot_id']} is "
-                      f"unfinished ({record.RECORD_FILE}); run `bingo-host restore --snapshot "
+                      f"unfinished ({restore_record.RECORD_FILE}); run `bingo-host restore --snapshot "
                       f"{rec['snapshot_id']}` to finish it first")
     if rec.get("instance_id") != ident.instance_id:
-        raise Refused(f"{record.RECORD_FILE} is a restore on {rec.get('instance_id')}, not this "
+        raise Refused(f"{restore_record.RECORD_FILE} is a restore on {rec.get('instance_id')}, not this "
                       f"instance ({ident.instance_id}); remove it if that instance is gone")
     snap = ebs.snapshot(ec2, snapshot_id)
     if snap is None:
@@ -193,7 +194,7 @@ def _new_volume(ec2, rec: dict, snap: dict, ident: Identity, echo) -> str:
                                                   rec["token"])
         else:
             rec["new_volume"] = found["VolumeId"]
-        record.save(rec)
+        restore_record.save(rec)
     ebs.wait_for(ec2, rec["new_volume"], lambda v: v.get("State") in ("available", "in-use"),
                  "available")
     return rec["new_volume"]

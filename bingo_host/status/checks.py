@@ -19,6 +19,7 @@ from ..config import Config
 from ..facts.platforms import Platform
 from .records import (check_backups, check_certificate, check_patches, check_release, check_restore,
                       check_snapshot, iso)
+from .report import Report
 
 SCHEMA_VERSION = 1  # docs/status-schema.json: changes only when a key is removed or changes meaning
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
@@ -27,15 +28,6 @@ DB_TIMEOUT = 3
 NO_RELEASE_STATUSES = (502, 503, 504)  # the API behind the placeholder page: no app yet
 
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,UnitFileState,NextElapseUSecRealtime"
-
-
-class Report:
-    def __init__(self):
-        self.data: dict[str, Any] = {}
-        self.problems: list[dict[str, str]] = []
-
-    def problem(self, check: str, message: str, severity: str = "error") -> None:
-        self.problems.append({"check": check, "severity": severity, "message": message})
 
 
 # -- services --
@@ -188,7 +180,7 @@ def app_password(cfg: Config) -> str | None:
         return source
     import configparser  # ssm:/secretsmanager: read what bootstrap rendered, not AWS (no boto3)
 
-    from ..ops.files import read_regular
+    from ..regular_file import read_regular
 
     ini = configparser.ConfigParser()  # with interpolation, as the app reads it ('%%' is '%')
     try:  # the app user can replace it with anything: a FIFO, a link to /dev/zero or /etc/shadow

@@ -13,13 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import layout, state, subp
+from .. import layout, restore_record, state, subp
 from ..config import Config
-
-if TYPE_CHECKING:
-    from .checks import Report
+from .report import Report
 
 CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been failing
 SNAPSHOT_PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": 744}
@@ -168,10 +166,8 @@ def check_restore(r: Report, record_path: str | None = None, last_path: str | No
     """An unfinished `restore --snapshot` (killed, or its host rebooted mid-way: the data volume
     may be detached and the app stopped, and only a re-run finishes it) and the last one's
     outcome. None when no restore ever ran here."""
-    from ..restore import record
-
-    unfinished = state.read_json(record_path or record.RECORD_FILE)
-    last = state.read_json(last_path or record.LAST_FILE)
+    unfinished = state.read_json(record_path or restore_record.RECORD_FILE)
+    last = state.read_json(last_path or restore_record.LAST_FILE)
     if not isinstance(unfinished, dict) or not isinstance(unfinished.get("snapshot_id"), str):
         unfinished = None
     if not isinstance(last, dict):

@@ -48,7 +48,7 @@ def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
 
 def _ensure_user(ctx, user: str, home: str) -> None:
     """A system user and its group; make_context has already refused an existing user that
-    must not run the app (facts/host.check_app_user)."""
+    must not run the app (resolve.check_app_user)."""
     try:
         pwd.getpwnam(user)
     except KeyError:

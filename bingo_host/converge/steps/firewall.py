@@ -25,9 +25,10 @@ from ... import layout
 from ...errors import BingoHostError
 from ...facts import firewall as live
 from ...facts import imds, systemd
-from ...facts.host import app_user
+from ...resolve import app_user
 from ...ops import service
-from ...render import DAEMON_RELOAD, HEADER, ManagedFile
+from ...ops.service import DAEMON_RELOAD
+from ...render import HEADER, ManagedFile
 
 NAME = "firewall"
 UNIT = f"{layout.FIREWALL_UNIT}.service"

@@ -107,7 +107,7 @@ def converge(ctx) -> str:
 
     datadir = render.datadir(cfg, ctx.facts)
     unit = f"{platform.mariadb_service}.service"
-    restart = render.restart(platform.mariadb_service)
+    restart = service.restart(platform.mariadb_service)
 
     if not os.path.ismount(cfg.volume.mountpoint):
         if ctx.dry_run:  # the plan of a host whose volume step has not run yet

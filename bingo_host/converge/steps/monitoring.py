@@ -9,7 +9,7 @@ import os
 from ... import cloudwatch_agent, layout, subp
 from ...facts import systemd
 from ...ops import packages, service
-from ...render import restart
+from ...ops.service import restart
 
 NAME = "monitoring"
 AGENT = cloudwatch_agent.SERVICE

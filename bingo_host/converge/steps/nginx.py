@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ...ops import reverter
-from ...render import RELOAD_NGINX
+from ...ops.service import RELOAD_NGINX
 
 NAME = "nginx"
 

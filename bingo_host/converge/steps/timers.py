@@ -16,7 +16,7 @@ from ... import layout
 from ...facts import systemd
 from ...fields import systemd_calendar
 from ...ops import service
-from ...render import DAEMON_RELOAD
+from ...ops.service import DAEMON_RELOAD
 
 NAME = "timers"
 # (unit name, template prefix, the config field its OnCalendar= comes from, if any)

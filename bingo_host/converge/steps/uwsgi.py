@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 
-from ... import layout, render, subp
-from ...render import RELOAD_APP
+from ... import layout, subp
 
-from ...facts.host import app_user
+from ...resolve import app_user
 from ...facts.uwsgi import installed_pyuwsgi, vassal_user
 from ...ops import service
+from ...ops.service import RELOAD_APP
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
@@ -24,7 +24,7 @@ SERVICE = f"{layout.UWSGI_SERVICE}.service"
 def converge(ctx) -> str:
     venv = layout.UWSGI_VENV
     wanted_version = layout.PYUWSGI_REQUIREMENT.split("==")[1]
-    restart = render.restart(layout.UWSGI_SERVICE)
+    restart = service.restart(layout.UWSGI_SERVICE)
     if not os.path.exists(f"{venv}/bin/python"):
         ctx.change(f"create virtualenv {venv}",
                    lambda: subp.run([ctx.platform.python, "-m", "venv", venv], timeout=300))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from .. import layout, state
+from . import layout, state
 
 RECORD_FILE = f"{layout.STATE_DIR}/restore.json"
 LAST_FILE = f"{layout.STATE_DIR}/last-restore.json"

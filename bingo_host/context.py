@@ -1,0 +1,140 @@
+"""The context every command that changes the host stands on: the resolved config, the platform,
+the host's facts (read again after a step changed the host), the secrets, and owed actions (a
+written file's ``on_change``, kept as a marker under /var/lib/bingo-host/pending/ until the step
+that owns the service pays it, so a run killed in between is healed by the next one).
+
+Every change goes through ``ctx.change(description, fn)``: in --dry-run the description is
+reported and fn is not called. converge/, deploy/, https.py and restore/ make one with
+``make_context``; it sits below them so none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from . import layout, render
+from .config import Config
+from .facts import platforms
+from .facts.host import HostFacts
+from .facts.platforms import Platform
+from .ops import files
+from .render import PASSWORD_PLACEHOLDER, ManagedFile, render_all
+from .resolve import check_app_user, host_facts, resolve
+
+log = logging.getLogger("bingo_host")
+
+
+@dataclass
+class Context:
+    cfg: Config  # resolved: no 'auto' left
+    platform: Platform
+    facts: HostFacts
+    dry_run: bool = False
+    echo: Callable[[str], None] = print
+    changes: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
+    read_facts: Callable[[], HostFacts] | None = field(default=None, repr=False)  # see run_steps
+    remove_unknown_db_accounts: bool = False  # bootstrap --remove-unknown-db-accounts
+    warnings: list[str] = field(default_factory=list)  # this step's, shown after its line
+    _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
+    _rendered_for: tuple | None = field(default=None, repr=False)
+
+    def change(self, description: str, fn: Callable[[], Any] | None = None) -> Any:
+        """Record a change; carry it out unless this is a dry run."""
+        self.changes.append(description)
+        log.info("%s%s", "would " if self.dry_run else "", description)
+        if self.dry_run or fn is None:
+            return None
+        return fn()
+
+    def warn(self, text: str) -> None:
+        """Something the operator should look at that this run does not change."""
+        self.warnings.append(text)
+        log.info("warning: %s", text)  # the journal's copy; the terminal gets it from run_steps
+
+    def managed_files(self) -> list[ManagedFile]:
+        key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
+               self.secrets.get("secret_key", PASSWORD_PLACEHOLDER),
+               self.secrets.get("smtp_password", PASSWORD_PLACEHOLDER))
+        if self._rendered_for != key:
+            self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1],
+                                        secret_key=key[2], smtp_password=key[3])
+            self._rendered_for = key
+        return self._rendered
+
+    def managed(self, template: str) -> ManagedFile | None:
+        return next((f for f in self.managed_files() if f.template == template), None)
+
+    def differs(self, mf: ManagedFile) -> bool:
+        return files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group) is not None
+
+    def ensure_file(self, mf: ManagedFile) -> bool:
+        """Write a managed file if its content, mode or owner differ; True if it changed.
+        The file's on_change (e.g. "reload nginx") is owed from before the write until the
+        step that owns the service carries it out (see pending), even across a SIGKILL."""
+        change = files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group, mf.secret)
+        if change is None:
+            return False
+        if mf.on_change:
+            self.set_pending(mf.on_change)
+        self.change(change.describe(),
+                    lambda: files.write_atomic(mf.path, mf.content, mf.mode, mf.owner, mf.group))
+        if self.dry_run and change.diff:
+            self.echo(change.diff.rstrip("\n"))
+        return True
+
+    def pending(self, action: str) -> bool:
+        """True if an earlier run changed a file but died before it could `action` (e.g. reload)."""
+        return os.path.exists(_pending_marker(action))
+
+    def set_pending(self, action: str) -> None:
+        """Remember that `action` is owed, before the change that needs it (survives SIGKILL)."""
+        if not self.dry_run:
+            os.makedirs(os.path.dirname(_pending_marker(action)), exist_ok=True)
+            open(_pending_marker(action), "w").close()
+
+    def done(self, action: str) -> None:
+        if not self.dry_run and os.path.exists(_pending_marker(action)):
+            os.unlink(_pending_marker(action))
+
+    def remove_file(self, path: str) -> bool:
+        if not os.path.lexists(path):
+            return False
+        self.change(f"remove {path}", lambda: os.unlink(path))
+        return True
+
+
+def _pending_marker(action: str) -> str:
+    return os.path.join(layout.STATE_DIR, "pending", action.replace(" ", "-"))
+
+
+
+def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None] = print,
+                 **facts_wanted) -> Context:
+    """The one way to a Context: this host's facts (``facts_wanted`` overriding some, e.g. the
+    TLS domain enable-https is about to serve), the config with every 'auto' resolved; an app
+    user that could become root is refused here (ConfigError)."""
+    platform = platforms.get(cfg.platform)
+    check_app_user(cfg, platform)  # before anything changes: the app never runs as root's equal
+    if not dry_run:
+        render.use_bytecode_cache(layout.JINJA_CACHE)
+
+    def read_facts() -> HostFacts:
+        return replace(host_facts(cfg), **facts_wanted)
+
+    facts = read_facts()
+    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo,
+                   read_facts=read_facts)
+
+
+def log_to_journal() -> None:
+    """Send bingo-host's log to the journal (through /dev/log) as well as the terminal."""
+    if os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.ident = "bingo-host: "
+        handler.setLevel(logging.INFO)
+        log.addHandler(handler)
