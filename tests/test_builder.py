@@ -239,6 +239,9 @@ def test_the_workspace_is_fresh_and_nothing_of_the_account_runs_while_root_prepa
                 st = os.stat(path)
                 assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (who.uid, who.gid, 0o700)
             straggler = as_uid(who.uid, "sleep", "60")
+            deadline = time.monotonic() + 10  # setpriv has become the account before root looks
+            while builder.processes(who.uid) != [straggler.pid] and time.monotonic() < deadline:
+                time.sleep(0.05)
         assert straggler.wait(5) == -9 and not os.path.exists(work)
         # A link left where the directory goes is removed, not followed.
         (tmp_path / "elsewhere").mkdir()

@@ -102,17 +102,43 @@ def test_healthy_says_ok_and_nothing_else(health, monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("status, why", [
-    (503, "HTTP 503 (the health check logs why: journalctl -u bingo-uwsgi)"),
-    (502, "HTTP 502"),
-    (None, "no answer (connection refused)"),
-])
-def test_a_failed_probe_says_where_the_reason_is_not_what_the_body_said(status, why):
-    from bingo_host.facts.probe import Answer
+JOURNAL = ("*** Operational MODE: preforking ***\n"
+           "bingo_health: /api/health unavailable (release d-OLD): (2003, 'old')\n"
+           "WSGI app 0 (mountpoint='') ready\n"
+           "bingo_health: /api/health unavailable (release d-NEW): No module named 'MySQLdb'\n"
+           "[pid: 7] GET /api/health => generated 12 bytes\n")
 
-    answer = Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
-                    error="connection refused" if status is None else None)
+
+@pytest.mark.parametrize("status, journal, why", [
+    (503, JOURNAL, "HTTP 503: /api/health unavailable (release d-NEW): No module named 'MySQLdb'"),
+    (503, "WSGI app 0 ready\n  bingo_health: indented, not the check's\n",
+     "HTTP 503 (the health check logs why: journalctl -u bingo-uwsgi)"),
+    (503, "", "HTTP 503 (the health check logs why: journalctl -u bingo-uwsgi)"),
+    (502, JOURNAL, "HTTP 502"),
+    (None, JOURNAL, "no answer (connection refused)"),
+])
+def test_a_failed_probe_says_the_logged_reason_never_what_the_body_said(status, journal, why, monkeypatch):
+    """Root's probe (ValidateService, status) reads the reason where the health check logged it:
+    the last `bingo_health: ` line of the app unit's journal; the body is never trusted."""
+    from bingo_host.facts import probe
+
+    monkeypatch.setattr(probe, "_health_log", lambda: journal)
+    answer = probe.Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
+                          error="connection refused" if status is None else None)
     assert answer.why() == why
+
+
+def test_the_health_log_is_the_app_units_recent_journal_and_nothing_when_it_cannot_be_read(monkeypatch):
+    from bingo_host import subp
+    from bingo_host.errors import CommandError
+    from bingo_host.facts import probe
+
+    ran = []
+    monkeypatch.setattr(subp, "run", lambda argv, **kw: ran.append((argv, kw)) or subp.Result(argv, 0, "x\n", ""))
+    assert probe._health_log() == "x\n"
+    assert ran[0][0][:3] == ["journalctl", "-u", "bingo-uwsgi"] and "--since" in ran[0][0]
+    monkeypatch.setattr(subp, "run", lambda argv, **kw: (_ for _ in ()).throw(CommandError("journalctl", 127, "")))
+    assert probe._health_log() == ""
 
 
 def test_connect_arguments_as_the_app_would_connect(health):

@@ -12,7 +12,8 @@ import http.client
 import socket
 from dataclasses import dataclass
 
-from .. import __version__, layout
+from .. import __version__, layout, subp
+from ..errors import CommandError
 
 HEALTHY_STATUS = 200
 
@@ -35,8 +36,29 @@ class Answer:
         if self.status is None:
             return f"no answer ({self.error})"
         if self.status == 503:
-            return f"HTTP 503 (the health check logs why: journalctl -u {layout.UWSGI_SERVICE})"
+            reason = logged_reason(_health_log())
+            return f"HTTP 503: {reason}" if reason else \
+                f"HTTP 503 (the health check logs why: journalctl -u {layout.UWSGI_SERVICE})"
         return f"HTTP {self.status}"
+
+
+HEALTH_LOG_PREFIX = "bingo_health: "
+
+
+def logged_reason(journal: str) -> str | None:
+    """The health check's last logged reason in the app unit's journal text (`-o cat`)."""
+    said = [line for line in journal.splitlines() if line.startswith(HEALTH_LOG_PREFIX)]
+    return said[-1][len(HEALTH_LOG_PREFIX):] if said else None
+
+
+def _health_log() -> str:
+    """The app unit's recent journal: where the health check says why (never in its answer).
+    Root's commands (ValidateService, status) read it; without a journal, nothing."""
+    try:
+        return subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "--since", "-2min", "-n", "200",
+                         "--no-pager", "-o", "cat"], rcs=range(256), timeout=10).stdout
+    except (CommandError, OSError):
+        return ""
 
 
 def host_header(cfg, tls_domain: str | None) -> str:
