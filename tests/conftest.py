@@ -19,7 +19,7 @@ import pytest
 # Fixtures more than one test module uses live in these plugins (a test module never imports
 # another: tests/test_layout_of_tests.py checks).
 pytest_plugins = ["tests.harness.fixtures", "tests.aws_servers", "tests.step_host", "tests.kms",
-                  "tests.revisions"]
+                  "tests.revisions", "tests.backup_bucket"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = "/usr/local/bin/bingo-host"
