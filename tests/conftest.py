@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Helpers moved out of test modules: their asserts still report as a test module's do (plugins'
+# are rewritten anyway).
+pytest.register_assert_rewrite("tests.ec2_site", "tests.status_schema", "tests.templates")
 # Fixtures more than one test module uses live in these plugins (a test module never imports
 # another: tests/test_layout_of_tests.py checks).
 pytest_plugins = ["tests.harness.fixtures", "tests.aws_servers", "tests.step_host", "tests.kms",
