@@ -39,7 +39,7 @@ def revision_tree(path: Path, marker: Path) -> Path:
 
 
 def sign_tree(tree: Path, key: str, created: str = "2026-01-01T00:00:00Z",
-               binding: dict | None = None) -> None:
+              binding: dict | None = None) -> None:
     """Sign tree for `bingo-host deploy`'s defaults (music-bingo, LocalFleet) unless binding says."""
     files, dirs = [], []
     for p in sorted(tree.rglob("*")):
