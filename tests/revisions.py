@@ -1,6 +1,6 @@
 """Small signed revisions and the codedeploy agent's root in tmp_path, for the tests of the checks
-before a revision's first script (integrity, freshness), as a pytest plugin: the `agent_root`
-fixture, `revision_tree`, `sign_tree` and `required`."""
+before a revision's first script (integrity, freshness, tar headers), as a pytest plugin: the
+`agent_root` fixture, `revision_tree`, `sign_tree` and `required`."""
 
 from __future__ import annotations
 
