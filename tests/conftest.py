@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.harness.fixtures", "tests.aws_servers"]
+# Helpers moved out of test modules: their asserts still report as a test module's do (plugins'
+# are rewritten anyway).
+pytest.register_assert_rewrite("tests.ec2_site", "tests.status_schema", "tests.templates")
+# Fixtures more than one test module uses live in these plugins (a test module never imports
+# another: tests/test_layout_of_tests.py checks).
+pytest_plugins = ["tests.harness.fixtures", "tests.aws_servers", "tests.step_host", "tests.kms",
+                  "tests.revisions", "tests.backup_bucket"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = "/usr/local/bin/bingo-host"

@@ -1,4 +1,5 @@
-"""What the deploy tests share: bundles of the fixture app, requests through nginx, records.
+"""What the deploy tests share: bundles of the fixture app, requests through nginx, records, and
+an sdist whose setup.py records who builds it.
 
 The fixture app (tests/fixtures/sample_app) behaves like the real music bingo server: it reads
 <release>/musicbingo/bingo.ini, binds MariaDB through mysqlclient (from mysql-requirements.txt)
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.error
@@ -197,3 +199,19 @@ class Bundles:
         inside = f"/root/bundles/{out.name}"
         self.host.put_file(inside, out.read_bytes())
         return inside
+
+
+def recorder_sdist(out: Path, marker: str) -> None:
+    """recorder-1.0.tar.gz: a project whose setup.py writes to marker the uids and groups it
+    runs as, and whether it sees AWS_SECRET_ACCESS_KEY."""
+    src = out.parent / "recorder-1.0"
+    src.mkdir()
+    (src / "setup.py").write_text(
+        "import os\n"
+        f"open({marker!r}, 'a').write(f'{{os.getuid()}} {{os.geteuid()}} {{os.getgroups()}} '\n"
+        "                             f'{\"AWS_SECRET_ACCESS_KEY\" in os.environ}\\n')\n"
+        "from setuptools import setup\n"
+        "setup(name='recorder', version='1.0', py_modules=[])\n")
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(src, arcname="recorder-1.0")
+    shutil.rmtree(src)

@@ -15,8 +15,7 @@ from botocore import xform_name
 from bingo_host.aws_actions import ACTIONS, AGENT_ACTIONS, DEPLOYER_ACTIONS
 from bingo_host.backup.store import IAM_ACTIONS as S3_ACTIONS
 from bingo_host.snapshot.ec2 import IMPLIED_ACTIONS
-from tests.test_cloudformation import (CONFIG_TEMPLATES, SCENARIOS, TEMPLATES, _as_list,
-                                       _instance_statements)
+from tests.templates import CONFIG_TEMPLATES, SCENARIOS, TEMPLATES, as_list, instance_statements
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bingo_host"
 
@@ -79,8 +78,8 @@ def calls_in_source(package: Path = PACKAGE) -> set[str]:
 def granted_to_instance_roles() -> set[str]:
     """Every action any instance role of any template grants, in any scenario."""
     return {action for name in CONFIG_TEMPLATES for overrides in SCENARIOS.values()
-            for statement in _instance_statements(TEMPLATES[name], overrides)
-            if statement["Effect"] == "Allow" for action in _as_list(statement["Action"])}
+            for statement in instance_statements(TEMPLATES[name], overrides)
+            if statement["Effect"] == "Allow" for action in as_list(statement["Action"])}
 
 
 def test_the_list_is_exactly_what_the_code_calls():

@@ -97,21 +97,6 @@ def test_a_bad_dump_raises_before_it_counts_as_loaded(data, reason):
 
 # -- S3 on moto --
 
-@pytest.fixture
-def s3(monkeypatch, moto_server, tmp_path):
-    moto_server.reset()
-    empty = tmp_path / "aws-empty"
-    empty.write_text("")
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_S3": moto_server.url,
-                        "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-                        "NO_PROXY": "127.0.0.1"}.items():
-        monkeypatch.setenv(name, value)
-    client = store.client()
-    client.create_bucket(Bucket="bingo-backups", CreateBucketConfiguration={"LocationConstraint": REGION})
-    return client
-
-
 def test_a_large_dump_streams_as_an_encrypted_tagged_multipart_upload(s3, monkeypatch):
     # ~7 MiB compressed: two parts of S3's smallest size.
     monkeypatch.setattr(store, "PART_SIZE", 5 * 1024 * 1024)

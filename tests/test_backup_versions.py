@@ -11,7 +11,6 @@ import pytest
 
 from bingo_host.backup import run, store
 from bingo_host.config import load_config_text
-from tests.test_backup import s3  # noqa: F401 - the moto S3 client with the bucket, as a fixture
 
 BUCKET = "bingo-backups"
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import subprocess
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from bingo_host import layout
 from bingo_host.deploy import DeployError, builder, releases
+from tests.deploying import recorder_sdist
 
 WHO = builder.Account("bingo-build", 991, 992, "/var/lib/bingo-host/build")
 SCOPE = ["systemd-run", "--scope", "--"]
@@ -320,22 +320,6 @@ def test_seal_refuses_hard_links_and_special_files(tmp_path, plant, why):
 UNUSED_UID = 64123  # no account, no process: stop() may kill whatever runs as it
 
 
-def sdist(out: Path, marker: str) -> None:
-    """recorder-1.0.tar.gz: a project whose setup.py writes to marker the uids and groups it
-    runs as, and whether it sees AWS_SECRET_ACCESS_KEY."""
-    src = out.parent / "recorder-1.0"
-    src.mkdir()
-    (src / "setup.py").write_text(
-        "import os\n"
-        f"open({marker!r}, 'a').write(f'{{os.getuid()}} {{os.geteuid()}} {{os.getgroups()}} '\n"
-        "                             f'{\"AWS_SECRET_ACCESS_KEY\" in os.environ}\\n')\n"
-        "from setuptools import setup\n"
-        "setup(name='recorder', version='1.0', py_modules=[])\n")
-    with tarfile.open(out, "w:gz") as tar:
-        tar.add(src, arcname="recorder-1.0")
-    shutil.rmtree(src)
-
-
 @pytest.fixture
 def world(monkeypatch):
     """A world-readable directory (the build account must reach the release and the venvs)."""
@@ -380,7 +364,7 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
         (release / shadowed).mkdir()
         (release / shadowed / "__init__.py").write_text((release / "pip" / "__init__.py").read_text())
     record = world / "marks" / "setup-py-uid"
-    sdist(release / "vendor" / "recorder-1.0.tar.gz", str(record))
+    recorder_sdist(release / "vendor" / "recorder-1.0.tar.gz", str(record))
     (release / "requirements.txt").write_text("./vendor/recorder-1.0.tar.gz\n")
     (release / "sitecustomize.py").write_text((release / "pip" / "__init__.py").read_text())
     releases.normalise_tree(str(release))

@@ -25,261 +25,14 @@ import pytest
 import yaml
 
 from bingo_host.facts import probe
+from tests.templates import (ACCOUNT, CFN_DIR, CONFIG_PATH, CONFIG_TEMPLATES, PSEUDO, REGION, ROOT,
+                             SAMPLE_PARAMETERS, SCENARIOS, STACK, TEMPLATE_FILES, TEMPLATES, Resolver,
+                             as_list, config_files, instance_role, instance_statements, one,
+                             rendered_config, resources)
 
-ROOT = Path(__file__).resolve().parents[1]
-CFN_DIR = ROOT / "cloudformation"
-TEMPLATE_FILES = sorted(CFN_DIR.glob("*.yaml"))
-CONFIG_PATH = "/etc/bingo-host/config.yaml"
-
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"
-STACK = "bingo-test"
-
-# Values for parameters that have no Default (or whose Default is an SSM path).
-SAMPLE_PARAMETERS = {
-    "BundleBucketName": "bingo-deploy-bucket-1a2b3c",
-    "WheelKey": "bingo_host-0.1.0-py3-none-any.whl",
-    "CertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0f0e0d0c-1111-2222-3333-444455556666",
-    "OriginDomainName": "origin.bingo.example.com",
-}
-SAMPLE_BY_TYPE = {
-    "AWS::EC2::VPC::Id": "vpc-0123456789abcdef0",
-    "AWS::EC2::Subnet::Id": "subnet-0123456789abcdef0",
-    "List<AWS::EC2::Subnet::Id>": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"],
-    "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>": "ami-0123456789abcdef0",
-}
-# Extra parameter sets, on top of the defaults: every optional feature on.
-SCENARIOS = {
-    "defaults": {},
-    "with-domain": {
-        "DomainName": "bingo.example.com",
-        "HttpsEmail": "admin@example.com",
-        "HostedZoneId": "Z0123456789ABCDEFGHIJ",
-        "CloudFrontCertificateArn": f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abcd-0123",
-        "InstanceType": "t4g.nano",
-    },
-    "signed": {"SigningKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
-    "with-mail": {"MailDomain": "bingo.example.com"},
-    "backups": {"BackupBucketName": "bingo-backups-1a2b3c"},
-}
-PSEUDO = {
-    "AWS::Region": REGION,
-    "AWS::AccountId": ACCOUNT,
-    "AWS::StackName": STACK,
-    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0000",
-    "AWS::Partition": "aws",
-    "AWS::URLSuffix": "amazonaws.com",
-}
 PASSWORDISH = re.compile(r"pass(word)?|pwd|secret|credential|token", re.IGNORECASE)
 # cfn-signal with cfn-init's exit status ($? right after it, or kept in $status).
 SIGNAL = re.compile(r'cfn-signal -e (?:\$\?|"\$status") .*--resource (\w+)')
-
-
-# ---------------------------------------------------------------- loading
-
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation short tags (!Ref, !Sub, ...) into their long form."""
-
-
-def _construct_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
-def load_template(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
-
-
-TEMPLATES = {path.name: load_template(path) for path in TEMPLATE_FILES}
-
-
-def resources(template: dict, rtype: str | None = None) -> dict:
-    return {name: res for name, res in template.get("Resources", {}).items()
-            if rtype is None or res["Type"] == rtype}
-
-
-def one(template: dict, rtype: str) -> tuple[str, dict]:
-    found = resources(template, rtype)
-    assert len(found) == 1, f"expected one {rtype}, found {sorted(found)}"
-    return next(iter(found.items()))
-
-
-def config_files(template: dict):
-    """(resource name, file spec) of every cfn-init file entry writing CONFIG_PATH."""
-    for name, res in resources(template).items():
-        init = res.get("Metadata", {}).get("AWS::CloudFormation::Init", {})
-        for config_name, config in init.items():
-            if config_name == "configSets":
-                continue
-            spec = config.get("files", {}).get(CONFIG_PATH)
-            if spec is not None:
-                yield name, spec
-
-
-CONFIG_TEMPLATES = sorted(name for name, t in TEMPLATES.items() if list(config_files(t)))
-
-
-# -------------------------------------------------------------- resolving
-
-NO_VALUE = object()
-
-
-class Resolver:
-    """Evaluates the intrinsic functions of a template with sample values.
-
-    Parameters take the scenario's value, else their Default, else a sample;
-    resources resolve to sample IDs, ARNs and endpoints.
-    """
-
-    SAMPLE_ATTRS = {
-        "Endpoint.Address": "bingo-test.cluster-c0ffee.eu-west-1.rds.amazonaws.com",
-        "Endpoint.Port": "3306",
-        "MasterUserSecret.SecretArn":
-            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!cluster-0123-abcdef-AbCdEf",
-        "AvailabilityZone": f"{REGION}a",
-        "DomainName": "d111111abcdef8.cloudfront.net",
-        "DNSName": "bingo-test-alb-123456.eu-west-1.elb.amazonaws.com",
-        "LatestVersionNumber": "1",
-    }
-
-    def __init__(self, template: dict, overrides: dict | None = None):
-        self.template = template
-        self.parameters = {}
-        for name, spec in template.get("Parameters", {}).items():
-            if overrides and name in overrides:
-                value = overrides[name]
-            elif name in SAMPLE_PARAMETERS:
-                value = SAMPLE_PARAMETERS[name]
-            elif spec["Type"] in SAMPLE_BY_TYPE:
-                value = SAMPLE_BY_TYPE[spec["Type"]]
-            elif "Default" in spec:
-                value = spec["Default"]
-            else:
-                raise AssertionError(f"no sample value for parameter {name}: add one to the test")
-            self.parameters[name] = str(value) if isinstance(value, (int, float)) else value
-        self.conditions = {}
-
-    # -- names
-    def ref(self, name: str):
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        res = self.template["Resources"][name]
-        if res["Type"] == "AWS::SecretsManager::Secret":
-            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
-        if res["Type"] == "AWS::EC2::Volume":
-            return "vol-0123456789abcdef0"
-        if res["Type"] == "AWS::EC2::EIP":
-            return "203.0.113.10"
-        return f"{STACK}-{name}-SAMPLE"
-
-    def get_att(self, name: str, attribute: str):
-        assert name in self.template["Resources"], f"GetAtt of unknown resource {name}"
-        if attribute in self.SAMPLE_ATTRS:
-            return self.SAMPLE_ATTRS[attribute]
-        if attribute.endswith("Arn"):
-            return f"arn:aws:sample:{REGION}:{ACCOUNT}:{name}"
-        return f"{name}-{attribute}-SAMPLE"
-
-    def condition(self, name: str) -> bool:
-        if name not in self.conditions:
-            self.conditions[name] = bool(self.resolve(self.template["Conditions"][name]))
-        return self.conditions[name]
-
-    # -- functions
-    def sub(self, text: str, variables: dict) -> str:
-        def replace(match: re.Match) -> str:
-            expr = match.group(1)
-            if expr.startswith("!"):
-                return "${" + expr[1:] + "}"
-            if expr in variables:
-                value = variables[expr]
-            elif expr in PSEUDO or expr in self.parameters or expr in self.template["Resources"]:
-                value = self.ref(expr)
-            else:
-                resource, _, attribute = expr.partition(".")
-                assert attribute, f"unresolvable ${{{expr}}}"
-                value = self.get_att(resource, attribute)
-            assert isinstance(value, str), f"${{{expr}}} is not a string: {value!r}"
-            return value
-
-        return re.sub(r"\$\{([^}]+)\}", replace, text)
-
-    def resolve(self, node):
-        if isinstance(node, list):
-            return [v for v in (self.resolve(item) for item in node) if v is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::GetAtt":
-                return self.get_att(arg[0], ".".join(arg[1:]))
-            if key == "Fn::Sub":
-                if isinstance(arg, str):
-                    return self.sub(arg, {})
-                text, variables = arg
-                return self.sub(text, {k: self.resolve(v) for k, v in variables.items()})
-            if key == "Fn::If":
-                cond, yes, no = arg
-                return self.resolve(yes if self.condition(cond) else no)
-            if key == "Fn::Equals":
-                left, right = (self.resolve(v) for v in arg)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::And":
-                return all(self.resolve(v) for v in arg)
-            if key == "Fn::Or":
-                return any(self.resolve(v) for v in arg)
-            if key == "Fn::Join":
-                sep, items = arg
-                return sep.join(self.resolve(items))
-            if key == "Fn::Split":
-                sep, text = arg
-                return self.resolve(text).split(sep)
-            if key == "Fn::Select":
-                index, items = arg
-                return self.resolve(items)[int(self.resolve(index))]
-            if key == "Fn::Base64":
-                return self.resolve(arg)
-            if key == "Fn::ImportValue":
-                return f"imported-{self.resolve(arg)}"
-            if key == "Fn::GetAZs":
-                return [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
-        return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not NO_VALUE}
-
-
-def rendered_config(template: dict, overrides: dict) -> tuple[str, str]:
-    """(raw Fn::Sub text, resolved text) of the config file written by cfn-init."""
-    files = list(config_files(template))
-    assert len(files) == 1, f"expected one resource writing {CONFIG_PATH}"
-    _, spec = files[0]
-    content = spec["content"]
-    assert isinstance(content, dict) and "Fn::Sub" in content, "config content must be an !Sub"
-    sub = content["Fn::Sub"]
-    raw = sub if isinstance(sub, str) else sub[0]
-    return raw, Resolver(template, overrides).resolve(content)
 
 
 def validated_config(text: str, source: str):
@@ -340,8 +93,8 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
         role_policies = [p for r in resources(template, "AWS::IAM::Role").values()
                          for p in resolver.resolve(r["Properties"].get("Policies", []))]
         readable = {res for p in role_policies for st in p["PolicyDocument"]["Statement"]
-                    if "secretsmanager:GetSecretValue" in _as_list(st["Action"])
-                    for res in _as_list(st["Resource"])}
+                    if "secretsmanager:GetSecretValue" in as_list(st["Action"])
+                    for res in as_list(st["Resource"])}
         assert cfg.smtp.password.removeprefix("secretsmanager:") in readable
     else:
         assert cfg.smtp.server is None
@@ -459,47 +212,11 @@ def test_ha_master_password_is_managed_by_rds():
 
 # -------------------------------------------------------------------- IAM
 
-def _instance_role(template: dict) -> tuple[str, dict]:
-    """The role of the instance profile used by the launch template."""
-    _, lt = one(template, "AWS::EC2::LaunchTemplate")
-    profile_ref = lt["Properties"]["LaunchTemplateData"]["IamInstanceProfile"]["Arn"]["Fn::GetAtt"][0]
-    profile = template["Resources"][profile_ref]
-    (role_ref,) = profile["Properties"]["Roles"]
-    return role_ref["Ref"], template["Resources"][role_ref["Ref"]]
-
-
-def _instance_statements(template: dict, overrides: dict | None = None) -> list[dict]:
-    """Statements of the inline policies of the instance role and of the policies attached to it
-    (a statement under Fn::If as the parameters in overrides decide)."""
-    role_name, role = _instance_role(template)
-    documents = [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
-    for res in resources(template).values():
-        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
-            props = res["Properties"]
-            if {"Ref": role_name} in props.get("Roles", []) or props.get("RoleName") == {"Ref": role_name}:
-                documents.append(props["PolicyDocument"])
-    statements = []
-    resolver = Resolver(template, overrides)
-    for doc in documents:
-        found = doc["Statement"]
-        for statement in found if isinstance(found, list) else [found]:
-            if "Fn::If" in statement:
-                statement = resolver.resolve(statement)
-                if statement is NO_VALUE:
-                    continue
-            statements.append(statement)
-    return statements
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
 def _grants(statements: list[dict], action: str) -> list[dict]:
     """Allow statements whose Action matches action (simple '*' wildcards expanded)."""
     return [s for s in statements if s["Effect"] == "Allow"
             and any(fnmatch.fnmatchcase(action.lower(), pattern.lower())
-                    for pattern in _as_list(s["Action"]))]
+                    for pattern in as_list(s["Action"]))]
 
 
 def _aws_actions() -> tuple[str, ...]:
@@ -512,7 +229,7 @@ def _on_backup_prefix(statements: list[dict], action: str, overrides: dict) -> l
     bucket = f"arn:aws:s3:::{SAMPLE_BACKUP_BUCKET}"
     resolver = Resolver(TEMPLATES["single-instance.yaml"], overrides)
     return [s for s in _grants(statements, action)
-            if all(str(arn).startswith(bucket) for arn in _as_list(resolver.resolve(s["Resource"])))]
+            if all(str(arn).startswith(bucket) for arn in as_list(resolver.resolve(s["Resource"])))]
 
 
 SAMPLE_BACKUP_BUCKET = SCENARIOS["backups"]["BackupBucketName"]
@@ -530,7 +247,7 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
     when the config enables them (the deployment bucket's reads are cfn-init's
     and the agent's, checked below)."""
     template = TEMPLATES[name]
-    statements = _instance_statements(template, SCENARIOS[scenario])
+    statements = instance_statements(template, SCENARIOS[scenario])
     _, text = rendered_config(template, SCENARIOS[scenario])
     config = yaml.safe_load(text)
     snapshots = config.get("snapshots", {}).get("enabled", True)
@@ -555,7 +272,7 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
 
     # Least privilege: no wildcard service-wide grants.
     for statement in statements:
-        for action in _as_list(statement["Action"]):
+        for action in as_list(statement["Action"]):
             assert action != "*" and not action.endswith(":*"), statement
 
 
@@ -563,7 +280,7 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
 def test_instance_role_resources_are_restricted(name):
     template = TEMPLATES[name]
     resolver = Resolver(template)
-    statements = _instance_statements(template)
+    statements = instance_statements(template)
     _, text = rendered_config(template, {})
     config = yaml.safe_load(text)
     named = {value.removeprefix("secretsmanager:")
@@ -574,7 +291,7 @@ def test_instance_role_resources_are_restricted(name):
     # The secrets: exactly the ones the config names.
     granted = set()
     for statement in _grants(statements, "secretsmanager:GetSecretValue"):
-        granted.update(_as_list(resolver.resolve(statement["Resource"])))
+        granted.update(as_list(resolver.resolve(statement["Resource"])))
     assert granted == named
     # The bucket: only the deployment bucket.
     bucket = SAMPLE_PARAMETERS["BundleBucketName"]
@@ -582,7 +299,7 @@ def test_instance_role_resources_are_restricted(name):
         grants = _grants(statements, action)
         assert grants, f"{name}: no {action}"
         for statement in grants:
-            for arn in _as_list(resolver.resolve(statement["Resource"])):
+            for arn in as_list(resolver.resolve(statement["Resource"])):
                 assert arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"), arn
     # Snapshots: tagging only while creating a snapshot or volume, or the restore's own marks on
     # this stack's volumes; creating snapshots only of the data volume (or, after a restore, of
@@ -593,12 +310,12 @@ def test_instance_role_resources_are_restricted(name):
         assert statement["Condition"] == {
             "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     creates = _grants(statements, "ec2:CreateSnapshot")
-    arns = {arn for s in creates for arn in _as_list(resolver.resolve(s["Resource"]))}
+    arns = {arn for s in creates for arn in as_list(resolver.resolve(s["Resource"]))}
     data_volume = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-0123456789abcdef0"
     restored = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"  # restore --snapshot's new volumes
     assert arns in (set(), {data_volume, restored, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
     for statement in creates:
-        arns = _as_list(resolver.resolve(statement["Resource"]))
+        arns = as_list(resolver.resolve(statement["Resource"]))
         if any(":snapshot/" in arn for arn in arns):
             assert statement["Condition"] == {
                 "StringEquals": {"aws:RequestTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
@@ -606,14 +323,14 @@ def test_instance_role_resources_are_restricted(name):
             assert statement["Condition"] == {
                 "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     for statement in statements:
-        if any(not a.startswith("ec2:Describe") for a in _as_list(statement["Action"])):
+        if any(not a.startswith("ec2:Describe") for a in as_list(statement["Action"])):
             # PutMetricData has no resource-level permissions: its namespace condition limits it.
             if statement["Action"] == "cloudwatch:PutMetricData":
                 assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BingoHost"}}
                 continue
             assert statement["Resource"] != "*", statement
 
-    _, role = _instance_role(template)
+    _, role = instance_role(template)
     managed = [resolver.resolve(arn) for arn in role["Properties"]["ManagedPolicyArns"]]
     assert managed == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
 
@@ -626,13 +343,13 @@ def test_backups_reach_only_this_stacks_prefix_of_the_backup_bucket():
     template = TEMPLATES["single-instance.yaml"]
     overrides = SCENARIOS["backups"]
     resolver = Resolver(template, overrides)
-    statements = _instance_statements(template, overrides)
+    statements = instance_statements(template, overrides)
     bucket = f"arn:aws:s3:::{SAMPLE_BACKUP_BUCKET}"
     for action in ("s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:DeleteObject"):
         grants = _grants(statements, action)
         assert grants, action
         for statement in grants:
-            assert _as_list(resolver.resolve(statement["Resource"])) == [f"{bucket}/{STACK}/*"], statement
+            assert as_list(resolver.resolve(statement["Resource"])) == [f"{bucket}/{STACK}/*"], statement
     (listing,) = _on_backup_prefix(statements, "s3:ListBucket", overrides)
     assert resolver.resolve(listing["Resource"]) == bucket
     assert resolver.resolve(listing["Condition"]) == {"StringLike": {"s3:prefix": f"{STACK}/*"}}
@@ -660,7 +377,7 @@ RETENTION_ACTIONS = ("s3:DeleteObjectVersion", "s3:PutBucketVersioning", "s3:Put
 def test_the_instance_role_cannot_shorten_backup_retention(name):
     """No way for the instance to remove a dump for good: no version deletes, no versioning,
     lifecycle or bucket-policy changes, no Recycle Bin actions (its snapshots stay there)."""
-    statements = _instance_statements(TEMPLATES[name], SCENARIOS["backups"])
+    statements = instance_statements(TEMPLATES[name], SCENARIOS["backups"])
     for action in (*RETENTION_ACTIONS, "s3:PutBucketPolicy", "s3:DeleteBucketPolicy",
                    "s3:PutBucketObjectLockConfiguration", "rbin:DeleteRule", "rbin:UpdateRule",
                    "ec2:RestoreSnapshotFromRecycleBin"):
@@ -713,7 +430,7 @@ def _check_tagging(statement: dict) -> None:
         return
     assert cond["StringEquals"]["aws:ResourceTag/bingo-host:stack"] == STACK, statement
     assert sorted(cond["ForAllValues:StringEquals"]["aws:TagKeys"]) == sorted(ebs.MARKS), statement
-    assert all(":volume/" in arn for arn in _as_list(statement["Resource"])), statement
+    assert all(":volume/" in arn for arn in as_list(statement["Resource"])), statement
 
 
 def test_restore_moves_only_this_stacks_volumes():
@@ -722,12 +439,12 @@ def test_restore_moves_only_this_stacks_volumes():
     stack's name, and CreateVolume only for an encrypted volume that carries that tag."""
     template = TEMPLATES["single-instance.yaml"]
     resolver = Resolver(template)
-    statements = [resolver.resolve(s) for s in _instance_statements(template)]
+    statements = [resolver.resolve(s) for s in instance_statements(template)]
     for action in ("ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"):
         grants = _grants(statements, action)
         assert grants, action
         for statement in grants:
-            for arn in _as_list(statement["Resource"]):
+            for arn in as_list(statement["Resource"]):
                 if ":snapshot/" in arn:
                     continue  # the snapshot a volume is made from, or the snapshot made
                 if action == "ec2:CreateSnapshot" and not arn.endswith("/*"):
@@ -914,7 +631,7 @@ def test_only_tagged_deployers_write_the_bucket_and_the_deployer_signs():
     resolver = Resolver(template)
     _, policy = one(template, "AWS::S3::BucketPolicy")
     statements = resolver.resolve(policy["Properties"]["PolicyDocument"]["Statement"])
-    (deny,) = [s for s in statements if s["Effect"] == "Deny" and "s3:PutObject" in _as_list(s["Action"])]
+    (deny,) = [s for s in statements if s["Effect"] == "Deny" and "s3:PutObject" in as_list(s["Action"])]
     assert deny["Principal"] == "*"
     assert deny["Condition"] == {"StringNotEquals": {"aws:PrincipalTag/bingo-host:bucket-writer": "true"}}
     _, key = one(template, "AWS::KMS::Key")
@@ -930,7 +647,7 @@ def test_only_tagged_deployers_write_the_bucket_and_the_deployer_signs():
         roles = resources(TEMPLATES[name], "AWS::IAM::Role")
         writers = [n for n, r in roles.items() if _tags(r).get("bingo-host:bucket-writer") == "true"]
         assert writers == ["PipelineRole"], name
-        assert not _grants(_instance_statements(TEMPLATES[name], SCENARIOS["signed"]), "s3:PutObject")
+        assert not _grants(instance_statements(TEMPLATES[name], SCENARIOS["signed"]), "s3:PutObject")
 
 
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
@@ -1118,7 +835,7 @@ def _dependencies(template: dict, name: str, seen: set | None = None) -> set[str
     res = template["Resources"][name]
     direct = {ref.split(".")[0] for ref in _refs(res.get("Properties", {}))}
     depends = res.get("DependsOn", [])
-    direct |= set(_as_list(depends))
+    direct |= set(as_list(depends))
     for dep in direct & set(template["Resources"]) - seen:
         seen.add(dep)
         _dependencies(template, dep, seen)
@@ -1255,7 +972,7 @@ def test_ha_alarms_on_the_load_balancer_and_every_instance():
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
 def test_instance_role_puts_only_bingo_host_metrics_and_logs(name):
     template = TEMPLATES[name]
-    statements = _instance_statements(template)
+    statements = instance_statements(template)
     (put,) = _grants(statements, "cloudwatch:PutMetricData")
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": BINGO_NAMESPACE}}
     resolver = Resolver(template)

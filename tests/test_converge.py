@@ -2,19 +2,9 @@
 
 from types import SimpleNamespace
 
-from bingo_host.facts import platforms
-from bingo_host.config import Config
-from bingo_host.context import Context
 from bingo_host.converge.engine import run_steps
 from bingo_host.errors import BingoHostError
-from bingo_host.facts.host import HostFacts
-
-
-def context(dry_run=False):
-    lines = []
-    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                  dry_run=dry_run, echo=lines.append)
-    return ctx, lines
+from tests.contexts import context
 
 
 def step(name, body):

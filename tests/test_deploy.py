@@ -443,7 +443,7 @@ def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_pa
 
     from bingo_host.deploy import bundle as bundle_mod
     from tests.deploying import SAMPLE
-    from tests.test_builder import sdist
+    from tests.deploying import recorder_sdist
 
     passwd = host.run(["getent", "passwd", "bingo-build"]).stdout.strip().split(":")
     assert passwd[5:] == ["/var/lib/bingo-host/build", "/usr/sbin/nologin"], passwd
@@ -457,7 +457,7 @@ def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_pa
     app = tmp_path / "app"
     shutil.copytree(SAMPLE, app)
     (app / "Extra-Files").mkdir()
-    sdist(app / "Extra-Files" / "recorder-1.0.tar.gz", uids)
+    recorder_sdist(app / "Extra-Files" / "recorder-1.0.tar.gz", uids)
     with open(app / "requirements.txt", "a") as f:
         f.write("./Extra-Files/recorder-1.0.tar.gz\n")
     # `bingo-host bundle` takes only the app's own trees; an attacker's bundle has anything.

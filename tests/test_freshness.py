@@ -1,6 +1,6 @@
 """No replay of an older signed revision (freshness.py): refused by BeforeInstall and by
 `bingo-host deploy` before any script, unless allowed once by `bingo-host allow-older` or
-`deploy --allow-older`. Revisions are signed with moto's KMS (test_integrity's helpers)."""
+`deploy --allow-older`. Revisions are signed with moto's KMS (tests/kms.py, tests/revisions.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.deploy import BundleError, agent, freshness, hooks, lifecycle, lock, releases
-from tests.test_integrity import _revision, _sign_tree, agent_root, kms, new_key, quiet, required  # noqa: F401
+from tests.kms import new_key  # kms: that plugin's fixture
+from tests.revisions import revision_tree, sign_tree  # agent_root: that plugin's fixture
 
 SERVING = "2026-06-01T12:00:00Z"
 OLDER, NEWER = "2026-05-01T12:00:00Z", "2026-07-01T12:00:00Z"
+
+
+def quiet(_line):
+    pass
 
 
 @pytest.fixture
@@ -148,8 +153,8 @@ def _config(tmp_path, key, paths) -> Path:
 def test_before_install_refuses_an_older_signed_revision(tmp_path, kms, agent_root, app_root, monkeypatch):
     key = new_key(kms)
     where = Path(agent.Layout(str(agent_root), "grp", "d-OLDER0001").archive)
-    tree = _revision(where, tmp_path / "marker")
-    _sign_tree(tree, key, created=OLDER, binding={"application": "app", "deployment_group": "prod"})
+    tree = revision_tree(where, tmp_path / "marker")
+    sign_tree(tree, key, created=OLDER, binding={"application": "app", "deployment_group": "prod"})
     for name, value in (("DEPLOYMENT_ID", "d-OLDER0001"), ("DEPLOYMENT_GROUP_ID", "grp"),
                         ("LIFECYCLE_EVENT", "BeforeInstall"), ("APPLICATION_NAME", "app"),
                         ("DEPLOYMENT_GROUP_NAME", "prod")):
@@ -164,8 +169,8 @@ def test_deploy_refuses_an_older_signed_revision_before_its_first_script(tmp_pat
                                                                          app_root):
     key = new_key(kms)
     marker = tmp_path / "script-ran"
-    tree = _revision(tmp_path / "older", marker)
-    _sign_tree(tree, key, created=OLDER)
+    tree = revision_tree(tmp_path / "older", marker)
+    sign_tree(tree, key, created=OLDER)
     config = _config(tmp_path, key, app_root)
     r = CliRunner().invoke(main, ["--config", str(config), "deploy", str(tree), "--deployment-id", "d-OLD0001"])
     assert r.exit_code == 2 and "refusing to go back" in r.output, r.output
@@ -182,8 +187,8 @@ def test_deploy_refuses_an_older_signed_revision_before_its_first_script(tmp_pat
 
 def test_deploy_checks_the_binding_against_its_options(tmp_path, kms, agent_root, app_root):
     key = new_key(kms)
-    tree = _revision(tmp_path / "rev", tmp_path / "marker")
-    _sign_tree(tree, key, created=NEWER)
+    tree = revision_tree(tmp_path / "rev", tmp_path / "marker")
+    sign_tree(tree, key, created=NEWER)
     config = _config(tmp_path, key, app_root)
     r = CliRunner().invoke(main, ["--config", str(config), "deploy", str(tree), "--deployment-group", "prod"])
     assert r.exit_code == 2

@@ -273,7 +273,7 @@ def test_bootstrap_keeps_https_with_the_same_certificate(tls_host):
 def test_status_reports_the_certificate(tls_host):
     import json
 
-    from tests.test_status import assert_valid
+    from tests.status_schema import assert_valid
 
     r = tls_host.b.bingo("status", "--json")
     report = json.loads(r.stdout)

@@ -7,12 +7,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import time
 import zipfile
 from pathlib import Path
 
-import boto3
 import pytest
 from click.testing import CliRunner
 
@@ -22,7 +20,9 @@ from bingo_host.deploy import BundleError, DeployError, agent, integrity, lifecy
 from bingo_host.deploy.archive import extract
 from bingo_host.deploy.bundle import build_bundle
 from bingo_host.errors import ConfigError
-from tests.aws_servers import AWS_ENV_CLEARED, REGION
+from tests.aws_servers import REGION
+from tests.kms import new_key  # kms: that plugin's fixture
+from tests.revisions import required, revision_tree, sign_tree  # agent_root: that plugin's fixture
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
@@ -41,35 +41,8 @@ def verify(archive, cfg, echo=quiet, application=APP, group=GROUP):
     return integrity.verify(archive, cfg, echo, application, group)
 
 
-@pytest.fixture
-def kms(moto_server, monkeypatch, tmp_path):
-    """A KMS client on moto, the environment pointing bingo-host's own clients there too."""
-    for name in AWS_ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path / "aws-empty"
-    empty.write_text("")
-    for name, value in (("AWS_CONFIG_FILE", str(empty)), ("AWS_SHARED_CREDENTIALS_FILE", str(empty)),
-                        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", REGION), ("AWS_ENDPOINT_URL_KMS", moto_server.url),
-                        ("AWS_EC2_METADATA_DISABLED", "true"), ("NO_PROXY", "127.0.0.1,localhost")):
-        monkeypatch.setenv(name, value)
-    return boto3.client("kms", region_name=REGION, endpoint_url=moto_server.url)
-
-
-_KEYS: dict = {}  # (moto's URL, key spec): a key the tests share
 _BUILT: dict = {}  # (key, format): a bundle built once in the session
 _BUILT_IN: list = []
-
-
-def new_key(kms, spec="RSA_2048", fresh=False) -> str:
-    """A signing key on this moto server, one per key spec for the session (fresh: a new one)."""
-    which = (kms.meta.endpoint_url, spec)
-    if fresh or which not in _KEYS:
-        arn = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=spec)["KeyMetadata"]["Arn"]
-        if fresh:
-            return arn
-        _KEYS[which] = arn
-    return _KEYS[which]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,10 +71,6 @@ def unpacked(tmp_path, fake_wheel, sign_key=None, fmt="zip", name="rev") -> Path
     dest = tmp_path / f"{name}-archive"
     extract(str(_BUILT[which]), str(dest))
     return dest
-
-
-def required(key) -> Deploy:
-    return Deploy(require_signature=True, signing_key=key)
 
 
 @pytest.mark.parametrize("fmt, spec, algorithm", [("zip", "RSA_2048", "RSASSA_PKCS1_V1_5_SHA_256"),
@@ -245,17 +214,6 @@ def test_bundle_cli_refuses_a_sign_key_that_is_not_an_arn(tmp_path, fake_wheel):
 
 # -- where the check runs: the hook, and `bingo-host deploy` before any script --
 
-@pytest.fixture
-def agent_root(tmp_path, monkeypatch):
-    conf = tmp_path / "codedeployagent.yml"
-    root = tmp_path / "agent-root"
-    conf.write_text(f":root_dir: '{root}'\n")
-    monkeypatch.setattr(agent, "CONFIG", str(conf))
-    monkeypatch.setattr(lifecycle, "LEGACY_WORK_DIR", str(tmp_path / "legacy"))
-    monkeypatch.setattr(lock, "STATE_FILE", str(tmp_path / "deploy.json"))
-    return root
-
-
 def test_hook_before_install_refuses_a_tampered_revision_before_anything(tmp_path, fake_wheel, kms,
                                                                          agent_root, monkeypatch):
     key = new_key(kms)
@@ -276,45 +234,18 @@ def test_hook_before_install_refuses_a_tampered_revision_before_anything(tmp_pat
     assert not os.path.exists(lock.STATE_FILE)  # no deploy lock taken, nothing upgraded
 
 
-def _revision(path: Path, marker: Path) -> Path:
-    (path / "hooks").mkdir(parents=True)
-    (path / "hooks" / "stop.sh").write_text(f"#!/bin/sh\ntouch {marker}\n")
-    (path / "hooks" / "stop.sh").chmod(0o755)
-    (path / "appspec.yml").write_text("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n"
-                                      "    - location: hooks/stop.sh\n")
-    return path
-
-
-def _sign_tree(tree: Path, key: str, created: str = "2026-01-01T00:00:00Z",
-               binding: dict | None = None) -> None:
-    """Sign tree for `bingo-host deploy`'s defaults (music-bingo, LocalFleet) unless binding says."""
-    files, dirs = [], []
-    for p in sorted(tree.rglob("*")):
-        rel, mode = p.relative_to(tree).as_posix(), stat.S_IMODE(p.stat().st_mode)
-        if p.is_dir():
-            dirs.append((rel, mode))
-        else:
-            files.append((rel, integrity.sha256_file(str(p)), mode))
-    algorithm = integrity.signing_algorithm(key)
-    binding = binding or {"application": lifecycle.DEFAULT_APPLICATION_NAME,
-                          "deployment_group": lifecycle.DEFAULT_GROUP_NAME}
-    data = integrity.manifest(files, dirs, key, algorithm, dict(binding, created=created))
-    (tree / integrity.MANIFEST).write_bytes(data)
-    (tree / integrity.SIGNATURE).write_bytes(integrity.sign(data, key, algorithm))
-
-
 def test_deploy_checks_the_signature_before_the_revisions_first_script(tmp_path, kms, agent_root):
     """The agent runs the new revision's BeforeInstall script before any check can; `bingo-host
     deploy` checks first, so not even that script runs."""
     key = new_key(kms)
     marker = tmp_path / "script-ran"
-    unsigned = _revision(tmp_path / "unsigned", marker)
+    unsigned = revision_tree(tmp_path / "unsigned", marker)
     with pytest.raises(BundleError, match="unsigned, and this host's deploy.require_signature is on"):
         lifecycle.deploy(str(unsigned), "d-UNSIGNED1", echo=quiet, deploy_cfg=required(key))
     assert not marker.exists() and not (agent_root / lifecycle.DEFAULT_GROUP_ID).exists()
 
-    signed = _revision(tmp_path / "signed", marker)
-    _sign_tree(signed, key)
+    signed = revision_tree(tmp_path / "signed", marker)
+    sign_tree(signed, key)
     zipped = shutil.make_archive(str(tmp_path / "signed"), "zip", signed)
     with zipfile.ZipFile(zipped) as zf:  # make_archive keeps the modes
         assert integrity.MANIFEST in zf.namelist()
@@ -479,8 +410,8 @@ def test_a_signature_binds_the_application_and_deployment_group(tmp_path, fake_w
 def test_a_signed_manifest_without_a_usable_binding_is_refused(tmp_path, kms, binding, message):
     """Signed, but empty names (which would match a missing environment variable) or no time."""
     key = new_key(kms)
-    tree = _revision(tmp_path / "rev", tmp_path / "marker")
-    _sign_tree(tree, key, created=binding.pop("created", "2026-01-01T00:00:00Z"), binding=binding)
+    tree = revision_tree(tmp_path / "rev", tmp_path / "marker")
+    sign_tree(tree, key, created=binding.pop("created", "2026-01-01T00:00:00Z"), binding=binding)
     with pytest.raises(BundleError, match=message):
         verify(str(tree), required(key), application=binding["application"],
                group=binding["deployment_group"])

@@ -16,7 +16,7 @@ import pytest
 from bingo_host.config import Deploy
 from bingo_host.deploy import BundleError, DeployError, integrity
 from tests.aws_servers import REGION
-from tests.test_integrity import kms, new_key  # noqa: F401  (the fixture, on moto's KMS)
+from tests.kms import new_key  # kms: that plugin's fixture, on moto's KMS
 
 BINDING = {"application": "app", "deployment_group": "grp", "created": "2026-01-02T03:04:05Z"}
 

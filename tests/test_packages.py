@@ -10,7 +10,7 @@ from pathlib import Path
 from bingo_host.converge.steps import packages as step
 from bingo_host.facts.packages import policy_rc_d_is_ours
 from bingo_host.ops import packages
-from tests.test_converge import context
+from tests.contexts import context
 
 REPO = Path(__file__).resolve().parent.parent
 ADMINS = "#!/bin/sh\n# the admin's: hold everything off on this box\nexit 101\n"

@@ -13,12 +13,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests import test_restore_host as restore_host
 from tests.aws_servers import AZ, EC2Proxy, IMDSServer, make_instance
 from tests.conftest import BIN, CONFIG, host_config
 from tests.ebs_shim import EbsShim, attachment_link
-
-DEVICE = restore_host.DEVICE
+from tests.ec2_site import DEVICE, Site
 
 
 def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(host_pool, moto_server,
@@ -43,7 +41,7 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(host
         old_host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
         first = old_host.run([BIN, "bootstrap"], check=False, timeout=1800)
         assert first.returncode == 0, first.stdout + first.stderr
-        site = restore_host.Site(old_host, proxy, imds, shim, old, env)
+        site = Site(old_host, proxy, imds, shim, old, env)
         site.sql("CREATE TABLE games (id INT PRIMARY KEY, note VARCHAR(32)); "
                  "INSERT INTO games VALUES (1, 'kept-1'), (2, 'kept-2')")
 
@@ -75,7 +73,7 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(host
         assert boot.returncode == 0, boot.stdout + boot.stderr
         assert "create ext4" not in boot.stdout, boot.stdout  # adopted, never formatted
         new_instance = type(old)(new_id, old.root_volume, old.data_volume)
-        site = restore_host.Site(new_host, proxy, imds, shim, new_instance, env)
+        site = Site(new_host, proxy, imds, shim, new_instance, env)
         assert site.rows() == ["kept-1", "kept-2"]
         site.serving()
     finally:

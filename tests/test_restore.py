@@ -121,7 +121,7 @@ def test_status_flags_an_unfinished_restore_and_reports_the_last(tmp_path):
     import json
 
     from bingo_host.status import checks, records, text
-    from tests.test_status import SCHEMA, validate
+    from tests.status_schema import SCHEMA, validate
 
     unfinished, last = tmp_path / "restore.json", tmp_path / "last-restore.json"
 

@@ -9,6 +9,7 @@ import pytest
 from bingo_host.facts import blockdev
 from bingo_host.errors import BingoHostError
 from bingo_host.converge.steps import swap
+from tests.step_host import run_step  # vhost: that plugin's fixture, one host for this module
 
 PROC_SWAPS = ("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
               "/swapfile                               file\t\t32764\t\t0\t\t-2\n"
@@ -50,9 +51,6 @@ def test_ext4_and_xfs_can_hold_swap():
 # ---------------------------------------------------------------- real: systemd test host
 # Swap turned on inside the test host is the whole machine's swap: small sizes, and every
 # test swaps off in its teardown (the harness also does at shutdown).
-
-from tests.test_volume import run_step, vhost  # noqa: E402,F401  (module-scoped host fixture)
-
 
 @pytest.fixture
 def swaphost(vhost):

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.deploy import BundleError, agent, lifecycle, lock, tar_headers
+from bingo_host.deploy import BundleError, agent, tar_headers
 from bingo_host.deploy.archive import extract
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,16 +78,6 @@ GOOD = member(APPSPEC, name=b"appspec.yml")
 def tgz(path: Path, *parts: bytes) -> Path:
     path.write_bytes(gzip.compress(b"".join(parts), mtime=0))
     return path
-
-
-@pytest.fixture
-def agent_root(tmp_path, monkeypatch):
-    conf = tmp_path / "codedeployagent.yml"
-    conf.write_text(f":root_dir: '{tmp_path / 'agent-root'}'\n")
-    monkeypatch.setattr(agent, "CONFIG", str(conf))
-    monkeypatch.setattr(lifecycle, "LEGACY_WORK_DIR", str(tmp_path / "legacy"))
-    monkeypatch.setattr(lock, "STATE_FILE", str(tmp_path / "deploy.json"))
-    return tmp_path / "agent-root"
 
 
 def deploy_cli(tmp_path, bundle: Path):

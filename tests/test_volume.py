@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +25,7 @@ import pytest
 from bingo_host.facts import blockdev
 from bingo_host.facts.host import is_legacy_datadir
 from bingo_host.converge.steps import volume
+from tests.step_host import SRC_INSIDE, run_step  # vhost: that plugin's fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEV = "/dev/nvme1n1"
@@ -286,86 +286,6 @@ def test_a_disk_whose_partition_is_mounted_is_refused(machine_loop):
 
 
 # ---------------------------------------------------------------- real: systemd test host
-
-REPO = Path(__file__).resolve().parent.parent
-SRC_INSIDE = "/opt/bingo-src"
-DRIVER = r'''
-import json, os, sys, time
-from types import SimpleNamespace as NS
-sys.path.insert(0, "/opt/bingo-src")
-from bingo_host.errors import BingoHostError
-from bingo_host.converge.steps import swap, volume
-from bingo_host.facts.host import is_legacy_datadir
-
-class Ctx:
-    def __init__(self, cfg, dry_run):
-        self.cfg, self.dry_run, self.changes = cfg, dry_run, []
-    def change(self, description, fn=None):
-        self.changes.append(description)
-        return None if self.dry_run or fn is None else fn()
-    def remove_file(self, path):
-        if not os.path.lexists(path):
-            return False
-        self.change(f"remove {path}", lambda: os.unlink(path))
-        return True
-
-a = json.loads(sys.argv[1])
-cfg = NS(database=NS(local=a.get("local", True)), volume=NS(**a.get("volume", {})),
-         swap=NS(size=a.get("swap", 0)))
-ctx = Ctx(cfg, a.get("dry_run", False))
-step = {"volume": volume, "swap": swap}[a["step"]]
-t0 = time.monotonic()
-try:
-    reason = step.converge(ctx)
-    out = {"reason": reason, "error": None}
-except BingoHostError as e:
-    out = {"reason": None, "error": str(e)}
-mp = getattr(cfg.volume, "mountpoint", None)
-legacy = bool(mp) and os.path.ismount(mp) and is_legacy_datadir(mp)  # what host_facts reads
-out.update(changes=ctx.changes, legacy_datadir=legacy, seconds=time.monotonic() - t0)
-print(json.dumps(out))
-'''
-
-
-def install_source(host) -> None:
-    """The repository's bingo_host on the test host, with a tiny driver that runs one step."""
-    dest = Path(str(host.root) + SRC_INSIDE)
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(REPO / "bingo_host", dest / "bingo_host",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / "run_step.py").write_text(DRIVER)
-
-
-def run_step(host, step: str, timeout: float = 300, **args) -> dict:
-    r = host.run(["python3", f"{SRC_INSIDE}/run_step.py", json.dumps({"step": step, **args})],
-                 timeout=timeout)
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def boot_when_free(host_pool, wait: float = 1200):
-    """host_pool.fresh(), waiting while another session's test host holds the machine."""
-    from tests.harness import HarnessError
-
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return host_pool.fresh()
-        except HarnessError as e:
-            if "another bingo-host test host is running" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(5)
-
-
-@pytest.fixture(scope="module")
-def vhost(host_pool):
-    """A fresh test host for this module (the harness allows one at a time)."""
-    host = boot_when_free(host_pool)
-    try:
-        install_source(host)
-        yield host
-    finally:
-        host.shutdown()
-
 
 class Vol:
     """A loop volume plus a per-test mount point; undone at the end even on failure."""

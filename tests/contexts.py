@@ -1,0 +1,14 @@
+"""A converge Context for unit tests: the default config on Debian 12, a 512 MiB two-CPU host,
+its echo collected in a list."""
+
+from bingo_host.config import Config
+from bingo_host.context import Context
+from bingo_host.facts import platforms
+from bingo_host.facts.host import HostFacts
+
+
+def context(dry_run=False):
+    lines = []
+    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+                  dry_run=dry_run, echo=lines.append)
+    return ctx, lines
