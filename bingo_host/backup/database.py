@@ -29,8 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from .. import layout
+from .. import layout, secrets, subp
 from ..errors import BingoHostError
+from ..facts import mariadb
 from . import BackupError
 
 LOCK_WAIT = 30  # seconds the swap's RENAME TABLE may wait for the app's running statements
@@ -47,7 +48,6 @@ class Login:
 
 
 def _app_password(cfg) -> str:
-    from .. import secrets
     from ..config import is_reference
 
     source = cfg.database.password
@@ -63,8 +63,6 @@ def dump_login(cfg, platform) -> Login:
     db = cfg.database
     if not db.local:
         return Login(None, db.host, db.port, db.user, _app_password(cfg), db.tls_ca)
-    from .. import secrets
-
     password = secrets.read_file(layout.DUMP_PASSWORD_FILE)
     if password is None:
         raise BackupError(f"no dump password in {layout.DUMP_PASSWORD_FILE}: run `bingo-host bootstrap`, "
@@ -75,8 +73,6 @@ def dump_login(cfg, platform) -> Login:
 def admin_login(cfg, platform) -> Login:
     db = cfg.database
     if not db.local and db.admin_secret:
-        from .. import secrets
-
         user, password = secrets.fetch_login(db.admin_secret)
         return Login(None, db.host, db.port, user, password, db.tls_ca)
     if not db.local:
@@ -88,8 +84,6 @@ def load_login(cfg, platform) -> Login:
     """Who the client loading a dump logs in as: the restore user on a local server."""
     if not cfg.database.local:
         return admin_login(cfg, platform)
-    from .. import secrets
-
     password = secrets.read_file(layout.RESTORE_PASSWORD_FILE)
     if password is None:
         raise BackupError(f"no restore password in {layout.RESTORE_PASSWORD_FILE}: run `bingo-host "
@@ -141,8 +135,6 @@ SANDBOX = re.compile(r"^\s*--sandbox\s", re.M)
 
 def require_sandbox() -> None:
     """Refuse to load with a client that has no --sandbox (its own help lists its options)."""
-    from .. import subp
-
     try:
         out = subp.run([CLIENT, "--no-defaults", "--help", "--verbose"], timeout=60).stdout
     except BingoHostError as exc:
@@ -162,8 +154,6 @@ def load_argv(options: str, database: str) -> list[str]:
 def session(login: Login, what: str) -> Iterator:
     """A cursor on the server; any MariaDB error becomes a BackupError saying what failed."""
     import pymysql
-
-    from ..facts import mariadb
 
     where = login.socket or f"{login.host}:{login.port}"
     try:
@@ -188,9 +178,7 @@ def ident(name: str) -> str:
 
 def side_names(database: str) -> dict[str, str]:
     """The staging, replaced and drill schemas of a database (at most 64 characters each)."""
-    from ..facts.mariadb import side_schemas
-
-    names = side_schemas(database)
+    names = mariadb.side_schemas(database)
     if database in names.values():
         raise BackupError(f"database.name {database} collides with the name of its own "
                           "restore schema: cannot restore into it")

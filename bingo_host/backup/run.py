@@ -17,7 +17,7 @@ from typing import Callable
 
 from .. import state, subp
 from ..errors import BingoHostError
-from ..ops.lock import backup_lock
+from ..ops.lock import backup_lock, host_lock
 from . import BackupError, database, store
 from .dumpfile import GzipReader, gunzip_statements
 
@@ -53,11 +53,6 @@ def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
     return record
 
 
-def _lock(state_file: str, echo):
-    """One backup or drill at a time (their timers can meet: the second waits)."""
-    return backup_lock(LOCK_WAIT, echo=echo)
-
-
 # -- backup --
 
 def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
@@ -70,7 +65,7 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
     # When backups began here: `status` expects a verified restore within two drill periods of it.
     record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
-    with _lock(state_file, echo):
+    with backup_lock(LOCK_WAIT, echo=echo):  # a backup and a drill whose timers meet: one waits
         return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record, echo))
 
 
@@ -164,7 +159,6 @@ def _drop_quietly(cfg, platform, name: str) -> None:
 def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None] = log.info) -> str:
     """Replace the app database's tables with the dump's; returns the dump's URL."""
     from ..deploy import lock as deploy_lock
-    from ..ops.lock import host_lock
 
     # A named dump's URL is checked before the lock is taken: a bad one changes nothing (exit 2).
     named = None if dump_url == "latest" else store.Dump(*store.parse_url(dump_url), True)
@@ -210,5 +204,5 @@ def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
         echo(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
              f"dump's record; {scratch} dropped")
 
-    with _lock(state_file, echo):
+    with backup_lock(LOCK_WAIT, echo=echo):  # a backup and a drill whose timers meet: one waits
         return _recorded(state_file, record, run)
