@@ -2,13 +2,13 @@
 
 Commands import what they need inside their own body, so `--help` and `status` stay cheap on a
 0.5 GiB instance. Every BingoHostError becomes a one-line message and its exit status
-(2 for bad input, 1 for a failure).
+(2 for bad input, 1 for a failure). Progress goes through the loggers (bingo_host.logs), to the
+journal too for the commands that change the host.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -16,8 +16,11 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, logs
 from .errors import BingoHostError, ConfigError
+
+# The commands that change the host: their log goes to the journal as well.
+JOURNALED = frozenset({"bootstrap", "enable-https", "secrets", "restore", "hook", "create-admin", "patch"})
 
 
 @dataclass
@@ -50,13 +53,7 @@ class BingoGroup(click.Group):
 @click.pass_context
 def main(ctx, config_path, dry_run, verbose):
     """Build and keep a production music bingo host: nginx, uWSGI, MariaDB on its own volume."""
-    # Only bingo-host's own log goes below WARNING: libraries' debug logs (botocore's) can hold
-    # response bodies, and with them secrets.
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("bingo_host").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logs.install(verbose=verbose, journal=ctx.invoked_subcommand in JOURNALED)
     ctx.obj = Options(config_path, dry_run, verbose)
 
 
@@ -183,7 +180,7 @@ def bootstrap(opts: Options, remove_unknown_db_accounts):
     """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
     from .converge import bootstrap as bootstrap_mod
 
-    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo,
+    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=opts.dry_run,
                                remove_unknown_db_accounts=remove_unknown_db_accounts))
 
 
@@ -298,7 +295,7 @@ def restore(opts: Options, snapshot_id, dump_url, force, local_dry_run):
     if not re.fullmatch(r"snap-(?:[0-9a-f]{8}|[0-9a-f]{17})", snapshot_id):
         raise ConfigError("--snapshot", "an EBS snapshot id such as snap-0123456789abcdef0")
     restore_snapshot(opts.load_config(), snapshot_id, force=force,
-                     dry_run=opts.dry_run or local_dry_run, echo=click.echo)
+                     dry_run=opts.dry_run or local_dry_run)
 
 
 @main.command("release-volume")
@@ -310,7 +307,7 @@ def release_volume(opts: Options, local_dry_run):
     bootstrap adopts it."""
     from .restore.handover import release_volume as release
 
-    release(opts.load_config(), dry_run=opts.dry_run or local_dry_run, echo=click.echo)
+    release(opts.load_config(), dry_run=opts.dry_run or local_dry_run)
 
 
 @main.command("enable-https")
@@ -332,7 +329,7 @@ def enable_https(opts: Options, domain, email, no_email, server, staging):
 
     cfg = opts.load_config()
     req = https.validate(cfg, domain, email, no_email, server, staging)
-    sys.exit(https.enable(cfg, platforms.get(cfg.platform), req, dry_run=opts.dry_run, echo=click.echo))
+    sys.exit(https.enable(cfg, platforms.get(cfg.platform), req, dry_run=opts.dry_run))
 
 
 @main.group("secrets")
@@ -348,7 +345,7 @@ def secrets_refresh(opts: Options):
     at a time. Nothing changes when nothing rotated. The hourly timer runs it."""
     from .converge import refresh
 
-    sys.exit(refresh.run(opts.load_config(), dry_run=opts.dry_run, echo=click.echo))
+    sys.exit(refresh.run(opts.load_config(), dry_run=opts.dry_run))
 
 
 @main.command("create-admin")
@@ -360,12 +357,10 @@ def create_admin(opts: Options, username, reset):
     /etc/bingo-host/app-admin-password (0600 root), never logged. bingo-host turns off the app's
     own first account (admin/changeme, its password in the app's log)."""
     from . import admin_account, layout
-    from .context import log_to_journal
     from .resolve import app_user
 
     _no_dry_run(opts, "create-admin")
     cfg = opts.load_config()
-    log_to_journal()  # what was done, never the password
     password = admin_account.create(cfg, app_user(cfg), username=username, reset=reset)
     click.echo(f"app account {username!r}: password {password}\n(kept in "
                f"{layout.ADMIN_PASSWORD_FILE}, 0600 root; shown here only)")
@@ -427,7 +422,7 @@ def metrics_push(opts: Options):
     from . import metrics as metrics_mod
 
     _no_dry_run(opts, "metrics push")
-    metrics_mod.push(opts.load_config(), echo=click.echo)
+    metrics_mod.push(opts.load_config())
 
 
 @main.command()
@@ -436,13 +431,11 @@ def patch(opts: Options):
     """Apply security updates now, outside any deployment, under a memory bound; restart what
     runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
     from . import patches
-    from .context import log_to_journal
     from .facts import memory, platforms
 
     _no_dry_run(opts, "patch")
     cfg = opts.load_config()
-    log_to_journal()
-    result = patches.run(cfg, platforms.get(cfg.platform), memory.read().usable_bytes, echo=click.echo)
+    result = patches.run(cfg, platforms.get(cfg.platform), memory.read().usable_bytes)
     click.echo("patch: done" + ("; REBOOT NEEDED" if result["reboot_required"] else ""))
 
 

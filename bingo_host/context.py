@@ -4,14 +4,14 @@ written file's ``on_change``, kept as a marker under /var/lib/bingo-host/pending
 that owns the service pays it, so a run killed in between is healed by the next one).
 
 Every change goes through ``ctx.change(description, fn)``: in --dry-run the description is
-reported and fn is not called. converge/, deploy/, https.py and restore/ make one with
-``make_context``; it sits below them so none of them imports another for it.
+reported and fn is not called. Inside a converge step the change is logged at DEBUG (the step's
+line reports it); elsewhere at INFO, as it happens. converge/, deploy/, https.py and restore/ make
+one with ``make_context``; it sits below them so none of them imports another for it.
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -25,7 +25,7 @@ from .ops import files
 from .render import PASSWORD_PLACEHOLDER, ManagedFile, render_all
 from .resolve import check_app_user, host_facts, resolve
 
-log = logging.getLogger("bingo_host")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Context:
     platform: Platform
     facts: HostFacts
     dry_run: bool = False
-    echo: Callable[[str], None] = print
+    step: str | None = None  # the converge step running, whose line reports its changes
     changes: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # filled by the secrets step
     read_facts: Callable[[], HostFacts] | None = field(default=None, repr=False)  # see run_steps
@@ -46,15 +46,16 @@ class Context:
     def change(self, description: str, fn: Callable[[], Any] | None = None) -> Any:
         """Record a change; carry it out unless this is a dry run."""
         self.changes.append(description)
-        log.info("%s%s", "would " if self.dry_run else "", description)
+        log.log(logging.DEBUG if self.step else logging.INFO, "%s%s",
+                "would " if self.dry_run else "", description)
         if self.dry_run or fn is None:
             return None
         return fn()
 
     def warn(self, text: str) -> None:
-        """Something the operator should look at that this run does not change."""
+        """Something the operator should look at that this run does not change (the engine
+        logs it after the step's line)."""
         self.warnings.append(text)
-        log.info("warning: %s", text)  # the journal's copy; the terminal gets it from run_steps
 
     def managed_files(self) -> list[ManagedFile]:
         key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
@@ -84,7 +85,7 @@ class Context:
         self.change(change.describe(),
                     lambda: files.write_atomic(mf.path, mf.content, mf.mode, mf.owner, mf.group))
         if self.dry_run and change.diff:
-            self.echo(change.diff.rstrip("\n"))
+            log.info("%s", change.diff.rstrip("\n"))
         return True
 
     def pending(self, action: str) -> bool:
@@ -112,9 +113,7 @@ def _pending_marker(action: str) -> str:
     return os.path.join(layout.STATE_DIR, "pending", action.replace(" ", "-"))
 
 
-
-def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None] = print,
-                 **facts_wanted) -> Context:
+def make_context(cfg: Config, dry_run: bool = False, **facts_wanted) -> Context:
     """The one way to a Context: this host's facts (``facts_wanted`` overriding some, e.g. the
     TLS domain enable-https is about to serve), the config with every 'auto' resolved; an app
     user that could become root is refused here (ConfigError)."""
@@ -127,14 +126,6 @@ def make_context(cfg: Config, dry_run: bool = False, echo: Callable[[str], None]
         return replace(host_facts(cfg), **facts_wanted)
 
     facts = read_facts()
-    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run, echo=echo,
+    return Context(resolve(cfg, platform, facts), platform, facts, dry_run=dry_run,
                    read_facts=read_facts)
 
-
-def log_to_journal() -> None:
-    """Send bingo-host's log to the journal (through /dev/log) as well as the terminal."""
-    if os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.ident = "bingo-host: "
-        handler.setLevel(logging.INFO)
-        log.addHandler(handler)

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable
 
 from . import layout, state, subp
 from .config import Config
-from .context import log_to_journal, make_context
+from .context import Context, make_context
 from .fields import domain_name, email as check_email
 from .errors import BingoHostError, ConfigError
 from .facts import systemd
@@ -50,6 +50,8 @@ DEPLOY_HOOK = "systemctl reload nginx"
 CERTBOT_LOG = "/var/log/letsencrypt/letsencrypt.log"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 _SERVER_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,12 @@ def certbot_installed(platform: Platform) -> bool:
     return set(platform.certbot_packages) <= installed(platform)
 
 
-def install_certbot(platform: Platform, echo: Callable[[str], None]) -> None:
+def install_certbot(platform: Platform) -> None:
     """certbot and its nginx plugin, the platform's way (distro packages or a virtualenv)."""
     if platform.certbot_packages:
-        echo(f"installing {' '.join(platform.certbot_packages)}")
         packages.install(platform, platform.certbot_packages)
     if platform.certbot_venv:
         venv = platform.certbot_venv
-        echo(f"installing {' '.join(platform.certbot_pip)} into {venv}")
         if not os.path.exists(f"{venv}/bin/python"):
             subp.run([platform.python, "-m", "venv", venv], timeout=300)
         subp.run([f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check",
@@ -193,7 +193,7 @@ def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None
         return None
     if not os.path.exists(state.cert_path(req.domain)):
         return None
-    ctx = make_context(cfg, echo=lambda _: None, tls_domain=req.domain)
+    ctx = make_context(cfg, tls_domain=req.domain)
     if ctx.differs(ctx.managed("nginx-site.conf")):
         return None
     renew = _timers_wanted(platform)[RENEW_TIMER]
@@ -202,8 +202,49 @@ def already_enabled(cfg: Config, platform: Platform, req: Request) -> str | None
     return f"HTTPS is already enabled for {req.domain}: nothing to do"
 
 
-def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
-           echo: Callable[[str], None] = print) -> int:
+def certify(platform: Platform, req: Request, argv: list[str], site: str) -> None:
+    """Run certbot; put back what it left changed in nginx's files; BingoHostError (nothing
+    that serves changed) when no certificate came of it."""
+    certbot_leftovers = reverter.Backup([site, NGINX_CONF])
+    result = subp.run(argv, rcs=range(256), timeout=900, secrets=())
+    restored = certbot_leftovers.restore()
+    for path in restored:
+        log.warning(f"certbot left {path} changed: put it back")
+    if restored:
+        reverter.config_test()
+        service.systemctl("reload", reverter.SERVICE)
+    if not result.ok or not os.path.exists(state.cert_path(req.domain)):
+        reason = certbot_reason(result.stderr + "\n" + result.stdout)
+        raise BingoHostError(
+            f"certbot could not get a certificate for {req.domain} (exit {result.returncode}); "
+            f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
+
+
+def serve_tls(ctx: Context, req: Request) -> None:
+    """Record the domain and render nginx's site with TLS (`nginx -t`, or every file put back),
+    reload nginx; the renewal units in place."""
+    nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
+    record = {"domain": req.domain, "email": req.email, "server": req.server}
+    try:
+        with reverter.writing(ctx, [state.HTTPS_FILE] + [mf.path for mf in nginx_files]):
+            ctx.change(f"record {req.domain} in {state.HTTPS_FILE}", lambda: state.write_json(
+                state.HTTPS_FILE, {**record, "issued_at": dt.datetime.now(dt.timezone.utc)
+                                   .isoformat(timespec="seconds")}))
+            for mf in nginx_files:
+                ctx.ensure_file(mf)
+    except Exception as exc:
+        raise BingoHostError(f"the certificate for {req.domain} was obtained (kept in "
+                             f"{state.LETSENCRYPT_LIVE}/{req.domain}), but nginx's TLS site "
+                             f"failed; nginx serves as before: {exc}") from None
+    reverter.serve(ctx)
+    renew_units = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
+    if [mf for mf in renew_units if ctx.ensure_file(mf)]:
+        ctx.change("systemctl daemon-reload", service.daemon_reload)
+        ctx.done(DAEMON_RELOAD)  # owed since the write
+
+
+def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False) -> int:
+    """Every change goes through the context, so a dry run says what this run would do."""
     site = f"{platform.nginx_conf_d}/{cfg.app.name}.conf"
     if not os.path.exists(site):
         raise BingoHostError(f"{site} does not exist: run `bingo-host bootstrap` first")
@@ -211,77 +252,39 @@ def enable(cfg: Config, platform: Platform, req: Request, dry_run: bool = False,
         raise BingoHostError("nginx is not running: run `bingo-host bootstrap` first "
                              "(certbot validates through the running nginx)")
     if cfg.app.server_name == ("_",):
-        echo(f"note: app.server_name is '_': the site answers every name; the certificate covers "
-             f"{req.domain} only")
-    log_to_journal()
-    with host_lock(echo=echo):
+        log.info(f"note: app.server_name is '_': the site answers every name; the certificate "
+                 f"covers {req.domain} only")
+    with host_lock():
         done = already_enabled(cfg, platform, req)
         if done:
-            echo(done)
+            log.info(done)
             return 0
         recorded = state.read_json(state.HTTPS_FILE)
         force = bool(recorded and recorded.get("domain") == req.domain
                      and recorded.get("server") != req.server
                      and os.path.exists(state.cert_path(req.domain)))
         argv = certbot_argv(platform, req, force=force)
-        if dry_run:
-            if not certbot_installed(platform):
-                echo(f"would install certbot ({platform.certbot})")
-            echo("would run: " + " ".join(argv))
-            echo(f"would record {req.domain} in {state.HTTPS_FILE}, render {site} with TLS, "
-                 f"nginx -t, reload nginx, enable {RENEW_TIMER}")
-            return 0
+        ctx = make_context(cfg, dry_run=dry_run, tls_domain=req.domain)
         if not certbot_installed(platform):
-            install_certbot(platform, echo)
-
-        certbot_leftovers = reverter.Backup([site, NGINX_CONF])
-        echo(f"requesting a certificate for {req.domain}"
-             + (f" from {req.server}" if req.server else " from Let's Encrypt"))
-        result = subp.run(argv, rcs=range(256), timeout=900, secrets=())
-        restored = certbot_leftovers.restore()
-        for path in restored:
-            echo(f"certbot left {path} changed: put it back")
-        if restored:
-            reverter.config_test()
-            service.systemctl("reload", reverter.SERVICE)
-        if not result.ok or not os.path.exists(state.cert_path(req.domain)):
-            reason = certbot_reason(result.stderr + "\n" + result.stdout)
-            raise BingoHostError(
-                f"certbot could not get a certificate for {req.domain} (exit {result.returncode}); "
-                f"nginx still serves HTTP as before.\n{reason}\n(certbot's log: {CERTBOT_LOG})")
-
-        ctx = make_context(cfg, echo=echo, tls_domain=req.domain)
-        nginx_files = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
-        try:
-            with reverter.writing(ctx, [state.HTTPS_FILE] + [mf.path for mf in nginx_files]):
-                state.write_json(state.HTTPS_FILE, {
-                    "domain": req.domain, "email": req.email, "server": req.server,
-                    "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                })
-                for mf in nginx_files:
-                    ctx.ensure_file(mf)
-        except Exception as exc:
-            raise BingoHostError(f"the certificate for {req.domain} was obtained (kept in "
-                                 f"{state.LETSENCRYPT_LIVE}/{req.domain}), but nginx's TLS site "
-                                 f"failed; nginx serves as before: {exc}") from None
-        reverter.serve(ctx)
-        renew_units = [ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")]
-        if [mf for mf in renew_units if ctx.ensure_file(mf)]:
-            ctx.change("systemctl daemon-reload", service.daemon_reload)
-            ctx.done(DAEMON_RELOAD)  # owed since the write
-        if ctx.changes:
-            echo("changed: " + "; ".join(ctx.changes))
-
-        wait_for_tls(req.domain)
+            ctx.change(f"install certbot ({platform.certbot})", lambda: install_certbot(platform))
+        source = req.server or "Let's Encrypt"
+        ctx.change(f"request a certificate for {req.domain} from {source}: {' '.join(argv)}",
+                   lambda: certify(platform, req, argv, site))
+        serve_tls(ctx, req)
+        if not dry_run:
+            wait_for_tls(req.domain)
         timers = _timers_wanted(platform)
         renew = timers[RENEW_TIMER]
         if not (renew.is_enabled and renew.running):
-            service.systemctl("enable", "--now", RENEW_TIMER)
-            echo(f"enabled {RENEW_TIMER}")
+            ctx.change(f"enable --now {RENEW_TIMER}",
+                       lambda: service.systemctl("enable", "--now", RENEW_TIMER))
         distro = platform.certbot_distro_timer
         if distro and timers[distro].load == "loaded" and (timers[distro].is_enabled
                                                            or timers[distro].running):
-            service.systemctl("disable", "--now", distro)
-            echo(f"disabled {distro} ({RENEW_TIMER} renews)")
-        echo(f"HTTPS enabled for {req.domain}: https://{req.domain}/ (HTTP redirects to it)")
-        return 0
+            ctx.change(f"disable --now {distro} ({RENEW_TIMER} renews)",
+                       lambda: service.systemctl("disable", "--now", distro))
+    if dry_run:
+        log.info(f"enable-https (dry run): {len(ctx.changes)} changes; nothing was changed")
+    else:
+        log.info(f"HTTPS enabled for {req.domain}: https://{req.domain}/ (HTTP redirects to it)")
+    return 0

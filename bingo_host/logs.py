@@ -8,7 +8,6 @@ go to stderr. Tests read the records through pytest's ``caplog``.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -69,6 +68,8 @@ def install(verbose: bool = False, journal: bool = False) -> None:
 def to_journal() -> None:
     """Also send the package's records (INFO and up) to the journal, through /dev/log; a host
     without a syslog socket (a container, a build machine) keeps the terminal only."""
+    import logging.handlers  # socket, pickle, queue: ~7 ms that --help and status do not pay
+
     package = logging.getLogger(PACKAGE)
     if any(isinstance(h, logging.handlers.SysLogHandler) for h in package.handlers):
         return

@@ -17,6 +17,7 @@ AWS_ENDPOINT_URL), the instance and region from the instance metadata (facts/imd
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -28,6 +29,8 @@ OFFSET_FILE = f"{layout.STATE_DIR}/metrics-access-log.json"
 READ_LIMIT = 64 * 1024 * 1024  # lines beyond this per run are skipped (and counted next time)
 # Both the combined format (Debian) and AL2023's 'main': the status follows the quoted request.
 _STATUS = re.compile(rb'" (\d{3}) ')
+
+log = logging.getLogger(__name__)
 
 
 def count_5xx(log_path: str, offset_file: str) -> int:
@@ -89,18 +92,18 @@ def read_facts(cfg) -> dict:
     return r.data
 
 
-def push(cfg, imds=None, session=None, echo=print) -> list[dict]:
+def push(cfg, imds=None, session=None) -> list[dict]:
     """One PutMetricData with this host's metrics; returns the datums sent."""
     from .facts.imds import IMDS
 
     ident = (imds or IMDS()).identity()
     data = metric_data(read_facts(cfg), count_5xx(ACCESS_LOG, OFFSET_FILE), ident.instance_id)
     put(data, ident.region, session)
-    echo(f"metrics: {len(data)} values put to CloudWatch {layout.METRICS_NAMESPACE} "
-         f"({ident.instance_id}): "
-         + ", ".join(f"{d['MetricName']}"
-                     + "".join(f"[{x['Value']}]" for x in d["Dimensions"] if x["Name"] == "Path")
-                     + f"={d['Value']:g}" for d in data))
+    log.info(f"metrics: {len(data)} values put to CloudWatch {layout.METRICS_NAMESPACE} "
+             f"({ident.instance_id}): "
+             + ", ".join(f"{d['MetricName']}"
+                         + "".join(f"[{x['Value']}]" for x in d["Dimensions"] if x["Name"] == "Path")
+                         + f"={d['Value']:g}" for d in data))
     return data
 
 

@@ -18,6 +18,7 @@ What Elastic Beanstalk calls managed platform updates, for one host:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -34,6 +35,8 @@ UPGRADE_TIMEOUT = 2 * 3600
 NEVER_RESTART = re.compile(r"(dbus(-broker)?|systemd-.*|user@.*|.*getty@.*|getty|"
                            r"amazon-ssm-agent|bingo-host-.*)\.service")
 _UNIT = re.compile(r"[A-Za-z0-9@_.-]+\.service")
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -56,7 +59,7 @@ def reboot_required(platform) -> bool:
     return os.path.exists(platform.reboot_marker)
 
 
-def _when_no_deployment(fn, echo, wait: float, poll: float):
+def _when_no_deployment(fn, wait: float, poll: float):
     """fn() under the host lock at a moment no deployment is in progress."""
     from .deploy import agent_restart
     from .ops.lock import host_lock
@@ -66,19 +69,19 @@ def _when_no_deployment(fn, echo, wait: float, poll: float):
     while True:
         why = agent_restart.busy()
         if why is None:
-            with host_lock(echo=echo):
+            with host_lock():
                 why = agent_restart.busy()  # one may have started before we held the lock
                 if why is None:
                     return fn()
         if time.monotonic() >= deadline:
             raise BingoHostError(f"patch: not applied, a deployment held the host for {wait:.0f} s: {why}")
         if not said:
-            echo(f"patch: waiting for the deployment to finish: {why}")
+            log.info(f"patch: waiting for the deployment to finish: {why}")
             said = True
         time.sleep(poll)
 
 
-def apply(cfg, platform, mem_bytes: int, echo=print) -> dict:
+def apply(cfg, platform, mem_bytes: int) -> dict:
     """Steps 2-4 (the caller holds the host, see run): what was done, as recorded."""
     from .deploy.releases import build_scope
 
@@ -87,27 +90,27 @@ def apply(cfg, platform, mem_bytes: int, echo=print) -> dict:
     if platform.patch_refresh_cmd:
         subp.run([*scope, *platform.patch_refresh_cmd], timeout=1800, env=env)
     upgrade = [arg.format(release=cfg.patches.release) for arg in platform.patch_upgrade_cmd]
-    echo(f"patch: {' '.join(upgrade)}")
+    log.info(f"patch: {' '.join(upgrade)}")
     out = subp.run([*scope, *upgrade], timeout=UPGRADE_TIMEOUT, env=env)
     for line in (out.stdout + out.stderr).splitlines()[-20:]:
-        echo(f"patch: | {line}")
+        log.info(f"patch: | {line}")
     listed = subp.run(list(platform.needs_restart_cmd), timeout=600, env=env).stdout
     restart, left = services_to_restart(listed)
     for unit in restart:
         subp.run(["systemctl", "try-restart", unit], timeout=600)
-        echo(f"patch: restarted {unit} (it ran replaced code)")
+        log.info(f"patch: restarted {unit} (it ran replaced code)")
     if platform.reboot_check_cmd:  # the tool decides (exit 1: needed); the marker lives in /run
         if subp.run(list(platform.reboot_check_cmd), rcs=(0, 1), timeout=600).returncode == 1:
             os.makedirs(os.path.dirname(platform.reboot_marker), exist_ok=True)
             open(platform.reboot_marker, "a").close()
     reboot = reboot_required(platform)
     if left or reboot:
-        echo("patch: a reboot is needed to finish: "
-             + (f"{', '.join(left)} not restarted" if left else "the kernel or core libraries were updated"))
+        log.warning("patch: a reboot is needed to finish: "
+                    + (f"{', '.join(left)} not restarted" if left else "the kernel or core libraries were updated"))
     return {"restarted": restart, "restart_deferred": left, "reboot_required": reboot}
 
 
-def run(cfg, platform, mem_bytes: int, echo=print, wait: float | None = None, poll: float = POLL) -> dict:
+def run(cfg, platform, mem_bytes: int, wait: float | None = None, poll: float = POLL) -> dict:
     """One patch run, recorded in RECORD_FILE whether it succeeded or not."""
     if wait is None:
         wait = float(os.environ.get("BINGO_HOST_PATCH_IDLE_WAIT", IDLE_WAIT))
@@ -115,7 +118,7 @@ def run(cfg, platform, mem_bytes: int, echo=print, wait: float | None = None, po
               "release": cfg.patches.release, "restarted": [], "restart_deferred": [],
               "reboot_required": False}
     try:
-        record.update(_when_no_deployment(lambda: apply(cfg, platform, mem_bytes, echo), echo, wait, poll))
+        record.update(_when_no_deployment(lambda: apply(cfg, platform, mem_bytes), wait, poll))
         record["ok"] = True
         return record
     except BingoHostError as exc:

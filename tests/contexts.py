@@ -1,5 +1,5 @@
-"""A converge Context for unit tests: the default config on Debian 12, a 512 MiB two-CPU host,
-its echo collected in a list."""
+"""A converge Context for unit tests: the default config on Debian 12, a 512 MiB two-CPU host
+(what it logs is read through caplog)."""
 
 from bingo_host.config import Config
 from bingo_host.context import Context
@@ -8,7 +8,5 @@ from bingo_host.facts.host import HostFacts
 
 
 def context(dry_run=False):
-    lines = []
-    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                  dry_run=dry_run, echo=lines.append)
-    return ctx, lines
+    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+                   dry_run=dry_run)

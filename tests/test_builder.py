@@ -99,8 +99,7 @@ def dry_run_context():
     from bingo_host.facts import platforms
     from bingo_host.facts.host import HostFacts
 
-    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2), dry_run=True,
-                   echo=lambda _: None)
+    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2), dry_run=True)
 
 
 def test_bootstrap_creates_the_build_account_once_and_never_uses_a_privileged_one(monkeypatch):

@@ -1,6 +1,10 @@
-"""The step engine: dry-run skips the work but reports it; a failing step ends the run, named."""
+"""The step engine: dry-run skips the work but reports it; a failing step ends the run, named;
+each step's line is logged once (caplog)."""
 
+import logging
 from types import SimpleNamespace
+
+import pytest
 
 from bingo_host.converge.engine import run_steps
 from bingo_host.errors import BingoHostError
@@ -11,45 +15,62 @@ def step(name, body):
     return SimpleNamespace(NAME=name, converge=body)
 
 
-def test_changes_run_unless_dry_run():
+@pytest.fixture
+def said(caplog):
+    """The lines the terminal and the journal get (INFO and up, any bingo_host logger)."""
+    caplog.set_level(logging.DEBUG, logger="bingo_host")
+    return lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_changes_run_unless_dry_run(said, caplog):
     done = []
     for dry_run, expected in ((False, ["x"]), (True, [])):
         done.clear()
-        ctx, lines = context(dry_run)
-        results = run_steps(ctx, [step("one", lambda c: c.change("do x", lambda: done.append("x")))])
+        caplog.clear()
+        results = run_steps(context(dry_run), [step("one", lambda c: c.change("do x", lambda: done.append("x")))])
         assert done == expected
         assert results[0].status == "changed" and results[0].detail == "do x"
-        assert ("would change" in lines[0]) == dry_run
+        assert said() == [f"one        {'would change' if dry_run else 'changed':<12} do x"]
 
 
-def test_unchanged_step_reports_its_reason():
-    ctx, lines = context()
-    results = run_steps(ctx, [step("calm", lambda c: "all as wanted")])
+def test_a_change_outside_a_step_is_said_as_it_happens(said):
+    ctx = context(dry_run=True)
+    ctx.change("reload nginx")
+    run_steps(ctx, [step("one", lambda c: c.change("do x"))])
+    ctx.change("enable x.timer")
+    assert said() == ["would reload nginx", "one        would change do x", "would enable x.timer"]
+
+
+def test_unchanged_step_reports_its_reason(said):
+    results = run_steps(context(), [step("calm", lambda c: "all as wanted")])
     assert (results[0].status, results[0].detail) == ("unchanged", "all as wanted")
-    assert lines == ["calm       unchanged    all as wanted"]
+    assert said() == ["calm       unchanged    all as wanted"]
 
 
-def test_a_failure_names_the_step_and_stops_the_run():
+def test_a_failure_names_the_step_and_stops_the_run(said, caplog):
     ran = []
     for error in (BingoHostError("disk on fire"), KeyError("mysql")):
         ran.clear()
+        caplog.clear()
 
         def boom(c, error=error):
             raise error
 
-        ctx, lines = context()
-        results = run_steps(ctx, [step("first", lambda c: ran.append(1)), step("second", boom),
-                                  step("third", lambda c: ran.append(3))])
+        results = run_steps(context(), [step("first", lambda c: ran.append(1)), step("second", boom),
+                                        step("third", lambda c: ran.append(3))])
         assert [r.status for r in results] == ["unchanged", "failed"]
         assert ran == [1]
-        assert "second" in lines[-1] and "failed" in lines[-1]
-        assert ("disk on fire" if isinstance(error, BingoHostError) else "KeyError: 'mysql'") in results[-1].detail
+        detail = "disk on fire" if isinstance(error, BingoHostError) else "KeyError: 'mysql'"
+        assert detail in results[-1].detail
+        # said once, as the step's line; the traceback of an unforeseen error only at DEBUG
+        assert said() == ["first      unchanged    as wanted", f"second     failed       {detail}"]
+        traced = [r for r in caplog.records if r.exc_info]
+        assert [r.levelno for r in traced] == ([] if isinstance(error, BingoHostError) else [logging.DEBUG])
 
 
-def test_warnings_follow_their_step_line():
-    ctx, lines = context()
-    run_steps(ctx, [step("one", lambda c: c.warn("look at this")), step("two", lambda c: "fine")])
-    assert lines == ["one        unchanged    as wanted", "one        warning      look at this",
+def test_warnings_follow_their_step_line(said):
+    run_steps(context(), [step("one", lambda c: c.warn("look at this")), step("two", lambda c: "fine")])
+    assert said() == ["one        unchanged    as wanted", "one        warning      look at this",
                      "two        unchanged    fine"]
 
 

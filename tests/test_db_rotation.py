@@ -30,7 +30,7 @@ def root_cursor(loop_mariadb):
 
 
 def ensure(cur, socket, password, dry_run=False):
-    ctx = Context(cfg=None, platform=None, facts=None, dry_run=dry_run, echo=lambda _: None)
+    ctx = Context(cfg=None, platform=None, facts=None, dry_run=dry_run)
     step._ensure_user(ctx, cur, "rotating", "localhost", password, {("SELECT", "`bingotest`.*")}, "app",
                       lambda user, pw: mariadb.can_login(socket, user, pw))
     return ctx.changes

@@ -216,14 +216,12 @@ class Host:
 
     def context(self, cfg=None, dry_run=False):
         platform = dataclasses.replace(platforms.PLATFORMS["debian12"], nft=str(self.nft))
-        lines = []
-        return Context(cfg or Config(), platform, HostFacts(512 << 20, 2), dry_run=dry_run,
-                       echo=lines.append), lines
+        return Context(cfg or Config(), platform, HostFacts(512 << 20, 2), dry_run=dry_run)
 
 
 def test_fresh_host_gets_file_unit_enabled_started_then_nothing(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path, after_load=recorded())
-    ctx, lines = host.context()
+    ctx = host.context()
     result = run_steps(ctx, [step])[0]
     assert result.status == "changed", result
     assert host.ran == ["daemon-reload", f"enable {step.UNIT}", f"start {step.UNIT}"]
@@ -233,25 +231,25 @@ def test_fresh_host_gets_file_unit_enabled_started_then_nothing(monkeypatch, tmp
     assert f"enable {step.UNIT}" in result.detail
     assert "ExecStart=" in (tmp_path / f"systemd/{step.UNIT}").read_text()
     host.ran.clear()
-    again = run_steps(host.context()[0], [step])[0]
+    again = run_steps(host.context(), [step])[0]
     assert (again.status, host.ran) == ("unchanged", [])
     assert again.detail == "music-bingo cannot reach 169.254.169.254 or fd00:ec2::254"
 
 
 def test_a_flushed_table_is_reloaded_and_checked(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded())
-    run_steps(host.context()[0], [step])
+    run_steps(host.context(), [step])
     host.table, host.ran = None, []
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert host.ran == [f"reload {step.UNIT}"] and result.status == "changed"
     host.table, host.after_load = None, None  # the unit "ran" but the kernel has no table
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert result.status == "failed" and "ran but the table is not loaded" in result.detail
 
 
 def test_an_inactive_unit_with_the_table_loaded_is_started(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded(), enabled="enabled")
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert host.ran == ["daemon-reload", f"start {step.UNIT}"]
     assert f"start {step.UNIT} (not active)" in result.detail
 
@@ -259,7 +257,7 @@ def test_an_inactive_unit_with_the_table_loaded_is_started(monkeypatch, tmp_path
 def test_a_new_uid_rewrites_the_file_and_reloads(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded(_set("elem", [1001])),
                 users={"music-bingo": 1001}, enabled="enabled", active="active")
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert host.ran == ["daemon-reload", f"reload {step.UNIT}"], result
     assert "it denies uids [998], not [1001]" in result.detail
     assert "elements = { 1001 }" in (tmp_path / "etc/firewall.nft").read_text()
@@ -268,31 +266,31 @@ def test_a_new_uid_rewrites_the_file_and_reloads(monkeypatch, tmp_path):
 def test_off_touches_nothing(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path)
     monkeypatch.setattr(step.live, "live_table", lambda nft: pytest.fail("read the kernel's table"))
-    result = run_steps(host.context(with_values(Config(), firewall={"enabled": False}))[0], [step])[0]
+    result = run_steps(host.context(with_values(Config(), firewall={"enabled": False})), [step])[0]
     assert result.status == "unchanged" and "firewall.enabled is false" in result.detail
     assert host.ran == [] and not (tmp_path / "etc/firewall.nft").exists()
 
 
 def test_missing_user_or_nft(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path, users={})
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert result.status == "failed" and "no user music-bingo" in result.detail
-    dry = run_steps(host.context(dry_run=True)[0], [step])[0]
+    dry = run_steps(host.context(dry_run=True), [step])[0]
     assert dry.detail == "keep music-bingo from the metadata service once created"
     monkeypatch.setattr(step, "denied_users", lambda cfg: ("music-bingo", "bingo-build"))
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert result.detail == "firewall: no user music-bingo, bingo-build to keep from the metadata service"
     monkeypatch.undo()
     host = Host(monkeypatch, tmp_path)
     host.nft.unlink()
-    result = run_steps(host.context()[0], [step])[0]
+    result = run_steps(host.context(), [step])[0]
     assert result.status == "failed" and "is missing (the packages step installs nftables)" in result.detail
     assert host.ran == ["daemon-reload"]
 
 
 def test_dry_run_changes_nothing(monkeypatch, tmp_path):
     host = Host(monkeypatch, tmp_path)
-    result = run_steps(host.context(dry_run=True)[0], [step])[0]
+    result = run_steps(host.context(dry_run=True), [step])[0]
     assert host.ran == [] and not (tmp_path / "etc/firewall.nft").exists()
     assert f"start {step.UNIT} (the table is not loaded)" in result.detail
 

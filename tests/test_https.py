@@ -123,9 +123,9 @@ class HttpsHost:
         self.host = bootstrapped.host
         self.pebble = pebble
 
-    def enable(self, *args):
-        return self.host.run([BIN, "enable-https", *args], check=False, timeout=1800,
-                             env={"REQUESTS_CA_BUNDLE": CA_INSIDE})
+    def enable(self, *args, dry_run=False):
+        return self.host.run([BIN, *(["--dry-run"] if dry_run else []), "enable-https", *args],
+                             check=False, timeout=1800, env={"REQUESTS_CA_BUNDLE": CA_INSIDE})
 
     def sha(self, path):
         return self.host.run(["sh", "-c", f"sha256sum {path} 2>/dev/null || echo absent"]).stdout.split()[0]
@@ -221,10 +221,38 @@ def test_domain_that_cannot_be_validated_fails_cleanly(tls_host):
     assert host.run(["test", "-x", "/usr/bin/certbot"], check=False).returncode == 0  # installed by us
 
 
+def test_a_dry_run_says_each_change_of_the_real_run_and_makes_none(tls_host):
+    before = tls_host.sha(SITE)
+    r = tls_host.enable("--domain", DOMAIN, "--no-email", "--server", tls_host.pebble.directory,
+                        dry_run=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert f"would request a certificate for {DOMAIN} from {tls_host.pebble.directory}: " \
+           f"/usr/bin/certbot certonly --authenticator nginx" in r.stdout, r.stdout
+    assert f"would record {DOMAIN} in {STATE}" in lines, r.stdout
+    assert any(line.startswith("would ") and line.endswith(f" {SITE}") for line in lines), r.stdout
+    assert f"+    ssl_certificate /etc/letsencrypt/live/{DOMAIN}/fullchain.pem;" in lines, r.stdout
+    assert "would enable --now bingo-host-certbot-renew.timer" in lines, r.stdout
+    assert lines[-1].startswith("enable-https (dry run): ") and lines[-1].endswith("nothing was changed")
+    assert tls_host.sha(SITE) == before and tls_host.sha(STATE) == "absent"
+    assert not tls_host.listens_443(wait=0)
+
+
 def test_enable_https_serves_a_certificate_chaining_to_pebble(tls_host):
+    since = tls_host.host.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
     r = tls_host.enable("--domain", DOMAIN, "--no-email", "--server", tls_host.pebble.directory)
     assert r.returncode == 0, r.stdout + r.stderr + "\n" + tls_host.pebble.logs()
-    assert f"HTTPS enabled for {DOMAIN}" in r.stdout
+    assert f"request a certificate for {DOMAIN} from {tls_host.pebble.directory}: " in r.stdout
+    assert "enable --now bingo-host-certbot-renew.timer" in r.stdout.splitlines()
+    assert r.stdout.splitlines()[-1] == f"HTTPS enabled for {DOMAIN}: https://{DOMAIN}/ (HTTP redirects to it)"
+    journal = ""
+    for _ in range(50):  # journald takes a record a moment after it was sent
+        journal = tls_host.host.run(["journalctl", "--no-pager", "-o", "cat", "-t", "bingo-host",
+                                     "--since", since]).stdout
+        if f"HTTPS enabled for {DOMAIN}" in journal:
+            break
+        time.sleep(0.2)
+    assert f"request a certificate for {DOMAIN}" in journal and f"HTTPS enabled for {DOMAIN}" in journal
     der = tls_host.served_certificate()  # raises unless it chains to pebble's root and names DOMAIN
     assert der
     site = tls_host.host.read_file(SITE)
@@ -255,7 +283,7 @@ def test_second_run_does_nothing(tls_host):
     r = tls_host.enable("--domain", DOMAIN, "--no-email", "--server", tls_host.pebble.directory)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"HTTPS is already enabled for {DOMAIN}: nothing to do" in r.stdout
-    assert "requesting" not in r.stdout
+    assert "request a certificate" not in r.stdout
     after = (tls_host.sha(SITE), hashlib.sha256(tls_host.served_certificate()).hexdigest(),
              tls_host.sha(STATE))
     assert after == before

@@ -6,6 +6,7 @@ next run wait or refuse. Another user is `nobody`, for real: a subprocess that s
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import stat
 import subprocess
@@ -67,13 +68,13 @@ def mode(path: Path) -> int:
     ("backup", lock.backup_lock, "a bingo-host backup or drill"),
 ])
 def test_each_lock_is_a_0600_file_in_a_0700_directory_that_nobody_else_can_open(locks, name, take, what):
-    with take(0, echo=None):
+    with take(0):
         path = locks / f"{name}.lock"
         assert (mode(locks), mode(path)) == (0o700, 0o600)
         assert os.lstat(path).st_uid == 0 and path.read_text() == str(os.getpid())
         assert nobody_opens(path) == "denied"
         with pytest.raises(BingoHostError) as held:  # a second open file: its own flock
-            with take(0, echo=None):
+            with take(0):
                 pass
         assert str(held.value) == f"{what} (pid {os.getpid()}) holds {path}"
     # each layer holds alone: the file is 0600 even in a directory others may enter
@@ -106,7 +107,7 @@ HOLD = ("import os, sys, time\nsys.path.insert(0, {repo!r})\nfrom bingo_host.ops
         "with lock.snapshot_lock():\n    print('held', flush=True)\n    time.sleep({seconds})\n")
 
 
-def test_a_held_lock_refuses_at_once_or_is_waited_for(locks):
+def test_a_held_lock_refuses_at_once_or_is_waited_for(locks, caplog):
     holder = subprocess.Popen([sys.executable, "-c", HOLD.format(repo=str(REPO), seconds=1.5)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -115,12 +116,12 @@ def test_a_held_lock_refuses_at_once_or_is_waited_for(locks):
                                                  rf"{locks}/snapshot.lock$"):
             with lock.snapshot_lock(wait=0):
                 pass
-        said = []
+        caplog.clear()
         start = time.monotonic()
-        with lock.snapshot_lock(wait=30, echo=said.append):
+        with caplog.at_level(logging.INFO, logger="bingo_host"), lock.snapshot_lock(wait=30):
             waited = time.monotonic() - start
         assert 0.5 < waited < 10
-        assert said == [f"waiting for a bingo-host snapshot to finish (pid {holder.pid}, "
+        assert [r.getMessage() for r in caplog.records] == [f"waiting for a bingo-host snapshot to finish (pid {holder.pid}, "
                         f"lock {locks}/snapshot.lock)"]
     finally:
         holder.kill()
@@ -146,7 +147,7 @@ def test_whatever_stands_in_place_of_a_lock_file_is_replaced_not_followed(locks,
     (locks / "backup.lock").write_text("")
     os.chown(locks / "backup.lock", NOBODY, NOBODY)
     os.chmod(locks / "backup.lock", 0o600)
-    with lock.host_lock(0, echo=None), lock.backup_lock():
+    with lock.host_lock(0), lock.backup_lock():
         for name in ("host", "backup"):
             st = os.lstat(locks / f"{name}.lock")
             assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and mode(locks / f"{name}.lock") == 0o600
@@ -156,7 +157,7 @@ def test_whatever_stands_in_place_of_a_lock_file_is_replaced_not_followed(locks,
 def test_a_lock_file_made_under_a_tight_umask_is_still_0600(locks):
     old = os.umask(0o377)
     try:
-        with lock.host_lock(0, echo=None):
+        with lock.host_lock(0):
             assert mode(locks / "host.lock") == 0o600
     finally:
         os.umask(old)
@@ -174,7 +175,7 @@ def test_a_lock_directory_that_is_not_roots_own_is_refused(monkeypatch, tmp_path
     monkeypatch.setenv("BINGO_HOST_LOCK_DIR", str(where))
     with pytest.raises(BingoHostError, match=f"^{where} must be a directory owned by uid 0 \\(the locks "
                                              "live there\\); it is not: move it away$"):
-        with lock.host_lock(0, echo=None):
+        with lock.host_lock(0):
             pass
     assert not (tmp_path / "real" / "host.lock").exists()
 
@@ -195,7 +196,7 @@ def test_a_lock_file_replaced_between_open_and_flock_is_not_the_one_held(locks, 
         return real(fd, op)
 
     monkeypatch.setattr(lock.fcntl, "flock", replaced_first)
-    with lock.host_lock(0, echo=None):
+    with lock.host_lock(0):
         assert len(calls) == 2 and calls[1] == os.stat(locks / "host.lock").st_ino
 
 
@@ -221,7 +222,7 @@ def test_the_older_versions_lock_files_go_once_the_real_directory_is_used(monkey
 def test_a_directory_in_place_of_a_lock_file_is_refused(locks):
     (locks / "host.lock").mkdir(parents=True)
     with pytest.raises(BingoHostError, match=f"^cannot open the lock {locks}/host.lock: Is a directory$"):
-        with lock.host_lock(0, echo=None):
+        with lock.host_lock(0):
             pass
 
 
@@ -239,7 +240,7 @@ def test_a_lock_file_removed_between_two_opens_is_made_again(locks, monkeypatch)
         return real(path, flags, *args)
 
     monkeypatch.setattr(lock.os, "open", vanishing)
-    with lock.host_lock(0, echo=None):
+    with lock.host_lock(0):
         assert gone and mode(locks / "host.lock") == 0o600
 
 
@@ -273,7 +274,7 @@ def test_a_lock_file_removed_once_locked_is_not_the_one_held(locks, monkeypatch)
         return result
 
     monkeypatch.setattr(lock.fcntl, "flock", removed_after)
-    with lock.host_lock(0, echo=None):
+    with lock.host_lock(0):
         assert len(calls) == 2 and calls[1] == os.stat(locks / "host.lock").st_ino
 
 

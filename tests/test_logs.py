@@ -4,6 +4,7 @@ stdout is at the time; libraries' warnings go to stderr; installing twice never 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 
 import pytest
 

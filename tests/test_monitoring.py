@@ -22,7 +22,7 @@ def run_step(monkeypatch, platform: str, text: str, mem: int = 4 * GIB) -> tuple
         u: systemd.UnitState(u, "not-found", "inactive", "") for u in units})
     p = platforms.PLATFORMS[platform]
     facts = HostFacts(mem, 2)
-    ctx = Context(resolve(load_config_text(text), p, facts), p, facts, dry_run=True, echo=lambda _: None)
+    ctx = Context(resolve(load_config_text(text), p, facts), p, facts, dry_run=True)
     timers.converge(ctx)
     reason = monitoring.converge(ctx)
     return ctx.changes, reason

@@ -47,7 +47,7 @@ def test_the_admins_policy_rc_d_is_kept(tmp_path):
 
 def _ctx():
     """A context whose wanted packages this (Debian) machine has: the step installs nothing."""
-    ctx, _ = context()
+    ctx = context()
     ctx.platform = dataclasses.replace(ctx.platform, packages=("coreutils",),
                                        mariadb_server_packages=(), patch_packages=(), firewall_packages=())
     return ctx

@@ -43,7 +43,7 @@ def host(tmp_path, monkeypatch):
 
 def context(dry_run=False) -> Context:
     return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                   dry_run=dry_run, echo=lambda _: None)
+                   dry_run=dry_run)
 
 
 def state(paths: dict[str, str]) -> dict:

@@ -145,7 +145,7 @@ smtp: {{server: email-smtp.eu-west-1.amazonaws.com, sender: bingo@example.com,
         username: AKIAEXAMPLE123, password: '{reference}'}}
 """)
     return Context(cfg=cfg, platform=PLATFORMS["amzn2023"], facts=HostFacts(512 * 1024**2, 2),
-                   dry_run=True, echo=lambda _: None)
+                   dry_run=True)
 
 
 def test_smtp_password_from_secrets_manager_reaches_bingo_ini_escaped(moto_env):

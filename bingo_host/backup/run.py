@@ -65,7 +65,7 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
     # When backups began here: `status` expects a verified restore within two drill periods of it.
     record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
-    with backup_lock(LOCK_WAIT, echo=echo):  # a backup and a drill whose timers meet: one waits
+    with backup_lock(LOCK_WAIT):  # a backup and a drill whose timers meet: one waits
         return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record, echo))
 
 
@@ -164,7 +164,7 @@ def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None
     named = None if dump_url == "latest" else store.Dump(*store.parse_url(dump_url), True)
     s3 = s3 or store.client()
     names = database.side_names(cfg.database.name)
-    with host_lock(echo=echo):
+    with host_lock():
         why = deploy_lock.blocker(deploy_lock.load(), "")
         if why:
             raise BackupError(f"a deployment holds this host ({why}): restore after it")
@@ -204,5 +204,5 @@ def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
         echo(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
              f"dump's record; {scratch} dropped")
 
-    with backup_lock(LOCK_WAIT, echo=echo):  # a backup and a drill whose timers meet: one waits
+    with backup_lock(LOCK_WAIT):  # a backup and a drill whose timers meet: one waits
         return _recorded(state_file, record, run)

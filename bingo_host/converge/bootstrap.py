@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
-from ..context import log_to_journal, make_context
+from ..context import make_context
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
 from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers,
                     uwsgi, volume)
 
+log = logging.getLogger(__name__)
+
 # firewall: after app (the user it denies exists), before uwsgi (whose unit requires it).
 STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring)
 
 
-def run(cfg: Config, dry_run: bool = False, echo=print, remove_unknown_db_accounts: bool = False) -> int:
+def run(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts: bool = False) -> int:
     """0 converged (changed or not), 1 a step failed."""
-    ctx = make_context(cfg, dry_run=dry_run, echo=echo)
+    ctx = make_context(cfg, dry_run=dry_run)
     ctx.remove_unknown_db_accounts = remove_unknown_db_accounts
-    log_to_journal()
     start = time.monotonic()
-    with host_lock(echo=echo):
+    with host_lock():
         results = engine.run_steps(ctx, STEPS)
     took = time.monotonic() - start
     failed = [r for r in results if r.status == "failed"]
     changed = [r for r in results if r.status == "changed"]
     if failed:
-        echo(f"bootstrap: FAILED at step {failed[0].name} after {took:.1f} s "
-             f"({len(changed)} steps changed before it)")
+        log.error(f"bootstrap: FAILED at step {failed[0].name} after {took:.1f} s "
+                  f"({len(changed)} steps changed before it)")
         return 1
     if dry_run:
-        echo(f"bootstrap (dry run): {len(changed)} of {len(results)} steps would change; nothing was changed")
+        log.info(f"bootstrap (dry run): {len(changed)} of {len(results)} steps would change; nothing was changed")
     elif changed:
-        echo(f"bootstrap: converged in {took:.1f} s; changed {len(changed)} of {len(results)} steps "
-             f"({', '.join(r.name for r in changed)})")
+        log.info(f"bootstrap: converged in {took:.1f} s; changed {len(changed)} of {len(results)} steps "
+                 f"({', '.join(r.name for r in changed)})")
     else:
-        echo(f"bootstrap: already converged, nothing changed ({len(results)} steps in {took:.1f} s)")
+        log.info(f"bootstrap: already converged, nothing changed ({len(results)} steps in {took:.1f} s)")
     return 0

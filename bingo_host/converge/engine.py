@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..context import Context
 from ..errors import BingoHostError
 
-log = logging.getLogger("bingo_host")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,26 +28,32 @@ class StepResult:
 
 
 def run_steps(ctx: Context, steps) -> list[StepResult]:
+    """Each step's line (its changes, or why none was needed) is logged once it is done; a
+    failure ends the run with the failed step's line (the traceback of an unforeseen one at
+    DEBUG, so --verbose shows it)."""
     results = []
     for step in steps:
-        ctx.changes, ctx.warnings = [], []
+        ctx.changes, ctx.warnings, ctx.step = [], [], step.NAME
         start = time.monotonic()
         try:
             reason = step.converge(ctx)
         except Exception as exc:  # an unforeseen failure still names its step and ends the run
             detail = str(exc) if isinstance(exc, BingoHostError) else f"{type(exc).__name__}: {exc}"
             results.append(StepResult(step.NAME, "failed", detail, time.monotonic() - start))
-            log.error("%s failed: %s", step.NAME, detail, exc_info=not isinstance(exc, BingoHostError))
-            ctx.echo(_line(results[-1]))
+            log.info("%s", _line(results[-1]))
+            if not isinstance(exc, BingoHostError):
+                log.debug("%s failed", step.NAME, exc_info=True)
             break
+        finally:
+            ctx.step = None
         if ctx.changes and not ctx.dry_run and ctx.read_facts:
             ctx.facts = ctx.read_facts()  # e.g. a volume just mounted: where is the datadir?
         status = "changed" if ctx.changes else "unchanged"
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
-        ctx.echo(_line(results[-1], dry_run=ctx.dry_run))
+        log.info("%s", _line(results[-1], dry_run=ctx.dry_run))
         for text in ctx.warnings:
-            ctx.echo(f"{step.NAME:<10} {'warning':<12} {text}")
+            log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}")
     return results
 
 

@@ -9,11 +9,12 @@ so no request fails. The same steps as bootstrap, so nothing changes when nothin
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import time
 
-from ..context import log_to_journal, make_context
+from ..context import make_context
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
@@ -22,6 +23,8 @@ from .steps import app, firewall, mariadb, secrets, uwsgi
 # firewall: the uwsgi step writes the emperor's unit, which Requires= the firewall's.
 STEPS = (secrets, mariadb, app, firewall, uwsgi)
 RELOAD_TIMEOUT = 90.0
+
+log = logging.getLogger(__name__)
 
 
 def _workers(ctx) -> set[int]:
@@ -35,37 +38,36 @@ def _workers(ctx) -> set[int]:
     return {pid for pid, _ in uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid)}
 
 
-def _wait_replaced(ctx, old: set[int], echo) -> None:
+def _wait_replaced(ctx, old: set[int]) -> None:
     """Until none of the workers that ran before the chain reload is left."""
     deadline = time.monotonic() + RELOAD_TIMEOUT
     start = time.monotonic()
     while time.monotonic() < deadline:
         now = _workers(ctx)
         if now and not now & old:
-            echo(f"refresh: all {len(now)} uWSGI workers reloaded ({time.monotonic() - start:.1f} s)")
+            log.info(f"refresh: all {len(now)} uWSGI workers reloaded ({time.monotonic() - start:.1f} s)")
             return
         time.sleep(0.3)
-    echo(f"refresh: uWSGI workers not all reloaded within {RELOAD_TIMEOUT:.0f} s (see journalctl -u "
-         "bingo-uwsgi); they still hold the previous password, which the database keeps accepting")
+    log.warning(f"refresh: uWSGI workers not all reloaded within {RELOAD_TIMEOUT:.0f} s (see journalctl "
+                "-u bingo-uwsgi); they still hold the previous password, which the database keeps accepting")
 
 
-def run(cfg: Config, dry_run: bool = False, echo=print) -> int:
+def run(cfg: Config, dry_run: bool = False) -> int:
     """0 in step with the secrets (changed or not), 1 a step failed."""
-    ctx = make_context(cfg, dry_run=dry_run, echo=echo)
-    log_to_journal()
-    with host_lock(echo=echo):
+    ctx = make_context(cfg, dry_run=dry_run)
+    with host_lock():
         results = engine.run_steps(ctx, STEPS[:1])
         changed = results[-1].status != "failed" and ctx.differs(ctx.managed("bingo.ini"))
         before = _workers(ctx) if changed and not dry_run else set()  # to wait for their reload
         if results[-1].status != "failed":
             results += engine.run_steps(ctx, STEPS[1:])
     if any(r.status == "failed" for r in results):
-        echo("refresh: FAILED; bingo.ini and the app are as they were unless a step above says otherwise")
+        log.error("refresh: FAILED; bingo.ini and the app are as they were unless a step above says otherwise")
         return 1
     if not changed:
-        echo("refresh: every secret as rendered, nothing changed")
+        log.info("refresh: every secret as rendered, nothing changed")
         return 0
     if before and os.path.exists(f"{cfg.app.root}/current/application.py"):
-        _wait_replaced(ctx, before, echo)
-    echo("refresh: bingo.ini " + ("would be rewritten" if dry_run else "rewritten with the new values"))
+        _wait_replaced(ctx, before)
+    log.info("refresh: bingo.ini " + ("would be rewritten" if dry_run else "rewritten with the new values"))
     return 0

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .. import __version__, layout
-from ..context import log_to_journal, make_context
+from ..context import make_context
 from ..errors import BingoHostError
 from ..ops.lock import host_lock
 from . import (BundleError, DeployError, agent, agent_restart, appspec, env_seconds, freshness,
@@ -234,8 +234,7 @@ def run(cfg, event: str, env=None, echo=print) -> None:
         freshness.check(revision, Paths(cfg.app.root), echo, consume=True)
         upgrade.maybe_upgrade(agent.archive_dir(env), echo)
         handler = functools.partial(before_install, revision=revision)
-    ctx = make_context(cfg, echo=echo)
-    log_to_journal()
+    ctx = make_context(cfg)
     try:
         _run_locked(ctx, event, env, echo, handler)
     except BaseException:
@@ -263,7 +262,7 @@ def _startup_seconds(hook_started: float) -> float:
 
 
 def _run_locked(ctx, event: str, env, echo, handler) -> None:
-    with host_lock(echo=echo):
+    with host_lock():
         if event != "BeforeInstall":
             st = lock.require(env["DEPLOYMENT_ID"])
             pid, start = lock.process_identity()
@@ -290,9 +289,9 @@ def rollback(cfg, echo=print) -> str:
     checks fail, put the release that was serving back."""
     from .releases import previous_good
 
-    ctx = make_context(cfg, echo=echo)
+    ctx = make_context(cfg)
     paths = Paths(ctx.cfg.app.root)
-    with host_lock(echo=echo):
+    with host_lock():
         why = lock.blocker(lock.load(), "(rollback)")
         if why:
             raise DeployError(f"a deployment holds this host: {why}")

@@ -14,14 +14,17 @@ The locks of older versions (/run/bingo-host.lock, <state dir>/snapshot.lock and
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import stat
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .. import layout
 from ..errors import BingoHostError
+
+log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -89,9 +92,9 @@ def _open(path: str) -> int:
 
 
 @contextmanager
-def flock(name: str, wait: float, echo: Callable[[str], None] | None = None) -> Iterator[None]:
+def flock(name: str, wait: float) -> Iterator[None]:
     """Hold the exclusive lock `name` (one of LOCKS; the holder's pid written in it). Wait up
-    to `wait` seconds for another holder (saying so through echo), then raise BingoHostError
+    to `wait` seconds for another holder (saying so once), then raise BingoHostError
     naming the holder."""
     what = LOCKS[name]
     directory = lock_dir()
@@ -114,8 +117,8 @@ def flock(name: str, wait: float, echo: Callable[[str], None] | None = None) -> 
             if time.monotonic() >= deadline:
                 waited = f" after {wait:.0f} s" if wait else ""
                 raise BingoHostError(f"{what} (pid {holder}) holds {path}{waited}") from None
-            if echo and not said:
-                echo(f"waiting for {what} to finish (pid {holder}, lock {path})")
+            if not said:
+                log.info(f"waiting for {what} to finish (pid {holder}, lock {path})")
                 said = True
             time.sleep(0.2)
             continue
@@ -134,16 +137,16 @@ def flock(name: str, wait: float, echo: Callable[[str], None] | None = None) -> 
         os.close(fd)
 
 
-def host_lock(wait: float = 600, echo: Callable[[str], None] = print):
+def host_lock(wait: float = 600):
     """One bingo-host run that changes the host at a time (bootstrap, hooks, enable-https...)."""
-    return flock("host", wait, echo=echo)
+    return flock("host", wait)
 
 
-def snapshot_lock(wait: float = 0, echo: Callable[[str], None] | None = None):
+def snapshot_lock(wait: float = 0):
     """One snapshot at a time; a restore --snapshot holds it too."""
-    return flock("snapshot", wait, echo=echo)
+    return flock("snapshot", wait)
 
 
-def backup_lock(wait: float = 0, echo: Callable[[str], None] | None = None):
+def backup_lock(wait: float = 0):
     """One backup or drill at a time (their timers can meet: the second waits)."""
-    return flock("backup", wait, echo=echo)
+    return flock("backup", wait)

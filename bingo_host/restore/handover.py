@@ -8,7 +8,7 @@ may the new instance attach it (as the same device), where bootstrap adopts it b
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
 
 from .. import restore_record
 from ..facts.imds import IMDS
@@ -16,30 +16,31 @@ from ..snapshot.ec2 import attached_volumes, find_data_volume
 from . import Refused, ebs, host
 from .run import holding_the_data_volume
 
+log = logging.getLogger(__name__)
 
-def release_volume(cfg, *, dry_run: bool = False, echo: Callable[[str], None] = print,
-                   session=None, imds: IMDS | None = None) -> str | None:
+
+def release_volume(cfg, *, dry_run: bool = False, session=None, imds: IMDS | None = None) -> str | None:
     """Detach the data volume from this instance, its users stopped first; the volume id, or
     None when none is attached (released already)."""
-    with holding_the_data_volume(cfg, "release-volume", dry_run=dry_run, echo=echo,
+    with holding_the_data_volume(cfg, "release-volume", dry_run=dry_run,
                                  session=session, imds=imds) as (platform, ident, ec2):
         if restore_record.load():
             raise Refused(f"a restore is unfinished ({restore_record.RECORD_FILE}): finish it first")
         data = find_data_volume(attached_volumes(ec2, ident.instance_id), cfg.volume.device)
         if data is None:
-            echo(f"release-volume: no volume is attached to {ident.instance_id} as "
-                 f"{cfg.volume.device}: nothing to release")
+            log.info(f"release-volume: no volume is attached to {ident.instance_id} as "
+                     f"{cfg.volume.device}: nothing to release")
             return None
-        echo(f"release-volume: stop {' and '.join(host.units(platform))}, unmount "
-             f"{cfg.volume.mountpoint}, detach {data.volume_id} ({data.device}) from "
-             f"{ident.instance_id}")
+        log.info(f"release-volume: stop {' and '.join(host.units(platform))}, unmount "
+                 f"{cfg.volume.mountpoint}, detach {data.volume_id} ({data.device}) from "
+                 f"{ident.instance_id}")
         if dry_run:
-            echo("release-volume (dry run): nothing was changed")
+            log.info("release-volume (dry run): nothing was changed")
             return data.volume_id
-        host.quiesce(cfg, platform, echo)
+        host.quiesce(cfg, platform)
         ebs.tag(ec2, data.volume_id, ebs.RELEASED_FROM, ident.instance_id)
         ebs.detach(ec2, data.volume_id, ident.instance_id, data.device)
         ebs.wait_for(ec2, data.volume_id, lambda v: v.get("State") == "available", "available")
-    echo(f"release-volume: {data.volume_id} is available: attach it to the new instance as "
-         f"{data.device}; its bootstrap adopts it")
+    log.info(f"release-volume: {data.volume_id} is available: attach it to the new instance as "
+             f"{data.device}; its bootstrap adopts it")
     return data.volume_id

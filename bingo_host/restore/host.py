@@ -7,6 +7,7 @@ bootstrap (and every later boot) mounts the restored volume and no other.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -23,21 +24,23 @@ HEALTH_WAIT = 90.0
 SERVING = ("services.nginx", "services.mariadb", "services.uwsgi", "database", "http.static",
            "http.health", "http.redirect")
 
+log = logging.getLogger(__name__)
+
 
 def units(platform) -> list[str]:
     """What uses the data volume, in the order it is stopped: the app, then its database."""
     return [f"{layout.UWSGI_SERVICE}.service", f"{platform.mariadb_service}.service"]
 
 
-def quiesce(cfg, platform, echo) -> None:
+def quiesce(cfg, platform) -> None:
     """Stop uWSGI and MariaDB and unmount the data mount (each only if still needed)."""
     for unit, st in states(*units(platform)).items():
         if st.active not in ("inactive", "failed", ""):
-            echo(f"restore: stop {unit}")
+            log.info(f"restore: stop {unit}")
             systemctl("stop", unit, timeout=300)
     mp = cfg.volume.mountpoint
     if blockdev.mounted_at(mp):
-        echo(f"restore: unmount {mp}")
+        log.info(f"restore: unmount {mp}")
         subp.run(["umount", mp], timeout=120)
 
 
@@ -85,17 +88,17 @@ def check_adoptable(cfg, volume_id: str, node: str) -> None:
                            f"labelled {cfg.volume.label}: it is no copy of the data volume")
 
 
-def adopt(cfg, echo) -> None:
+def adopt(cfg) -> None:
     """Bootstrap's steps (the caller holds the host lock): the volume step adopts the volume
     by its label, points the fstab line at its filesystem's UUID and mounts it; MariaDB and
     uWSGI start on it."""
-    ctx = make_context(cfg, echo=echo)
+    ctx = make_context(cfg)
     failed = [r for r in engine.run_steps(ctx, bootstrap.STEPS) if r.status == "failed"]
     if failed:
         raise RestoreError(f"bootstrap failed at step {failed[0].name}: {failed[0].detail}")
 
 
-def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
+def check_health(cfg, platform, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
     from ..status import checks
@@ -111,7 +114,7 @@ def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
         checks.check_http(r, cfg, tls_domain)
         wrong = [p["message"] for p in r.problems if p["check"] in SERVING and p["severity"] == "error"]
         if not wrong:
-            echo("restore: serving: services running, database login ok, HTTP through nginx ok")
+            log.info("restore: serving: services running, database login ok, HTTP through nginx ok")
             return
         if time.monotonic() >= deadline:
             raise RestoreError("health check failed: " + "; ".join(wrong))

@@ -5,12 +5,11 @@ The order and the resumption rule are in the package docstring.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from contextlib import ExitStack, contextmanager
-from typing import Callable
 
 from .. import restore_record
-from ..context import log_to_journal
 from ..deploy import lock as deploy_lock
 from ..errors import ConfigError
 from ..facts import platforms
@@ -21,9 +20,11 @@ from . import Refused, RestoreError, ebs, host
 
 LOCK_WAIT = 600.0
 
+log = logging.getLogger(__name__)
+
 
 @contextmanager
-def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, imds):
+def holding_the_data_volume(cfg, command: str, *, dry_run: bool, session, imds):
     """(platform, identity, ec2 client) for a command that takes the data volume away: refused
     on an external database or mid-deployment; the host and snapshot locks held (not for a dry
     run) so no bootstrap, deploy or snapshot runs meanwhile."""
@@ -35,8 +36,8 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, 
     ec2, _ = clients(ident.region, session)
     with ExitStack() as locks:
         if not dry_run:
-            locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
-            locks.enter_context(snapshot_lock(LOCK_WAIT, echo=echo))
+            locks.enter_context(host_lock(LOCK_WAIT))
+            locks.enter_context(snapshot_lock(LOCK_WAIT))
         why = deploy_lock.blocker(deploy_lock.load(), f"({command})")
         if why:
             raise Refused(f"a deployment holds this host: {why}; run {command} once it is over")
@@ -44,12 +45,11 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, 
 
 
 def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: bool = False,
-                     echo: Callable[[str], None] = print, session=None,
-                     imds: IMDS | None = None) -> None:
+                     session=None, imds: IMDS | None = None) -> None:
     """Put snapshot_id in place of the data volume and check the host serves from it; on any
     failure put the old volume back and raise RestoreError. Refused (exit 2) before any change
     when the restore must not start (see the package docstring)."""
-    with holding_the_data_volume(cfg, "restore", dry_run=dry_run, echo=echo, session=session,
+    with holding_the_data_volume(cfg, "restore", dry_run=dry_run, session=session,
                                  imds=imds) as (platform, ident, ec2):
         rec = restore_record.load()
         if rec is None:
@@ -57,27 +57,26 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
         else:
             snap = _resume(ec2, rec, ident, snapshot_id)
         for line in plan(cfg, platform, rec, snap, ident):
-            echo(line)
+            log.info(line)
         if dry_run:
-            echo("restore (dry run): nothing was changed")
+            log.info("restore (dry run): nothing was changed")
             return
-        log_to_journal()
         restore_record.save(rec)
         if rec["direction"] == "back":
-            _back(ec2, cfg, platform, ident, rec, echo)
+            _back(ec2, cfg, platform, ident, rec)
             restore_record.finish(rec, False, rec.get("error"))
             raise RestoreError(f"the restore of {snapshot_id} had failed ({rec.get('error')}); "
                                f"{rec['old_volume']} is attached and serving again. Run the "
                                f"command again to retry")
         try:
-            _forward(ec2, cfg, platform, ident, rec, snap, echo)
+            _forward(ec2, cfg, platform, ident, rec, snap)
         except (Exception, KeyboardInterrupt) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             rec.update(direction="back", error=reason)
             restore_record.save(rec)
-            echo(f"restore: FAILED: {reason}; putting {rec['old_volume']} back")
+            log.error(f"restore: FAILED: {reason}; putting {rec['old_volume']} back")
             try:
-                _back(ec2, cfg, platform, ident, rec, echo)
+                _back(ec2, cfg, platform, ident, rec)
             except Exception as again:
                 raise RestoreError(
                     f"restore of {snapshot_id} failed ({reason}) and putting {rec['old_volume']} "
@@ -90,8 +89,8 @@ def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: boo
                 f"serving again" + (f" ({new} is detached, tagged {ebs.FAILED}; delete it when "
                                     f"you no longer need it)" if new else "")) from None
         restore_record.finish(rec, True)
-        echo(f"restore: {snapshot_id} restored: {rec['new_volume']} serves as {rec['device']}; "
-             f"{rec['old_volume']} is detached and kept (tagged {ebs.REPLACED_BY})")
+        log.info(f"restore: {snapshot_id} restored: {rec['new_volume']} serves as {rec['device']}; "
+                 f"{rec['old_volume']} is detached and kept (tagged {ebs.REPLACED_BY})")
 
 
 # -- before anything changes --
@@ -163,24 +162,24 @@ def plan(cfg, platform, rec: dict, snap: dict, ident: Identity) -> list[str]:
 
 # -- forward and back: each step looks before it acts --
 
-def _forward(ec2, cfg, platform, ident: Identity, rec: dict, snap: dict, echo) -> None:
+def _forward(ec2, cfg, platform, ident: Identity, rec: dict, snap: dict) -> None:
     inst, dev = ident.instance_id, rec["device"]
-    new_id = _new_volume(ec2, rec, snap, ident, echo)
+    new_id = _new_volume(ec2, rec, snap, ident)
     old = ebs.volume(ec2, rec["old_volume"])
     if ebs.attachment(old, inst):
-        host.quiesce(cfg, platform, echo)
-        echo(f"restore: detach {old['VolumeId']} ({dev})")
+        host.quiesce(cfg, platform)
+        log.info(f"restore: detach {old['VolumeId']} ({dev})")
         ebs.detach(ec2, old["VolumeId"], inst, dev)
     ebs.wait_for(ec2, rec["old_volume"], lambda v: not ebs.attachment(v, inst), "detached")
-    _attach(ec2, cfg, ident, new_id, dev, echo)
-    host.adopt(cfg, echo)
-    host.check_health(cfg, platform, echo)
+    _attach(ec2, cfg, ident, new_id, dev)
+    host.adopt(cfg)
+    host.check_health(cfg, platform)
     old = ebs.volume(ec2, rec["old_volume"])
     if old is not None and ebs.tag_dict(old).get(ebs.REPLACED_BY) != new_id:
         ebs.tag(ec2, rec["old_volume"], ebs.REPLACED_BY, new_id)
 
 
-def _new_volume(ec2, rec: dict, snap: dict, ident: Identity, echo) -> str:
+def _new_volume(ec2, rec: dict, snap: dict, ident: Identity) -> str:
     """The volume of this restore: recorded, found by its token (the answer to CreateVolume
     may have been lost with the process), or created now; once it exists in EC2."""
     if not rec.get("new_volume"):
@@ -189,7 +188,7 @@ def _new_volume(ec2, rec: dict, snap: dict, ident: Identity, echo) -> str:
             old = ebs.volume(ec2, rec["old_volume"])
             if old is None:
                 raise RestoreError(f"the data volume {rec['old_volume']} no longer exists")
-            echo(f"restore: create a volume from {snap['SnapshotId']} in {ident.availability_zone}")
+            log.info(f"restore: create a volume from {snap['SnapshotId']} in {ident.availability_zone}")
             rec["new_volume"] = ebs.create_volume(ec2, snap, old, ident.availability_zone,
                                                   rec["token"])
         else:
@@ -200,13 +199,13 @@ def _new_volume(ec2, rec: dict, snap: dict, ident: Identity, echo) -> str:
     return rec["new_volume"]
 
 
-def _attach(ec2, cfg, ident: Identity, volume_id: str, dev: str, echo) -> None:
+def _attach(ec2, cfg, ident: Identity, volume_id: str, dev: str) -> None:
     inst = ident.instance_id
     vol = ebs.volume(ec2, volume_id)
     if vol is None:
         raise RestoreError(f"{volume_id} no longer exists")
     if not ebs.attachment(vol, inst):
-        echo(f"restore: attach {volume_id} as {dev}")
+        log.info(f"restore: attach {volume_id} as {dev}")
         ebs.attach(ec2, volume_id, inst, dev)
     ebs.wait_for(ec2, volume_id, lambda v: (ebs.attachment(v, inst) or {}).get("State") == "attached",
                  "attached")
@@ -215,19 +214,19 @@ def _attach(ec2, cfg, ident: Identity, volume_id: str, dev: str, echo) -> None:
     host.check_adoptable(cfg, volume_id, node)
 
 
-def _back(ec2, cfg, platform, ident: Identity, rec: dict, echo) -> None:
+def _back(ec2, cfg, platform, ident: Identity, rec: dict) -> None:
     inst, dev = ident.instance_id, rec["device"]
     new_id = rec.get("new_volume") or (ebs.by_token(ec2, rec["token"]) or {}).get("VolumeId")
     new = ebs.volume(ec2, new_id) if new_id else None
     if new is not None:
         rec["new_volume"] = new_id
         if ebs.attachment(new, inst):
-            host.quiesce(cfg, platform, echo)
-            echo(f"restore: detach {new_id} ({dev})")
+            host.quiesce(cfg, platform)
+            log.info(f"restore: detach {new_id} ({dev})")
             ebs.detach(ec2, new_id, inst, dev)
         if not ebs.tag_dict(new).get(ebs.FAILED):
             ebs.tag(ec2, new_id, ebs.FAILED, rec.get("error") or "restore failed")
         ebs.wait_for(ec2, new_id, lambda v: not ebs.attachment(v, inst), "detached")
-    _attach(ec2, cfg, ident, rec["old_volume"], dev, echo)
-    host.adopt(cfg, echo)
-    host.check_health(cfg, platform, echo)
+    _attach(ec2, cfg, ident, rec["old_volume"], dev)
+    host.adopt(cfg)
+    host.check_health(cfg, platform)
