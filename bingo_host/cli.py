@@ -2,8 +2,9 @@
 
 Commands import what they need inside their own body, so `--help` and `status` stay cheap on a
 0.5 GiB instance. Every BingoHostError becomes a one-line message and its exit status
-(2 for bad input, 1 for a failure). Progress goes through the loggers (bingo_host.logs), to the
-journal too for the commands that change the host.
+(2 for bad input, 1 for a failure); a command stopped by SIGTERM or SIGHUP while it could undo
+its work (ops.cleanup) says so in one line and exits 128 + the signal's number. Progress goes
+through the loggers (bingo_host.logs), to the journal too for the commands that change the host.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from . import __version__, logs
 from .errors import BingoHostError, ConfigError
+from .ops.cleanup import Stopped
 
 # The commands that change the host: their log goes to the journal as well.
 JOURNALED = frozenset({"bootstrap", "enable-https", "secrets", "restore", "hook", "create-admin", "patch"})
@@ -42,6 +44,9 @@ class BingoGroup(click.Group):
         except BingoHostError as exc:
             click.echo(f"bingo-host: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Stopped as exc:
+            click.echo(f"bingo-host: {exc}", err=True)
+            ctx.exit(128 + exc.signum)
 
 
 @click.group(cls=BingoGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,11 +1,17 @@
-"""The CLI's log: it reaches the journal too when the command changes the host (the handlers
-installed once, in the group callback)."""
+"""The CLI's two ends of a command: its log reaches the journal too when the command changes the
+host (the handlers installed once, in the group callback), and a SIGTERM while it can undo its
+work ends it with one line and exit 128 + 15, after its cleanups ran."""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +19,8 @@ from click.testing import CliRunner
 from bingo_host import logs
 from bingo_host.cli import main
 from bingo_host.converge import bootstrap
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -80,3 +88,36 @@ def test_a_command_that_changes_nothing_keeps_to_the_terminal(journal, config):
     assert result.exit_code == 0, result.output
     assert _syslog_handlers() == [] and journal() == []
 
+
+SLEEPER = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from bingo_host import cli
+from bingo_host.ops.cleanup import Cleanup
+
+@cli.main.command("sleep")
+def sleep():
+    with Cleanup() as undo:
+        undo.register(print, "undone", flush=True)
+        print("ready", flush=True)
+        time.sleep(60)
+        print("slept through", flush=True)
+
+cli.main(["--config", "/nonexistent", "sleep"], prog_name="bingo-host")
+"""
+
+
+def test_a_sigtermed_command_unwinds_and_exits_143_with_one_line():
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER.format(repo=str(REPO))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM == 143
+    assert err == "bingo-host: stopped by SIGTERM\n"
+    assert out == "undone\n"
