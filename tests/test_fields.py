@@ -272,7 +272,7 @@ def test_schedule(value, expected):
 # -- AWS names --
 
 @pytest.mark.parametrize("value, expected", [
-    ("", ""), ("bingo-host/", "bingo-host/"), ("prod/bingo/", "prod/bingo/"), ("_a/", "_a/"),
+    ("", ""), ("bingo-host/", "bingo-host/"), ("Prod/Bingo_2/", "Prod/Bingo_2/"), ("_a/", "_a/"),
     ("a/" * 8, "a/" * 8), ("x" * 63 + "/", "x" * 63 + "/"),
     *[(bad, Refused("must be empty or path segments (letters, digits and ._-, not starting with '.' or "
                     "'-') each ending in '/', such as 'bingo-host/' or 'prod/bingo/'"))
@@ -386,6 +386,8 @@ SSM = Refused("ssm: must be followed by a parameter name (/path/to/name: letters
     ("a" * 11, LITERAL), ("a" * 129, LITERAL), ("abcdefghijk'l", LITERAL), ("abcdefghijk;l", LITERAL),
     ("abcdefghijk%l", LITERAL), ("abcdefghij kl", LITERAL), ("SSM:/bingo/db12", "SSM:/bingo/db12"),
     ("ssm:bad name", SSM), ("ssm:", SSM),
+    ("secretsmanager:bad name", Refused("secretsmanager: must be followed by a secret name (letters, digits "
+                                        "and /_+=.@!-) or ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)")),
     (5, Refused("expected a string, got an integer")),
 ])
 def test_password(value, expected):
