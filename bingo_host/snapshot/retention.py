@@ -25,18 +25,14 @@ def expired(snapshots: list[dict], volume_id: str, stack: str, keep: int) -> lis
 def stack_snapshots(ec2, volume_id: str, stack: str) -> list[dict]:
     """Every page of DescribeSnapshots for the volume and the stack's tag."""
     snaps = []
-    token = None
+    kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": [
+        {"Name": "volume-id", "Values": [volume_id]}, {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]}
     while True:
-        kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": [
-            {"Name": "volume-id", "Values": [volume_id]},
-            {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]}
-        if token:
-            kwargs["NextToken"] = token
         resp = call(ec2, "DescribeSnapshots", **kwargs)
         snaps.extend(resp.get("Snapshots", []))
-        token = resp.get("NextToken")
-        if not token:
+        if not resp.get("NextToken"):
             return snaps
+        kwargs = {**kwargs, "NextToken": resp["NextToken"]}
 
 
 def prune(ec2, volume_id: str, stack: str, keep: int, *, dry_run: bool = False,
