@@ -14,12 +14,13 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, block_device, boolean, choice,
-                     clip, database_host, domain_name, email, integer, kms_key_arn, mail_password,
-                     not_in, not_system_user, optional, or_auto, owned_dir, password, pattern,
-                     s3_bucket, s3_prefix, schedule, secret_source, server_names, shown,
-                     smtp_username, swap_size, systemd_calendar, type_name, within)
-from .fields import absolute_path, secret_reference
+from .facts.systemd import systemd_calendar
+from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, boolean, choice, clip, database_host,
+                     domain_name, email, integer, kms_key_arn, not_in, not_system_user, optional,
+                     or_auto, pattern, s3_bucket, s3_prefix, schedule, server_names, shown,
+                     swap_size, type_name)
+from .path_fields import absolute_path, block_device, owned_dir, within
+from .secret_fields import mail_password, password, secret_reference, secret_source, smtp_username
 
 
 # -- schema --

@@ -1,18 +1,18 @@
 """The checks behind each config field: each takes (value, dotted path) and returns the
-normalised value or raises ConfigError naming the field and the reason."""
+normalised value or raises ConfigError naming the field and the reason. Here: the building
+blocks, accounts, names on the network, schedules, sizes, AWS names; paths in path_fields.py,
+secrets' sources in secret_fields.py. None runs a program (systemd's own calendar check is
+facts.systemd.systemd_calendar)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import shutil
 from typing import Any, Callable
 
-from . import subp
 from .errors import ConfigError
 from .facts.platforms import PLATFORMS
-from .layout import BACKUP_DB_USER, DUMP_DB_USER, OWN_TREES, RESTORE_DB_USER
-from .secrets import reference_problem
+from .layout import BACKUP_DB_USER, DUMP_DB_USER, RESTORE_DB_USER
 
 Check = Callable[[Any, str], Any]
 
@@ -89,71 +89,6 @@ def optional(inner: Check) -> Check:
     def check(value, path):
         return None if value is None else inner(value, path)
     return check
-
-
-_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-
-
-def absolute_path(value, path) -> str:
-    value = string(value, path)
-    if not value.startswith("/"):
-        raise ConfigError(path, "must be an absolute path")
-    segments = value.strip("/").split("/")
-    if value == "/" or not all(_SEGMENT.fullmatch(s) for s in segments):
-        raise ConfigError(
-            path, "only letters, digits, '.', '_' and '-' are allowed in path segments "
-                  "(no '..', no empty segments, no spaces or quotes)")
-    if any(s in (".", "..") for s in segments):
-        raise ConfigError(path, "'.' and '..' are not allowed in paths")
-    return "/" + "/".join(segments)
-
-
-# The OS's own trees: nothing bingo-host manages goes at or under them (/lib* counts too).
-SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/run",
-                "/var/run", "/var/lock")
-# Shared directories: a parent of ours at most, never ours (bootstrap chowns and chmods its
-# directories, and a volume mounted on one hides what the system keeps there).
-SYSTEM_DIRS = ("/tmp", "/var", "/var/lib", "/var/tmp", "/var/log", "/var/cache", "/var/spool",
-               "/var/mail", "/var/www", "/var/opt", "/var/local", "/var/backups", "/home", "/root",
-               "/opt", "/srv", "/mnt", "/media")
-
-
-def within(child: str, parent: str) -> bool:
-    """child is parent or lies under it (both normalised absolute paths)."""
-    return child == parent or child.startswith(parent.rstrip("/") + "/")
-
-
-def owned_dir(*reserved: str) -> Check:
-    """An absolute path bingo-host may own: not a system directory, nothing under the OS's own
-    trees, nor under the reserved trees given; neither in nor around bingo-host's own trees (a
-    volume mounted there would hide the toolkit root runs, or bootstrap would hand it to the app)."""
-    def check(value, path):
-        value = absolute_path(value, path)
-        top = "/" + value.split("/")[1]
-        tree = top if top.startswith("/lib") else next(
-            (t for t in SYSTEM_TREES + reserved if within(value, t)), None)
-        if tree:
-            raise ConfigError(path, f"{value} {'is' if value == tree else 'is inside'} {tree}, "
-                                    "which belongs to the system")
-        if value in SYSTEM_DIRS:
-            raise ConfigError(path, f"{value} is a system directory: name a directory of its own "
-                                    f"under it (such as {value}/music-bingo)")
-        for own in OWN_TREES:
-            how = "is" if value == own else "is inside" if within(value, own) else \
-                "contains" if within(own, value) else None
-            if how:
-                raise ConfigError(path, f"{value} {how} {own}, which is bingo-host's own")
-        return value
-    return check
-
-
-# A disk's name under /dev (/dev/shm/x or /dev/tty are files there too, but no disk).
-block_device = pattern(
-    r"/dev/(?:(?:sd|xvd|vd)[a-z]{1,3}[0-9]{0,3}|nvme[0-9]{1,3}n[0-9]{1,3}(?:p[0-9]{1,3})?"
-    r"|loop[0-9]{1,4}|mapper/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,126}"
-    r"|disk/by-(?:id|uuid|label|path|partuuid|partlabel)/[A-Za-z0-9_+:@=-][A-Za-z0-9_.+:@=-]{0,254})",
-    "must be a block device under /dev such as /dev/sdf, /dev/xvdf, /dev/nvme1n1, /dev/loop0 or "
-    "/dev/disk/by-id/NAME")
 
 
 # Accounts the app must never run as, nor create under its name: root, the platforms' nginx and
@@ -243,60 +178,7 @@ def database_host(value, path) -> str:
     return value
 
 
-PASSWORD_CHARS = re.compile(r"[A-Za-z0-9!#$&()*+,./:<=>?@\[\]^_{|}~-]{12,128}")
-
-
-def password(value, path) -> str:
-    """generate | ssm:NAME | secretsmanager:ID | a literal (discouraged)."""
-    value = string(value, path)
-    if value == "generate":
-        return value
-    if value.startswith(("ssm:", "secretsmanager:")):
-        problem = reference_problem(value)
-        if problem:
-            raise ConfigError(path, problem)
-        return value
-    if not PASSWORD_CHARS.fullmatch(value):
-        raise ConfigError(
-            path, "a literal password needs 12 to 128 characters from letters, digits and "
-                  "!#$&()*+,./:<=>?@[]^_{|}~- (no quotes, backslash, ';', '%' or spaces); "
-                  "prefer 'generate', 'ssm:NAME' or 'secretsmanager:ID'")
-    return value
-
-
-def mail_password(value, path) -> str:
-    """ssm:NAME | secretsmanager:ID | a literal (discouraged): the mail service issues it, so
-    there is nothing to generate."""
-    if value == "generate":
-        raise ConfigError(path, "cannot be 'generate' (the mail service issues the password): use "
-                                "'ssm:NAME' or 'secretsmanager:ID'")
-    return password(value, path)
-
-
-# An SMTP login: SES's is an access key id, other services' an e-mail address.
-smtp_username = pattern(r"[A-Za-z0-9@._+=-]{1,128}",
-                        "1 to 128 letters, digits and @._+=- (no spaces, quotes or '%')")
-
-
-def secret_source(value, path) -> str:
-    """generate | ssm:NAME | secretsmanager:ID: never the secret itself."""
-    value = string(value, path)
-    if value != "generate" and not value.startswith(("ssm:", "secretsmanager:")):
-        raise ConfigError(path, "must be 'generate', 'ssm:NAME' or 'secretsmanager:ID' (the value "
-                                "itself never goes into the config file)")
-    return password(value, path)
-
-
 SIZE = re.compile(r"(\d+)\s*([MG])i?B?", re.IGNORECASE)
-
-
-def secret_reference(value, path) -> str:
-    """ssm:NAME | secretsmanager:ID: where a secret lives, for secrets bingo-host only reads."""
-    value = string(value, path)
-    if not value.startswith(("ssm:", "secretsmanager:")):
-        raise ConfigError(path, "must be 'ssm:NAME' or 'secretsmanager:ID' (the secret itself "
-                                "never goes into the config file)")
-    return password(value, path)
 
 
 def swap_size(value, path) -> int | str:
@@ -324,15 +206,6 @@ def schedule(value, path) -> str:
         return value
     raise ConfigError(path, f"must be one of {', '.join(SCHEDULE_PRESETS)} or an OnCalendar= "
                             "expression such as '*-*-* 03:00:00'")
-
-
-def systemd_calendar(value: str, path: str) -> None:
-    """systemd is the judge of an OnCalendar= expression: ask systemd-analyze where it exists (on
-    a workstation without it, schedule()'s character check is what holds)."""
-    if shutil.which("systemd-analyze") is None:
-        return
-    if not subp.run(["systemd-analyze", "calendar", "--", value], rcs=range(256), timeout=30).ok:
-        raise ConfigError(path, f"systemd does not accept {shown(value)} as an OnCalendar= expression")
 
 
 _LOCAL_PART = re.compile(r"(?![.-])(?!.*\.\.)[A-Za-z0-9._+-]{1,64}(?<!\.)")

@@ -538,3 +538,94 @@ def test_zip_times_are_the_entries_local_times(where):
     extract(str(path), str(dest))
     assert (dest / "appspec.yml").stat().st_mtime == time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, -1))
     assert time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, -1)) != time.mktime((2001, 2, 3, 4, 5, 6, 0, 0, 1))
+
+
+def test_an_entry_under_a_link_that_now_leads_outside_is_refused_before_it_is_written(where):
+    """`A -> B/../../z` is inside while B leads two levels down; B replaced by a link one level
+    down takes A out of the tree, and the entry `A/x` written through it is refused by name."""
+    top, dest = where
+    entries = [tar_entry("B", tarfile.SYMTYPE, linkname="w/v"), tar_entry("w", tarfile.DIRTYPE),
+               tar_entry("w/v", tarfile.DIRTYPE), tar_entry("A", tarfile.SYMTYPE, linkname="B/../../z"),
+               tar_entry("B", tarfile.SYMTYPE, linkname="k"), tar_entry("A/x", data=b"pwned\n")]
+    bundle = make_tgz(top / "relinked.tgz", entries)
+    assert _refusal(bundle, dest) == (f"{bundle}: member 'A/x' points outside the bundle (through a "
+                                      f"symbolic link, to {dest.parent}/z)")
+    assert not (dest.parent / "z").exists()
+
+
+def test_a_directory_entry_replaces_a_link_of_its_name(where):
+    top, dest = where
+    entries = [tar_entry("f", data=b"inside\n"), tar_entry("d", tarfile.SYMTYPE, linkname="f"),
+               tar_entry("d", tarfile.DIRTYPE), tar_entry("d/x", data=b"x\n")]
+    extract(str(make_tgz(top / "relink.tgz", entries)), str(dest))
+    assert (dest / "d").is_dir() and not (dest / "d").is_symlink()
+    assert (dest / "d" / "x").read_bytes() == b"x\n" and (dest / "f").read_bytes() == b"inside\n"
+
+
+@pytest.mark.parametrize("last", [tar_entry("d", tarfile.SYMTYPE, linkname="f"),
+                                  tar_entry("d", tarfile.LNKTYPE, linkname="f")], ids=["symlink", "hardlink"])
+def test_a_link_cannot_replace_a_directory(where, last):
+    top, dest = where
+    bundle = make_tgz(top / "over.tgz", [tar_entry("f", data=b"x"), tar_entry("d", tarfile.DIRTYPE), last])
+    assert _refusal(bundle, dest) == f"{bundle}: member 'd' is not a directory, but an earlier entry made it one"
+
+
+def test_a_hard_link_to_a_hard_link_is_a_link_to_the_file(where):
+    top, dest = where
+    entries = [tar_entry("f", data=b"same\n"), tar_entry("h", tarfile.LNKTYPE, linkname="f"),
+               tar_entry("h2", tarfile.LNKTYPE, linkname="h")]
+    extract(str(make_tgz(top / "hard.tgz", entries)), str(dest))
+    assert len({(dest / n).stat().st_ino for n in ("f", "h", "h2")}) == 1
+    assert (dest / "h2").read_bytes() == b"same\n"
+
+
+def test_a_zip_fifo_is_refused_in_these_words(where):
+    top, dest = where
+    bundle = make_zip(top / "fifo.zip", [("p", stat.S_IFIFO | 0o644, b"")])
+    assert _refusal(bundle, dest) == \
+        f"{bundle}: member 'p' is not a file or directory (devices and FIFOs are not allowed)"
+
+
+def test_a_directory_revision_past_the_entry_cap_names_the_entry(where, monkeypatch):
+    top, dest = where
+    rev = _dir_revision(top)
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 2)
+    assert _refusal(rev, dest) == \
+        f"{rev}: member 'build/index.html' is one too many: a revision may hold at most 2 entries"
+
+
+def _swapped_after_lstat(monkeypatch, swapped: Path, decoy: Path) -> None:
+    """A file swapped between _copy_dir's lstat and its open: lstat answers for `swapped` as it
+    was (the regular file `decoy`), while the disk holds what the test put there."""
+    real = os.lstat
+    monkeypatch.setattr(archive.os, "lstat",
+                        lambda p, *a, **k: real(decoy) if str(p) == str(swapped) else real(p, *a, **k))
+
+
+def test_a_file_that_becomes_a_fifo_while_it_is_copied_is_refused(where, monkeypatch):
+    top, dest = where
+    rev = _dir_revision(top)
+    (top / "decoy").write_text("x\n")
+    os.mkfifo(rev / "build" / "pipe")  # opened without O_NONBLOCK, this would wait for a writer
+    _swapped_after_lstat(monkeypatch, rev / "build" / "pipe", top / "decoy")
+    assert _refusal(rev, dest) == f"{rev}: member 'build/pipe' changed while it was copied"
+
+
+def test_a_file_that_becomes_a_link_while_it_is_copied_is_not_followed(where, monkeypatch):
+    top, dest = where
+    rev = _dir_revision(top)
+    (top / "secret").write_text("s3cret\n")
+    os.symlink(top / "secret", rev / "build" / "conf")
+    _swapped_after_lstat(monkeypatch, rev / "build" / "conf", top / "secret")
+    assert _refusal(rev, dest).startswith(f"{rev}: cannot be unpacked: [Errno 40] ")
+    assert not any(p.read_text() == "s3cret\n" for p in dest.rglob("*") if p.is_file())
+
+
+def test_a_lone_top_level_directory_with_the_appspec_becomes_the_root(where):
+    top, dest = where
+    bundle = top / "wrapped.tgz"
+    with tarfile.open(bundle, "w:gz") as tf:
+        for info, data in [tar_entry("rev", tarfile.DIRTYPE), tar_entry("rev/appspec.yml", data=APPSPEC)]:
+            tf.addfile(info, io.BytesIO(data) if info.size else None)
+    assert extract(str(bundle), str(dest)) == "tgz"
+    assert sorted(os.listdir(dest)) == ["appspec.yml"]

@@ -361,14 +361,14 @@ def test_hostile_config_exits_2_naming_the_field_and_writes_nothing(tmp_path, co
 def test_a_directory_holding_one_of_bingo_hosts_trees_is_refused(monkeypatch, value, why):
     """Every parent of today's own trees is a system directory (refused first, with a hint): a
     tree deeper down, if one is added, is still never hidden under a volume."""
-    from bingo_host import fields
+    from bingo_host import path_fields
 
-    monkeypatch.setattr(fields, "OWN_TREES", ("/srv/tools/bingo-host",))
+    monkeypatch.setattr(path_fields, "OWN_TREES", ("/srv/tools/bingo-host",))
     with pytest.raises(ConfigError) as info:
-        fields.owned_dir()(value, "volume.mountpoint")
+        path_fields.owned_dir()(value, "volume.mountpoint")
     assert info.value.field == "volume.mountpoint" and why in str(info.value)
     assert info.value.reason.endswith("which is bingo-host's own") and info.value.reason.startswith(value)
-    assert fields.owned_dir()("/srv/tools-other", "volume.mountpoint") == "/srv/tools-other"
+    assert path_fields.owned_dir()("/srv/tools-other", "volume.mountpoint") == "/srv/tools-other"
 
 
 def test_enable_https_refuses_an_email_that_is_an_option():

@@ -176,6 +176,23 @@ def test_a_large_backup_is_compressed_in_chunks():
     assert reader.parser.tables == {"t": 20001}
 
 
+def test_the_reader_takes_lines_until_a_chunk_is_full_and_no_further():
+    """Lines that fill CHUNK exactly are compressed without pulling the next one: what the reader
+    holds before compressing stays bounded by CHUNK plus one line."""
+    head = [b"CREATE TABLE `t` (`v` text);\n", b"INSERT INTO `t` VALUES\n"]
+    room, rows = dumpfile.CHUNK - sum(map(len, head)), []
+    while room >= 216:
+        rows.append(b"(1,'" + b"a" * 100 + b"'),\n")
+        room -= 108
+    rows.append(b"(1,'" + b"b" * (room - 8) + b"'),\n")
+    lines = [*head, *rows, b"(0,'');\n", b"-- Dump completed\n"]
+    assert sum(map(len, lines[:-2])) == dumpfile.CHUNK
+    reader = dumpfile.GzipReader(iter(lines))
+    first = reader.read(1)
+    assert reader.parser.lineno == len(lines) - 2
+    assert gzip.decompress(first + reader.read()) == b"".join(lines)
+
+
 def test_an_insert_may_name_its_columns_as_mariadb_dump_does_for_generated_ones():
     parser, _ = parse(HEAD + b"INSERT INTO `t` (`a`, `b``c`, `d`) VALUES (1,2,3);\n" + TAIL)
     assert parser.tables == {"t": 1}

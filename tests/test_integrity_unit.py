@@ -261,8 +261,9 @@ def test_aws_errors_name_the_missing_permission():
         err = integrity._aws_error("verify", arn, ClientError({"Error": {"Code": code}}, "Verify"), "kms:Verify")
         assert str(err) == f"cannot verify with {arn}: {code} (needs kms:Verify on it)"
         assert isinstance(err, DeployError)
-    err = integrity._aws_error("sign", arn, ClientError({"Error": {}}, "Sign"), "kms:Sign")
-    assert str(err) == f"cannot sign with {arn}: "
+    for response in ({"Error": {}}, {}):  # an answer botocore could not parse has no Error at all
+        err = integrity._aws_error("sign", arn, ClientError(response, "Sign"), "kms:Sign")
+        assert str(err) == f"cannot sign with {arn}: "
     err = integrity._aws_error("sign", arn, EndpointConnectionError(endpoint_url="https://kms"), "kms:Sign")
     assert str(err) == f'cannot sign with {arn}: Could not connect to the endpoint URL: "https://kms"'
 
@@ -319,6 +320,8 @@ def test_verify_a_signed_tree(tmp_path, kms):
      "signature does not verify"),
     (lambda rev, key, other: (rev / integrity.SIGNATURE).write_bytes(b"!!!\n"),
      "^bingo-manifest.sig: not a base64 signature \\("),
+    (lambda rev, key, other: (rev / integrity.SIGNATURE).write_bytes(b"\xff\xfe\n"),  # read as bytes, not text
+     "^bingo-manifest.sig: not a base64 signature \\(Only base64 data is allowed\\)$"),
     (lambda rev, key, other: (rev / integrity.MANIFEST).write_text(
         (rev / integrity.MANIFEST).read_text().replace('"RSASSA_PKCS1_V1_5_SHA_256"', '"MD5"')),
      "^bingo-manifest.json names signing algorithm 'MD5', not one of RSASSA_PKCS1_V1_5_SHA_256, "
@@ -446,3 +449,23 @@ def test_real_kms_errors_for_a_bad_signature_are_refusals(tmp_path, kms, monkeyp
         assert str(info.value).startswith(f"the revision's signature does not verify with deploy.signing_key {key}")
     else:
         assert str(info.value) == f"cannot verify the revision's signature with {key}: {code or ''}"
+
+
+def test_kms_is_asked_with_the_raw_message(tmp_path, kms, monkeypatch):
+    """MessageType RAW on both sides (moto ignores it; real KMS would read a DIGEST message as the
+    hash itself): the recorded requests say so."""
+    key = new_key(kms)
+    rev = signed_tree(tmp_path, key)
+    real, asked = integrity._kms, []
+
+    def recording(arn):
+        c = real(arn)
+        for name in ("sign", "verify"):
+            call = getattr(c, name)
+            setattr(c, name, lambda _call=call, _name=name, **kw: asked.append((_name, kw["MessageType"])) or _call(**kw))
+        return c
+
+    monkeypatch.setattr(integrity, "_kms", recording)
+    integrity.sign(b"x", key, "RSASSA_PKCS1_V1_5_SHA_256")
+    integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+    assert asked == [("sign", "RAW"), ("verify", "RAW")]

@@ -1,11 +1,14 @@
-"""systemd facts: unit states from one `systemctl show` for many units."""
+"""systemd facts: unit states from one `systemctl show` for many units; whether systemd accepts
+an OnCalendar= expression."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 from .. import subp
+from ..errors import ConfigError
 
 RUNNING = ("active", "reloading")  # ActiveState of a unit that is up
 ENABLED = ("enabled", "enabled-runtime", "static", "alias")  # UnitFileState of one that starts at boot
@@ -54,3 +57,13 @@ def states(*units: str) -> dict[str, UnitState]:
         found[unit] = UnitState(unit, block.get("LoadState", ""), block.get("ActiveState", ""),
                                 block.get("UnitFileState", ""))
     return found
+
+
+def systemd_calendar(value: str, path: str) -> None:
+    """systemd is the judge of an OnCalendar= expression: ask systemd-analyze where it exists (on
+    a workstation without it, fields.schedule's character check is what holds). Called by the
+    config's host checks and before a timer is written, never while a config is parsed."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    if not subp.run(["systemd-analyze", "calendar", "--", value], rcs=range(256), timeout=30).ok:
+        raise ConfigError(path, f"systemd does not accept {value!r} as an OnCalendar= expression")

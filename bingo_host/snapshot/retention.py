@@ -2,7 +2,8 @@
 
 Only snapshots tagged ``bingo-host:stack=<this stack>`` are ever deleted (the tag is checked
 again here, not only by the server-side filter): snapshots made by hand, by other tools or by
-another stack stay, and the stack's IAM policy would refuse to delete them anyway.
+another stack stay, and the stack's IAM policy would refuse to delete them anyway. The choice
+(`expired`) is pure, over DescribeSnapshots' answer; `prune` makes the EC2 calls around it.
 """
 
 from __future__ import annotations
@@ -13,40 +14,41 @@ from . import SnapshotError
 from .ec2 import STACK_TAG, call, tag_dict
 
 
+def expired(snapshots: list[dict], volume_id: str, stack: str, keep: int) -> list[str]:
+    """The ids to delete, newest first: the volume's snapshots tagged with this stack, past the
+    newest `keep` (by StartTime; the id breaks a tie, so the same answer comes every time)."""
+    ours = [s for s in snapshots if tag_dict(s).get(STACK_TAG) == stack and s.get("VolumeId") == volume_id]
+    ours.sort(key=lambda s: (s["StartTime"], s["SnapshotId"]), reverse=True)
+    return [s["SnapshotId"] for s in ours[keep:]]
+
+
 def stack_snapshots(ec2, volume_id: str, stack: str) -> list[dict]:
+    """Every page of DescribeSnapshots for the volume and the stack's tag."""
     snaps = []
-    token = None
+    kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": [
+        {"Name": "volume-id", "Values": [volume_id]}, {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]}
     while True:
-        kwargs: dict[str, Any] = {"OwnerIds": ["self"], "Filters": [
-            {"Name": "volume-id", "Values": [volume_id]},
-            {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]}
-        if token:
-            kwargs["NextToken"] = token
         resp = call(ec2, "DescribeSnapshots", **kwargs)
         snaps.extend(resp.get("Snapshots", []))
-        token = resp.get("NextToken")
-        if not token:
-            break
-    return [s for s in snaps if tag_dict(s).get(STACK_TAG) == stack
-            and s.get("VolumeId") == volume_id]
+        if not resp.get("NextToken"):
+            return snaps
+        kwargs = {**kwargs, "NextToken": resp["NextToken"]}
 
 
 def prune(ec2, volume_id: str, stack: str, keep: int, *, dry_run: bool = False,
           warnings: list[str] | None = None) -> list[str]:
-    """Delete all but the newest `keep` of the volume's snapshots of this stack; return the ids.
+    """Delete the expired snapshots; return the ids deleted (with dry_run, those it would).
     A snapshot an AMI still uses is kept, with a warning."""
     deleted = []
-    snaps = sorted(stack_snapshots(ec2, volume_id, stack),
-                   key=lambda s: (s["StartTime"], s["SnapshotId"]), reverse=True)
-    for snap in snaps[keep:]:
+    for snap_id in expired(stack_snapshots(ec2, volume_id, stack), volume_id, stack, keep):
         if not dry_run:
             try:
-                call(ec2, "DeleteSnapshot", SnapshotId=snap["SnapshotId"])
+                call(ec2, "DeleteSnapshot", SnapshotId=snap_id)
             except SnapshotError as exc:
                 if "InvalidSnapshot.InUse" in str(exc):
-                    (warnings if warnings is not None else []).append(
-                        f"kept {snap['SnapshotId']}: in use ({exc})")
+                    if warnings is not None:
+                        warnings.append(f"kept {snap_id}: in use ({exc})")
                     continue
                 raise
-        deleted.append(snap["SnapshotId"])
+        deleted.append(snap_id)
     return deleted

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ... import layout
 from ...facts import systemd
-from ...fields import systemd_calendar
+from ...facts.systemd import systemd_calendar
 from ...ops import service
 from ...ops.service import DAEMON_RELOAD
 

@@ -1,0 +1,434 @@
+"""Each field check on its own, called here (not through a config parsed at import), as tables of
+value -> normalised value, or value -> the whole error (the field named, the reason word for
+word): fields.py, path_fields.py, secret_fields.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from bingo_host import fields as f
+from bingo_host import path_fields as pf
+from bingo_host import secret_fields as sf
+from bingo_host.errors import ConfigError
+
+FIELD = "section.name"
+
+
+def refusal(check, value, field: str = FIELD) -> str:
+    """The reason check gives for value, after checking that the error names `field`."""
+    with pytest.raises(ConfigError) as info:
+        check(value, FIELD)
+    assert info.value.field == field and str(info.value) == f"{field}: {info.value.reason}"
+    return info.value.reason
+
+
+def run_table(check, value, expected):
+    """expected: the normalised value, or ConfigError's reason as Refused(...)."""
+    if isinstance(expected, Refused):
+        assert refusal(check, value, expected.field) == expected.reason
+    else:
+        result = check(value, FIELD)
+        assert result == expected and type(result) is type(expected)
+
+
+class Refused:
+    def __init__(self, reason: str, field: str = FIELD):
+        self.reason, self.field = reason, field
+
+    def __repr__(self):
+        return f"Refused({self.reason!r})"
+
+
+# -- building blocks --
+
+class Custom:
+    pass
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, "a boolean"), (3, "an integer"), ("x", "a string"), ([], "a list"), ({}, "a mapping"),
+    (1.5, "a number"), (None, "null"), (Custom(), "Custom")])
+def test_type_name(value, expected):
+    assert f.type_name(value) == expected
+
+
+def test_clip_and_shown():
+    assert f.clip("x" * 60) == "x" * 60
+    assert f.clip("x" * 61) == "x" * 60 + "..."
+    assert f.shown("it's") == '"it\'s"'
+    assert f.shown("y" * 70) == "'" + "y" * 59 + "..."
+    assert f.shown(10 ** 5000) == "a very long number"
+
+
+def test_choice():
+    check = f.choice("a", "bb")
+    assert check("bb", FIELD) == "bb"
+    assert refusal(check, "c") == "must be one of a, bb (got 'c')"
+    assert refusal(check, None) == "must be one of a, bb (got None)"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1, 1), (10, 10), (5, 5),
+    (0, Refused("must be between 1 and 10 (got 0)")),
+    (11, Refused("must be between 1 and 10 (got 11)")),
+    (True, Refused("expected an integer, got a boolean")),
+    ("3", Refused("expected an integer, got a string")),
+    (2.0, Refused("expected an integer, got a number")),
+])
+def test_integer(value, expected):
+    run_table(f.integer(1, 10), value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False),
+    ("yes", Refused("expected true or false, got a string")),
+    (1, Refused("expected true or false, got an integer")),
+])
+def test_boolean(value, expected):
+    run_table(f.boolean, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("a b", "a b"), ("", ""),
+    (3, Refused("expected a string, got an integer")),
+    ("a\nb", Refused("must be a single line")), ("a\rb", Refused("must be a single line")),
+    ("a\0b", Refused("must be a single line")),
+])
+def test_string(value, expected):
+    run_table(f.string, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("abc", "abc"),
+    ("abC", Refused("lower-case letters only")),
+    ("abc1", Refused("lower-case letters only")),      # the whole value, not a prefix
+    ("1abc", Refused("lower-case letters only")),
+    (5, Refused("expected a string, got an integer")),  # the string check first
+    ("ab\nc", Refused("must be a single line")),
+])
+def test_pattern(value, expected):
+    run_table(f.pattern("[a-z]+", "lower-case letters only"), value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("auto", "auto"), (3, 3),
+    (9, Refused("must be between 1 and 5 (got 9)")),
+    ("AUTO", Refused("expected an integer, got a string")),
+])
+def test_or_auto(value, expected):
+    run_table(f.or_auto(f.integer(1, 5)), value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), (3, 3), (9, Refused("must be between 1 and 5 (got 9)"))])
+def test_optional(value, expected):
+    run_table(f.optional(f.integer(1, 5)), value, expected)
+
+
+# -- accounts --
+
+@pytest.mark.parametrize("value, expected", [
+    ("bingo", "bingo"), ("xsystemd-", "xsystemd-"), ("Bingo", "bingo"),
+    ("root", Refused("'root' is a system account: the app needs a user of its own")),
+    ("ROOT", Refused("'root' is a system account: the app needs a user of its own")),  # after inner
+    ("systemd-network", Refused("'systemd-network' is a system account: the app needs a user of its own")),
+    ("www-data", Refused("'www-data' is a system account: the app needs a user of its own")),
+    ("nginx", Refused("'nginx' is a system account: the app needs a user of its own")),
+    ("mysql", Refused("'mysql' is a system account: the app needs a user of its own")),
+    (7, Refused("expected a string, got an integer")),
+])
+def test_not_system_user(value, expected):
+    run_table(f.not_system_user(lambda v, p: f.string(v, p).lower()), value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("bingo", "bingo"), ("app_data", "app_data"),
+    ("MySQL", Refused("'MySQL' is MariaDB's own schema")),
+    ("information_schema", Refused("'information_schema' is MariaDB's own schema")),
+    (7, Refused("expected a string, got an integer")),
+])
+def test_not_in(value, expected):
+    run_table(f.not_in(f.DB_SYSTEM_SCHEMAS, "MariaDB's own schema", f.string), value, expected)
+
+
+def test_not_in_returns_what_the_inner_check_made_of_the_value():
+    assert f.not_in(frozenset({"x"}), "reserved", lambda v, p: v.strip())(" ok ", FIELD) == "ok"
+
+
+def test_the_database_accounts_bingo_host_uses_are_reserved():
+    assert {"root", "mysql", "bingobackup", "bingodump", "bingorestore"} <= f.DB_SYSTEM_USERS
+
+
+# -- names on the network --
+
+@pytest.mark.parametrize("value, expected", [
+    ("Bingo.Example.COM.", "bingo.example.com"),
+    ("a-1.example.org", "a-1.example.org"),
+    ("x" * 63 + ".com", "x" * 63 + ".com"),
+    ("x" * 64 + ".com", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("10.0.0.1", Refused("must be a host name, not an IP address")),
+    ("::1", Refused("must be a host name, not an IP address")),
+    ("fe80::1%eth0", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("localhost", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("10.0.0", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("300.1.1.1", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("a..example.com", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("-a.example.com", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    ("_", Refused("must be a fully qualified host name (letters, digits, '-' and dots)")),
+    (5, Refused("expected a string, got an integer")),
+])
+def test_domain_name(value, expected):
+    run_table(f.domain_name, value, expected)
+
+
+def test_a_host_name_is_at_most_253_characters():
+    name = ".".join(["a" * 61] * 4) + ".co"  # 4 * 62 + 3 = 251... with the 2 below, 253
+    assert f.domain_name("bb" + name, FIELD) == "bb" + name
+    assert refusal(f.domain_name, "bbb" + name) == \
+        "must be a fully qualified host name (letters, digits, '-' and dots)"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("_", ("_",)),
+    ("Bingo.example.com  www.example.com", ("bingo.example.com", "www.example.com")),
+    (["A.example.com", "*.example.com", "10.0.0.1", "localhost"],
+     ("a.example.com", "*.example.com", "10.0.0.1", "localhost")),
+    ("ab.com", ("ab.com",)),
+    ([], Refused("expected '_' or one or more host names")),
+    ("", Refused("expected '_' or one or more host names")),
+    (5, Refused("expected '_' or one or more host names")),
+    ({"a.com": 1}, Refused("expected '_' or one or more host names")),
+    (["_", "a.com"], Refused("'_' must stand alone")),
+    ("a.com _", Refused("'_' must stand alone")),
+    (["ok.com", 5], Refused("expected a string, got an integer", f"{FIELD}[1]")),
+    (["ok.com", "a\nb"], Refused("must be a single line", f"{FIELD}[1]")),
+    ("a\0b.com", Refused("'a\\x00b.com' is not '_' or a host name")),
+    ("*.-a.com", Refused("'*.-a.com' is not '_' or a host name")),
+    ("*.*.a.com", Refused("'*.*.a.com' is not '_' or a host name")),
+    ("a.com;", Refused("'a.com;' is not '_' or a host name")),
+    ("fe80::1%eth0;", Refused("'fe80::1%eth0;' is not '_' or a host name")),
+])
+def test_server_names(value, expected):
+    run_table(f.server_names, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("db.internal", "db.internal"), ("db", "db"), ("10.0.0.5", "10.0.0.5"), ("fd00::5", "fd00::5"),
+    ("fe80::1%eth0", Refused("must be a host name or an IP address (no IPv6 scope id)")),
+    ("db host", Refused("must be a host name or an IP address (no IPv6 scope id)")),
+    (3306, Refused("expected a string, got an integer")),
+])
+def test_database_host(value, expected):
+    run_table(f.database_host, value, expected)
+
+
+EMAIL = Refused("must be an e-mail address such as admin@example.com (letters, digits and ._+- before "
+                "the @, not starting with '-' or '.')")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("admin@example.com", "admin@example.com"), ("a.b+c_d-e@mail.example.org", "a.b+c_d-e@mail.example.org"),
+    ("-x@example.com", EMAIL), (".x@example.com", EMAIL), ("x.@example.com", EMAIL),
+    ("a..b@example.com", EMAIL), ("x@localhost", EMAIL), ("x@10.0.0.1", EMAIL), ("example.com", EMAIL),
+    ("x" * 65 + "@example.com", EMAIL), ("a b@example.com", EMAIL),
+    (5, Refused("expected a string, got an integer")),
+])
+def test_email(value, expected):
+    run_table(f.email, value, expected)
+
+
+# -- schedules and sizes --
+
+SIZE_REASON = "must be auto, 0, or a size between 16M and 32G such as 512M or 2G"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("auto", "auto"), (0, 0), ("off", 0), ("none", 0), ("512M", 512), ("2G", 2048), ("2GiB", 2048),
+    ("1gb", 1024), (" 1 G ", 1024), ("16M", 16), ("32G", 32768), ("32768M", 32768),
+    ("15M", Refused(SIZE_REASON)), ("33G", Refused(SIZE_REASON)), ("32769M", Refused(SIZE_REASON)),
+    ("2T", Refused(SIZE_REASON)), (512, Refused(SIZE_REASON)), ("0", Refused(SIZE_REASON)),
+    ("AUTO", Refused(SIZE_REASON)), (None, Refused(SIZE_REASON)),
+    (False, Refused("expected auto, 0 or a size, got a boolean")),
+    (0.0, Refused("expected auto, 0 or a size, got a number")),
+])
+def test_swap_size(value, expected):
+    run_table(f.swap_size, value, expected)
+
+
+SCHEDULE = Refused("must be one of hourly, daily, weekly, monthly or an OnCalendar= expression such as "
+                   "'*-*-* 03:00:00'")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("daily", "daily"), ("  weekly ", "weekly"), ("*-*-* 03:00:00", "*-*-* 03:00:00"),
+    ("Mon..Fri 02:30", "Mon..Fri 02:30"), ("x" * 64, "x" * 64),
+    ("x" * 65, SCHEDULE), ("-daily", SCHEDULE), ("daily; reboot", SCHEDULE), ("", SCHEDULE),
+    ("a\nb", Refused("must be a single line")),
+])
+def test_schedule(value, expected):
+    run_table(f.schedule, value, expected)
+
+
+# -- AWS names --
+
+@pytest.mark.parametrize("value, expected", [
+    ("", ""), ("bingo-host/", "bingo-host/"), ("Prod/Bingo_2/", "Prod/Bingo_2/"), ("_a/", "_a/"),
+    ("a/" * 8, "a/" * 8), ("x" * 63 + "/", "x" * 63 + "/"),
+    *[(bad, Refused("must be empty or path segments (letters, digits and ._-, not starting with '.' or "
+                    "'-') each ending in '/', such as 'bingo-host/' or 'prod/bingo/'"))
+      for bad in ("a", "/a/", ".a/", "-a/", "a//", "a/" * 9, "x" * 64 + "/", "a b/")],
+    (5, Refused("expected a string, got an integer")),
+])
+def test_s3_prefix(value, expected):
+    run_table(f.s3_prefix, value, expected)
+
+
+@pytest.mark.parametrize("check, good, bad", [
+    (f.kms_key_arn, "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing",
+     "arn:aws:kms:eu-west-1:12345678901:key/x"),
+    (f.s3_bucket, "bingo-backups-1", "bingo.backups"),
+])
+def test_aws_names(check, good, bad):
+    assert check(good, FIELD) == good
+    assert refusal(check, bad).startswith("must be ")
+
+
+# -- paths (path_fields.py) --
+
+SEGMENTS = Refused("only letters, digits, '.', '_' and '-' are allowed in path segments (no '..', no "
+                   "empty segments, no spaces or quotes)")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("/srv/music/", "/srv/music"), ("/Xfiles/X", "/Xfiles/X"), ("/a/b.c_d-e", "/a/b.c_d-e"),
+    ("srv/music", Refused("must be an absolute path")), ("", Refused("must be an absolute path")),
+    ("/", SEGMENTS), ("//", SEGMENTS), ("/a//b", SEGMENTS), ("/a/../b", SEGMENTS), ("/a/./b", SEGMENTS),
+    ("/a/.hidden", SEGMENTS), ("/a b", SEGMENTS), ("/a'b", SEGMENTS),
+    (5, Refused("expected a string, got an integer")),
+])
+def test_absolute_path(value, expected):
+    run_table(pf.absolute_path, value, expected)
+
+
+@pytest.mark.parametrize("child, parent, expected", [
+    ("/a", "/a", True), ("/a/b", "/a", True), ("/a/b", "/a/", True), ("/a", "/", True),
+    ("/ab", "/a", False), ("/a", "/a/b", False), ("/Y/b", "/X", False), ("/Xa", "/X", False),
+])
+def test_within(child, parent, expected):
+    assert pf.within(child, parent) is expected
+
+
+def owned(value: str, reason: str) -> tuple[str, Refused]:
+    return value, Refused(reason)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("/srv/music-bingo", "/srv/music-bingo"), ("/data", "/data"), ("/usrx/a", "/usrx/a"),
+    ("/var/lib/music", "/var/lib/music"), ("/srv/music/", "/srv/music"),
+    owned("/etc", "/etc is /etc, which belongs to the system"),
+    owned("/etc/x", "/etc/x is inside /etc, which belongs to the system"),
+    owned("/var/run/x", "/var/run/x is inside /var/run, which belongs to the system"),
+    owned("/lib64/x", "/lib64/x is inside /lib64, which belongs to the system"),
+    owned("/lib", "/lib is /lib, which belongs to the system"),
+    owned("/libexec", "/libexec is /libexec, which belongs to the system"),
+    owned("/var", "/var is a system directory: name a directory of its own under it (such as "
+                  "/var/music-bingo)"),
+    owned("/srv", "/srv is a system directory: name a directory of its own under it (such as "
+                  "/srv/music-bingo)"),
+    owned("/opt/bingo-host", "/opt/bingo-host is /opt/bingo-host, which is bingo-host's own"),
+    owned("/opt/bingo-host/x", "/opt/bingo-host/x is inside /opt/bingo-host, which is bingo-host's own"),
+    owned("/var/cache", "/var/cache is a system directory: name a directory of its own under it "
+                        "(such as /var/cache/music-bingo)"),
+    ("srv", Refused("must be an absolute path")),
+])
+def test_owned_dir(value, expected):
+    run_table(pf.owned_dir(), value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("/backup", "/backup"),
+    owned("/data", "/data is /data, which belongs to the system"),
+    owned("/data/x", "/data/x is inside /data, which belongs to the system"),
+])
+def test_owned_dir_with_reserved_trees(value, expected):
+    run_table(pf.owned_dir("/data", "/mnt/vol"), value, expected)
+
+
+def test_owned_dir_refuses_a_directory_around_its_own_trees(monkeypatch):
+    monkeypatch.setattr(pf, "OWN_TREES", ("/srv/tools/bingo-host",))
+    assert refusal(pf.owned_dir(), "/srv/tools") == \
+        "/srv/tools contains /srv/tools/bingo-host, which is bingo-host's own"
+
+
+@pytest.mark.parametrize("value", ["/dev/sdf", "/dev/xvdf", "/dev/nvme1n1", "/dev/nvme1n1p2", "/dev/loop0",
+                                   "/dev/mapper/vg-data", "/dev/disk/by-id/nvme-Amazon_vol0abc"])
+def test_block_device(value):
+    assert pf.block_device(value, FIELD) == value
+
+
+@pytest.mark.parametrize("value", ["/dev/shm/x", "/dev/tty", "/dev/sdf/../sda", "sdf", "/dev/loop0;"])
+def test_block_device_refused(value):
+    assert refusal(pf.block_device, value).startswith("must be a block device under /dev such as")
+
+
+# -- secrets' sources (secret_fields.py) --
+
+LITERAL = Refused("a literal password needs 12 to 128 characters from letters, digits and "
+                  "!#$&()*+,./:<=>?@[]^_{|}~- (no quotes, backslash, ';', '%' or spaces); prefer "
+                  "'generate', 'ssm:NAME' or 'secretsmanager:ID'")
+SSM = Refused("ssm: must be followed by a parameter name (/path/to/name: letters, digits and _.-) or ARN "
+              "(arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("generate", "generate"), ("ssm:/bingo/db", "ssm:/bingo/db"), ("secretsmanager:bingo/db", "secretsmanager:bingo/db"),
+    ("a" * 12, "a" * 12), ("a" * 128, "a" * 128), ("Ab1!#$&()*+,./:<=>?@[]^_{|}~-", "Ab1!#$&()*+,./:<=>?@[]^_{|}~-"),
+    ("a" * 11, LITERAL), ("a" * 129, LITERAL), ("abcdefghijk'l", LITERAL), ("abcdefghijk;l", LITERAL),
+    ("abcdefghijk%l", LITERAL), ("abcdefghij kl", LITERAL), ("SSM:/bingo/db12", "SSM:/bingo/db12"),
+    ("ssm:bad name", SSM), ("ssm:", SSM),
+    ("secretsmanager:bad name", Refused("secretsmanager: must be followed by a secret name (letters, digits "
+                                        "and /_+=.@!-) or ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)")),
+    (5, Refused("expected a string, got an integer")),
+])
+def test_password(value, expected):
+    run_table(sf.password, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("ssm:/mail/pw", "ssm:/mail/pw"), ("a" * 12, "a" * 12), ("a" * 11, LITERAL), ("ssm:x y", SSM),
+    ("generate", Refused("cannot be 'generate' (the mail service issues the password): use 'ssm:NAME' or "
+                         "'secretsmanager:ID'")),
+])
+def test_mail_password(value, expected):
+    run_table(sf.mail_password, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("generate", "generate"), ("ssm:/bingo/key", "ssm:/bingo/key"), ("secretsmanager:k", "secretsmanager:k"),
+    ("ssm:x y", SSM),
+    *[(literal, Refused("must be 'generate', 'ssm:NAME' or 'secretsmanager:ID' (the value itself never goes "
+                        "into the config file)")) for literal in ("a-literal-secret-1", "SSM:/bingo/key", "")],
+    (None, Refused("expected a string, got null")),
+])
+def test_secret_source(value, expected):
+    run_table(sf.secret_source, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("ssm:/bingo/ca", "ssm:/bingo/ca"), ("secretsmanager:ca", "secretsmanager:ca"), ("ssm:x y", SSM),
+    *[(literal, Refused("must be 'ssm:NAME' or 'secretsmanager:ID' (the secret itself never goes into the "
+                        "config file)")) for literal in ("generate", "a-literal-secret-1", "SSM:/bingo/ca")],
+    (None, Refused("expected a string, got null")),
+])
+def test_secret_reference(value, expected):
+    run_table(sf.secret_reference, value, expected)
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("AKIAIOSFODNN7EXAMPLE", True), ("user+tag@example.com", True), ("a" * 128, True), ("a" * 129, False),
+    ("", False), ("a b", False), ("a%b", False)])
+def test_smtp_username(value, ok):
+    if ok:
+        assert sf.smtp_username(value, FIELD) == value
+    else:
+        assert refusal(sf.smtp_username, value) == "1 to 128 letters, digits and @._+=- (no spaces, quotes or '%')"
