@@ -11,7 +11,7 @@ from typing import Callable
 
 from .. import restore_record
 from ..context import log_to_journal
-from ..deploy import lock as deploy_lock
+from ..deploy import record as deploy_record
 from ..errors import ConfigError
 from ..facts import platforms
 from ..facts.imds import IMDS, Identity
@@ -37,7 +37,7 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, echo, session, 
         if not dry_run:
             locks.enter_context(host_lock(LOCK_WAIT, echo=echo))
             locks.enter_context(snapshot_lock(LOCK_WAIT, echo=echo))
-        why = deploy_lock.blocker(deploy_lock.load(), f"({command})")
+        why = deploy_record.blocker(deploy_record.load(), f"({command})")
         if why:
             raise Refused(f"a deployment holds this host: {why}; run {command} once it is over")
         yield platform, ident, ec2
