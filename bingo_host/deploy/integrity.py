@@ -10,9 +10,10 @@ signing needs kms:Sign on it (the deployer role), checking kms:Verify (the insta
 A revision holds no symbolic links: `bundle` never writes one and the manifest has no type for
 them, so each is refused rather than being one more path root might follow.
 
-BeforeInstall (hooks.run, before the bundle's wheel is even looked at) and `bingo-host deploy`
-(before any script) check the unpacked revision against it: every entry root's (an archive's
-owners are never applied: archive.py; an agent's `tar -xp` that applied them is refused), every
+BeforeInstall (events.check_revision, before the bundle's wheel is even looked at) and
+`bingo-host deploy` (before any script) check the unpacked revision against it: every entry
+root's (an archive's owners are never applied: archive.py; an agent's `tar -xp` that applied
+them is refused), every
 listed entry present with its type, mode and hash, nothing unlisted; and, when the host's config
 says deploy.require_signature, the signature verified by KMS with the host's own
 deploy.signing_key (never a key the bundle names) and the application and deployment group equal

@@ -32,7 +32,7 @@ class Record(TypedDict):
     application_name: Optional[str]  # these three from the agent's environment
     deployment_group: Optional[str]
     deployment_group_id: Optional[str]
-    bundle: dict  # where the revision came from (hooks.bundle_source)
+    bundle: dict  # where the revision came from (events.bundle_source)
     revision: Optional[dict]  # what BeforeInstall's check found (integrity.verify)
     status: str  # "in-progress" | "succeeded" | "failed"
     event: str  # the last lifecycle event a hook ran for
