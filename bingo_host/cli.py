@@ -235,7 +235,7 @@ def snapshot(opts: Options, local_dry_run, list_only, socket_path, state_file, p
     result = run.take_snapshots(cfg, platform, dry_run=dry_run,
                                 state_file=state_file or state.SNAPSHOT_FILE,
                                 password_file=password_file or layout.BACKUP_PASSWORD_FILE,
-                                freeze_timeout=freeze_timeout, echo=click.echo)
+                                freeze_timeout=freeze_timeout)
     if not dry_run:
         click.echo(f"{len(result.snapshots)} snapshot(s) created, {len(result.deleted)} deleted")
 
@@ -258,7 +258,7 @@ def backup(opts: Options):
     (backups.keep). Each dump gets a sidecar <key>.json with its sha256 and row counts."""
     from .backup import run
 
-    run.backup(*_backups(opts, "backup"), echo=click.echo)
+    run.backup(*_backups(opts, "backup"))
 
 
 @main.command("restore-drill")
@@ -268,7 +268,7 @@ def restore_drill(opts: Options):
     record, drop it; `status` shows the result."""
     from .backup import run
 
-    run.drill(*_backups(opts, "restore-drill"), echo=click.echo)
+    run.drill(*_backups(opts, "restore-drill"))
 
 
 @main.command()
@@ -297,7 +297,7 @@ def restore(opts: Options, snapshot_id, dump_url, force, local_dry_run):
             raise ConfigError("--dump", "--force and --dry-run apply to --snapshot only")
         _no_dry_run(opts, "restore --dump")
         cfg = opts.load_config()
-        run.restore(cfg, platforms.get(cfg.platform), dump_url, echo=click.echo)
+        run.restore(cfg, platforms.get(cfg.platform), dump_url)
         return
     import re
 
@@ -407,7 +407,7 @@ def hook(opts: Options, event):
 
     _no_dry_run(opts, "hook")
     cfg = None if event == "ApplicationStop" else opts.load_config()
-    hooks.run(cfg, event, echo=click.echo)
+    hooks.run_hook(cfg, event)
 
 
 @main.command("restart-agent", hidden=True)
@@ -417,7 +417,7 @@ def restart_agent(opts: Options):
     from .deploy import agent_restart
 
     _no_dry_run(opts, "restart-agent")
-    agent_restart.restart_when_idle(echo=click.echo)
+    agent_restart.restart_when_idle()
 
 
 @main.group()
@@ -479,7 +479,7 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
             raise ConfigError(option, "letters, digits, '_' and '-' only")
     cfg = opts.load_config() if os.path.exists(opts.config_path) else None
     lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
-                     echo=click.echo, deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
+                     deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
                      allow_older=allow_older)
 
 
@@ -521,6 +521,7 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key, application, deplo
     import tempfile
 
     from .deploy import bundle as bundle_mod
+    from .deploy.wheel import wheel_from_installed
     from .fields import kms_key_arn
 
     if sign_key is not None:
@@ -543,8 +544,8 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key, application, deplo
                          timeout=600)
                 wheel = next(Path(tmp).glob("bingo_host-*.whl"))
             else:  # an installed copy: its own wheel, rebuilt from what pip installed
-                wheel = bundle_mod.wheel_from_installed(tmp)
-        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, echo=click.echo, fmt=fmt,
+                wheel = wheel_from_installed(tmp)
+        bundle_mod.build_bundle(app_dir, out_file, None if no_wheel else wheel, fmt=fmt,
                                 sign_key=sign_key, binding={"application": application,
                                                             "deployment_group": deployment_group})
 
@@ -553,10 +554,10 @@ def bundle(app_dir, out_file, fmt, wheel, no_wheel, sign_key, application, deplo
 @click.pass_obj
 def rollback(opts: Options):
     """Switch back to the previous release that passed its checks; check it through nginx."""
-    from .deploy import hooks
+    from .deploy import rollback as rollback_mod
 
     _no_dry_run(opts, "rollback")
-    target = hooks.rollback(opts.load_config(), echo=click.echo)
+    target = rollback_mod.rollback(opts.load_config())
     click.echo(f"rollback: serving {target}")
 
 

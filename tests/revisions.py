@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host.config import Deploy
-from bingo_host.deploy import agent, integrity, lifecycle, lock
+from bingo_host.deploy import agent, integrity, lifecycle, record
 
 
 @pytest.fixture
@@ -19,8 +19,7 @@ def agent_root(tmp_path, monkeypatch):
     root = tmp_path / "agent-root"
     conf.write_text(f":root_dir: '{root}'\n")
     monkeypatch.setattr(agent, "CONFIG", str(conf))
-    monkeypatch.setattr(lifecycle, "LEGACY_WORK_DIR", str(tmp_path / "legacy"))
-    monkeypatch.setattr(lock, "STATE_FILE", str(tmp_path / "deploy.json"))
+    monkeypatch.setattr(record, "STATE_FILE", str(tmp_path / "deploy.json"))
     return root
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from bingo_host.deploy import agent, agent_restart, lock
+from bingo_host.deploy import agent, agent_restart, record
 
 
 def agent_config(tmp_path) -> str:
@@ -44,12 +44,12 @@ def test_busy_while_the_agent_runs_an_event(tmp_path):
 
 def test_busy_while_bingo_host_has_a_live_deployment(tmp_path):
     cfg, state = agent_config(tmp_path), str(tmp_path / "deploy.json")
-    pid, start = lock.process_identity()
-    record = {"deployment_id": "d-HOOKS0001", "status": "in-progress", "event": "ApplicationStart",
+    pid, start = record.process_identity()
+    deployment = {"deployment_id": "d-HOOKS0001", "status": "in-progress", "event": "ApplicationStart",
               "event_status": "running", "pid": pid, "pid_start": start, "driver_pid": None}
-    lock.save(record, state)
+    record.save(deployment, state)
     assert "running its ApplicationStart hook" in agent_restart.busy(cfg, state)
-    lock.save({**record, "event_status": "ok", "pid": None}, state)  # between two hooks
+    record.save({**deployment, "event_status": "ok", "pid": None}, state)  # between two hooks
     assert "between hooks" in agent_restart.busy(cfg, state)
-    lock.save({**record, "status": "succeeded", "event": "ValidateService", "event_status": "ok"}, state)
+    record.save({**deployment, "status": "succeeded", "event": "ValidateService", "event_status": "ok"}, state)
     assert agent_restart.busy(cfg, state) is None

@@ -7,6 +7,7 @@ setup.py records its uid. The test host builds as the real bingo-build account
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host import layout
-from bingo_host.deploy import DeployError, builder, releases
+from bingo_host.deploy import DeployError, builder, releases, virtualenvs
 from tests.deploying import recorder_sdist
 
 WHO = builder.Account("bingo-build", 991, 992, "/var/lib/bingo-host/build")
@@ -59,16 +60,16 @@ def test_the_venv_build_argv(monkeypatch, tmp_path):
     monkeypatch.setattr(builder, "account", lambda: builder.Account("b", 64001, 64001, "/h"))
     monkeypatch.setattr(builder, "stop", lambda who: None)
     monkeypatch.setattr(builder, "seal", lambda top: 1)
-    monkeypatch.setattr(releases, "python_version", lambda python: "3.11.2")
+    monkeypatch.setattr(virtualenvs, "python_version", lambda python: "3.11.2")
 
     def run(argv, **kw):
         ran.append((list(argv), kw["cwd"], kw["inherit_env"], kw["env"]["HOME"]))
-        return releases.subp.Result(tuple(argv), 0, "", "")
+        return virtualenvs.subp.Result(tuple(argv), 0, "", "")
 
-    monkeypatch.setattr(releases.subp, "run", run)
-    monkeypatch.setattr(releases.files, "write_atomic", lambda *a, **k: None)
-    venv, digest, reused = releases.ensure_venv(releases.Paths(str(tmp_path / "app")), str(release),
-                                                "/usr/bin/python3", echo=lambda _: None, scope=SCOPE)
+    monkeypatch.setattr(virtualenvs.subp, "run", run)
+    monkeypatch.setattr(virtualenvs.files, "write_atomic", lambda *a, **k: None)
+    venv, digest, reused = virtualenvs.ensure_venv(str(tmp_path / "app" / "venvs"), str(release),
+                                                   "/usr/bin/python3", scope=SCOPE)
     work = f"{tmp_path}/work/{digest[:16]}"
     prefix = [*SCOPE, "setpriv", "--reuid=64001", "--regid=64001", "--clear-groups", "--no-new-privs", "--"]
     assert ran == [
@@ -86,9 +87,9 @@ def test_the_venv_build_argv(monkeypatch, tmp_path):
 def test_editable_requirements_are_refused_naming_the_line(tmp_path, line):
     (tmp_path / "requirements.txt").write_text(f"idna\n{line}\n")
     with pytest.raises(DeployError, match=r"^requirements.txt line 2: editable requirements"):
-        releases.refuse_editable([str(tmp_path / "requirements.txt")])
+        virtualenvs.refuse_editable([str(tmp_path / "requirements.txt")])
     (tmp_path / "requirements.txt").write_text("idna  # -e . is not supported\n./pkg\n")
-    releases.refuse_editable([str(tmp_path / "requirements.txt")])
+    virtualenvs.refuse_editable([str(tmp_path / "requirements.txt")])
 
 
 # -- the account, as the app step makes it --
@@ -350,7 +351,7 @@ def world(monkeypatch):
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
+def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world, caplog):
     release = world / "rel"
     (release / "vendor").mkdir(parents=True)
     (release / "pip").mkdir()
@@ -373,9 +374,9 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
     (world / "root-only" / "pip.conf").write_text(f"[install]\nreport = {report}\n")
     os.chmod(world / "root-only" / "pip.conf", 0o600)
     os.environ["PIP_CONFIG_FILE"] = str(world / "root-only" / "pip.conf")  # the fixture restores
-    lines = []
-    venv, digest, reused = releases.ensure_venv(releases.Paths(str(world / "app")), str(release),
-                                                "/usr/bin/python3", echo=lines.append)
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    venv, digest, reused = virtualenvs.ensure_venv(str(world / "app" / "venvs"), str(release),
+                                                   "/usr/bin/python3")
     assert not reused
     assert not shadow.exists(), shadow.read_text()  # the release's pip/, ensurepip/ never ran
     runs = record.read_text().splitlines()  # setup.py runs for its metadata, then its wheel
@@ -386,12 +387,11 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world):
             st = os.lstat(name)
             assert st.st_uid == 0 and st.st_gid == 0, name
             assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, name
-    assert Path(venv, releases.VENV_COMPLETE).read_text() == digest + "\n"
+    assert Path(venv, virtualenvs.VENV_COMPLETE).read_text() == digest + "\n"
     assert report.stat().st_uid == UNUSED_UID and '"recorder"' in report.read_text()
-    assert any("recorder" in line for line in lines), lines
+    assert "recorder" in caplog.text, caplog.text
     # Its scratch directory is gone, its pip cache stays its own, nothing of it runs.
     assert os.listdir(layout.BUILD_WORK) == []
     assert builder.processes(UNUSED_UID) == []
-    again = releases.ensure_venv(releases.Paths(str(world / "app")), str(release), "/usr/bin/python3",
-                                 echo=lines.append)
+    again = virtualenvs.ensure_venv(str(world / "app" / "venvs"), str(release), "/usr/bin/python3")
     assert again == (venv, digest, True) and record.read_text().splitlines() == runs

@@ -467,7 +467,7 @@ def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_pa
     collect = bundle_mod._collect
     monkeypatch.setattr(bundle_mod, "_collect", lambda src, whl: collect(src, whl) + [
         (name, app / name) for name in ("pip", "pip/__init__.py", "ensurepip", "ensurepip/__init__.py")])
-    out = bundle_mod.build_bundle(app, tmp_path / "hostile.zip", wheel, echo=lambda _: None)
+    out = bundle_mod.build_bundle(app, tmp_path / "hostile.zip", wheel)
     host.put_file("/root/bundles/hostile.zip", out.read_bytes())
     r = deploy(host, "/root/bundles/hostile.zip", "d-BUILDER08")
     assert r.returncode == 0, r.stdout + r.stderr

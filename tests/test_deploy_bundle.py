@@ -28,15 +28,13 @@ from bingo_host.deploy import BundleError, appspec
 from bingo_host.deploy import archive as archive_mod
 from bingo_host.deploy import bundle as bundle_mod
 from bingo_host.deploy.bundle import build_bundle
-from bingo_host.deploy.releases import requirement_files
+from bingo_host.deploy.virtualenvs import requirement_files
+from bingo_host.deploy.wheel import wheel_from_installed
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
 ZIP_EPOCH = (2000, 1, 1, 0, 0, 0)
 
-
-def quiet(_line):
-    pass
 
 
 @pytest.fixture
@@ -61,8 +59,8 @@ def other_copy(tmp_path: Path) -> Path:
 
 
 def test_tgz_bundle_is_deterministic(tmp_path, fake_wheel):
-    a = build_bundle(SAMPLE, tmp_path / "a" / "musicbingo-prod.tar.gz", fake_wheel, echo=quiet)
-    b = build_bundle(other_copy(tmp_path), tmp_path / "b" / "musicbingo-prod.tar.gz", fake_wheel, echo=quiet)
+    a = build_bundle(SAMPLE, tmp_path / "a" / "musicbingo-prod.tar.gz", fake_wheel)
+    b = build_bundle(other_copy(tmp_path), tmp_path / "b" / "musicbingo-prod.tar.gz", fake_wheel)
     assert sha256(a) == sha256(b)
     with tarfile.open(a) as tf:
         names = tf.getnames()
@@ -77,8 +75,8 @@ def test_tgz_bundle_is_deterministic(tmp_path, fake_wheel):
 
 
 def test_zip_bundle_is_deterministic_and_carries_unix_modes(tmp_path, fake_wheel):
-    a = build_bundle(SAMPLE, tmp_path / "a" / "musicbingo-prod.zip", fake_wheel, echo=quiet)
-    b = build_bundle(other_copy(tmp_path), tmp_path / "b" / "musicbingo-prod.zip", fake_wheel, echo=quiet)
+    a = build_bundle(SAMPLE, tmp_path / "a" / "musicbingo-prod.zip", fake_wheel)
+    b = build_bundle(other_copy(tmp_path), tmp_path / "b" / "musicbingo-prod.zip", fake_wheel)
     assert sha256(a) == sha256(b)
     with zipfile.ZipFile(a) as zf:
         infos = zf.infolist()
@@ -103,7 +101,7 @@ def test_zip_bundle_is_deterministic_and_carries_unix_modes(tmp_path, fake_wheel
 def test_real_unzip_restores_executable_hooks_and_0644_data(tmp_path, fake_wheel):
     if not shutil.which("unzip"):
         pytest.skip("unzip is not installed (apt-get install unzip)")
-    out = build_bundle(SAMPLE, tmp_path / "musicbingo-prod.zip", fake_wheel, echo=quiet)
+    out = build_bundle(SAMPLE, tmp_path / "musicbingo-prod.zip", fake_wheel)
     dst = tmp_path / "deployment-archive"
     # What the agent runs (linux_util.rb extract_zip); a strict umask shows the modes come from
     # the zip, not from unzip's defaults.
@@ -134,7 +132,7 @@ def test_real_unzip_restores_executable_hooks_and_0644_data(tmp_path, fake_wheel
     ("musicbingo-prod.zip", "zip", b"PK\x03\x04"),
 ])
 def test_format_from_the_out_suffix_or_format(tmp_path, fake_wheel, name, fmt, magic):
-    out = build_bundle(SAMPLE, tmp_path / name, fake_wheel, echo=quiet, fmt=fmt)
+    out = build_bundle(SAMPLE, tmp_path / name, fake_wheel, fmt=fmt)
     assert out.read_bytes()[:len(magic)] == magic
 
 
@@ -166,7 +164,7 @@ def test_bundle_carries_the_production_requirement_files(tmp_path, fake_wheel):
     (app / "requirements.txt").write_text("Flask==3.0.3\n")
     (app / "mysql-requirements.txt").write_text("mysqlclient==2.2.4\n")
     (app / "dev-requirements.txt").write_text("pytest\n")
-    out = build_bundle(app, tmp_path / "b.zip", fake_wheel, echo=quiet)
+    out = build_bundle(app, tmp_path / "b.zip", fake_wheel)
     with zipfile.ZipFile(out) as zf:
         reqs = sorted(n for n in zf.namelist() if n.endswith("requirements.txt"))
     assert reqs == ["mysql-requirements.txt", "requirements.txt"]
@@ -183,8 +181,8 @@ def test_the_written_bundle_is_checked_with_deploys_extraction(tmp_path, fake_wh
         seen.append(kind)
         return kind
 
-    monkeypatch.setattr(archive_mod, "extract", spy)
-    build_bundle(SAMPLE, tmp_path / "ok.bin", fake_wheel, echo=quiet, fmt=fmt)
+    monkeypatch.setattr(bundle_mod, "extract", spy)
+    build_bundle(SAMPLE, tmp_path / "ok.bin", fake_wheel, fmt=fmt)
     assert seen == [fmt]
 
     # A revision that fails deploy's checks is not written.
@@ -195,7 +193,7 @@ def test_the_written_bundle_is_checked_with_deploys_extraction(tmp_path, fake_wh
     hook.write_bytes(hook.read_bytes().replace(b"\n", b"\r\n"))
     monkeypatch.setattr(bundle_mod, "revision_files_dir", lambda: rev)
     with pytest.raises(BundleError, match="CRLF"):
-        build_bundle(SAMPLE, tmp_path / "out" / "bad.bin", fake_wheel, echo=quiet, fmt=fmt)
+        build_bundle(SAMPLE, tmp_path / "out" / "bad.bin", fake_wheel, fmt=fmt)
     assert seen == [fmt, fmt]
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -205,7 +203,7 @@ def test_bundle_refuses_an_unbuilt_client(tmp_path):
     shutil.copytree(SAMPLE, app)
     shutil.rmtree(app / "client")
     with pytest.raises(BundleError, match="client/build/index.html"):
-        build_bundle(app, tmp_path / "x.zip", None, echo=quiet)
+        build_bundle(app, tmp_path / "x.zip", None)
 
 
 def test_repo_appspec_and_hooks_are_valid():
@@ -228,7 +226,7 @@ def test_no_installed_distribution_and_no_source_tree_is_bad_input(tmp_path, mon
 
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(BundleError, match="pass --wheel or --no-wheel") as info:
-        bundle_mod.wheel_from_installed(tmp_path)
+        wheel_from_installed(tmp_path)
     assert info.value.exit_code == 2
 
 

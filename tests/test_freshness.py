@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import types
@@ -14,16 +15,18 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.deploy import BundleError, agent, freshness, hooks, lifecycle, lock, releases
+from bingo_host.deploy import BundleError, agent, events, freshness, record, releases
 from tests.kms import new_key  # kms: that plugin's fixture
 from tests.revisions import revision_tree, sign_tree  # agent_root: that plugin's fixture
 
+
+def logged(caplog) -> list[str]:
+    """What bingo-host logged in this test."""
+    return [r.getMessage() for r in caplog.records]
+
+
 SERVING = "2026-06-01T12:00:00Z"
 OLDER, NEWER = "2026-05-01T12:00:00Z", "2026-07-01T12:00:00Z"
-
-
-def quiet(_line):
-    pass
 
 
 @pytest.fixture
@@ -46,14 +49,14 @@ def revision(created: str, signed: bool = True, sha: str = "b" * 64) -> dict:
 
 @pytest.mark.parametrize("created", [SERVING, NEWER])
 def test_a_revision_as_new_as_the_serving_one_passes(app_root, created):
-    freshness.check(revision(created), app_root, quiet, consume=True)
+    freshness.check(revision(created), app_root, consume=True)
 
 
 def test_an_older_signed_revision_is_refused_naming_how_to_allow_it(app_root):
     with pytest.raises(BundleError, match=f"created {OLDER}, before the serving release's revision "
                                           f"\\({SERVING}\\): refusing to go back .*`bingo-host "
                                           f"allow-older {'b' * 64}`") as info:
-        freshness.check(revision(OLDER), app_root, quiet, consume=True)
+        freshness.check(revision(OLDER), app_root, consume=True)
     assert info.value.exit_code == 2
 
 
@@ -71,40 +74,41 @@ def test_nothing_to_compare_with_lets_a_signed_revision_through(app_root, servin
     else:
         releases.write_record(app_root.release("d-SERVING01"), serving_record)
     assert freshness.serving_created(app_root) is None
-    freshness.check(revision(OLDER), app_root, quiet, consume=True)
+    freshness.check(revision(OLDER), app_root, consume=True)
 
 
 def test_an_unsigned_revision_is_not_compared(app_root):
-    freshness.check(revision(OLDER, signed=False), app_root, quiet, consume=True)
+    freshness.check(revision(OLDER, signed=False), app_root, consume=True)
 
 
 @pytest.mark.parametrize("name", ["created", "sha"])
-def test_allow_older_lets_the_named_revision_through_once(app_root, name):
+def test_allow_older_lets_the_named_revision_through_once(app_root, name, caplog):
     older = revision(OLDER)
     r = CliRunner().invoke(main, ["allow-older", older["created" if name == "created" else "manifest_sha256"]])
     assert r.exit_code == 0, r.output
     st = os.stat(freshness.ALLOW_FILE)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
-    lines = []
-    freshness.check(older, app_root, lines.append, consume=True)
-    assert "allowed it once" in lines[0]
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    freshness.check(older, app_root, consume=True)
+    assert "allowed it once" in logged(caplog)[0]
     assert not os.path.exists(freshness.ALLOW_FILE)
     with pytest.raises(BundleError, match="refusing to go back"):
-        freshness.check(older, app_root, quiet, consume=True)
+        freshness.check(older, app_root, consume=True)
 
 
 def test_an_allowance_is_consumed_by_the_next_check_whatever_it_deploys(app_root):
     freshness.allow(OLDER)
-    freshness.check(revision(NEWER), app_root, quiet, consume=True)  # not the one allowed: used up
+    freshness.check(revision(NEWER), app_root, consume=True)  # not the one allowed: used up
     assert not os.path.exists(freshness.ALLOW_FILE)
     with pytest.raises(BundleError, match="refusing to go back"):
-        freshness.check(revision(OLDER), app_root, quiet, consume=True)
+        freshness.check(revision(OLDER), app_root, consume=True)
 
 
 def test_an_allowance_for_another_revision_allows_nothing(app_root):
     freshness.allow("c" * 64)
     with pytest.raises(BundleError, match="refusing to go back"):
-        freshness.check(revision(OLDER), app_root, quiet, consume=True)
+        freshness.check(revision(OLDER), app_root, consume=True)
 
 
 @pytest.mark.parametrize("spoil", [
@@ -120,17 +124,17 @@ def test_an_allowance_that_is_not_root_only_and_well_formed_allows_nothing(app_r
     freshness.allow(OLDER)
     spoil(freshness.ALLOW_FILE)
     with pytest.raises(BundleError, match="refusing to go back"):
-        freshness.check(revision(OLDER), app_root, quiet, consume=True)
+        freshness.check(revision(OLDER), app_root, consume=True)
     assert not os.path.lexists(freshness.ALLOW_FILE)
 
 
 def test_a_check_that_does_not_consume_leaves_the_allowance(app_root):
     freshness.allow(OLDER)
-    freshness.check(revision(OLDER), app_root, quiet, consume=False, allow_older=True)
+    freshness.check(revision(OLDER), app_root, consume=False, allow_older=True)
     assert json.loads(Path(freshness.ALLOW_FILE).read_text())["revision"] == "b" * 64
     freshness.allow(OLDER)
     with pytest.raises(BundleError, match="refusing to go back"):  # without consume it is not read
-        freshness.check(revision(OLDER), app_root, quiet, consume=False)
+        freshness.check(revision(OLDER), app_root, consume=False)
     assert os.path.exists(freshness.ALLOW_FILE)
 
 
@@ -162,11 +166,11 @@ def test_before_install_refuses_an_older_signed_revision(tmp_path, kms, agent_ro
     r = CliRunner().invoke(main, ["--config", str(_config(tmp_path, key, app_root)), "hook", "BeforeInstall"])
     assert r.exit_code == 2, r.output
     assert f"the revision was created {OLDER}, before the serving release's revision" in r.output
-    assert not os.path.exists(lock.STATE_FILE)  # no deploy lock taken, nothing upgraded
+    assert not os.path.exists(record.STATE_FILE)  # no deploy lock taken, nothing upgraded
 
 
 def test_deploy_refuses_an_older_signed_revision_before_its_first_script(tmp_path, kms, agent_root,
-                                                                         app_root):
+                                                                         app_root, caplog):
     key = new_key(kms)
     marker = tmp_path / "script-ran"
     tree = revision_tree(tmp_path / "older", marker)
@@ -179,7 +183,7 @@ def test_deploy_refuses_an_older_signed_revision_before_its_first_script(tmp_pat
     r = CliRunner().invoke(main, ["--config", str(config), "deploy", str(tree), "--deployment-id", "d-OLD0002",
                                   "--allow-older"])
     assert r.exit_code == 0, r.output
-    assert marker.exists() and "deployed because of --allow-older" in r.output
+    assert marker.exists() and "deployed because of --allow-older" in caplog.text
     # The BeforeInstall hook of a bingo-host revision consumes it: it names this revision only.
     sha = json.loads(Path(freshness.ALLOW_FILE).read_text())["revision"]
     assert sha == __import__("hashlib").sha256((tree / "bingo-manifest.json").read_bytes()).hexdigest()
@@ -199,14 +203,14 @@ def test_deploy_checks_the_binding_against_its_options(tmp_path, kms, agent_root
 def test_the_release_record_keeps_the_revision_before_install_checked(tmp_path, monkeypatch):
     """AfterInstall copies what BeforeInstall recorded into the release record, where the next
     deployment's freshness check reads `created`."""
-    monkeypatch.setattr(lock, "STATE_FILE", str(tmp_path / "deploy.json"))
+    monkeypatch.setattr(record, "STATE_FILE", str(tmp_path / "deploy.json"))
     checked = revision(NEWER)
-    lock.save({"deployment_id": "d-RECORD001", "revision": checked})
+    record.save({"deployment_id": "d-RECORD001", "revision": checked})
     built = {}
-    monkeypatch.setattr(releases, "build", lambda paths, name, record, *a, **kw: built.update(record))
+    monkeypatch.setattr(events, "build", lambda paths, name, made_from, *a, **kw: built.update(made_from))
     ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=types.SimpleNamespace(root=str(tmp_path),
                                                                                     user="app")),
                                 platform=types.SimpleNamespace(python="python3"),
                                 facts=types.SimpleNamespace(mem_bytes=1 << 30))
-    hooks.after_install(ctx, {"DEPLOYMENT_ID": "d-RECORD001"}, quiet)
+    events.after_install(ctx, {"DEPLOYMENT_ID": "d-RECORD001"})
     assert built["revision"] == checked

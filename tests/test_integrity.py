@@ -5,6 +5,7 @@ by bundle.py and unpacked by archive.py, as a host gets them."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -16,13 +17,19 @@ from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.config import Deploy, load_config_text
-from bingo_host.deploy import BundleError, DeployError, agent, integrity, lifecycle, lock
+from bingo_host.deploy import BundleError, DeployError, agent, integrity, lifecycle, record
 from bingo_host.deploy.archive import extract
 from bingo_host.deploy.bundle import build_bundle
 from bingo_host.errors import ConfigError
 from tests.aws_servers import REGION
 from tests.kms import new_key  # kms: that plugin's fixture
 from tests.revisions import required, revision_tree, sign_tree  # agent_root: that plugin's fixture
+
+
+def logged(caplog) -> list[str]:
+    """What bingo-host logged in this test."""
+    return [r.getMessage() for r in caplog.records]
+
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "sample_app"
@@ -32,13 +39,9 @@ APP, GROUP = "music-bingo", "prod"
 BINDING = {"application": APP, "deployment_group": GROUP}
 
 
-def quiet(_line):
-    pass
-
-
-def verify(archive, cfg, echo=quiet, application=APP, group=GROUP):
+def verify(archive, cfg, application=APP, group=GROUP):
     """integrity.verify for a deployment of APP to GROUP (what the revisions here are signed for)."""
-    return integrity.verify(archive, cfg, echo, application, group)
+    return integrity.verify(archive, cfg, application, group)
 
 
 _BUILT: dict = {}  # (key, format): a bundle built once in the session
@@ -66,7 +69,7 @@ def unpacked(tmp_path, fake_wheel, sign_key=None, fmt="zip", name="rev") -> Path
     which = (sign_key, fmt)
     if which not in _BUILT:
         out = _BUILT_IN[0] / f"{len(_BUILT)}.{'zip' if fmt == 'zip' else 'tar.gz'}"
-        _BUILT[which] = build_bundle(SAMPLE, out, fake_wheel, echo=quiet, sign_key=sign_key,
+        _BUILT[which] = build_bundle(SAMPLE, out, fake_wheel, sign_key=sign_key,
                                      binding=BINDING)
     dest = tmp_path / f"{name}-archive"
     extract(str(_BUILT[which]), str(dest))
@@ -75,7 +78,7 @@ def unpacked(tmp_path, fake_wheel, sign_key=None, fmt="zip", name="rev") -> Path
 
 @pytest.mark.parametrize("fmt, spec, algorithm", [("zip", "RSA_2048", "RSASSA_PKCS1_V1_5_SHA_256"),
                                                   ("tgz", "ECC_NIST_P256", "ECDSA_SHA_256")])
-def test_a_signed_bundle_verifies(tmp_path, fake_wheel, kms, fmt, spec, algorithm):
+def test_a_signed_bundle_verifies(tmp_path, fake_wheel, kms, fmt, spec, algorithm, caplog):
     key = new_key(kms, spec)
     archive = unpacked(tmp_path, fake_wheel, key, fmt)
     doc = integrity.load_manifest(str(archive / integrity.MANIFEST))[1]["doc"]
@@ -83,10 +86,11 @@ def test_a_signed_bundle_verifies(tmp_path, fake_wheel, kms, fmt, spec, algorith
     paths = [e["path"] for e in doc["entries"] if e["type"] == "file"]
     assert paths == sorted(paths) and {"application.py", "hooks/before_install.sh", "appspec.yml",
                                        "bingo-host/bingo_host-0.1.0-py3-none-any.whl"} <= set(paths)
-    lines = []
-    revision = verify(str(archive), required(key), lines.append)
-    assert lines == [f"integrity: {len(paths)} files match bingo-manifest.json, signed with {key} for "
-                     f"{APP}/{GROUP}, created {doc['created']}"]
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    revision = verify(str(archive), required(key))
+    assert logged(caplog) == [f"integrity: {len(paths)} files match bingo-manifest.json, signed with {key} for "
+                              f"{APP}/{GROUP}, created {doc['created']}"]
     assert revision == {"signed": True, "application": APP, "deployment_group": GROUP,
                         "created": doc["created"], "manifest_sha256": hashlib.sha256(
                             (archive / integrity.MANIFEST).read_bytes()).hexdigest()}
@@ -96,10 +100,10 @@ def test_a_bundle_signed_with_an_rsa_key_is_still_reproducible(tmp_path, fake_wh
     """With SOURCE_DATE_EPOCH, `created` too is the same from one build to the next."""
     key = new_key(kms)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1765000000")
-    a = build_bundle(SAMPLE, tmp_path / "a" / "r.zip", fake_wheel, echo=quiet, sign_key=key,
+    a = build_bundle(SAMPLE, tmp_path / "a" / "r.zip", fake_wheel, sign_key=key,
                      binding=BINDING)
     time.sleep(1.1)
-    b = build_bundle(SAMPLE, tmp_path / "b" / "r.zip", fake_wheel, echo=quiet, sign_key=key,
+    b = build_bundle(SAMPLE, tmp_path / "b" / "r.zip", fake_wheel, sign_key=key,
                      binding=BINDING)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
@@ -125,10 +129,10 @@ def test_a_changed_revision_is_refused_naming_the_file(tmp_path, fake_wheel, kms
     archive = unpacked(tmp_path, fake_wheel, key)
     tamper(archive)
     with pytest.raises(BundleError, match=message) as info:
-        verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key))
     assert info.value.exit_code == 2
     with pytest.raises(BundleError, match=message):  # the hashes are checked without signatures too
-        verify(str(archive), Deploy(), quiet)
+        verify(str(archive), Deploy())
 
 
 def test_a_manifest_changed_to_match_a_changed_file_fails_the_signature(tmp_path, fake_wheel, kms):
@@ -142,7 +146,7 @@ def test_a_manifest_changed_to_match_a_changed_file_fails_the_signature(tmp_path
     assert old in text
     manifest.write_text(text.replace(old, hashlib.sha256(evil).hexdigest()))
     with pytest.raises(BundleError, match=f"signature does not verify with deploy.signing_key {key}"):
-        verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key))
 
 
 @pytest.mark.parametrize("how", ["other key", "other key type", "garbage"])
@@ -153,7 +157,7 @@ def test_a_signature_by_another_key_or_garbage_is_refused(tmp_path, fake_wheel, 
     if how == "garbage":
         (archive / integrity.SIGNATURE).write_bytes(b"AAAA" * 64 + b"\n")
     with pytest.raises(BundleError, match="signature does not verify") as info:
-        verify(str(archive), required(other if how == "garbage" else key), quiet)
+        verify(str(archive), required(other if how == "garbage" else key))
     assert info.value.exit_code == 2
 
 
@@ -163,20 +167,21 @@ def test_unsigned_bundles_are_refused_when_signatures_are_required(tmp_path, fak
     assert not (archive / integrity.SIGNATURE).exists()
     with pytest.raises(BundleError, match="no bingo-manifest.sig: it is unsigned, and this host's "
                                           "deploy.require_signature is on"):
-        verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key))
     (archive / integrity.MANIFEST).unlink()  # an older bundle, or one stripped of its manifest
     with pytest.raises(BundleError, match="no bingo-manifest.json: it is unsigned"):
-        verify(str(archive), required(key), quiet)
+        verify(str(archive), required(key))
 
 
-def test_without_require_signature_unsigned_bundles_pass_as_before(tmp_path, fake_wheel):
+def test_without_require_signature_unsigned_bundles_pass_as_before(tmp_path, fake_wheel, caplog):
     archive = unpacked(tmp_path, fake_wheel)
-    lines = []
-    verify(str(archive), Deploy(), lines.append)
-    assert "signature not checked: deploy.require_signature is off" in lines[0]
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    verify(str(archive), Deploy())
+    assert "signature not checked: deploy.require_signature is off" in logged(caplog)[0]
     (archive / integrity.MANIFEST).unlink()
-    verify(str(archive), Deploy(), lines.append)
-    assert "has no bingo-manifest.json; not checked" in lines[1]
+    verify(str(archive), Deploy())
+    assert "has no bingo-manifest.json; not checked" in logged(caplog)[1]
 
 
 def test_a_manifest_matches_what_the_agents_unzip_unpacks(tmp_path, fake_wheel):
@@ -185,11 +190,11 @@ def test_a_manifest_matches_what_the_agents_unzip_unpacks(tmp_path, fake_wheel):
 
     if not shutil.which("unzip"):
         pytest.skip("unzip is not installed")
-    out = build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel, echo=quiet)
+    out = build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel)
     dst = tmp_path / "deployment-archive"
     subprocess.run(["unzip", "-qo", str(out), "-d", str(dst)], check=True,
                    preexec_fn=lambda: os.umask(0o077))
-    verify(str(dst), Deploy(), quiet)
+    verify(str(dst), Deploy())
 
 
 def test_config_deploy_fields():
@@ -231,7 +236,7 @@ def test_hook_before_install_refuses_a_tampered_revision_before_anything(tmp_pat
     r = CliRunner().invoke(main, ["--config", str(config), "hook", "BeforeInstall"])
     assert r.exit_code == 2, r.output
     assert "musicbingo/__init__.py: its sha256 does not match bingo-manifest.json" in r.output
-    assert not os.path.exists(lock.STATE_FILE)  # no deploy lock taken, nothing upgraded
+    assert not os.path.exists(record.STATE_FILE)  # no deploy lock taken, nothing upgraded
 
 
 def test_deploy_checks_the_signature_before_the_revisions_first_script(tmp_path, kms, agent_root):
@@ -241,7 +246,7 @@ def test_deploy_checks_the_signature_before_the_revisions_first_script(tmp_path,
     marker = tmp_path / "script-ran"
     unsigned = revision_tree(tmp_path / "unsigned", marker)
     with pytest.raises(BundleError, match="unsigned, and this host's deploy.require_signature is on"):
-        lifecycle.deploy(str(unsigned), "d-UNSIGNED1", echo=quiet, deploy_cfg=required(key))
+        lifecycle.deploy(str(unsigned), "d-UNSIGNED1", deploy_cfg=required(key))
     assert not marker.exists() and not (agent_root / lifecycle.DEFAULT_GROUP_ID).exists()
 
     signed = revision_tree(tmp_path / "signed", marker)
@@ -249,7 +254,7 @@ def test_deploy_checks_the_signature_before_the_revisions_first_script(tmp_path,
     zipped = shutil.make_archive(str(tmp_path / "signed"), "zip", signed)
     with zipfile.ZipFile(zipped) as zf:  # make_archive keeps the modes
         assert integrity.MANIFEST in zf.namelist()
-    lifecycle.deploy(zipped, "d-SIGNED002", echo=quiet, deploy_cfg=required(key))
+    lifecycle.deploy(zipped, "d-SIGNED002", deploy_cfg=required(key))
     assert marker.exists()
 
 
@@ -325,12 +330,13 @@ def _schema1(archive: Path) -> None:
 
 
 def test_an_older_unsigned_manifest_is_still_checked_where_signatures_are_optional(tmp_path, fake_wheel,
-                                                                                 kms):
+                                                                                 kms, caplog):
     archive = unpacked(tmp_path, fake_wheel)
     _schema1(archive)
-    lines = []
-    assert verify(str(archive), Deploy(), lines.append)["signed"] is False
-    assert "files match bingo-manifest.json (signature not checked" in lines[0]
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    assert verify(str(archive), Deploy())["signed"] is False
+    assert "files match bingo-manifest.json (signature not checked" in logged(caplog)[0]
     (archive / "application.py").write_text("evil\n")
     with pytest.raises(BundleError, match="application.py: its sha256 does not match"):
         verify(str(archive), Deploy())
@@ -417,7 +423,7 @@ def test_a_signed_manifest_without_a_usable_binding_is_refused(tmp_path, kms, bi
                group=binding["deployment_group"])
 
 
-def test_bundle_cli_binds_a_signature_to_an_application_and_group(tmp_path, fake_wheel, kms):
+def test_bundle_cli_binds_a_signature_to_an_application_and_group(tmp_path, fake_wheel, kms, caplog):
     key = new_key(kms)
     base = ["bundle", "--app", str(SAMPLE), "--wheel", str(fake_wheel)]
     r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "a.zip"), "--sign-key", key,
@@ -430,7 +436,7 @@ def test_bundle_cli_binds_a_signature_to_an_application_and_group(tmp_path, fake
                                          "--application", APP, "--deployment-group", GROUP],
                            env={"SOURCE_DATE_EPOCH": "1765000000"})
     assert r.exit_code == 0, r.output
-    assert f"signed with {key} for {APP}/{GROUP}" in r.output
+    assert f"signed with {key} for {APP}/{GROUP}" in caplog.text
     dest = tmp_path / "a"
     extract(str(tmp_path / "a.zip"), str(dest))
     assert verify(str(dest), required(key))["created"] == "2025-12-06T05:46:40Z"
@@ -439,7 +445,7 @@ def test_bundle_cli_binds_a_signature_to_an_application_and_group(tmp_path, fake
 def test_source_date_epoch_must_be_seconds(tmp_path, fake_wheel, kms, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "-5")
     with pytest.raises(BundleError, match="SOURCE_DATE_EPOCH '-5': not a number of seconds"):
-        build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel, echo=quiet, sign_key=new_key(kms),
+        build_bundle(SAMPLE, tmp_path / "r.zip", fake_wheel, sign_key=new_key(kms),
                      binding=BINDING)
 
 

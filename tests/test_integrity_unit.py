@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -17,6 +18,12 @@ from bingo_host.config import Deploy
 from bingo_host.deploy import BundleError, DeployError, integrity
 from tests.aws_servers import REGION
 from tests.kms import new_key  # kms: that plugin's fixture, on moto's KMS
+
+
+def logged(caplog) -> list[str]:
+    """What bingo-host logged in this test."""
+    return [r.getMessage() for r in caplog.records]
+
 
 BINDING = {"application": "app", "deployment_group": "grp", "created": "2026-01-02T03:04:05Z"}
 
@@ -49,10 +56,6 @@ def write_manifest(rev: Path, key=None, algorithm=None, binding=None) -> bytes:
     data = integrity.manifest(files, dirs, key, algorithm, binding)
     (rev / integrity.MANIFEST).write_bytes(data)
     return data
-
-
-def quiet(_line):
-    pass
 
 
 def test_sha256_file_reads_the_whole_file(tmp_path):
@@ -218,39 +221,41 @@ def test_a_good_binding_passes():
     integrity._check_binding(doc(), "app", "grp")
 
 
-def test_verify_without_a_manifest(tmp_path):
+def test_verify_without_a_manifest(tmp_path, caplog):
     rev = make_tree(tmp_path)
-    lines = []
-    assert integrity.verify(str(rev), Deploy(), lines.append) == {
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    assert integrity.verify(str(rev), Deploy()) == {
         "signed": False, "manifest_sha256": None, "application": None, "deployment_group": None,
         "created": None}
-    assert lines == ["integrity: the revision has no bingo-manifest.json; not checked "
-                     "(deploy.require_signature is off)"]
+    assert logged(caplog) == ["integrity: the revision has no bingo-manifest.json; not checked "
+                              "(deploy.require_signature is off)"]
     with pytest.raises(BundleError, match="^the revision has no bingo-manifest.json: it is unsigned, and "
                                           "this host's deploy.require_signature is on \\(build it with "
                                           "`bingo-host bundle --sign-key KEY`\\)$"):
-        integrity.verify(str(rev), Deploy(True, "arn:aws:kms:eu-west-1:123456789012:key/k"), quiet)
+        integrity.verify(str(rev), Deploy(True, "arn:aws:kms:eu-west-1:123456789012:key/k"))
     os.chown(rev / "appspec.yml", 1234, 0)
     with pytest.raises(BundleError, match="appspec.yml: owned by uid 1234"):
-        integrity.verify(str(rev), Deploy(), quiet)
+        integrity.verify(str(rev), Deploy())
 
 
-def test_verify_an_unsigned_manifest(tmp_path):
+def test_verify_an_unsigned_manifest(tmp_path, caplog):
     rev = make_tree(tmp_path)
     data = write_manifest(rev, binding=BINDING)  # unsigned: its binding means nothing
-    lines = []
-    assert integrity.verify(str(rev), Deploy(), lines.append) == {
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    assert integrity.verify(str(rev), Deploy()) == {
         "signed": False, "manifest_sha256": hashlib.sha256(data).hexdigest(), "application": None,
         "deployment_group": None, "created": None}
-    assert lines == ["integrity: 3 files match bingo-manifest.json (signature not checked: "
-                     "deploy.require_signature is off)"]
+    assert logged(caplog) == ["integrity: 3 files match bingo-manifest.json (signature not checked: "
+                              "deploy.require_signature is off)"]
     with pytest.raises(BundleError, match="^the revision has no bingo-manifest.sig: it is unsigned, and "
                                           "this host's deploy.require_signature is on \\(build it with "
                                           "`bingo-host bundle --sign-key KEY`\\)$"):
-        integrity.verify(str(rev), Deploy(True, "arn:aws:kms:eu-west-1:123456789012:key/k"), quiet)
+        integrity.verify(str(rev), Deploy(True, "arn:aws:kms:eu-west-1:123456789012:key/k"))
     (rev / "big.bin").chmod(0o644)
     with pytest.raises(BundleError, match="big.bin: mode 0644"):
-        integrity.verify(str(rev), Deploy(), quiet)
+        integrity.verify(str(rev), Deploy())
 
 
 def test_aws_errors_name_the_missing_permission():
@@ -294,21 +299,22 @@ def test_kms_clients_use_the_keys_region(kms):
     assert (config.retries["mode"], config.connect_timeout, config.read_timeout) == ("standard", 5, 15)
 
 
-def test_verify_a_signed_tree(tmp_path, kms):
+def test_verify_a_signed_tree(tmp_path, kms, caplog):
     key = new_key(kms)
     rev = signed_tree(tmp_path, key)
-    lines = []
-    assert integrity.verify(str(rev), Deploy(True, key), lines.append, "app", "grp") == {
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    caplog.clear()
+    assert integrity.verify(str(rev), Deploy(True, key), "app", "grp") == {
         "signed": True, "application": "app", "deployment_group": "grp", "created": BINDING["created"],
         "manifest_sha256": hashlib.sha256((rev / integrity.MANIFEST).read_bytes()).hexdigest()}
-    assert lines == [f"integrity: 3 files match bingo-manifest.json, signed with {key} for app/grp, "
-                     f"created {BINDING['created']}"]
+    assert logged(caplog) == [f"integrity: 3 files match bingo-manifest.json, signed with {key} for app/grp, "
+                              f"created {BINDING['created']}"]
     assert integrity.sign(b"x", key, "RSASSA_PKCS1_V1_5_SHA_256").endswith(b"\n")
     with pytest.raises(BundleError, match="signed for application 'app', but this deployment's is 'x'"):
-        integrity.verify(str(rev), Deploy(True, key), quiet, "x", "grp")
+        integrity.verify(str(rev), Deploy(True, key), "x", "grp")
     (rev / "hooks").chmod(0o700)  # the tree is checked after the signature and the binding
     with pytest.raises(BundleError, match="hooks: mode 0700"):
-        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+        integrity.verify(str(rev), Deploy(True, key), "app", "grp")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -338,7 +344,7 @@ def test_a_bad_signature_is_refused(tmp_path, kms, change, message):
     rev = signed_tree(tmp_path, key)
     change(rev, key, other)
     with pytest.raises(BundleError, match=message.format(key=key)) as info:
-        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+        integrity.verify(str(rev), Deploy(True, key), "app", "grp")
     assert info.value.exit_code == 2
 
 
@@ -348,14 +354,14 @@ def test_kms_failures_are_failures(tmp_path, kms, monkeypatch):
     gone = key.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
     with pytest.raises(DeployError, match=f"^cannot verify the revision's signature with {gone}: "
                                           "NotFoundException$"):
-        integrity.verify(str(rev), Deploy(True, gone), quiet, "app", "grp")
+        integrity.verify(str(rev), Deploy(True, gone), "app", "grp")
     with pytest.raises(DeployError, match=f"^cannot describe the signing key with {gone}: NotFound"):
         integrity.signing_algorithm(gone)
     with pytest.raises(DeployError, match=f"^cannot sign the manifest with {gone}: NotFound"):
         integrity.sign(b"x", gone, "RSASSA_PKCS1_V1_5_SHA_256")
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    for call in (lambda: integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp"),
+    for call in (lambda: integrity.verify(str(rev), Deploy(True, key), "app", "grp"),
                  lambda: integrity.signing_algorithm(key), lambda: integrity.sign(b"x", key, "ALG")):
         with pytest.raises(DeployError, match=f"^cannot (verify the revision's signature|describe the "
                                               f"signing key|sign the manifest) with {key}: Could not connect"):
@@ -417,7 +423,7 @@ def test_a_denied_kms_call_names_the_permission(tmp_path, kms, monkeypatch):
         integrity.sign(b"x", key, "RSASSA_PKCS1_V1_5_SHA_256")
     with pytest.raises(DeployError, match="^cannot verify the revision's signature with .*\\(needs kms:Verify "
                                           "on it\\)$"):
-        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+        integrity.verify(str(rev), Deploy(True, key), "app", "grp")
 
 
 @pytest.mark.parametrize("code, refused", [
@@ -444,7 +450,7 @@ def test_real_kms_errors_for_a_bad_signature_are_refusals(tmp_path, kms, monkeyp
 
     monkeypatch.setattr(integrity, "_kms", raising)
     with pytest.raises(BundleError if refused else DeployError) as info:
-        integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+        integrity.verify(str(rev), Deploy(True, key), "app", "grp")
     if refused:
         assert str(info.value).startswith(f"the revision's signature does not verify with deploy.signing_key {key}")
     else:

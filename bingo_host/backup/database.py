@@ -29,7 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+import pymysql
+
 from .. import layout, secrets, subp
+from ..config import is_reference
 from ..errors import BingoHostError
 from ..facts import mariadb
 from . import BackupError
@@ -48,8 +51,6 @@ class Login:
 
 
 def _app_password(cfg) -> str:
-    from ..config import is_reference
-
     source = cfg.database.password
     if source == "generate":
         value = secrets.read_file(layout.PASSWORD_FILE)
@@ -153,8 +154,6 @@ def load_argv(options: str, database: str) -> list[str]:
 @contextmanager
 def session(login: Login, what: str) -> Iterator:
     """A cursor on the server; any MariaDB error becomes a BackupError saying what failed."""
-    import pymysql
-
     where = login.socket or f"{login.host}:{login.port}"
     try:
         tls = {"ssl": {"ca": login.tls_ca, "check_hostname": True}} if login.tls_ca else {}

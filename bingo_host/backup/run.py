@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Callable
 
 from .. import state, subp
+from ..deploy import record as deploy_record
 from ..errors import BingoHostError
+from ..ops.cleanup import Cleanup
 from ..ops.lock import backup_lock, host_lock
 from . import BackupError, database, store
 from .dumpfile import GzipReader, gunzip_statements
@@ -36,27 +39,35 @@ def _tags(cfg) -> dict[str, str]:
             store.HOST_TAG: socket.gethostname()}
 
 
-def _recorded(path: str, record: dict, run: Callable[[], None]) -> dict:
-    """run(), then record its outcome (ok, error, finished) in the state file either way."""
-    try:
-        run()
-        record["ok"] = True
-    except BaseException as exc:  # a signal or a bug too: never a record that says nothing
-        record.update(ok=False, error=str(exc) or type(exc).__name__)
-        raise
-    finally:
-        record["finished"] = _now()
-        try:
-            state.write_json(path, record)
-        except OSError as exc:
-            log.warning("could not write %s: %s", path, exc)
+def _recorded(path: str, record: dict, body: Callable[[], None]) -> dict:
+    """body(), then its outcome (ok, error, finished) in the state file either way: a failure,
+    a bug or a SIGTERM too (never a record that says nothing)."""
+    with Cleanup() as undo:
+        undo.register(_record_failure, path, record)
+        body()
+    record["ok"] = True
+    _write_record(path, record)
     return record
+
+
+def _record_failure(path: str, record: dict) -> None:
+    """A cleanup: the record names the exception the cleanups run for."""
+    exc = sys.exc_info()[1]
+    record.update(ok=False, error=str(exc) or type(exc).__name__)
+    _write_record(path, record)
+
+
+def _write_record(path: str, record: dict) -> None:
+    record["finished"] = _now()
+    try:
+        state.write_json(path, record)
+    except OSError as exc:
+        log.warning("could not write %s: %s", path, exc)
 
 
 # -- backup --
 
-def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
-           echo: Callable[[str], None] = log.info) -> dict:
+def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE) -> dict:
     b, db = cfg.backups, cfg.database
     s3 = s3 or store.client()
     key = store.new_key(b.prefix, db.name)
@@ -66,41 +77,37 @@ def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE,
     record["first_started"] = (state.read_json(state_file) or {}).get("first_started") or record["started"]
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
     with backup_lock(LOCK_WAIT):  # a backup and a drill whose timers meet: one waits
-        return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record, echo))
+        return _recorded(state_file, record, lambda: _backup(cfg, platform, s3, key, record))
 
 
-def _backup(cfg, platform, s3, key: str, record: dict, echo) -> None:
+def _backup(cfg, platform, s3, key: str, record: dict) -> None:
     b, db = cfg.backups, cfg.database
     login = database.dump_login(cfg, platform)
     with database.session(login, "listing the app database's triggers") as cur:
         if names := database.triggers(cur, db.name):
-            echo(f"warning: the dump leaves out the triggers of {db.name} ({', '.join(names)}): "
-                 "a restore does not load triggers; recreate them by hand after one")
-    uploaded = False
-    try:
+            log.warning(f"the dump leaves out the triggers of {db.name} ({', '.join(names)}): "
+                        "a restore does not load triggers; recreate them by hand after one")
+    with Cleanup() as undo:
         with database.option_file(login) as options, \
                 subp.Streaming(database.dump_argv(options, db.name), stdout=True) as dump:
             reader = GzipReader(iter(dump.proc.stdout.readline, b""))
             store.upload(s3, b.bucket, key, reader, _tags(cfg))
-            uploaded = True
+            # Never leave a partial dump where a restore could pick it.
+            undo.register(store.delete, s3, store.Dump(b.bucket, key, False))
             dump.finish(DUMP_TIMEOUT)
         if not reader.parser.complete:
             raise BackupError("mariadb-dump stopped before its last line: the dump is incomplete")
-    except BaseException:
-        if uploaded:  # never leave a partial dump where a restore could pick it
-            store.delete(s3, store.Dump(b.bucket, key, False))
-        raise
     sidecar = {"format": 1, "database": db.name, "key": key, "created": record["started"],
                "bytes": reader.size, "sha256": reader.sha256.hexdigest(),
                "tables": reader.parser.tables, "host": socket.gethostname()}
     store.put_sidecar(s3, b.bucket, key, sidecar, _tags(cfg))
     record.update(bytes=reader.size, tables=reader.parser.tables)
-    echo(f"{record['url']}: {reader.size} bytes, {len(reader.parser.tables)} tables, "
-         f"{sum(reader.parser.tables.values())} rows")
+    log.info(f"{record['url']}: {reader.size} bytes, {len(reader.parser.tables)} tables, "
+             f"{sum(reader.parser.tables.values())} rows")
     deleted = store.prune(s3, store.list_dumps(s3, b.bucket, b.prefix, db.name), b.keep)
     record["deleted"] = [d.url for d in deleted]
     for d in deleted:
-        echo(f"deleted {d.url} (keep {b.keep})")
+        log.info(f"deleted {d.url} (keep {b.keep})")
 
 
 # -- restore and drill --
@@ -116,7 +123,7 @@ def _latest(cfg, s3) -> store.Dump:
     return complete[-1]
 
 
-def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None, echo) -> dict[str, int]:
+def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None) -> dict[str, int]:
     """Load the dump into `target` (recreated empty); its row counts, checked against the
     sidecar's. Raises BackupError when anything is wrong: the caller drops `target`.
     The admin login only makes the empty schema; the client reads only the statements the
@@ -125,7 +132,7 @@ def _load(cfg, platform, s3, dump: store.Dump, target: str, sidecar: dict | None
     loader = database.load_login(cfg, platform)
     with database.session(database.admin_login(cfg, platform), f"creating {target}") as cur:
         database.create_empty(cur, target, cfg.database.name)
-    echo(f"loading {dump.url} into {target}")
+    log.info(f"loading {dump.url} into {target}")
     text = gunzip_statements(store.chunks(s3, dump.bucket, dump.key), (sidecar or {}).get("sha256"))
     with database.option_file(loader) as options, \
             subp.Streaming(database.load_argv(options, target), stdin=True) as load:
@@ -156,53 +163,50 @@ def _drop_quietly(cfg, platform, name: str) -> None:
         log.warning("%s", exc)
 
 
-def restore(cfg, platform, dump_url: str, *, s3=None, echo: Callable[[str], None] = log.info) -> str:
+def restore(cfg, platform, dump_url: str, *, s3=None) -> str:
     """Replace the app database's tables with the dump's; returns the dump's URL."""
-    from ..deploy import lock as deploy_lock
-
     # A named dump's URL is checked before the lock is taken: a bad one changes nothing (exit 2).
     named = None if dump_url == "latest" else store.Dump(*store.parse_url(dump_url), True)
     s3 = s3 or store.client()
     names = database.side_names(cfg.database.name)
     with host_lock():
-        why = deploy_lock.blocker(deploy_lock.load(), "")
+        why = deploy_record.blocker(deploy_record.load(), "")
         if why:
             raise BackupError(f"a deployment holds this host ({why}): restore after it")
         dump = named or _latest(cfg, s3)
         sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
         if sidecar is None:
-            echo(f"warning: {dump.url} has no sidecar record: its row counts cannot be checked")
+            log.warning(f"{dump.url} has no sidecar record: its row counts cannot be checked")
         try:
-            counts = _load(cfg, platform, s3, dump, names["restore"], sidecar, echo)
+            counts = _load(cfg, platform, s3, dump, names["restore"], sidecar)
             with database.session(database.admin_login(cfg, platform), "swapping the tables in") as cur:
                 database.swap(cur, cfg.database.name, names["restore"], names["replaced"])
         finally:
             _drop_quietly(cfg, platform, names["restore"])
-    echo(f"restored {dump.url} into {cfg.database.name}: {len(counts)} tables, {sum(counts.values())} rows; "
-         f"the tables it replaced are in {names['replaced']} until the next restore")
+    log.info(f"restored {dump.url} into {cfg.database.name}: {len(counts)} tables, {sum(counts.values())} rows; "
+             f"the tables it replaced are in {names['replaced']} until the next restore")
     return dump.url
 
 
-def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE,
-          echo: Callable[[str], None] = log.info) -> dict:
+def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE) -> dict:
     """Restore the latest complete dump into a scratch database and compare its row counts."""
     s3 = s3 or store.client()
     scratch = database.side_names(cfg.database.name)["drill"]
     record = {"started": _now(), "ok": False, "dump": None, "tables": None, "error": None}
     Path(state_file).parent.mkdir(parents=True, exist_ok=True)
 
-    def run():
+    def drill_latest():
         dump = _latest(cfg, s3)
         record["dump"] = dump.url
         sidecar = store.get_sidecar(s3, dump.bucket, dump.key)
         if sidecar is None:
             raise BackupError(f"{dump.url}'s sidecar record is gone: nothing to compare with")
         try:
-            record["tables"] = _load(cfg, platform, s3, dump, scratch, sidecar, echo)
+            record["tables"] = _load(cfg, platform, s3, dump, scratch, sidecar)
         finally:
             _drop_quietly(cfg, platform, scratch)
-        echo(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
-             f"dump's record; {scratch} dropped")
+        log.info(f"drill: {dump.url} restored into {scratch}, {len(record['tables'])} tables match the "
+                 f"dump's record; {scratch} dropped")
 
     with backup_lock(LOCK_WAIT):  # a backup and a drill whose timers meet: one waits
-        return _recorded(state_file, record, run)
+        return _recorded(state_file, record, drill_latest)

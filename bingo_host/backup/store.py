@@ -12,6 +12,14 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Iterator
+from urllib.parse import urlencode
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from ..errors import ConfigError
 
 from . import BackupError
 
@@ -47,17 +55,12 @@ class Dump:
 
 
 def client():
-    import boto3
-    from botocore.config import Config
-
     return boto3.session.Session().client("s3", config=Config(
         connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 5}))
 
 
 def _call(what: str, fn, *args, **kwargs):
     """fn(*args, **kwargs), every AWS failure a BackupError naming what to grant."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return fn(*args, **kwargs)
     except (ClientError, BotoCoreError) as exc:
@@ -65,8 +68,6 @@ def _call(what: str, fn, *args, **kwargs):
 
 
 def _error(what: str, exc) -> BackupError:
-    from botocore.exceptions import ClientError, NoCredentialsError
-
     if isinstance(exc, NoCredentialsError):
         return BackupError(f"no AWS credentials for S3 {what}: attach an instance profile whose role "
                            f"allows {NEEDS.get(what, what)}")
@@ -87,8 +88,6 @@ def new_key(prefix: str, database: str, now: dt.datetime | None = None) -> str:
 
 def parse_url(url: str) -> tuple[str, str]:
     """(bucket, key) of s3://BUCKET/KEY.sql.gz; ConfigError (exit 2) otherwise."""
-    from ..errors import ConfigError
-
     m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(\S+)", url)
     if not m or not m.group(2).endswith(SUFFIX):
         raise ConfigError("--dump", f"must be 'latest' or s3://BUCKET/KEY{SUFFIX} (got {url[:60]!r})")
@@ -113,16 +112,12 @@ def list_dumps(s3, bucket: str, prefix: str, database: str) -> list[Dump]:
 
 
 def _tagging(tags: dict[str, str]) -> str:
-    from urllib.parse import urlencode
-
     return urlencode(tags)
 
 
 def upload(s3, bucket: str, key: str, reader, tags: dict[str, str]) -> None:
     """Stream reader to s3://bucket/key, encrypted at rest and tagged; a multipart upload that
     fails is aborted (no hidden parts left to pay for)."""
-    from boto3.s3.transfer import TransferConfig
-
     config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
                             use_threads=False)
     _call("upload", s3.upload_fileobj, reader, bucket, key, Config=config, ExtraArgs={
@@ -138,8 +133,6 @@ def put_sidecar(s3, bucket: str, key: str, record: dict, tags: dict[str, str]) -
 
 def get_sidecar(s3, bucket: str, key: str) -> dict | None:
     """The dump's record; None when it has none (a dump made elsewhere, or an incomplete one)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         body = s3.get_object(Bucket=bucket, Key=key + SIDECAR)["Body"].read(1024 * 1024)
     except ClientError as exc:

@@ -8,13 +8,14 @@
     <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash (built by the build
                                      account, then root's and read-only: builder.py)
     <root>/current -> releases/<id>  switched atomically by ApplicationStart (and rollback)
-    /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (lock.py)
+    /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (record.py)
 
 Two drivers, one set of hooks:
-    hooks.py      `bingo-host hook EVENT`, what each event does here: lock.py (the deploy lock
-                  across hooks), upgrade.py, releases.py (building, pruning; builder.py: the
-                  build account that runs the virtualenv build), switch.py (`current` and
-                  uWSGI), and `bingo-host rollback`
+    hooks.py      `bingo-host hook EVENT`: events.py (what each event does here), record.py (the
+                  deploy lock across hooks), upgrade.py, releases.py (building, pruning;
+                  virtualenvs.py, builder.py: the build account that runs the virtualenv
+                  build), switch.py (`current` and uWSGI), health.py; rollback.py is
+                  `bingo-host rollback`
     lifecycle.py  `bingo-host deploy`, the CodeDeploy agent emulated: agent.py (its config and
                   layout), archive.py (unpacking), installer.py (Install), scripts.py (hook scripts)
     appspec.py    appspec.yml checked as the agent reads it; bundle.py builds a revision

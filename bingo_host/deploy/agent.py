@@ -14,6 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
+import yaml
+
 from . import DeployError
 
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
@@ -25,8 +27,6 @@ TRACKING_STALE_AFTER = 86400  # older tracking files are left-overs it deletes i
 
 def _setting(key: str, config: str | None):
     """One `:key:` of the agent's config; None when the file or the key is missing."""
-    import yaml
-
     config = config or CONFIG
     try:
         with open(config) as f:

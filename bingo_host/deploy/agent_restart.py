@@ -12,10 +12,14 @@ agent. Hosts without the agent's unit (`bingo-host deploy` only) get no timer.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from .. import layout, subp
-from . import agent, env_seconds, lock
+from ..facts import systemd
+from . import agent, env_seconds, record
+
+log = logging.getLogger(__name__)
 
 AGENT_UNIT = "codedeploy-agent.service"
 UNIT = "bingo-host-agent-restart"
@@ -24,28 +28,26 @@ IDLE_WAIT = 3600.0  # give up after waiting this long for a quiet moment (the ne
 POLL = 5.0
 
 
-def busy(config: str | None = None, state_file: str = lock.STATE_FILE) -> str | None:
+def busy(config: str | None = None, state_file: str = record.STATE_FILE) -> str | None:
     """Why restarting the agent now would cut a deployment short, or None: the agent runs a
     lifecycle event, or bingo-host's deploy lock has a live deployment (also between hooks)."""
     ongoing = agent.ongoing_deployments(config)
     if ongoing:
         return f"the agent is running a lifecycle event of {', '.join(ongoing)}"
-    return lock.blocker(lock.load(state_file), "(agent restart)")
+    return record.blocker(record.load(state_file), "(agent restart)")
 
 
 def agent_installed() -> bool:
-    from ..facts import systemd
-
     return systemd.states(AGENT_UNIT)[AGENT_UNIT].load == "loaded"
 
 
-def schedule(echo=print) -> None:
+def schedule() -> None:
     """The transient timer; never fails the deployment (at worst the agent keeps its memory)."""
     try:
         if not agent_installed():
             return
     except Exception as exc:  # systemctl missing or broken: say so, go on
-        echo(f"deploy: WARNING: cannot tell whether the CodeDeploy agent is installed: {exc}")
+        log.warning(f"deploy: cannot tell whether the CodeDeploy agent is installed: {exc}")
         return
     delay = env_seconds("BINGO_HOST_AGENT_RESTART_DELAY", DELAY)
     r = subp.run(["systemd-run", "--quiet", "--collect", f"--unit={UNIT}", f"--on-active={delay:g}s",
@@ -53,14 +55,14 @@ def schedule(echo=print) -> None:
                   "--description=Restart the CodeDeploy agent once no deployment runs (frees its memory)",
                   layout.BIN, "restart-agent"], rcs=range(256), timeout=30)
     if r.ok:
-        echo(f"deploy: the CodeDeploy agent restarts in {delay:g} s, once no deployment runs ({UNIT}.timer)")
+        log.info(f"deploy: the CodeDeploy agent restarts in {delay:g} s, once no deployment runs ({UNIT}.timer)")
     elif "already" in r.stderr:
-        echo(f"deploy: a restart of the CodeDeploy agent is already scheduled ({UNIT})")
+        log.info(f"deploy: a restart of the CodeDeploy agent is already scheduled ({UNIT})")
     else:
-        echo(f"deploy: WARNING: could not schedule the CodeDeploy agent's restart: {r.stderr.strip()}")
+        log.warning(f"deploy: could not schedule the CodeDeploy agent's restart: {r.stderr.strip()}")
 
 
-def restart_when_idle(echo=print, wait: float = IDLE_WAIT, poll: float = POLL) -> bool:
+def restart_when_idle(wait: float = IDLE_WAIT, poll: float = POLL) -> bool:
     """`systemctl try-restart` the agent once nothing is deploying; False if that never happened."""
     deadline = time.monotonic() + wait
     announced = False
@@ -69,12 +71,12 @@ def restart_when_idle(echo=print, wait: float = IDLE_WAIT, poll: float = POLL) -
         if why is None:
             break
         if time.monotonic() >= deadline:
-            echo(f"restart-agent: not restarted, still busy after {wait:.0f} s: {why}")
+            log.info(f"restart-agent: not restarted, still busy after {wait:.0f} s: {why}")
             return False
         if not announced:
-            echo(f"restart-agent: waiting: {why}")
+            log.info(f"restart-agent: waiting: {why}")
             announced = True
         time.sleep(poll)
     subp.run(["systemctl", "try-restart", AGENT_UNIT], timeout=600)
-    echo(f"restart-agent: {AGENT_UNIT} restarted (if it was running)")
+    log.info(f"restart-agent: {AGENT_UNIT} restarted (if it was running)")
     return True

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from . import BundleError
 
 #: Events in the order the agent runs them for an in-place deployment without a load balancer.
@@ -81,8 +83,6 @@ def _mode(value, where: str) -> int:
 
 def load(bundle: Path) -> AppSpec:
     """Parse and validate bundle/appspec.yml against the files the bundle really has."""
-    import yaml
-
     bundle = Path(bundle)
     path = bundle / "appspec.yml"
     if not path.is_file():

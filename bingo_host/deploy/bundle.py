@@ -3,7 +3,7 @@
     build/            <- client/build/ (the built React client)
     musicbingo/       the Python package
     application.py
-    requirements.txt and the other production requirement files (releases.requirement_files)
+    requirements.txt and the other production requirement files (virtualenvs.requirement_files)
     Extra-Files/      when present
     appspec.yml, hooks/          bingo-host's (the source tree's, or <prefix>/share/bingo-host)
     bingo-host/bingo_host-*.whl  so BeforeInstall can upgrade bingo-host first
@@ -24,22 +24,26 @@ reproducible-builds convention), which then makes those bytes the same too.
 
 from __future__ import annotations
 
-import base64
-import csv
 import gzip
 import hashlib
 import io
+import logging
 import os
 import stat
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 from ..errors import BingoHostError
+from ..ops.cleanup import Cleanup
 from . import BundleError, appspec, integrity
-from .releases import requirement_files
+from .archive import extract
+from .virtualenvs import requirement_files
+
+log = logging.getLogger(__name__)
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: zip-safe, far from 0
 ZIP_DATE_TIME = (2000, 1, 1, 0, 0, 0)
@@ -212,7 +216,7 @@ def _manifest_entries(entries, sign_key: str | None, binding: dict | None = None
     return out
 
 
-def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, echo=print,
+def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None,
                  fmt: str | None = None, sign_key: str | None = None,
                  binding: dict | None = None) -> Path:
     """Write the revision to out (zip or tgz: fmt, else from out's suffix), with its manifest,
@@ -232,116 +236,26 @@ def build_bundle(app: str | Path, out: str | Path, wheel: str | Path | None, ech
     entries = sorted(entries + _manifest_entries(entries, sign_key, binding), key=lambda e: e[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with Cleanup() as undo:
+        undo.register(tmp.unlink, missing_ok=True)
         with open(tmp, "wb") as f:
             (_write_zip if fmt == "zip" else _write_tgz)(entries, f)
         # The bundle must pass the same checks (and extraction) `deploy` applies.
         _check_bundle(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+        os.replace(tmp, out)
     files = sum(1 for _, _, is_dir in entries if not is_dir)
     signed = (f", signed with {sign_key} for {binding.get('application')}/"
               f"{binding.get('deployment_group')}" if sign_key and binding else ", unsigned")
-    echo(f"bundle: {out} ({fmt}, {files} files, {out.stat().st_size} bytes"
-         f"{'' if wheel else ', no bingo-host wheel'}"
-         f"{signed})")
+    log.info(f"bundle: {out} ({fmt}, {files} files, {out.stat().st_size} bytes"
+             f"{'' if wheel else ', no bingo-host wheel'}"
+             f"{signed})")
     return out
 
 
 def _check_bundle(out: Path) -> None:
-    import tempfile
-
-    from .archive import extract
-
     with tempfile.TemporaryDirectory() as tmp:
         extract(str(out), f"{tmp}/archive")
         appspec.load(Path(tmp) / "archive")
         # What a host will find: the manifest matches the unpacked files, hashes and modes.
         _, parsed = integrity.load_manifest(f"{tmp}/archive/{integrity.MANIFEST}")
         integrity.check_tree(f"{tmp}/archive", parsed["entries"])
-
-
-# -- the bingo-host wheel of an installed copy --
-
-#: The .dist-info files a wheel carries (RECORD is written anew); pip's own additions
-#: (INSTALLER, REQUESTED, direct_url.json) are left out.
-DIST_INFO_FILES = ("METADATA", "WHEEL", "entry_points.txt", "top_level.txt")
-DATA_SUBDIR = "share/bingo-host/"
-
-
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def wheel_from_installed(dest: str | Path, dist_name: str = "bingo-host") -> Path:
-    """Rebuild the wheel of the installed distribution (no source tree to build one from): its
-    package files, its .dist-info (METADATA, WHEEL, entry_points.txt, top_level.txt and a new
-    RECORD) and the data files under <prefix>/share/bingo-host, as
-    <dest>/bingo_host-<version>-py3-none-any.whl. Deterministic, like the bundle."""
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        raise BundleError(f"{dist_name} is not installed and there is no source tree to build its "
-                          "wheel from: pass --wheel or --no-wheel") from None
-    version = dist.version
-    project = dist_name.replace("-", "_")
-    files = dist.files or []
-    dist_info = f"{project}-{version}.dist-info"
-    for f in files:
-        if len(f.parts) == 2 and f.parts[0].endswith(".dist-info") and f.parts[1] == "METADATA":
-            dist_info = f.parts[0]
-    data_dir = f"{project}-{version}.data/data/"
-    entries: list[tuple[str, Path]] = []  # (name in the wheel, installed file)
-    for f in files:
-        posix = f.as_posix()
-        if "__pycache__" in f.parts or posix.endswith((".pyc", ".pyo")):
-            continue
-        if f.parts[0] == dist_info:
-            if f.parts[1] in DIST_INFO_FILES:
-                entries.append((posix, Path(dist.locate_file(f))))
-            continue
-        if f.parts[0] == "..":  # outside site-packages: console scripts, data files
-            norm = os.path.normpath(posix)
-            if f"/{DATA_SUBDIR}" in f"/{norm}":
-                rel = norm.split(DATA_SUBDIR, 1)[1]
-                entries.append((f"{data_dir}{DATA_SUBDIR}{rel}", Path(dist.locate_file(f))))
-            continue  # bin/bingo-host: pip writes it again from entry_points.txt
-        if f.parts[0].endswith(".dist-info") or f.parts[0].endswith(".data"):
-            continue
-        entries.append((posix, Path(dist.locate_file(f))))
-    missing = [str(p) for _, p in entries if not p.is_file()]
-    if missing:
-        raise BundleError(f"the installed {dist_name} {version} is incomplete ({', '.join(missing[:3])} "
-                          "missing); reinstall it or pass --wheel")
-    if not any(n == f"{dist_info}/METADATA" for n, _ in entries) \
-            or not any(n == f"{dist_info}/WHEEL" for n, _ in entries):
-        raise BundleError(f"the installed {dist_name} {version} has no METADATA/WHEEL; pass --wheel")
-    if not any(n == f"{data_dir}{DATA_SUBDIR}appspec.yml" for n, _ in entries):
-        raise BundleError(f"the installed {dist_name} {version} lists no {DATA_SUBDIR}appspec.yml in its "
-                          "RECORD; reinstall it from a wheel or pass --wheel")
-
-    def order(entry):  # package files, data, then .dist-info (METADATA first, RECORD last)
-        name = entry[0]
-        return (name.startswith(dist_info), name.startswith(data_dir), name)
-
-    entries.sort(key=order)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / f"{project}-{version}-py3-none-any.whl"
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, path in entries:
-            data = path.read_bytes()
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            zf.writestr(zip_entry(name, mode, False), data, compress_type=zipfile.ZIP_DEFLATED,
-                        compresslevel=COMPRESSLEVEL)
-            writer.writerow([name, _record_hash(data), len(data)])
-        writer.writerow([f"{dist_info}/RECORD", "", ""])
-        zf.writestr(zip_entry(f"{dist_info}/RECORD", 0o644, False), record.getvalue().encode(),
-                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL)
-    return out

@@ -21,6 +21,7 @@ takes any signed revision once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -29,8 +30,10 @@ from ..regular_file import NotRegularFile, read_regular
 from ..state import write_json
 from . import BundleError
 from .integrity import CREATED
-from .lock import now
+from .record import now
 from .releases import Paths, current_name, read_record
+
+log = logging.getLogger(__name__)
 
 ALLOW_FILE = f"{layout.STATE_DIR}/allow-older"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -75,7 +78,7 @@ def _take_allowance() -> str | None:
     return revision if isinstance(revision, str) else None
 
 
-def check(revision: dict, paths: Paths, echo=print, *, consume: bool, allow_older: bool = False) -> None:
+def check(revision: dict, paths: Paths, *, consume: bool, allow_older: bool = False) -> None:
     """Refuse (BundleError) a signed revision created before the serving one's, unless allowed:
     by ALLOW_FILE naming it (consumed when consume, i.e. in BeforeInstall), or by allow_older,
     which writes ALLOW_FILE for it so that the BeforeInstall to come lets it through too."""
@@ -87,13 +90,13 @@ def check(revision: dict, paths: Paths, echo=print, *, consume: bool, allow_olde
     if serving is None or created >= serving:
         return
     if allowed is not None and allowed in (created, revision["manifest_sha256"]):
-        echo(f"freshness: revision created {created} is older than the serving one ({serving}); "
-             f"deployed because `bingo-host allow-older {allowed}` allowed it once")
+        log.info(f"freshness: revision created {created} is older than the serving one ({serving}); "
+                 f"deployed because `bingo-host allow-older {allowed}` allowed it once")
         return
     if allow_older:
         allow(revision["manifest_sha256"])
-        echo(f"freshness: revision created {created} is older than the serving one ({serving}); "
-             "deployed because of --allow-older")
+        log.info(f"freshness: revision created {created} is older than the serving one ({serving}); "
+                 "deployed because of --allow-older")
         return
     raise BundleError(f"the revision was created {created}, before the serving release's revision "
                       f"({serving}): refusing to go back to it (a replayed old revision?). To deploy "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import grp
 import json
+import logging
 import os
 import pwd
 import re
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 
 from . import BundleError, DeployError, appspec
 from .agent import Layout
+
+log = logging.getLogger(__name__)
 
 
 def _simple_glob(name: str, pattern: str) -> bool:
@@ -226,13 +229,13 @@ def _copy(src: str, dst: str) -> None:
         pass
 
 
-def install(spec: appspec.AppSpec, archive: str, lay: Layout, echo=print) -> int:
+def install(spec: appspec.AppSpec, archive: str, lay: Layout) -> int:
     """The Install step: remove the previous Install's files, copy `files`, apply `permissions`,
     recording every path created in the cleanup file. The number of files copied."""
     os.makedirs(lay.instructions, exist_ok=True)
     removed = remove_previous_install(lay.cleanup_file)
     if removed:
-        echo(f"[Install] removed {removed} paths the previous Install created ({lay.cleanup_file})")
+        log.info(f"[Install] removed {removed} paths the previous Install created ({lay.cleanup_file})")
     i = generate_instructions(spec, archive)
     tmp = f"{lay.install_file}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
@@ -264,11 +267,11 @@ def install(spec: appspec.AppSpec, archive: str, lay: Layout, echo=print) -> int
     for p in spec.permissions:
         if not any(os.path.abspath(p.object) == t or _matches(p, t, ["**"])
                    for t in list(i.copy_targets) + i.mkdir_targets):
-            echo(f"[Install] permissions for {p.object} matched nothing this Install created "
-                 "(the agent applies them only to what it copies or creates)")
-    echo(f"[Install] copied {copied} files to {', '.join(m.destination for m in spec.files) or 'nowhere'}"
-         f" (file_exists_behavior {spec.file_exists_behavior}); "
-         f"{sum(c['type'] in ('chmod', 'chown') for c in i.commands)} permission changes")
+            log.info(f"[Install] permissions for {p.object} matched nothing this Install created "
+                     "(the agent applies them only to what it copies or creates)")
+    log.info(f"[Install] copied {copied} files to {', '.join(m.destination for m in spec.files) or 'nowhere'}"
+             f" (file_exists_behavior {spec.file_exists_behavior}); "
+             f"{sum(c['type'] in ('chmod', 'chown') for c in i.commands)} permission changes")
     return copied
 
 

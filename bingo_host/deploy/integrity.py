@@ -10,9 +10,10 @@ signing needs kms:Sign on it (the deployer role), checking kms:Verify (the insta
 A revision holds no symbolic links: `bundle` never writes one and the manifest has no type for
 them, so each is refused rather than being one more path root might follow.
 
-BeforeInstall (hooks.run, before the bundle's wheel is even looked at) and `bingo-host deploy`
-(before any script) check the unpacked revision against it: every entry root's (an archive's
-owners are never applied: archive.py; an agent's `tar -xp` that applied them is refused), every
+BeforeInstall (events.check_revision, before the bundle's wheel is even looked at) and
+`bingo-host deploy` (before any script) check the unpacked revision against it: every entry
+root's (an archive's owners are never applied: archive.py; an agent's `tar -xp` that applied
+them is refused), every
 listed entry present with its type, mode and hash, nothing unlisted; and, when the host's config
 says deploy.require_signature, the signature verified by KMS with the host's own
 deploy.signing_key (never a key the bundle names) and the application and deployment group equal
@@ -26,11 +27,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import BundleError, DeployError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "bingo-manifest.json"
 SIGNATURE = "bingo-manifest.sig"
@@ -68,6 +74,7 @@ def signed_message(manifest_bytes: bytes) -> bytes:
 
 
 def _kms(key_arn: str):
+    # Imported here: every `bingo-host hook` starts ~150 ms sooner without boto3 (-X importtime).
     import boto3
     from botocore.config import Config
 
@@ -77,8 +84,6 @@ def _kms(key_arn: str):
 
 
 def _aws_error(what: str, key_arn: str, exc, action: str) -> DeployError:
-    from botocore.exceptions import ClientError
-
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         hint = f" (needs {action} on it)" if "Denied" in code or "Unauthorized" in code else ""
@@ -88,8 +93,6 @@ def _aws_error(what: str, key_arn: str, exc, action: str) -> DeployError:
 
 def signing_algorithm(key_arn: str) -> str:
     """The algorithm to sign with: the first of ALGORITHMS the key supports."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         client = _kms(key_arn)
         meta = client.describe_key(KeyId=key_arn)["KeyMetadata"]
@@ -108,8 +111,6 @@ def signing_algorithm(key_arn: str) -> str:
 
 def sign(manifest_bytes: bytes, key_arn: str, algorithm: str) -> bytes:
     """bingo-manifest.sig's content: the base64 of KMS's signature, one line."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         client = _kms(key_arn)
         answer = client.sign(KeyId=key_arn, Message=signed_message(manifest_bytes),
@@ -120,8 +121,6 @@ def sign(manifest_bytes: bytes, key_arn: str, algorithm: str) -> bytes:
 
 
 def _verify_signature(manifest_bytes: bytes, doc: dict, signature_file: str, key_arn: str) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     algorithm = doc.get("signing_algorithm")
     if algorithm not in ALGORITHMS:
         raise BundleError(f"{MANIFEST} names signing algorithm {algorithm!r}, not one of "
@@ -242,7 +241,7 @@ def _check_binding(doc: dict, application: str | None, deployment_group: str | N
                           "2026-01-31T12:00:00Z")
 
 
-def verify(archive: str, deploy_cfg, echo=print, application: str | None = None,
+def verify(archive: str, deploy_cfg, application: str | None = None,
            deployment_group: str | None = None) -> dict:
     """Check the unpacked revision at archive; BundleError (nothing installed) when it fails.
     What it is: {"signed", "manifest_sha256", "created", "application", "deployment_group"}
@@ -256,8 +255,8 @@ def verify(archive: str, deploy_cfg, echo=print, application: str | None = None,
             raise BundleError(f"the revision has no {MANIFEST}: it is unsigned, and this host's "
                               "deploy.require_signature is on (build it with `bingo-host bundle "
                               "--sign-key KEY`)")
-        echo(f"integrity: the revision has no {MANIFEST}; not checked (deploy.require_signature "
-             "is off)")
+        log.info(f"integrity: the revision has no {MANIFEST}; not checked (deploy.require_signature "
+                 "is off)")
         return revision
     data, parsed = load_manifest(manifest_file)
     revision["manifest_sha256"] = hashlib.sha256(data).hexdigest()
@@ -271,9 +270,9 @@ def verify(archive: str, deploy_cfg, echo=print, application: str | None = None,
         revision.update({k: parsed["doc"][k] for k in BINDING}, signed=True)
     count = check_tree(archive, parsed["entries"])
     if required:
-        echo(f"integrity: {count} files match {MANIFEST}, signed with {deploy_cfg.signing_key} for "
-             f"{application}/{deployment_group}, created {revision['created']}")
+        log.info(f"integrity: {count} files match {MANIFEST}, signed with {deploy_cfg.signing_key} for "
+                 f"{application}/{deployment_group}, created {revision['created']}")
     else:
-        echo(f"integrity: {count} files match {MANIFEST} (signature not checked: "
-             "deploy.require_signature is off)")
+        log.info(f"integrity: {count} files match {MANIFEST} (signature not checked: "
+                 "deploy.require_signature is off)")
     return revision

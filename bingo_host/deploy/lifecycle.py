@@ -20,23 +20,24 @@ never sets them):
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import time
 from pathlib import Path
 
-from .. import layout
-from . import BundleError, DeployError, agent, appspec, freshness, integrity, lock
+from ..ops.cleanup import Cleanup
+from . import BundleError, DeployError, agent, appspec, freshness, integrity, record
 from .agent import Layout
 from .archive import bundle_type, extract
 from .installer import check_users, install
 from .releases import Paths
 from .scripts import ScriptFailed, ScriptLog, run_event
 
+log = logging.getLogger(__name__)
 
-#: Where `bingo-host deploy` kept its own copies before it used the agent's layout; removed.
-LEGACY_WORK_DIR = f"{layout.STATE_DIR}/deploy"
+
 #: codedeploy-local's defaults (lib/aws/codedeploy/local/deployer.rb).
 DEFAULT_GROUP_ID = "default-local-deployment-group"
 DEFAULT_GROUP_NAME = "LocalFleet"
@@ -74,7 +75,7 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def cleanup_old_archives(lay: Layout, retain: int, echo=print) -> list[str]:
+def cleanup_old_archives(lay: Layout, retain: int) -> list[str]:
     """The agent's cleanup_old_archives: keep `retain` deployment directories in the group (this
     one included), never removing the last successful install's; the oldest (mtime) go."""
     try:
@@ -93,12 +94,12 @@ def cleanup_old_archives(lay: Layout, retain: int, echo=print) -> list[str]:
     for path in oldest:
         _remove(path)
     if oldest:
-        echo(f"[DownloadBundle] removed old deployment directories (max_revisions {retain}): "
-             f"{', '.join(os.path.basename(p) for p in oldest)}")
+        log.info(f"[DownloadBundle] removed old deployment directories (max_revisions {retain}): "
+                 f"{', '.join(os.path.basename(p) for p in oldest)}")
     return oldest
 
 
-def _application_stop(lay: Layout, env: dict, log: ScriptLog, echo) -> None:
+def _application_stop(lay: Layout, env: dict, script_log: ScriptLog) -> None:
     """ApplicationStop runs the scripts of the last deployment that passed Install (or this
     deployment's, if its archive is already there), as the agent's LastSuccessfulOrIgnore."""
     if os.path.exists(lay.archive):
@@ -106,8 +107,8 @@ def _application_stop(lay: Layout, env: dict, log: ScriptLog, echo) -> None:
     else:
         where = _read_dir_file(lay.last_successful_install)
     if where is None:
-        echo(f"[ApplicationStop] no earlier deployment of group {lay.group_id} passed Install: "
-             "nothing to run")
+        log.info(f"[ApplicationStop] no earlier deployment of group {lay.group_id} passed Install: "
+                 "nothing to run")
         return
     archive = f"{where}/deployment-archive"
     if not os.path.isfile(f"{archive}/appspec.yml") and not os.path.isfile(f"{archive}/appspec.yaml"):
@@ -121,22 +122,13 @@ def _application_stop(lay: Layout, env: dict, log: ScriptLog, echo) -> None:
         raise ScriptFailed("ApplicationStop", f"the appspec of the last successful install ({archive}) "
                                               f"is unusable: {exc}") from None
     if spec.hooks.get("ApplicationStop"):
-        echo(f"[ApplicationStop] from {archive}")
-    run_event("ApplicationStop", spec, archive, env, log, echo)
-
-
-def _mark_failed(deployment_id: str, reason: str) -> None:
-    """A hook that was killed (timeout) could not record its own failure: release the lock."""
-    st = lock.load(lock.STATE_FILE)
-    if st and st.get("deployment_id") == deployment_id and st.get("status") == "in-progress":
-        st.update(status="failed", event_status="failed", finished_at=lock.now(),
-                  error=reason.splitlines()[0])
-        lock.save(st, lock.STATE_FILE)
+        log.info(f"[ApplicationStop] from {archive}")
+    run_event("ApplicationStop", spec, archive, env, script_log)
 
 
 def deploy(bundle: str, deployment_id: str | None = None,
            application_name: str = DEFAULT_APPLICATION_NAME, group_name: str = DEFAULT_GROUP_NAME,
-           group_id: str = DEFAULT_GROUP_ID, echo=print, deploy_cfg=None, app_root: str | None = None,
+           group_id: str = DEFAULT_GROUP_ID, deploy_cfg=None, app_root: str | None = None,
            allow_older: bool = False) -> str:
     """Deploy a revision (a directory, or a zip, tar.gz or tar file) the way the agent would;
     the deployment id. With deploy_cfg (the host's `deploy` settings) the revision's manifest and
@@ -153,25 +145,23 @@ def deploy(bundle: str, deployment_id: str | None = None,
     retain = agent.max_revisions(agent.CONFIG)
 
     # Unpacked and checked before anything runs: a bad revision changes nothing.
-    created = [p for p in (lay.root, lay.group_dir, lay.deployment_dir) if not os.path.exists(p)]
-    os.makedirs(lay.deployment_dir, exist_ok=True)
     unpack = f"{lay.deployment_dir}/{UNPACK_DIR}"
-    _remove(unpack)
-    try:
+    with Cleanup() as undo:
+        for path in (lay.root, lay.group_dir, lay.deployment_dir):
+            if not os.path.exists(path):
+                os.makedirs(path)
+                undo.register(shutil.rmtree, path, ignore_errors=True)
+        _remove(unpack)
+        undo.register(_remove, unpack)
         extract(source, unpack)  # a directory is copied through the archive's checks too
         spec = appspec.load(Path(unpack))  # every check before anything changes
         check_users(spec)
         if deploy_cfg is not None:
-            revision = integrity.verify(unpack, deploy_cfg, echo, application_name, group_name)
+            revision = integrity.verify(unpack, deploy_cfg, application_name, group_name)
             if app_root is not None:
-                freshness.check(revision, Paths(app_root), echo, consume=False,
+                freshness.check(revision, Paths(app_root), consume=False,
                                 allow_older=allow_older)
         sha256 = None if is_dir else integrity.sha256_file(source)
-    except BaseException:
-        _remove(unpack)
-        for path in reversed(created):
-            shutil.rmtree(path, ignore_errors=True)
-        raise
 
     env = dict(os.environ)
     for stale in ("BINGO_HOST_BUNDLE_DIR", "BINGO_HOST_BUNDLE_SHA256"):
@@ -181,15 +171,15 @@ def deploy(bundle: str, deployment_id: str | None = None,
                BINGO_HOST_DEPLOY_DRIVER_PID=str(os.getpid()), BINGO_HOST_BUNDLE=source)
     if sha256:
         env["BINGO_HOST_BUNDLE_SHA256"] = sha256
-    echo(f"deploy: {deployment_id} from {bundle} ({kind}) in {lay.deployment_dir}")
-    log = ScriptLog(lay.script_log)
+    log.info(f"deploy: {deployment_id} from {bundle} ({kind}) in {lay.deployment_dir}")
+    script_log = ScriptLog(lay.script_log)
     start = time.monotonic()
     event = "ApplicationStop"
     try:
-        _application_stop(lay, env, log, echo)
+        _application_stop(lay, env, script_log)
 
         event = "DownloadBundle"
-        cleanup_old_archives(lay, retain, echo)
+        cleanup_old_archives(lay, retain)
         _remove(lay.archive)
         if not is_dir:
             _remove(f"{lay.deployment_dir}/bundle.tar")
@@ -197,23 +187,22 @@ def deploy(bundle: str, deployment_id: str | None = None,
         os.rename(unpack, lay.archive)
         os.makedirs(lay.instructions, exist_ok=True)
         _write_dir_file(lay.most_recent_install, lay.deployment_dir)
-        echo(f"[DownloadBundle] {kind} revision unpacked in {lay.archive}")
+        log.info(f"[DownloadBundle] {kind} revision unpacked in {lay.archive}")
         archive = lay.archive
 
         event = "BeforeInstall"
-        run_event(event, spec, archive, env, log, echo)
+        run_event(event, spec, archive, env, script_log)
         event = "Install"
-        install(spec, archive, lay, echo)
+        install(spec, archive, lay)
         _write_dir_file(lay.last_successful_install, lay.deployment_dir)
         for event in ("AfterInstall", "ApplicationStart", "ValidateService"):
-            run_event(event, spec, archive, env, log, echo)
+            run_event(event, spec, archive, env, script_log)
     except (DeployError, OSError) as exc:
-        _mark_failed(deployment_id, str(exc))
-        echo(f"deploy: see the deployment log at {lay.script_log} for more details")
+        record.fail(deployment_id, str(exc))  # a killed hook (timeout) could not say so itself
+        log.info(f"deploy: see the deployment log at {lay.script_log} for more details")
         raise DeployError(f"deployment {deployment_id} failed in {event}: {exc}") from None
     finally:
-        log.close()
+        script_log.close()
         _remove(unpack)
-    shutil.rmtree(LEGACY_WORK_DIR, ignore_errors=True)
-    echo(f"deploy: {deployment_id} succeeded in {time.monotonic() - start:.1f} s")
+    log.info(f"deploy: {deployment_id} succeeded in {time.monotonic() - start:.1f} s")
     return deployment_id

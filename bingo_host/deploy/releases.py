@@ -1,4 +1,5 @@
-"""Release directories, shared virtualenvs, the atomic `current` switch, pruning.
+"""Release directories: building one from staging, its record, listing, pruning (with the
+virtualenvs no release uses any more).
 
 Release record `<root>/releases/<id>/bingo-release.json` (schema 1, written atomically 0644):
     schema              1
@@ -23,25 +24,25 @@ Release record `<root>/releases/<id>/bingo-release.json` (schema 1, written atom
 
 from __future__ import annotations
 
-import glob
 import grp
-import hashlib
+import logging
 import os
 import pwd
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..ops import files
-from .. import layout, sizing, subp
+from .. import sizing
 from ..facts import systemd
-from . import DeployError, builder
+from ..ops.cleanup import Cleanup
 from ..state import read_json, write_json
-from .lock import now
+from . import DeployError
+from .record import now
+from .virtualenvs import ensure_venv
+
+log = logging.getLogger(__name__)
 
 RELEASE_FILE = "bingo-release.json"
-VENV_COMPLETE = ".bingo-venv-complete"
 PLACEHOLDER = "placeholder"
 
 
@@ -127,36 +128,7 @@ def previous_good(paths: Paths, before: str | None) -> str | None:
     return None
 
 
-# -- virtualenvs --
-
-def python_version(python: str) -> str:
-    return subp.run([python, "-I", "-c", "import sys; print(sys.version.split()[0])"], timeout=60).stdout.strip()
-
-
-#: Requirement files for development only: never bundled or installed on a host.
-DEV_REQUIREMENTS = ("dev-", "test-", "docs-")
-
-
-def requirement_files(app_dir: str) -> list[str]:
-    """The app's production requirement files in install order: requirements.txt, then every
-    other *requirements*.txt by name (the real app keeps its database driver, mysqlclient, in
-    mysql-requirements.txt), leaving out dev-/test-/docs- ones."""
-    names = {os.path.basename(p) for p in glob.glob(f"{app_dir}/*requirements*.txt")}
-    names = {n for n in names if not n.startswith(DEV_REQUIREMENTS)}
-    if "requirements.txt" not in names:
-        raise DeployError(f"{app_dir} has no requirements.txt next to application.py")
-    return [f"{app_dir}/{n}" for n in ["requirements.txt"] + sorted(names - {"requirements.txt"})]
-
-
-def requirements_hash(reqs: list[str], python_ver: str) -> str:
-    h = hashlib.sha256()
-    h.update(f"python {python_ver}\n".encode())
-    for path in reqs:
-        data = Path(path).read_bytes().replace(b"\r\n", b"\n")
-        h.update(f"{os.path.basename(path)} {len(data)}\n".encode())
-        h.update(data)
-    return h.hexdigest()
-
+# -- the build's scope --
 
 BUILD_CPU_WEIGHT = 20  # services have 100: the build gets a sixth of contested CPU beside one
 BUILD_IO_WEIGHT = 20
@@ -177,78 +149,6 @@ def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -
             "-p", f"CPUWeight={BUILD_CPU_WEIGHT}", "-p", f"IOWeight={BUILD_IO_WEIGHT}",
             "-p", f"MemoryHigh={sizing.build_memory_high_mib(mem_bytes)}M",
             "-p", f"MemoryMax={sizing.build_memory_max_mib(mem_bytes)}M", "--"]
-
-
-def refuse_editable(reqs: list[str]) -> None:
-    """An editable requirement (-e) would tie the shared virtualenv to a directory that is not
-    kept (the build's scratch copy of the release): refused, naming the line."""
-    for path in reqs:
-        for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
-            if line.strip().startswith(("-e", "--editable")):
-                raise DeployError(f"{os.path.basename(path)} line {number}: editable requirements "
-                                  "(-e) are not supported: the virtualenv is shared by releases and "
-                                  "built outside them; name the package's path (./pkg) instead")
-
-
-def ensure_venv(paths: Paths, release_dir: str, python: str, echo=print,
-                scope: Sequence[str] = ()) -> tuple[str, str, bool]:
-    """(venv path, requirements hash, reused): the shared virtualenv for release_dir's requirements,
-    built by the build account (builder.py) with `scope` (build_scope()) before each command.
-
-    A virtualenv is complete only once its marker exists (written by root after pip succeeded
-    and the virtualenv was sealed root's); an incomplete one (pip failed, or the process was
-    killed) is removed and built again.
-    """
-    reqs = requirement_files(release_dir)
-    refuse_editable(reqs)
-    digest = requirements_hash(reqs, python_version(python))
-    venv = f"{paths.venvs}/{digest[:16]}"
-    if os.path.exists(f"{venv}/{VENV_COMPLETE}"):
-        echo(f"virtualenv: reusing {venv} (requirements unchanged, no pip run)")
-        return venv, digest, True
-    who = builder.account()
-    if os.path.lexists(venv):
-        echo(f"virtualenv: removing incomplete {venv}")
-        builder.stop(who)  # a killed build's pip may still be writing into it
-        shutil.rmtree(venv)
-    os.makedirs(paths.venvs, mode=0o755, exist_ok=True)
-    echo(f"virtualenv: requirements changed, building {venv} with {python} as {who.name}")
-    with builder.workspace(who, digest[:16], os.environ) as work:
-        env = builder.environment(who, work, os.environ)
-
-        def run(argv: list[str], timeout: float, cwd: str):
-            return subp.run(builder.command(who, argv, scope), timeout=timeout, cwd=cwd, env=env,
-                            inherit_env=False)
-
-        try:
-            builder.lend(venv, who)
-            run([python, "-I", "-m", "venv", venv], 300, work)
-            # The requirement files' relative paths (./vendor/x.tar.gz) resolve against the
-            # working directory: a copy of the release, the account's, never the release itself.
-            copy = f"{work}/app"
-            run(["cp", "-R", "--no-dereference", release_dir, copy], 300, work)
-            pip = [f"{venv}/bin/python", "-I", "-m", "pip", "--disable-pip-version-check", "--no-input"]
-            args = [arg for path in reqs for arg in ("-r", f"{copy}/{os.path.basename(path)}")]
-            echo(f"virtualenv: pip install {' '.join(f'-r {os.path.basename(p)}' for p in reqs)} "
-                 "(this can take minutes)")
-            # One pip run resolves every file together; any failure fails the deployment. The
-            # account's pip cache keeps built wheels (mysqlclient compiles from source) for the
-            # next deployment.
-            result = run([*pip, "install", "--cache-dir", layout.BUILD_PIP_CACHE, "--progress-bar",
-                          "off", *args], 1800, copy)
-            builder.stop(who)
-            count = builder.seal(venv)
-        except Exception:
-            builder.stop(who)
-            shutil.rmtree(venv, ignore_errors=True)
-            raise
-    for line in result.stdout.splitlines():
-        if line.startswith(("Successfully installed", "Requirement already satisfied")) \
-                or line.startswith("Collecting"):
-            echo(f"virtualenv: {line.strip()}")
-    echo(f"virtualenv: {count} entries sealed root's, read-only to others")
-    files.write_atomic(f"{venv}/{VENV_COMPLETE}", digest + "\n", 0o644, "root", "root")
-    return venv, digest, False
 
 
 # -- building --
@@ -274,7 +174,7 @@ def normalise_tree(top: str) -> None:
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
 
 
-def build(paths: Paths, name: str, record: dict, python: str, app_user: str, echo=print,
+def build(paths: Paths, name: str, record: dict, python: str, app_user: str,
           scope: Sequence[str] = ()) -> dict:
     """releases/<name> from the staging directory: code, venv link, bingo.ini link, record
     (the virtualenv built in `scope`, see build_scope()).
@@ -290,34 +190,36 @@ def build(paths: Paths, name: str, record: dict, python: str, app_user: str, ech
                           "application (check appspec.yml's files destination)")
     for leftover in (final, partial):
         if os.path.lexists(leftover):
-            echo(f"release: removing leftover {leftover}")
+            log.info(f"release: removing leftover {leftover}")
             shutil.rmtree(leftover)
-    os.rename(paths.staging, partial)
-    os.mkdir(paths.staging, 0o755)
-    links = ini_links(partial)
-    for link in ["venv", *links]:
-        if os.path.lexists(f"{partial}/{link}"):
-            raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
-    normalise_tree(partial)
-    venv, digest, reused = ensure_venv(paths, partial, python, echo, scope)
-    os.symlink(venv, f"{partial}/venv")
-    for link in links:
-        os.symlink(paths.shared_ini, f"{partial}/{link}")
-    # The app reads bingo.ini (0640, app user) through the link; check it can.
-    st = os.stat(paths.shared_ini)
-    if st.st_uid != pwd.getpwnam(app_user).pw_uid and st.st_gid != grp.getgrnam(app_user).gr_gid:
-        echo(f"release: warning: {paths.shared_ini} is not readable by {app_user}")
-    record = dict(record, schema=1, id=name, created_at=now(), requirements_hash=digest, venv=venv,
-                  venv_reused=reused, activated_at=None, validated_at=None, failed=None)
-    write_record(partial, record)
-    os.rename(partial, final)
-    echo(f"release: built {final} ({'reused' if reused else 'new'} virtualenv {os.path.basename(venv)})")
+    with Cleanup() as undo:
+        os.rename(paths.staging, partial)
+        undo.register(shutil.rmtree, partial, ignore_errors=True)
+        os.mkdir(paths.staging, 0o755)
+        links = ini_links(partial)
+        for link in ["venv", *links]:
+            if os.path.lexists(f"{partial}/{link}"):
+                raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
+        normalise_tree(partial)
+        venv, digest, reused = ensure_venv(paths.venvs, partial, python, scope)
+        os.symlink(venv, f"{partial}/venv")
+        for link in links:
+            os.symlink(paths.shared_ini, f"{partial}/{link}")
+        # The app reads bingo.ini (0640, app user) through the link; check it can.
+        st = os.stat(paths.shared_ini)
+        if st.st_uid != pwd.getpwnam(app_user).pw_uid and st.st_gid != grp.getgrnam(app_user).gr_gid:
+            log.warning(f"release: {paths.shared_ini} is not readable by {app_user}")
+        record = dict(record, schema=1, id=name, created_at=now(), requirements_hash=digest, venv=venv,
+                      venv_reused=reused, activated_at=None, validated_at=None, failed=None)
+        write_record(partial, record)
+        os.rename(partial, final)
+    log.info(f"release: built {final} ({'reused' if reused else 'new'} virtualenv {os.path.basename(venv)})")
     return record
 
 
 # -- pruning --
 
-def prune(paths: Paths, keep: int, protect: set[str], echo=print) -> list[str]:
+def prune(paths: Paths, keep: int, protect: set[str]) -> list[str]:
     """Keep the newest `keep` releases plus `protect` (current, the rollback target); remove
     older ones, half-built ones and virtualenvs no remaining release uses."""
     removed = []
@@ -341,5 +243,5 @@ def prune(paths: Paths, keep: int, protect: set[str], echo=print) -> list[str]:
                 shutil.rmtree(f"{paths.venvs}/{entry}", ignore_errors=True)
                 removed.append(f"venvs/{entry}")
     if removed:
-        echo(f"prune: removed {', '.join(removed)}")
+        log.info(f"prune: removed {', '.join(removed)}")
     return removed

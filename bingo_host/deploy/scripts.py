@@ -14,6 +14,7 @@ needs output streamed line by line from two pipes and its exact timeout handling
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -22,6 +23,8 @@ import sys
 import time
 
 from . import DeployError, appspec
+
+log = logging.getLogger(__name__)
 
 
 class ScriptLog:
@@ -66,15 +69,15 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, echo=print) -> None:
+def run_script(archive: str, script: appspec.Script, env: dict, script_log: ScriptLog) -> None:
     """Run one hook script the way the agent's HookExecutor#execute_script does."""
     event, location = script.event, script.location
     path = os.path.join(archive, location)
     if not os.path.exists(path):
         raise ScriptFailed(event, f"Script does not exist at specified location: {os.path.abspath(path)}")
     if not os.access(path, os.X_OK):
-        echo(f"[{event}] Script at specified location: {location} is not executable.  Trying to make "
-             "it executable.")
+        log.info(f"[{event}] Script at specified location: {location} is not executable.  Trying to make "
+                 "it executable.")
         try:
             os.chmod(path, os.stat(path).st_mode | 0o111)
         except OSError:
@@ -82,9 +85,9 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
                                       "executable") from None
     # The agent's prepare_script_command (linux_util.rb) is `su USER -c SCRIPT`: no shell here.
     argv = ["runuser", "-u", script.runas, "--", path] if script.runas else [path]
-    log.write(f"Script - {location}\n")
-    echo(f"[{event}] running {location}" + (f" as {script.runas}" if script.runas else "")
-         + f" (timeout {script.timeout} s)")
+    script_log.write(f"Script - {location}\n")
+    log.info(f"[{event}] running {location}" + (f" as {script.runas}" if script.runas else "")
+             + f" (timeout {script.timeout} s)")
     # Open3.popen3(env, cmd, pgroup: true): own process group, three pipes, no chdir.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     start = time.monotonic()
@@ -101,11 +104,11 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
 
     def emit(stream: str, line: bytes) -> None:
         nonlocal reason
-        log.write(f"[{stream}]".encode() + line + b"\n")
+        script_log.write(f"[{stream}]".encode() + line + b"\n")
         text = line.decode(errors="replace")
         if "error:" in text and not reason:
             reason = text.split("error:", 1)[1].strip()
-        echo(f"[{event}] {text}")
+        log.info(f"[{event}] {text}")
 
     closed = False
 
@@ -127,8 +130,8 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
         # script to exit, however long that takes. No SIGKILL.
         _signal_group(proc.pid, signal.SIGTERM)
         close_pipes()
-        echo(f"[{event}] {location} timed out after {script.timeout} s: sent SIGTERM to its process "
-             "group; waiting for it to exit (the agent waits too)")
+        log.info(f"[{event}] {location} timed out after {script.timeout} s: sent SIGTERM to its process "
+                 "group; waiting for it to exit (the agent waits too)")
         proc.wait()
         raise ScriptFailed(event, f"Script at specified location: {location} failed to complete in "
                                   f"{script.timeout} seconds")
@@ -141,9 +144,9 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
                     timed_out()
                 held = "STDOUT" if "stdout" in open_streams else "STDERR"
                 close_pipes()
-                echo(f"[{event}] {location} exited {proc.returncode}, but a process it started still "
-                     f"holds its {held.lower()} open; the agent waits for it until the hook's timeout "
-                     "(redirect that process's output, e.g. >/dev/null 2>&1)")
+                log.info(f"[{event}] {location} exited {proc.returncode}, but a process it started still "
+                         f"holds its {held.lower()} open; the agent waits for it until the hook's timeout "
+                         "(redirect that process's output, e.g. >/dev/null 2>&1)")
                 raise ScriptFailed(event, f"Script at specified location: {location} failed to close {held}")
             for key, _ in sel.select(min(remaining, 1.0)):
                 stream = key.data
@@ -176,16 +179,15 @@ def run_script(archive: str, script: appspec.Script, env: dict, log: ScriptLog, 
             code = f"(killed by signal {-rc})"
         raise ScriptFailed(event, f"{_error_prefix(script)} failed with exit code {code}"
                                   + (f": {reason}" if reason else ""))
-    echo(f"[{event}] {location} succeeded in {took:.1f} s")
+    log.info(f"[{event}] {location} succeeded in {took:.1f} s")
 
 
-def run_event(event: str, spec: appspec.AppSpec, archive: str, base_env: dict, log: ScriptLog,
-              echo=print) -> None:
+def run_event(event: str, spec: appspec.AppSpec, archive: str, base_env: dict, script_log: ScriptLog) -> None:
     """Run the event's scripts in the appspec's order; the first that fails raises ScriptFailed."""
     scripts = spec.hooks.get(event) or ()
     if not scripts:
         return
-    log.write(f"LifecycleEvent - {event}\n")
+    script_log.write(f"LifecycleEvent - {event}\n")
     env = dict(base_env, LIFECYCLE_EVENT=event)
     for script in scripts:
-        run_script(archive, script, env, log, echo)
+        run_script(archive, script, env, script_log)

@@ -11,7 +11,9 @@ workers serving; switching `current` back lets its next respawn load the old rel
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import time
 
 from .. import layout, subp
@@ -21,6 +23,8 @@ from ..ops import files, service
 from . import DeployError, env_seconds
 from ..ops.service import RELOAD_APP
 from .releases import PLACEHOLDER, Paths
+
+log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
 RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
@@ -34,16 +38,12 @@ POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
 WAKE_PER_WORKER = 5.0
 
 
-def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
+def wait_loaded(ctx, name: str, timeout: float) -> None:
     """Until every uWSGI worker of the app (app.processes of them) runs in release `name` (none
     for the placeholder)."""
-    import pwd
-
-    from ..resolve import resolve
-
     paths = Paths(ctx.cfg.app.root)
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
-    processes = resolve(ctx.cfg, ctx.platform, ctx.facts).app.processes
+    processes = ctx.cfg.app.processes  # resolved by make_context
     want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
     start = time.monotonic()
     deadline, retouch, nudge = start + timeout, start + RETOUCH_AFTER, start + NUDGE
@@ -54,7 +54,7 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
         if want is None and not procs:
             return
         if want is not None and len(procs) >= processes and all(cwd == want for _, cwd in procs):
-            echo(f"uwsgi: {len(procs)} workers serving {name} ({time.monotonic() - start:.1f} s)")
+            log.info(f"uwsgi: {len(procs)} workers serving {name} ({time.monotonic() - start:.1f} s)")
             return
         if want is not None and not any(cwd == want for _, cwd in procs):
             retouch = min(retouch, nudge)
@@ -73,12 +73,12 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
                       f"(its workers run in: {', '.join(where)})\n{tail}")
 
 
-def activate(ctx, name: str, echo=print) -> None:
+def activate(ctx, name: str) -> None:
     """Point `current` at releases/<name> (or the placeholder), reload the workers one at a time,
     and wait until uWSGI serves it. The vassal file exists only while a release is current."""
     paths = Paths(ctx.cfg.app.root)
     files.symlink(paths.current, PLACEHOLDER if name == PLACEHOLDER else f"releases/{name}")
-    echo(f"switch: {paths.current} -> {name}")
+    log.info(f"switch: {paths.current} -> {name}")
     vassal = ctx.managed("uwsgi-vassal.ini")
     if name == PLACEHOLDER:
         ctx.remove_file(vassal.path)
@@ -92,25 +92,25 @@ def activate(ctx, name: str, echo=print) -> None:
             # and it must watch the vassals directory as a directory (an emperor started before
             # the directory existed watches the path as a single file and never spawns vassals).
             service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
-            echo(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
+            log.info(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
         elif changed:
             files.touch_past(vassal.path, before)  # the emperor compares whole seconds
-            echo(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
+            log.info(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
         else:
             service.chain_reload_app(ctx.cfg.app.name)
-            echo("uwsgi: chain reload, one worker at a time")
-    wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT), echo)
+            log.info("uwsgi: chain reload, one worker at a time")
+    wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
 
 
-def switch_with_fallback(ctx, name: str, previous: str | None, echo=print) -> None:
+def switch_with_fallback(ctx, name: str, previous: str | None) -> None:
     """activate(name); if uWSGI cannot load it, put `previous` back and fail."""
     try:
-        activate(ctx, name, echo)
+        activate(ctx, name)
     except BingoHostError as exc:
         if previous:
-            echo(f"switch: {name} did not load; switching back to {previous}")
+            log.info(f"switch: {name} did not load; switching back to {previous}")
             try:
-                activate(ctx, previous, echo)
+                activate(ctx, previous)
             except BingoHostError as again:
                 raise DeployError(f"{exc}\nand switching back to {previous} failed too: {again}") from None
         raise

@@ -12,6 +12,7 @@ is kept (switch the link back to return to it); older ones are removed.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ import sys
 from .. import __version__, layout, subp
 from ..ops import files
 from . import DeployError
+
+log = logging.getLogger(__name__)
 
 INSTALL_ROOT = "/opt/bingo-host"
 
@@ -40,7 +43,7 @@ def newer_wheel(archive: str) -> tuple[str, str] | None:
     return best
 
 
-def _install(wheel: str, version: str, venv: str, echo) -> None:
+def _install(wheel: str, version: str, venv: str) -> None:
     """A fresh virtualenv with the wheel, smoke-tested; removed again on any failure."""
     if os.path.lexists(venv):
         shutil.rmtree(venv)
@@ -58,17 +61,17 @@ def _install(wheel: str, version: str, venv: str, echo) -> None:
         raise DeployError(f"bingo-host {version} from the bundle failed to install or run "
                           f"({detail[-1] if detail else type(exc).__name__}); this host keeps "
                           f"bingo-host {__version__}") from None
-    echo(f"bingo-host: {version} installed in {venv} and passed its smoke test")
+    log.info(f"bingo-host: {version} installed in {venv} and passed its smoke test")
 
 
-def _prune(keep: set[str], echo) -> None:
+def _prune(keep: set[str]) -> None:
     for venv in glob.glob(f"{INSTALL_ROOT}/venv-*"):
         if os.path.realpath(venv) not in keep:
             shutil.rmtree(venv, ignore_errors=True)
-            echo(f"bingo-host: removed old installation {venv}")
+            log.info(f"bingo-host: removed old installation {venv}")
 
 
-def maybe_upgrade(archive: str, echo=print) -> None:
+def maybe_upgrade(archive: str) -> None:
     """Upgrade from archive/bingo-host/*.whl if newer, then re-run this hook with the new version."""
     found = newer_wheel(archive)
     if found is None:
@@ -78,11 +81,11 @@ def maybe_upgrade(archive: str, echo=print) -> None:
         raise DeployError(f"the bundle carries bingo-host {version} but this bingo-host "
                           f"({__version__}) does not run from a virtualenv; upgrade it by hand")
     venv = f"{INSTALL_ROOT}/venv-{version}"
-    echo(f"bingo-host: upgrading {__version__} -> {version} (new virtualenv {venv})")
-    _install(wheel, version, venv, echo)
+    log.info(f"bingo-host: upgrading {__version__} -> {version} (new virtualenv {venv})")
+    _install(wheel, version, venv)
     files.symlink(layout.BIN, f"{venv}/bin/bingo-host")
-    echo(f"bingo-host: {layout.BIN} -> {venv}/bin/bingo-host; running this hook again with it")
-    _prune({os.path.realpath(venv), os.path.realpath(sys.prefix)}, echo)
+    log.info(f"bingo-host: {layout.BIN} -> {venv}/bin/bingo-host; running this hook again with it")
+    _prune({os.path.realpath(venv), os.path.realpath(sys.prefix)})
     sys.stdout.flush()
     # The new version finds the same wheel no newer than itself (checked by the smoke test).
     os.execv(f"{venv}/bin/bingo-host", [f"{venv}/bin/bingo-host", *sys.argv[1:]])

@@ -10,7 +10,7 @@ import secrets
 from contextlib import ExitStack, contextmanager
 
 from .. import restore_record
-from ..deploy import lock as deploy_lock
+from ..deploy import record as deploy_record
 from ..errors import ConfigError
 from ..facts import platforms
 from ..facts.imds import IMDS, Identity
@@ -38,7 +38,7 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, session, imds):
         if not dry_run:
             locks.enter_context(host_lock(LOCK_WAIT))
             locks.enter_context(snapshot_lock(LOCK_WAIT))
-        why = deploy_lock.blocker(deploy_lock.load(), f"({command})")
+        why = deploy_record.blocker(deploy_record.load(), f"({command})")
         if why:
             raise Refused(f"a deployment holds this host: {why}; run {command} once it is over")
         yield platform, ident, ec2

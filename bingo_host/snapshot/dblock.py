@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pymysql
+
 from .. import layout
 from ..facts import mariadb
+from ..ops.cleanup import Cleanup
 from . import SnapshotError
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,6 @@ def read_password(path: str | Path) -> str:
 
 def connect(socket_path: str, password: str):
     """A session as the backup user, its reads allowed to outlast the lock wait."""
-    import pymysql
-
     try:
         return mariadb.connect(socket_path, layout.BACKUP_DB_USER, password,
                                timeout=DB_CONNECT_TIMEOUT, read_timeout=DB_LOCK_WAIT_TIMEOUT + 50)
@@ -57,8 +58,6 @@ class DatabaseLock:
         self.method: str | None = None
 
     def acquire(self) -> None:
-        import pymysql
-
         cur = self.conn.cursor()
         cur.execute("SET SESSION lock_wait_timeout = %s", (DB_LOCK_WAIT_TIMEOUT,))
         try:
@@ -71,18 +70,14 @@ class DatabaseLock:
                 self.method = "FLUSH TABLES WITH READ LOCK"
                 return
             self.method = "BACKUP STAGE"
-            try:
+            with Cleanup() as undo:
+                undo.register(self.release)
                 cur.execute("BACKUP STAGE BLOCK_COMMIT")
-            except BaseException:
-                self.release()
-                raise
         except pymysql.err.MySQLError as exc:
             raise SnapshotError(f"could not lock the database for the snapshot: "
                                 f"{exc.args[-1] if exc.args else exc}") from None
 
     def release(self) -> None:
-        import pymysql
-
         if not self.method:
             return
         sql = "BACKUP STAGE END" if self.method == "BACKUP STAGE" else "UNLOCK TABLES"

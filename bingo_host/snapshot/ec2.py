@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
+                                 PartialCredentialsError)
+
 from ..facts.blockdev import ebs_name, nvme_volume_id, volume_device
 from ..facts.imds import Identity
 from . import SnapshotError
@@ -33,9 +38,6 @@ def clients(region: str, session=None):
     Standard retries cover throttling and 5xx. The frozen call gets short timeouts and few
     attempts so that it fails by itself well before the watchdog's deadline.
     """
-    import boto3
-    from botocore.config import Config
-
     session = session or boto3.session.Session()
     normal = session.client("ec2", region_name=region, config=Config(
         connect_timeout=3, read_timeout=15,
@@ -53,9 +55,6 @@ def _actions_for(operation: str) -> str:
 def call(client, operation: str, **kwargs):
     """client.<operation>(**kwargs); every failure becomes a SnapshotError saying what to do,
     except DryRunOperation (the answer to an allowed DryRun), which is raised as it is."""
-    from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
-                                     PartialCredentialsError)
-
     snake = "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
     method = getattr(client, snake)
     try:
@@ -182,8 +181,6 @@ def preflight(ec2, app_name: str, ident: Identity, stack: str, vol: Attached,
               mountpoint: str) -> None:
     """CreateSnapshot with DryRun: checks the permission (ec2:CreateSnapshot and, for the tags,
     ec2:CreateTags) before anything is locked, and opens the connection the frozen call uses."""
-    from botocore.exceptions import ClientError
-
     try:
         call(ec2, "CreateSnapshot", VolumeId=vol.volume_id, DryRun=True,
              TagSpecifications=_tag_spec(app_name, ident, stack, vol, mountpoint))

@@ -16,12 +16,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .. import layout, state, subp
 from ..errors import BingoHostError
 from ..facts.blockdev import attachment_mountpoint, mounted_volume_id
 from ..facts.imds import IMDS, Identity
+from ..ops.cleanup import Stopped
 from ..ops.lock import snapshot_lock
 from . import SnapshotError
 from .dblock import DatabaseLock, connect, read_password
@@ -92,8 +93,7 @@ def _terminate_as_exception() -> Iterator[None]:
 def take_snapshots(cfg, platform, *, dry_run: bool = False,
                    state_file: str | Path = state.SNAPSHOT_FILE,
                    password_file: str | Path = layout.BACKUP_PASSWORD_FILE,
-                   freeze_timeout: float = FREEZE_TIMEOUT, session=None, imds: IMDS | None = None,
-                   echo: Callable[[str], None] = log.info) -> RunResult:
+                   freeze_timeout: float = FREEZE_TIMEOUT, session=None, imds: IMDS | None = None) -> RunResult:
     """Snapshot the data volume (snapshots.volumes: all: every attached volume), then apply
     retention to each volume that got a new snapshot.
 
@@ -109,7 +109,7 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
     with snapshot_lock(), _terminate_as_exception():
         try:
             _take(cfg, platform, result, dry_run=dry_run, password_file=password_file,
-                  freeze_timeout=freeze_timeout, session=session, imds=imds, echo=echo)
+                  freeze_timeout=freeze_timeout, session=session, imds=imds)
             result.ok = True
         except BingoHostError as exc:
             result.error = str(exc)
@@ -117,6 +117,9 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
         except _Terminated as exc:
             result.error = str(exc)
             raise Interrupted(str(exc)) from None
+        except Stopped as exc:  # while a Cleanup held the signal (dblock.DatabaseLock.acquire)
+            result.error = f"interrupted by {signal.Signals(exc.signum).name}"
+            raise Interrupted(result.error) from None
         finally:
             result.finished = _now()
             if not dry_run:
@@ -128,7 +131,7 @@ def take_snapshots(cfg, platform, *, dry_run: bool = False,
 
 
 def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_timeout,
-          session, imds, echo) -> None:
+          session, imds) -> None:
     ident = (imds or IMDS()).identity()
     result.instance_id, result.region = ident.instance_id, ident.region
     ec2, ec2_frozen = clients(ident.region, session)
@@ -146,9 +149,9 @@ def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_ti
                             "false, or snapshots.volumes: all to snapshot the instance's volumes")
     verb = "would snapshot" if dry_run else "snapshot"
     for vol in chosen:
-        echo(f"{verb} {vol.volume_id} ({vol.device}" + (
-            f", {cfg.volume.mountpoint}): application-consistent (MariaDB locked, "
-            f"{cfg.volume.mountpoint} frozen)" if vol == data else "): crash-consistent"))
+        log.info(f"{verb} {vol.volume_id} ({vol.device}" + (
+                f", {cfg.volume.mountpoint}): application-consistent (MariaDB locked, "
+                f"{cfg.volume.mountpoint} frozen)" if vol == data else "): crash-consistent"))
     keep = cfg.snapshots.keep
 
     if dry_run:
@@ -158,7 +161,7 @@ def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_ti
             preflight(ec2, cfg.app.name, ident, stack, vol,
                       cfg.volume.mountpoint if vol == data else "")
             for snap_id in prune(ec2, vol.volume_id, stack, keep, dry_run=True):
-                echo(f"would delete {snap_id} (keep {keep} of {vol.volume_id})")
+                log.info(f"would delete {snap_id} (keep {keep} of {vol.volume_id})")
         return
 
     # One volume's failure (a denied CreateSnapshot, a volume gone) does not stop the others, nor
@@ -178,23 +181,23 @@ def _take(cfg, platform, result: RunResult, *, dry_run, password_file, freeze_ti
                 detail = "crash-consistent"
         except BingoHostError as exc:
             failures.append(f"{vol.volume_id} ({vol.device}): {exc}")
-            echo(f"FAILED {vol.volume_id} ({vol.device}): {exc}")
+            log.info(f"FAILED {vol.volume_id} ({vol.device}): {exc}")
             continue
         result.snapshots.append(made)
         snapshotted.append(vol)
-        echo(f"{made.snapshot_id}: {vol.volume_id} ({vol.device}), {detail}")
+        log.info(f"{made.snapshot_id}: {vol.volume_id} ({vol.device}), {detail}")
     for vol in snapshotted:  # a volume without a new snapshot keeps all it has
         try:
             deleted = prune(ec2, vol.volume_id, stack, keep, warnings=result.warnings)
         except BingoHostError as exc:
             failures.append(f"retention of {vol.volume_id}: {exc}")
-            echo(f"FAILED retention of {vol.volume_id}: {exc}")
+            log.info(f"FAILED retention of {vol.volume_id}: {exc}")
             continue
         result.deleted += deleted
         for snap_id in deleted:
-            echo(f"deleted {snap_id} (keep {keep} of {vol.volume_id})")
+            log.info(f"deleted {snap_id} (keep {keep} of {vol.volume_id})")
     for warning in result.warnings:
-        echo(f"warning: {warning}")
+        log.warning("%s", warning)
     if failures:
         raise SnapshotError(f"{len(failures)} failure(s), {len(result.snapshots)} of "
                             f"{len(chosen)} volume(s) snapshotted: " + "; ".join(failures))

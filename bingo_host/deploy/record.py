@@ -1,4 +1,4 @@
-"""The deploy lock that spans hooks: /var/lib/bingo-host/deploy.json.
+"""The deployment record that spans hooks: /var/lib/bingo-host/deploy.json (``Record``).
 
 Each hook is a separate process, so no file lock can be held from BeforeInstall to
 ValidateService. Instead BeforeInstall records the deployment here, and every later hook (and a
@@ -7,23 +7,7 @@ is alive. A deployment is alive while one of its hooks runs, while the `bingo-ho
 process driving it runs, or, between two hooks of the real agent, for STALE_AFTER seconds after
 its last hook finished (the longest a hook may take). A deployment whose hook died (SIGKILL,
 reboot, agent timeout) is abandoned: the next deployment takes over and says so.
-
-Schema (version 1), written atomically, 0644:
-    schema            1
-    deployment_id     "d-XXXXXXXXX"
-    application_name, deployment_group, deployment_group_id   from the agent's environment
-    bundle            where the revision came from (see hooks.bundle_source)
-    revision          what BeforeInstall's check found (integrity.verify): signed, created,
-                      manifest_sha256, application, deployment_group
-    status            "in-progress" | "succeeded" | "failed"
-    event             the last lifecycle event a hook ran for
-    event_status      "running" | "ok" | "failed"
-    pid, pid_start    the hook process running `event` (pid_start: psutil create_time)
-    driver_pid, driver_start   the `bingo-host deploy` process, or null under the real agent
-    release           releases/ directory name of this deployment (= deployment_id)
-    previous          what `current` pointed at before ApplicationStart ("placeholder" or a release)
-    started_at, updated_at, finished_at   ISO 8601 UTC
-    error             the reason it failed, or null
+Written atomically, 0644.
 """
 
 from __future__ import annotations
@@ -31,6 +15,9 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
+from typing import Optional, TypedDict
+
+import psutil
 
 from ..state import DEPLOY_FILE, read_json, write_json
 from . import DeployError
@@ -39,25 +26,70 @@ STATE_FILE = DEPLOY_FILE
 STALE_AFTER = 3600 + 300
 
 
+class Record(TypedDict):
+    schema: int  # 1
+    deployment_id: str  # "d-XXXXXXXXX"
+    application_name: Optional[str]  # these three from the agent's environment
+    deployment_group: Optional[str]
+    deployment_group_id: Optional[str]
+    bundle: dict  # where the revision came from (events.bundle_source)
+    revision: Optional[dict]  # what BeforeInstall's check found (integrity.verify)
+    status: str  # "in-progress" | "succeeded" | "failed"
+    event: str  # the last lifecycle event a hook ran for
+    event_status: str  # "running" | "ok" | "failed"
+    pid: int  # the hook process running `event`
+    pid_start: float  # its psutil create_time
+    driver_pid: Optional[int]  # the `bingo-host deploy` process, or None under the real agent
+    driver_start: Optional[float]
+    release: str  # releases/ directory name of this deployment (= deployment_id)
+    previous: Optional[str]  # what `current` pointed at before ApplicationStart
+    started_at: str  # ISO 8601 UTC, as are the two below
+    updated_at: str
+    finished_at: Optional[str]
+    error: Optional[str]  # the reason it failed
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load(path: str | None = None) -> dict | None:
+def new(deployment_id: str, env, bundle: dict, revision: dict | None) -> Record:
+    """The record BeforeInstall starts, its hook (this process) running."""
+    pid, start = process_identity()
+    driver = env.get("BINGO_HOST_DEPLOY_DRIVER_PID")
+    drv = process_identity(int(driver)) if driver and driver.isdigit() else (None, None)
+    return Record(schema=1, deployment_id=deployment_id, application_name=env.get("APPLICATION_NAME"),
+                  deployment_group=env.get("DEPLOYMENT_GROUP_NAME"),
+                  deployment_group_id=env.get("DEPLOYMENT_GROUP_ID"), bundle=bundle,
+                  revision=revision, status="in-progress", event="BeforeInstall",
+                  event_status="running", pid=pid, pid_start=start, driver_pid=drv[0],
+                  driver_start=drv[1], release=deployment_id, previous=None, started_at=now(),
+                  updated_at=now(), finished_at=None, error=None)
+
+
+def load(path: str | None = None) -> Record | None:
     """The recorded deployment; None when there is none (junk never blocks deploys)."""
     return read_json(path or STATE_FILE)
 
 
-def save(state: dict, path: str | None = None) -> None:
+def save(state: Record, path: str | None = None) -> None:
     state["updated_at"] = now()
     write_json(path or STATE_FILE, state)
+
+
+def fail(deployment_id: str, reason: str) -> None:
+    """Mark deployment_id failed, if the record still names it in progress (its hook failed, was
+    stopped, or was killed by a timeout and could not say so itself): the deploy lock is free."""
+    st = load()
+    if st and st.get("deployment_id") == deployment_id and st.get("status") == "in-progress":
+        st.update(status="failed", event_status="failed", finished_at=now(),
+                  error=reason.splitlines()[0] if reason else "failed")
+        save(st)
 
 
 def _alive(pid, start) -> bool:
     if not pid:
         return False
-    import psutil
-
     try:
         proc = psutil.Process(int(pid))
         # A killed process that its parent has not reaped yet is a zombie: it drives nothing.
@@ -68,13 +100,11 @@ def _alive(pid, start) -> bool:
 
 
 def process_identity(pid: int | None = None) -> tuple[int, float]:
-    import psutil
-
     p = psutil.Process(pid or os.getpid())
     return p.pid, p.create_time()
 
 
-def blocker(state: dict | None, deployment_id: str, stale_after: float = STALE_AFTER) -> str | None:
+def blocker(state: Record | None, deployment_id: str, stale_after: float = STALE_AFTER) -> str | None:
     """Why deployment_id may not start now, or None (the recorded deployment is over or dead)."""
     if not state or state.get("status") != "in-progress" or state.get("deployment_id") == deployment_id:
         return None
@@ -98,8 +128,8 @@ def blocker(state: dict | None, deployment_id: str, stale_after: float = STALE_A
     return None
 
 
-def require(deployment_id: str) -> dict:
-    """The state of deployment_id, which BeforeInstall must have started."""
+def require(deployment_id: str) -> Record:
+    """The record of deployment_id, which BeforeInstall must have started."""
     state = load()
     if not state or state.get("deployment_id") != deployment_id:
         holder = state.get("deployment_id") if state else None
