@@ -54,7 +54,6 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
     scheduled = []
     monkeypatch.setattr(record, "STATE_FILE", str(tmp_path / "deploy.json"))
     monkeypatch.setattr(hooks, "make_context", lambda cfg: _context(root))
-    monkeypatch.setattr(hooks.logs, "to_journal", lambda: None)
     monkeypatch.setattr(hooks.agent_restart, "schedule", lambda: scheduled.append(True))
     monkeypatch.setattr(events, "build_scope", lambda mem_bytes: [])
 
@@ -82,7 +81,6 @@ app = types.SimpleNamespace(root={root!r}, user="root")
 ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=app), facts=types.SimpleNamespace(mem_bytes=1 << 30),
                             platform=types.SimpleNamespace(python=sys.executable))
 hooks.make_context = lambda cfg: ctx
-hooks.logs.to_journal = lambda: None
 hooks.agent_restart.schedule = lambda: open({scheduled!r}, "w").close()
 events.build_scope = lambda mem_bytes: []
 
