@@ -111,14 +111,15 @@ def render(opts: Options, out_dir: Path, platform_name):
     """
     from .ops import files
     from .facts import platforms
-    from .resolve import host_facts
+    from .resolve import host_facts, resolve
     from .config import check_on_host
     from .render import render_all
 
     cfg = opts.load_config()
     check_on_host(cfg)
     platform = platforms.get(platform_name or cfg.platform)
-    managed = render_all(cfg, platform, host_facts(cfg))
+    facts = host_facts(cfg)
+    managed = render_all(resolve(cfg, platform, facts), platform, facts)
     _check_render_dir(out_dir)
     if not opts.dry_run:
         out_dir.mkdir(parents=True, exist_ok=True)

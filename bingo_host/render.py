@@ -19,7 +19,7 @@ from .facts import imds
 from .facts.host import HostFacts
 from .facts.platforms import Platform
 from .ops.service import DAEMON_RELOAD, RELOAD_APP, RELOAD_NGINX, restart
-from .resolve import resolve
+from .resolve import ResolvedConfig
 
 HEADER = "Managed by bingo-host: local changes are overwritten by `bingo-host bootstrap`."
 PASSWORD_PLACEHOLDER = "<set-by-bootstrap>"
@@ -112,15 +112,17 @@ def ini_value(value) -> str:
 
 
 def render_all(
-    cfg: Config,
+    cfg: ResolvedConfig,
     platform: Platform,
     facts: HostFacts,
     db_password: str = PASSWORD_PLACEHOLDER,
     secret_key: str = PASSWORD_PLACEHOLDER,
     smtp_password: str = PASSWORD_PLACEHOLDER,
 ) -> list[ManagedFile]:
-    """The files this config wants on this host, in a stable order."""
-    cfg = resolve(cfg, platform, facts)
+    """The files this config wants on this host, in a stable order. Only a resolved config: a
+    template cannot tell what 'auto' means here."""
+    if not isinstance(cfg, ResolvedConfig):
+        raise TypeError(f"render_all needs a ResolvedConfig (resolve.resolve), not {type(cfg).__name__}")
     user = cfg.app.user
     context = {
         "header": HEADER,

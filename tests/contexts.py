@@ -5,10 +5,12 @@ from bingo_host.config import Config
 from bingo_host.context import Context
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
 
 
 def context(dry_run=False):
     lines = []
-    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                  dry_run=dry_run, echo=lines.append)
+    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
+    ctx = Context(resolve(Config(), platform, facts), platform, facts, dry_run=dry_run,
+                  echo=lines.append)
     return ctx, lines

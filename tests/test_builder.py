@@ -98,8 +98,10 @@ def dry_run_context():
     from bingo_host.context import Context
     from bingo_host.facts import platforms
     from bingo_host.facts.host import HostFacts
+    from bingo_host.resolve import resolve
 
-    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2), dry_run=True,
+    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
+    return Context(resolve(Config(), platform, facts), platform, facts, dry_run=True,
                    echo=lambda _: None)
 
 

@@ -22,6 +22,7 @@ from bingo_host import render
 from bingo_host.config import load_config_text
 from bingo_host.facts.platforms import PLATFORMS
 from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
 
 SOURCE = Path(render.__file__).with_name("health_wsgi.py")
 
@@ -172,7 +173,8 @@ def test_rendered_ini_reads_back_as_the_app_reads_it():
     """A fetched password with '%' survives ConfigParser's interpolation, and the
     secret key is there, so the app never writes bingo.ini."""
     cfg = load_config_text("database:\n  password: ssm:/bingo/db\n")
-    files = render.render_all(cfg, PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+    facts = HostFacts(512 * 1024**2, 2)
+    files = render.render_all(resolve(cfg, PLATFORMS["debian12"], facts), PLATFORMS["debian12"], facts,
                               db_password="fetch%ed%%pw", secret_key="k%ey")
     ini = configparser.ConfigParser()
     ini.read_string(next(f for f in files if f.template == "bingo.ini").content)

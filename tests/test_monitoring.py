@@ -61,7 +61,8 @@ def test_journal_export_appends_each_entry_once(bootstrapped):
 
     host = bootstrapped.host
     cfg = load_config_text("cloudwatch_agent: {enabled: true}\n")
-    unit = next(f for f in render_all(cfg, platforms.PLATFORMS["amzn2023"], HostFacts(4 * GIB, 2))
+    amzn, facts = platforms.PLATFORMS["amzn2023"], HostFacts(4 * GIB, 2)
+    unit = next(f for f in render_all(resolve(cfg, amzn, facts), amzn, facts)
                 if f.template == "journal-export.service")
     path = "/etc/systemd/system/bingo-host-journal-export.service"
 

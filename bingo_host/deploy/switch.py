@@ -39,11 +39,9 @@ def wait_loaded(ctx, name: str, timeout: float, echo=print) -> None:
     for the placeholder)."""
     import pwd
 
-    from ..resolve import resolve
-
     paths = Paths(ctx.cfg.app.root)
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
-    processes = resolve(ctx.cfg, ctx.platform, ctx.facts).app.processes
+    processes = ctx.cfg.app.processes
     want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
     start = time.monotonic()
     deadline, retouch, nudge = start + timeout, start + RETOUCH_AFTER, start + NUDGE
