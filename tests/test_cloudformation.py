@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bingo_host.facts import probe
+from bingo_host.facts import http
 from tests.templates import (ACCOUNT, CFN_DIR, CONFIG_PATH, CONFIG_TEMPLATES, PSEUDO, REGION, ROOT,
                              SAMPLE_PARAMETERS, SCENARIOS, STACK, TEMPLATE_FILES, TEMPLATES, Resolver,
                              as_list, config_files, instance_role, instance_statements, one,
@@ -704,7 +704,7 @@ def test_ha_auto_scaling_and_load_balancer():
     _, target_group = one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     # The load balancer asks bingo-host's health check with the rule ValidateService and status use.
     assert target_group["Properties"]["HealthCheckPath"] == "/api/health"
-    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(probe.HEALTHY_STATUS)}
+    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(http.HEALTHY_STATUS)}
     listeners = {l["Properties"]["Port"]: l["Properties"]
                  for l in resources(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     # CloudFront reaches the origin over HTTPS only: nothing listens on port 80.

@@ -121,10 +121,10 @@ JOURNAL = ("*** Operational MODE: preforking ***\n"
 def test_a_failed_probe_says_the_logged_reason_never_what_the_body_said(status, journal, why, monkeypatch):
     """Root's probe (ValidateService, status) reads the reason where the health check logged it:
     the last `bingo_health: ` line of the app unit's journal; the body is never trusted."""
-    from bingo_host.facts import probe
+    from bingo_host.facts import http
 
-    monkeypatch.setattr(probe, "_health_log", lambda: journal)
-    answer = probe.Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
+    monkeypatch.setattr(http, "_health_log", lambda: journal)
+    answer = http.Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
                           error="connection refused" if status is None else None)
     assert answer.why() == why
 
@@ -132,14 +132,14 @@ def test_a_failed_probe_says_the_logged_reason_never_what_the_body_said(status, 
 def test_the_health_log_is_the_app_units_recent_journal_and_nothing_when_it_cannot_be_read(monkeypatch):
     from bingo_host import subp
     from bingo_host.errors import CommandError
-    from bingo_host.facts import probe
+    from bingo_host.facts import http
 
     ran = []
     monkeypatch.setattr(subp, "run", lambda argv, **kw: ran.append((argv, kw)) or subp.Result(argv, 0, "x\n", ""))
-    assert probe._health_log() == "x\n"
+    assert http._health_log() == "x\n"
     assert ran[0][0][:3] == ["journalctl", "-u", "bingo-uwsgi"] and "--since" in ran[0][0]
     monkeypatch.setattr(subp, "run", lambda argv, **kw: (_ for _ in ()).throw(CommandError("journalctl", 127, "")))
-    assert probe._health_log() == ""
+    assert http._health_log() == ""
 
 
 def test_connect_arguments_as_the_app_would_connect(health):

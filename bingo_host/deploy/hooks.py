@@ -10,7 +10,7 @@
     ApplicationStart switch `current` atomically, chain-reload uWSGI's workers (one at a time, a
                      warm one always serving), wait until every worker serves the new
                      release, else switch back (switch.py); prune old releases
-    ValidateService  the index and app.health_path through nginx (probe.py: 200 only when the
+    ValidateService  the index and app.health_path through nginx (facts/http.py: 200 only when the
                      app reaches its database), retried until a deadline; on failure switch
                      back to the previous release and fail. Then (as after any failed hook: no
                      later hook runs) schedule the agent's restart (agent_restart.py)
@@ -47,10 +47,10 @@ VALIDATE_TIMEOUT = 60.0  # $BINGO_HOST_VALIDATE_TIMEOUT overrides
 
 # -- health through nginx --
 
-def check_http(ctx, echo=print) -> None:
-    """The static index and the health check through nginx (probe.py's rule: 200 for both),
+def wait_until_healthy(ctx, echo=print) -> None:
+    """The static index and the health check through nginx (facts/http.py's rule: 200 for both),
     retried until the deadline."""
-    from ..facts import probe
+    from ..facts import http
 
     tls_domain = ctx.facts.tls_domain
     deadline_s = env_seconds("BINGO_HOST_VALIDATE_TIMEOUT", VALIDATE_TIMEOUT)
@@ -59,7 +59,7 @@ def check_http(ctx, echo=print) -> None:
     while True:
         attempt += 1
         failed = None
-        for ask in (probe.index, probe.health):
+        for ask in (http.index, http.health):
             answer = ask(ctx.cfg, tls_domain, timeout=10)
             if not answer.ok:
                 failed = f"GET {answer.url}: {answer.why()}"
@@ -184,7 +184,7 @@ def validate_service(ctx, env, echo) -> None:
     if current_name(paths) != name:
         raise DeployError(f"{paths.current} points at {current_name(paths)}, not at {name}")
     try:
-        check_http(ctx, echo=echo)
+        wait_until_healthy(ctx, echo=echo)
     except BingoHostError as exc:
         previous = (lock.load() or {}).get("previous")
         update_record(paths, name, failed={"at": lock.now(), "event": "ValidateService",
@@ -194,7 +194,7 @@ def validate_service(ctx, env, echo) -> None:
         echo(f"validate: FAILED ({exc}); switching back to {previous}")
         activate(ctx, previous, echo)
         if previous != PLACEHOLDER:
-            check_http(ctx, echo=echo)
+            wait_until_healthy(ctx, echo=echo)
         raise DeployError(f"ValidateService failed, rolled back to {previous}: {exc}") from None
     update_record(paths, name, validated_at=lock.now())
 
@@ -304,7 +304,7 @@ def rollback(cfg, echo=print) -> str:
         echo(f"rollback: {now_serving} -> {target}")
         switch_with_fallback(ctx, target, now_serving, echo)
         try:
-            check_http(ctx, echo=echo)
+            wait_until_healthy(ctx, echo=echo)
         except BingoHostError as exc:
             echo(f"rollback: {target} failed its checks; switching back to {now_serving}")
             activate(ctx, now_serving, echo)

@@ -13,7 +13,7 @@ import time
 from .. import layout, state, subp
 from ..context import make_context
 from ..converge import bootstrap, engine
-from ..facts import blockdev
+from ..facts import ebs, mounts, signatures
 from ..facts.systemd import states
 from ..ops.service import systemctl
 from . import RestoreError
@@ -36,7 +36,7 @@ def quiesce(cfg, platform, echo) -> None:
             echo(f"restore: stop {unit}")
             systemctl("stop", unit, timeout=300)
     mp = cfg.volume.mountpoint
-    if blockdev.mounted_at(mp):
+    if mounts.mounted_at(mp):
         echo(f"restore: unmount {mp}")
         subp.run(["umount", mp], timeout=120)
 
@@ -46,9 +46,9 @@ def wait_device(volume_id: str, device: str, timeout: float = DEVICE_WAIT) -> st
     the attachment's sdX/xvdX name, which only this volume can hold now."""
     deadline = time.monotonic() + timeout
     while True:
-        node = blockdev.volume_device(volume_id)
-        if node is None and not blockdev.ebs_nvme_devices():
-            node = next((os.path.realpath(p) for p in blockdev.aliases("/dev/" + blockdev.ebs_name(device))
+        node = ebs.volume_device(volume_id)
+        if node is None and not ebs.ebs_nvme_devices():
+            node = next((os.path.realpath(p) for p in ebs.aliases("/dev/" + ebs.ebs_name(device))
                          if os.path.exists(p)), None)
         if node:
             return node
@@ -62,7 +62,7 @@ def check_configured(cfg, volume_id: str, node: str, timeout: float = DEVICE_WAI
     """volume.device must lead to node (udev moves /dev/sdf-style links after an attach)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = blockdev.find_device(cfg.volume.device)
+        found = ebs.find_device(cfg.volume.device)
         if found == node:
             return
         if time.monotonic() >= deadline:
@@ -77,8 +77,8 @@ def check_adoptable(cfg, volume_id: str, node: str) -> None:
     blank volume, and a restore must never end as an empty database."""
     from ..converge.steps import volume
 
-    found = blockdev.probe(node)
-    lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
+    found = signatures.read_signature(node)
+    lvs = signatures.lvs() if found.get("TYPE") == "LVM2_member" else []
     d = volume.decide(node, found, lvs, cfg.volume.filesystem, cfg.volume.label)
     if d.action not in ("adopt", "lvm"):
         raise RestoreError(f"{volume_id} holds {volume.describe_probe(found)}, not a filesystem "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..facts.blockdev import ebs_name, nvme_volume_id, volume_device
+from ..facts.ebs import ebs_name, nvme_volume_id, volume_device
 from ..facts.imds import Identity
 from . import SnapshotError
 

@@ -253,15 +253,15 @@ def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
 # -- HTTP through nginx --
 
 def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
-    """The index and the app's health check through nginx, by probe.py's rule (the one
+    """The index and the app's health check through nginx, by facts/http.py's rule (the one
     ValidateService and the load balancer use); with HTTPS, the plain-HTTP redirect too."""
-    from ..facts import probe
+    from ..facts import http
 
     no_release = r.data.get("release", {}).get("placeholder", False) or \
         r.data.get("release", {}).get("current") is None
     checks = []
-    for kind, answer in (("static", probe.index(cfg, tls_domain, HTTP_TIMEOUT)),
-                         ("health", probe.health(cfg, tls_domain, HTTP_TIMEOUT))):
+    for kind, answer in (("static", http.index(cfg, tls_domain, HTTP_TIMEOUT)),
+                         ("health", http.health(cfg, tls_domain, HTTP_TIMEOUT))):
         entry = {"kind": kind, "url": answer.url, "status": answer.status, "ok": answer.ok,
                  "note": None, "error": answer.error}
         if not answer.ok and kind == "health" and no_release and answer.status in NO_RELEASE_STATUSES:
@@ -270,8 +270,8 @@ def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
         if not entry["ok"]:
             r.problem(f"http.{kind}", f"GET {answer.url} through nginx: {answer.why()}")
     if tls_domain:
-        host = probe.host_header(cfg, tls_domain)
-        answer = probe.get("/", host, tls=False, timeout=HTTP_TIMEOUT)
+        host = http.host_header(cfg, tls_domain)
+        answer = http.get("/", host, tls=False, timeout=HTTP_TIMEOUT)
         ok = answer.status == 301 and (answer.location or "").startswith(f"https://{host}/")
         checks.append({"kind": "redirect", "url": answer.url, "status": answer.status, "ok": ok,
                        "note": f"-> {answer.location}" if answer.location else None,
