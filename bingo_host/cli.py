@@ -27,7 +27,7 @@ class Options:
     verbose: bool
 
     def load_config(self):
-        from .config import load_config
+        from .config_file import load_config
 
         return load_config(self.config_path)
 
@@ -74,7 +74,8 @@ def config_check(opts: Options, as_json, platform_name):
     """Validate the config and print it with defaults filled in and 'auto' resolved for this
     host (secrets masked)."""
     from .facts import platforms
-    from .config import check_on_host, to_dict
+    from .config import to_dict
+    from .config_file import check_on_host
     from .resolve import check_app_user, host_facts, resolve
 
     cfg = opts.load_config()
@@ -112,7 +113,7 @@ def render(opts: Options, out_dir: Path, platform_name):
     from .ops import files
     from .facts import platforms
     from .resolve import host_facts, resolve
-    from .config import check_on_host
+    from .config_file import check_on_host
     from .render import render_all
 
     cfg = opts.load_config()

@@ -13,7 +13,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, sizing
+import jinja2
+
+from . import cloudwatch_agent, layout, sizing
 from .config import Config
 from .facts import imds
 from .facts.host import HostFacts
@@ -74,8 +76,6 @@ def use_bytecode_cache(directory: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _environment():
-    import jinja2  # imported here: status and --help never render
-
     env = jinja2.Environment(
         bytecode_cache=jinja2.FileSystemBytecodeCache(_bytecode_dir) if _bytecode_dir else None,
         loader=jinja2.FileSystemLoader(str(template_dir())),
@@ -210,8 +210,6 @@ def render_all(
     env = _environment()
     extra = []
     if cfg.cloudwatch_agent.enabled and platform.cloudwatch_agent_package:
-        from . import cloudwatch_agent
-
         extra.append(ManagedFile(path=layout.CLOUDWATCH_AGENT_CONFIG, content=cloudwatch_agent.render(cfg),
                                  mode=0o644, owner="root", group="root",
                                  on_change=restart(cloudwatch_agent.SERVICE), template="cloudwatch-agent.json"))

@@ -38,7 +38,7 @@ SIGNAL = re.compile(r'cfn-signal -e (?:\$\?|"\$status") .*--resource (\w+)')
 def validated_config(text: str, source: str):
     """The config parsed by bingo-host's own strict validator (raises ConfigError)."""
     # Imported here, not at module level, so that collection never depends on bingo_host.
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     return load_config_text(text, source)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bingo_host import layout
-from bingo_host.config import Config, load_config_text, with_values
+from bingo_host.config import Config, with_values
+from bingo_host.config_file import load_config_text
 from bingo_host.context import Context
 from bingo_host.converge.engine import run_steps
 from bingo_host.converge.steps import firewall as step

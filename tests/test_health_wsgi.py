@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host import render
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.facts.platforms import PLATFORMS
 from bingo_host.facts.host import HostFacts
 from bingo_host.resolve import resolve

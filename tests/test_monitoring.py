@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.context import Context
 from bingo_host.converge.steps import monitoring, timers
 from bingo_host.facts import platforms, systemd

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host.facts import platforms
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.facts.host import HostFacts
 from bingo_host.render import render_all
 from bingo_host.resolve import resolve

@@ -133,7 +133,7 @@ def moto_env(moto_server, monkeypatch):
 
 
 def smtp_context(reference: str):
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.context import Context
     from bingo_host.facts.host import HostFacts
     from bingo_host.facts.platforms import PLATFORMS

@@ -20,7 +20,7 @@ import pytest
 from bingo_host.facts import platforms
 from bingo_host.facts.ebs import ebs_name
 from bingo_host.snapshot import SnapshotError, ec2 as snap_ec2, run as snap_run
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.errors import BingoHostError
 from bingo_host.ops.lock import snapshot_lock
 from bingo_host.snapshot.freeze import FreezeError, check_freezable

@@ -48,7 +48,7 @@ class Login:
 
 
 def _app_password(cfg) -> str:
-    from ..config import is_reference
+    from ..secrets import is_reference
 
     source = cfg.database.password
     if source == "generate":

@@ -9,6 +9,8 @@ import glob
 import os
 import re
 
+import psutil
+
 from ..regular_file import NotRegularFile, read_regular
 
 
@@ -35,8 +37,6 @@ def vassal_user(path: str) -> str | None:
 def workers(releases: str, uid: int) -> list[tuple[int, str]]:
     """(pid, cwd) of the app's uWSGI workers: processes of the app user in a directory under
     `releases` (each worker enters `current` as it starts; the master stays outside them)."""
-    import psutil
-
     prefix = os.path.realpath(releases) + "/"
     out = []
     for p in psutil.process_iter(["pid", "uids", "cmdline"]):

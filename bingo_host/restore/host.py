@@ -98,7 +98,7 @@ def adopt(cfg, echo) -> None:
 def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
-    from ..status import checks
+    from ..status import checks, database
     from ..status.report import Report
 
     deadline = time.monotonic() + timeout
@@ -106,7 +106,7 @@ def check_health(cfg, platform, echo, timeout: float = HEALTH_WAIT) -> None:
         tls_domain = state.tls_domain(cfg)
         r = Report()
         checks.check_services(r, cfg, platform, bool(tls_domain))
-        checks.check_database(r, cfg, platform)
+        database.check_database(r, cfg, platform)
         checks.check_release(r, cfg)
         checks.check_http(r, cfg, tls_domain)
         wrong = [p["message"] for p in r.problems if p["check"] in SERVING and p["severity"] == "error"]
