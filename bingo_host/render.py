@@ -13,8 +13,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from . import cloudwatch_agent, layout, sizing
 from .config import Config
 from .facts import imds
@@ -76,6 +74,8 @@ def use_bytecode_cache(directory: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _environment():
+    import jinja2  # here: 4 of 5 `bingo-host hook` events import render and never render (measured: ~25 ms)
+
     env = jinja2.Environment(
         bytecode_cache=jinja2.FileSystemBytecodeCache(_bytecode_dir) if _bytecode_dir else None,
         loader=jinja2.FileSystemLoader(str(template_dir())),
