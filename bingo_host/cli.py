@@ -31,7 +31,7 @@ class Options:
     verbose: bool
 
     def load_config(self):
-        from .config import load_config
+        from .config_file import load_config
 
         return load_config(self.config_path)
 
@@ -82,7 +82,8 @@ def config_check(opts: Options, as_json, platform_name):
     """Validate the config and print it with defaults filled in and 'auto' resolved for this
     host (secrets masked)."""
     from .facts import platforms
-    from .config import check_on_host, to_dict
+    from .config import to_dict
+    from .config_file import check_on_host
     from .resolve import check_app_user, host_facts, resolve
 
     cfg = opts.load_config()
@@ -119,14 +120,15 @@ def render(opts: Options, out_dir: Path, platform_name):
     """
     from .ops import files
     from .facts import platforms
-    from .resolve import host_facts
-    from .config import check_on_host
+    from .resolve import host_facts, resolve
+    from .config_file import check_on_host
     from .render import render_all
 
     cfg = opts.load_config()
     check_on_host(cfg)
     platform = platforms.get(platform_name or cfg.platform)
-    managed = render_all(cfg, platform, host_facts(cfg))
+    facts = host_facts(cfg)
+    managed = render_all(resolve(cfg, platform, facts), platform, facts)
     _check_render_dir(out_dir)
     if not opts.dry_run:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,14 +23,14 @@ from .facts.host import HostFacts
 from .facts.platforms import Platform
 from .ops import files
 from .render import PASSWORD_PLACEHOLDER, ManagedFile, render_all
-from .resolve import check_app_user, host_facts, resolve
+from .resolve import ResolvedConfig, check_app_user, host_facts, resolve
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Context:
-    cfg: Config  # resolved: no 'auto' left
+    cfg: ResolvedConfig
     platform: Platform
     facts: HostFacts
     dry_run: bool = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
-from .fields import pattern, string
+from .fields import Check, pattern, string
 from .layout import OWN_TREES
 
 # A path segment: never empty, '.' or '..' (its first character is no '.'), no space or quote.

@@ -1,10 +1,12 @@
 """A config resolved for this host: every 'auto' replaced by what it means on this platform, with
-these memory and CPUs, and the app user checked against the host's accounts.
+these memory and CPUs, and the app user checked against the host's accounts. Its own type, so
+that render can refuse a config nobody resolved and nobody resolves one twice.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 
 from . import sizing
 from .config import Config, with_values
@@ -71,8 +73,25 @@ def check_app_user(cfg: Config, platform: Platform) -> None:
                                   "user named after the app) or name an unprivileged user")
 
 
-def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
+@dataclass(frozen=True)
+class ResolvedConfig(Config):
+    """A Config with no 'auto' left that resolve() decides; made by resolve() only (once per
+    command, in context.make_context)."""
+
+    def __post_init__(self):
+        left = [name for name, value in (
+            ("platform", self.platform), ("app.user", self.app.user),
+            ("app.processes", self.app.processes), ("swap.size", self.swap.size),
+            ("cloudwatch_agent.enabled", self.cloudwatch_agent.enabled)) if value == "auto"]
+        if left:
+            raise TypeError(f"ResolvedConfig with {', '.join(left)} still 'auto': make it with resolve()")
+
+
+def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> ResolvedConfig:
     """cfg with every 'auto' replaced by what it means on this platform and host."""
+    if isinstance(cfg, ResolvedConfig):
+        raise TypeError("the config is resolved already: 'auto' is resolved once per command "
+                        "(context.make_context)")
     processes = cfg.app.processes
     if processes == "auto":
         processes = sizing.uwsgi_processes(facts.mem_bytes, facts.cpus)
@@ -80,10 +99,11 @@ def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> Config:
     agent = cfg.cloudwatch_agent.enabled
     if agent == "auto":
         agent = not sizing.small_host(facts.mem_bytes)
-    return with_values(
+    done = with_values(
         cfg,
         platform=platform.name,
         app={"user": app_user(cfg), "processes": processes},
         swap={"size": swap},
         cloudwatch_agent={"enabled": agent},
     )
+    return ResolvedConfig(**{f.name: getattr(done, f.name) for f in fields(Config)})

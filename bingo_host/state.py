@@ -1,7 +1,5 @@
 """Small JSON state files under /var/lib/bingo-host: where they are, and reading them safely.
 
-Cheap to import (json, os only): `status` and `bootstrap` read these on every run.
-
     https.json          what `enable-https` set up: {"domain", "email", "server", "issued_at"}
     last-snapshot.json  the last `bingo-host snapshot` run (written by snapshot/run.py)
     last-backup.json    the last `bingo-host backup` run (written by backup/run.py)
@@ -17,6 +15,8 @@ import os
 from typing import Any
 
 from . import layout
+from .fields import domain_name
+from .ops.files import write_atomic
 
 HTTPS_FILE = f"{layout.STATE_DIR}/https.json"
 SNAPSHOT_FILE = f"{layout.STATE_DIR}/last-snapshot.json"
@@ -39,8 +39,6 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 def write_json(path: str, data: dict[str, Any], owner: str | None = None, group: str | None = None,
                mode: int = 0o644) -> None:
-    from .ops.files import write_atomic
-
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode, owner, group)
 
 
@@ -61,8 +59,6 @@ def https_domain(cfg, path: str = HTTPS_FILE) -> str | None:
     if not isinstance(domain, str) or not domain:
         return None
     try:
-        from .fields import domain_name
-
         return domain_name(domain, path)
     except Exception:  # a hand-edited state file must not break bootstrap or status
         return None

@@ -5,8 +5,9 @@ from bingo_host.config import Config
 from bingo_host.context import Context
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
 
 
 def context(dry_run=False):
-    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                   dry_run=dry_run)
+    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
+    return Context(resolve(Config(), platform, facts), platform, facts, dry_run=dry_run)

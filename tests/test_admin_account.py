@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from bingo_host import admin_account
 from bingo_host.cli import main
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.errors import BingoHostError, ConfigError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the app side as nobody")

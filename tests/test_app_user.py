@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms, sudo
 from bingo_host.facts.host import Account, account

@@ -20,7 +20,7 @@ from bingo_host.backup import BackupError, store
 from bingo_host.backup.dumpfile import GzipReader, gunzip_statements
 from bingo_host.backup.statements import Parser
 from bingo_host.cli import main
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from tests.aws_servers import REGION
 
 # The same three tables as mariadb-dump 10.11 (one row a line) and older clients (one line).

@@ -10,7 +10,7 @@ import gzip
 import pytest
 
 from bingo_host.backup import run, store
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 
 BUCKET = "bingo-backups"
 

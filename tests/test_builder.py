@@ -99,8 +99,10 @@ def dry_run_context():
     from bingo_host.context import Context
     from bingo_host.facts import platforms
     from bingo_host.facts.host import HostFacts
+    from bingo_host.resolve import resolve
 
-    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2), dry_run=True)
+    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
+    return Context(resolve(Config(), platform, facts), platform, facts, dry_run=True)
 
 
 def test_bootstrap_creates_the_build_account_once_and_never_uses_a_privileged_one(monkeypatch):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bingo_host.facts import probe
+from bingo_host.facts import http
 from tests.templates import (ACCOUNT, CFN_DIR, CONFIG_PATH, CONFIG_TEMPLATES, PSEUDO, REGION, ROOT,
                              SAMPLE_PARAMETERS, SCENARIOS, STACK, TEMPLATE_FILES, TEMPLATES, Resolver,
                              as_list, config_files, instance_role, instance_statements, one,
@@ -38,7 +38,7 @@ SIGNAL = re.compile(r'cfn-signal -e (?:\$\?|"\$status") .*--resource (\w+)')
 def validated_config(text: str, source: str):
     """The config parsed by bingo-host's own strict validator (raises ConfigError)."""
     # Imported here, not at module level, so that collection never depends on bingo_host.
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     return load_config_text(text, source)
 
 
@@ -704,7 +704,7 @@ def test_ha_auto_scaling_and_load_balancer():
     _, target_group = one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     # The load balancer asks bingo-host's health check with the rule ValidateService and status use.
     assert target_group["Properties"]["HealthCheckPath"] == "/api/health"
-    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(probe.HEALTHY_STATUS)}
+    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(http.HEALTHY_STATUS)}
     listeners = {l["Properties"]["Port"]: l["Properties"]
                  for l in resources(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     # CloudFront reaches the origin over HTTPS only: nothing listens on port 80.

@@ -6,7 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.config import Config, ConfigError, load_config_text, to_dict
+from bingo_host.config import Config, to_dict
+from bingo_host.config_file import load_config_text
+from bingo_host.errors import ConfigError
 
 VALID = [
     ("", {}),

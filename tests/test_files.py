@@ -144,8 +144,8 @@ def test_status_reads_no_planted_bingo_ini(tmp_path, planted):
     proc = _run_bounded(
         "import resource\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from bingo_host.config import load_config_text\n"
-        "from bingo_host.status.checks import app_password\n"
+        "from bingo_host.config_file import load_config_text\n"
+        "from bingo_host.status.database import app_password\n"
         "cfg = load_config_text('platform: debian12\\napp: {root: %s}\\n"
         "database: {password: \"ssm:/bingo/db\"}\\n')\n"
         "print(app_password(cfg))\n" % tmp_path)

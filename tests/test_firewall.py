@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bingo_host import layout
-from bingo_host.config import Config, load_config_text, with_values
+from bingo_host.config import Config, with_values
+from bingo_host.config_file import load_config_text
 from bingo_host.context import Context
 from bingo_host.converge.engine import run_steps
 from bingo_host.converge.steps import firewall as step
@@ -23,6 +24,7 @@ from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.facts.systemd import UnitState
 from bingo_host.render import render_all
+from bingo_host.resolve import resolve
 
 RECORDED = (Path(__file__).parent / "fixtures/nft/bingo_host.json").read_text()  # uid 998 denied
 APP = {"music-bingo": 998}
@@ -216,7 +218,8 @@ class Host:
 
     def context(self, cfg=None, dry_run=False):
         platform = dataclasses.replace(platforms.PLATFORMS["debian12"], nft=str(self.nft))
-        return Context(cfg or Config(), platform, HostFacts(512 << 20, 2), dry_run=dry_run)
+        facts = HostFacts(512 << 20, 2)
+        return Context(resolve(cfg or Config(), platform, facts), platform, facts, dry_run=dry_run)
 
 
 def test_fresh_host_gets_file_unit_enabled_started_then_nothing(monkeypatch, tmp_path):
@@ -300,10 +303,11 @@ def test_dry_run_changes_nothing(monkeypatch, tmp_path):
 def test_packages_and_the_emperor_follow_firewall_enabled():
     for platform in platforms.PLATFORMS.values():
         for enabled in (True, False):
-            cfg = with_values(Config(), firewall={"enabled": enabled})
-            ctx = Context(cfg, platform, HostFacts(512 << 20, 2))
+            facts = HostFacts(512 << 20, 2)
+            cfg = resolve(with_values(Config(), firewall={"enabled": enabled}), platform, facts)
+            ctx = Context(cfg, platform, facts)
             assert ("nftables" in packages_step.wanted(ctx)) == enabled
-            files = {f.template: f for f in render_all(cfg, platform, HostFacts(512 << 20, 2))}
+            files = {f.template: f for f in render_all(cfg, platform, facts)}
             emperor = files["uwsgi-emperor.service"].content
             assert (f"Requires={layout.FIREWALL_UNIT}.service" in emperor) == enabled
             assert (f"After={layout.FIREWALL_UNIT}.service" in emperor) == enabled

@@ -46,7 +46,7 @@ print(json.dumps(out))
 
 STEPS = r"""
 import sys
-from bingo_host.config import load_config
+from bingo_host.config_file import load_config
 from bingo_host.context import make_context
 from bingo_host.converge import engine
 from bingo_host.converge.steps import app, firewall

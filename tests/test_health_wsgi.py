@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
-import json
 import subprocess
 import sys
 import types
@@ -19,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from bingo_host import render
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.facts.platforms import PLATFORMS
 from bingo_host.facts.host import HostFacts
+from bingo_host.resolve import resolve
 
 SOURCE = Path(render.__file__).with_name("health_wsgi.py")
 
@@ -120,10 +120,10 @@ JOURNAL = ("*** Operational MODE: preforking ***\n"
 def test_a_failed_probe_says_the_logged_reason_never_what_the_body_said(status, journal, why, monkeypatch):
     """Root's probe (ValidateService, status) reads the reason where the health check logged it:
     the last `bingo_health: ` line of the app unit's journal; the body is never trusted."""
-    from bingo_host.facts import probe
+    from bingo_host.facts import http
 
-    monkeypatch.setattr(probe, "_health_log", lambda: journal)
-    answer = probe.Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
+    monkeypatch.setattr(http, "_health_log", lambda: journal)
+    answer = http.Answer("http://localhost/api/health", status, body=b'{"database": {"error": "leak"}}',
                           error="connection refused" if status is None else None)
     assert answer.why() == why
 
@@ -131,14 +131,14 @@ def test_a_failed_probe_says_the_logged_reason_never_what_the_body_said(status, 
 def test_the_health_log_is_the_app_units_recent_journal_and_nothing_when_it_cannot_be_read(monkeypatch):
     from bingo_host import subp
     from bingo_host.errors import CommandError
-    from bingo_host.facts import probe
+    from bingo_host.facts import http
 
     ran = []
     monkeypatch.setattr(subp, "run", lambda argv, **kw: ran.append((argv, kw)) or subp.Result(argv, 0, "x\n", ""))
-    assert probe._health_log() == "x\n"
+    assert http._health_log() == "x\n"
     assert ran[0][0][:3] == ["journalctl", "-u", "bingo-uwsgi"] and "--since" in ran[0][0]
     monkeypatch.setattr(subp, "run", lambda argv, **kw: (_ for _ in ()).throw(CommandError("journalctl", 127, "")))
-    assert probe._health_log() == ""
+    assert http._health_log() == ""
 
 
 def test_connect_arguments_as_the_app_would_connect(health):
@@ -172,7 +172,8 @@ def test_rendered_ini_reads_back_as_the_app_reads_it():
     """A fetched password with '%' survives ConfigParser's interpolation, and the
     secret key is there, so the app never writes bingo.ini."""
     cfg = load_config_text("database:\n  password: ssm:/bingo/db\n")
-    files = render.render_all(cfg, PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
+    facts = HostFacts(512 * 1024**2, 2)
+    files = render.render_all(resolve(cfg, PLATFORMS["debian12"], facts), PLATFORMS["debian12"], facts,
                               db_password="fetch%ed%%pw", secret_key="k%ey")
     ini = configparser.ConfigParser()
     ini.read_string(next(f for f in files if f.template == "bingo.ini").content)

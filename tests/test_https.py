@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bingo_host import https
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.errors import ConfigError
 from tests.conftest import BIN, CONFIG, host_config
 from tests.pebble import Pebble

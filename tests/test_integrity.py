@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.config import Deploy, load_config_text
+from bingo_host.config import Deploy
+from bingo_host.config_file import load_config_text
 from bingo_host.deploy import BundleError, DeployError, agent, integrity, lifecycle, record
 from bingo_host.deploy.archive import extract
 from bingo_host.deploy.bundle import build_bundle

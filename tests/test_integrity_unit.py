@@ -473,5 +473,5 @@ def test_kms_is_asked_with_the_raw_message(tmp_path, kms, monkeypatch):
 
     monkeypatch.setattr(integrity, "_kms", recording)
     integrity.sign(b"x", key, "RSASSA_PKCS1_V1_5_SHA_256")
-    integrity.verify(str(rev), Deploy(True, key), quiet, "app", "grp")
+    integrity.verify(str(rev), Deploy(True, key), "app", "grp")
     assert asked == [("sign", "RAW"), ("verify", "RAW")]

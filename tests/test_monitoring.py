@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.context import Context
 from bingo_host.converge.steps import monitoring, timers
 from bingo_host.facts import platforms, systemd
@@ -61,7 +61,8 @@ def test_journal_export_appends_each_entry_once(bootstrapped):
 
     host = bootstrapped.host
     cfg = load_config_text("cloudwatch_agent: {enabled: true}\n")
-    unit = next(f for f in render_all(cfg, platforms.PLATFORMS["amzn2023"], HostFacts(4 * GIB, 2))
+    amzn, facts = platforms.PLATFORMS["amzn2023"], HostFacts(4 * GIB, 2)
+    unit = next(f for f in render_all(resolve(cfg, amzn, facts), amzn, facts)
                 if f.template == "journal-export.service")
     path = "/etc/systemd/system/bingo-host-journal-export.service"
 

@@ -52,7 +52,7 @@ def test_the_upgrade_is_security_only_on_both_platforms():
 
 
 def test_patches_release_is_checked():
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.errors import ConfigError
 
     assert load_config_text("patches:\n  release: 2023.9.20251117\n").patches.release == "2023.9.20251117"

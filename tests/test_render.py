@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from bingo_host.facts import platforms
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.facts.host import HostFacts
 from bingo_host.render import render_all
+from bingo_host.resolve import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
@@ -19,7 +20,8 @@ EXAMPLE = (REPO / "examples" / "config.yaml").read_text()
 
 
 def rendered(platform_name, text=EXAMPLE, facts=NANO):
-    return render_all(load_config_text(text), platforms.PLATFORMS[platform_name], facts,
+    platform = platforms.PLATFORMS[platform_name]
+    return render_all(resolve(load_config_text(text), platform, facts), platform, facts,
                       db_password="golden-password-123")
 
 
@@ -107,7 +109,8 @@ def test_smtp_section_golden_and_read_by_the_app(tmp_path):
     """smtp: renders [smtp] with the keys the app reads; a fetched password holding '%' comes
     back to the app unchanged, port as a number, starttls as a boolean. Set UPDATE_GOLDEN=1 to
     rewrite tests/golden/smtp/bingo.ini."""
-    ini = next(f for f in render_all(load_config_text(SMTP), platforms.PLATFORMS["amzn2023"], NANO,
+    amzn = platforms.PLATFORMS["amzn2023"]
+    ini = next(f for f in render_all(resolve(load_config_text(SMTP), amzn, NANO), amzn, NANO,
                                      db_password="golden-password-123",
                                      smtp_password="golden+smtp/pw%42")
                if f.template == "bingo.ini").content

@@ -17,6 +17,7 @@ from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.ops import files, reverter
 from bingo_host.ops.service import RELOAD_NGINX
+from bingo_host.resolve import resolve
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ def host(tmp_path, monkeypatch):
 
 
 def context(dry_run=False) -> Context:
-    return Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2),
-                   dry_run=dry_run)
+    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
+    return Context(resolve(Config(), platform, facts), platform, facts, dry_run=dry_run)
 
 
 def state(paths: dict[str, str]) -> dict:

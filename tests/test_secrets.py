@@ -133,10 +133,11 @@ def moto_env(moto_server, monkeypatch):
 
 
 def smtp_context(reference: str):
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.context import Context
     from bingo_host.facts.host import HostFacts
     from bingo_host.facts.platforms import PLATFORMS
+    from bingo_host.resolve import resolve
 
     cfg = load_config_text(f"""
 database: {{host: db.example.com, password: 'Literal-Db-Password-1'}}
@@ -144,7 +145,8 @@ musicbingo: {{secret_key: 'ssm:/bingo/secret-key'}}
 smtp: {{server: email-smtp.eu-west-1.amazonaws.com, sender: bingo@example.com,
         username: AKIAEXAMPLE123, password: '{reference}'}}
 """)
-    return Context(cfg=cfg, platform=PLATFORMS["amzn2023"], facts=HostFacts(512 * 1024**2, 2),
+    platform, facts = PLATFORMS["amzn2023"], HostFacts(512 * 1024**2, 2)
+    return Context(cfg=resolve(cfg, platform, facts), platform=platform, facts=facts,
                    dry_run=True)
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from bingo_host.facts import platforms
-from bingo_host.facts.blockdev import ebs_name
+from bingo_host.facts.ebs import ebs_name
 from bingo_host.snapshot import SnapshotError, ec2 as snap_ec2, run as snap_run
-from bingo_host.config import load_config_text
+from bingo_host.config_file import load_config_text
 from bingo_host.errors import BingoHostError
 from bingo_host.ops.lock import snapshot_lock
 from bingo_host.snapshot.freeze import FreezeError, check_freezable
@@ -710,7 +710,7 @@ def test_device_aliases():
 def test_data_volume_is_the_one_mounted_where_the_host_can_tell(tmp_path):
     """On Nitro the disk under volume.mountpoint names its EBS volume in its NVMe serial
     (sysfs): that volume is the data volume, whatever it was attached as."""
-    from bingo_host.facts.blockdev import Mount, mounted_volume_id
+    from bingo_host.facts.mounts import Mount, mounted_volume_id
 
     sys_root = tmp_path / "sys"
     ctrl = sys_root / "devices" / "pci0000:00" / "nvme" / "nvme1"

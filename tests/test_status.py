@@ -70,7 +70,7 @@ def test_no_boto3_or_jinja2_on_the_cheap_paths(tmp_path, args, rc, ran):
 
 def test_certificate_days_left_and_warning(tmp_path, monkeypatch):
     from bingo_host import state
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.status import checks, records
 
     live = tmp_path / "live" / "bingo.example.com"
@@ -89,7 +89,7 @@ def test_certificate_days_left_and_warning(tmp_path, monkeypatch):
 
 
 def test_snapshot_state_is_read_defensively(tmp_path):
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.status import checks, records
 
     cfg = load_config_text("{}\n")
@@ -209,7 +209,7 @@ def test_timer_next_run_parsing():
 
 
 def test_release_from_the_deploy_record(tmp_path):
-    from bingo_host.config import load_config_text
+    from bingo_host.config_file import load_config_text
     from bingo_host.status import checks, records
 
     root = tmp_path / "app"

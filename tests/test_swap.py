@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bingo_host.facts import blockdev
+from bingo_host.facts import mounts
 from bingo_host.errors import BingoHostError
 from bingo_host.converge.steps import swap
 from tests.step_host import run_step  # vhost: that plugin's fixture, one host for this module
@@ -37,7 +37,7 @@ def test_signature(tmp_path):
 
 @pytest.mark.parametrize("fstype", ["overlay", "tmpfs", "nfs4", "fuse.sshfs"])
 def test_filesystems_that_cannot_hold_swap(fstype):
-    table = blockdev.parse_mountinfo(f"1 0 0:5 / / rw - {fstype} none rw\n")
+    table = mounts.parse_mountinfo(f"1 0 0:5 / / rw - {fstype} none rw\n")
     with pytest.raises(BingoHostError) as e:
         swap.check_filesystem("/swapfile", table)
     assert fstype in str(e.value) and "swap.size: 0" in str(e.value)
@@ -45,7 +45,7 @@ def test_filesystems_that_cannot_hold_swap(fstype):
 
 def test_ext4_and_xfs_can_hold_swap():
     for fstype in ("ext4", "xfs"):
-        swap.check_filesystem("/swapfile", blockdev.parse_mountinfo(f"1 0 254:1 / / rw - {fstype} /dev/vda rw\n"))
+        swap.check_filesystem("/swapfile", mounts.parse_mountinfo(f"1 0 254:1 / / rw - {fstype} /dev/vda rw\n"))
 
 
 # ---------------------------------------------------------------- real: systemd test host

@@ -5,12 +5,10 @@ built byte by byte here (tarfile would not write most of them)."""
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import zlib
 from pathlib import Path
 

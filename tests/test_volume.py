@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host.facts import blockdev
+from bingo_host.facts import ebs, mounts, signatures, sizes
 from bingo_host.facts.host import is_legacy_datadir
 from bingo_host.converge.steps import volume
 from tests.step_host import SRC_INSIDE, run_step  # vhost: that plugin's fixture
@@ -32,13 +32,13 @@ DEV = "/dev/nvme1n1"
 
 
 def blkid(name: str) -> dict[str, str]:
-    found = blockdev.parse_blkid_export((FIXTURES / "blkid" / f"{name}.txt").read_text())
+    found = signatures.parse_blkid_export((FIXTURES / "blkid" / f"{name}.txt").read_text())
     found.pop("DEVNAME", None)
     return found
 
 
-def lvs(name: str) -> list[blockdev.LogicalVolume]:
-    return blockdev.parse_lvs((FIXTURES / "lvs" / f"{name}.txt").read_text())
+def lvs(name: str) -> list[signatures.LogicalVolume]:
+    return signatures.parse_lvs((FIXTURES / "lvs" / f"{name}.txt").read_text())
 
 
 # ---------------------------------------------------------------- decision table (pure)
@@ -118,17 +118,17 @@ def test_marker_only_covers_its_own_device_and_uuid():
 
 def test_blkid_export_parser_unescapes():
     assert blkid("lvm2-member-vg0")["VERSION"] == "LVM2 001"
-    assert blockdev.parse_blkid_export("") == {}
+    assert signatures.parse_blkid_export("") == {}
 
 
 def test_lvs_parser():
-    assert lvs("vg0-mysql")[0] == blockdev.LogicalVolume("vg0", "mysql", "/dev/vg0/mysql")
+    assert lvs("vg0-mysql")[0] == signatures.LogicalVolume("vg0", "mysql", "/dev/vg0/mysql")
     assert lvs("none") == []
 
 
 # ---------------------------------------------------------------- NVMe identify (pure)
 
-def identify_buffer(vid=0x1D0F, serial="vol0123456789abcdef0", model=blockdev.EBS_MODEL,
+def identify_buffer(vid=0x1D0F, serial="vol0123456789abcdef0", model=ebs.EBS_MODEL,
                     bdev=b"sdf") -> bytes:
     buf = bytearray(4096)
     buf[0:2] = vid.to_bytes(2, "little")
@@ -140,21 +140,21 @@ def identify_buffer(vid=0x1D0F, serial="vol0123456789abcdef0", model=blockdev.EB
 
 
 def test_nvme_identify_parsing():
-    ident = blockdev.parse_nvme_identify(identify_buffer())
-    assert ident == blockdev.EbsIdentity("vol-0123456789abcdef0", "sdf")
-    assert blockdev.parse_nvme_identify(identify_buffer(bdev=b"/dev/xvdg")).bdev == "sdg"
+    ident = ebs.parse_nvme_identify(identify_buffer())
+    assert ident == ebs.EbsIdentity("vol-0123456789abcdef0", "sdf")
+    assert ebs.parse_nvme_identify(identify_buffer(bdev=b"/dev/xvdg")).bdev == "sdg"
     nul_padded = bytearray(identify_buffer(bdev=b"sdh"))
     nul_padded[3075:3104] = bytes(29)
-    assert blockdev.parse_nvme_identify(bytes(nul_padded)).bdev == "sdh"
-    assert blockdev.parse_nvme_identify(identify_buffer(model="Amazon EC2 NVMe Instance Storage")) is None
-    assert blockdev.parse_nvme_identify(identify_buffer(vid=0x8086)) is None
+    assert ebs.parse_nvme_identify(bytes(nul_padded)).bdev == "sdh"
+    assert ebs.parse_nvme_identify(identify_buffer(model="Amazon EC2 NVMe Instance Storage")) is None
+    assert ebs.parse_nvme_identify(identify_buffer(vid=0x8086)) is None
     with pytest.raises(ValueError):
-        blockdev.parse_nvme_identify(b"\0" * 512)
+        ebs.parse_nvme_identify(b"\0" * 512)
 
 
 def test_find_device_through_nvme_identify(tmp_path):
     bufs = {"/dev/nvme0n1": identify_buffer(bdev=b"xvda"), "/dev/nvme1n1": identify_buffer(bdev=b"sdf")}
-    find = lambda name: blockdev.find_device(  # noqa: E731
+    find = lambda name: ebs.find_device(  # noqa: E731
         name, identify=bufs.__getitem__, nvme_devices=lambda: sorted(bufs))
     assert find("/dev/sdf") == "/dev/nvme1n1"
     assert find("/dev/xvdf") == "/dev/nvme1n1"
@@ -163,14 +163,14 @@ def test_find_device_through_nvme_identify(tmp_path):
 
 
 def test_aliases():
-    assert blockdev.aliases("/dev/sdf") == ["/dev/sdf", "/dev/xvdf"]
-    assert blockdev.aliases("/dev/xvdf") == ["/dev/xvdf", "/dev/sdf"]
-    assert blockdev.aliases("/dev/loop3") == ["/dev/loop3"]
+    assert ebs.aliases("/dev/sdf") == ["/dev/sdf", "/dev/xvdf"]
+    assert ebs.aliases("/dev/xvdf") == ["/dev/xvdf", "/dev/sdf"]
+    assert ebs.aliases("/dev/loop3") == ["/dev/loop3"]
 
 
 def test_wait_for_device_names_what_it_looked_for():
     with pytest.raises(volume.BingoHostError) as e:
-        blockdev.wait_for_device("/dev/sdf", timeout=0.2, interval=0.05, find=lambda n: None)
+        ebs.wait_for_device("/dev/sdf", timeout=0.2, interval=0.05, find=lambda n: None)
     assert "/dev/sdf or /dev/xvdf" in str(e.value) and "attached as sdf" in str(e.value)
 
 
@@ -185,21 +185,21 @@ log      =internal log           bsize=4096   blocks=16384, version=2
 
 
 def test_size_parsers_and_grow_decision():
-    assert blockdev.parse_dumpe2fs(DUMPE2FS) == 256 << 20
-    assert blockdev.parse_xfs_info(XFS_INFO) == 512 << 20
-    assert not blockdev.needs_grow(256 << 20, 256 << 20)
-    assert not blockdev.needs_grow((256 << 20) + (2 << 20), 256 << 20)  # < 1%: mkfs rounding
-    assert blockdev.needs_grow(512 << 20, 256 << 20)
+    assert sizes.parse_dumpe2fs(DUMPE2FS) == 256 << 20
+    assert sizes.parse_xfs_info(XFS_INFO) == 512 << 20
+    assert not sizes.needs_grow(256 << 20, 256 << 20)
+    assert not sizes.needs_grow((256 << 20) + (2 << 20), 256 << 20)  # < 1%: mkfs rounding
+    assert sizes.needs_grow(512 << 20, 256 << 20)
 
 
 def test_mountinfo_parser():
     text = ("22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
             "99 22 7:3 / /var/lib/my\\040sql rw,noatime shared:50 - ext4 /dev/loop3 rw\n")
-    table = blockdev.parse_mountinfo(text)
-    m = blockdev.mounted_at("/var/lib/my sql", table)
+    table = mounts.parse_mountinfo(text)
+    m = mounts.mounted_at("/var/lib/my sql", table)
     assert (m.major_minor, m.fstype, m.source) == ("7:3", "ext4", "/dev/loop3")
-    assert blockdev.mount_containing("/swapfile", table).mountpoint == "/"
-    assert blockdev.mounted_at("/srv", table) is None
+    assert mounts.mount_containing("/swapfile", table).mountpoint == "/"
+    assert mounts.mounted_at("/srv", table) is None
 
 
 def test_legacy_datadir_detection(tmp_path):
@@ -219,10 +219,10 @@ def test_legacy_datadir_detection(tmp_path):
 # ---------------------------------------------------------------- in-use devices (this machine)
 
 def test_what_is_not_a_block_device_is_refused(tmp_path):
-    assert "is not a block device (it is a character device)" in blockdev.unsafe_reason("/dev/null", "/srv/db")
+    assert "is not a block device (it is a character device)" in mounts.unsafe_reason("/dev/null", "/srv/db")
     (tmp_path / "disk.img").write_bytes(b"\0" * 4096)
-    assert "is not a block device" in blockdev.unsafe_reason(str(tmp_path / "disk.img"), "/srv/db")
-    assert "cannot be read" in blockdev.unsafe_reason(str(tmp_path / "missing"), "/srv/db")
+    assert "is not a block device" in mounts.unsafe_reason(str(tmp_path / "disk.img"), "/srv/db")
+    assert "cannot be read" in mounts.unsafe_reason(str(tmp_path / "missing"), "/srv/db")
 
 
 def _disk_of(dev: str) -> str:
@@ -233,11 +233,11 @@ def _disk_of(dev: str) -> str:
 
 
 def test_the_root_disk_is_refused():
-    root = blockdev.mounted_at("/")
+    root = mounts.mounted_at("/")
     if not root.source.startswith("/dev/") or not os.path.exists(root.source):
         pytest.skip(f"/ is not on a block device here ({root.source})")
     for dev in {root.source, _disk_of(root.source)}:
-        reason = blockdev.unsafe_reason(dev, "/var/lib/mysql")
+        reason = mounts.unsafe_reason(dev, "/var/lib/mysql")
         assert reason and "the root filesystem is mounted from it at /" in reason, dev
 
 
@@ -263,11 +263,11 @@ def machine_loop(tmp_path):
 def test_a_device_mounted_elsewhere_is_refused_but_not_at_its_own_mountpoint(machine_loop):
     dev, mnt = machine_loop
     subprocess.run(["mkfs.ext4", "-q", "-L", "bingo-db", dev], check=True)
-    assert blockdev.unsafe_reason(dev, "/srv/db") is None  # not mounted anywhere yet
+    assert mounts.unsafe_reason(dev, "/srv/db") is None  # not mounted anywhere yet
     subprocess.run(["mount", dev, mnt], check=True)
-    reason = blockdev.unsafe_reason(dev, "/srv/db")
+    reason = mounts.unsafe_reason(dev, "/srv/db")
     assert reason == f"{dev} is in use: {dev} (ext4) is mounted from it at {mnt}"
-    assert blockdev.unsafe_reason(dev, mnt) is None  # the data volume, already where it belongs
+    assert mounts.unsafe_reason(dev, mnt) is None  # the data volume, already where it belongs
 
 
 def test_a_disk_whose_partition_is_mounted_is_refused(machine_loop):
@@ -281,8 +281,8 @@ def test_a_disk_whose_partition_is_mounted_is_refused(machine_loop):
         time.sleep(0.1)
     subprocess.run(["mkfs.ext4", "-q", part], check=True)
     subprocess.run(["mount", part, mnt], check=True)
-    assert blockdev.stacked_devices(dev) >= {blockdev.dev_numbers(dev), blockdev.dev_numbers(part)}
-    assert blockdev.unsafe_reason(dev, "/srv/db") == f"{dev} is in use: {part} (ext4) is mounted from it at {mnt}"
+    assert mounts.stacked_devices(dev) >= {mounts.dev_numbers(dev), mounts.dev_numbers(part)}
+    assert mounts.unsafe_reason(dev, "/srv/db") == f"{dev} is in use: {part} (ext4) is mounted from it at {mnt}"
 
 
 # ---------------------------------------------------------------- real: systemd test host
@@ -309,11 +309,11 @@ class Vol:
 
     def blkid(self) -> dict:
         r = self.host.run(["blkid", "-p", "-o", "export", self.device], check=False)
-        return blockdev.parse_blkid_export(r.stdout)
+        return signatures.parse_blkid_export(r.stdout)
 
-    def mounted(self) -> blockdev.Mount | None:
-        return blockdev.mounted_at(self.mountpoint,
-                                   blockdev.parse_mountinfo(self.host.read_file("/proc/self/mountinfo")))
+    def mounted(self) -> mounts.Mount | None:
+        return mounts.mounted_at(self.mountpoint,
+                                   mounts.parse_mountinfo(self.host.read_file("/proc/self/mountinfo")))
 
     def fstab(self) -> str:
         return self.host.read_file("/etc/fstab")

@@ -32,7 +32,6 @@ from typing import Iterator
 import pymysql
 
 from .. import layout, secrets, subp
-from ..config import is_reference
 from ..errors import BingoHostError
 from ..facts import mariadb
 from . import BackupError
@@ -57,7 +56,7 @@ def _app_password(cfg) -> str:
         if value is None:
             raise BackupError(f"no app password in {layout.PASSWORD_FILE}: run `bingo-host bootstrap`")
         return value
-    return secrets.fetch(source) if is_reference(source) else source
+    return secrets.fetch(source) if secrets.is_reference(source) else source
 
 
 def dump_login(cfg, platform) -> Login:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..facts import probe
+from ..facts import http
 from . import DeployError, env_seconds
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ VALIDATE_TIMEOUT = 60.0  # $BINGO_HOST_VALIDATE_TIMEOUT overrides
 
 
 def wait_healthy(ctx) -> None:
-    """The static index and the health check through nginx (probe.py's rule: 200 for both),
+    """The static index and the health check through nginx (facts/http.py's rule: 200 for both),
     retried until the deadline; DeployError naming the last failure after it."""
     tls_domain = ctx.facts.tls_domain
     deadline_s = env_seconds("BINGO_HOST_VALIDATE_TIMEOUT", VALIDATE_TIMEOUT)
@@ -24,7 +24,7 @@ def wait_healthy(ctx) -> None:
     while True:
         attempt += 1
         failed = None
-        for ask in (probe.index, probe.health):
+        for ask in (http.index, http.health):
             answer = ask(ctx.cfg, tls_domain, timeout=10)
             if not answer.ok:
                 failed = f"GET {answer.url}: {answer.why()}"

@@ -7,7 +7,9 @@ out to be a legacy datadir), never in the middle of a step.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from dataclasses import dataclass
 
 
@@ -63,9 +65,6 @@ class Account:
 
 def account(name: str) -> Account | None:
     """The passwd/group entries of user ``name``; None when there is no such user."""
-    import grp
-    import pwd
-
     try:
         entry = pwd.getpwnam(name)
     except KeyError:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pymysql
+
+from .. import layout
 from ..errors import BingoHostError
 
 GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO .*?( WITH GRANT OPTION)?$")
@@ -18,8 +21,6 @@ def connect(socket: str | None = None, user: str = "root", password: str | None 
             **options):
     """An autocommit PyMySQL connection over the socket, or TCP when no socket is given;
     ``options`` go to pymysql.connect as they are (read_timeout, ...)."""
-    import pymysql
-
     kwargs = dict(user=user, password=password or "", connect_timeout=timeout, autocommit=True,
                   database=database, **options)
     if socket:
@@ -43,8 +44,6 @@ def server_args(db) -> dict:
 def can_login(socket: str | None, user: str, password: str, database: str | None = None,
               **server) -> bool:
     """Whether user/password are accepted (over the socket, or TCP with server_args)."""
-    import pymysql
-
     try:
         connect(socket, user, password, database=database, **server).close()
     except pymysql.err.OperationalError as exc:
@@ -88,8 +87,6 @@ def unknown_accounts(cur, wanted: set[tuple[str, str]]) -> list[tuple[str, str, 
 def own_accounts(app_user: str) -> set[tuple[str, str]]:
     """The accounts bingo-host creates on a local server: the app's, the snapshot's, the dump's,
     the restore's."""
-    from .. import layout
-
     return {(u, "localhost") for u in (app_user, layout.BACKUP_DB_USER, layout.DUMP_DB_USER,
                                        layout.RESTORE_DB_USER)}
 
@@ -129,8 +126,6 @@ def native_password_hash(cur, user: str, host: str) -> str | None:
 
 def check_external(db, user: str, password: str) -> None:
     """Log in to the external server as the app (config.Database db) and SELECT 1."""
-    import pymysql
-
     host, port, database = db.host, db.port, db.name
     try:
         conn = connect(None, user, password, database=database, **server_args(db))

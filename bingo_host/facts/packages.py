@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import subp
+from ..regular_file import read_regular
 from .platforms import Platform
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -26,8 +27,6 @@ def installed(platform: Platform) -> set[str]:
 
 def policy_rc_d_is_ours(path: str = POLICY_RC_D) -> bool:
     """True if path is the policy-rc.d bingo-host writes during an install (it has the mark)."""
-    from ..regular_file import read_regular
-
     try:
         found = read_regular(path, limit=4096)
     except OSError:

@@ -35,7 +35,7 @@ def vassal_user(path: str) -> str | None:
 def workers(releases: str, uid: int) -> list[tuple[int, str]]:
     """(pid, cwd) of the app's uWSGI workers: processes of the app user in a directory under
     `releases` (each worker enters `current` as it starts; the master stays outside them)."""
-    import psutil
+    import psutil  # here: `bingo-host hook` imports this, only ApplicationStart asks (measured: ~11 ms)
 
     prefix = os.path.realpath(releases) + "/"
     out = []

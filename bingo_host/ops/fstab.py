@@ -10,20 +10,15 @@ atomically through ``ctx.change``, and only when the text changed.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable
 
 from . import files
 from .. import layout
 from ..errors import BingoHostError
+from ..facts.mounts import unescape_octal
 
 FSTAB = "/etc/fstab"
-
-
-def _unescape(field: str) -> str:
-    """fstab/mtab octal escapes (\\040 for a space, ...)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ def parse(text: str) -> list[Entry]:
         if len(fields) < 2:
             continue
         fields += ["auto", "defaults"][len(fields) - 2:]
-        entries.append(Entry(i, line, _unescape(fields[0]), _unescape(fields[1]),
+        entries.append(Entry(i, line, unescape_octal(fields[0]), unescape_octal(fields[1]),
                              fields[2], fields[3], marked))
     return entries
 

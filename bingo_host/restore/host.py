@@ -14,7 +14,7 @@ import time
 from .. import layout, state, subp
 from ..context import make_context
 from ..converge import bootstrap, engine
-from ..facts import blockdev
+from ..facts import ebs, mounts, signatures
 from ..facts.systemd import states
 from ..ops.service import systemctl
 from . import RestoreError
@@ -39,7 +39,7 @@ def quiesce(cfg, platform) -> None:
             log.info(f"restore: stop {unit}")
             systemctl("stop", unit, timeout=300)
     mp = cfg.volume.mountpoint
-    if blockdev.mounted_at(mp):
+    if mounts.mounted_at(mp):
         log.info(f"restore: unmount {mp}")
         subp.run(["umount", mp], timeout=120)
 
@@ -49,9 +49,9 @@ def wait_device(volume_id: str, device: str, timeout: float = DEVICE_WAIT) -> st
     the attachment's sdX/xvdX name, which only this volume can hold now."""
     deadline = time.monotonic() + timeout
     while True:
-        node = blockdev.volume_device(volume_id)
-        if node is None and not blockdev.ebs_nvme_devices():
-            node = next((os.path.realpath(p) for p in blockdev.aliases("/dev/" + blockdev.ebs_name(device))
+        node = ebs.volume_device(volume_id)
+        if node is None and not ebs.ebs_nvme_devices():
+            node = next((os.path.realpath(p) for p in ebs.aliases("/dev/" + ebs.ebs_name(device))
                          if os.path.exists(p)), None)
         if node:
             return node
@@ -65,7 +65,7 @@ def check_configured(cfg, volume_id: str, node: str, timeout: float = DEVICE_WAI
     """volume.device must lead to node (udev moves /dev/sdf-style links after an attach)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = blockdev.find_device(cfg.volume.device)
+        found = ebs.find_device(cfg.volume.device)
         if found == node:
             return
         if time.monotonic() >= deadline:
@@ -80,8 +80,8 @@ def check_adoptable(cfg, volume_id: str, node: str) -> None:
     blank volume, and a restore must never end as an empty database."""
     from ..converge.steps import volume
 
-    found = blockdev.probe(node)
-    lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
+    found = signatures.read_signature(node)
+    lvs = signatures.lvs() if found.get("TYPE") == "LVM2_member" else []
     d = volume.decide(node, found, lvs, cfg.volume.filesystem, cfg.volume.label)
     if d.action not in ("adopt", "lvm"):
         raise RestoreError(f"{volume_id} holds {volume.describe_probe(found)}, not a filesystem "
@@ -101,7 +101,7 @@ def adopt(cfg) -> None:
 def check_health(cfg, platform, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
-    from ..status import checks
+    from ..status import checks, database
     from ..status.report import Report
 
     deadline = time.monotonic() + timeout
@@ -109,7 +109,7 @@ def check_health(cfg, platform, timeout: float = HEALTH_WAIT) -> None:
         tls_domain = state.tls_domain(cfg)
         r = Report()
         checks.check_services(r, cfg, platform, bool(tls_domain))
-        checks.check_database(r, cfg, platform)
+        database.check_database(r, cfg, platform)
         checks.check_release(r, cfg)
         checks.check_http(r, cfg, tls_domain)
         wrong = [p["message"] for p in r.problems if p["check"] in SERVING and p["severity"] == "error"]

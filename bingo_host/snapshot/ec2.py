@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
                                  PartialCredentialsError)
 
-from ..facts.blockdev import ebs_name, nvme_volume_id, volume_device
+from ..facts.ebs import ebs_name, nvme_volume_id, volume_device
 from ..facts.imds import Identity
 from . import SnapshotError
 

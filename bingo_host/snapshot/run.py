@@ -20,7 +20,7 @@ from typing import Iterator
 
 from .. import layout, state, subp
 from ..errors import BingoHostError
-from ..facts.blockdev import attachment_mountpoint, mounted_volume_id
+from ..facts.mounts import attachment_mountpoint, mounted_volume_id
 from ..facts.imds import IMDS, Identity
 from ..ops.cleanup import Stopped
 from ..ops.lock import snapshot_lock

@@ -5,7 +5,8 @@ for disks and memory; one MariaDB connection; two or three HTTP requests to the 
 
 The report is a plain dict whose shape is documented (and tested) by docs/status-schema.json:
 keys may be added, and ``checks.SCHEMA_VERSION`` changes when one is removed or changes meaning.
-checks.py and records.py fill it and give the verdict; text.py renders it for people.
+checks.py, database.py and records.py fill it, checks.collect gives the verdict; text.py
+renders it for people.
 """
 
 from .checks import collect

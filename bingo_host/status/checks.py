@@ -1,9 +1,9 @@
-"""The checks that fill a status report, and `collect`, which runs them all and gives the verdict.
+"""The live checks of a status report (units, disks, memory, HTTP; the database's are in
+database.py, what other commands left behind in records.py), and `collect`, which runs them all.
 
 Each check writes its section of ``Report.data`` and appends what is wrong to ``problems``; any
 problem makes the verdict "degraded". A check that crashes becomes a problem naming it, never a
-traceback, so one broken probe cannot hide the others. This module holds the live checks (units,
-disks, memory, MariaDB, HTTP); records.py reads what other commands left behind.
+traceback, so one broken check cannot hide the others.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ import socket
 import time
 from typing import Any, Callable
 
+import psutil
+
 from .. import layout, state, subp
 from ..config import Config
+from ..facts import http, memory, platforms
 from ..facts.platforms import Platform
+from ..facts.systemd import ENABLED, RUNNING, parse_show
+from .database import check_accounts, check_database
 from .records import (check_backups, check_certificate, check_patches, check_release, check_restore,
                       check_snapshot, iso)
 from .report import Report
@@ -24,7 +29,6 @@ from .report import Report
 SCHEMA_VERSION = 1  # docs/status-schema.json: changes only when a key is removed or changes meaning
 USED_WARN_PERCENT = 85.0  # data volume or root file system at or above this: degraded
 HTTP_TIMEOUT = 3.0
-DB_TIMEOUT = 3
 NO_RELEASE_STATUSES = (502, 503, 504)  # the API behind the placeholder page: no app yet
 
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,UnitFileState,NextElapseUSecRealtime"
@@ -66,8 +70,6 @@ def service_list(cfg: Config, platform: Platform, https_on: bool) -> list[tuple[
 
 
 def check_services(r: Report, cfg: Config, platform: Platform, https_on: bool) -> None:
-    from ..facts.systemd import ENABLED, RUNNING, parse_show
-
     wanted = service_list(cfg, platform, https_on)
     out = subp.run(["systemctl", "show", "--no-pager", "--timestamp=unix", "-p", SHOW_PROPS,
                     "--", *[u for _, u, _ in wanted]], timeout=20, env={"TZ": "UTC"}).stdout
@@ -104,15 +106,11 @@ def check_services(r: Report, cfg: Config, platform: Platform, https_on: bool) -
 # -- storage and memory --
 
 def _usage(path: str) -> dict[str, Any]:
-    import psutil
-
     u = psutil.disk_usage(path)
     return {"size_bytes": u.total, "used_bytes": u.used, "used_percent": round(u.percent, 1)}
 
 
 def _mount_of(path: str) -> dict[str, str] | None:
-    import psutil
-
     for p in psutil.disk_partitions(all=True):
         if p.mountpoint == path:
             return {"device": p.device, "filesystem": p.fstype}
@@ -144,10 +142,6 @@ def check_memory(r: Report, root: str = "/") -> None:
     """Memory against what the host may use (facts/memory.py, the figure 'auto' sizes from):
     RAM, or the cgroup limit when that is smaller, with the cgroup's own usage. Swap is the
     machine's."""
-    import psutil
-
-    from ..facts import memory
-
     mem = memory.read(root)
     used = memory.cgroup_used_bytes(mem) if mem.capped else None
     if used is None:
@@ -164,104 +158,16 @@ def check_memory(r: Report, root: str = "/") -> None:
                       "used_percent": round(sw.percent, 1) if sw.total else 0.0}
 
 
-# -- database --
-
-def app_password(cfg: Config) -> str | None:
-    """The app's database password as the app sees it; never printed."""
-    from .. import secrets
-    from ..config import is_reference
-
-    source = cfg.database.password
-    if source == "generate":
-        found = secrets.read_file(layout.PASSWORD_FILE)
-        if found:
-            return found
-    elif not is_reference(source):
-        return source
-    import configparser  # ssm:/secretsmanager: read what bootstrap rendered, not AWS (no boto3)
-
-    from ..regular_file import read_regular
-
-    ini = configparser.ConfigParser()  # with interpolation, as the app reads it ('%%' is '%')
-    try:  # the app user can replace it with anything: a FIFO, a link to /dev/zero or /etc/shadow
-        found = read_regular(f"{cfg.app.root}/shared/bingo.ini")
-        if found is None:
-            return None
-        ini.read_string(found[0].decode(errors="replace"))
-        return ini.get("database", "passwd", fallback=None)
-    except (OSError, configparser.Error):
-        return None
-
-
-def check_database(r: Report, cfg: Config, platform: Platform) -> None:
-    db = cfg.database
-    where = f"socket {platform.mariadb_socket}" if db.local else f"{db.host}:{db.port}"
-    entry = {"mode": "local" if db.local else "external", "endpoint": where, "name": db.name,
-             "user": db.user, "reachable": False, "latency_ms": None, "error": None,
-             "unknown_accounts": None}
-    r.data["database"] = entry
-    password = app_password(cfg)
-    if password is None:
-        entry["error"] = "no app password found (db-password or bingo.ini): run bootstrap"
-        r.problem("database", entry["error"])
-        return
-    from ..facts.mariadb import connect, server_args
-
-    start = time.monotonic()
-    try:
-        server = {} if db.local else server_args(db)  # TCP, and TLS with database.tls_ca
-        conn = connect(platform.mariadb_socket if db.local else None, db.user, password, database=db.name,
-                       timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT, write_timeout=DB_TIMEOUT, **server)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cur.fetchone()
-        finally:
-            conn.close()
-    except Exception as exc:  # pymysql.err.*, OSError
-        args = getattr(exc, "args", ())
-        text = f"({args[0]}) {args[1]}" if len(args) == 2 else str(exc) or type(exc).__name__
-        entry["error"] = subp.mask(text, [password])
-        r.problem("database", f"cannot reach {db.name} as {db.user} via {where}: {entry['error']}")
-        return
-    entry["reachable"] = True
-    entry["latency_ms"] = round((time.monotonic() - start) * 1000, 1)
-
-
-def check_accounts(r: Report, cfg: Config, platform: Platform) -> None:
-    """Accounts on the local server that bingo-host did not create (a reattached datadir's):
-    read as MariaDB's root over the socket, which works only when status runs as root."""
-    from ..facts.mariadb import account_name, connect, own_accounts, unknown_accounts
-
-    try:
-        conn = connect(platform.mariadb_socket, timeout=DB_TIMEOUT, read_timeout=DB_TIMEOUT)
-    except Exception:  # not root, or the server is down: the app's login check says why
-        return
-    try:
-        with conn.cursor() as cur:
-            found = unknown_accounts(cur, own_accounts(cfg.database.user))
-    finally:
-        conn.close()
-    names = [account_name(*a) for a in found]
-    r.data["database"]["unknown_accounts"] = names
-    if names:
-        r.problem("database.accounts", f"database accounts bingo-host did not create: {', '.join(names)} "
-                                       "(`bingo-host bootstrap --remove-unknown-db-accounts` drops them)",
-                  "warning")
-
-
 # -- HTTP through nginx --
 
 def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
-    """The index and the app's health check through nginx, by probe.py's rule (the one
+    """The index and the app's health check through nginx, by facts/http.py's rule (the one
     ValidateService and the load balancer use); with HTTPS, the plain-HTTP redirect too."""
-    from ..facts import probe
-
     no_release = r.data.get("release", {}).get("placeholder", False) or \
         r.data.get("release", {}).get("current") is None
     checks = []
-    for kind, answer in (("static", probe.index(cfg, tls_domain, HTTP_TIMEOUT)),
-                         ("health", probe.health(cfg, tls_domain, HTTP_TIMEOUT))):
+    for kind, answer in (("static", http.index(cfg, tls_domain, HTTP_TIMEOUT)),
+                         ("health", http.health(cfg, tls_domain, HTTP_TIMEOUT))):
         entry = {"kind": kind, "url": answer.url, "status": answer.status, "ok": answer.ok,
                  "note": None, "error": answer.error}
         if not answer.ok and kind == "health" and no_release and answer.status in NO_RELEASE_STATUSES:
@@ -270,8 +176,8 @@ def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
         if not entry["ok"]:
             r.problem(f"http.{kind}", f"GET {answer.url} through nginx: {answer.why()}")
     if tls_domain:
-        host = probe.host_header(cfg, tls_domain)
-        answer = probe.get("/", host, tls=False, timeout=HTTP_TIMEOUT)
+        host = http.host_header(cfg, tls_domain)
+        answer = http.get("/", host, tls=False, timeout=HTTP_TIMEOUT)
         ok = answer.status == 301 and (answer.location or "").startswith(f"https://{host}/")
         checks.append({"kind": "redirect", "url": answer.url, "status": answer.status, "ok": ok,
                        "note": f"-> {answer.location}" if answer.location else None,
@@ -285,8 +191,6 @@ def check_http(r: Report, cfg: Config, tls_domain: str | None) -> None:
 # -- the report --
 
 def collect(cfg: Config, platform: Platform | None = None) -> dict[str, Any]:
-    from ..facts import platforms
-
     platform = platform or platforms.get(cfg.platform)
     r = Report()
     started = time.monotonic()

@@ -1,22 +1,20 @@
-"""Status checks on what other commands recorded: the serving release's record (deploy), the
-last snapshot run (`bingo-host snapshot`), the last backup and restore drill (`bingo-host
-backup`, `restore-drill`), the last or unfinished `restore --snapshot`, the last security update
-run (`bingo-host patch`) and the reboot it may have left owed, and the certificate (enable-https,
-certbot's renewals).
-
-Apart from the live checks in checks.py because they read files, not services: they say whether
-the last deploy, snapshot or renewal worked, and a hand-edited file must not crash them.
+"""Status checks on what other commands recorded: the serving release, the last snapshot,
+backup, restore drill, restore and security update run, and the certificate. They read files,
+not services, and a hand-edited file must not crash them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 import time
 from typing import Any
 
 from .. import layout, restore_record, state, subp
 from ..config import Config
+from ..deploy.releases import PLACEHOLDER, Paths, current_name, read_record, releases
+from ..patches import RECORD_FILE
 from .report import Report
 
 CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been failing
@@ -44,8 +42,6 @@ def _source(record: dict) -> str | None:
 
 def check_release(r: Report, cfg: Config) -> None:
     """The serving release, read through the deploy module's record functions."""
-    from ..deploy.releases import PLACEHOLDER, Paths, current_name, read_record, releases
-
     paths = Paths(cfg.app.root)
     complete = [name for name, _ in releases(paths)]
     entry = {"current": None, "placeholder": False, "path": None, "deployed_at": None, "source": None,
@@ -199,8 +195,6 @@ def check_restore(r: Report, record_path: str | None = None, last_path: str | No
 def check_patches(r: Report, platform, path: str | None = None) -> None:
     """Whether a reboot is needed (the platform's marker in /run, set by package scripts or by
     `bingo-host patch`), and how the last security update run went."""
-    from ..patches import RECORD_FILE
-
     last = state.read_json(path or RECORD_FILE) or {}
     deferred = last.get("restart_deferred") if isinstance(last.get("restart_deferred"), list) else []
     entry = {"reboot_required": os.path.exists(platform.reboot_marker),
@@ -219,8 +213,6 @@ def check_patches(r: Report, platform, path: str | None = None) -> None:
 
 def cert_not_after(path: str) -> float:
     """notAfter of the first certificate in a PEM file, as a POSIX time."""
-    import ssl
-
     decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
     if decode is not None:
         return ssl.cert_time_to_seconds(decode(path)["notAfter"])

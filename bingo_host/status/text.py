@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
+
 from ..facts.systemd import RUNNING
 from .checks import USED_WARN_PERCENT
 
@@ -25,8 +27,6 @@ def render_text(report: dict[str, Any], color: bool = False) -> str:
     def paint(text: str, fg: str) -> str:
         if not color:
             return text
-        import click
-
         return click.style(text, fg=fg, bold=fg == "red")
 
     def good(ok: bool, text: str, warn: bool = False) -> str:

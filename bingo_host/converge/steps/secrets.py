@@ -6,7 +6,7 @@ and restore users' passwords."""
 from __future__ import annotations
 
 from ... import layout, secrets
-from ...config import is_reference
+from ...secrets import is_reference
 
 NAME = "secrets"
 

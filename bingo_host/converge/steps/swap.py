@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ...facts import blockdev
+from ...facts import mounts
 
 from ...ops import service
 from ...ops import fstab
@@ -30,7 +30,7 @@ def parse_proc_swaps(text: str) -> dict[str, int]:
     for line in text.splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 3:
-            out[blockdev._unescape_octal(cols[0])] = int(cols[2])
+            out[mounts.unescape_octal(cols[0])] = int(cols[2])
     return out
 
 
@@ -45,9 +45,9 @@ def has_swap_signature(path: str) -> bool:
         return False
 
 
-def check_filesystem(path: str, table: list[blockdev.Mount]) -> None:
+def check_filesystem(path: str, table: list[mounts.Mount]) -> None:
     """Raise unless the file system that would hold ``path`` can hold a swap file."""
-    m = blockdev.mount_containing(os.path.dirname(path) or "/", table)
+    m = mounts.mount_containing(os.path.dirname(path) or "/", table)
     fstype = m.fstype if m else "unknown"
     if fstype in NO_SWAP_FS or fstype.startswith("fuse."):
         raise BingoHostError(
@@ -123,7 +123,7 @@ def converge(ctx) -> str | None:
         if active:
             ctx.change(f"swapoff {path} (size {st.st_size >> 20 if st else 0} MiB, want {want} MiB)",
                        lambda: subp.run(["swapoff", path], timeout=600))
-        check_filesystem(path, blockdev.mounts())
+        check_filesystem(path, mounts.read())
         ctx.change(f"create a {want} MiB swap file {path} and swapon it",
                    lambda: create_and_enable(path, want))
         active = True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ... import state, subp
 from ...errors import BingoHostError, CommandError, ConfigError
-from ...facts import blockdev
+from ...facts import ebs, mounts, signatures, sizes
 from ...ops import fstab, service
 
 NAME = "volume"
@@ -48,7 +48,7 @@ def describe_probe(found: dict[str, str]) -> str:
     return " ".join(f"{k}={found[k]}" for k in keys if k in found) or "an unknown signature"
 
 
-def decide(device: str, found: dict[str, str], lvs: list[blockdev.LogicalVolume],
+def decide(device: str, found: dict[str, str], lvs: list[signatures.LogicalVolume],
            fstype: str, label: str, marker: dict | None = None) -> Decision:
     """What to do with ``device`` given its low-level probe (``blkid -p -o export``, parsed;
     {} = nothing found) and the LVM logical volumes. Pure: the tests drive it from recordings.
@@ -102,7 +102,7 @@ def mkfs(device: str, fstype: str, label: str, fs_uuid: str, force: bool = False
     else:
         argv = ["mkfs.xfs", "-q", "-L", label, "-m", f"uuid={fs_uuid}"] + (["-f"] if force else [])
     subp.run(argv + [device], timeout=3600)
-    got = blockdev.probe(device)
+    got = signatures.read_signature(device)
     if got.get("TYPE") != fstype or got.get("UUID") != fs_uuid:
         raise BingoHostError(f"mkfs of {device} finished but blkid finds {describe_probe(got)}")
     os.sync()
@@ -121,13 +121,13 @@ def converge(ctx) -> str | None:
         return "external database: no data volume"
     vol = cfg.volume
     mp = vol.mountpoint
-    device = blockdev.wait_for_device(vol.device, timeout=DEVICE_WAIT)
-    unsafe = blockdev.unsafe_reason(device, mp)  # before any probe, mkfs or mount
+    device = ebs.wait_for_device(vol.device, timeout=DEVICE_WAIT)
+    unsafe = mounts.unsafe_reason(device, mp)  # before any probe, mkfs or mount
     if unsafe:
         raise ConfigError("volume.device", f"{unsafe}; refusing to use it as the data volume "
                                            "(nothing was changed)")
-    found = blockdev.probe(device)
-    lvs = blockdev.lvs() if found.get("TYPE") == "LVM2_member" else []
+    found = signatures.read_signature(device)
+    lvs = signatures.lvs() if found.get("TYPE") == "LVM2_member" else []
     marker = state.read_json(MKFS_MARKER)
     d = decide(device, found, lvs, vol.filesystem, vol.label, marker)
     if d.action == "refuse":
@@ -149,7 +149,7 @@ def converge(ctx) -> str | None:
         if ctx.dry_run and not os.path.exists(fs_dev):
             planned, fstype, fs_uuid = True, "?", "?"
         else:
-            lv_found = blockdev.probe(fs_dev)
+            lv_found = signatures.read_signature(fs_dev)
             fstype, fs_uuid = lv_found.get("TYPE"), lv_found.get("UUID")
             if fstype not in FILESYSTEMS or not fs_uuid:
                 raise BingoHostError(
@@ -168,8 +168,8 @@ def converge(ctx) -> str | None:
         ctx.change("reload systemd (fstab changed)",
                    service.daemon_reload)
 
-    current = blockdev.mounted_at(mp)
-    if current is not None and (planned or current.major_minor != blockdev.dev_numbers(fs_dev)):
+    current = mounts.mounted_at(mp)
+    if current is not None and (planned or current.major_minor != mounts.dev_numbers(fs_dev)):
         raise BingoHostError(
             f"{mp} already has {current.source} ({current.fstype}) mounted on it, not the data "
             f"volume {fs_dev}; unmount it (and remove it from /etc/fstab) and rerun")
@@ -190,20 +190,20 @@ def _mount(mp: str, fs_dev: str) -> None:
     # Not 'systemctl start <unit>.mount': without udev (containers, the test host) systemd
     # never sees the .device unit and that job would wait for it forever. mount(8) uses fstab.
     subp.run(["mount", mp], timeout=120)
-    m = blockdev.mounted_at(mp)
-    if m is None or m.major_minor != blockdev.dev_numbers(fs_dev):
+    m = mounts.mounted_at(mp)
+    if m is None or m.major_minor != mounts.dev_numbers(fs_dev):
         raise BingoHostError(f"mount {mp} succeeded but {fs_dev} is not mounted there")
 
 
 def _grow(ctx, fs_dev: str, fstype: str, mp: str) -> None:
-    dev_bytes = blockdev.size_bytes(fs_dev)
+    dev_bytes = sizes.size_bytes(fs_dev)
     if fstype == "ext4":
-        fs_bytes = blockdev.parse_dumpe2fs(subp.run(["dumpe2fs", "-h", fs_dev], timeout=60).stdout)
+        fs_bytes = sizes.parse_dumpe2fs(subp.run(["dumpe2fs", "-h", fs_dev], timeout=60).stdout)
         grow = ["resize2fs", fs_dev]
     else:
-        fs_bytes = blockdev.parse_xfs_info(subp.run(["xfs_info", mp], timeout=60).stdout)
+        fs_bytes = sizes.parse_xfs_info(subp.run(["xfs_info", mp], timeout=60).stdout)
         grow = ["xfs_growfs", mp]
-    if not blockdev.needs_grow(dev_bytes, fs_bytes):
+    if not sizes.needs_grow(dev_bytes, fs_bytes):
         return
     what = f"grow {fstype} on {fs_dev} from {fs_bytes >> 20} MiB to {dev_bytes >> 20} MiB"
 

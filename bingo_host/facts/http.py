@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 from dataclasses import dataclass
 
 from .. import __version__, layout, subp
@@ -71,8 +72,6 @@ def get(path: str, host: str, tls: bool = False, timeout: float = 5.0) -> Answer
     """GET path from nginx on 127.0.0.1 (443 without certificate checks when tls: this asks
     whether nginx serves, the certificate is checked on its own)."""
     if tls:
-        import ssl
-
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,0 +1,35 @@
+"""Sizes of a block device and of the filesystem on it: whether the filesystem should grow."""
+
+from __future__ import annotations
+
+import re
+
+from .. import subp
+from ..errors import BingoHostError
+
+
+def size_bytes(device: str) -> int:
+    return int(subp.run(["blockdev", "--getsize64", device], timeout=30).stdout.strip())
+
+
+def parse_dumpe2fs(text: str) -> int:
+    """Filesystem size in bytes from ``dumpe2fs -h``."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return int(fields["Block count"]) * int(fields["Block size"])
+    except (KeyError, ValueError):
+        raise BingoHostError("cannot read the ext4 size from dumpe2fs -h output") from None
+
+
+def parse_xfs_info(text: str) -> int:
+    """Data section size in bytes from ``xfs_info`` ('data = bsize=4096 blocks=N ...')."""
+    m = re.search(r"^data\s*=\s*bsize=(\d+)\s+blocks=(\d+)", text, re.MULTILINE)
+    if not m:
+        raise BingoHostError("cannot read the xfs size from xfs_info output")
+    return int(m.group(1)) * int(m.group(2))
+
+
+def needs_grow(device_bytes: int, fs_bytes: int, slack: float = 0.01) -> bool:
+    """True when the device is bigger than the filesystem by more than ``slack`` (1%) of it:
+    mkfs rounds to whole blocks/allocation groups, so small differences are normal."""
+    return device_bytes - fs_bytes > slack * device_bytes
