@@ -15,7 +15,8 @@ passes through to other facts and to changes.
 Managed files are recorded by state under ``files`` (path, or ``*`` for every other one):
 ``same``, ``absent`` (create), ``differs`` (update), ``mode`` (chmod/chown), ``special``
 (replace). ``pending`` lists the actions (e.g. ``reload nginx``) an earlier run left owed;
-``secrets`` what the secrets step, earlier in the run, gave the context.
+``secrets`` what the secrets step, earlier in the run, gave the context;
+``remove_unknown_db_accounts`` the bootstrap option.
 
 A read the case does not record fails the test, naming the fact and its key; so does a
 recorded fact the step never reads (the case no longer says what it claims).
@@ -115,6 +116,7 @@ class RecordedContext(Context):
         super().__init__(resolve(cfg, platform, facts), platform, facts,
                          dry_run=case.get("dry_run", False), echo=self.lines.append)
         self.secrets.update(case.get("secrets", {}))  # what the secrets step gave the run
+        self.remove_unknown_db_accounts = case.get("remove_unknown_db_accounts", False)
         self.case_name = name
         self.recorded = case.get("facts", {})
         self.files = case.get("files", {})
