@@ -18,6 +18,11 @@ Managed files are recorded by state under ``files`` (path, or ``*`` for every ot
 ``secrets`` what the secrets step, earlier in the run, gave the context;
 ``remove_unknown_db_accounts`` the bootstrap option.
 
+The outcome: ``changes``, the descriptions in order (``{uuid}`` stands for a new random UUID);
+with none, ``detail``, what the step returned; ``error``, part of a failed step's message;
+``warnings``. Options: ``platform`` (debian12), ``host`` (mem_mib, cpus), ``config`` (as in
+config.yaml), ``dry_run``.
+
 A read the case does not record fails the test, naming the fact and its key; so does a
 recorded fact the step never reads (the case no longer says what it claims).
 """

@@ -5,6 +5,7 @@ MariaDB) stays in the host tests."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def matches(changes: list[str], expected: list[str]) -> bool:
 
 def run_case(path: Path):
     case = load(path)
-    step = __import__(f"bingo_host.converge.steps.{path.parent.name}", fromlist=["NAME"])
+    step = importlib.import_module(f"bingo_host.converge.steps.{path.parent.name}")
     ctx = RecordedContext(case, f"{path.parent.name}/{path.name}")
     result = run_steps(ctx, [step])[0]
     return case, ctx, result
