@@ -4,9 +4,11 @@ written file's ``on_change``, kept as a marker under /var/lib/bingo-host/pending
 that owns the service pays it, so a run killed in between is healed by the next one).
 
 Every change goes through ``ctx.change(description, fn)``: in --dry-run the description is
-reported and fn is not called. Inside a converge step the change is logged at DEBUG (the step's
-line reports it); elsewhere at INFO, as it happens. converge/, deploy/, https.py and restore/ make
-one with ``make_context``; it sits below them so none of them imports another for it.
+reported and fn is not called; inside a converge step the change is logged at DEBUG (the step's
+line reports it), elsewhere at INFO. Every read of the host a step decides on goes through
+``ctx.fact(fn, *args)`` (a function of facts/) and ``ctx.ensure_file``/``differs``, so that a
+test can answer them from recorded data (tests/test_steps.py). converge/, deploy/, https.py and
+restore/ make one with ``make_context``; it sits below them so none of them imports another for it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Callable
 
 from . import layout, render
 from .config import Config
-from .facts import platforms
+from .facts import paths, platforms
 from .facts.host import HostFacts
 from .facts.platforms import Platform
 from .ops import files
@@ -40,6 +42,7 @@ class Context:
     read_facts: Callable[[], HostFacts] | None = field(default=None, repr=False)  # see run_steps
     remove_unknown_db_accounts: bool = False  # bootstrap --remove-unknown-db-accounts
     warnings: list[str] = field(default_factory=list)  # this step's, shown after its line
+    owed: set[str] = field(default_factory=set)  # pending actions set in this run (dry run too)
     _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
     _rendered_for: tuple | None = field(default=None, repr=False)
 
@@ -51,6 +54,15 @@ class Context:
         if self.dry_run or fn is None:
             return None
         return fn()
+
+    def fact(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """What the host tells: ``fn(*args, **kwargs)``, a function of facts/ (a recorded context
+        answers from its case instead)."""
+        return fn(*args, **kwargs)
+
+    def file_change(self, mf: ManagedFile) -> files.FileChange | None:
+        """What writing a managed file would change (None: it is as rendered)."""
+        return files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group, mf.secret)
 
     def warn(self, text: str) -> None:
         """Something the operator should look at that this run does not change (the engine
@@ -71,13 +83,13 @@ class Context:
         return next((f for f in self.managed_files() if f.template == template), None)
 
     def differs(self, mf: ManagedFile) -> bool:
-        return files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group) is not None
+        return self.file_change(mf) is not None
 
     def ensure_file(self, mf: ManagedFile) -> bool:
         """Write a managed file if its content, mode or owner differ; True if it changed.
         The file's on_change (e.g. "reload nginx") is owed from before the write until the
         step that owns the service carries it out (see pending), even across a SIGKILL."""
-        change = files.plan(mf.path, mf.content, mf.mode, mf.owner, mf.group, mf.secret)
+        change = self.file_change(mf)
         if change is None:
             return False
         if mf.on_change:
@@ -89,21 +101,24 @@ class Context:
         return True
 
     def pending(self, action: str) -> bool:
-        """True if an earlier run changed a file but died before it could `action` (e.g. reload)."""
-        return os.path.exists(_pending_marker(action))
+        """True if this run owes `action` (e.g. reload), or an earlier run changed a file but died
+        before it could carry it out."""
+        return action in self.owed or self.fact(paths.exists, _pending_marker(action))
 
     def set_pending(self, action: str) -> None:
         """Remember that `action` is owed, before the change that needs it (survives SIGKILL)."""
+        self.owed.add(action)
         if not self.dry_run:
             os.makedirs(os.path.dirname(_pending_marker(action)), exist_ok=True)
             open(_pending_marker(action), "w").close()
 
     def done(self, action: str) -> None:
+        self.owed.discard(action)
         if not self.dry_run and os.path.exists(_pending_marker(action)):
             os.unlink(_pending_marker(action))
 
     def remove_file(self, path: str) -> bool:
-        if not os.path.lexists(path):
+        if not self.fact(paths.lexists, path):
             return False
         self.change(f"remove {path}", lambda: os.unlink(path))
         return True

@@ -31,6 +31,8 @@ class Ctx:
     def change(self, description, fn=None):
         self.changes.append(description)
         return None if self.dry_run or fn is None else fn()
+    def fact(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
     def remove_file(self, path):
         if not os.path.lexists(path):
             return False

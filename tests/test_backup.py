@@ -436,7 +436,8 @@ def test_grants_escape_wildcards_in_the_database_name(tcp_mariadb):
 
     sock = tcp_mariadb.socket
     changes = []
-    ctx = SimpleNamespace(change=lambda what, fn: (changes.append(what), fn()))
+    ctx = SimpleNamespace(change=lambda what, fn: (changes.append(what), fn()),
+                          fact=lambda fn, *args: fn(*args))
     wanted = {("ALL PRIVILEGES", mariadb.schema_grant("mysq_"))}
     conn = mariadb.connect(sock)
     try:

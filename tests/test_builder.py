@@ -94,39 +94,6 @@ def test_editable_requirements_are_refused_naming_the_line(tmp_path, line):
 
 # -- the account, as the app step makes it --
 
-def dry_run_context():
-    from bingo_host.config import Config
-    from bingo_host.context import Context
-    from bingo_host.facts import platforms
-    from bingo_host.facts.host import HostFacts
-    from bingo_host.resolve import resolve
-
-    platform, facts = platforms.PLATFORMS["debian12"], HostFacts(512 * 1024**2, 2)
-    return Context(resolve(Config(), platform, facts), platform, facts, dry_run=True)
-
-
-def test_bootstrap_creates_the_build_account_once_and_never_uses_a_privileged_one(monkeypatch):
-    """Against this machine's passwd database: no bingo-build here, so a dry run would create
-    it; an existing unprivileged account is left alone; uid 0 is refused."""
-    from bingo_host.converge.steps import app
-    from bingo_host.errors import ConfigError
-
-    if "bingo-build" in {e.pw_name for e in builder.pwd.getpwall()}:
-        pytest.skip("this machine has a bingo-build account")
-    ctx = dry_run_context()
-    app._ensure_build_user(ctx, "music-bingo")
-    assert ctx.changes == ["create system user bingo-build (builds the app's virtualenvs)"]
-    monkeypatch.setattr(layout, "BUILD_USER", "nobody")
-    ctx = dry_run_context()
-    app._ensure_build_user(ctx, "music-bingo")
-    assert ctx.changes == []
-    monkeypatch.setattr(layout, "BUILD_USER", "root")
-    with pytest.raises(ConfigError, match=r"^app: the existing user root has uid or gid 0"):
-        app._ensure_build_user(dry_run_context(), "music-bingo")
-    with pytest.raises(ConfigError, match=r"^app.user: root is the account that builds"):
-        app._ensure_build_user(dry_run_context(), "root")
-
-
 def test_a_missing_or_privileged_build_account_stops_the_build():
     with pytest.raises(DeployError, match=r"^the build account bingo-no-such-account does not exist: run "
                                           r"`bingo-host bootstrap` \(it creates it\)$"):

@@ -1,12 +1,12 @@
-"""The firewall step's rules file and decisions, from nft's recorded JSON listing (nft 1.0.6,
-Debian 12) and recorded unit states; tests/test_firewall_host.py runs it for real in a test
-host of its own network namespace."""
+"""The firewall step's rules file and its reading of nft's recorded JSON listing (nft 1.0.6,
+Debian 12); its decisions on recorded hosts are tests/steps/firewall/'s cases, and
+tests/test_firewall_host.py runs it for real in a test host of its own network namespace."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,12 @@ from bingo_host import layout
 from bingo_host.config import Config, with_values
 from bingo_host.config_file import load_config_text
 from bingo_host.context import Context
-from bingo_host.converge.engine import run_steps
 from bingo_host.converge.steps import firewall as step
 from bingo_host.converge.steps import packages as packages_step
 from bingo_host.errors import BingoHostError, ConfigError
 from bingo_host.facts import firewall as live
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
-from bingo_host.facts.systemd import UnitState
 from bingo_host.render import render_all
 from bingo_host.resolve import resolve
 
@@ -165,10 +163,6 @@ esac
         live.live_table(str(nft))
 
 
-def test_uids_of_existing_and_missing_users():
-    assert step.uids(("root", "no-such-user-bingo")) == ({"root": 0}, ["no-such-user-bingo"])
-
-
 def test_missing_table_and_other_uids():
     assert step.why_reload(None, APP) == "the table is not loaded"
     assert "not [999]" in step.why_reload(recorded(), {"music-bingo": 999})
@@ -184,118 +178,25 @@ def test_unreadable_listings_are_errors(text, message):
         live.parse(text)
 
 
-# -- the step, on recorded facts --
+# -- the step's decisions are tests/steps/firewall/'s cases; what its load checks afterwards --
 
-class Host:
-    """The step's view of a host: unit state, the kernel's table, the commands it ran."""
-
-    def __init__(self, monkeypatch, tmp_path, table=None, enabled="disabled", active="inactive",
-                 after_load=None, users=APP):
-        self.table, self.after_load, self.ran = table, after_load, []
-        self.state = UnitState(step.UNIT, "loaded", active, enabled)
-        for name, sub in (("STATE_DIR", "state"), ("SYSTEMD_DIR", "systemd"), ("ETC_DIR", "etc")):
-            (tmp_path / sub).mkdir(exist_ok=True)
-            monkeypatch.setattr(layout, name, str(tmp_path / sub))
-        monkeypatch.setattr(layout, "FIREWALL_RULES", str(tmp_path / "etc/firewall.nft"))
-        # The recorded table denies the app user alone: the steps below see that one account.
-        monkeypatch.setattr(step, "denied_users", lambda cfg: (step.app_user(cfg),))
-        monkeypatch.setattr(step, "uids", lambda names: ({n: users[n] for n in names if n in users},
-                                                         [n for n in names if n not in users]))
-        monkeypatch.setattr(step.systemd, "states", lambda *units: {u: self.state for u in units})
-        monkeypatch.setattr(step.live, "live_table", lambda nft: self.table)
-        monkeypatch.setattr(step.service, "systemctl", self.systemctl)
-        monkeypatch.setattr(step.service, "daemon_reload", lambda: self.ran.append("daemon-reload"))
-        self.nft = tmp_path / "nft"
-        self.nft.write_text("")
-
-    def systemctl(self, *args, timeout=180):
-        self.ran.append(" ".join(args))
-        if args[0] in ("start", "reload"):
-            self.table = self.after_load
-            self.state = dataclasses.replace(self.state, active="active")
-        if args[0] == "enable":
-            self.state = dataclasses.replace(self.state, enabled="enabled")
-
-    def context(self, cfg=None, dry_run=False):
-        platform = dataclasses.replace(platforms.PLATFORMS["debian12"], nft=str(self.nft))
-        facts = HostFacts(512 << 20, 2)
-        return Context(resolve(cfg or Config(), platform, facts), platform, facts, dry_run=dry_run)
+def test_a_load_that_leaves_no_table_fails(monkeypatch):
+    """The unit ran but the kernel holds no table (or another one): the step fails, naming it."""
+    ran = []
+    monkeypatch.setattr(step.service, "systemctl", lambda *args, timeout=180: ran.append(args))
+    for after, why in ((None, "ran but the table is not loaded"),
+                       (recorded(_set("elem", [1000])), "ran but it denies uids [1000], not [998]")):
+        monkeypatch.setattr(step.live, "live_table", lambda nft, after=after: after)
+        with pytest.raises(BingoHostError, match=re.escape(why)):
+            step._load("/usr/sbin/nft", "reload", APP)
+    monkeypatch.setattr(step.live, "live_table", lambda nft: recorded())
+    step._load("/usr/sbin/nft", "start", APP)
+    assert ran == [("reload", step.UNIT)] * 2 + [("start", step.UNIT)]
 
 
-def test_fresh_host_gets_file_unit_enabled_started_then_nothing(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path, after_load=recorded())
-    ctx = host.context()
-    result = run_steps(ctx, [step])[0]
-    assert result.status == "changed", result
-    assert host.ran == ["daemon-reload", f"enable {step.UNIT}", f"start {step.UNIT}"]
-    assert f"start {step.UNIT} (the table is not loaded)" in result.detail
-    assert (tmp_path / "etc/firewall.nft").read_text() == step.ruleset(APP)
-    assert (tmp_path / "etc/firewall.nft").stat().st_mode & 0o777 == 0o644
-    assert f"enable {step.UNIT}" in result.detail
-    assert "ExecStart=" in (tmp_path / f"systemd/{step.UNIT}").read_text()
-    host.ran.clear()
-    again = run_steps(host.context(), [step])[0]
-    assert (again.status, host.ran) == ("unchanged", [])
-    assert again.detail == "music-bingo cannot reach 169.254.169.254 or fd00:ec2::254"
-
-
-def test_a_flushed_table_is_reloaded_and_checked(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded())
-    run_steps(host.context(), [step])
-    host.table, host.ran = None, []
-    result = run_steps(host.context(), [step])[0]
-    assert host.ran == [f"reload {step.UNIT}"] and result.status == "changed"
-    host.table, host.after_load = None, None  # the unit "ran" but the kernel has no table
-    result = run_steps(host.context(), [step])[0]
-    assert result.status == "failed" and "ran but the table is not loaded" in result.detail
-
-
-def test_an_inactive_unit_with_the_table_loaded_is_started(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded(), enabled="enabled")
-    result = run_steps(host.context(), [step])[0]
-    assert host.ran == ["daemon-reload", f"start {step.UNIT}"]
-    assert f"start {step.UNIT} (not active)" in result.detail
-
-
-def test_a_new_uid_rewrites_the_file_and_reloads(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path, table=recorded(), after_load=recorded(_set("elem", [1001])),
-                users={"music-bingo": 1001}, enabled="enabled", active="active")
-    result = run_steps(host.context(), [step])[0]
-    assert host.ran == ["daemon-reload", f"reload {step.UNIT}"], result
-    assert "it denies uids [998], not [1001]" in result.detail
-    assert "elements = { 1001 }" in (tmp_path / "etc/firewall.nft").read_text()
-
-
-def test_off_touches_nothing(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path)
-    monkeypatch.setattr(step.live, "live_table", lambda nft: pytest.fail("read the kernel's table"))
-    result = run_steps(host.context(with_values(Config(), firewall={"enabled": False})), [step])[0]
-    assert result.status == "unchanged" and "firewall.enabled is false" in result.detail
-    assert host.ran == [] and not (tmp_path / "etc/firewall.nft").exists()
-
-
-def test_missing_user_or_nft(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path, users={})
-    result = run_steps(host.context(), [step])[0]
-    assert result.status == "failed" and "no user music-bingo" in result.detail
-    dry = run_steps(host.context(dry_run=True), [step])[0]
-    assert dry.detail == "keep music-bingo from the metadata service once created"
-    monkeypatch.setattr(step, "denied_users", lambda cfg: ("music-bingo", "bingo-build"))
-    result = run_steps(host.context(), [step])[0]
-    assert result.detail == "firewall: no user music-bingo, bingo-build to keep from the metadata service"
-    monkeypatch.undo()
-    host = Host(monkeypatch, tmp_path)
-    host.nft.unlink()
-    result = run_steps(host.context(), [step])[0]
-    assert result.status == "failed" and "is missing (the packages step installs nftables)" in result.detail
-    assert host.ran == ["daemon-reload"]
-
-
-def test_dry_run_changes_nothing(monkeypatch, tmp_path):
-    host = Host(monkeypatch, tmp_path)
-    result = run_steps(host.context(dry_run=True), [step])[0]
-    assert host.ran == [] and not (tmp_path / "etc/firewall.nft").exists()
-    assert f"start {step.UNIT} (the table is not loaded)" in result.detail
+def test_uids_of_existing_and_missing_users():
+    ctx = Context(Config(), platforms.PLATFORMS["debian12"], HostFacts(512 << 20, 2))
+    assert step.uids(ctx, ("root", "no-such-user-bingo")) == ({"root": 0}, ["no-such-user-bingo"])
 
 
 # -- what the other parts of bootstrap do for it --

@@ -86,7 +86,7 @@ def test_apply_writes_only_on_change(tmp_path):
     path.write_text(EXISTING)
     os.chmod(path, 0o644)
     changes = []
-    ctx = SimpleNamespace(change=lambda d, fn: (changes.append(d), fn()))
+    ctx = SimpleNamespace(change=lambda d, fn: (changes.append(d), fn()), fact=lambda fn, *args: fn(*args))
     assert fstab.apply(ctx, lambda t: fstab.set_line(t, DB), "mount db", path=str(path))
     assert path.read_text() == EXISTING + DB + "\n"
     assert os.stat(path).st_mode & 0o777 == 0o644

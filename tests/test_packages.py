@@ -1,16 +1,14 @@
-"""Debian's policy-rc.d during an install: ours is marked, and never outlives the next run."""
+"""Debian's policy-rc.d during an install: ours is marked, and never outlives the next run (the
+packages step removing a leftover: tests/steps/packages/killed-install-left-policy-rc-d.yaml)."""
 
-import dataclasses
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from bingo_host.converge.steps import packages as step
 from bingo_host.facts.packages import policy_rc_d_is_ours
 from bingo_host.ops import packages
-from tests.contexts import context
 
 REPO = Path(__file__).resolve().parent.parent
 ADMINS = "#!/bin/sh\n# the admin's: hold everything off on this box\nexit 101\n"
@@ -43,24 +41,3 @@ def test_the_admins_policy_rc_d_is_kept(tmp_path):
         assert path.read_text() == ADMINS
     packages.remove_policy_rc_d(str(path))
     assert path.read_text() == ADMINS
-
-
-def _ctx():
-    """A context whose wanted packages this (Debian) machine has: the step installs nothing."""
-    ctx = context()
-    ctx.platform = dataclasses.replace(ctx.platform, packages=("coreutils",),
-                                       mariadb_server_packages=(), patch_packages=(), firewall_packages=())
-    return ctx
-
-
-def test_packages_step_removes_a_leftover_first(tmp_path, monkeypatch):
-    path = tmp_path / "policy-rc.d"
-    monkeypatch.setattr(packages, "POLICY_RC_D", str(path))  # a root prefix, in effect
-    _killed_while_installing(path)
-    ctx = _ctx()
-    step.converge(ctx)
-    assert not path.exists() and ctx.changes == [f"remove the {path} a killed run left"]
-    path.write_text(ADMINS)
-    ctx = _ctx()
-    step.converge(ctx)
-    assert path.read_text() == ADMINS and ctx.changes == []

@@ -104,12 +104,14 @@ def test_a_failed_write_is_put_back_without_testing(host):
     assert state(paths) == before and not ctx.pending(RELOAD_NGINX)
 
 
-def test_dry_run_neither_tests_nor_owes(host):
+def test_dry_run_neither_tests_nor_leaves_the_reload_owed(host):
+    """The plan says it would test and reload; nothing runs, and no later run owes the reload."""
     tmp, paths = host
     ctx = context(dry_run=True)
     with reverter.writing(ctx, paths.values()):
         pass
-    assert not (tmp / "nginx.log").exists() and not ctx.pending(RELOAD_NGINX)
+    assert not (tmp / "nginx.log").exists() and ctx.changes == ["nginx -t"]
+    assert ctx.pending(RELOAD_NGINX) and not context().pending(RELOAD_NGINX)
 
 
 def test_backup_restores_only_what_changed(host):

@@ -1,9 +1,10 @@
 """The convergence engine: steps that read the host first and change only what is missing.
 
 Each step module exposes ``NAME`` and ``converge(ctx)`` (ctx: a context.Context). A step reads
-the host's state with plain reads and probes, and routes every change through
-``ctx.change(description, fn)``: in --dry-run the description is reported and fn is not called,
-so dry-run and idempotence come from the same code. ``converge`` returns why nothing was needed
+the host through ``ctx.fact`` and ``ctx.ensure_file`` (so tests/test_steps.py runs it from
+recorded facts) and routes every change through ``ctx.change(description, fn)``: in --dry-run
+the description is reported and fn is not called, so dry-run and idempotence come from the same
+code. ``converge`` returns why nothing was needed
 (shown when unchanged). Steps share nothing but the host itself and what the context carries.
 """
 

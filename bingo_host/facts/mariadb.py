@@ -53,6 +53,11 @@ def can_login(socket: str | None, user: str, password: str, database: str | None
     return True
 
 
+def has_schema(cur, name: str) -> bool:
+    cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (name,))
+    return cur.fetchone() is not None
+
+
 def grants(cur, user: str, host: str = "localhost") -> set[tuple[str, str]] | None:
     """{(privileges, object)} from SHOW GRANTS; None when the user does not exist."""
     cur.execute("SELECT 1 FROM mysql.user WHERE User=%s AND Host=%s", (user, host))

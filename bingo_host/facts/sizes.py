@@ -33,3 +33,10 @@ def needs_grow(device_bytes: int, fs_bytes: int, slack: float = 0.01) -> bool:
     """True when the device is bigger than the filesystem by more than ``slack`` (1%) of it:
     mkfs rounds to whole blocks/allocation groups, so small differences are normal."""
     return device_bytes - fs_bytes > slack * device_bytes
+
+
+def filesystem_bytes(device: str, fstype: str, mountpoint: str) -> int:
+    """How big the mounted ext4 or xfs filesystem is, to compare with its (perhaps enlarged) device."""
+    if fstype == "ext4":
+        return parse_dumpe2fs(subp.run(["dumpe2fs", "-h", device], timeout=60).stdout)
+    return parse_xfs_info(subp.run(["xfs_info", mountpoint], timeout=60).stdout)

@@ -119,10 +119,14 @@ def apply(ctx, transform: Callable[[str], str], description: str,
     """Apply a text transform to fstab; write it (atomically, via ctx.change) only if the text
     changes. Returns True when it changed (or would, in a dry run)."""
     path = path or FSTAB
-    old = read(path)
+    old = ctx.fact(read, path)
     new = transform(old)
     if new == old:
         return False
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
-    ctx.change(f"{description} in {path}", lambda: files.write_atomic(path, new, mode))
+
+    def write():
+        mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
+        files.write_atomic(path, new, mode)
+
+    ctx.change(f"{description} in {path}", write)
     return True

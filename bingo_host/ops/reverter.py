@@ -22,7 +22,7 @@ from .service import RELOAD_NGINX
 SERVICE = "nginx.service"
 
 
-def _saved(path: str):
+def saved(path: str):
     """What is at path now: ('link', target), ('file', bytes, mode) or None."""
     if os.path.islink(path):
         return ("link", os.readlink(path))
@@ -44,14 +44,14 @@ def _put_back(path: str, saved) -> None:
 
 
 class Backup:
-    """What some paths hold now, to put back later."""
+    """What some paths hold now (``read``: saved, or a context's fact of it), to put back later."""
 
-    def __init__(self, paths: Iterable[str]):
-        self._saved = {path: _saved(path) for path in paths}
+    def __init__(self, paths: Iterable[str], read=saved):
+        self._saved = {path: read(path) for path in paths}
 
     def restore(self) -> list[str]:
         """Put back every path that changed since the backup; the paths put back."""
-        changed = [path for path, saved in self._saved.items() if _saved(path) != saved]
+        changed = [path for path, was in self._saved.items() if saved(path) != was]
         for path in changed:
             _put_back(path, self._saved[path])
         return changed
@@ -70,14 +70,13 @@ def writing(ctx, paths: Iterable[str]) -> Iterator[None]:
     """Back up paths and owe nginx a reload, let the caller write them, then `nginx -t`. On any
     failure the paths are restored and the reload is no longer owed. The owed reload (a pending
     action, kept across a SIGKILL) is paid by ``serve``, by this run or the next."""
-    backup = Backup(paths)
+    backup = Backup(paths, read=lambda path: ctx.fact(saved, path))
     ctx.set_pending(RELOAD_NGINX)
     try:
         yield
-        if not ctx.dry_run:
-            config_test()
+        ctx.change("nginx -t", config_test)
     except BaseException:
-        backup.restore()
+        ctx.change("put nginx's files back as they were", backup.restore)
         ctx.done(RELOAD_NGINX)
         raise
 

@@ -52,14 +52,17 @@ def ensure_running(ctx, unit: str, owed: str, verb: str = "restart", timeout: fl
     """Enable and start `unit`, or `verb` (restart/reload) it when the pending action `owed`
     (e.g. "restart mariadb", left by a file change) was not carried out yet; starting pays it
     too. ``before_start`` runs first when the unit is started or `verb`ed (e.g. `nginx -t`)."""
-    state = systemd.states(unit)[unit]
+    state = ctx.fact(systemd.states, unit)[unit]
     if not state.is_enabled:
         ctx.change(f"enable {unit}", lambda: systemctl("enable", unit))
     due = "start" if not state.running else verb if ctx.pending(owed) else None
     if due:
-        if before_start and not ctx.dry_run:
-            before_start()
-        ctx.change(f"{due} {unit}", lambda: systemctl(due, unit, timeout=timeout))
+        def carry_out():
+            if before_start:
+                before_start()
+            systemctl(due, unit, timeout=timeout)
+
+        ctx.change(f"{due} {unit}", carry_out)
         ctx.done(owed)
     return state
 

@@ -15,13 +15,11 @@ app's virtualenvs (deploy/builder.py); it owns only its home with its pip cache
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
-import sys
-from pathlib import Path
 
+from ...errors import ConfigError
+from ...facts import paths, users
 from ...ops import files
 from ... import layout, subp
 
@@ -29,10 +27,7 @@ NAME = "app"
 
 
 def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
+    st = ctx.fact(paths.stat, path)
 
     def settle():
         os.makedirs(path, exist_ok=True)
@@ -41,17 +36,14 @@ def _ensure_dir(ctx, path: str, mode: int, owner: str, group: str) -> None:
 
     if st is None:
         ctx.change(f"create {path}", settle)
-    elif (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (mode, pwd.getpwnam(owner).pw_uid,
-                                                          grp.getgrnam(group).gr_gid):
+    elif (st.mode, st.uid, st.gid) != (mode, ctx.fact(users.ids, owner)[0], ctx.fact(users.gid, group)):
         ctx.change(f"set {path} to {mode:04o} {owner}:{group}", settle)
 
 
 def _ensure_user(ctx, user: str, home: str) -> None:
     """A system user and its group; make_context has already refused an existing user that
     must not run the app (resolve.check_app_user)."""
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
+    if ctx.fact(users.ids, user) is None:
         ctx.change(f"create system user {user}", lambda: subp.run(
             ["useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
              "--shell", ctx.platform.nologin, user]))
@@ -61,32 +53,28 @@ def _ensure_build_user(ctx, app_user: str) -> None:
     """The build account (deploy/builder.py): a system user with its own group (not the app's),
     no login shell, its home under bingo-host's state directory, created without a home (the
     home directory is made below with its mode)."""
-    from ...errors import ConfigError
-
     if app_user == layout.BUILD_USER:
         raise ConfigError("app.user", f"{app_user} is the account that builds the app's "
                                       "virtualenvs; the app needs a user of its own")
-    try:
-        entry = pwd.getpwnam(layout.BUILD_USER)
-    except KeyError:
+    found = ctx.fact(users.ids, layout.BUILD_USER)
+    if found is None:
         ctx.change(f"create system user {layout.BUILD_USER} (builds the app's virtualenvs)",
                    lambda: subp.run(["useradd", "--system", "--user-group", "--home-dir",
                                      layout.BUILD_HOME, "--no-create-home", "--shell",
                                      ctx.platform.nologin, layout.BUILD_USER]))
         return
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
+    if 0 in found:
         raise ConfigError("app", f"the existing user {layout.BUILD_USER} has uid or gid 0; the "
                                  "build account must be unprivileged (remove or rename it)")
 
 
 def _ensure_bin_link(ctx) -> None:
     """/usr/local/bin/bingo-host -> this installation, for units, hooks and admins."""
-    here = Path(sys.executable).parent / "bingo-host"
-    if not here.exists():
+    here = ctx.fact(paths.own_command)
+    if here is None:
         return  # running from a source tree (python -m bingo_host): nothing to link
-    current = os.readlink(layout.BIN) if os.path.islink(layout.BIN) else None
-    if current != str(here):
-        ctx.change(f"link {layout.BIN} -> {here}", lambda: files.symlink(layout.BIN, str(here)))
+    if ctx.fact(paths.readlink, layout.BIN) != here:
+        ctx.change(f"link {layout.BIN} -> {here}", lambda: files.symlink(layout.BIN, here))
 
 
 def converge(ctx) -> str:
@@ -108,7 +96,7 @@ def converge(ctx) -> str:
     for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes RELOAD_APP (uwsgi step)
         ctx.ensure_file(ctx.managed(template))
     current = f"{root}/current"
-    if not os.path.lexists(current):
+    if not ctx.fact(paths.lexists, current):
         ctx.change(f"point {current} at the placeholder page", lambda: os.symlink("placeholder", current))
     _ensure_bin_link(ctx)
     return f"{root} laid out for {user}"

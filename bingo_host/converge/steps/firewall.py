@@ -17,14 +17,12 @@ kernel holds (the set's uids, the chain, each rule's destination) with what the 
 
 from __future__ import annotations
 
-import os
-import pwd
 from typing import Mapping
 
 from ... import layout
 from ...errors import BingoHostError
 from ...facts import firewall as live
-from ...facts import imds, systemd
+from ...facts import imds, paths, systemd, users
 from ...resolve import app_user
 from ...ops import service
 from ...ops.service import DAEMON_RELOAD
@@ -42,14 +40,15 @@ def denied_users(cfg) -> tuple[str, ...]:
     return (app_user(cfg), layout.BUILD_USER)
 
 
-def uids(users: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+def uids(ctx, names: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
     """({user: uid} of those that exist, [those that do not])."""
     found, missing = {}, []
-    for user in users:
-        try:
-            found[user] = pwd.getpwnam(user).pw_uid
-        except KeyError:
-            missing.append(user)
+    for name in names:
+        ids = ctx.fact(users.ids, name)
+        if ids is None:
+            missing.append(name)
+        else:
+            found[name] = ids[0]
     return found, missing
 
 
@@ -98,8 +97,8 @@ def why_reload(table: live.LiveTable | None, denied: Mapping[str, int]) -> str |
 def converge(ctx) -> str:
     if not ctx.cfg.firewall.enabled:
         return "off (firewall.enabled is false): the app's user can reach the instance metadata service"
-    users = denied_users(ctx.cfg)
-    denied, missing = uids(users)
+    names = denied_users(ctx.cfg)
+    denied, missing = uids(ctx, names)
     if missing:
         if ctx.dry_run:  # the app step would create it first
             ctx.change(f"keep {', '.join(missing)} from the metadata service once created")
@@ -112,20 +111,20 @@ def converge(ctx) -> str:
         ctx.change("systemctl daemon-reload", service.daemon_reload)
         ctx.done(DAEMON_RELOAD)
     nft = ctx.platform.nft
-    if not os.path.exists(nft):
+    if not ctx.fact(paths.exists, nft):
         if ctx.dry_run:  # the packages step would install it first
             ctx.change(f"load {layout.FIREWALL_RULES} once {nft} is installed")
             return ""
         raise BingoHostError(f"firewall: {nft} is missing (the packages step installs "
                              f"{' '.join(ctx.platform.firewall_packages)})")
-    state = systemd.states(UNIT)[UNIT]
+    state = ctx.fact(systemd.states, UNIT)[UNIT]
     if not state.is_enabled:
         ctx.change(f"enable {UNIT}", lambda: service.systemctl("enable", UNIT))
-    why = why_reload(live.live_table(nft), denied)
+    why = why_reload(ctx.fact(live.live_table, nft), denied)
     verb = "start" if not state.running else "reload" if why else None
     if verb:
         ctx.change(f"{verb} {UNIT} ({why or 'not active'})", lambda: _load(nft, verb, denied))
-    return f"{', '.join(users)} cannot reach {imds.ADDRESS} or {imds.ADDRESS_IPV6}"
+    return f"{', '.join(names)} cannot reach {imds.ADDRESS} or {imds.ADDRESS_IPV6}"
 
 
 def _load(nft: str, verb: str, denied: Mapping[str, int]) -> None:

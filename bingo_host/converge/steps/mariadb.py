@@ -12,7 +12,7 @@ import os
 import shutil
 
 from ... import layout, render, secrets, subp
-from ...facts import mariadb
+from ...facts import mariadb, paths, users
 from ...ops import service
 from ...errors import BingoHostError
 
@@ -54,7 +54,7 @@ def _set_password(cur, user: str, host: str, password: str) -> None:
 
 def _ensure_user(ctx, cur, user: str, host: str, password: str, wanted: set[tuple[str, str]], what: str,
                  can_login) -> None:
-    have = mariadb.grants(cur, user, host)
+    have = ctx.fact(mariadb.grants, cur, user, host)
     if have is None:
         ctx.change(f"create the {what} user {user}@{host}",
                    lambda: cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password)))
@@ -85,7 +85,7 @@ def _ensure_user(ctx, cur, user: str, host: str, password: str, wanted: set[tupl
 def _unknown_accounts(ctx, cur, wanted: set[tuple[str, str]]) -> None:
     """Report (or, with --remove-unknown-db-accounts, drop) accounts bingo-host did not create:
     a reattached datadir keeps whoever could log in to it before."""
-    unknown = mariadb.unknown_accounts(cur, wanted)
+    unknown = ctx.fact(mariadb.unknown_accounts, cur, wanted)
     if not unknown:
         return
     if not ctx.remove_unknown_db_accounts:
@@ -109,7 +109,7 @@ def converge(ctx) -> str:
     unit = f"{platform.mariadb_service}.service"
     restart = service.restart(platform.mariadb_service)
 
-    if not os.path.ismount(cfg.volume.mountpoint):
+    if not ctx.fact(paths.ismount, cfg.volume.mountpoint):
         if ctx.dry_run:  # the plan of a host whose volume step has not run yet
             ctx.change(f"configure, initialise and start MariaDB on {datadir}; create database {db.name} "
                        f"and users {db.user}, {layout.BACKUP_DB_USER}, {layout.DUMP_DB_USER}, "
@@ -123,12 +123,12 @@ def converge(ctx) -> str:
     if ctx.ensure_file(dropin):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
 
-    mount_st = os.stat(cfg.volume.mountpoint)
-    if (mount_st.st_uid, mount_st.st_gid) != _ids(platform.mariadb_user):
+    mount_st = ctx.fact(paths.stat, cfg.volume.mountpoint)
+    if (mount_st.uid, mount_st.gid) != ctx.fact(users.ids, platform.mariadb_user):
         ctx.change(f"chown {platform.mariadb_user} {cfg.volume.mountpoint}",
                    lambda: shutil.chown(cfg.volume.mountpoint, platform.mariadb_user, platform.mariadb_user))
-    if not os.path.isdir(os.path.join(datadir, "mysql")):
-        if os.path.isdir(datadir) and os.listdir(datadir):
+    if not ctx.fact(paths.isdir, os.path.join(datadir, "mysql")):
+        if ctx.fact(paths.entries, datadir):
             raise BingoHostError(f"{datadir} holds files but no MariaDB system schema (mysql/): "
                                  "refusing to initialise over it")
         ctx.set_pending(restart)
@@ -138,16 +138,15 @@ def converge(ctx) -> str:
     if ctx.dry_run and not state.running:
         return ""
 
-    conn = mariadb.connect(platform.mariadb_socket)
+    conn = ctx.fact(mariadb.connect, platform.mariadb_socket)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (db.name,))
-            if not cur.fetchone():
+            if not ctx.fact(mariadb.has_schema, cur, db.name):
                 ctx.change(f"create database {db.name}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
 
             def login(user, password):
-                return mariadb.can_login(platform.mariadb_socket, user, password)
+                return ctx.fact(mariadb.can_login, platform.mariadb_socket, user, password)
 
             _ensure_user(ctx, cur, db.user, "localhost", ctx.secrets["app_password"],
                          {("ALL PRIVILEGES", mariadb.schema_grant(db.name))}, "app", login)
@@ -171,14 +170,14 @@ def _converge_external(ctx) -> str:
     """An external server (Aurora): with database.admin_secret, the app's database and its own
     user (any host, its database only) made with the master login; then the app's login."""
     db = ctx.cfg.database
-    if db.tls_ca and not os.path.isfile(db.tls_ca):
+    if db.tls_ca and not ctx.fact(paths.isfile, db.tls_ca):
         raise BingoHostError(f"database.tls_ca: {db.tls_ca} does not exist (the server's CA bundle)")
     tls = " over TLS" if db.tls_ca else ""
     if db.admin_secret:
         _ensure_external_user(ctx)
         if ctx.dry_run and ctx.changes:
             return ""  # the app's login works only once the planned changes are made
-    mariadb.check_external(db, db.user, ctx.secrets["app_password"])
+    ctx.fact(mariadb.check_external, db, db.user, ctx.secrets["app_password"])
     return f"external database {db.user}@{db.host}:{db.port}/{db.name} answers{tls}"
 
 
@@ -186,33 +185,25 @@ def _ensure_external_user(ctx) -> None:
     import pymysql
 
     db = ctx.cfg.database
-    admin, admin_password = secrets.fetch_login(db.admin_secret)
+    admin, admin_password = ctx.fact(secrets.fetch_login, db.admin_secret)
     if admin == db.user:
         raise BingoHostError(f"database.user: {db.user} is the master login of database.admin_secret; "
                              "the app needs a user of its own")
     server = mariadb.server_args(db)
     try:
-        conn = mariadb.connect(None, admin, admin_password, **server)
+        conn = ctx.fact(mariadb.connect, None, admin, admin_password, **server)
     except pymysql.err.MySQLError as exc:
         reason = exc.args[1] if len(exc.args) > 1 else str(exc)
         raise BingoHostError(f"cannot log in to {db.host}:{db.port} as {admin} (database.admin_secret): "
                              f"{reason}") from None
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
-                        (db.name,))
-            if not cur.fetchone():
+            if not ctx.fact(mariadb.has_schema, cur, db.name):
                 ctx.change(f"create database {db.name} on {db.host}", lambda: cur.execute(
                     f"CREATE DATABASE `{db.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
             _ensure_user(ctx, cur, db.user, "%", ctx.secrets["app_password"],
                          {("ALL PRIVILEGES", mariadb.schema_grant(db.name))}, "app",
-                         lambda user, password: mariadb.can_login(None, user, password, **server))
+                         lambda user, password: ctx.fact(mariadb.can_login, None, user, password, **server))
     finally:
         conn.close()
 
-
-def _ids(user: str) -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid

@@ -4,10 +4,8 @@ wanted. The metrics timer and the journal export the agent reads are the timers 
 
 from __future__ import annotations
 
-import os
-
 from ... import cloudwatch_agent, layout, subp
-from ...facts import systemd
+from ...facts import paths, systemd
 from ...ops import packages, service
 from ...ops.service import restart
 
@@ -21,12 +19,12 @@ def converge(ctx) -> str:
     said = f"metrics every {cfg.metrics.interval_minutes} min" if cfg.metrics.enabled else "metrics off"
     agent_conf = ctx.managed("cloudwatch-agent.json")
     if agent_conf:
-        if not os.path.exists(layout.CLOUDWATCH_AGENT_CTL):
+        if not ctx.fact(paths.exists, layout.CLOUDWATCH_AGENT_CTL):
             ctx.change(f"install {platform.cloudwatch_agent_package}",
                        lambda: packages.install(platform, [platform.cloudwatch_agent_package]))
         ctx.ensure_file(ctx.managed("logrotate.conf"))
         ctx.ensure_file(agent_conf)
-        state = systemd.states(AGENT)[AGENT]
+        state = ctx.fact(systemd.states, AGENT)[AGENT]
         owed = restart(AGENT)
         if ctx.pending(owed) or not state.running or not state.is_enabled:
             ctx.change("amazon-cloudwatch-agent-ctl fetch-config (restart the agent with it)",
@@ -34,8 +32,8 @@ def converge(ctx) -> str:
             ctx.done(owed)
         return f"{said}; CloudWatch agent running"
     # Not wanted: an agent we configured earlier stops; the package and others' configs stay.
-    if os.path.exists(layout.CLOUDWATCH_AGENT_CONFIG):
-        state = systemd.states(AGENT)[AGENT]
+    if ctx.fact(paths.exists, layout.CLOUDWATCH_AGENT_CONFIG):
+        state = ctx.fact(systemd.states, AGENT)[AGENT]
         if state.running or state.is_enabled:
             ctx.change(f"disable --now {AGENT}", lambda: service.systemctl("disable", "--now", AGENT))
         ctx.remove_file(layout.CLOUDWATCH_AGENT_CONFIG)

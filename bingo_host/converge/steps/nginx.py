@@ -6,8 +6,7 @@ same path enable-https takes for the TLS site.
 
 from __future__ import annotations
 
-import os
-
+from ...facts import paths
 from ...ops import reverter
 from ...ops.service import RELOAD_NGINX
 
@@ -19,7 +18,7 @@ def converge(ctx) -> str:
     ours = [mf for mf in ctx.managed_files() if mf.on_change == RELOAD_NGINX]
     default_site = ctx.platform.nginx_default_site
     stale = [mf for mf in ours if ctx.differs(mf)]
-    stale_default = bool(default_site) and os.path.lexists(default_site)
+    stale_default = bool(default_site) and ctx.fact(paths.lexists, default_site)
 
     if stale or stale_default:
         with reverter.writing(ctx, [mf.path for mf in ours] + ([default_site] if default_site else [])):

@@ -18,11 +18,11 @@ def wanted(ctx) -> list[str]:
 
 def converge(ctx) -> str:
     policy = packages.POLICY_RC_D
-    if policy_rc_d_is_ours(policy):  # left by a run killed while installing: blocks restarts
+    if ctx.fact(policy_rc_d_is_ours, policy):  # left by a run killed while installing: blocks restarts
         ctx.change(f"remove the {policy} a killed run left",
                    lambda: packages.remove_policy_rc_d(policy))
     want = wanted(ctx)
-    have = installed(ctx.platform)
+    have = ctx.fact(installed, ctx.platform)
     missing = [p for p in want if p not in have]
     if not missing:
         return f"all {len(want)} packages installed"

@@ -12,7 +12,7 @@ NAME = "secrets"
 
 
 def _generated(ctx, path: str, what: str) -> str:
-    value = secrets.read_file(path)
+    value = ctx.fact(secrets.read_file, path)
     if value is None:
         value = secrets.generate()
         ctx.change(f"generate the {what} into {path} (0600)", lambda: secrets.store(path, value))
@@ -24,7 +24,7 @@ def _from(ctx, source: str, path: str, what: str, fetch=secrets.fetch) -> tuple[
     if source == "generate":
         return _generated(ctx, path, what), path
     if is_reference(source):
-        return fetch(source), source
+        return ctx.fact(fetch, source), source
     return source, "the config file"
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ...facts import mounts
-
+from ...facts import mounts, paths, systemd
+from ...facts import swap as swap_facts
 from ...ops import service
 from ...ops import fstab
 from ... import layout, subp
@@ -24,41 +24,19 @@ def swap_line(path: str = layout.SWAP_FILE) -> str:
     return fstab.format_line(path, "none", "swap", SWAP_OPTIONS, 0, 0)
 
 
-def parse_proc_swaps(text: str) -> dict[str, int]:
-    """/proc/swaps -> {path: size in KiB} (paths unescaped: '\\040' is a space)."""
-    out = {}
-    for line in text.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 3:
-            out[mounts.unescape_octal(cols[0])] = int(cols[2])
-    return out
-
-
-def has_swap_signature(path: str) -> bool:
-    """mkswap's 'SWAPSPACE2' magic at the end of the first page."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    try:
-        with open(path, "rb") as f:
-            f.seek(page - 10)
-            return f.read(10) == b"SWAPSPACE2"
-    except OSError:
-        return False
-
-
-def check_filesystem(path: str, table: list[mounts.Mount]) -> None:
-    """Raise unless the file system that would hold ``path`` can hold a swap file."""
+def check_filesystem(path: str, table: list[mounts.Mount], nocow=swap_facts.nocow) -> None:
+    """Raise unless the file system that would hold ``path`` can hold a swap file (``nocow``:
+    asked only on btrfs)."""
     m = mounts.mount_containing(os.path.dirname(path) or "/", table)
     fstype = m.fstype if m else "unknown"
     if fstype in NO_SWAP_FS or fstype.startswith("fuse."):
         raise BingoHostError(
             f"cannot put the swap file {path} on {m.mountpoint if m else '?'}: it is {fstype}, "
             f"which cannot hold swap; set swap.size: 0 (or add swap another way)")
-    if fstype == "btrfs":
-        attrs = subp.run(["lsattr", "-d", os.path.dirname(path) or "/"], timeout=30).stdout.split()
-        if not attrs or "C" not in attrs[0]:
-            raise BingoHostError(
-                f"{path} would be on btrfs without nocow: btrfs swap files must be nocow "
-                f"(chattr +C on an empty directory or subvolume); set swap.size: 0 or fix that")
+    if fstype == "btrfs" and not nocow(os.path.dirname(path) or "/"):
+        raise BingoHostError(
+            f"{path} would be on btrfs without nocow: btrfs swap files must be nocow "
+            f"(chattr +C on an empty directory or subvolume); set swap.size: 0 or fix that")
 
 
 def _fill(path: str, mib: int, use_dd: bool) -> None:
@@ -92,42 +70,36 @@ def create_and_enable(path: str, mib: int) -> None:
 
 def _reload(ctx) -> None:
     """Regenerate systemd's units from the changed fstab (only when systemd is PID 1)."""
-    if os.path.isdir("/run/systemd/system"):
-        ctx.change("reload systemd (fstab changed)",
-                   service.daemon_reload)
+    if ctx.fact(systemd.booted):
+        ctx.change("reload systemd (fstab changed)", service.daemon_reload)
 
 
 def converge(ctx) -> str | None:
     path = layout.SWAP_FILE
     want = int(ctx.cfg.swap.size)
-    with open("/proc/swaps") as f:
-        active = path in parse_proc_swaps(f.read())
-    exists = os.path.lexists(path)
+    active = path in ctx.fact(swap_facts.active)
+    st = ctx.fact(paths.lstat, path)
 
     if want == 0:
         if active:
             ctx.change(f"swapoff {path}", lambda: subp.run(["swapoff", path], timeout=600))
-        if exists:
+        if st is not None:
             ctx.remove_file(path)
         if fstab.apply(ctx, lambda t: fstab.remove_line(t, path), f"remove the {path} line"):
             _reload(ctx)
         return "no swap file (swap.size is 0)"
 
-    try:
-        st = os.lstat(path) if exists else None
-    except FileNotFoundError:
-        st = None
-    good = (st is not None and os.path.isfile(path) and not os.path.islink(path)
-            and st.st_size == want * MIB and has_swap_signature(path))
+    good = (st is not None and st.kind == "file" and st.size == want * MIB
+            and ctx.fact(swap_facts.has_signature, path))
     if not good:
         if active:
-            ctx.change(f"swapoff {path} (size {st.st_size >> 20 if st else 0} MiB, want {want} MiB)",
+            ctx.change(f"swapoff {path} (size {st.size >> 20 if st else 0} MiB, want {want} MiB)",
                        lambda: subp.run(["swapoff", path], timeout=600))
-        check_filesystem(path, mounts.read())
+        check_filesystem(path, ctx.fact(mounts.read), lambda d: ctx.fact(swap_facts.nocow, d))
         ctx.change(f"create a {want} MiB swap file {path} and swapon it",
                    lambda: create_and_enable(path, want))
         active = True
-    elif st.st_mode & 0o777 != 0o600:
+    elif st.mode & 0o777 != 0o600:
         ctx.change(f"chmod 600 {path}", lambda: os.chmod(path, 0o600))
 
     if fstab.apply(ctx, lambda t: fstab.set_line(t, swap_line(path)), f"set the {path} swap line"):

@@ -50,7 +50,7 @@ def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], stat
 def converge(ctx) -> str:
     for mf in (ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")):
         ctx.ensure_file(mf)
-    states = systemd.states(*[f"{unit}.timer" for unit, _, _ in OWNED])
+    states = ctx.fact(systemd.states, *[f"{unit}.timer" for unit, _, _ in OWNED])
     enabled = []
     for unit, template, schedule_field in OWNED:
         wanted = [mf for mf in (ctx.managed(f"{template}.service"), ctx.managed(f"{template}.timer")) if mf]

@@ -13,6 +13,7 @@ import os
 from ... import layout, subp
 
 from ...resolve import app_user
+from ...facts import paths
 from ...facts.uwsgi import installed_pyuwsgi, vassal_user
 from ...ops import service
 from ...ops.service import RELOAD_APP
@@ -25,10 +26,10 @@ def converge(ctx) -> str:
     venv = layout.UWSGI_VENV
     wanted_version = layout.PYUWSGI_REQUIREMENT.split("==")[1]
     restart = service.restart(layout.UWSGI_SERVICE)
-    if not os.path.exists(f"{venv}/bin/python"):
+    if not ctx.fact(paths.exists, f"{venv}/bin/python"):
         ctx.change(f"create virtualenv {venv}",
                    lambda: subp.run([ctx.platform.python, "-m", "venv", venv], timeout=300))
-    if installed_pyuwsgi(venv) != wanted_version:
+    if ctx.fact(installed_pyuwsgi, venv) != wanted_version:
         ctx.set_pending(restart)
         ctx.change(f"pip install {layout.PYUWSGI_REQUIREMENT}", lambda: subp.run(
             [f"{venv}/bin/pip", "install", "-q", "--disable-pip-version-check",
@@ -37,7 +38,7 @@ def converge(ctx) -> str:
     if ctx.ensure_file(ctx.managed("uwsgi-emperor.service")):  # owes the restart itself
         ctx.change("systemctl daemon-reload", service.daemon_reload)
 
-    if not os.path.isdir(layout.VASSALS_DIR):
+    if not ctx.fact(paths.isdir, layout.VASSALS_DIR):
         # An emperor started before its directory exists treats the path as one file and never
         # spawns a vassal put there later: create it first, and restart an emperor that missed it.
         ctx.set_pending(restart)
@@ -45,11 +46,11 @@ def converge(ctx) -> str:
 
     ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
     vassal = ctx.managed("uwsgi-vassal.ini")
-    if os.path.exists(f"{ctx.cfg.app.root}/current/application.py"):
+    if ctx.fact(paths.exists, f"{ctx.cfg.app.root}/current/application.py"):
         # A new or changed vassal file reloads the app by itself; otherwise a chain reload. But
         # a master drops privileges once: after an app user change only a new master runs the
         # workers as the new user (a reloaded one keeps the old, which can no longer read bingo.ini).
-        ran_as = vassal_user(vassal.path)
+        ran_as = ctx.fact(vassal_user, vassal.path)
         changed = ctx.ensure_file(vassal)
         if changed and ran_as not in (None, app_user(ctx.cfg)):
             ctx.set_pending(restart)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ... import state, subp
 from ...errors import BingoHostError, CommandError, ConfigError
-from ...facts import ebs, mounts, signatures, sizes
+from ...facts import ebs, mounts, paths, signatures, sizes, systemd
 from ...ops import fstab, service
 
 NAME = "volume"
@@ -25,7 +25,6 @@ MKFS_MARKER = state.MKFS_FILE
 MOUNT_OPTIONS = "defaults,nofail,noatime"
 FILESYSTEMS = ("ext4", "xfs")
 LEGACY_VG, LEGACY_LV = "vg0", "mysql"  # the old CloudFormation template's LVM layout
-DEVICE_WAIT = 60.0
 
 
 # -- decision (pure) -------------------------------------------------------------------------
@@ -111,24 +110,20 @@ def mkfs(device: str, fstype: str, label: str, fs_uuid: str, force: bool = False
 
 # -- converge ------------------------------------------------------------------------------
 
-def _systemd_running() -> bool:
-    return os.path.isdir("/run/systemd/system")
-
-
 def converge(ctx) -> str | None:
     cfg = ctx.cfg
     if not cfg.database.local:
         return "external database: no data volume"
     vol = cfg.volume
     mp = vol.mountpoint
-    device = ebs.wait_for_device(vol.device, timeout=DEVICE_WAIT)
-    unsafe = mounts.unsafe_reason(device, mp)  # before any probe, mkfs or mount
+    device = ctx.fact(ebs.wait_for_device, vol.device)  # waits up to a minute
+    unsafe = ctx.fact(mounts.unsafe_reason, device, mp)  # before any probe, mkfs or mount
     if unsafe:
         raise ConfigError("volume.device", f"{unsafe}; refusing to use it as the data volume "
                                            "(nothing was changed)")
-    found = signatures.read_signature(device)
-    lvs = signatures.lvs() if found.get("TYPE") == "LVM2_member" else []
-    marker = state.read_json(MKFS_MARKER)
+    found = ctx.fact(signatures.read_signature, device)
+    lvs = ctx.fact(signatures.lvs) if found.get("TYPE") == "LVM2_member" else []
+    marker = ctx.fact(state.read_json, MKFS_MARKER)
     d = decide(device, found, lvs, vol.filesystem, vol.label, marker)
     if d.action == "refuse":
         raise BingoHostError(d.reason)
@@ -143,40 +138,41 @@ def converge(ctx) -> str | None:
         planned = ctx.dry_run
     elif d.action == "lvm":
         fs_dev = d.lv_path
-        if not os.path.exists(fs_dev):
+        lv_there = ctx.fact(paths.exists, fs_dev)
+        if not lv_there:
             ctx.change(f"activate LVM volume group {LEGACY_VG} ({d.reason})",
                        lambda: subp.run(["vgchange", "-ay", LEGACY_VG], timeout=120))
-        if ctx.dry_run and not os.path.exists(fs_dev):
+        if ctx.dry_run and not lv_there:
             planned, fstype, fs_uuid = True, "?", "?"
         else:
-            lv_found = signatures.read_signature(fs_dev)
+            lv_found = ctx.fact(signatures.read_signature, fs_dev)
             fstype, fs_uuid = lv_found.get("TYPE"), lv_found.get("UUID")
             if fstype not in FILESYSTEMS or not fs_uuid:
                 raise BingoHostError(
                     f"legacy LVM volume {fs_dev} on {device} holds {describe_probe(lv_found)}, "
                     f"not an ext4 or xfs filesystem; bingo-host will not touch it")
-            fs_dev = os.path.realpath(fs_dev)
+            fs_dev = ctx.fact(paths.realpath, fs_dev)
     else:
         fstype, fs_uuid = d.fstype, d.uuid
-    if d.action != "format" and marker and not ctx.dry_run:
-        _clear_marker()  # stale: that mkfs finished or the device is not the one formatted
+    if d.action != "format" and marker:  # stale: that mkfs finished or the device is another
+        ctx.change(f"remove the stale {MKFS_MARKER}", _clear_marker)
 
     spec_uuid = "<new UUID>" if planned else fs_uuid
     line = fstab.format_line(f"UUID={spec_uuid}", mp, fstype, MOUNT_OPTIONS, 0, 2)
     if fstab.apply(ctx, lambda text: fstab.set_line(text, line),
-                   f"mount UUID={spec_uuid} ({fstype}) at {mp}") and _systemd_running():
+                   f"mount UUID={spec_uuid} ({fstype}) at {mp}") and ctx.fact(systemd.booted):
         ctx.change("reload systemd (fstab changed)",
                    service.daemon_reload)
 
-    current = mounts.mounted_at(mp)
-    if current is not None and (planned or current.major_minor != mounts.dev_numbers(fs_dev)):
+    current = ctx.fact(mounts.mounted_at, mp)
+    if current is not None and (planned or current.major_minor != ctx.fact(mounts.dev_numbers, fs_dev)):
         raise BingoHostError(
             f"{mp} already has {current.source} ({current.fstype}) mounted on it, not the data "
             f"volume {fs_dev}; unmount it (and remove it from /etc/fstab) and rerun")
     if current is None:
         # Mounting hides what is in the directory (e.g. the datadir Debian's mariadb-server
         # package initialised in the packages step) without touching it: say so, go on.
-        hidden = len(os.listdir(mp)) if os.path.isdir(mp) else 0
+        hidden = ctx.fact(paths.entries, mp)
         note = f" (hides {hidden} existing entries of the root filesystem's {mp})" if hidden else ""
         ctx.change(f"mount {mp}{note}", lambda: _mount(mp, fs_dev))
     mounted = current is not None or not ctx.dry_run
@@ -196,13 +192,9 @@ def _mount(mp: str, fs_dev: str) -> None:
 
 
 def _grow(ctx, fs_dev: str, fstype: str, mp: str) -> None:
-    dev_bytes = sizes.size_bytes(fs_dev)
-    if fstype == "ext4":
-        fs_bytes = sizes.parse_dumpe2fs(subp.run(["dumpe2fs", "-h", fs_dev], timeout=60).stdout)
-        grow = ["resize2fs", fs_dev]
-    else:
-        fs_bytes = sizes.parse_xfs_info(subp.run(["xfs_info", mp], timeout=60).stdout)
-        grow = ["xfs_growfs", mp]
+    dev_bytes = ctx.fact(sizes.size_bytes, fs_dev)
+    fs_bytes = ctx.fact(sizes.filesystem_bytes, fs_dev, fstype, mp)
+    grow = ["resize2fs", fs_dev] if fstype == "ext4" else ["xfs_growfs", mp]
     if not sizes.needs_grow(dev_bytes, fs_bytes):
         return
     what = f"grow {fstype} on {fs_dev} from {fs_bytes >> 20} MiB to {dev_bytes >> 20} MiB"
