@@ -27,6 +27,7 @@ import secrets as _random
 
 from . import layout, subp
 from .errors import BingoHostError, ConfigError
+from .secrets import store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ def create(cfg, app_user: str, *, username: str = "admin", reset: bool = False,
         said = [line for line in result.stderr.splitlines() if line.strip()][-1:] or last
         raise BingoHostError(f"create-admin: the app could not set the password of {username!r} "
                              f"(exit {result.returncode}): {subp.mask(said[0], [password]) if said else 'no output'}")
-    from .secrets import store
 
     store(password_file, password)
     log.info("create-admin: %s the app account %r; its password is in %s (0600 root)",

@@ -30,6 +30,9 @@ import glob
 import logging
 import os
 import re
+import socket
+import ssl
+import time
 from dataclasses import dataclass
 
 from . import layout, state, subp
@@ -166,9 +169,6 @@ def _timers_wanted(platform: Platform) -> dict:
 
 def wait_for_tls(domain: str, timeout: float = 10.0) -> None:
     """nginx's reload is asynchronous: wait until 127.0.0.1:443 completes a TLS handshake."""
-    import socket
-    import ssl
-    import time
 
     ctx = ssl.create_default_context()
     ctx.check_hostname = False

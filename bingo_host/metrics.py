@@ -21,8 +21,15 @@ import logging
 import os
 import re
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import layout, state
 from .errors import BingoHostError
+from .facts.imds import IMDS
+from .status.checks import check_memory, check_storage
+from .status.report import Report
 
 ACCESS_LOG = "/var/log/nginx/access.log"
 OFFSET_FILE = f"{layout.STATE_DIR}/metrics-access-log.json"
@@ -83,9 +90,6 @@ def metric_data(facts: dict, http_5xx: int, instance_id: str) -> list[dict]:
 
 def read_facts(cfg) -> dict:
     """The same memory and storage facts `status` reports (status/checks.py), nothing more."""
-    from .status.checks import check_memory, check_storage
-    from .status.report import Report
-
     r = Report()
     check_memory(r)
     check_storage(r, cfg)
@@ -94,8 +98,6 @@ def read_facts(cfg) -> dict:
 
 def push(cfg, imds=None, session=None) -> list[dict]:
     """One PutMetricData with this host's metrics; returns the datums sent."""
-    from .facts.imds import IMDS
-
     ident = (imds or IMDS()).identity()
     data = metric_data(read_facts(cfg), count_5xx(ACCESS_LOG, OFFSET_FILE), ident.instance_id)
     put(data, ident.region, session)
@@ -108,10 +110,6 @@ def push(cfg, imds=None, session=None) -> list[dict]:
 
 
 def put(data: list[dict], region: str, session=None) -> None:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-
     session = session or boto3.session.Session()
     client = session.client("cloudwatch", region_name=region, config=Config(
         connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}))

@@ -26,6 +26,9 @@ from datetime import datetime, timezone
 
 from . import layout, state, subp
 from .errors import BingoHostError
+from .deploy import agent_restart
+from .deploy.releases import build_scope
+from .ops.lock import host_lock
 
 RECORD_FILE = f"{layout.STATE_DIR}/last-patch.json"
 IDLE_WAIT = 3600.0  # $BINGO_HOST_PATCH_IDLE_WAIT overrides
@@ -61,9 +64,6 @@ def reboot_required(platform) -> bool:
 
 def _when_no_deployment(fn, wait: float, poll: float):
     """fn() under the host lock at a moment no deployment is in progress."""
-    from .deploy import agent_restart
-    from .ops.lock import host_lock
-
     deadline = time.monotonic() + wait
     said = False
     while True:
@@ -83,8 +83,6 @@ def _when_no_deployment(fn, wait: float, poll: float):
 
 def apply(cfg, platform, mem_bytes: int) -> dict:
     """Steps 2-4 (the caller holds the host, see run): what was done, as recorded."""
-    from .deploy.releases import build_scope
-
     scope = build_scope(mem_bytes, "security updates")
     env = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}  # we restart, later
     if platform.patch_refresh_cmd:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -91,7 +92,6 @@ class Streaming:
     stall the child); a `with` block that fails kills the command."""
 
     def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False):
-        import tempfile
 
         self.argv = tuple(str(a) for a in argv)  # never a secret: those go in option files
         self.logged = " ".join(self.argv)

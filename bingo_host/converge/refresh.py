@@ -17,6 +17,8 @@ import time
 from ..context import make_context
 from . import engine
 from ..config import Config
+from ..deploy.releases import Paths
+from ..facts.uwsgi import workers
 from ..ops.lock import host_lock
 from .steps import app, firewall, mariadb, secrets, uwsgi
 
@@ -28,14 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def _workers(ctx) -> set[int]:
-    from ..deploy.releases import Paths
-    from ..facts import uwsgi
-
     try:
         uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
     except KeyError:
         return set()
-    return {pid for pid, _ in uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid)}
+    return {pid for pid, _ in workers(Paths(ctx.cfg.app.root).releases, uid)}
 
 
 def _wait_replaced(ctx, old: set[int]) -> None:

@@ -14,9 +14,12 @@ import time
 from .. import layout, state, subp
 from ..context import make_context
 from ..converge import bootstrap, engine
+from ..converge.steps import volume
 from ..facts import ebs, mounts, signatures
 from ..facts.systemd import states
 from ..ops.service import systemctl
+from ..status import checks, database
+from ..status.report import Report
 from . import RestoreError
 
 DEVICE_WAIT = 120.0
@@ -78,7 +81,6 @@ def check_configured(cfg, volume_id: str, node: str, timeout: float = DEVICE_WAI
 def check_adoptable(cfg, volume_id: str, node: str) -> None:
     """The volume must carry the data volume's filesystem (volume.label): bootstrap formats a
     blank volume, and a restore must never end as an empty database."""
-    from ..converge.steps import volume
 
     found = signatures.read_signature(node)
     lvs = signatures.lvs() if found.get("TYPE") == "LVM2_member" else []
@@ -101,8 +103,6 @@ def adopt(cfg) -> None:
 def check_health(cfg, platform, timeout: float = HEALTH_WAIT) -> None:
     """The checks of `status` that say the site serves from this database: nginx, MariaDB and
     uWSGI running, the app's database login, the index and health check through nginx."""
-    from ..status import checks, database
-    from ..status.report import Report
 
     deadline = time.monotonic() + timeout
     while True:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pymysql
+
 from ... import layout, render, secrets, subp
 from ...facts import mariadb, paths, users
 from ...ops import service
@@ -182,7 +184,6 @@ def _converge_external(ctx) -> str:
 
 
 def _ensure_external_user(ctx) -> None:
-    import pymysql
 
     db = ctx.cfg.database
     admin, admin_password = ctx.fact(secrets.fetch_login, db.admin_secret)
