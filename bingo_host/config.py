@@ -19,6 +19,11 @@ from .secret_fields import mail_password, password, secret_reference, secret_sou
 from .secrets import is_reference
 
 
+def _required_with(on: Any, value: Any, path: str, when: str, what: str) -> None:
+    if on and not value:
+        raise ConfigError(path, f"required when {when} ({what})")
+
+
 def setting(default: Any, check: Check):
     return field(default=default, metadata={"check": check})
 
@@ -131,9 +136,8 @@ class Backups:
     drill_schedule: str = setting("monthly", fields_schedule)  # (`schedule` is the field above here)
 
     def __post_init__(self):
-        if self.enabled and not self.bucket:
-            raise ConfigError("backups.bucket", "required when backups.enabled is true (the S3 bucket "
-                                                "the dumps go to)")
+        _required_with(self.enabled, self.bucket, "backups.bucket", "backups.enabled is true",
+                       "the S3 bucket the dumps go to")
 
 
 @dataclass(frozen=True)
@@ -149,9 +153,8 @@ class Deploy:
     signing_key: str | None = setting(None, optional(kms_key_arn))
 
     def __post_init__(self):
-        if self.require_signature and not self.signing_key:
-            raise ConfigError("deploy.signing_key", "required when deploy.require_signature is true "
-                                                    "(the KMS key ARN revisions are signed with)")
+        _required_with(self.require_signature, self.signing_key, "deploy.signing_key",
+                       "deploy.require_signature is true", "the KMS key ARN revisions are signed with")
 
 
 @dataclass(frozen=True)
@@ -201,9 +204,8 @@ class Smtp:
     starttls: bool = setting(True, boolean)
 
     def __post_init__(self):
-        if self.server and not self.sender:
-            raise ConfigError("smtp.sender", "required when smtp.server is set (the From address "
-                                             "of the app's mail)")
+        _required_with(self.server, self.sender, "smtp.sender", "smtp.server is set",
+                       "the From address of the app's mail")
         if bool(self.username) != bool(self.password):
             missing = "smtp.password" if self.username else "smtp.username"
             raise ConfigError(missing, "smtp.username and smtp.password go together")

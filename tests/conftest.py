@@ -8,6 +8,7 @@ fresh root; `host_pool.fresh()` shuts the shared one down first (it is rebuilt o
 from __future__ import annotations
 
 import glob
+import logging
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from bingo_host import logs
 
 # Helpers moved out of test modules: their asserts still report as a test module's do (plugins'
 # are rewritten anyway).
@@ -113,6 +116,18 @@ def _locks_in_a_directory_of_the_sessions(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BINGO_HOST_LOCK_DIR", str(tmp_path_factory.mktemp("bingo-host") / "locks"))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_as_they_were(monkeypatch):
+    """A command run through CliRunner installs bingo-host's log handlers (logs.install): each
+    test starts and ends without them, and none writes to this machine's journal."""
+    monkeypatch.setattr(logs, "JOURNAL_SOCKET", "/nonexistent/bingo-host-tests/dev-log")
+    root, package = logging.getLogger(), logging.getLogger(logs.PACKAGE)
+    saved = (list(root.handlers), list(package.handlers), package.level)
+    yield
+    root.handlers[:], package.handlers[:] = saved[0], saved[1]
+    package.setLevel(saved[2])
 
 
 MACHINE_TREES = ("/etc/bingo-host", "/var/lib/bingo-host", "/opt/bingo-host", "/var/cache/bingo-host")

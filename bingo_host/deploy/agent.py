@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -97,42 +97,30 @@ class Layout:
     root: str
     group_id: str
     deployment_id: str
+    group_dir: str = field(init=False)
+    deployment_dir: str = field(init=False)
+    archive: str = field(init=False)
+    script_log: str = field(init=False)
+    instructions: str = field(init=False)
+    last_successful_install: str = field(init=False)
+    most_recent_install: str = field(init=False)
+    cleanup_file: str = field(init=False)
+    install_file: str = field(init=False)
 
-    @property
-    def group_dir(self) -> str:
-        return f"{self.root}/{self.group_id}"
-
-    @property
-    def deployment_dir(self) -> str:
-        return f"{self.group_dir}/{self.deployment_id}"
-
-    @property
-    def archive(self) -> str:
-        return f"{self.deployment_dir}/deployment-archive"
-
-    @property
-    def script_log(self) -> str:
-        return f"{self.deployment_dir}/logs/scripts.log"
-
-    @property
-    def instructions(self) -> str:
-        return f"{self.root}/deployment-instructions"
-
-    @property
-    def last_successful_install(self) -> str:
-        return f"{self.instructions}/{self.group_id}_last_successful_install"
-
-    @property
-    def most_recent_install(self) -> str:
-        return f"{self.instructions}/{self.group_id}_most_recent_install"
-
-    @property
-    def cleanup_file(self) -> str:
-        return f"{self.instructions}/{self.group_id}-cleanup"
-
-    @property
-    def install_file(self) -> str:
-        return f"{self.instructions}/{self.group_id}-install.json"
+    def __post_init__(self):
+        group = f"{self.root}/{self.group_id}"
+        deployment = f"{group}/{self.deployment_id}"
+        instructions = f"{self.root}/deployment-instructions"
+        for name, path in (
+                ("group_dir", group), ("deployment_dir", deployment),
+                ("archive", f"{deployment}/deployment-archive"),
+                ("script_log", f"{deployment}/logs/scripts.log"),
+                ("instructions", instructions),
+                ("last_successful_install", f"{instructions}/{self.group_id}_last_successful_install"),
+                ("most_recent_install", f"{instructions}/{self.group_id}_most_recent_install"),
+                ("cleanup_file", f"{instructions}/{self.group_id}-cleanup"),
+                ("install_file", f"{instructions}/{self.group_id}-install.json")):
+            object.__setattr__(self, name, path)
 
 
 def archive_dir(env, config: str | None = None) -> str:

@@ -30,7 +30,6 @@ import os
 import pwd
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .. import sizing
 from ..facts import systemd
@@ -46,29 +45,16 @@ RELEASE_FILE = "bingo-release.json"
 PLACEHOLDER = "placeholder"
 
 
-@dataclass(frozen=True)
 class Paths:
-    root: str
+    """Where an app root keeps its releases, the `current` link, staging, venvs and bingo.ini."""
 
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def staging(self) -> str:
-        return f"{self.root}/staging"
-
-    @property
-    def venvs(self) -> str:
-        return f"{self.root}/venvs"
-
-    @property
-    def shared_ini(self) -> str:
-        return f"{self.root}/shared/bingo.ini"
+    def __init__(self, root: str):
+        self.root = root
+        self.releases = f"{root}/releases"
+        self.current = f"{root}/current"
+        self.staging = f"{root}/staging"
+        self.venvs = f"{root}/venvs"
+        self.shared_ini = f"{root}/shared/bingo.ini"
 
     def release(self, name: str) -> str:
         return f"{self.releases}/{name}"
