@@ -2,8 +2,8 @@
 
 Each step reads EC2 and the host first and does only what is missing, so a run killed at any
 point (SIGKILL included) is finished by running the same command again; the record of the
-restore under way (record.py) names only the volumes, never the progress. Any failure puts the
-old volume back the same way in reverse. The steps: run.py (refusals, order, the way back),
+restore under way (restore_record.py) names only the volumes, never the progress. Any failure puts
+the old volume back the same way in reverse. The steps: run.py (refusals, order, the way back),
 ebs.py (volumes), host.py (services, mounts, checks); the whole story in the README's "Restoring".
 """
 
