@@ -1,21 +1,12 @@
 """`bingo-host create-admin`: the site's first admin account, with a generated password.
 
-Left to itself, the music bingo app makes the account `admin` with the password `changeme` on
-its first database bind when no user exists, and prints that password to its log: every fresh
-site would start with a login the whole internet knows. bingo-host's bingo.ini turns that off
-(`[musicbingo] create_superuser = false`), and this command makes the admin instead:
-
-* the password is generated here (secrets.token_urlsafe), passed to the app on stdin (never
-  on a command line), kept in layout.ADMIN_PASSWORD_FILE (0600 root) and shown once on this
-  command's stdout; it never goes to a log or the journal (the app prints the password it set:
-  that output is read and dropped);
-* the account is made by the app's own code (DatabaseConnection.create_superuser, the method
-  its first bind calls), so its hash and groups are the app's; that code runs as the app user,
-  never as root, with the serving release's virtualenv and bingo.ini;
-* the result is checked by logging in the app's way (User.check_password) before it is kept.
-
-An account that exists is left alone unless --reset is given (a new password then); the answer
-says whether it still has the app's well-known default password.
+Left to itself the app makes `admin` with the password `changeme` on its first bind and prints it
+to its log, so bingo.ini turns that off and this command makes the admin instead. The password
+is generated here, passed to the app on stdin, kept in layout.ADMIN_PASSWORD_FILE (0600 root)
+and shown once on stdout, never logged (the app's own print of it is read and dropped). The
+account is made by the app's own code (DatabaseConnection.create_superuser), run as the app user
+with the serving release, so hash and groups are the app's, and checked by logging in the app's
+way (User.check_password) before it is kept. An existing account is left alone unless --reset.
 """
 
 from __future__ import annotations

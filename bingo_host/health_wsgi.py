@@ -1,19 +1,12 @@
 """The health check uWSGI serves in front of the music bingo app (installed as bingo_health.py).
 
-The app has no health route: every unknown path, the health path included, falls through to
-its single-page-app catch-all and answers 200 without touching the database. So the vassal
-loads this module instead of ``application:app``: it imports the app (an app that cannot be
-imported never serves), answers ``BINGO_HEALTH_PATH`` itself and passes every other request
-through unchanged. Health is 200 only when a ``SELECT 1`` succeeds with the
-app's own settings from its own bingo.ini, through the driver the app itself would load from
-its own virtualenv (mysqlclient's MySQLdb, or PyMySQL); otherwise 503. The body is only `ok` or
-`unavailable`: the path is public (nginx and the load balancer route it), and a reason names
-the database's host, user, driver and release. The reason goes to the app's log instead (stderr,
-which uWSGI passes to the journal: `journalctl -u bingo-uwsgi`), one line per failed check.
-
-It runs inside the app's interpreter, so it uses the standard library only, and it is copied
-to the host as a file, not imported from bingo-host. ValidateService, `bingo-host status` and
-the load balancer's target group all ask this one probe, with one rule: 200 is healthy.
+The app answers every unknown path, its health path too, with 200 without touching the
+database, so the vassal loads this module around ``application:app``: it answers
+``BINGO_HEALTH_PATH`` itself (200 `ok` only when a ``SELECT 1`` succeeds with the app's own
+settings and driver, else 503 `unavailable`) and passes every other request through. The reason
+goes to stderr (the journal), never to the client: the path is public and a reason names the
+database's host and user. It runs inside the app's interpreter, so it uses the standard library
+only and is copied to the host as a file, not imported from bingo-host.
 """
 
 import configparser

@@ -1,26 +1,11 @@
 """`bingo-host enable-https`: an ACME certificate from certbot, then nginx's site with TLS.
 
-Who owns what:
-
-* certbot is only the *authenticator* (`certonly --authenticator nginx`, i.e. `certonly
-  --nginx` without making nginx the installer too): it adds a temporary challenge location to
-  the running nginx, reloads it, and takes the location out again (and reloads). It never
-  installs the certificate into nginx's files; the lineage's renewal config names no
-  installer.
-* bingo-host owns the nginx site: `config_templates/nginx-site.conf` renders the HTTPS server and
-  the HTTP->HTTPS redirect as soon as the certificate of the HTTPS domain exists. That domain is
-  `https.domain` in the config, else the one recorded in /var/lib/bingo-host/https.json (see
-  `state.https_domain`), so `bootstrap` keeps rendering TLS afterwards.
-* Renewal: `bingo-host-certbot-renew.timer` runs `certbot renew`; the lineage also carries
-  `--deploy-hook "systemctl reload nginx"`, so any `certbot renew` reloads nginx.
-
-certbot runs with this process's environment, so e.g. REQUESTS_CA_BUNDLE (a private ACME
-server's CA) or HTTPS_PROXY given to `bingo-host enable-https` reach it.
-
-A failed certbot run changes nothing that serves: the site file, nginx.conf and the state file
-are as before (checked, and put back if certbot left anything behind), and bingo-host does not
-reload nginx. bingo-host's own writes (the state file, the TLS site) go through ops.reverter:
-`nginx -t`, then reload, or every file put back.
+certbot is only the authenticator (`certonly --nginx`: a temporary challenge location, never
+the certificate installed into nginx's files); bingo-host owns the site, which renders TLS once
+the certificate of the recorded domain (state.https_domain) exists, so `bootstrap` keeps it.
+certbot gets this process's environment (REQUESTS_CA_BUNDLE, HTTPS_PROXY). A failed certbot run
+changes nothing that serves: what it left in nginx's files is put back and nginx is not
+reloaded; our own writes go through ops.reverter (`nginx -t`, reload, or every file put back).
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """`bingo-host metrics push`: what the alarms watch, as CloudWatch custom metrics.
 
 One short process per `metrics.interval_minutes` (bingo-host-metrics.timer) reads the facts
-`status --json` reports (memory against the host's real limit, swap, the data volume's and the
-root file system's use) and counts nginx's 5xx answers since its last run, then makes one
-PutMetricData call. That ships what an alarm needs for a fraction of the CloudWatch agent's
-resident memory (see cloudwatch_agent.enabled).
-
-    namespace BingoHost, dimension InstanceId on every metric
-    MemoryUsedPercent, SwapUsedPercent   Percent
-    DiskUsedPercent                      Percent, one per file system, dimension Path too
-    Http5xx                              Count of 5xx in nginx's access log since the last push
-
-The endpoint comes only from the standard overrides (AWS_ENDPOINT_URL_CLOUDWATCH,
-AWS_ENDPOINT_URL), the instance and region from the instance metadata (facts/imds.py).
+`status --json` reports and counts nginx's 5xx answers since its last run, then makes one
+PutMetricData call: what an alarm needs for a fraction of the CloudWatch agent's memory. Namespace
+BingoHost, dimension InstanceId: MemoryUsedPercent, SwapUsedPercent, DiskUsedPercent (per file
+system, dimension Path too), Http5xx (a Count). The endpoint comes only from the standard
+overrides (AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations

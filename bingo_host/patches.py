@@ -1,19 +1,11 @@
 """`bingo-host patch`: security updates, never during a deployment, never starving serving.
 
-What Elastic Beanstalk calls managed platform updates, for one host:
-
-1. Wait until no deployment is in progress (the CodeDeploy agent's tracking files and bingo-host's
-   deploy lock, as the agent's restart does), then hold the host lock, so no hook, bootstrap or
-   rollback starts meanwhile; a deployment that starts first is waited for (up to IDLE_WAIT).
-2. Refresh the package lists and apply security updates only (the platform's command: Debian's
-   unattended-upgrades with our security-only origins, AL2023's `dnf upgrade --security` from
-   the release version `patches.release`), in a transient systemd scope with low CPU and IO
-   weight and bounded memory, like a deployment's build: on a nano, dnf's metadata alone is a
-   few hundred MiB, and swap takes the excess instead of the OOM killer taking MariaDB.
-3. Restart the services that still run replaced code (needrestart / `dnf needs-restarting -s`),
-   except the ones a restart would break (dbus, systemd's own, logins): those wait for a reboot.
-4. Record whether a reboot is needed: the platform's marker file in /run (a reboot clears it),
-   which `status` reports, and the run in /var/lib/bingo-host/last-patch.json.
+Elastic Beanstalk's managed platform updates, for one host: wait until no deployment is in
+progress, then hold the host lock so none starts; apply security updates only, the platform's
+way, in a systemd scope with low CPU and IO weight and bounded memory (on a nano, dnf's metadata
+alone is a few hundred MiB: swap takes the excess, not the OOM killer MariaDB); restart what runs
+replaced code, except what a restart would break (dbus, systemd's own, logins); record whether a
+reboot is needed (the platform's marker in /run, which `status` reports, and last-patch.json).
 """
 
 from __future__ import annotations

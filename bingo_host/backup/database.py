@@ -1,23 +1,14 @@
 """Who the dump and the load log in as, the commands they run, and the SQL around them.
 
-On a local server the dump runs as the dump user (SELECT, SHOW VIEW, TRIGGER on the app
-database only); the load as the restore user, which may create and write only the
-`<name>_restore` and `<name>_drill` schemas; creating and dropping those schemas and the swap
-into the live one as MariaDB's root over the unix socket, in sessions of their own that never
-read the dump. On an external server (Aurora) the dump uses the config's database user, and
-the load, the staging schemas and the swap the master login of `database.admin_secret` (the
-app's own user may use only its database, not create the `<name>_restore`, `<name>_replaced`
-and `<name>_drill` schemas); without an admin_secret, the app's user, which then needs those
-schemas granted. bingo-host makes no restore account there (every host of the database would
-reset its password): the load's other layers hold, its privileges are the master login's.
-Over TCP with `database.tls_ca`, the clients verify the server's certificate as bingo-host's
-own logins do. Passwords reach the clients in a 0600 option file that is removed afterwards:
-never on a command line, never in the environment.
-
-The client runs with --sandbox (no `system`, `\\!`, `source`, `tee`: nothing touches the file
-system) and --binary-mode (no client commands but `\\C` and DELIMITER), and a client without
---sandbox is refused. The option came in MariaDB 10.5.25, 10.6.18, 10.11.8 and 11.0.6 (see
-facts/platforms.py).
+Each login may do only its part: locally the dump user reads the app database, the restore user
+writes only the `<name>_restore` and `<name>_drill` schemas, and MariaDB's root makes, drops and
+swaps them in sessions that never read the dump. An external server (Aurora) gets no restore
+account (every host of the database would reset its password): the master login of
+database.admin_secret loads and swaps. Passwords reach the clients only in a 0600 option file,
+never on a command line or in the environment.
+The client runs with --sandbox (nothing touches the file system) and --binary-mode (no client
+commands), and one without --sandbox (MariaDB before 10.5.25, 10.6.18, 10.11.8, 11.0.6) is
+refused.
 """
 
 from __future__ import annotations

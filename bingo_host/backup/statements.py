@@ -1,31 +1,14 @@
 """The allowlist of what mariadb-dump writes for one database, checked statement by statement.
 
-A restore never hands the client the dump's bytes: each line is split into tokens (strings
-with their backslash escapes, `identifiers`, comments, the /*!NNNNN ... */ and /*M!NNNNNN ... */
-versioned comments, whose content is tokens like any other), the tokens are grouped into
-statements at each ';', and a statement is kept only if it is one of the few kinds a dump of
-one database holds: SET of session variables, DROP TABLE IF EXISTS, CREATE TABLE, LOCK/UNLOCK
-TABLES, ALTER TABLE ... DISABLE/ENABLE KEYS, INSERT INTO ... VALUES of literals. What the
-client then reads is those checked tokens written out again, one source line for one line,
-without comments: nothing it sees was not checked, and no line of it starts a client command.
-
-Refused, naming the line: any other statement (USE, GRANT, UPDATE, DELIMITER and with it
-triggers, views, routines; the client's `system`, `connect`, `\\!` ...), a qualified name
-(`db`.`t`), a global variable, a SET of a variable or value that would change how the server
-reads the rest (NO_BACKSLASH_ESCAPES, ANSI_QUOTES, a character set in which a multibyte
-character can end in a backslash: session_vars.py), an engine or table option that reaches
-outside the schema (CONNECTION, DATA/INDEX DIRECTORY), a line or statement over the caps.
-mariadb-dump escapes newlines in strings and writes no multi-line comment but versioned ones,
-so a token never spans lines here: one that would is refused.
-
-Triggers and views are refused rather than loaded with their DEFINER stripped: a trigger's
-body is any SQL, run later on every write with its definer's rights (no allowlist can vet it,
-and stripped it would run as the restore user, who cannot reach the live tables), and a view
-cannot follow its tables into the live schema (database.swap). Backups dump --skip-triggers
-and warn when the app has some.
-
-Rows are counted from the parsed VALUES lists, so text the app stored (a title holding
-"INSERT INTO `x` VALUES (") cannot change the count.
+A restore never hands the client the dump's bytes: it hands it the checked tokens written out
+again, one line for one line, without comments, so nothing the client reads was not checked and
+no line of it starts a client command. Kept are only the statements a one-database dump holds
+(session SETs, DROP TABLE IF EXISTS, CREATE TABLE, LOCK/UNLOCK TABLES, ALTER TABLE ... KEYS,
+INSERT of literals). Refused, naming the line: anything else, a qualified name, a SET that would
+change how the server reads the rest (session_vars.py), CONNECTION or DATA/INDEX DIRECTORY.
+Triggers and views are refused, not loaded with their DEFINER stripped: a trigger's body is any
+SQL no allowlist can vet, and a view cannot follow its tables into the live schema. Rows are
+counted from the parsed VALUES, so text the app stored cannot change the count.
 """
 
 from __future__ import annotations

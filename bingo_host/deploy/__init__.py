@@ -1,24 +1,13 @@
 """Zero-downtime CodeDeploy releases: appspec.yml, the lifecycle hooks, release directories.
 
-    <root>/staging/                  where appspec.yml's `files` land (emptied by BeforeInstall)
-    <root>/releases/<deployment-id>/ one per deployment, built by AfterInstall, never changed after
-        venv -> <root>/venvs/<hash>  a virtualenv shared by every release with the same requirements
-        bingo.ini, musicbingo/bingo.ini -> <root>/shared/bingo.ini  (both places the app has read it)
-        bingo-release.json           what the release came from (RELEASE_FILE, schema in releases.py)
-    <root>/venvs/<hash>/             virtualenvs, keyed by the requirements hash (built by the build
-                                     account, then root's and read-only: builder.py)
-    <root>/current -> releases/<id>  switched atomically by ApplicationStart (and rollback)
+    <root>/staging/                  where appspec.yml's `files` land
+    <root>/releases/<deployment-id>/ one per deployment, never changed once built (releases.py)
+    <root>/venvs/<hash>/             virtualenvs shared by releases with the same requirements
+    <root>/current -> releases/<id>  the serving release, switched atomically (switch.py)
     /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (record.py)
 
-Two drivers, one set of hooks:
-    hooks.py      `bingo-host hook EVENT`: events.py (what each event does here), record.py (the
-                  deploy lock across hooks), upgrade.py, releases.py (building, pruning;
-                  virtualenvs.py, builder.py: the build account that runs the virtualenv
-                  build), switch.py (`current` and uWSGI), health.py; rollback.py is
-                  `bingo-host rollback`
-    lifecycle.py  `bingo-host deploy`, the CodeDeploy agent emulated: agent.py (its config and
-                  layout), archive.py (unpacking), installer.py (Install), scripts.py (hook scripts)
-    appspec.py    appspec.yml checked as the agent reads it; bundle.py builds a revision
+Two drivers run the same events (events.py says what each does): hooks.py under the CodeDeploy
+agent (`bingo-host hook EVENT`), and lifecycle.py, the agent emulated (`bingo-host deploy`).
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """Unpacking a revision the way the CodeDeploy agent does, refusing anything that could leave it.
 
-A zip is unpacked like the agent's `unzip -qo`, a tar like `tar -xp`, and a lone top-level
-directory holding an appspec becomes the revision's root, as under the agent; a directory revision
-(`bingo-host deploy DIR`) is copied through the same checks. Entries are created one by one, in
-order, each checked against what the earlier ones left on disk, not against its name alone: names
-are joined to the real destination with every link already created resolved, so a chain of links
-(`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then `l2/l3/x`) cannot carry a later entry outside. Refused,
-naming the entry and the reason: absolute names and '..', a link leaving the tree or pointing at a
-directory, a hard link to anything but an earlier regular file, devices and FIFOs, setuid/setgid/
-sticky bits (refusing says so where stripping would hide it), symbolic links in a zip, more than
-MAX_ENTRIES entries or MAX_TOTAL_BYTES unpacked (counted as bytes are written; a zip's claimed
-sizes and a tar's headers first), an archive file over MAX_ARCHIVE_BYTES. A tar's headers are
-checked as they stream past, before tarfile reads them (tar_headers.py), so memory stays bounded
-whatever they claim. Owners are never applied: every entry is the unpacker's (root's on a host),
-whatever uid and gid the archive names. A refused archive leaves only dest, which callers remove.
-`bingo-host deploy` unpacks with it and `bingo-host bundle` checks what it wrote.
+A zip is unpacked like the agent's `unzip -qo`, a tar like `tar -xp`, a directory revision copied
+through the same checks. Entries are made one by one, each joined to the real destination with
+every link made so far resolved, so a chain of links (`sub/l1 -> ..`, `sub/l1/l2 -> ..`, then
+`l2/l3/x`) cannot carry a later entry outside. Refused, naming the entry: what the README's
+"Revisions: unpacked safely, signed" lists; setuid/setgid/sticky bits are refused, since
+stripping them would hide it. Sizes are counted as bytes are written, a tar's headers checked as
+they stream (tar_headers.py). Owners are never applied: every entry is the unpacker's (root's on
+a host). A refused archive leaves only dest, which callers remove.
 """
 
 from __future__ import annotations

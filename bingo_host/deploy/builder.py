@@ -1,22 +1,14 @@
 """The build account: the app's requirements are built by it, never by root or the app user.
 
-Building a virtualenv runs code that comes with the revision: a `setup.py` of a local sdist, a
-build backend, a package in the release that shadows a module the build imports. Root never
-runs any of it. Each command of a build runs as the build account (layout.BUILD_USER: a system
-user with no shell, no sudo, not in the app's group), through setpriv (no supplementary groups,
-no_new_privs, so no setuid program raises it again) inside the build's systemd scope, with
-`python -I` (no working or script directory on sys.path, no PYTHON* variables), in a scratch
-directory of its own outside the release (the build copies the release there: relative paths in
-requirement files resolve against it as they did in the release), and with an environment of
-only HOME, PATH, TMPDIR and the caller's pip settings (PIP_*, proxies): no secret bingo-host
-holds reaches it.
-
-What it can write while it runs: its home (with its pip cache), its scratch directory, and the
-one virtualenv being built, which root created empty and lent it. Root then ends every process
-the account still has (one could keep a file of the virtualenv open for writing) and seals the
-virtualenv: everything root's and not group- or other-writable, through file descriptors that
-never follow a link it left, refusing hard links (a link to a root file would be chmodded with
-it) and anything that is no file, directory or link. Only then does root mark it complete.
+Building a virtualenv runs code that comes with the revision (a local sdist's setup.py, a build
+backend, a module the release shadows); root never runs any of it. Each command runs as
+layout.BUILD_USER (no shell, no sudo, not in the app's group) through setpriv (no supplementary
+groups, no_new_privs), in the build's systemd scope, with `python -I`, in a scratch copy of the
+release outside it, with only HOME, PATH, TMPDIR and the caller's pip settings: no secret
+bingo-host holds reaches it. It can write only its home, its scratch directory and the one
+virtualenv root lent it. Then root ends every process it still has and seals the virtualenv
+(root's, not group- or other-writable, through descriptors that never follow its links, hard
+links refused) before marking it complete.
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
-"""`bingo-host bundle`: the CodeDeploy revision (musicbingo-prod.zip) from a music bingo checkout.
-
-    build/            <- client/build/ (the built React client)
-    musicbingo/       the Python package
-    application.py
-    requirements.txt and the other production requirement files (virtualenvs.requirement_files)
-    Extra-Files/      when present
-    appspec.yml, hooks/          bingo-host's (the source tree's, or <prefix>/share/bingo-host)
-    bingo-host/bingo_host-*.whl  so BeforeInstall can upgrade bingo-host first
-    bingo-manifest.json          every other entry's type and mode, each file's sha256
-                                 (integrity.py), and with --sign-key the application, deployment
-    bingo-manifest.sig           group and creation time it is for, and its KMS signature:
-                                 BeforeInstall checks them
+"""`bingo-host bundle`: the CodeDeploy revision (musicbingo-prod.zip) from a music bingo checkout:
+the built client, the app's package and production requirement files, bingo-host's appspec.yml,
+hooks/ and wheel (so BeforeInstall can upgrade bingo-host first), and bingo-manifest.json with,
+given --sign-key, its KMS signature (integrity.py).
 
 A zip by default (CodePipeline hands the CodeDeploy action a zip; a tar.gz fails there), or a
-tar.gz. Either is deterministic: entries sorted, timestamps fixed (2000-01-01 00:00:00), no owner
-names, modes normalised (0755 for directories and executables, 0644 otherwise), fixed compression
-level; zip entries carry their unix mode (which `unzip`, the agent's extractor, restores), the
-gzip header mtime 0 and no file name. The same inputs give the same bytes (signed ones too with
-an RSA key: its PKCS#1 v1.5 signature is deterministic; an ECDSA signature is not), except for
-a signed manifest's `created`: the time of the build, or $SOURCE_DATE_EPOCH when it is set (the
-reproducible-builds convention), which then makes those bytes the same too.
+tar.gz. Either is deterministic (entries sorted, times, owners, modes and compression fixed), so
+the same inputs give the same bytes; a signed manifest's `created` is the build's time unless
+$SOURCE_DATE_EPOCH sets it (an RSA PKCS#1 v1.5 signature is deterministic, ECDSA's is not).
 """
 
 from __future__ import annotations

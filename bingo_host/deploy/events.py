@@ -43,8 +43,7 @@ def check_revision(cfg, env) -> dict:
     is used (its wheel above all: it would run as root): the revision against its manifest and
     signature for this application and deployment group (integrity.py), not older than the
     serving one (freshness.py); then bingo-host upgraded from the revision's wheel if that is
-    newer (upgrade.py: a new virtualenv that must pass a smoke test before the hook runs again
-    with it; a bad wheel fails the deployment and leaves the old toolkit). What
+    newer (upgrade.py; a bad wheel fails the deployment and leaves the old toolkit). What
     integrity.verify found."""
     revision = integrity.verify(agent.archive_dir(env), cfg.deploy, env.get("APPLICATION_NAME"),
                                 env.get("DEPLOYMENT_GROUP_NAME"))
@@ -103,12 +102,11 @@ def before_install(ctx, env, revision: dict | None = None) -> None:
 
 def after_install(ctx, env) -> None:
     """AfterInstall: build releases/<deployment-id> from what Install copied into staging
-    (releases.build), bingo.ini linked where the app reads it; every production requirements
-    file installed in one pip run into a virtualenv shared by releases whose requirements hash
-    the same (virtualenvs.py: none runs when one exists), built by the build account in a
-    systemd scope with a fifth of the services' CPU and IO weight and bounded memory
-    (releases.build_scope). The serving release is not touched; a failure fails the
-    deployment."""
+    (releases.build), bingo.ini linked where the app reads it; the production requirements
+    installed by the build account into a virtualenv shared by releases whose requirements
+    hash the same (virtualenvs.py: no pip runs when one exists), in a scope that leaves the
+    services their CPU, IO and memory (releases.build_scope). The serving release is not
+    touched; a failure fails the deployment."""
     paths = Paths(ctx.cfg.app.root)
     deployment_id = env["DEPLOYMENT_ID"]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", deployment_id):
@@ -170,7 +168,8 @@ def validate_service(ctx, env) -> None:
 
 
 def application_stop(ctx, env) -> None:
-    """ApplicationStop: nothing; the old release keeps serving until ApplicationStart switches."""
+    """ApplicationStop: nothing, so appspec.yml names no script for it: the old release keeps
+    serving until ApplicationStart switches."""
     log.info("deploy: nothing to stop: the serving release keeps serving until ApplicationStart")
 
 

@@ -1,21 +1,13 @@
 """No going back by replay: a signed revision older than the serving one needs an explicit, one-time yes.
 
-A signed manifest carries its `created` time (integrity.py), and each release's record keeps the
-revision it was built from (record["revision"]: signed, created, manifest_sha256, application,
-deployment_group). Whoever may create a CodeDeploy deployment could otherwise put back any revision
-ever signed, with the bugs it had and the bingo-host wheel it carried. So BeforeInstall (and
-`bingo-host deploy`, before any script) refuses a signed revision created before the serving
-release's revision. Revisions as old as the serving one (the same revision again, CodeDeploy's
-redeployment of the last good one after a failure) pass.
-
-Going back on purpose takes root on the host: `bingo-host allow-older REVISION` (the revision's
-`created` time or its manifest sha256, both printed by the refusal) writes ALLOW_FILE, root's and
-0600, and the next BeforeInstall consumes it, whichever revision that deploys: one deployment, one
-named revision. `bingo-host deploy --allow-older` writes the same file for the revision it is
-deploying. Not a config setting (it would stay on after the rollback and guard nothing) and not an
-environment variable (the CodeDeploy agent passes its hooks only its own). A host whose serving
-release was unsigned (or deployed before records kept `created`) has nothing to compare with and
-takes any signed revision once.
+Whoever may create a CodeDeploy deployment could otherwise put back any revision ever signed, with
+its bugs and the bingo-host wheel it carried; so a signed revision `created` before the serving
+release's is refused (as old passes: CodeDeploy redeploys the last good one after a failure).
+Going back on purpose takes root on the host: ALLOW_FILE (root's, 0600, written by `bingo-host
+allow-older` or `deploy --allow-older`) lets the next deployment through once. Not a config
+setting (it would stay on after the rollback and guard nothing), not an environment variable
+(the agent passes its hooks only its own). A serving release without a signed `created` has
+nothing to compare with and takes any signed revision once.
 """
 
 from __future__ import annotations

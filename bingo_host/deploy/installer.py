@@ -1,17 +1,12 @@
 """The CodeDeploy agent's Install step (installer.rb, install_instruction.rb), done the same way.
 
-The agent first plans every copy, mkdir, chmod and chown from the appspec's `files`,
-`file_exists_behavior` and `permissions`, refusing conflicting ones, writes that plan to
-<group id>-install.json, then carries it out, recording each path it creates in the cleanup file
-so that the next Install removes them first. Doing the same, with the agent's messages, keeps
-`bingo-host deploy` and the agent interchangeable on one host.
-
-One difference, on purpose: the agent follows every symbolic link in the revision (into a linked
-directory, and out of the revision: a link to /etc/bingo-host copied its db-password under the
-web root). Here a link is copied only as the regular file it names inside the revision (what the
-agent's FileUtils.copy makes of a link to a file); a link to a directory, out of the revision,
-to nothing or to a device is refused, naming it, before anything is copied. An existing link at a
-destination is replaced, never written through.
+Like the agent: plan every copy, mkdir, chmod and chown from the appspec, refusing conflicts;
+write the plan to <group id>-install.json; carry it out, recording each created path in the
+cleanup file for the next Install to remove. Same steps and messages keep `bingo-host deploy`
+and the agent interchangeable on one host. One difference, on purpose: the agent follows every
+symbolic link (a link to /etc/bingo-host would copy its db-password under the web root); here a
+link is copied only as the regular file it names inside the revision, anything else is refused
+before anything is copied, and a link already at a destination is replaced, not written through.
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """The revision's manifest and its KMS signature: what a host checks before it runs anything from it.
 
-`bingo-host bundle` writes bingo-manifest.json (schema 2) into every revision: every entry's path,
-type ("file" or "directory"), mode and, for files, sha256, sorted; with `--sign-key` also the KMS
-key's ARN, the signing algorithm, and what the signature binds the revision to: the CodeDeploy
-`application` and `deployment_group` it is for and its `created` time (ISO 8601 UTC). Then
-bingo-manifest.sig, the base64 of a KMS signature (MessageType RAW, so real KMS and moto compute
-the same thing) over SIGNED_PREFIX + the manifest's sha256. The private key never leaves KMS;
-signing needs kms:Sign on it (the deployer role), checking kms:Verify (the instance role).
-A revision holds no symbolic links: `bundle` never writes one and the manifest has no type for
-them, so each is refused rather than being one more path root might follow.
-
-BeforeInstall (events.check_revision, before the bundle's wheel is even looked at) and
-`bingo-host deploy` (before any script) check the unpacked revision against it: every entry
-root's (an archive's owners are never applied: archive.py; an agent's `tar -xp` that applied
-them is refused), every
-listed entry present with its type, mode and hash, nothing unlisted; and, when the host's config
-says deploy.require_signature, the signature verified by KMS with the host's own
-deploy.signing_key (never a key the bundle names) and the application and deployment group equal
-to the deployment's. An unsigned schema 1 manifest (files and directories lists) is still checked
-the same way where signatures are not required. What this does and does not guarantee is in the
-README ("Revisions: unpacked safely, signed").
+bingo-manifest.json (schema 2) lists every entry's path, type, mode and sha256; signed, it also
+binds the revision to a CodeDeploy application, deployment group and `created` time.
+bingo-manifest.sig is a KMS signature (MessageType RAW, so KMS and moto compute the same) over
+SIGNED_PREFIX + the manifest's sha256; the key never leaves KMS and a host verifies only with its
+own deploy.signing_key, never one the bundle names. A revision holds no symbolic links: the
+manifest has no type for them, so each is refused rather than being one more path root might
+follow. What is checked when, and what that does not guarantee: the README's "Revisions:
+unpacked safely, signed".
 """
 
 from __future__ import annotations

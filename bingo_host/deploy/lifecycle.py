@@ -1,21 +1,11 @@
 """`bingo-host deploy BUNDLE`: run a revision through the lifecycle the CodeDeploy agent runs.
 
-What the agent (lib/instance_agent/plugins/codedeploy/*.rb, and `codedeploy-local`) does for a
-local-file revision, done the same way, in the same places (agent.Layout), so the agent and this
-emulator share one history on a host. `root_dir` and `max_revisions` come from the agent's config.
-Events run in the agent's order: ApplicationStop (the scripts of the last deployment that passed
-Install), DownloadBundle (older deployment directories pruned to max_revisions, the revision
-unpacked, or a directory revision copied through the same checks: archive.py), BeforeInstall,
-Install (installer.py), AfterInstall, ApplicationStart, ValidateService; scripts run as the agent
-runs them (scripts.py).
-
-The environment is the one the agent gives a local-file revision: the inherited one plus
-DEPLOYMENT_ID, APPLICATION_NAME, DEPLOYMENT_GROUP_NAME and DEPLOYMENT_GROUP_ID (and
-LIFECYCLE_EVENT per event). bingo-host adds only, for information and the deploy lock (the agent
-never sets them):
-    BINGO_HOST_DEPLOY_DRIVER_PID   this process: the deploy lock counts the deployment alive
-    BINGO_HOST_BUNDLE              the revision's path   } provenance for the release record
-    BINGO_HOST_BUNDLE_SHA256       its sha256 (files)    }
+What the agent (lib/instance_agent/plugins/codedeploy/*.rb, `codedeploy-local`) does for a
+local-file revision, done the same way and in the same places (agent.Layout), so the agent and
+this emulator share one history on a host: its event order (appspec.ORDER), its DownloadBundle
+(archive.py), Install (installer.py) and script runs (scripts.py), and its environment, to which
+bingo-host adds only BINGO_HOST_DEPLOY_DRIVER_PID (the deploy lock counts the deployment alive
+while this process runs) and BINGO_HOST_BUNDLE(_SHA256) (the release record's provenance).
 """
 
 from __future__ import annotations

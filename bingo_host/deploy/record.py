@@ -1,13 +1,10 @@
 """The deployment record that spans hooks: /var/lib/bingo-host/deploy.json (``Record``).
 
-Each hook is a separate process, so no file lock can be held from BeforeInstall to
-ValidateService. Instead BeforeInstall records the deployment here, and every later hook (and a
-different deployment's BeforeInstall) reads it: a second deployment is refused while the first
-is alive. A deployment is alive while one of its hooks runs, while the `bingo-host deploy`
-process driving it runs, or, between two hooks of the real agent, for STALE_AFTER seconds after
-its last hook finished (the longest a hook may take). A deployment whose hook died (SIGKILL,
-reboot, agent timeout) is abandoned: the next deployment takes over and says so.
-Written atomically, 0644.
+Each hook is a separate process, so no file lock can be held across a deployment; this record is
+the deploy lock instead: a second deployment is refused while the first is alive, i.e. while one
+of its hooks or its `bingo-host deploy` process runs, or for STALE_AFTER seconds (the longest a
+hook may take) after its last hook. A deployment whose hook died (SIGKILL, reboot, agent
+timeout) is abandoned: the next one takes over and says so. Written atomically, 0644.
 """
 
 from __future__ import annotations

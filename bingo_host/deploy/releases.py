@@ -1,25 +1,5 @@
-"""Release directories: building one from staging, its record, listing, pruning (with the
-virtualenvs no release uses any more).
-
-Release record `<root>/releases/<id>/bingo-release.json` (schema 1, written atomically 0644):
-    schema              1
-    id                  the release directory's name (= the CodeDeploy deployment id)
-    deployment_id, application_name, deployment_group
-    bundle              where the revision came from: {"type": "s3", "bucket", "key", "version",
-                        "etag"} from the agent, {"type": "file", "path", "sha256"} from
-                        `bingo-host deploy`, or {"type": "unknown"}
-    revision            the checked revision (integrity.verify): signed, created (the serving
-                        one's is what freshness.py compares with), manifest_sha256, application,
-                        deployment_group; null when BeforeInstall recorded none
-    created_at          when AfterInstall finished building it (ISO 8601 UTC)
-    requirements_hash   sha256 of the interpreter version and every requirements*.txt
-    venv                the shared virtualenv its `venv` link points to
-    venv_reused         true when no pip ran for it
-    bingo_host_version  the bingo-host that built it
-    activated_at        last time `current` was switched to it, or null
-    validated_at        last time it passed ValidateService (or rollback's checks), or null
-    failed              null, or {"at", "event", "reason"} when it was switched away from
-                        because it failed (or never switched to)
+"""Release directories: building one from staging, its record (write_record), listing, pruning
+(with the virtualenvs no release uses any more).
 """
 
 from __future__ import annotations
@@ -70,6 +50,17 @@ def read_record(path: str) -> dict | None:
 
 
 def write_record(path: str, record: dict) -> None:
+    """`<release>/bingo-release.json` (RELEASE_FILE, schema 1), written atomically, 0644:
+        id, deployment_id, application_name, deployment_group  (id: the directory's name)
+        bundle              {"type": "s3", "bucket", "key", "version", "etag"} from the agent,
+                            {"type": "file", "path", "sha256"} from `bingo-host deploy`, or "unknown"
+        revision            what integrity.verify found (freshness.py compares `created`), or null
+        created_at          when the build finished (ISO 8601 UTC)
+        requirements_hash   sha256 of the interpreter version and every requirements*.txt
+        venv, venv_reused   the shared virtualenv `venv` links to; true when no pip ran for it
+        bingo_host_version  the bingo-host that built it
+        activated_at, validated_at  last switched to; last passed its checks (or null)
+        failed              null, or {"at", "event", "reason"} when it failed or was switched away"""
     write_json(f"{path}/{RELEASE_FILE}", record, "root", "root")
 
 

@@ -1,22 +1,11 @@
 """A tar stream's headers, checked as the bytes pass and before tarfile reads them.
 
-tarfile reads a GNU long name or link ('L', 'K') and a PAX header ('x', 'X', 'g') whole into
-memory, follows a run of them by recursion, and takes an unreadable header after the first as the
-end of the archive. So a 1 MiB tar.gz holding a 1 GiB long name took the reader past 2 GiB RSS,
-before any signature could be checked, and a corrupt header would end a revision early without a
-word. HeaderGuard wraps the decompressed stream and parses every 512-byte header itself as
-tarfile's reads pass over it, so a refusal (BundleError, naming the header's offset) comes before
-tarfile has the bytes. Refused:
-- a metadata header of more than MAX_META_BYTES, more than MAX_META_TOTAL of them in all, or two
-  of one kind before the same member (tarfile would let the outer one win);
-- a bad checksum, a number tarfile cannot read, a size below 0 or above the revision limit, an
-  mtime outside [0, MAX_MTIME), a uid or gid outside [0, 2**32), a mode above 0o7777777;
-- a PAX record that does not parse, a number in one out of those ranges (mtime 1e30, uid 2**40),
-  a GNU sparse map, a size in a global header; GNU sparse files;
-- a type tarfile skips otherwise than by its size (a link, directory or device with data, an
-  unknown type), so guard and tarfile always agree on where the next header is;
-- a stream that ends inside a header or a member, or without the end-of-archive block.
-uid, gid and owner names are checked only to be sane: they are never applied (archive.py).
+tarfile reads a GNU long name or a PAX header whole into memory, follows a run of them by
+recursion, and takes an unreadable header after the first as the end of the archive: a 1 MiB
+tar.gz could take it past 2 GiB before any signature was checked, and a corrupt header could end
+a revision early without a word. HeaderGuard parses every 512-byte header itself, so a refusal
+(BundleError naming the offset) comes before tarfile has the bytes. uid, gid and owner names are
+only checked to be sane: they are never applied (archive.py).
 """
 
 from __future__ import annotations
@@ -49,7 +38,16 @@ def is_header(block: bytes) -> bool:
 
 
 class HeaderGuard:
-    """A file object over a decompressed tar stream that refuses a hostile header as it passes.
+    """A file object over a decompressed tar stream that refuses a hostile header as it passes:
+    - a metadata header over MAX_META_BYTES, more than MAX_META_TOTAL in all, or two of one kind
+      before the same member (tarfile would let the outer one win);
+    - a bad checksum, a number tarfile cannot read, a size below 0 or above max_data, an mtime
+      outside [0, MAX_MTIME), a uid or gid outside [0, 2**32), a mode above 0o7777777;
+    - a PAX record that does not parse or holds such a number, a GNU sparse map or file, a size in
+      a global header;
+    - a type tarfile skips otherwise than by its size (a link, directory or device with data, an
+      unknown type), so guard and tarfile always agree on where the next header is;
+    - a stream that ends inside a header or a member, or without the end-of-archive block.
 
     max_data: the most member data (the sum of sizes) the archive may declare."""
 

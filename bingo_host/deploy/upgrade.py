@@ -1,4 +1,4 @@
-"""BeforeInstall upgrades bingo-host from the bundle's wheel when that wheel is newer.
+"""Upgrading bingo-host from a revision's wheel when that wheel is newer (events.check_revision).
 
 The new version goes into a virtualenv of its own beside the running one and must pass a smoke
 test (`--version` names the new version, `config check` accepts this host's config) before

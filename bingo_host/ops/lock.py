@@ -7,8 +7,6 @@ file descriptor, a read-only one too: a lock file another user could open would 
 and restore. So this module alone decides where locks live and their modes, and it repairs what
 it finds: the directory is made 0700 again, and a lock file that is not a 0600 file of ours is
 replaced (unlinked, made anew) before it is locked. Whoever held the old file holds nothing.
-The locks of older versions (/run/bingo-host.lock, <state dir>/snapshot.lock and backup.lock,
-0644) are removed when the lock of the same name is taken: nothing reads them any more.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ def lock_path(name: str) -> str:
 
 
 def legacy_path(name: str) -> str:
-    """Where an older version kept lock `name` (0644 beside the state files; the host lock 0600)."""
+    """A lock file outside LOCK_DIR that nothing takes (upgraded hosts hold some): removed too."""
     return "/run/bingo-host.lock" if name == "host" else f"{layout.STATE_DIR}/{name}.lock"
 
 

@@ -36,7 +36,7 @@ FIFO_WAKE = b"\n"
 
 def chain_reload_app(app_name: str) -> None:
     """Replace the app's uWSGI workers one at a time: `c` on the master's FIFO starts the chain
-    at once; a master without one (a vassal from before it had a FIFO, or none running yet) gets
+    at once; a master without one (its vassal's ini names none, or none running yet) gets
     its reload trigger touched (its creation starts a chain too) and sees it within a second."""
     if files.write_fifo(layout.app_master_fifo(app_name), b"c"):
         return

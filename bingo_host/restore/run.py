@@ -1,6 +1,6 @@
 """One `bingo-host restore --snapshot` run: refusals, the plan, forward, or back on failure.
 
-The order and the resumption rule are in the package docstring.
+The steps in order: plan; resuming a killed run: the package docstring.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def holding_the_data_volume(cfg, command: str, *, dry_run: bool, session, imds):
 def restore_snapshot(cfg, snapshot_id: str, *, force: bool = False, dry_run: bool = False,
                      session=None, imds: IMDS | None = None) -> None:
     """Put snapshot_id in place of the data volume and check the host serves from it; on any
-    failure put the old volume back and raise RestoreError. Refused (exit 2) before any change
-    when the restore must not start (see the package docstring)."""
+    failure put the old volume back and raise RestoreError. Refused (exit 2) before any change:
+    an external database, a deployment under way, a snapshot not of this host's data volume
+    (unless force), an availability zone that differs, another restore unfinished."""
     with holding_the_data_volume(cfg, "restore", dry_run=dry_run, session=session,
                                  imds=imds) as (platform, ident, ec2):
         rec = restore_record.load()

@@ -1,27 +1,10 @@
 """Freezing the data filesystem, and the watchdog that always thaws it.
 
-A freeze stops every write to a filesystem until it is thawed. The freeze and the thaw are the
-FIFREEZE/FITHAW ioctls, made by this process itself (what ``fsfreeze -f``/``-u`` do), not by a
-child: a ``fsfreeze -f`` child outlives a killed run and can complete its freeze after the
-watchdog thawed. An ioctl in this process cannot: a signal, even SIGKILL, takes effect only
-once the ioctl has returned, so when this process is gone no freeze of ours is still coming.
-
-If the process that froze dies (SIGKILL runs no ``finally``) or hangs, MariaDB and everything
-else writing to the volume would hang with it. So before freezing, :class:`Watchdog` starts a
-separate process (``python -m bingo_host.snapshot.freeze --watch``, a fresh interpreter in its
-own session, holding none of the parent's file descriptors, so not its database connection)
-that talks to the parent over a pipe on its stdin:
-
-* ``arm`` (sent before the freeze): from now on the filesystem may be frozen.
-* ``disarm`` (sent only after a successful thaw, or a freeze refused for certain).
-* end of file, or the parent's pidfd becoming readable: the parent is gone, or gave up on
-  thawing. If armed, the watchdog thaws at once.
-* armed for longer than the timeout: the parent hangs while (maybe) frozen. The watchdog
-  SIGKILLs it (so its database session closes and MariaDB drops the backup lock), waits until
-  it is gone (a freeze it is still inside completes first), then thaws.
-
-The watchdog ignores SIGTERM/SIGINT/SIGHUP, so stopping the unit (SIGTERM to every process of
-the cgroup) still lets it see the parent go and thaw.
+The FIFREEZE/FITHAW ioctls are made by this process, not by an `fsfreeze` child: a child can
+outlive a killed run and complete its freeze after the watchdog thawed, while a signal (SIGKILL
+too) takes effect only once our ioctl has returned. A run that dies or hangs while frozen would
+hang MariaDB with it, so :class:`Watchdog` starts a separate process first that thaws when the
+run is gone or frozen for too long.
 """
 
 from __future__ import annotations
@@ -110,7 +93,14 @@ def thaw(mountpoint: str, *, missing_ok: bool = False) -> bool:
 
 
 class Watchdog:
-    """The parent's side of the watchdog process (see the module docstring)."""
+    """The parent's side of the watchdog process (`python -m bingo_host.snapshot.freeze --watch`: a
+    fresh interpreter in its own session, holding none of our file descriptors, so not the database
+    connection), spoken to over a pipe on its stdin:
+    * ``arm`` before the freeze; ``disarm`` only after a thaw, or a freeze refused for certain;
+    * end of file, or our pidfd readable: we are gone; if armed, it thaws at once;
+    * armed for longer than the timeout: we hang while (maybe) frozen; it SIGKILLs us (so MariaDB
+      drops the backup lock with our session), waits until we are gone, then thaws.
+    It ignores SIGTERM/SIGINT/SIGHUP, so stopping the unit still lets it see us go and thaw."""
 
     def __init__(self, mountpoint: str, timeout: float = FREEZE_TIMEOUT):
         self.mountpoint = mountpoint

@@ -1,4 +1,8 @@
-"""One snapshot run, start to end (the order is in the package docstring).
+"""One snapshot run, start to end: under the snapshot lock, the attached volumes and this host's
+stack tag from EC2; the data volume application-consistent (consistent_snapshot), with
+snapshots.volumes: all every other volume crash-consistent; then retention for each volume that
+got a new snapshot. One volume's failure skips neither the others nor their retention: the run
+fails at the end, naming each failure.
 
 Whatever happens (an EC2 error, a lost database, SIGTERM from `systemctl stop`, SIGINT from a
 terminal, SIGHUP), the run unwinds through `finally`: the mount is thawed and the database
@@ -230,8 +234,10 @@ def _data_volume(cfg, ident: Identity, volumes: list[Attached],
 def consistent_snapshot(ec2_frozen, cfg, platform, ident: Identity, stack: str, vol: Attached,
                         password: str, result: RunResult,
                         freeze_timeout: float = FREEZE_TIMEOUT) -> Made:
-    """Lock MariaDB, freeze the data mount, CreateSnapshot, thaw, unlock; the lock and freeze
-    times go into result."""
+    """CreateSnapshot's permission (DryRun) before any lock, the watchdog started, MariaDB
+    locked (dblock.py), sync, the data mount frozen (never /), CreateSnapshot (EBS fixes the
+    point in time here), then thaw and unlock in `finally`; the lock and freeze times go into
+    result."""
     mountpoint = cfg.volume.mountpoint
     preflight(ec2_frozen, cfg.app.name, ident, stack, vol, mountpoint)
     watchdog = Watchdog(mountpoint, freeze_timeout).start()

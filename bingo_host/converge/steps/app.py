@@ -4,13 +4,10 @@
     <root>/current            symlink to the serving release (the placeholder until a deploy)
     <root>/shared/bingo.ini   the app's settings and database password (root:<app group> 0640)
 
-The app runs as a dedicated system user (no login shell, no sudo, no home of its own) that owns
-nothing: the app writes no file (bingo-host renders its secret_key), so an exploit of it can
-change neither its code nor its settings. It reads bingo.ini through its group.
-
-A second system user, the build account (layout.BUILD_USER, its own group, no shell), builds the
-app's virtualenvs (deploy/builder.py); it owns only its home with its pip cache
-(layout.BUILD_HOME) and, during a build, its scratch directory under layout.BUILD_WORK.
+The app's system user (no shell, no sudo, no home) owns nothing, so an exploit of the app can
+change neither its code nor its settings; it reads bingo.ini through its group. The build
+account (layout.BUILD_USER, deploy/builder.py) owns only its home and, during a build, its
+scratch directory.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """The app has no cloud identity: its user cannot reach the instance metadata service.
 
-Every local process can ask the metadata service for the instance role's credentials
-(``HttpPutResponseHopLimit: 1`` stops only other hosts and containers). An nftables table of
-bingo-host's own, ``inet bingo_host``, rejects what the accounts of :func:`denied_users` send to
-169.254.169.254 and fd00:ec2::254, matched on the sending socket's owner (``meta skuid``): uWSGI's
-workers and everything they spawn run as the app's user. root, and so bingo-host's own commands
-and the SSM, CloudWatch and CodeDeploy agents, keep their access. The table is the only thing
-touched: the distribution's and an admin's tables stay as they are, and a reject in one table is
-final whatever another table accepts.
-
-``bingo-host-firewall.service`` (a oneshot before network-pre.target) loads the rules file at
-every boot; the app's unit Requires= it and is ordered after it, so the app never starts without
-the table. The file replaces the table in one nft transaction; a later run compares what the
-kernel holds (the set's uids, the chain, each rule's destination) with what the file says.
+Every local process can ask the metadata service for the instance role's credentials (a hop
+limit of 1 stops only other hosts and containers). bingo-host's own nftables table, ``inet
+bingo_host``, rejects what :func:`denied_users` send to 169.254.169.254 and fd00:ec2::254,
+matched on the socket's owner (``meta skuid``); root and so the agents keep their access. Only
+that table is touched, and a reject in it is final whatever another table accepts.
+``bingo-host-firewall.service`` loads it at every boot before network-pre.target, and the app's
+unit Requires= it, so the app never starts without it.
 """
 
 from __future__ import annotations
