@@ -46,10 +46,12 @@ print(json.dumps(out))
 
 STEPS = r"""
 import sys
+from bingo_host import logs
 from bingo_host.config_file import load_config
 from bingo_host.context import make_context
 from bingo_host.converge import engine
 from bingo_host.converge.steps import app, firewall
+logs.install()  # the step lines on stdout, as the CLI shows them
 ctx = make_context(load_config("/etc/bingo-host/config.yaml"))
 results = engine.run_steps(ctx, (app, firewall))
 sys.exit(1 if any(r.status == "failed" for r in results) else 0)
