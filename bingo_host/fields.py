@@ -229,6 +229,13 @@ kms_key_arn = pattern(
     "arn:aws:kms:eu-west-1:123456789012:alias/bingo-bundle-signing")
 
 
+# A CodeDeploy deployment (or deployment group) id: it names a release directory.
+deployment_id = pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", "letters, digits, '_' and '-' only")
+
+snapshot_id = pattern(r"snap-(?:[0-9a-f]{8}|[0-9a-f]{17})",
+                      "an EBS snapshot id such as snap-0123456789abcdef0")
+
+
 # S3 bucket names as AWS allows them today (no dots: virtual-hosted TLS breaks on them, and no
 # name that looks like an IP address or carries a reserved prefix or suffix).
 s3_bucket = pattern(

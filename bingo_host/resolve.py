@@ -9,9 +9,10 @@ import os
 from dataclasses import dataclass, fields
 
 from . import sizing
-from .config import Config, with_values
+from .config import Config, to_dict, with_values
+from .config_file import check_on_host
 from .errors import ConfigError
-from .facts import memory, sudo
+from .facts import memory, platforms, sudo
 from .facts.host import (REGULAR_UIDS, ROOT_GROUPS, Account, HostFacts, account, is_legacy_datadir,
                          somaxconn)
 from .facts.platforms import Platform
@@ -107,3 +108,17 @@ def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> ResolvedConfig
         cloudwatch_agent={"enabled": agent},
     )
     return ResolvedConfig(**{f.name: getattr(done, f.name) for f in fields(Config)})
+
+
+def effective(cfg: Config, platform_name: str | None = None) -> tuple[dict, str]:
+    """What `config check` prints: cfg checked on this host, as a dict with 'auto' resolved for
+    platform_name (default: the config's, this host's users checked too) where there is a
+    platform to resolve it against; and a note saying which."""
+    check_on_host(cfg)
+    try:
+        platform = platforms.get(platform_name or cfg.platform)
+    except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
+        return to_dict(cfg), "'auto' left unresolved"
+    if not platform_name:  # validating for this very host: its users count too
+        check_app_user(cfg, platform)
+    return to_dict(resolve(cfg, platform, host_facts(cfg))), f"'auto' resolved for {platform.name} on this host"

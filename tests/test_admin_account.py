@@ -193,8 +193,8 @@ def test_cli_exit_codes(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"app: {{root: {tmp_path}/app}}\n")
     run = CliRunner().invoke
-    r = run(main, ["--config", str(config), "--dry-run", "create-admin"])
-    assert r.exit_code == 2 and "error: --dry-run: `create-admin` has no dry run" in r.output
+    r = run(main, ["--config", str(config), "create-admin", "--dry-run"])
+    assert r.exit_code == 2 and "No such option '--dry-run'" in r.output
     r = run(main, ["--config", str(config), "create-admin", "--username", ""])
     assert r.exit_code == 2 and "error: --username: " in r.output
     r = run(main, ["--config", str(config), "create-admin"])

@@ -165,7 +165,6 @@ def test_s3_failures_say_what_failed_and_what_to_grant(s3):
     (["restore", "--dump", "latest", "--snapshot", "snap-0123456789abcdef0"], "{}", "--snapshot or --dump"),
     (["restore", "--dump", "s3://bucket/key.txt"], "{}", "--dump"),
     (["restore", "--dump", "/tmp/local.sql.gz"], "{}", "--dump"),
-    (["--dry-run", "backup"], "backups: {enabled: true, bucket: bingo-backups}", "--dry-run"),
 ])
 def test_cli_refuses_with_exit_2(tmp_path, monkeypatch, argv, config, field):
     """Refused before anything is touched: not even the host lock's file is made."""

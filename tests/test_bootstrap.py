@@ -142,7 +142,7 @@ def test_accounts_of_a_reattached_datadir_are_reported_then_removed(bootstrapped
         assert report["database"]["unknown_accounts"] == ["role 'oldrole'", "'olduser'@'%'"]
         assert [p["severity"] for p in report["problems"] if p["check"] == "database.accounts"] == ["warning"]
 
-        plan = bootstrapped.bingo("--dry-run", "bootstrap", "--remove-unknown-db-accounts")
+        plan = bootstrapped.bingo("bootstrap", "--dry-run", "--remove-unknown-db-accounts")
         assert re.search(r"^mariadb\s+would change\s+drop database role 'oldrole' \(bingo-host did not "
                          r"create it\); drop database 'olduser'@'%'", plan.stdout, re.M), plan.stdout
         assert "olduser" in ti.run("mariadb -N -B -e 'SELECT User FROM mysql.user'").stdout
@@ -282,7 +282,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(bootstrapped, ti):
     before = ti.file(site).sha256sum
     host.put_file("/tmp/dry.yaml", host_config(bootstrapped.volume.device,
                                                musicbingo={"columns": 6}, snapshots={"enabled": False}))
-    plan = bootstrapped.bingo("--config", "/tmp/dry.yaml", "--dry-run", "bootstrap")
+    plan = bootstrapped.bingo("--config", "/tmp/dry.yaml", "bootstrap", "--dry-run")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "would change" in plan.stdout and "disable --now bingo-host-snapshot.timer" in plan.stdout
     assert "update /var/www/music-bingo/shared/bingo.ini" in plan.stdout

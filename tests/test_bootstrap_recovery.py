@@ -69,7 +69,7 @@ def first_host(host_pool, persistent_volume):
 
 
 def test_dry_run_on_a_bare_host_plans_everything_and_changes_nothing(first_host, persistent_volume):
-    plan = first_host.run([BIN, "--dry-run", "bootstrap"], check=False, timeout=600)
+    plan = first_host.run([BIN, "bootstrap", "--dry-run"], check=False, timeout=600)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     for step in ("packages", "secrets", "volume", "swap", "mariadb", "app", "uwsgi", "nginx", "timers"):
         assert f"\n{step}" in "\n" + plan.stdout and "would change" in plan.stdout

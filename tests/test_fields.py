@@ -293,6 +293,25 @@ def test_aws_names(check, good, bad):
     assert refusal(check, bad).startswith("must be ")
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("d-ABC123456", "d-ABC123456"), ("a", "a"), ("0_x-y", "0_x-y"), ("a" * 64, "a" * 64),
+    *[(bad, Refused("letters, digits, '_' and '-' only"))
+      for bad in ("", "-d", "_d", "a" * 65, "d/x", "d.1", "..", "d x", "d-1\u00e9")],
+])
+def test_deployment_id(value, expected):
+    run_table(f.deployment_id, value, expected)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("snap-0123abcd", "snap-0123abcd"), ("snap-0123456789abcdef0", "snap-0123456789abcdef0"),
+    *[(bad, Refused("an EBS snapshot id such as snap-0123456789abcdef0"))
+      for bad in ("snap-0123abc", "snap-0123456789abcdef", "snap-0123456789ABCDEF0", "snap-0123abcd0",
+                  "vol-0123abcd", "xsnap-0123abcd", "snap-0123abcg", "")],
+])
+def test_snapshot_id(value, expected):
+    run_table(f.snapshot_id, value, expected)
+
+
 # -- paths (path_fields.py) --
 
 SEGMENTS = Refused("only letters, digits, '.', '_' and '-' are allowed in path segments (no '..', no "

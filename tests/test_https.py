@@ -124,7 +124,7 @@ class HttpsHost:
         self.pebble = pebble
 
     def enable(self, *args, dry_run=False):
-        return self.host.run([BIN, *(["--dry-run"] if dry_run else []), "enable-https", *args],
+        return self.host.run([BIN, "enable-https", *(["--dry-run"] if dry_run else []), *args],
                              check=False, timeout=1800, env={"REQUESTS_CA_BUNDLE": CA_INSIDE})
 
     def sha(self, path):

@@ -312,7 +312,7 @@ def _render(out, *extra):
     from bingo_host.cli import main
 
     return CliRunner().invoke(main, ["--config", str(REPO / "examples" / "config.yaml"),
-                                     *extra, "render", "--out", str(out), "--platform", "debian12"])
+                                     "render", "--out", str(out), "--platform", "debian12", *extra])
 
 
 @pytest.fixture

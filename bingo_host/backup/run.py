@@ -18,7 +18,9 @@ from typing import Callable
 
 from .. import state, subp
 from ..deploy import record as deploy_record
-from ..errors import BingoHostError
+from ..errors import BingoHostError, ConfigError
+from ..facts import platforms
+from ..facts.platforms import Platform
 from ..ops.cleanup import Cleanup
 from ..ops.lock import backup_lock, host_lock
 from . import BackupError, database, store
@@ -67,7 +69,16 @@ def _write_record(path: str, record: dict) -> None:
 
 # -- backup --
 
-def backup(cfg, platform, *, s3=None, state_file: str = state.BACKUP_FILE) -> dict:
+def needs_backups(cfg, command: str, platform: Platform | None) -> Platform:
+    """The platform (given, or the config's) for a command that needs backups.enabled, which is
+    checked first."""
+    if not cfg.backups.enabled:
+        raise ConfigError("backups.enabled", f"is false in the config: `{command}` needs backups.bucket")
+    return platform or platforms.get(cfg.platform)
+
+
+def backup(cfg, platform: Platform | None = None, *, s3=None, state_file: str = state.BACKUP_FILE) -> dict:
+    platform = needs_backups(cfg, "backup", platform)
     b, db = cfg.backups, cfg.database
     s3 = s3 or store.client()
     key = store.new_key(b.prefix, db.name)
@@ -188,8 +199,9 @@ def restore(cfg, platform, dump_url: str, *, s3=None) -> str:
     return dump.url
 
 
-def drill(cfg, platform, *, s3=None, state_file: str = state.DRILL_FILE) -> dict:
+def drill(cfg, platform: Platform | None = None, *, s3=None, state_file: str = state.DRILL_FILE) -> dict:
     """Restore the latest complete dump into a scratch database and compare its row counts."""
+    platform = needs_backups(cfg, "restore-drill", platform)
     s3 = s3 or store.client()
     scratch = database.side_names(cfg.database.name)["drill"]
     record = {"started": _now(), "ok": False, "dump": None, "tables": None, "error": None}

@@ -9,12 +9,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 
-from .. import __version__, layout
-from ..errors import BingoHostError
+from .. import __version__, fields, layout
+from ..errors import BingoHostError, ConfigError
 from . import (BundleError, DeployError, agent, appspec, env_seconds, freshness, integrity, record,
                upgrade)
 from .health import wait_healthy
@@ -109,8 +108,10 @@ def after_install(ctx, env) -> None:
     touched; a failure fails the deployment."""
     paths = Paths(ctx.cfg.app.root)
     deployment_id = env["DEPLOYMENT_ID"]
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", deployment_id):
-        raise DeployError(f"deployment id {deployment_id!r} cannot name a release directory")
+    try:
+        fields.deployment_id(deployment_id, "DEPLOYMENT_ID")
+    except ConfigError:
+        raise DeployError(f"deployment id {deployment_id!r} cannot name a release directory") from None
     made_from = {"deployment_id": deployment_id, "application_name": env.get("APPLICATION_NAME"),
                  "deployment_group": env.get("DEPLOYMENT_GROUP_NAME"), "bundle": bundle_source(env),
                  "revision": (record.load() or {}).get("revision"), "bingo_host_version": __version__}

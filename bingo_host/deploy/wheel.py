@@ -1,5 +1,6 @@
-"""The bingo-host wheel of an installed copy, which `bingo-host bundle` ships when there is no
-source tree to build one from: rebuilt from what pip installed, deterministic like the bundle."""
+"""The bingo-host wheel `bingo-host bundle` ships: built from this source tree with pip, or, for
+an installed copy with no source tree, rebuilt from what pip installed (deterministic like the
+bundle); and `bundle` itself, which checks its options and builds the revision with that wheel."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import csv
 import hashlib
 import io
 import os
+import sys
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from .. import subp
+from ..errors import ConfigError
+from ..fields import kms_key_arn
 from . import BundleError
-from .bundle import COMPRESSLEVEL, zip_entry
+from .bundle import COMPRESSLEVEL, build_bundle, output_format, zip_entry
 
 
 #: The .dist-info files a wheel carries (RECORD is written anew); pip's own additions
@@ -94,3 +100,34 @@ def wheel_from_installed(dest: str | Path, dist_name: str = "bingo-host") -> Pat
         zf.writestr(zip_entry(f"{dist_info}/RECORD", 0o644, False), record.getvalue().encode(),
                     compress_type=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL)
     return out
+
+
+def bundle(app_dir: str, out_file: str, fmt: str | None, wheel: str | None, no_wheel: bool,
+           sign_key: str | None, application: str | None, deployment_group: str | None) -> Path:
+    """Build the revision (deploy.bundle.build_bundle) with the given wheel, none (no_wheel), or
+    this copy's own (bingo_host_wheel); a signed one binds application and deployment_group.
+    Options that contradict each other are refused before any work."""
+    if sign_key is not None:
+        kms_key_arn(sign_key, "--sign-key")
+    for option, value in (("--application", application), ("--deployment-group", deployment_group)):
+        if sign_key is None and value is not None:
+            raise ConfigError(option, "binds only a signed revision: give --sign-key too")
+        if sign_key is not None and not value:
+            raise ConfigError(option, "required with --sign-key (the signature binds the revision "
+                                      "to one application and deployment group)")
+    fmt = output_format(out_file, fmt)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not wheel and not no_wheel:
+            wheel = bingo_host_wheel(tmp)
+        return build_bundle(app_dir, out_file, None if no_wheel else wheel, fmt=fmt, sign_key=sign_key,
+                            binding={"application": application, "deployment_group": deployment_group})
+
+
+def bingo_host_wheel(dest: str) -> Path:
+    """This copy's wheel in dest: built from the source tree it runs from, or rebuilt from the
+    installed distribution when there is none."""
+    tree = Path(__file__).resolve().parents[2]
+    if not (tree / "setup.cfg").is_file():
+        return wheel_from_installed(dest)
+    subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dest, str(tree)], timeout=600)
+    return next(Path(dest).glob("bingo_host-*.whl"))

@@ -18,12 +18,13 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 from .. import layout, state, subp
 from ..errors import BingoHostError
+from ..facts import platforms
 from ..facts.mounts import attachment_mountpoint, mounted_volume_id
 from ..facts.imds import IMDS, Identity
 from ..ops.cleanup import Stopped
@@ -92,6 +93,22 @@ def _terminate_as_exception() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def scheduled(cfg, *, dry_run: bool = False, socket_path: str | None = None,
+              state_file: str | None = None, password_file: str | None = None,
+              freeze_timeout: float = FREEZE_TIMEOUT) -> RunResult | None:
+    """What `bingo-host snapshot` runs: take_snapshots with the config's platform (its MariaDB
+    socket replaced by socket_path); None, and nothing done, when snapshots.enabled is false
+    (a dry run shows its plan all the same)."""
+    if not cfg.snapshots.enabled and not dry_run:
+        return None
+    platform = platforms.get(cfg.platform)
+    if socket_path:
+        platform = replace(platform, mariadb_socket=socket_path)
+    return take_snapshots(cfg, platform, dry_run=dry_run, state_file=state_file or state.SNAPSHOT_FILE,
+                          password_file=password_file or layout.BACKUP_PASSWORD_FILE,
+                          freeze_timeout=freeze_timeout)
 
 
 def take_snapshots(cfg, platform, *, dry_run: bool = False,

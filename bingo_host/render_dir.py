@@ -1,0 +1,91 @@
+"""`bingo-host render`: every managed file written under a directory at its absolute path, plus
+manifest.json (path, mode, owner, reload), for review or a diff against a host.
+
+The directory is new, empty or an earlier render (it has manifest.json). Nothing below it is
+followed if it is a link: a render run as root must not write through a link someone planted
+there into the live files it mirrors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .config_file import check_on_host
+from .errors import ConfigError
+from .facts import platforms
+from .ops import files
+from .render import render_all
+from .resolve import host_facts, resolve
+
+
+@dataclass
+class Rendered:
+    platform: str
+    count: int
+    diffs: list[str] = field(default_factory=list)  # in a dry run: what would change, as diffs
+
+
+def render_to(cfg: Config, out_dir: Path, platform_name: str | None = None, *,
+              dry_run: bool = False) -> Rendered:
+    """Render cfg, resolved for platform_name (default: the config's) and this host, under out_dir."""
+    check_on_host(cfg)
+    platform = platforms.get(platform_name or cfg.platform)
+    facts = host_facts(cfg)
+    managed = render_all(resolve(cfg, platform, facts), platform, facts)
+    check_out_dir(out_dir)
+    if not dry_run:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    result = Rendered(platform.name, len(managed))
+    manifest = []
+    for mf in managed:
+        change = _ensure(out_dir, mf.path, mf.content, mf.mode, mf.secret, dry_run)
+        if change and dry_run:
+            result.diffs.append(change.diff)
+        manifest.append({"path": mf.path, "mode": f"{mf.mode:04o}", "owner": mf.owner, "group": mf.group,
+                         "on_change": mf.on_change, "template": mf.template})
+    text = json.dumps({"platform": platform.name, "files": manifest}, indent=2) + "\n"
+    _ensure(out_dir, "manifest.json", text, 0o644, False, dry_run)
+    return result
+
+
+def _ensure(out_dir: Path, path: str, content: str, mode: int, secret: bool, dry_run: bool):
+    """Write path's content below out_dir unless it is there already; the change (None: none)."""
+    relative, name = os.path.split(path.lstrip("/"))
+    try:
+        dir_fd = files.open_beneath(out_dir, relative, create=not dry_run)
+    except FileNotFoundError:  # dry run, nothing rendered there yet
+        return files.plan(out_dir / path.lstrip("/"), content, mode, secret=secret)
+    except files.NotRegularFile as exc:
+        raise ConfigError("--out", f"{out_dir}: {exc.filename} under it is "
+                                   f"{exc.strerror}: not following it") from None
+    try:
+        change = files.plan(name, content, mode, secret=secret, dir_fd=dir_fd)
+        if change and not dry_run:
+            files.write_atomic(name, content, mode, dir_fd=dir_fd)
+        return change
+    finally:
+        os.close(dir_fd)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """out_dir must be no link, and new, empty or an earlier render (a regular manifest.json)."""
+    try:
+        st = os.lstat(out_dir)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError("--out", f"{out_dir} is a symbolic link or not a directory")
+    try:
+        manifest = os.lstat(out_dir / "manifest.json")
+    except FileNotFoundError:
+        manifest = None
+    with os.scandir(out_dir) as entries:
+        empty = next(entries, None) is None
+    if not empty and not (manifest and stat.S_ISREG(manifest.st_mode)):
+        raise ConfigError("--out", f"{out_dir} is not empty and not an earlier render (no "
+                                   "manifest.json): give a new or empty directory")
