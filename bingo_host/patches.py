@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from . import layout, state, subp
 from .errors import BingoHostError
+from .facts import memory
 from .deploy import agent_restart
 from .deploy.releases import build_scope
 from .ops.lock import host_lock
@@ -100,8 +101,12 @@ def apply(cfg, platform, mem_bytes: int) -> dict:
     return {"restarted": restart, "restart_deferred": left, "reboot_required": reboot}
 
 
-def run(cfg, platform, mem_bytes: int, wait: float | None = None, poll: float = POLL) -> dict:
-    """One patch run, recorded in RECORD_FILE whether it succeeded or not."""
+def patch_host(cfg, platform, mem_bytes: int | None = None, wait: float | None = None,
+               poll: float = POLL) -> dict:
+    """One patch run, recorded in RECORD_FILE whether it succeeded or not; its memory bound is
+    taken from mem_bytes (default: what this host or its cgroup may use)."""
+    if mem_bytes is None:
+        mem_bytes = memory.read().usable_bytes
     if wait is None:
         wait = float(os.environ.get("BINGO_HOST_PATCH_IDLE_WAIT", IDLE_WAIT))
     record = {"started_at": now(), "finished_at": None, "ok": False, "error": None,

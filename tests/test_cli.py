@@ -81,3 +81,37 @@ def test_a_dry_run_where_there_is_none_is_no_such_option(tmp_path, argv):
     result = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "none.yaml"), *argv])
     assert result.exit_code == 2, result.output
     assert "No such option '--dry-run'" in result.output
+
+
+def _bootstrap_fails(monkeypatch, tmp_path, exc):
+    from bingo_host.cli import host
+
+    def boom(*args, **kwargs):
+        raise exc
+    monkeypatch.setattr(host.bootstrap_mod, "converge_host", boom)
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    return ["--config", str(config)]
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1_without_debug(monkeypatch, tmp_path):
+    args = _bootstrap_fails(monkeypatch, tmp_path, KeyError("volume"))
+    result = CliRunner().invoke(cli.main, [*args, "bootstrap"])
+    assert result.exit_code == 1
+    assert result.output == "bingo-host: internal error: KeyError: 'volume' (--debug shows where)\n"
+    assert "Traceback" not in result.output
+
+
+def test_debug_lets_the_traceback_through(monkeypatch, tmp_path):
+    args = _bootstrap_fails(monkeypatch, tmp_path, KeyError("volume"))
+    result = CliRunner().invoke(cli.main, [*args, "--debug", "bootstrap"])
+    assert isinstance(result.exception, KeyError)
+
+
+def test_a_bad_input_error_keeps_its_own_line_and_status(monkeypatch, tmp_path):
+    from bingo_host.errors import ConfigError
+
+    args = _bootstrap_fails(monkeypatch, tmp_path, ConfigError("volume.device", "no such device"))
+    result = CliRunner().invoke(cli.main, [*args, "bootstrap"])
+    assert result.exit_code == 2
+    assert result.output.startswith("bingo-host: error: volume.device")

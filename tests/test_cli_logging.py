@@ -72,7 +72,7 @@ def test_a_changing_command_tells_the_journal_what_it_tells_the_terminal(journal
         logging.getLogger("bingo_host.converge.engine").debug("only with --verbose")
         return 0
 
-    monkeypatch.setattr(bootstrap, "run", run)
+    monkeypatch.setattr(bootstrap, "converge_host", run)
     result = CliRunner().invoke(main, ["--config", str(config), "bootstrap"])
     assert result.exit_code == 0, result.output
     assert result.output == "bootstrap: already converged\n"

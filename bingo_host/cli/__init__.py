@@ -2,7 +2,8 @@
 errors become exit codes. Each command (cli/host.py, cli/data.py, cli/deploy.py) parses its
 options, makes one call into the module that does the work and prints what it returns.
 
-A BingoHostError becomes one line and its exit status (2 bad input, 1 failed); a command stopped
+A BingoHostError becomes one line and its exit status (2 bad input, 1 failed), any other error
+one line and exit 1 (its traceback with --debug); a command stopped
 by SIGTERM or SIGHUP while it could undo its work (ops.cleanup) says so in one line and exits
 128 + the signal's number. Progress goes through the loggers (bingo_host.logs), to the journal
 too for the commands that change the host.
@@ -76,6 +77,7 @@ COMMANDS = {
 class Options:
     config_path: str
     verbose: bool
+    debug: bool = False
 
     def load_config(self):
         from ..config_file import load_config  # config, yaml: ~40 ms that --help does not pay
@@ -125,10 +127,22 @@ class LazyGroup(click.Group):
             # Only a running ops.cleanup.Cleanup raises Stopped: not importing that module (with
             # signal and threading, ~4 ms) spares every command that never made one.
             cleanup = sys.modules.get("bingo_host.ops.cleanup")
-            if cleanup is None or not isinstance(exc, cleanup.Stopped):
+            if cleanup is not None and isinstance(exc, cleanup.Stopped):
+                click.echo(f"bingo-host: {exc}", err=True)
+                ctx.exit(128 + exc.signum)
+            if not isinstance(exc, Exception) or isinstance(exc, CLICK_FLOW) or _debug(ctx):
                 raise
-            click.echo(f"bingo-host: {exc}", err=True)
-            ctx.exit(128 + exc.signum)
+            click.echo(f"bingo-host: internal error: {type(exc).__name__}: {exc} "
+                       "(--debug shows where)", err=True)
+            ctx.exit(1)
+
+
+# click's own ways out of a command (usage errors, --help, exit codes): never internal errors.
+CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+def _debug(ctx) -> bool:
+    return bool(getattr(ctx.obj, "debug", False))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,11 +150,12 @@ class LazyGroup(click.Group):
 @click.option("--config", "config_path", default="/etc/bingo-host/config.yaml", show_default=True,
               envvar="BINGO_HOST_CONFIG", help="Configuration file (env BINGO_HOST_CONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every command run.")
+@click.option("--debug", is_flag=True, help="On an unexpected error, show the traceback.")
 @click.pass_context
-def main(ctx, config_path, verbose):
+def main(ctx, config_path, verbose, debug):
     """Build and keep a production music bingo host: nginx, uWSGI, MariaDB on its own volume."""
     from .. import logs  # logs and logging: ~4 ms that --help does not pay
 
     logs.install(verbose=verbose, journal=ctx.invoked_subcommand in JOURNALED)
-    ctx.obj = Options(config_path, verbose)
+    ctx.obj = Options(config_path, verbose, debug)
 

@@ -10,7 +10,6 @@ import click
 
 from .. import admin_account, https, layout, metrics as metrics_mod, patches
 from ..converge import bootstrap as bootstrap_mod, refresh
-from ..facts import memory
 from ..render_dir import render_to
 from ..resolve import app_user
 from . import Options
@@ -47,7 +46,7 @@ def render(opts: Options, out_dir: Path, platform_name, dry_run):
 @click.pass_obj
 def bootstrap(opts: Options, remove_unknown_db_accounts, dry_run):
     """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
-    sys.exit(bootstrap_mod.run(opts.load_config(), dry_run=dry_run,
+    sys.exit(bootstrap_mod.converge_host(opts.load_config(), dry_run=dry_run,
                                remove_unknown_db_accounts=remove_unknown_db_accounts))
 
 
@@ -83,7 +82,7 @@ def secrets_refresh(opts: Options, dry_run):
     """Read every ssm:/secretsmanager: secret again; if one rotated, give the app's database user
     the new password (the old one stays valid), rewrite bingo.ini and reload uWSGI's workers one
     at a time. Nothing changes when nothing rotated. The hourly timer runs it."""
-    sys.exit(refresh.run(opts.load_config(), dry_run=dry_run))
+    sys.exit(refresh.refresh_secrets(opts.load_config(), dry_run=dry_run))
 
 
 @click.command("create-admin")
@@ -119,5 +118,5 @@ def patch(opts: Options):
     """Apply security updates now, outside any deployment, under a memory bound; restart what
     runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
     cfg, platform = opts.load_with_platform()
-    result = patches.run(cfg, platform, memory.read().usable_bytes)
+    result = patches.patch_host(cfg, platform)
     click.echo("patch: done" + ("; REBOOT NEEDED" if result["reboot_required"] else ""))

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring)
 
 
-def run(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts: bool = False) -> int:
+def converge_host(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts: bool = False) -> int:
     """0 converged (changed or not), 1 a step failed."""
     ctx = make_context(cfg, dry_run=dry_run)
     ctx.remove_unknown_db_accounts = remove_unknown_db_accounts

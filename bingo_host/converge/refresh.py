@@ -51,7 +51,7 @@ def _wait_replaced(ctx, old: set[int]) -> None:
                 "-u bingo-uwsgi); they still hold the previous password, which the database keeps accepting")
 
 
-def run(cfg: Config, dry_run: bool = False) -> int:
+def refresh_secrets(cfg: Config, dry_run: bool = False) -> int:
     """0 in step with the secrets (changed or not), 1 a step failed."""
     ctx = make_context(cfg, dry_run=dry_run)
     with host_lock():
