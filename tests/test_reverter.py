@@ -5,6 +5,7 @@ files too) and owes no reload; an accepted one stays written and owes one."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 
 import pytest
@@ -16,6 +17,7 @@ from bingo_host.errors import BingoHostError
 from bingo_host.facts import platforms
 from bingo_host.facts.host import HostFacts
 from bingo_host.ops import files, reverter
+from bingo_host.ops.cleanup import Stopped
 from bingo_host.ops.service import RELOAD_NGINX
 from bingo_host.resolve import resolve
 
@@ -100,6 +102,21 @@ def test_a_failed_write_is_put_back_without_testing(host):
         with reverter.writing(ctx, paths.values()):
             vandalise(paths)
             raise OSError("disk full")
+    assert not (tmp / "nginx.log").exists()
+    assert state(paths) == before and not ctx.pending(RELOAD_NGINX)
+
+
+def test_a_signal_mid_write_puts_the_files_back(host):
+    """SIGTERM (the agent's timeout, systemd stopping the unit) between the writes and the test."""
+    tmp, paths = host
+    before = state(paths)
+    ctx = context()
+    with pytest.raises(Stopped):
+        with reverter.writing(ctx, paths.values()):
+            vandalise(paths)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
     assert not (tmp / "nginx.log").exists()
     assert state(paths) == before and not ctx.pending(RELOAD_NGINX)
 

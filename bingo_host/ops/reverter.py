@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 from . import files, service
+from .cleanup import Cleanup
 from .. import subp
 from ..errors import BingoHostError, CommandError
 from .service import RELOAD_NGINX
@@ -72,13 +73,11 @@ def writing(ctx, paths: Iterable[str]) -> Iterator[None]:
     action, kept across a SIGKILL) is paid by ``serve``, by this run or the next."""
     backup = Backup(paths, read=lambda path: ctx.fact(saved, path))
     ctx.set_pending(RELOAD_NGINX)
-    try:
+    with Cleanup() as undo:  # a SIGTERM mid-write puts the files back too
+        undo.register(ctx.done, RELOAD_NGINX)
+        undo.register(ctx.change, "put nginx's files back as they were", backup.restore)
         yield
         ctx.change("nginx -t", config_test)
-    except BaseException:
-        ctx.change("put nginx's files back as they were", backup.restore)
-        ctx.done(RELOAD_NGINX)
-        raise
 
 
 def serve(ctx) -> None:
