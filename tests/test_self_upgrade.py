@@ -34,7 +34,7 @@ def build_wheel(tmp: Path, version: str, broken: bool = False) -> Path:
     init = tree / "bingo_host" / "__init__.py"
     init.write_text(init.read_text().replace(f'"{__version__}"', f'"{version}"'))
     if broken:
-        cli = tree / "bingo_host" / "cli.py"
+        cli = tree / "bingo_host" / "cli" / "__init__.py"
         cli.write_text('raise RuntimeError("this bingo-host is broken on purpose")\n' + cli.read_text())
     out = tmp / f"dist-{version}"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)],
