@@ -16,14 +16,13 @@ import re
 import time
 from datetime import datetime, timezone
 
-from . import layout, state, subp
+from . import state, subp
 from .errors import BingoHostError
 from .facts import memory
 from .deploy import agent_restart
 from .deploy.releases import build_scope
 from .ops.lock import host_lock
 
-RECORD_FILE = f"{layout.STATE_DIR}/last-patch.json"
 IDLE_WAIT = 3600.0  # $BINGO_HOST_PATCH_IDLE_WAIT overrides
 POLL = 10.0
 UPGRADE_TIMEOUT = 2 * 3600
@@ -103,7 +102,7 @@ def apply(cfg, platform, mem_bytes: int) -> dict:
 
 def patch_host(cfg, platform, mem_bytes: int | None = None, wait: float | None = None,
                poll: float = POLL) -> dict:
-    """One patch run, recorded in RECORD_FILE whether it succeeded or not; its memory bound is
+    """One patch run, recorded in state.PATCH_FILE whether it succeeded or not; its memory bound is
     taken from mem_bytes (default: what this host or its cgroup may use)."""
     if mem_bytes is None:
         mem_bytes = memory.read().usable_bytes
@@ -121,4 +120,4 @@ def patch_host(cfg, platform, mem_bytes: int | None = None, wait: float | None =
         raise
     finally:
         record["finished_at"] = now()
-        state.write_json(RECORD_FILE, record)
+        state.write_json(state.PATCH_FILE, record)

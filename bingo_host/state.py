@@ -23,6 +23,7 @@ SNAPSHOT_FILE = f"{layout.STATE_DIR}/last-snapshot.json"
 DEPLOY_FILE = f"{layout.STATE_DIR}/deploy.json"
 BACKUP_FILE = f"{layout.STATE_DIR}/last-backup.json"
 DRILL_FILE = f"{layout.STATE_DIR}/last-restore-drill.json"
+PATCH_FILE = f"{layout.STATE_DIR}/last-patch.json"
 MKFS_FILE = f"{layout.STATE_DIR}/mkfs-in-progress"  # a mkfs under way (the volume step)
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 

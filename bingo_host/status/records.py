@@ -14,7 +14,6 @@ from typing import Any
 from .. import layout, restore_record, state, subp
 from ..config import Config
 from ..deploy.releases import PLACEHOLDER, Paths, current_name, read_record, releases
-from ..patches import RECORD_FILE
 from .report import Report
 
 CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been failing
@@ -195,7 +194,7 @@ def check_restore(r: Report, record_path: str | None = None, last_path: str | No
 def check_patches(r: Report, platform, path: str | None = None) -> None:
     """Whether a reboot is needed (the platform's marker in /run, set by package scripts or by
     `bingo-host patch`), and how the last security update run went."""
-    last = state.read_json(path or RECORD_FILE) or {}
+    last = state.read_json(path or state.PATCH_FILE) or {}
     deferred = last.get("restart_deferred") if isinstance(last.get("restart_deferred"), list) else []
     entry = {"reboot_required": os.path.exists(platform.reboot_marker),
              "last_run": last.get("finished_at") if isinstance(last.get("finished_at"), str) else None,
