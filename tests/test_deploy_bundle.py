@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import importlib.util
 import io
 import os
 import shutil
@@ -256,19 +255,8 @@ def _clean_env() -> dict:
 
 
 @pytest.mark.slow
-def test_installed_copy_bundles_its_own_wheel_without_wheel_option(tmp_path):
-    # The wheel pip builds from the repo (sources copied: the repo's own build/ stays untouched).
-    src = tmp_path / "src"
-    for name in ("bingo_host", "config_templates", "hooks"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("appspec.yml", "setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    # This environment's setuptools when it has one; else pip fetches the build backend from PyPI.
-    have_backend = importlib.util.find_spec("setuptools") and importlib.util.find_spec("wheel")
-    isolation = ["--no-build-isolation"] if have_backend else []
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w",
-                    str(tmp_path / "dist"), f"{src}/"], check=True, env=_clean_env())
-    original = next((tmp_path / "dist").glob("bingo_host-*.whl"))
+def test_installed_copy_bundles_its_own_wheel_without_wheel_option(tmp_path, wheel):
+    original = wheel  # the session's, built by pip from the tree
     first = _fresh_venv(tmp_path / "first", original)
 
     work = tmp_path / "work"  # outside the repo

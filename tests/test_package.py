@@ -1,9 +1,9 @@
 """The wheel built from the tree ships config_templates and renders what the source tree renders."""
 
 import filecmp
+import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -12,15 +12,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(REPO)],
-                   check=True)
-    wheel = next((tmp / "dist").glob("bingo_host-*.whl"))
-    venv.create(tmp / "venv", with_pip=True, system_site_packages=False)
-    # Dependencies from the test environment's own wheels cache; the package itself not editable.
-    subprocess.run([tmp / "venv/bin/pip", "install", "-q", str(wheel)], check=True)
-    return tmp / "venv/bin/bingo-host", wheel
+def installed(tmp_path_factory, wheel):
+    """The session's wheel installed on its own (no dependencies: those come from the test
+    environment through PYTHONPATH's order), console script included."""
+    target = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
+                    "--target", str(target), str(wheel)], check=True)
+    return target / "bin" / "bingo-host", wheel
 
 
 def test_wheel_contains_templates(installed):
@@ -33,18 +31,24 @@ def test_wheel_contains_templates(installed):
 
 def test_installed_cli_version_and_render_match_source_tree(installed, tmp_path):
     cli = installed[0]
-    version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True).stdout
+    version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True,
+                             env=_env(cli), cwd="/").stdout
     from bingo_host import __version__
 
     assert __version__ in version
     example = REPO / "examples" / "config.yaml"
     for platform in ("amzn2023", "debian12"):
         subprocess.run([cli, "--config", example, "render", "--out", tmp_path / "wheel" / platform,
-                        "--platform", platform], check=True, cwd="/")
+                        "--platform", platform], check=True, cwd="/", env=_env(cli))
         subprocess.run([sys.executable, "-m", "bingo_host", "--config", example, "render", "--out",
                         tmp_path / "tree" / platform, "--platform", platform], check=True, cwd=REPO)
         cmp = filecmp.dircmp(tmp_path / "wheel" / platform, tmp_path / "tree" / platform)
         assert_same(cmp)
+
+
+def _env(cli: Path) -> dict:
+    """Only the installed copy on the path, never the source tree (cwd is / too)."""
+    return {**os.environ, "PYTHONPATH": str(cli.parent.parent)}
 
 
 def assert_same(cmp):
