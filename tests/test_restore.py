@@ -110,7 +110,9 @@ def test_release_volume_dry_run_names_the_data_volume_and_detaches_nothing(tmp_p
     (tmp_path / "config.yaml").write_text("platform: debian12\nvolume: {device: /dev/sdf}\n")
     r = _cli(tmp_path, "release-volume", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert f"detach {ec2_instance.data_volume} (/dev/sdf) from {ec2_instance.instance_id}" in r.stdout
+    assert f"would detach {ec2_instance.data_volume} (/dev/sdf) from {ec2_instance.instance_id}" \
+        in r.stdout, r.stdout
+    assert "nothing was changed" in r.stdout
     (vol,) = ec2_instance.client().describe_volumes(VolumeIds=[ec2_instance.data_volume])["Volumes"]
     assert vol["State"] == "in-use"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from .. import restore_record
+from ..context import make_context
 from ..facts.imds import IMDS
 from ..snapshot.ec2 import attached_volumes, find_data_volume
 from . import Refused, ebs, host
@@ -31,16 +32,19 @@ def release_volume(cfg, *, dry_run: bool = False, session=None, imds: IMDS | Non
             log.info(f"release-volume: no volume is attached to {ident.instance_id} as "
                      f"{cfg.volume.device}: nothing to release")
             return None
-        log.info(f"release-volume: stop {' and '.join(host.units(platform))}, unmount "
-                 f"{cfg.volume.mountpoint}, detach {data.volume_id} ({data.device}) from "
-                 f"{ident.instance_id}")
+        vol, inst, dev = data.volume_id, ident.instance_id, data.device
+        ctx = make_context(cfg, dry_run=dry_run)
+        ctx.change(f"stop {' and '.join(host.units(platform))}, unmount {cfg.volume.mountpoint}",
+                   lambda: host.quiesce(cfg, platform))
+        ctx.change(f"tag {vol} {ebs.RELEASED_FROM}={inst}",
+                   lambda: ebs.tag(ec2, vol, ebs.RELEASED_FROM, inst))
+        ctx.change(f"detach {vol} ({dev}) from {inst}", lambda: ebs.detach(ec2, vol, inst, dev))
+        ctx.change(f"wait until EC2 reports {vol} available",
+                   lambda: ebs.wait_for(ec2, vol, lambda v: v.get("State") == "available",
+                                        "available"))
         if dry_run:
             log.info("release-volume (dry run): nothing was changed")
-            return data.volume_id
-        host.quiesce(cfg, platform)
-        ebs.tag(ec2, data.volume_id, ebs.RELEASED_FROM, ident.instance_id)
-        ebs.detach(ec2, data.volume_id, ident.instance_id, data.device)
-        ebs.wait_for(ec2, data.volume_id, lambda v: v.get("State") == "available", "available")
+            return vol
     log.info(f"release-volume: {data.volume_id} is available: attach it to the new instance as "
              f"{data.device}; its bootstrap adopts it")
     return data.volume_id
