@@ -20,7 +20,7 @@ from . import state, subp
 from .errors import BingoHostError
 from .facts import memory
 from .deploy import agent_restart
-from .deploy.releases import build_scope
+from .deploy.builder import build_scope
 from .ops.lock import host_lock
 
 IDLE_WAIT = 3600.0  # $BINGO_HOST_PATCH_IDLE_WAIT overrides

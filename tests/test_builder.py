@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bingo_host import layout
-from bingo_host.deploy import DeployError, builder, releases, virtualenvs
+from bingo_host.deploy import DeployError, builder, release_build, virtualenvs
 from tests.deploying import recorder_sdist
 
 WHO = builder.Account("bingo-build", 991, 992, "/var/lib/bingo-host/build")
@@ -336,7 +336,7 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world, 
     recorder_sdist(release / "vendor" / "recorder-1.0.tar.gz", str(record))
     (release / "requirements.txt").write_text("./vendor/recorder-1.0.tar.gz\n")
     (release / "sitecustomize.py").write_text((release / "pip" / "__init__.py").read_text())
-    releases.normalise_tree(str(release))
+    release_build.normalise_tree(str(release))
     # The caller's pip config, where only root can read it: the build reads its copy.
     (world / "root-only").mkdir(mode=0o700)
     report = world / "marks" / "pip-report.json"

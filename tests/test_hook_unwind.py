@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host.deploy import DeployError, events, hooks, record, releases
+from bingo_host.deploy import DeployError, events, hooks, record, release_build
 
 DID = "d-UNWIND001"
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -61,7 +61,7 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
         assert os.path.isdir(release_dir)  # the half-built release exists while it builds
         raise DeployError("pip install failed: no such package")
 
-    monkeypatch.setattr(releases, "ensure_venv", pip_fails)
+    monkeypatch.setattr(release_build, "ensure_venv", pip_fails)
     with pytest.raises(DeployError, match="pip install failed"):
         hooks.run_hook(None, "AfterInstall", {"DEPLOYMENT_ID": DID})
     saved = _saved(tmp_path)
@@ -73,7 +73,7 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
 
 CHILD = """\
 import sys, time, types
-from bingo_host.deploy import events, hooks, record, releases
+from bingo_host.deploy import events, hooks, record, release_build
 from bingo_host.ops.cleanup import Stopped
 
 record.STATE_FILE = {state!r}
@@ -90,7 +90,7 @@ def slow_pip(venvs, release_dir, python, scope=()):
     time.sleep(60)
 
 
-releases.ensure_venv = slow_pip
+release_build.ensure_venv = slow_pip
 try:
     hooks.run_hook(None, "AfterInstall", {{"DEPLOYMENT_ID": {did!r}, "LIFECYCLE_EVENT": "AfterInstall"}})
 except Stopped as exc:  # what the CLI does with it

@@ -37,7 +37,7 @@ COMMANDS = {
                   "uWSGI, nginx, timers."),
     "bundle": ("deploy:bundle", "Build the CodeDeploy revision: the app, appspec.yml, hooks/, the "
                "bingo-host wheel and a manifest of every file's sha256 (signed with --sign-key)."),
-    "config": ("report:config", "Inspect the configuration file."),
+    "config": ("config:config", "Inspect the configuration file."),
     "create-admin": ("host:create_admin", "Make the app's first admin account with a generated "
                      "password, shown once here and kept in /etc/bingo-host/app-admin-password "
                      "(0600 root), never logged. bingo-host turns off the app's own first account "
@@ -68,7 +68,7 @@ COMMANDS = {
     "secrets": ("host:secrets", "The secrets bingo-host reads from SSM and Secrets Manager."),
     "snapshot": ("data:snapshot", "Consistent EBS snapshots of the data volume (snapshots.volumes), "
                  "then retention."),
-    "status": ("report:status", "Is this host healthy, and if not, why? Exit 0 healthy, 1 "
+    "status": ("status:status", "Is this host healthy, and if not, why? Exit 0 healthy, 1 "
                "degraded, 2 bad config."),
 }
 

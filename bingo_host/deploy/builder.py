@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .. import layout
+from .. import layout, sizing
+from ..facts import systemd
 from ..ops import files
 from ..regular_file import read_regular
 from . import DeployError
@@ -66,7 +67,7 @@ def environment(who: Account, work: str, environ: Mapping[str, str]) -> dict[str
 
 
 def command(who: Account, argv: Sequence[str], scope: Sequence[str] = ()) -> list[str]:
-    """argv as the build account, in `scope` (releases.build_scope()): setpriv sets every uid
+    """argv as the build account, in `scope` (build_scope() below): setpriv sets every uid
     and gid (real, effective, saved), clears the supplementary groups root had (gid 0 among
     them) and sets no_new_privs."""
     return [*scope, "setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups",
@@ -202,3 +203,24 @@ def _seal_file(dir_fd: int, name: str, where: str) -> None:
         os.fchmod(fd, 0o755 if st.st_mode & 0o111 else 0o644)
     finally:
         os.close(fd)
+
+
+BUILD_CPU_WEIGHT = 20  # services have 100: the build gets a sixth of contested CPU beside one
+BUILD_IO_WEIGHT = 20
+
+
+def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -> list[str]:
+    """The command prefix that runs a build step (a new virtualenv, pip compiling mysqlclient on
+    a nano) in a transient systemd scope beside the services (system.slice, where weights
+    compete), with a fifth of their CPU and IO weight and its memory bounded, so the serving
+    release keeps its latency. Output and exit status stay the command's own. Nothing when
+    systemd is not running. On cgroup v1 systemd applies the weights as cpu.shares and
+    blkio.weight and MemoryMax as memory.limit_in_bytes (MemoryHigh is cgroup v2's only).
+    Security updates (patches.py) run in the same kind of scope."""
+    if not systemd.booted():
+        return []
+    return ["systemd-run", "--scope", "--quiet", "--collect",
+            f"--description=bingo-host: {what}",
+            "-p", f"CPUWeight={BUILD_CPU_WEIGHT}", "-p", f"IOWeight={BUILD_IO_WEIGHT}",
+            "-p", f"MemoryHigh={sizing.build_memory_high_mib(mem_bytes)}M",
+            "-p", f"MemoryMax={sizing.build_memory_max_mib(mem_bytes)}M", "--"]

@@ -17,8 +17,9 @@ from ..errors import BingoHostError, ConfigError
 from . import (BundleError, DeployError, agent, appspec, env_seconds, freshness, integrity, record,
                upgrade)
 from .health import wait_healthy
-from .releases import (PLACEHOLDER, Paths, build, build_scope, current_name, prune, read_record,
-                       update_record)
+from .builder import build_scope
+from .release_build import build
+from .releases import PLACEHOLDER, Paths, current_name, prune, read_record, update_record
 from .switch import activate, switch_with_fallback
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,10 @@ def before_install(ctx, env, revision: dict | None = None) -> None:
 
 def after_install(ctx, env) -> None:
     """AfterInstall: build releases/<deployment-id> from what Install copied into staging
-    (releases.build), bingo.ini linked where the app reads it; the production requirements
+    (release_build.build), bingo.ini linked where the app reads it; the production requirements
     installed by the build account into a virtualenv shared by releases whose requirements
     hash the same (virtualenvs.py: no pip runs when one exists), in a scope that leaves the
-    services their CPU, IO and memory (releases.build_scope). The serving release is not
+    services their CPU, IO and memory (builder.build_scope). The serving release is not
     touched; a failure fails the deployment."""
     paths = Paths(ctx.cfg.app.root)
     deployment_id = env["DEPLOYMENT_ID"]

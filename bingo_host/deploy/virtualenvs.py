@@ -65,7 +65,7 @@ def ensure_venv(venvs: str, release_dir: str, python: str,
                 scope: Sequence[str] = ()) -> tuple[str, str, bool]:
     """(venv path, requirements hash, reused): the shared virtualenv under `venvs` for
     release_dir's requirements, built by the build account (builder.py) with `scope`
-    (releases.build_scope()) before each command.
+    (builder.build_scope()) before each command.
 
     A virtualenv is complete only once its marker exists (written by root after pip succeeded
     and the virtualenv was sealed root's); an incomplete one (pip failed, or the process was

@@ -1,30 +1,14 @@
-"""The commands that only read: `status` and `config check`. Apart from the others, so that
-`status` (run by monitoring, often) imports none of the modules that change the host."""
+"""`config check`: the effective config, 'auto' resolved for this host or a named platform."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import yaml
 
-from .. import status as status_mod
 from ..resolve import effective
 from . import Options
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/status-schema.json).")
-@click.pass_obj
-def status(opts: Options, as_json):
-    """Is this host healthy, and if not, why? Exit 0 healthy, 1 degraded, 2 bad config."""
-    report = status_mod.collect(opts.load_config())
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        click.echo(status_mod.render_text(report, color=sys.stdout.isatty()), color=sys.stdout.isatty())
-    sys.exit(0 if report["verdict"] == "healthy" else 1)
 
 
 @click.group()
