@@ -1,8 +1,9 @@
-"""Bootstrap killed with SIGKILL at its most delicate moments, and a reattached data volume.
+"""Bootstrap killed with SIGKILL at its most delicate moments. (A data volume adopted by a new
+root is tests/test_replace_host.py.)
 
 Each case kills `bingo-host bootstrap` (and the command it was running) from a watcher inside the
 test host the instant the moment arrives, then runs bootstrap again: it must converge to the
-same host. The volume outlives the first host, as an EBS volume outlives an instance.
+same host.
 """
 
 from __future__ import annotations
@@ -117,25 +118,3 @@ def test_killed_between_nginx_write_and_reload_then_rerun_reloads(first_host, pe
     assert nginx_workers(first_host).isdisjoint(workers)  # reloaded: new workers
     page = first_host.run(["curl", "-s", "-H", "Host: bingo.example.com", "http://127.0.0.1/"])
     assert "no release has been deployed yet" in page.stdout
-
-
-def test_reattached_volume_keeps_every_row_on_a_fresh_root(host_pool, first_host, persistent_volume):
-    rows = [f"row-{i}" for i in range(50)]
-    first_host.run(["mariadb", "bingo", "-e",
-                    "CREATE TABLE keep (v VARCHAR(20)); INSERT INTO keep VALUES "
-                    + ",".join(f"('{r}')" for r in rows)])
-    first_host.shutdown()  # stops MariaDB cleanly and unmounts, like an instance stop
-    second = host_pool.fresh()
-    try:
-        second.put_file(CONFIG, host_config(persistent_volume), mode=0o600)
-        result = second.run([BIN, "bootstrap"], check=False, timeout=1200)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "initialise" not in result.stdout and "mkfs" not in result.stdout
-        got = second.run(["mariadb", "-N", "-B", "bingo", "-e", "SELECT v FROM keep ORDER BY v"]).stdout.split()
-        assert got == sorted(rows)
-        password = second.read_file("/etc/bingo-host/db-password").strip()
-        app = second.run(["mariadb", "-u", "bingoapp", "-N", "-B", "bingo", "-e", "SELECT COUNT(*) FROM keep"],
-                         env={"MYSQL_PWD": password}, check=False)
-        assert app.stdout.strip() == "50", app.stderr  # the new root's password works on the old data
-    finally:
-        second.shutdown()
