@@ -4,8 +4,10 @@ One short process per `metrics.interval_minutes` (bingo-host-metrics.timer) read
 `status --json` reports and counts nginx's 5xx answers since its last run, then makes one
 PutMetricData call: what an alarm needs for a fraction of the CloudWatch agent's memory. Namespace
 BingoHost, dimension InstanceId: MemoryUsedPercent, SwapUsedPercent, DiskUsedPercent (per file
-system, dimension Path too), Http5xx (a Count). The endpoint comes only from the standard
-overrides (AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL).
+system, dimension Path too), Http5xx (a Count), and what pages someone when the host stops
+doing its job: Healthy (1 when `status` says healthy, else 0) and the hours the host has gone
+without a good snapshot, backup and restore drill (AGES, for what the config turns on). The
+endpoint comes only from the standard overrides (AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations
@@ -13,22 +15,29 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 
 import boto3
+import psutil
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import layout, state
 from .errors import BingoHostError
 from .facts.imds import IMDS
-from .status.checks import check_memory, check_storage
-from .status.report import Report
+from .status import collect
 
 ACCESS_LOG = "/var/log/nginx/access.log"
 OFFSET_FILE = f"{layout.STATE_DIR}/metrics-access-log.json"
 READ_LIMIT = 64 * 1024 * 1024  # lines beyond this per run are skipped (and counted next time)
 # Both the combined format (Debian) and AL2023's 'main': the status follows the quoted request.
 _STATUS = re.compile(rb'" (\d{3}) ')
+HEALTHY = "Healthy"
+# Metric -> (the status report's section, its entry, the config section that turns it on and the
+# schedule field whose period the alarms' threshold follows).
+AGES = {"SnapshotAgeHours": ("snapshot", None, "snapshots", "schedule"),
+        "BackupAgeHours": ("backups", "last_backup", "backups", "schedule"),
+        "RestoreDrillAgeHours": ("backups", "last_verified_restore", "backups", "drill_schedule")}
 
 log = logging.getLogger(__name__)
 
@@ -62,37 +71,49 @@ def count_5xx(log_path: str, offset_file: str) -> int:
         return count
 
 
-def metric_data(facts: dict, http_5xx: int, instance_id: str) -> list[dict]:
-    """The PutMetricData datums for a status report's storage/memory/swap sections."""
+def hours_without(entry: dict | None, up_hours: float) -> float | None:
+    """Hours this host has gone without a good run: the last run's age when it succeeded; the
+    uptime when none ran here yet (a new root: none was due before it booted); None when the last
+    one failed, since the time of the one before is not recorded (no datum: the alarm breaches)."""
+    if entry is None:
+        return round(up_hours, 1)
+    return entry.get("age_hours") if entry.get("ok") is True else None
+
+
+def metric_data(report: dict, cfg, http_5xx: int, instance_id: str, up_hours: float) -> list[dict]:
+    """The PutMetricData datums for a status report (status.collect) and nginx's 5xx count."""
     inst = [{"Name": "InstanceId", "Value": instance_id}]
-    data = [{"MetricName": "Http5xx", "Dimensions": inst, "Value": float(http_5xx), "Unit": "Count"}]
-    if facts.get("memory"):
+    data = [{"MetricName": "Http5xx", "Dimensions": inst, "Value": float(http_5xx), "Unit": "Count"},
+            {"MetricName": HEALTHY, "Dimensions": inst,
+             "Value": 1.0 if report.get("verdict") == "healthy" else 0.0, "Unit": "None"}]
+    if report.get("memory"):
         data.append({"MetricName": "MemoryUsedPercent", "Dimensions": inst,
-                     "Value": float(facts["memory"]["used_percent"]), "Unit": "Percent"})
-    if facts.get("swap"):
+                     "Value": float(report["memory"]["used_percent"]), "Unit": "Percent"})
+    if report.get("swap"):
         data.append({"MetricName": "SwapUsedPercent", "Dimensions": inst,
-                     "Value": float(facts["swap"]["used_percent"]), "Unit": "Percent"})
-    storage = facts.get("storage") or {}
+                     "Value": float(report["swap"]["used_percent"]), "Unit": "Percent"})
+    storage = report.get("storage") or {}
     for fs in (storage.get("root"), storage.get("data_volume")):
         if fs and fs.get("used_percent") is not None:
             data.append({"MetricName": "DiskUsedPercent",
                          "Dimensions": inst + [{"Name": "Path", "Value": fs["mountpoint"]}],
                          "Value": float(fs["used_percent"]), "Unit": "Percent"})
+    for name, (section, key, switch, _) in AGES.items():
+        if not getattr(cfg, switch).enabled:
+            continue
+        entry = report.get(section)
+        entry = (entry or {}).get(key) if key else entry
+        hours = hours_without(entry, up_hours)
+        if hours is not None:
+            data.append({"MetricName": name, "Dimensions": inst, "Value": float(hours), "Unit": "None"})
     return data
-
-
-def read_facts(cfg) -> dict:
-    """The same memory and storage facts `status` reports (status/checks.py), nothing more."""
-    r = Report()
-    check_memory(r)
-    check_storage(r, cfg)
-    return r.data
 
 
 def push(cfg, imds=None, session=None) -> list[dict]:
     """One PutMetricData with this host's metrics; returns the datums sent."""
     ident = (imds or IMDS()).identity()
-    data = metric_data(read_facts(cfg), count_5xx(ACCESS_LOG, OFFSET_FILE), ident.instance_id)
+    up_hours = (time.time() - psutil.boot_time()) / 3600
+    data = metric_data(collect(cfg), cfg, count_5xx(ACCESS_LOG, OFFSET_FILE), ident.instance_id, up_hours)
     put(data, ident.region, session)
     log.info(f"metrics: {len(data)} values put to CloudWatch {layout.METRICS_NAMESPACE} "
              f"({ident.instance_id}): "

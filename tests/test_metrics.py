@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from bingo_host import metrics
 from bingo_host.cli import main
+from bingo_host.config_file import load_config_text
 
 pytest_plugins = ["tests.aws_servers"]
 
@@ -47,22 +48,60 @@ def test_a_rotated_log_is_read_from_its_start(tmp_path):
     assert metrics.count_5xx(str(tmp_path / "missing.log"), offsets) == 0
 
 
+def _config(text: str = ""):
+    return load_config_text("database:\n  host: db.example.com\n  password: literal-password-1\n" + text, "test")
+
+
+HEALTHY_REPORT = {"verdict": "healthy", "memory": {"used_percent": 41.5}, "swap": {"used_percent": 0.0},
+                  "storage": {"root": {"mountpoint": "/", "used_percent": 33.3},
+                              "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 12.0}},
+                  "snapshot": {"ok": True, "age_hours": 3.5},
+                  "backups": {"last_backup": {"ok": True, "age_hours": 20.0},
+                              "last_verified_restore": {"ok": True, "age_hours": 400.2}}}
+
+
+def _by_key(data: list[dict]) -> dict:
+    return {(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])): (d["Value"], d["Unit"])
+            for d in data}
+
+
 def test_datums_carry_the_agreed_names_and_dimensions():
-    facts = {"memory": {"used_percent": 41.5}, "swap": {"used_percent": 0.0},
-             "storage": {"root": {"mountpoint": "/", "used_percent": 33.3},
-                         "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 12.0}}}
-    data = metrics.metric_data(facts, 3, "i-0abc")
-    got = {(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])): (d["Value"], d["Unit"])
-           for d in data}
+    cfg = _config("snapshots:\n  enabled: true\nbackups:\n  enabled: true\n  bucket: bingo-backups\n")
+    got = _by_key(metrics.metric_data(HEALTHY_REPORT, cfg, 3, "i-0abc", up_hours=100.0))
     inst = (("InstanceId", "i-0abc"),)
     assert got == {("Http5xx", inst): (3.0, "Count"),
+                   ("Healthy", inst): (1.0, "None"),
                    ("MemoryUsedPercent", inst): (41.5, "Percent"),
                    ("SwapUsedPercent", inst): (0.0, "Percent"),
                    ("DiskUsedPercent", inst + (("Path", "/"),)): (33.3, "Percent"),
-                   ("DiskUsedPercent", inst + (("Path", "/var/lib/mysql"),)): (12.0, "Percent")}
-    unmounted = {**facts, "storage": {"root": facts["storage"]["root"],
-                                      "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": None}}}
-    assert len(metrics.metric_data(unmounted, 0, "i-0abc")) == 4
+                   ("DiskUsedPercent", inst + (("Path", "/var/lib/mysql"),)): (12.0, "Percent"),
+                   ("SnapshotAgeHours", inst): (3.5, "None"),
+                   ("BackupAgeHours", inst): (20.0, "None"),
+                   ("RestoreDrillAgeHours", inst): (400.2, "None")}
+    unmounted = {**HEALTHY_REPORT, "storage": {"root": HEALTHY_REPORT["storage"]["root"], "data_volume": {
+        "mountpoint": "/var/lib/mysql", "used_percent": None}}}
+    assert len(metrics.metric_data(unmounted, cfg, 0, "i-0abc", 1.0)) == 8
+
+
+def test_what_the_config_turns_off_sends_no_age():
+    got = _by_key(metrics.metric_data(HEALTHY_REPORT, _config("snapshots:\n  enabled: false\n"), 0, "i-0abc", 1.0))
+    assert {name for name, _ in got} == {"Http5xx", "Healthy", "MemoryUsedPercent", "SwapUsedPercent",
+                                         "DiskUsedPercent"}
+
+
+def test_a_degraded_host_and_a_failed_or_missing_run():
+    """Healthy is 0 unless status says healthy; a failed last run sends no age (its predecessor's
+    time is not recorded: the alarm takes the gap as breaching); a host where none ran yet counts
+    its uptime (a new root: nothing was due before it booted)."""
+    cfg = _config("snapshots:\n  enabled: true\nbackups:\n  enabled: true\n  bucket: bingo-backups\n")
+    report = {**HEALTHY_REPORT, "verdict": "degraded", "snapshot": {"ok": False, "age_hours": 1.0},
+              "backups": {"last_backup": None, "last_verified_restore": {"ok": True, "age_hours": 2.0}}}
+    got = _by_key(metrics.metric_data(report, cfg, 0, "i-0abc", up_hours=7.25))
+    inst = (("InstanceId", "i-0abc"),)
+    assert got[("Healthy", inst)] == (0.0, "None")
+    assert ("SnapshotAgeHours", inst) not in got
+    assert got[("BackupAgeHours", inst)] == (7.2, "None")
+    assert got[("RestoreDrillAgeHours", inst)] == (2.0, "None")
 
 
 @pytest.fixture
@@ -98,8 +137,8 @@ def test_push_puts_the_metrics_into_cloudwatch(cloudwatch):
     listed = client.list_metrics(Namespace="BingoHost")["Metrics"]
     names = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in listed}
     inst = ("InstanceId", "i-0123456789abcdef0")
-    assert names == {("Http5xx", (inst,)), ("MemoryUsedPercent", (inst,)), ("SwapUsedPercent", (inst,)),
-                     ("DiskUsedPercent", (inst, ("Path", "/")))}
+    assert names == {("Http5xx", (inst,)), ("Healthy", (inst,)), ("MemoryUsedPercent", (inst,)),
+                     ("SwapUsedPercent", (inst,)), ("DiskUsedPercent", (inst, ("Path", "/")))}
     now = dt.datetime.now(dt.timezone.utc)
     stats = client.get_metric_statistics(
         Namespace="BingoHost", MetricName="Http5xx", Dimensions=[{"Name": "InstanceId", "Value": inst[1]}],

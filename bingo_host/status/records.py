@@ -20,6 +20,13 @@ CERT_WARN_DAYS = 14  # certbot renews at 30 days left; under 14 renewal has been
 SNAPSHOT_PERIOD_HOURS = {"hourly": 1, "daily": 24, "weekly": 168, "monthly": 744}
 
 
+def overdue_hours(schedule: str) -> int | None:
+    """Age (hours) past which a scheduled run is late: two periods and an hour of slack; None for
+    a schedule with no fixed period. The CloudFormation alarms use the same figure."""
+    period = SNAPSHOT_PERIOD_HOURS.get(schedule)
+    return 2 * period + 1 if period else None
+
+
 def iso(ts: float) -> str:
     """A POSIX time as the report writes every time: ISO 8601, UTC, to the second."""
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
@@ -107,8 +114,8 @@ def check_snapshot(r: Report, cfg: Config, path: str = state.SNAPSHOT_FILE) -> N
     r.data["snapshot"] = entry
     if not ok:
         r.problem("snapshot", f"the last snapshot run failed: {error or 'see journalctl -u bingo-host-snapshot'}")
-    period = SNAPSHOT_PERIOD_HOURS.get(cfg.snapshots.schedule)
-    if ok and period and entry["age_hours"] is not None and entry["age_hours"] > 2 * period + 1:
+    late = overdue_hours(cfg.snapshots.schedule)
+    if ok and late and entry["age_hours"] is not None and entry["age_hours"] > late:
         r.problem("snapshot", f"the last snapshot is {entry['age_hours']:.0f} h old "
                               f"(schedule {cfg.snapshots.schedule})", "warning")
 
@@ -139,14 +146,14 @@ def check_backups(r: Report, cfg: Config, backup_path: str = state.BACKUP_FILE,
                                          (drill, "backups.restore_drill", b.drill_schedule, "restore drill")):
         if entry is not None and not entry["ok"]:
             r.problem(check, f"the last {what} failed: {entry['error'] or 'see its journal'}")
-        period = SNAPSHOT_PERIOD_HOURS.get(schedule)
+        late = overdue_hours(schedule)
         age = entry["age_hours"] if entry else None
-        if entry and entry["ok"] and period and (age is None or age > 2 * period + 1):
+        if entry and entry["ok"] and late and (age is None or age > late):
             r.problem(check, f"the last {what} is {age or '?'} h old (schedule {schedule})", "warning")
     if drill is None and last is not None and last["ok"]:
-        period = SNAPSHOT_PERIOD_HOURS.get(b.drill_schedule)
+        late = overdue_hours(b.drill_schedule)
         first = _parse_time(_first_backup(backup_path))
-        if period and first and (time.time() - first) / 3600 > 2 * period + 1:
+        if late and first and (time.time() - first) / 3600 > late:
             r.problem("backups.restore_drill", "no restore drill has verified a backup in two drill "
                                                f"periods (schedule {b.drill_schedule})", "warning")
 
