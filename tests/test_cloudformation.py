@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bingo_host import layout, metrics
 from bingo_host.facts import http
+from bingo_host.status.records import overdue_hours
 from tests.templates import (ACCOUNT, CFN_DIR, CONFIG_PATH, CONFIG_TEMPLATES, PSEUDO, REGION, ROOT,
                              SAMPLE_PARAMETERS, SCENARIOS, STACK, TEMPLATE_FILES, TEMPLATES, Resolver,
                              as_list, config_files, instance_role, instance_statements, one,
@@ -896,9 +898,23 @@ def test_a_signal_taken_at_once_is_sent_once(tmp_path):
 
 # ---------------------------------------------------------------- alarms
 
-# What bingo-host's metrics timer puts (namespace and names shared with bingo_host's metrics code).
-BINGO_NAMESPACE = "BingoHost"
-BINGO_METRICS = {"Http5xx", "MemoryUsedPercent", "DiskUsedPercent", "SwapUsedPercent"}
+BINGO_NAMESPACE = layout.METRICS_NAMESPACE
+TEMPLATE_BODY_LIMIT = 51_200  # bytes: CloudFormation's TemplateBody; larger ones need an S3 upload
+# A report in which every section status fills is present and every run succeeded, so that
+# metrics.metric_data returns every datum a config can make it send.
+FULL_REPORT = {"verdict": "healthy", "memory": {"used_percent": 40.0}, "swap": {"used_percent": 1.0},
+               "storage": {"root": {"mountpoint": "/", "used_percent": 30.0},
+                           "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 10.0}},
+               "snapshot": {"ok": True, "age_hours": 2.0},
+               "backups": {"last_backup": {"ok": True, "age_hours": 3.0},
+                           "last_verified_restore": {"ok": True, "age_hours": 4.0}}}
+STATUS_METRICS = {metrics.HEALTHY, *metrics.AGES}  # what pages someone when the host stops working
+
+
+@pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.name)
+def test_every_template_fits_the_template_body_limit(path):
+    """`aws cloudformation deploy` sends a template inline only up to 51,200 bytes."""
+    assert path.stat().st_size < TEMPLATE_BODY_LIMIT, f"{path.name}: {path.stat().st_size} bytes"
 
 
 def _alarms(template: dict) -> dict:
@@ -920,23 +936,101 @@ def test_alarms_notify_one_topic_with_an_optional_email(name):
     assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic}
 
 
-def _watched(alarm: dict) -> set[tuple[str, str]]:
-    """(namespace, metric) pairs an alarm watches, plain or in metric math / Metrics Insights."""
+INSIGHTS = re.compile(r"SELECT (?:MAX|MIN)\((\w+)\) FROM SCHEMA\((\w+), ([\w, ]+)\)")
+
+
+def _watched_with_dimensions(alarm: dict) -> set[tuple[str, str, frozenset]]:
+    """(namespace, metric, dimension names) an alarm watches: plain, in metric math, or in a
+    Metrics Insights query (whose SCHEMA names exactly the dimensions of the metrics it reads)."""
     props = alarm["Properties"]
     if "MetricName" in props:
-        return {(props["Namespace"], props["MetricName"])}
+        return {(props["Namespace"], props["MetricName"], frozenset(d["Name"] for d in props["Dimensions"]))}
     found = set()
     for query in props["Metrics"]:
         if "MetricStat" in query:
             metric = query["MetricStat"]["Metric"]
-            found.add((metric["Namespace"], metric["MetricName"]))
+            found.add((metric["Namespace"], metric["MetricName"],
+                       frozenset(d["Name"] for d in metric.get("Dimensions", []))))
         else:
             expression = query["Expression"]
             expression = expression["Fn::Sub"] if isinstance(expression, dict) else expression
-            match = re.match(r"SELECT MAX\((\w+)\) FROM SCHEMA\((\w+), InstanceId(?:, Path)?\)", expression)
-            if match:
-                found.add((match.group(2), match.group(1)))
+            if match := INSIGHTS.match(expression):
+                found.add((match.group(2), match.group(1), frozenset(match.group(3).split(", "))))
     return found
+
+
+def _watched(alarm: dict) -> set[tuple[str, str]]:
+    return {(ns, metric) for ns, metric, _ in _watched_with_dimensions(alarm)}
+
+
+def _stack_alarms(name: str, scenario: str) -> tuple[dict, object]:
+    """The alarms a stack creates with the scenario's parameters, and its config as bingo-host reads it."""
+    template = TEMPLATES[name]
+    overrides = SCENARIOS[scenario]
+    resolver = Resolver(template, overrides)
+    alarms = {n: a for n, a in _alarms(template).items()
+              if "Condition" not in a or resolver.condition(a["Condition"])}
+    return alarms, validated_config(rendered_config(template, overrides)[1], f"{name}:{scenario}")
+
+
+@pytest.mark.parametrize("name, scenario", [(n, s) for n in CONFIG_TEMPLATES for s in ("defaults", "backups")])
+def test_alarms_watch_what_metrics_push_sends_and_missing_data_breaches(name, scenario):
+    """Every BingoHost metric an alarm reads, with its dimensions, is one `metrics push` sends with
+    the config the stack writes (metrics.metric_data, not a list copied here); every status-derived
+    metric it sends has an alarm that takes no data (a dead host) as breaching."""
+    alarms, cfg = _stack_alarms(name, scenario)
+    sent = {(BINGO_NAMESPACE, d["MetricName"], frozenset(x["Name"] for x in d["Dimensions"]))
+            for d in metrics.metric_data(FULL_REPORT, cfg, 0, "i-0123456789abcdef0", 1.0)}
+    watched = {}
+    for alarm_name, alarm in alarms.items():
+        for key in _watched_with_dimensions(alarm):
+            if key[0] == BINGO_NAMESPACE:
+                assert key in sent, f"{alarm_name} watches {key}, which metrics push never sends"
+                watched.setdefault(key[1], []).append(alarm)
+    status_sent = {metric for _, metric, _ in sent} & STATUS_METRICS
+    assert metrics.HEALTHY in status_sent
+    for metric in status_sent:
+        assert watched.get(metric), f"no alarm on {metric}"
+        for alarm in watched[metric]:
+            assert alarm["Properties"]["TreatMissingData"] == "breaching", metric
+
+
+@pytest.mark.parametrize("name, scenario", [(n, s) for n in CONFIG_TEMPLATES for s in ("defaults", "backups")])
+def test_age_alarms_follow_the_configured_schedules(name, scenario):
+    """An age alarm fires where `status` calls the run late: overdue_hours of the schedule the
+    stack's config sets (two periods and an hour)."""
+    alarms, cfg = _stack_alarms(name, scenario)
+    for metric, (_, _, section, field) in metrics.AGES.items():
+        found = [a for a in alarms.values() if a["Properties"].get("MetricName") == metric]
+        if not getattr(cfg, section).enabled:
+            assert not found, f"{metric}: alarmed on, but the config turns {section} off"
+            continue
+        (alarm,) = found
+        props = alarm["Properties"]
+        assert props["Threshold"] == overdue_hours(getattr(getattr(cfg, section), field)), metric
+        assert props["ComparisonOperator"] == "GreaterThanThreshold"
+        assert props["Period"] == 3600 and props["Statistic"] == "Minimum"
+
+
+@pytest.mark.parametrize("name", CONFIG_TEMPLATES)
+def test_optional_site_health_check_alarms_where_route53_puts_metrics(name, monkeypatch):
+    """SiteHealthCheck adds a Route 53 health check of /api/health; its alarm (missing data
+    breaches) exists where Route 53 puts the metric, us-east-1, and notifies the topic."""
+    template = TEMPLATES[name]
+    check_name, check = one(template, "AWS::Route53::HealthCheck")
+    (alarm,) = [a for a in _alarms(template).values() if a["Properties"].get("Namespace") == "AWS/Route53"]
+    props = alarm["Properties"]
+    assert props["Dimensions"] == [{"Name": "HealthCheckId", "Value": {"Ref": check_name}}]
+    assert props["MetricName"] == "HealthCheckStatus" and props["TreatMissingData"] == "breaching"
+    on = {"SiteHealthCheck": "true", **SCENARIOS["with-domain"]}
+    assert not Resolver(template).condition(check["Condition"])
+    assert Resolver(template, on).condition(check["Condition"])
+    config = Resolver(template, on).resolve(check["Properties"]["HealthCheckConfig"])
+    assert config["ResourcePath"] == "/api/health" and config["Type"] == "HTTPS"
+    assert config["FullyQualifiedDomainName"] == on["DomainName"]
+    assert not Resolver(template, on).condition(alarm["Condition"])  # eu-west-1
+    monkeypatch.setitem(PSEUDO, "AWS::Region", "us-east-1")
+    assert Resolver(template, on).condition(alarm["Condition"])
 
 
 def test_single_instance_recovers_and_alarms_on_its_own_metrics():
@@ -950,7 +1044,7 @@ def test_single_instance_recovers_and_alarms_on_its_own_metrics():
     assert f"arn:aws:automate:{REGION}:ec2:recover" in props["AlarmActions"]
     assert recovery["Properties"]["Dimensions"] == [{"Name": "InstanceId", "Value": {"Ref": instance}}]
     watched = {metric for a in alarms.values() for ns, metric in _watched(a) if ns == BINGO_NAMESPACE}
-    assert watched == BINGO_METRICS
+    assert {"Http5xx", "MemoryUsedPercent", "SwapUsedPercent", "DiskUsedPercent"} | STATUS_METRICS == watched
     for alarm in alarms.values():
         props = alarm["Properties"]
         if props.get("Namespace") == BINGO_NAMESPACE:
@@ -966,7 +1060,8 @@ def test_ha_alarms_on_the_load_balancer_and_every_instance():
     watched = set().union(*(_watched(a) for a in _alarms(template).values()))
     assert {("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"), ("AWS/ApplicationELB", "RequestCount"),
             ("AWS/ApplicationELB", "UnHealthyHostCount")} <= watched
-    assert {m for ns, m in watched if ns == BINGO_NAMESPACE} == BINGO_METRICS - {"Http5xx"}
+    assert {m for ns, m in watched if ns == BINGO_NAMESPACE} == {
+        "MemoryUsedPercent", "SwapUsedPercent", "DiskUsedPercent", metrics.HEALTHY}
 
 
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
