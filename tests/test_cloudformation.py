@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -915,6 +916,58 @@ STATUS_METRICS = {metrics.HEALTHY, *metrics.AGES}  # what pages someone when the
 def test_every_template_fits_the_template_body_limit(path):
     """`aws cloudformation deploy` sends a template inline only up to 51,200 bytes."""
     assert path.stat().st_size < TEMPLATE_BODY_LIMIT, f"{path.name}: {path.stat().st_size} bytes"
+
+
+def _readme_deploy_commands() -> dict[str, list[str]]:
+    """template file name -> the argv of the README's `aws cloudformation deploy` of it."""
+    text = (ROOT / "README.md").read_text()
+    commands = {}
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith("aws cloudformation deploy "):
+                argv = shlex.split(line, comments=True)
+                commands[Path(argv[argv.index("--template-file") + 1]).name] = argv
+    return commands
+
+
+def _option_values(argv: list[str], option: str) -> list[str]:
+    if option not in argv:
+        return []
+    values = []
+    for arg in argv[argv.index(option) + 1:]:
+        if arg.startswith("--"):
+            break
+        values.append(arg)
+    return values
+
+
+@pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.name)
+def test_readme_deploy_commands_copy_paste_clean(path):
+    """Each template's README command names the capability its IAM resources need, --s3-bucket if
+    it is over the inline limit, and every parameter without a default (sample values valid)."""
+    argv = _readme_deploy_commands().get(path.name)
+    assert argv, f"README has no `aws cloudformation deploy --template-file cloudformation/{path.name}`"
+    assert Path(ROOT, argv[argv.index("--template-file") + 1]) == path
+    template = TEMPLATES[path.name]
+    iam = [r for r in resources(template).values() if r["Type"].startswith("AWS::IAM::")]
+    named = [r for r in iam if r["Type"] != "AWS::IAM::AccessKey"  # its UserName names the user it is for
+             and {"RoleName", "UserName", "GroupName", "ManagedPolicyName", "InstanceProfileName"}
+             & set(r.get("Properties", {}))]
+    capabilities = set(_option_values(argv, "--capabilities"))
+    if named:
+        assert "CAPABILITY_NAMED_IAM" in capabilities
+    elif iam:
+        assert capabilities & {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"}
+    if path.stat().st_size >= TEMPLATE_BODY_LIMIT:
+        assert _option_values(argv, "--s3-bucket")
+    overrides = dict(v.split("=", 1) for v in _option_values(argv, "--parameter-overrides"))
+    parameters = template.get("Parameters", {})
+    assert set(overrides) <= set(parameters)
+    assert {n for n, spec in parameters.items() if "Default" not in spec} <= set(overrides)
+    for name, value in overrides.items():
+        pattern = parameters[name].get("AllowedPattern")
+        if pattern and "$(" not in value:
+            assert re.fullmatch(pattern, value), f"{name}={value}"
 
 
 def _alarms(template: dict) -> dict:
