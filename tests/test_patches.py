@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host import patches
+from bingo_host import metrics, patches
+from bingo_host.config_file import load_config_text
 from bingo_host.facts.platforms import PLATFORMS
 
 pytest_plugins = ["tests.aws_servers"]
@@ -281,9 +282,21 @@ def test_metrics_timer_puts_the_hosts_metrics(bootstrapped, moto_server, imds_se
         paths = sorted(d["Value"] for m in listed if m["MetricName"] == "DiskUsedPercent"
                        for d in m["Dimensions"] if d["Name"] == "Path")
         assert paths == ["/", "/var/lib/mysql"]
+        typed = load_config_text(yaml.safe_dump(cfg), CONFIG)
+        ages = {name for name, (_, _, switch, _) in metrics.AGES.items() if getattr(typed, switch).enabled}
         assert {m["MetricName"] for m in listed} == {"Http5xx", "MemoryUsedPercent", "SwapUsedPercent",
-                                                     "DiskUsedPercent"}
+                                                     "DiskUsedPercent", metrics.HEALTHY, *ages}
         assert all({"Name": "InstanceId", "Value": imds_server.instance_id} in m["Dimensions"] for m in listed)
+        # Healthy says what `status` says on the host, run by the same unit.
+        now = dt.datetime.now(dt.timezone.utc)
+        points = client.get_metric_statistics(
+            Namespace="BingoHost", MetricName=metrics.HEALTHY, StartTime=now - dt.timedelta(minutes=10),
+            EndTime=now + dt.timedelta(minutes=1), Period=60, Statistics=["Minimum", "Maximum"],
+            Dimensions=[{"Name": "InstanceId", "Value": imds_server.instance_id}])["Datapoints"]
+        status = bootstrapped.bingo("status")
+        expected = 1.0 if status.returncode == 0 else 0.0
+        assert points and {p["Minimum"] for p in points} | {p["Maximum"] for p in points} == {expected}, \
+            (points, status.stdout)
     finally:
         host.run(["rm", "-rf", str(Path(dropin).parent)])
         host.put_file(CONFIG, saved, mode=0o600)
