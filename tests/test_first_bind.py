@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -92,6 +93,12 @@ def admins(host) -> str:
                     ).stdout.strip()
 
 
+def binds(host) -> int:
+    """How many times a worker bound the app's database (the app prints a line each time)."""
+    journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
+    return sum(1 for line in journal.splitlines() if line.startswith("bind database: "))
+
+
 def empty_database(host) -> None:
     """The app's database as before its first deploy: none of its tables."""
     host.run(["mariadb", "-e", "DROP TABLE IF EXISTS bingo.User, bingo.Game"])
@@ -110,23 +117,31 @@ def test_concurrent_first_requests_to_fresh_workers_never_fail(host, bundles):
     """A first deploy onto an empty database, then redeploys onto an emptied one (with the app's
     own default create_superuser too: the account made twice was the race the issue measured),
     and one onto the bound database (the same first bind again, harmless); after each, BURST
-    concurrent first requests to the WORKERS fresh workers all answer 401. The tables (and the
-    account) exist before any request reached a worker: ApplicationStart's first bind made them."""
+    concurrent first requests to the WORKERS new workers all answer 401. The tables (and the
+    account) exist before any request reached a worker: ApplicationStart's first bind made them;
+    and every new worker bound before a user's request reached it (the wrapper's warm-up)."""
     bundle = bundles.make("first-bind")
     rounds = [("d-FIRSTBIND1", False, True), ("d-FIRSTBIND2", False, True), ("d-FIRSTBIND3", True, True),
               ("d-FIRSTBIND4", True, True), ("d-FIRSTBIND5", True, False)]
-    failed, took = {}, []
+    failed, took, took_burst = {}, [], []
     try:
         for i, (deployment_id, superuser, empty) in enumerate(rounds):
             if i and empty:
                 empty_database(host)
             set_create_superuser(host, superuser)
+            before = binds(host)
             r = deploy(host, bundle, deployment_id)
             took += re.findall(r"first bind: \S+ bound its database in one process \(([0-9.]+) s\)", r.stdout)
             assert serving(host) == deployment_id
             assert tables(host) == "Game,User"
             assert admins(host) == ("1" if superuser else "0")
+            deadline = time.monotonic() + 10  # the journal takes the workers' lines a moment later
+            while binds(host) - before < WORKERS and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert binds(host) - before == WORKERS
+            started = time.monotonic()
             failed[deployment_id] = sorted(s for s in burst() if s != 401)
+            took_burst.append(f"{(time.monotonic() - started) * 1000:.0f}")
     finally:
         set_create_superuser(host, False)
         host.run(["mariadb", "-e", "DELETE FROM bingo.User WHERE username = 'admin'"])
@@ -134,7 +149,7 @@ def test_concurrent_first_requests_to_fresh_workers_never_fail(host, bundles):
     errors = sorted({line for line in journal.splitlines()
                      if "IntegrityError" in line or "OperationalError" in line})[:5]
     assert all(not f for f in failed.values()), (failed, errors)
-    print(f"first bind took {', '.join(took)} s")
+    print(f"first bind took {', '.join(took)} s; each burst of {BURST} {', '.join(took_burst)} ms")
     assert len(took) == len(rounds)
     use_the_app("firstbind")
 

@@ -44,32 +44,16 @@ ANSWERED, ERROR = 0, 3  # the runner's exit codes: answered below 500; answered 
 SECRET_KEYS = ("passwd", "password", "secret_key")  # bingo.ini's values no error may show
 
 # Runs as the app user in the health wrapper's interpreter (standard library only): the vassal's
-# load of the release, then one GET through the app object itself (the wrapper would answer the
-# health path without the app). os._exit: the app may have started threads that never end.
+# load of the release, then the wrapper's one GET through the app object itself. os._exit: the app
+# may have started threads that never end.
 RUNNER = r"""
-import glob, importlib, io, os, sys
+import glob, importlib, os, sys
 release, health_dir, module, path = sys.argv[1:5]
 sys.path[0:0] = [health_dir] + sorted(glob.glob(release + "/venv/lib/python3*/site-packages"))
-app = importlib.import_module(module).app
-environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-           "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-           "HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
-           "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
-           "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
-status = []
-def start_response(line, headers, exc_info=None):
-    status.append(line)
-    return lambda data: None
-body = app(environ, start_response)
-try:
-    for _ in body:
-        pass
-finally:
-    getattr(body, "close", lambda: None)()
-code = int(status[-1].split()[0]) if status else 0
+said = importlib.import_module(module).first_request(path)
 sys.stdout.flush()
-print(f"first bind: GET {path} answered {status[-1] if status else 'nothing'}", file=sys.stderr, flush=True)
-os._exit(0 if 0 < code < 500 else 3)
+print(f"first bind: GET {path} answered {said}", file=sys.stderr, flush=True)
+os._exit(0 if said[:1] in ("1", "2", "3", "4") else 3)
 """
 
 
