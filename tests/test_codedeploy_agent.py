@@ -77,15 +77,15 @@ def test_changed_requirements_through_the_agent(host, bundles):
     use_the_app("agent-changed")
 
 
-def test_failed_validation_through_the_agent_keeps_the_old_release(host, bundles):
+def test_a_failed_first_bind_through_the_agent_keeps_the_old_release(host, bundles):
     before = serving(host)
     r, dep = agent_deploy(host, bundles.make("agent-nodriver", mysql_requirements=""), "zip")
     assert r.returncode != 0, r.stdout + r.stderr
-    assert "hooks/validate_service.sh" in r.stdout + r.stderr
+    assert "hooks/application_start.sh" in r.stdout + r.stderr
     log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep}/logs/scripts.log")
-    assert "No module named 'MySQLdb'" in log and f"rolled back to {before}" in log
+    assert "so it is not switched to: ModuleNotFoundError: No module named 'MySQLdb'" in log, log
     assert serving(host) == before and health_release(host) == before
-    assert record(host, dep)["failed"]["event"] == "ValidateService"
+    assert record(host, dep)["failed"]["event"] == "ApplicationStart"
 
 
 def test_hooks_follow_the_agents_root_dir(host, bundles):

@@ -4,7 +4,7 @@ CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host,
 
 The tests run in file order and build on each other (one host, one release history):
 first emulated deploy -> no well-known admin login -> static build and /api caching -> a burst of API requests -> venv reuse
-(under load: no stall) -> failed pip never switched to -> missing database driver rolled back ->
+(under load: no stall) -> failed pip never switched to -> missing database driver never switched to ->
 a release that cannot be imported never serves (under load: the old workers serve throughout) ->
 MariaDB stopped -> killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
 """
@@ -23,8 +23,8 @@ import zipfile
 import pytest
 
 from tests.conftest import BIN
-from tests.deploying import (ENV, ROOT, Bundles, Load, deploy_state, health_reason, health_release, http,
-                             record, serving, use_the_app)
+from tests.deploying import (ENV, ROOT, SAMPLE, Bundles, Load, deploy_state, health_reason, health_release,
+                             http, record, serving, use_the_app)
 
 
 @pytest.fixture(scope="module")
@@ -225,22 +225,27 @@ def test_failed_pip_install_is_never_switched_to(host, bundles):
     assert state["event"] == "AfterInstall"
 
 
-def test_release_without_its_database_driver_is_rolled_back(host, bundles):
+def test_release_without_its_database_driver_is_never_switched_to(host, bundles):
     """The real app's failure: only requirements.txt installed, no MySQLdb. It imports and
-    serves its index, so only a health check that reaches the database catches it."""
+    serves its index, so only a request through the app catches it: ApplicationStart's first
+    bind (deploy/first_bind.py), before the switch."""
     r = deploy(host, bundles.make("nodriver", mysql_requirements=""), "d-NODRIVER4")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "[ApplicationStart]" in r.stdout  # uWSGI loaded it: the app imports without its driver
-    assert "ValidateService failed, rolled back to d-SECOND002" in r.stderr
-    assert "HTTP 503" in r.stderr and "No module named 'MySQLdb'" in r.stderr
+    assert "the app's first request failed in d-NODRIVER4 (exit 3), so it is not switched to: " \
+           "ModuleNotFoundError: No module named 'MySQLdb'" in r.stderr, r.stderr
+    assert "[ValidateService]" not in r.stdout and "switch: " not in r.stdout
     assert serving(host) == "d-SECOND002" and health_release(host) == "d-SECOND002"
-    assert record(host, "d-NODRIVER4")["failed"]["event"] == "ValidateService"
+    assert record(host, "d-NODRIVER4")["failed"]["event"] == "ApplicationStart"
 
 
 def test_release_that_cannot_be_imported_never_serves(host, bundles):
     """The chain reload stops at the first new worker that cannot import the app: the old
-    workers serve throughout, and switching `current` back lets that worker load the old release."""
-    bundle = bundles.make("noimport", import_error="broken on purpose")
+    workers serve throughout, and switching `current` back lets that worker load the old release.
+    (It imports outside uWSGI, so ApplicationStart's first bind passes; one that fails there too
+    is never switched to: tests/test_first_bind.py.)"""
+    only_in_uwsgi = b'if "uwsgi" in sys.modules:\n    raise RuntimeError("broken on purpose")\n'
+    bundle = bundles.make("noimport", files={"application.py": (SAMPLE / "application.py").read_bytes()
+                                             + only_in_uwsgi})
     with Load(rate=20) as load:
         r = deploy(host, bundle, "d-NOIMPORT5", env={"BINGO_HOST_LOAD_TIMEOUT": "20"})
     assert r.returncode == 1, r.stdout + r.stderr
@@ -267,8 +272,8 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
         assert "/api/health" in r.stdout and "HTTP 503" in r.stdout
         r = deploy(host, bundles.make("nodb", extra_requirement="idna==3.6"), "d-NODB00005")
         assert r.returncode == 1, r.stdout + r.stderr
-        assert "ValidateService" in r.stderr
-        assert serving(host) == "d-SECOND002"  # switched back, though it cannot serve either
+        assert "the app's first request failed in d-NODB00005" in r.stderr and "(2002" in r.stderr
+        assert serving(host) == "d-SECOND002"  # never switched to
     finally:
         host.run(["systemctl", "start", "mariadb"])
     assert health_release(host) == "d-SECOND002"

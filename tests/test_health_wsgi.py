@@ -210,3 +210,48 @@ def test_a_worker_imports_the_release_it_entered_or_exits(tmp_path, broken):
     else:
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == f"{release}/application.py"
+
+
+def test_the_first_request_goes_to_the_app_itself_and_not_at_import_outside_uwsgi(health):
+    """Loaded outside uWSGI (bingo-host's first bind imports it so) nothing is sent at import; its
+    first_request reaches the app at the health path, which the wrapper would answer itself."""
+    assert health.seen == []
+    assert health.first_request("/api/health") == "200 OK"
+    assert health.seen == ["/api/health"]
+
+
+def test_a_uwsgi_worker_warms_the_app_before_a_users_request_the_master_after_the_fork(
+        health, monkeypatch):
+    health.warm_in_uwsgi(types.SimpleNamespace(worker_id=lambda: 2))  # lazy-apps: in the worker
+    assert health.seen == ["/api/health"]
+    ran = []
+    master = types.SimpleNamespace(worker_id=lambda: 0, post_fork_hook=lambda: ran.append("app's"))
+    health.warm_in_uwsgi(master)
+    assert health.seen == ["/api/health"] and ran == []  # nothing bound before the fork
+    master.post_fork_hook()
+    assert ran == ["app's"] and health.seen == ["/api/health"] * 2
+    # loaded by uWSGI's embedded interpreter (it has the `uwsgi` module): warmed at import
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(worker_id=lambda: 1))
+    spec = importlib.util.spec_from_file_location("bingo_health_in_uwsgi", SOURCE)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert health.seen == ["/api/health"] * 3
+
+
+def test_a_failed_warm_up_is_logged_and_the_worker_serves_on(health, monkeypatch, capsys):
+    def failing(environ, start_response):
+        start_response("500 INTERNAL SERVER ERROR", [])
+        return [b""]
+
+    monkeypatch.setattr(health, "app", failing)
+    health.warm_up()
+    assert capsys.readouterr().err == ("bingo_health: warm-up GET /api/health answered "
+                                       "500 INTERNAL SERVER ERROR\n")
+
+    def raising(environ, start_response):
+        raise RuntimeError("no database")
+
+    monkeypatch.setattr(health, "app", raising)
+    health.warm_up()
+    err = capsys.readouterr().err
+    assert err.endswith("bingo_health: warm-up GET /api/health answered no answer: RuntimeError: "
+                        "no database\n") and "Traceback" in err

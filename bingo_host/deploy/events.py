@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .. import __version__, fields, layout
 from ..errors import BingoHostError, ConfigError
-from . import (BundleError, DeployError, agent, appspec, env_seconds, freshness, integrity, record,
-               upgrade)
+from . import (BundleError, DeployError, agent, appspec, env_seconds, first_bind, freshness, integrity,
+               record, upgrade)
 from .health import wait_healthy
 from .builder import build_scope
 from .release_build import build
@@ -121,9 +121,11 @@ def after_install(ctx, env) -> None:
 
 
 def application_start(ctx, env) -> None:
-    """ApplicationStart: switch `current` to the new release atomically, chain-reload uWSGI's
-    workers (one at a time, a warm one always serving) and wait until every worker serves it,
-    else switch back (switch.py); then prune old releases."""
+    """ApplicationStart: the release's first request, once, in one process (first_bind.py: the
+    app's tables and first account exist before two workers can race to make them; a failure
+    leaves the old release serving); then switch `current` to the new release atomically,
+    chain-reload uWSGI's workers (one at a time, a warm one always serving) and wait until every
+    worker serves it, else switch back (switch.py); then prune old releases."""
     paths = Paths(ctx.cfg.app.root)
     name = env["DEPLOYMENT_ID"]
     if read_record(paths.release(name)) is None:
@@ -135,6 +137,7 @@ def application_start(ctx, env) -> None:
     st["previous"] = previous
     record.save(st)
     try:
+        first_bind.run(ctx, paths.release(name))
         switch_with_fallback(ctx, name, previous)
     except BingoHostError as exc:
         update_record(paths, name, failed={"at": record.now(), "event": "ApplicationStart",
