@@ -1,0 +1,152 @@
+"""The release slots' parts that need no uWSGI (deploy/slots.py, facts/uwsgi.py): nginx's upstream
+link and which slot it names, a request in the uwsgi protocol answered by a real unix socket
+(what a slot's health is asked through before nginx points at it), a master's stats, and when a
+slot counts as ready or drained. uWSGI itself runs in tests/test_deploy.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import threading
+
+import pytest
+
+from bingo_host import layout
+from bingo_host.deploy import slots
+from bingo_host.facts import uwsgi
+
+APP = "music-bingo"
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "UWSGI_RUNTIME_DIR", str(tmp_path))
+    return tmp_path
+
+
+def serve_once(path: str, answer: bytes, got: list) -> threading.Thread:
+    """A unix socket at path that reads one request (what arrives before the client stops
+    sending, or 4 KiB), keeps it in `got`, answers `answer` and closes."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def run():
+        conn, _ = srv.accept()
+        with conn, srv:
+            conn.settimeout(5)
+            head = conn.recv(4)
+            size = struct.unpack("<BHB", head)[1] if len(head) == 4 else 0
+            body = b""
+            while len(body) < size:
+                body += conn.recv(size - len(body))
+            got.append((head, body))
+            conn.sendall(answer)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def parse_vars(body: bytes) -> dict[str, str]:
+    out, i = {}, 0
+    while i < len(body):
+        (klen,) = struct.unpack_from("<H", body, i)
+        key = body[i + 2:i + 2 + klen].decode()
+        i += 2 + klen
+        (vlen,) = struct.unpack_from("<H", body, i)
+        out[key] = body[i + 2:i + 2 + vlen].decode()
+        i += 2 + vlen
+    return out
+
+
+def test_ask_speaks_the_uwsgi_protocol_and_reads_the_status(runtime):
+    sock, got = str(runtime / "app.sock"), []
+    t = serve_once(sock, b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nunavailable\n", got)
+    assert uwsgi.ask(sock, "/api/health") == 503
+    t.join(5)
+    head, body = got[0]
+    assert head[0] == 0 and head[3] == 0  # modifier 0: a WSGI request
+    env = parse_vars(body)
+    assert env["PATH_INFO"] == "/api/health" and env["REQUEST_METHOD"] == "GET"
+
+
+def test_ask_without_an_answer_is_none(runtime):
+    assert uwsgi.ask(str(runtime / "nothing.sock"), "/api/health") is None  # nobody listens
+    sock = str(runtime / "mute.sock")
+    serve_once(sock, b"", [])  # accepts, reads, closes without a word
+    assert uwsgi.ask(sock, "/api/health", timeout=5) is None
+
+
+def test_stats_reads_a_masters_json(runtime):
+    sock = str(runtime / "blue.stats")
+    stats = {"pid": 10, "listen_queue": 0, "workers": [{"pid": 11, "accepting": 1, "status": "idle"},
+                                                       {"pid": 0, "accepting": 0, "status": "cheap"}]}
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock)
+    srv.listen(1)
+
+    def run():  # uWSGI's stats server writes its JSON on connect and closes
+        conn, _ = srv.accept()
+        with conn, srv:
+            conn.sendall(json.dumps(stats).encode())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert uwsgi.stats(sock) == stats
+    t.join(5)
+    assert slots.ready_workers(stats) == 1
+    assert slots.ready_workers(None) == 0
+    assert uwsgi.stats(str(runtime / "none.stats")) is None
+
+
+def test_point_replaces_the_upstream_atomically_and_names_the_slot(runtime):
+    link = layout.app_socket(APP)
+    assert uwsgi.serving_slot(link) is None  # nothing there yet
+    # The vassal from before slots bound its socket at the very path nginx uses.
+    legacy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    legacy.bind(link)
+    try:
+        assert uwsgi.serving_slot(link) is None
+        slots.point(APP, "blue")
+        assert os.readlink(link) == f"{APP}-blue.sock"  # relative: beside it in the runtime directory
+        assert uwsgi.serving_slot(link) == "blue" and slots.serving(APP) == "blue"
+        slots.point(APP, "green")
+        assert uwsgi.serving_slot(link) == "green"
+        assert os.listdir(runtime) == [os.path.basename(link)]  # no temporary link left
+    finally:
+        legacy.close()
+    os.unlink(link)
+    os.symlink("elsewhere.sock", link)
+    assert uwsgi.serving_slot(link) is None
+
+
+def test_a_connect_through_the_link_reaches_the_slot(runtime):
+    """nginx connects by path: through the link it reaches the socket the link names."""
+    got = []
+    t = serve_once(layout.slot_socket(APP, "green"), b"HTTP/1.1 200 OK\r\n\r\nok\n", got)
+    slots.point(APP, "green")
+    assert uwsgi.ask(layout.app_socket(APP), "/api/health") == 200
+    t.join(5)
+
+
+def test_other_slot():
+    assert slots.other(None) == "blue" and slots.other("blue") == "green" and slots.other("green") == "blue"
+    assert set(layout.SLOTS) == {"blue", "green"}
+
+
+def test_alive_is_false_for_gone_and_zombie_processes():
+    import subprocess
+    import time
+
+    p = subprocess.Popen(["true"])
+    for _ in range(100):  # exited, not reaped: a zombie
+        if not slots.alive(p.pid):
+            break
+        time.sleep(0.02)
+    assert not slots.alive(p.pid)
+    p.wait()
+    assert not slots.alive(p.pid)
+    assert slots.alive(os.getpid())
