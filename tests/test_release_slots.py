@@ -150,3 +150,95 @@ def test_alive_is_false_for_gone_and_zombie_processes():
     p.wait()
     assert not slots.alive(p.pid)
     assert slots.alive(os.getpid())
+
+
+class FakeMaster:
+    """A slot's stats socket answering the current `stats` to every connect (as uWSGI's stats
+    server does), and optionally its app socket answering every request with `status`."""
+
+    def __init__(self, runtime, slot: str, stats: dict, status: int | None = 200):
+        self.stats, self.socks = stats, []
+        os.makedirs(layout.app_fifo_dir(APP), exist_ok=True)
+        self._listen(layout.slot_stats(APP, slot), lambda conn: conn.sendall(json.dumps(self.stats).encode()))
+        if status is not None:
+            def answer(conn):
+                conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 {status} X\r\n\r\n".encode())
+            self._listen(layout.slot_socket(APP, slot), answer)
+
+    def _listen(self, path: str, handle) -> None:
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(8)
+        self.socks.append(srv)
+
+        def run():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    handle(conn)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def fake_ctx(processes: int = 2):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cfg=SimpleNamespace(app=SimpleNamespace(name=APP, processes=processes,
+                                                                   health_path="/api/health")))
+
+
+def workers_of(*states):
+    return [{"pid": 100 + i, "accepting": int(state != "starting"), "status": "idle" if state == "starting" else state}
+            for i, state in enumerate(states)]
+
+
+def test_a_slot_is_ready_once_every_worker_accepts_and_the_app_answers(runtime, monkeypatch):
+    monkeypatch.setattr(slots, "journal_tail", lambda lines=15: "(journal)")
+    master = FakeMaster(runtime, "green", {"listen_queue": 0, "workers": workers_of("idle", "starting")})
+    try:
+        with pytest.raises(slots.DeployError, match=r"slot green did not start within 0 s \(1 of 2 workers"):
+            slots.wait_ready(fake_ctx(), "green", 0.3)
+        master.stats["workers"] = workers_of("idle", "idle")
+        assert slots.wait_ready(fake_ctx(), "green", 5) < 5
+        with pytest.raises(slots.DeployError, match=r"\(2 of 3 workers"):
+            slots.wait_ready(fake_ctx(processes=3), "green", 0.3)
+    finally:
+        master.close()
+
+
+def test_a_slot_whose_app_does_not_answer_is_not_ready(runtime, monkeypatch):
+    monkeypatch.setattr(slots, "journal_tail", lambda lines=15: "(journal)")
+    master = FakeMaster(runtime, "blue", {"listen_queue": 0, "workers": workers_of("idle", "idle")}, status=None)
+    try:
+        with pytest.raises(slots.DeployError, match="slot blue did not start"):
+            slots.wait_ready(fake_ctx(), "blue", 0.3)
+    finally:
+        master.close()
+
+
+def test_drain_waits_for_busy_workers_and_the_listen_queue(runtime):
+    import time
+
+    master = FakeMaster(runtime, "blue", {"listen_queue": 3, "workers": workers_of("busy", "idle")}, status=None)
+    try:
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (slots.drain(APP, "blue"), done.set()), daemon=True)
+        t.start()
+        time.sleep(0.3)
+        assert not done.is_set()  # requests queued and a worker busy: the slot still holds requests
+        master.stats["listen_queue"] = 0
+        time.sleep(0.3)
+        assert not done.is_set()  # a worker still busy
+        master.stats["workers"] = workers_of("idle", "idle")
+        assert done.wait(2)
+    finally:
+        master.close()
+    slots.drain(APP, "green")  # nothing answers there: nothing to drain, no wait
