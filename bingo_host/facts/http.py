@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 from .. import __version__, layout, subp
@@ -38,12 +39,18 @@ class Answer:
             return f"no answer ({self.error})"
         if self.status == 503:
             reason = logged_reason(_health_log())
+            for _ in range(REASON_RETRIES):  # journald may take the line a moment after the answer
+                if reason:
+                    break
+                time.sleep(0.25)
+                reason = logged_reason(_health_log())
             return f"HTTP 503: {reason}" if reason else \
                 f"HTTP 503 (the health check logs why: journalctl -u {layout.UWSGI_SERVICE})"
         return f"HTTP {self.status}"
 
 
 HEALTH_LOG_PREFIX = "bingo_health: "
+REASON_RETRIES = 8
 
 
 def logged_reason(journal: str) -> str | None:
