@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import time
 from dataclasses import dataclass
 
 from .. import __version__, layout, subp
@@ -39,18 +38,12 @@ class Answer:
             return f"no answer ({self.error})"
         if self.status == 503:
             reason = logged_reason(_health_log())
-            for _ in range(REASON_RETRIES):  # journald may take the line a moment after the answer
-                if reason:
-                    break
-                time.sleep(0.25)
-                reason = logged_reason(_health_log())
             return f"HTTP 503: {reason}" if reason else \
                 f"HTTP 503 (the health check logs why: journalctl -u {layout.UWSGI_SERVICE})"
         return f"HTTP {self.status}"
 
 
 HEALTH_LOG_PREFIX = "bingo_health: "
-REASON_RETRIES = 8
 
 
 def logged_reason(journal: str) -> str | None:
@@ -61,9 +54,11 @@ def logged_reason(journal: str) -> str | None:
 
 def _health_log() -> str:
     """The app unit's recent journal: where the health check says why (never in its answer).
-    Root's commands (ValidateService, status) read it; without a journal, nothing."""
+    Root's commands (ValidateService, status) read it; without a journal, nothing. The last two
+    minutes, all of them: with --since, journalctl's -n keeps the *first* lines (a release switch
+    under load logs hundreds, and the newest reason was cut off)."""
     try:
-        return subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "--since", "-2min", "-n", "200",
+        return subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "--since", "-2min",
                          "--no-pager", "-o", "cat"], rcs=range(256), timeout=10).stdout
     except (CommandError, OSError):
         return ""
