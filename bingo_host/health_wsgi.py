@@ -24,14 +24,15 @@ import sys
 import time
 import traceback
 
-# uWSGI loads this in each worker (lazy-apps) after entering the release `current` points at; the
-# master's import caches know only its own directory, so the release joins the path by name.
+# A slot's uWSGI master loads this once, after entering the release `current` points at (its
+# workers are forks of it); the release joins the path by its real name, so a later import
+# never follows `current` to another release.
 sys.path.insert(0, os.getcwd())
 try:
     from application import app
 except BaseException:
-    # A release that cannot be imported never serves: this worker exits (uWSGI respawns it, so a
-    # chain reload stays stuck on it while the old workers keep serving, until `current` is fixed).
+    # A release that cannot be imported never serves: this master exits before it forks a worker,
+    # so its slot never becomes ready and the serving slot keeps serving (deploy/slots.py).
     traceback.print_exc()
     sys.stderr.flush()
     os._exit(1)

@@ -48,29 +48,49 @@ OWN_TREES = ("/opt/bingo-host", STATE_DIR, LOG_DIR, "/var/cache/bingo-host")
 
 
 def app_socket(app_name: str) -> str:
+    """Where nginx sends the app's requests: a symlink to the serving slot's socket (slot_socket),
+    flipped atomically by a release switch."""
     return f"{UWSGI_RUNTIME_DIR}/{app_name}.sock"
 
 
 def vassal_file(app_name: str) -> str:
+    """The one vassal of bingo-host before release slots (its workers chain-reloaded in place):
+    a switch replaces it by a slot's vassal."""
     return f"{VASSALS_DIR}/{app_name}.ini"
 
 
-def app_reload_trigger(app_name: str) -> str:
-    """Touched to replace the app's uWSGI workers one at a time (the vassal's touch-chain-reload);
-    in the emperor's runtime directory, so it lives exactly as long as the emperor."""
-    return f"{UWSGI_RUNTIME_DIR}/{app_name}.reload"
+# Two vassals take turns: a switch starts the release on the slot that does not serve, points
+# app_socket at it once its workers answer, then stops the other.
+SLOTS = ("blue", "green")
+
+
+def slot_vassal_file(app_name: str, slot: str) -> str:
+    return f"{VASSALS_DIR}/{app_name}-{slot}.ini"
+
+
+def slot_socket(app_name: str, slot: str) -> str:
+    return f"{UWSGI_RUNTIME_DIR}/{app_name}-{slot}.sock"
 
 
 def app_fifo_dir(app_name: str) -> str:
-    """The app user's directory for its uWSGI master's FIFO (the master creates the FIFO after it
-    dropped privileges, so not in the emperor's root-owned runtime directory)."""
+    """The app user's directory for its uWSGI masters' FIFOs and stats sockets (a master creates
+    them after it dropped privileges, so not in the emperor's root-owned runtime directory)."""
     return f"{UWSGI_RUNTIME_DIR}/{app_name}"
 
 
 def app_master_fifo(app_name: str) -> str:
-    """The app's uWSGI master FIFO: `c` starts a chain reload at once, and any byte wakes the
-    master (it otherwise looks at its workers, and at touched files, once a second)."""
+    """The master FIFO of the vassal before release slots (vassal_file)."""
     return f"{app_fifo_dir(app_name)}/master.fifo"
+
+
+def slot_fifo(app_name: str, slot: str) -> str:
+    """A slot's master FIFO: `q` shuts it down gracefully (each worker finishes its request)."""
+    return f"{app_fifo_dir(app_name)}/{slot}.fifo"
+
+
+def slot_stats(app_name: str, slot: str) -> str:
+    """A slot's uWSGI stats socket (JSON: each worker's pid, whether it accepts, idle or busy)."""
+    return f"{app_fifo_dir(app_name)}/{slot}.stats"
 
 
 PYUWSGI_REQUIREMENT = "pyuwsgi==2.0.30.post1"  # prebuilt wheels: no compiler on a nano instance

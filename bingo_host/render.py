@@ -118,9 +118,11 @@ def render_all(
     db_password: str = PASSWORD_PLACEHOLDER,
     secret_key: str = PASSWORD_PLACEHOLDER,
     smtp_password: str = PASSWORD_PLACEHOLDER,
+    app_slot: str = layout.SLOTS[0],
 ) -> list[ManagedFile]:
     """The files this config wants on this host, in a stable order. Only a resolved config: a
-    template cannot tell what 'auto' means here."""
+    template cannot tell what 'auto' means here. The app's vassal is the one for `app_slot`
+    (layout.SLOTS: the slot that serves, or the one a switch starts)."""
     if not isinstance(cfg, ResolvedConfig):
         raise TypeError(f"render_all needs a ResolvedConfig (resolve.resolve), not {type(cfg).__name__}")
     user = cfg.app.user
@@ -134,8 +136,11 @@ def render_all(
         "listen": sizing.uwsgi_listen(facts.somaxconn),
         "server_names": " ".join(cfg.app.server_name),
         "socket": layout.app_socket(cfg.app.name),
-        "reload_trigger": layout.app_reload_trigger(cfg.app.name),
-        "master_fifo": layout.app_master_fifo(cfg.app.name),
+        "slot": app_slot,
+        "slot_socket": layout.slot_socket(cfg.app.name, app_slot),
+        "slot_socket_name": os.path.basename(layout.slot_socket(cfg.app.name, app_slot)),
+        "slot_fifo": layout.slot_fifo(cfg.app.name, app_slot),
+        "slot_stats": layout.slot_stats(cfg.app.name, app_slot),
         "master_fifo_dir": layout.app_fifo_dir(cfg.app.name),
         "runtime_dir_name": Path(layout.UWSGI_RUNTIME_DIR).name,
         "uwsgi_venv": layout.UWSGI_VENV,
@@ -169,7 +174,7 @@ def render_all(
          RELOAD_NGINX, False),
         ("uwsgi-emperor.service", unit.format(f"{layout.UWSGI_SERVICE}.service"), 0o644, "root", "root",
          restart(layout.UWSGI_SERVICE), False),
-        ("uwsgi-vassal.ini", layout.vassal_file(cfg.app.name), 0o644, "root", "root", None, False),
+        ("uwsgi-vassal.ini", layout.slot_vassal_file(cfg.app.name, app_slot), 0o644, "root", "root", None, False),
         ("certbot-renew.service", unit.format(f"{layout.RENEW_UNIT}.service"), 0o644, "root", "root",
          DAEMON_RELOAD, False),
         ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",

@@ -104,6 +104,12 @@ def serving(host) -> str:
     return host.run(["readlink", f"{ROOT}/current"]).stdout.strip().rsplit("/", 1)[-1]
 
 
+def serving_vassal(host) -> str:
+    """The vassal file of the release slot nginx's upstream points at."""
+    target = host.run(["readlink", "/run/bingo-uwsgi/music-bingo.sock"]).stdout.strip()
+    return f"/etc/bingo-host/vassals/{target.removesuffix('.sock')}.ini"
+
+
 def worker_releases(host) -> set[str]:
     """The releases the app's uWSGI workers run in (their cwd; the master, whose parent is the
     root emperor, stays where it started)."""

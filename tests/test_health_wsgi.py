@@ -137,6 +137,7 @@ def test_the_health_log_is_the_app_units_recent_journal_and_nothing_when_it_cann
     monkeypatch.setattr(subp, "run", lambda argv, **kw: ran.append((argv, kw)) or subp.Result(argv, 0, "x\n", ""))
     assert http._health_log() == "x\n"
     assert ran[0][0][:3] == ["journalctl", "-u", "bingo-uwsgi"] and "--since" in ran[0][0]
+    assert "-n" not in ran[0][0]  # with --since it keeps the oldest lines, not the newest reason
     monkeypatch.setattr(subp, "run", lambda argv, **kw: (_ for _ in ()).throw(CommandError("journalctl", 127, "")))
     assert http._health_log() == ""
 

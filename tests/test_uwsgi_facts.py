@@ -3,7 +3,9 @@ virtualenv, read from real files (the rendered golden vassal, a dist-info direct
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ GOLDEN = Path(__file__).parent / "golden"
 @pytest.mark.parametrize("platform", ["debian12", "amzn2023"])
 def test_vassal_user_of_the_rendered_vassal(platform):
     """The reader and the template agree on the `uid =` line."""
-    assert vassal_user(str(GOLDEN / platform / "etc/bingo-host/vassals/music-bingo.ini")) == "music-bingo"
+    assert vassal_user(str(GOLDEN / platform / "etc/bingo-host/vassals/music-bingo-blue.ini")) == "music-bingo"
 
 
 def test_vassal_user_absent_or_unreadable(tmp_path):
@@ -43,29 +45,43 @@ def test_installed_pyuwsgi(tmp_path):
     assert installed_pyuwsgi(str(tmp_path)) == "2.0.30"
 
 
-def test_workers_are_the_app_users_uwsgi_processes_inside_a_release(tmp_path):
-    """Real processes: a uwsgi-named process whose cwd is a release counts (with that release);
-    one outside the releases (the master) and one of another name do not."""
+def test_workers_are_the_app_users_uwsgi_processes_inside_a_release_forked_by_a_master(tmp_path):
+    """Real processes: a uwsgi-named child of a uwsgi-named master, in a release, counts (with
+    that release); the master itself (in the release too, its parent no uWSGI process), a child
+    outside the releases and one of another name do not. vassal_pids finds the master and its
+    children by the vassal file named on their command line."""
     import subprocess
+    import time
 
-    from bingo_host.facts.uwsgi import workers
+    import psutil
+
+    from bingo_host.facts.uwsgi import vassal_pids, workers
 
     releases = tmp_path / "releases"
     (releases / "d-ONE").mkdir(parents=True)
-    started = [subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 30"], cwd=cwd)
-               for name, cwd in (("uwsgi", releases / "d-ONE"), ("uwsgi", tmp_path),
-                                 ("python3", releases / "d-ONE"))]
+    sleeper = "import time; time.sleep(30)"
+    master_code = (  # forks its "workers" as a uWSGI master does, each named like it
+        "import json, subprocess, time\n"
+        "def start(argv0, cwd):\n"
+        f"    return subprocess.Popen([argv0, '-c', {sleeper!r}, '--ini', 'app-blue.ini'], executable={sys.executable!r}, cwd=cwd).pid\n"
+        f"pids = [start('uwsgi', {str(releases / 'd-ONE')!r}), start('uwsgi', {str(tmp_path)!r}), start('python3', {str(releases / 'd-ONE')!r})]\n"
+        f"open({str(tmp_path / 'pids')!r}, 'w').write(json.dumps(pids))\n"
+        "time.sleep(30)\n")
+    master = subprocess.Popen(["uwsgi", "-c", master_code, "--ini", "app-blue.ini"], executable=sys.executable,
+                              cwd=releases / "d-ONE")
     try:
-        import time
-
-        for _ in range(50):  # until each has exec'd (its cmdline names it)
-            found = workers(str(releases), os.getuid())
-            if found:
+        for _ in range(100):  # until each child runs
+            if (tmp_path / "pids").exists() and len(psutil.Process(master.pid).children()) == 3:
                 break
             time.sleep(0.05)
-        assert found == [(started[0].pid, str(releases / "d-ONE"))]
+        inside, outside, other_name = json.loads((tmp_path / "pids").read_text())
+        assert workers(str(releases), os.getuid()) == [(inside, str(releases / "d-ONE"))]
         assert workers(str(releases), os.getuid() + 12345) == []
+        if os.getuid() != 0:  # vassal_pids looks at processes of any user but root
+            assert vassal_pids("/etc/x/app-blue.ini") == {master.pid, inside, outside}
+            assert vassal_pids("/etc/x/app-green.ini") == set()
     finally:
-        for p in started:
-            p.kill()
-            p.wait()
+        for k in psutil.Process(master.pid).children():
+            k.kill()
+        master.kill()
+        master.wait()

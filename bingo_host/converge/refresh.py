@@ -2,9 +2,9 @@
 
 Every ssm:/secretsmanager: value is read again (the secrets step). When the app's database
 password changed, its database user takes the new one first while the previous one stays valid
-(the mariadb step), then bingo.ini is rewritten (app step) and uWSGI replaces its workers one at
-a time (uwsgi step): a worker, or another host, still holding the old password keeps connecting,
-so no request fails. The same steps as bootstrap, so nothing changes when nothing rotated.
+(the mariadb step), then bingo.ini is rewritten (app step) and the app starts with it on the
+other release slot before the serving one stops (uwsgi step): a worker, or another host, still
+holding the old password keeps connecting, so no request fails. The same steps as bootstrap, so nothing changes when nothing rotated.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Switching the serving release: the atomic `current` link, a chain reload of uWSGI's workers
-(one at a time, so a warm worker always serves), and waiting until every worker runs the new
-release, with a way back when it does not load.
+"""Switching the serving release: the atomic `current` link, the release started on the slot
+that does not serve (slots.py: its master imports it once and forks every worker), nginx's
+upstream pointed at that slot once every worker accepts and the app answers there, and the old
+slot drained and stopped. Its time is one import of the app whatever the worker count; the two
+slots' memory exists together only for those seconds.
 
-Used by ApplicationStart, by ValidateService's switch back, and by `bingo-host rollback`. A
-release counts as serving only when every uWSGI worker runs in its directory (each worker enters
-`current` as it starts and loads the app there), not when the link changed. A worker that cannot
-import the release exits before it accepts requests, so the chain stops there with the old
-workers serving; switching `current` back lets its next respawn load the old release.
+Used by ApplicationStart, by ValidateService's switch back, by `bingo-host rollback`, and by the
+uwsgi step (a new setting or bingo.ini starts on the other slot too). A release counts as serving
+only when every worker of the new slot runs in its directory, nginx points at that slot, and no
+process of the old slot is left. A release that cannot be imported never gets a request: its
+slot never becomes ready, is stopped, and the old slot serves on.
 """
 
 from __future__ import annotations
@@ -16,90 +18,105 @@ import os
 import pwd
 import time
 
-from .. import layout, subp
+from .. import layout
 from ..errors import BingoHostError
 from ..facts import uwsgi
 from ..ops import files, service
-from . import DeployError, env_seconds
 from ..ops.service import RELOAD_APP
+from . import DeployError, env_seconds, slots
 from .releases import PLACEHOLDER, Paths
 
 log = logging.getLogger(__name__)
 
-LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: uWSGI loading a release (emperor scan 1 s + reload mercy)
-RETOUCH_AFTER = 30.0  # uWSGI ignores a touch while a chain runs: touch again if still not loaded
-# A master still finishing the previous chain (a switch back a moment ago) ignores our `c`: ask
-# again this often until a first worker runs the wanted release (a repeated `c` is ignored).
-NUDGE = 2.0
-POLL = 0.1  # s between looks at the workers (and wake-ups of their master)
-# Waking the master speeds a healthy chain up; past this many seconds per worker the chain is
-# stalled (a release that cannot be imported) and the master keeps its own once-a-second pace,
-# so a failing worker is not respawned any faster than uWSGI would by itself.
-WAKE_PER_WORKER = 5.0
+LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: a slot loading a release (emperor scan 1 s + import)
 
 
-def wait_loaded(ctx, name: str, timeout: float) -> None:
-    """Until every uWSGI worker of the app (app.processes of them) runs in release `name` (none
-    for the placeholder)."""
-    paths = Paths(ctx.cfg.app.root)
+def serving_release(ctx, slot: str | None) -> str | None:
+    """The release directory every worker of `slot` runs in (app.processes of them), else None."""
+    if slot is None:
+        return None
     uid = pwd.getpwnam(ctx.cfg.app.user).pw_uid
-    processes = ctx.cfg.app.processes  # resolved by make_context
-    want = None if name == PLACEHOLDER else os.path.realpath(paths.release(name))
+    vassal = layout.slot_vassal_file(ctx.cfg.app.name, slot)
+    pids = uwsgi.vassal_pids(vassal)
+    cwds = {pid: cwd for pid, cwd in uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid) if pid in pids}
+    found = set(cwds.values())
+    return found.pop() if len(cwds) >= ctx.cfg.app.processes and len(found) == 1 else None
+
+
+def up_to_date(ctx, name: str) -> bool:
+    """Whether the serving slot already runs release `name` with the settings and files it
+    should (nothing owed to the app): then a switch to it only moves `current`."""
+    app = ctx.cfg.app.name
+    slot = slots.serving(app)
+    if slot is None or ctx.pending(RELOAD_APP) or slots.vassals(app) != [layout.slot_vassal_file(app, slot)]:
+        return False
+    ctx.app_slot = slot
+    if ctx.differs(ctx.managed("uwsgi-vassal.ini")) or ctx.differs(ctx.managed("health_wsgi.py")):
+        return False
+    return serving_release(ctx, slot) == os.path.realpath(Paths(ctx.cfg.app.root).release(name))
+
+
+def start_other_slot(ctx) -> None:
+    """What `current` points at, started on the slot that does not serve, made the serving one;
+    every other vassal of the app drained and stopped. On failure the new slot is stopped and
+    the old one still serves."""
+    app = ctx.cfg.app.name
+    old = slots.vassals(app)
+    new = slots.other(slots.serving(app))
+    vassal = layout.slot_vassal_file(app, new)
+    if vassal in old:  # left by an interrupted switch: never the slot nginx points at
+        slots.stop(ctx, vassal)
+        old.remove(vassal)
+    ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
+    ctx.app_slot = new
+    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
+    ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
+    if not old:
+        # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
+        # and it must watch the vassals directory as a directory (an emperor started before
+        # the directory existed watches the path as a single file and never spawns vassals).
+        service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
+        log.info(f"uwsgi: installed {vassal}; emperor restarted (no app was running)")
+    try:
+        took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
+    except BingoHostError:
+        slots.stop(ctx, vassal)
+        raise
+    slots.point(app, new)
     start = time.monotonic()
-    deadline, retouch, nudge = start + timeout, start + RETOUCH_AFTER, start + NUDGE
-    wake_until = start + WAKE_PER_WORKER * processes
-    procs: list = []
-    while time.monotonic() < deadline:
-        procs = uwsgi.workers(Paths(ctx.cfg.app.root).releases, uid)
-        if want is None and not procs:
-            return
-        if want is not None and len(procs) >= processes and all(cwd == want for _, cwd in procs):
-            log.info(f"uwsgi: {len(procs)} workers serving {name} ({time.monotonic() - start:.1f} s)")
-            return
-        if want is not None and not any(cwd == want for _, cwd in procs):
-            retouch = min(retouch, nudge)
-        if want is not None and time.monotonic() >= retouch:
-            service.chain_reload_app(ctx.cfg.app.name)  # a chain that was already running ignored ours
-            retouch, nudge = time.monotonic() + RETOUCH_AFTER, time.monotonic() + NUDGE
-        if want is not None and time.monotonic() < wake_until:
-            service.wake_app_master(ctx.cfg.app.name)
-        time.sleep(POLL)
-    where = sorted({os.path.basename(cwd) for _, cwd in procs}) or ["no worker"]
-    journal = subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "-n", "60", "--no-pager", "-o", "cat"],
-                       rcs=range(256), timeout=30).stdout.splitlines()
-    # The last lines that say why (a stuck chain logs that it waits once a second).
-    tail = "\n".join([line for line in journal if "chain is still waiting" not in line][-15:])
-    raise DeployError(f"uWSGI did not load {name} within {timeout:.0f} s "
-                      f"(its workers run in: {', '.join(where)})\n{tail}")
+    for path in old:
+        slot = next((s for s in layout.SLOTS if path == layout.slot_vassal_file(app, s)), None)
+        slots.drain(app, slot)
+        slots.stop(ctx, path)
+    if layout.vassal_file(app) in old:
+        slots.point(app, new)  # the vassal from before slots may have removed its socket's path
+    log.info(f"uwsgi: slot {new} ready in {took:.1f} s ({ctx.cfg.app.processes} workers); "
+             f"{len(old)} old vassal(s) drained and stopped in {time.monotonic() - start:.1f} s")
 
 
 def activate(ctx, name: str) -> None:
-    """Point `current` at releases/<name> (or the placeholder), reload the workers one at a time,
-    and wait until uWSGI serves it. The vassal file exists only while a release is current."""
+    """Point `current` at releases/<name> (or the placeholder) and make uWSGI serve it (see the
+    module's docstring); no vassal runs for the placeholder."""
     paths = Paths(ctx.cfg.app.root)
+    app = ctx.cfg.app.name
     files.symlink(paths.current, PLACEHOLDER if name == PLACEHOLDER else f"releases/{name}")
     log.info(f"switch: {paths.current} -> {name}")
-    vassal = ctx.managed("uwsgi-vassal.ini")
     if name == PLACEHOLDER:
-        ctx.remove_file(vassal.path)
-    else:
-        before = os.stat(vassal.path).st_mtime if os.path.exists(vassal.path) else None
-        ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
-        changed = ctx.ensure_file(vassal)
-        ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: this reload pays it
-        if before is None:
-            # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
-            # and it must watch the vassals directory as a directory (an emperor started before
-            # the directory existed watches the path as a single file and never spawns vassals).
-            service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
-            log.info(f"uwsgi: installed {vassal.path}; emperor restarted (no app was running)")
-        elif changed:
-            files.touch_past(vassal.path, before)  # the emperor compares whole seconds
-            log.info(f"uwsgi: {vassal.path} changed; the emperor reloads every worker at once")
-        else:
-            service.chain_reload_app(ctx.cfg.app.name)
-            log.info("uwsgi: chain reload, one worker at a time")
-    wait_loaded(ctx, name, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
+        for path in slots.vassals(app):
+            slots.stop(ctx, path)
+        if os.path.lexists(layout.app_socket(app)):
+            os.unlink(layout.app_socket(app))
+        return
+    if up_to_date(ctx, name):
+        log.info(f"uwsgi: slot {ctx.app_slot} already serves {name}")
+        return
+    start_other_slot(ctx)
+    want = os.path.realpath(paths.release(name))
+    ran = serving_release(ctx, slots.serving(app))
+    if ran != want:
+        raise DeployError(f"uWSGI slot {slots.serving(app)} runs {ran or 'no complete set of workers'}, "
+                          f"not {want}")
+    log.info(f"uwsgi: {ctx.cfg.app.processes} workers serving {name}")
 
 
 def switch_with_fallback(ctx, name: str, previous: str | None) -> None:

@@ -54,9 +54,11 @@ def logged_reason(journal: str) -> str | None:
 
 def _health_log() -> str:
     """The app unit's recent journal: where the health check says why (never in its answer).
-    Root's commands (ValidateService, status) read it; without a journal, nothing."""
+    Root's commands (ValidateService, status) read it; without a journal, nothing. The last two
+    minutes, all of them: with --since, journalctl's -n keeps the *first* lines (a release switch
+    under load logs hundreds, and the newest reason was cut off)."""
     try:
-        return subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "--since", "-2min", "-n", "200",
+        return subp.run(["journalctl", "-u", layout.UWSGI_SERVICE, "--since", "-2min",
                          "--no-pager", "-o", "cat"], rcs=range(256), timeout=10).stdout
     except (CommandError, OSError):
         return ""

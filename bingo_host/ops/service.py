@@ -1,12 +1,9 @@
-"""systemd operations: systemctl verbs and daemon-reload (unit states are facts/systemd.py), and
-the app's chain reload under the uWSGI emperor."""
+"""systemd operations: systemctl verbs and daemon-reload (unit states are facts/systemd.py)."""
 
 from __future__ import annotations
 
-import os
 
-from .. import layout, subp
-from . import files
+from .. import subp
 from ..facts import systemd
 from ..facts.systemd import UnitState
 
@@ -30,23 +27,6 @@ def daemon_reload() -> None:
     systemctl("daemon-reload")
 
 
-#: A byte the uWSGI master FIFO has no command for: it only wakes the master.
-FIFO_WAKE = b"\n"
-
-
-def chain_reload_app(app_name: str) -> None:
-    """Replace the app's uWSGI workers one at a time: `c` on the master's FIFO starts the chain
-    at once; a master without one (its vassal's ini names none, or none running yet) gets
-    its reload trigger touched (its creation starts a chain too) and sees it within a second."""
-    if files.write_fifo(layout.app_master_fifo(app_name), b"c"):
-        return
-    trigger = layout.app_reload_trigger(app_name)
-    if os.path.exists(trigger):
-        files.touch_past(trigger, os.stat(trigger).st_mtime)
-    else:
-        files.write_atomic(trigger, "", 0o644, "root", "root")
-
-
 def ensure_running(ctx, unit: str, owed: str, verb: str = "restart", timeout: float = 180,
                    before_start=None) -> UnitState:
     """Enable and start `unit`, or `verb` (restart/reload) it when the pending action `owed`
@@ -65,11 +45,3 @@ def ensure_running(ctx, unit: str, owed: str, verb: str = "restart", timeout: fl
         ctx.change(f"{due} {unit}", carry_out)
         ctx.done(owed)
     return state
-
-
-def wake_app_master(app_name: str) -> None:
-    """Wake the app's uWSGI master now: it reaps an old worker and moves a chain reload on to
-    the next worker only when it wakes, by itself once a second (what a chain of n workers
-    waited for, twice per worker, before). The chain's rule is the master's own: the next
-    worker stops only once the new one accepts requests."""
-    files.write_fifo(layout.app_master_fifo(app_name), FIFO_WAKE)

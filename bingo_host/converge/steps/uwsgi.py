@@ -1,9 +1,10 @@
 """uWSGI: a bingo-host-managed virtualenv with pyuwsgi, the emperor unit, the app's vassal and
 the health check it loads around the app (bingo_health.py).
 
-The vassal file is installed only once a release with an application exists (`current` has
-application.py): before the first deploy the emperor runs with no app rather than restarting
-a vassal that cannot start.
+A vassal runs only once a release with an application exists (`current` has application.py):
+before the first deploy the emperor runs with no app rather than restarting a vassal that
+cannot start. The app's vassal is a release slot's (deploy/slots.py): a change to it starts on
+the other slot, and the serving one stops once that one answers.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 
 from ... import layout, subp
 
-from ...resolve import app_user
-from ...facts import paths
-from ...facts.uwsgi import installed_pyuwsgi, vassal_user
+from ...deploy import slots as switch_slots, switch
+from ...facts import paths, uwsgi
+from ...facts.uwsgi import installed_pyuwsgi
 from ...ops import service
 from ...ops.service import RELOAD_APP
 
@@ -45,24 +46,30 @@ def converge(ctx) -> str:
         ctx.change(f"create {layout.VASSALS_DIR}", lambda: os.makedirs(layout.VASSALS_DIR, mode=0o755))
 
     ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
+    service.ensure_running(ctx, SERVICE, restart)  # before a slot starts: the emperor starts it
+    app = ctx.cfg.app.name
+    slot = ctx.fact(uwsgi.serving_slot, layout.app_socket(app))
+    ctx.app_slot = slot or layout.SLOTS[0]
     vassal = ctx.managed("uwsgi-vassal.ini")
-    if ctx.fact(paths.exists, f"{ctx.cfg.app.root}/current/application.py"):
-        # A new or changed vassal file reloads the app by itself; otherwise a chain reload. But
-        # a master drops privileges once: after an app user change only a new master runs the
-        # workers as the new user (a reloaded one keeps the old, which can no longer read bingo.ini).
-        ran_as = ctx.fact(vassal_user, vassal.path)
-        changed = ctx.ensure_file(vassal)
-        if changed and ran_as not in (None, app_user(ctx.cfg)):
-            ctx.set_pending(restart)
-        if not changed and ctx.pending(RELOAD_APP):
-            ctx.change("chain reload of the app's workers (for the new bingo.ini or health check)",
-                       lambda: service.chain_reload_app(ctx.cfg.app.name))
-        has_app = True
+    others = [path for path in (*(layout.slot_vassal_file(app, s) for s in layout.SLOTS),
+                                layout.vassal_file(app))
+              if path != vassal.path and ctx.fact(paths.lexists, path)]
+    has_app = ctx.fact(paths.exists, f"{ctx.cfg.app.root}/current/application.py")
+    if has_app:
+        # Every change reaches the app through a new master on the other slot (switch.py): a
+        # new setting, bingo.ini or health check, or app user (a master drops privileges once);
+        # the serving slot keeps serving until that one answers.
+        why = ("no slot serves yet" if slot is None or not ctx.fact(paths.lexists, vassal.path) else
+               "its settings changed" if ctx.differs(vassal) else
+               "for the new bingo.ini or health check" if ctx.pending(RELOAD_APP) else
+               "another vassal runs beside it" if others else None)
+        if why:
+            then = ", then stop the old one" if slot or others else ""
+            ctx.change(f"start the app on uWSGI slot {switch_slots.other(slot)} ({why}){then}",
+                       lambda: switch.start_other_slot(ctx))
     else:
-        ctx.remove_file(vassal.path)
-        has_app = False
-    ctx.done(RELOAD_APP)  # no app runs, or it reloads
-
-    service.ensure_running(ctx, SERVICE, restart)
-    app = "serving the current release" if has_app else "no release deployed yet"
-    return f"emperor running with pyuwsgi {wanted_version}, {app}"
+        for path in [*others, vassal.path]:
+            ctx.remove_file(path)
+    ctx.done(RELOAD_APP)  # no app runs, or a new slot loaded it
+    app_line = "serving the current release" if has_app else "no release deployed yet"
+    return f"emperor running with pyuwsgi {wanted_version}, {app_line}"
