@@ -34,7 +34,7 @@ from ..errors import CommandError
 from ..facts import imds
 from ..regular_file import read_regular
 from . import DeployError, env_seconds
-from .releases import build_scope
+from .builder import build_scope
 
 log = logging.getLogger(__name__)
 
