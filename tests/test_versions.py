@@ -68,3 +68,20 @@ def test_the_stacks_wheel_is_a_floor(tmp_path, monkeypatch, stack, kept):
         assert not ran and said.startswith("bingo-host 0.3.0 is installed")
     else:
         assert ran == [(f"{tmp_path}/venv/bin/python", f"/w/bingo_host-{stack}-py3-none-any.whl")]
+
+
+@pytest.mark.parametrize("linked, handed_over, runs", [("0.3.0", "", True), ("0.0.1", "", False),
+                                                      ("0.3.0", "0.3.0", False)])
+def test_an_older_copy_hands_over_to_the_newer_linked_one_once(tmp_path, monkeypatch, linked,
+                                                               handed_over, runs):
+    """bootstrap started from an older copy (cfn-init's venv) re-runs itself with the linked
+    newer one; never twice (the newer one sees the mark), never to an older one."""
+    (tmp_path / "link").symlink_to(fake_install(tmp_path / "venv", linked))
+    monkeypatch.setattr(layout, "BIN", str(tmp_path / "link"))
+    monkeypatch.setattr(install_floor, "__version__", "0.1.0")
+    monkeypatch.setenv(install_floor.HANDED_OVER, handed_over)
+    monkeypatch.setattr("sys.argv", ["/opt/bingo-host/venv/bin/bingo-host", "--debug", "bootstrap"])
+    execs = []
+    monkeypatch.setattr(install_floor.os, "execv", lambda *args: execs.append(args))
+    install_floor.defer_to_newer()
+    assert execs == ([(str(tmp_path / "link"), [str(tmp_path / "link"), "--debug", "bootstrap"])] if runs else [])
