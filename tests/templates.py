@@ -109,6 +109,21 @@ def config_files(template: dict):
                 yield name, spec
 
 
+def init_commands(template: dict, config: str, overrides: dict | None = None) -> list[tuple[str, str, str | None]]:
+    """(name, command, test) of one cfn-init config's commands, resolved with the overrides, in
+    the order cfn-init runs them (by name): the command runs in a shell when its test (if any)
+    exits 0, and must exit 0 itself. The file entry writing CONFIG_PATH names the resource."""
+    (name, _), = config_files(template)
+    spec = template["Resources"][name]["Metadata"]["AWS::CloudFormation::Init"][config]
+    resolver = Resolver(template, overrides)
+    found = []
+    for key, command in sorted(spec.get("commands", {}).items()):
+        assert set(command) <= {"command", "test"}, f"{config}.{key}: keys a test runner must honour"
+        test = command.get("test")
+        found.append((key, resolver.resolve(command["command"]), test and resolver.resolve(test)))
+    return found
+
+
 CONFIG_TEMPLATES = sorted(name for name, t in TEMPLATES.items() if list(config_files(t)))
 
 

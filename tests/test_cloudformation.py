@@ -540,7 +540,7 @@ def test_cfn_init_installs_bingo_host_and_bootstraps(name):
     assert "python3.11 -m venv /opt/bingo-host/venv" in joined
     bucket, wheel = SAMPLE_PARAMETERS["BundleBucketName"], SAMPLE_PARAMETERS["WheelKey"]
     assert f'aws s3 cp --region {REGION} "s3://{bucket}/{wheel}"' in joined
-    assert "/opt/bingo-host/venv/bin/pip install" in joined
+    assert "python3.11 -m bingo_host.install_floor" in joined  # tests/test_dependency_lock.py
     assert f"aws-codedeploy-{REGION}" in joined and "ruby" in joined
     assert commands.index("/opt/bingo-host/venv/bin/bingo-host bootstrap") >= 0
     assert not any("secret" in c.lower() or "password" in c.lower() for c in commands)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import admin_account, https, layout, metrics as metrics_mod, patches
+from .. import admin_account, https, install_floor, layout, metrics as metrics_mod, patches
 from ..converge import bootstrap as bootstrap_mod, refresh
 from ..render_dir import render_to
 from ..resolve import app_user
@@ -46,6 +46,7 @@ def render(opts: Options, out_dir: Path, platform_name, dry_run):
 @click.pass_obj
 def bootstrap(opts: Options, remove_unknown_db_accounts, dry_run):
     """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
+    install_floor.defer_to_newer()
     sys.exit(bootstrap_mod.converge_host(opts.load_config(), dry_run=dry_run,
                                remove_unknown_db_accounts=remove_unknown_db_accounts))
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 import shutil
 import sys
 
-from .. import __version__, layout, subp
+from .. import __version__, layout, subp, versions
+from ..install_floor import pip_install
 from ..ops import files
 from . import DeployError
 
@@ -27,18 +27,17 @@ log = logging.getLogger(__name__)
 INSTALL_ROOT = "/opt/bingo-host"
 
 
-def version_key(version: str) -> tuple:
-    return tuple(int(x) for x in re.findall(r"\d+", version))
-
-
 def newer_wheel(archive: str) -> tuple[str, str] | None:
     """(wheel path, version) of the bundle's bingo-host wheel if it is newer than this one."""
     best = None
     for wheel in glob.glob(f"{archive}/bingo-host/bingo_host-*.whl"):
-        m = re.match(r"bingo_host-([^-]+)-", os.path.basename(wheel))
-        if m and (best is None or version_key(m.group(1)) > version_key(best[1])):
-            best = (wheel, m.group(1))
-    if best is None or version_key(best[1]) <= version_key(__version__):
+        try:
+            version = versions.of_wheel(wheel)
+        except ValueError:
+            continue
+        if best is None or versions.newer(version, best[1]):
+            best = (wheel, version)
+    if best is None or not versions.newer(best[1], __version__):
         return None
     return best
 
@@ -49,8 +48,7 @@ def _install(wheel: str, version: str, venv: str) -> None:
         shutil.rmtree(venv)
     try:
         subp.run([os.path.realpath(sys.executable), "-m", "venv", venv], timeout=300)
-        subp.run([f"{venv}/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
-                  "--no-input", "--cache-dir", layout.PIP_CACHE, wheel], timeout=900)
+        pip_install(f"{venv}/bin/python", wheel, "--cache-dir", layout.PIP_CACHE)
         shown = subp.run([f"{venv}/bin/bingo-host", "--version"], timeout=60).stdout
         if version not in shown:
             raise DeployError(f"its --version says {shown.strip()!r}")

@@ -8,6 +8,8 @@ import stat as stat_module
 import sys
 from dataclasses import dataclass
 
+from .. import versions
+
 
 @dataclass(frozen=True)
 class Inode:
@@ -83,3 +85,8 @@ def own_command() -> str | None:
     source tree (python -m bingo_host)."""
     here = os.path.join(os.path.dirname(sys.executable), "bingo-host")
     return here if os.path.exists(here) else None
+
+
+def bingo_host_version(command: str) -> str | None:
+    """The version of the bingo-host a script (or a link to one) runs; None if unknown."""
+    return versions.installed(command)

@@ -34,6 +34,7 @@ import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -741,13 +742,17 @@ class TestHost:
         wheel = Path(wheel_path)
         inside = f"/tmp/bingo-wheels/{wheel.name}"
         self.put_file(inside, wheel.read_bytes())
+        # The dependency lock the wheel carries, as hosts install it (bingo_host/install_floor.py).
+        lock = "/tmp/bingo-wheels/constraints.txt"
+        with zipfile.ZipFile(wheel) as z:
+            self.put_file(lock, z.read("bingo_host/constraints.txt"))
         if self.run(["test", "-x", f"{venv}/bin/python"], check=False).returncode:
             self.run(["python3", "-m", "venv", venv])
-        pip = [f"{venv}/bin/pip", "install", "--disable-pip-version-check"]
+        pip = [f"{venv}/bin/pip", "install", "--disable-pip-version-check", "--constraint", lock]
         offline = pip + ["--no-index", "--find-links", WHEELHOUSE_INSIDE, inside]
         if self.run(offline, check=False, timeout=600).returncode:
             download = [f"{venv}/bin/pip", "download", "--disable-pip-version-check",
-                        "-d", WHEELHOUSE_INSIDE, inside]
+                        "--constraint", lock, "-d", WHEELHOUSE_INSIDE, inside]
             if self.netns:
                 self._run_in_root_outside(download, timeout=600)
             else:

@@ -18,7 +18,7 @@ import shutil
 from ...errors import ConfigError
 from ...facts import paths, users
 from ...ops import files
-from ... import layout, subp
+from ... import __version__, layout, subp, versions
 
 NAME = "app"
 
@@ -66,12 +66,20 @@ def _ensure_build_user(ctx, app_user: str) -> None:
 
 
 def _ensure_bin_link(ctx) -> None:
-    """/usr/local/bin/bingo-host -> this installation, for units, hooks and admins."""
+    """/usr/local/bin/bingo-host -> this installation, for units, hooks and admins; never back
+    to an older version than the one it runs (a bundle's upgrade outlives a cfn-init re-run)."""
     here = ctx.fact(paths.own_command)
     if here is None:
         return  # running from a source tree (python -m bingo_host): nothing to link
-    if ctx.fact(paths.readlink, layout.BIN) != here:
-        ctx.change(f"link {layout.BIN} -> {here}", lambda: files.symlink(layout.BIN, here))
+    target = ctx.fact(paths.readlink, layout.BIN)
+    if target == here:
+        return
+    linked = ctx.fact(paths.bingo_host_version, layout.BIN) if target is not None else None
+    if linked is not None and versions.newer(linked, __version__):
+        ctx.warn(f"{layout.BIN} runs bingo-host {linked}, newer than this one "
+                 f"({here}): left as it is")
+        return
+    ctx.change(f"link {layout.BIN} -> {here}", lambda: files.symlink(layout.BIN, here))
 
 
 def converge(ctx) -> str:
