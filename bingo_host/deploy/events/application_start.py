@@ -1,0 +1,32 @@
+"""ApplicationStart: the switch to the new release."""
+
+from __future__ import annotations
+
+from ...errors import BingoHostError
+from .. import DeployError, record
+from ..releases import Paths, current_name, prune, read_record, update_record
+from ..switch import switch_with_fallback
+
+
+def run(ctx, env) -> None:
+    """ApplicationStart: switch `current` to the new release atomically, chain-reload uWSGI's
+    workers (one at a time, a warm one always serving) and wait until every worker serves it,
+    else switch back (switch.py); then prune old releases."""
+    paths = Paths(ctx.cfg.app.root)
+    name = env["DEPLOYMENT_ID"]
+    if read_record(paths.release(name)) is None:
+        raise DeployError(f"release {paths.release(name)} was not built (did AfterInstall run?)")
+    st = record.load()
+    previous = current_name(paths)
+    if previous == name:
+        previous = st.get("previous") if st else None
+    st["previous"] = previous
+    record.save(st)
+    try:
+        switch_with_fallback(ctx, name, previous)
+    except BingoHostError as exc:
+        update_record(paths, name, failed={"at": record.now(), "event": "ApplicationStart",
+                                           "reason": str(exc).splitlines()[0]})
+        raise
+    update_record(paths, name, activated_at=record.now(), deployed_at=record.now())
+    prune(paths, ctx.cfg.app.keep_releases, {name, previous or ""})
