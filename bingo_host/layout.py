@@ -31,6 +31,9 @@ CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-a
 REFRESH_UNIT = "bingo-host-secrets-refresh"
 # the CloudWatch namespace of `bingo-host metrics push` and the agent (the stack's alarms watch it)
 METRICS_NAMESPACE = "BingoHost"
+# the EC2 instance metadata service (facts/imds.py asks it; the firewall keeps the app's users from it)
+IMDS_ADDRESS = "169.254.169.254"
+IMDS_ADDRESS_IPV6 = "fd00:ec2::254"  # Nitro instances, when the instance's IPv6 endpoint is on
 SYSTEMD_DIR = "/etc/systemd/system"
 JINJA_CACHE = "/var/cache/bingo-host/jinja"  # compiled templates (root only: Jinja executes them)
 PIP_CACHE = "/var/cache/bingo-host/pip"  # root's: bingo-host's own upgrades (never the build account's)

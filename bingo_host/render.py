@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import cloudwatch_agent, layout, sizing
 from .config import Config
-from .facts import imds
 from .facts.host import HostFacts
 from .facts.platforms import Platform
 from .ops.service import DAEMON_RELOAD, RELOAD_APP, RELOAD_NGINX, restart
@@ -162,7 +161,7 @@ def render_all(
         "uwsgi_service": layout.UWSGI_SERVICE,
         "firewall_unit": layout.FIREWALL_UNIT,
         "firewall_rules": layout.FIREWALL_RULES,
-        "metadata_addresses": f"{imds.ADDRESS} {imds.ADDRESS_IPV6}",
+        "metadata_addresses": f"{layout.IMDS_ADDRESS} {layout.IMDS_ADDRESS_IPV6}",
     }
     root = cfg.app.root
     unit = f"{layout.SYSTEMD_DIR}/{{}}"

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.deploy import BundleError, agent, events, freshness, record, releases
+from bingo_host.deploy import BundleError, agent, freshness, record, releases
+from bingo_host.deploy.events import after_install
 from tests.kms import new_key  # kms: that plugin's fixture
 from tests.revisions import revision_tree, sign_tree  # agent_root: that plugin's fixture
 
@@ -207,10 +208,10 @@ def test_the_release_record_keeps_the_revision_before_install_checked(tmp_path, 
     checked = revision(NEWER)
     record.save({"deployment_id": "d-RECORD001", "revision": checked})
     built = {}
-    monkeypatch.setattr(events, "build", lambda paths, name, made_from, *a, **kw: built.update(made_from))
+    monkeypatch.setattr(after_install, "build", lambda paths, name, made_from, *a, **kw: built.update(made_from))
     ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=types.SimpleNamespace(root=str(tmp_path),
                                                                                     user="app")),
                                 platform=types.SimpleNamespace(python="python3"),
                                 facts=types.SimpleNamespace(mem_bytes=1 << 30))
-    events.after_install(ctx, {"DEPLOYMENT_ID": "d-RECORD001"})
+    after_install.run(ctx, {"DEPLOYMENT_ID": "d-RECORD001"})
     assert built["revision"] == checked

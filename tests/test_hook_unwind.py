@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bingo_host.deploy import DeployError, events, hooks, record, release_build
+from bingo_host.deploy import DeployError, hooks, record, release_build
+from bingo_host.deploy.events import after_install
 
 DID = "d-UNWIND001"
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -55,7 +56,7 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
     monkeypatch.setattr(record, "STATE_FILE", str(tmp_path / "deploy.json"))
     monkeypatch.setattr(hooks, "make_context", lambda cfg: _context(root))
     monkeypatch.setattr(hooks.agent_restart, "schedule", lambda: scheduled.append(True))
-    monkeypatch.setattr(events, "build_scope", lambda mem_bytes: [])
+    monkeypatch.setattr(after_install, "build_scope", lambda mem_bytes: [])
 
     def pip_fails(venvs, release_dir, python, scope=()):
         assert os.path.isdir(release_dir)  # the half-built release exists while it builds
@@ -73,7 +74,8 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
 
 CHILD = """\
 import sys, time, types
-from bingo_host.deploy import events, hooks, record, release_build
+from bingo_host.deploy import hooks, record, release_build
+from bingo_host.deploy.events import after_install
 from bingo_host.ops.cleanup import Stopped
 
 record.STATE_FILE = {state!r}
@@ -82,7 +84,7 @@ ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=app), facts=types.Simp
                             platform=types.SimpleNamespace(python=sys.executable))
 hooks.make_context = lambda cfg: ctx
 hooks.agent_restart.schedule = lambda: open({scheduled!r}, "w").close()
-events.build_scope = lambda mem_bytes: []
+after_install.build_scope = lambda mem_bytes: []
 
 
 def slow_pip(venvs, release_dir, python, scope=()):

@@ -1,6 +1,6 @@
 """The `bingo-host` command line: the group, the options every command shares, and the one place
-errors become exit codes. Each command (cli/host.py, cli/data.py, cli/deploy.py) parses its
-options, makes one call into the module that does the work and prints what it returns.
+errors become exit codes. Each command (cli/host.py, cli/data.py, cli/deploy.py, cli/hook.py)
+parses its options, makes one call into the module that does the work and prints what it returns.
 
 A BingoHostError becomes one line and its exit status (2 bad input, 1 failed), any other error
 one line and exit 1 (its traceback with --debug); a command stopped
@@ -46,7 +46,7 @@ COMMANDS = {
                "CodeDeploy lifecycle, as the agent would, in the agent's deployment root."),
     "enable-https": ("host:enable_https", "Get a certificate with certbot and serve the site over "
                      "HTTPS (HTTP redirects to it)."),
-    "hook": ("deploy:hook", "Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's "
+    "hook": ("hook:hook", "Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's "
              "hooks/ scripts call)."),
     "metrics": ("host:metrics", "CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."),
     "patch": ("host:patch", "Apply security updates now, outside any deployment, under a memory "

@@ -1,4 +1,5 @@
-"""The commands of deployments: hook, deploy, rollback, bundle, allow-older, restart-agent."""
+"""The commands of deployments: deploy, rollback, bundle, allow-older, restart-agent (`hook` is
+cli/hook.py: the hooks' start-up pays for none of these)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,8 @@ import os
 import click
 
 from .. import fields
-from ..deploy import agent_restart, freshness, hooks, lifecycle, rollback as rollback_mod, wheel
+from ..deploy import agent_restart, freshness, lifecycle, rollback as rollback_mod, wheel
 from . import Options
-
-
-@click.command()
-@click.argument("event")
-@click.pass_obj
-def hook(opts: Options, event):
-    """Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's hooks/ scripts call)."""
-    hooks.run_hook(None if event == "ApplicationStop" else opts.load_config(), event)
 
 
 @click.command("restart-agent", hidden=True)

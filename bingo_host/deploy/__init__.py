@@ -6,7 +6,7 @@
     <root>/current -> releases/<id>  the serving release, switched atomically (switch.py)
     /var/lib/bingo-host/deploy.json  the deployment in progress or the last one (record.py)
 
-Two drivers run the same events (events.py says what each does): hooks.py under the CodeDeploy
+Two drivers run the same events (events/ says what each does): hooks.py under the CodeDeploy
 agent (`bingo-host hook EVENT`), and lifecycle.py, the agent emulated (`bingo-host deploy`).
 """
 

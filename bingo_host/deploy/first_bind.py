@@ -31,7 +31,6 @@ import time
 
 from .. import layout, subp
 from ..errors import CommandError
-from ..facts import imds
 from ..regular_file import read_regular
 from . import DeployError, env_seconds
 from .builder import build_scope
@@ -73,7 +72,7 @@ def sandbox(scope: list[str], firewall: bool) -> list[str]:
     emperor's IPAddressDeny; the nftables rules match the app user wherever it runs)."""
     if not scope or not firewall:
         return scope
-    return [*scope[:-1], "-p", f"IPAddressDeny={imds.ADDRESS} {imds.ADDRESS_IPV6}", scope[-1]]
+    return [*scope[:-1], "-p", f"IPAddressDeny={layout.IMDS_ADDRESS} {layout.IMDS_ADDRESS_IPV6}", scope[-1]]
 
 
 def app_error(stderr: str) -> str:

@@ -1,4 +1,4 @@
-"""`bingo-host hook EVENT`: one lifecycle event (events.py says what each does) for the deployment
+"""`bingo-host hook EVENT`: one lifecycle event (events/ says what each does) for the deployment
 named in the environment, under the host lock, its progress kept in the deployment record.
 
 A hook that fails, or that is stopped by SIGTERM or SIGHUP (the agent's timeout), unwinds
@@ -15,10 +15,10 @@ import sys
 import time
 
 from ..context import make_context
+from ..facts import processes
 from ..ops.cleanup import Cleanup
 from ..ops.lock import host_lock
-from . import BundleError, agent_restart, record
-from .events import EVENTS, application_stop, before_install, check_revision
+from . import BundleError, agent_restart, events, record
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +26,22 @@ log = logging.getLogger(__name__)
 def run_hook(cfg, event: str, env=None) -> None:
     """Run one lifecycle event for the deployment named in env (os.environ by default)."""
     env = dict(os.environ if env is None else env)
-    if event not in EVENTS:
+    if event not in events.EVENTS:
         raise BundleError(f"unknown lifecycle event {event!r} (bingo-host handles "
-                          f"{', '.join(EVENTS)})")
+                          f"{', '.join(events.EVENTS)})")
     if env.get("LIFECYCLE_EVENT") and env["LIFECYCLE_EVENT"] != event:
         raise BundleError(f"called for {event} but LIFECYCLE_EVENT is {env['LIFECYCLE_EVENT']}")
+    module = events.load(event)  # its imports are start-up: before `started`
     if event == "ApplicationStop":
-        return application_stop(None, env)
+        return module.run(None, env)
     started = time.monotonic()
     deployment_id = env.get("DEPLOYMENT_ID")
     if not deployment_id:
         raise BundleError("DEPLOYMENT_ID is not set: hooks run under the CodeDeploy agent "
                           "or `bingo-host deploy`")
-    handler = EVENTS[event]
+    handler = module.run
     if event == "BeforeInstall":
-        handler = functools.partial(before_install, revision=check_revision(cfg, env))
+        handler = functools.partial(handler, revision=module.check_revision(cfg, env))
     ctx = make_context(cfg)
     with Cleanup() as undo:
         undo.register(agent_restart.schedule)  # no later hook runs: the deployment is over here
@@ -70,15 +71,6 @@ def _record_failure(deployment_id: str) -> None:
 
 
 def _startup_seconds(hook_started: float) -> float:
-    """How long this process ran before the hook began (the hook script's shell, the interpreter
-    and bingo-host's imports), which a deployment pays once per hook: its start time and the
-    uptime, both counted from boot (the epoch boot time is whole seconds only)."""
-    try:
-        with open("/proc/self/stat") as f:
-            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    ran = uptime - started_ticks / os.sysconf("SC_CLK_TCK")
-    return max(0.0, ran - (time.monotonic() - hook_started))
+    """How long this process ran before the hook began (the hook script's shell, the interpreter,
+    bingo-host's imports and reading the config), which a deployment pays once per hook."""
+    return max(0.0, processes.seconds_running() - (time.monotonic() - hook_started))

@@ -14,8 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Optional, TypedDict
 
-import psutil
-
+from ..facts import processes
 from ..state import DEPLOY_FILE, read_json, write_json
 from . import DeployError
 
@@ -29,13 +28,13 @@ class Record(TypedDict):
     application_name: Optional[str]  # these three from the agent's environment
     deployment_group: Optional[str]
     deployment_group_id: Optional[str]
-    bundle: dict  # where the revision came from (events.bundle_source)
+    bundle: dict  # where the revision came from (bundle_source)
     revision: Optional[dict]  # what BeforeInstall's check found (integrity.verify)
     status: str  # "in-progress" | "succeeded" | "failed"
     event: str  # the last lifecycle event a hook ran for
     event_status: str  # "running" | "ok" | "failed"
     pid: int  # the hook process running `event`
-    pid_start: float  # its psutil create_time
+    pid_start: float  # its start time (facts.processes; what psutil's create_time says)
     driver_pid: Optional[int]  # the `bingo-host deploy` process, or None under the real agent
     driver_start: Optional[float]
     release: str  # releases/ directory name of this deployment (= deployment_id)
@@ -64,6 +63,17 @@ def new(deployment_id: str, env, bundle: dict, revision: dict | None) -> Record:
                   updated_at=now(), finished_at=None, error=None)
 
 
+def bundle_source(env) -> dict:
+    """Where the revision came from, as the agent's (or `bingo-host deploy`'s) environment says."""
+    if env.get("BUNDLE_BUCKET"):
+        return {"type": "s3", "bucket": env.get("BUNDLE_BUCKET"), "key": env.get("BUNDLE_KEY"),
+                "version": env.get("BUNDLE_VERSION"), "etag": env.get("BUNDLE_ETAG")}
+    if env.get("BINGO_HOST_BUNDLE"):
+        return {"type": "file", "path": env.get("BINGO_HOST_BUNDLE"),
+                "sha256": env.get("BINGO_HOST_BUNDLE_SHA256")}
+    return {"type": "unknown"}
+
+
 def load(path: str | None = None) -> Record | None:
     """The recorded deployment; None when there is none (junk never blocks deploys)."""
     return read_json(path or STATE_FILE)
@@ -88,17 +98,14 @@ def _alive(pid, start) -> bool:
     if not pid:
         return False
     try:
-        proc = psutil.Process(int(pid))
-        # A killed process that its parent has not reaped yet is a zombie: it drives nothing.
-        return (abs(proc.create_time() - float(start or 0)) < 1.0
-                and proc.status() != psutil.STATUS_ZOMBIE)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return processes.is_running(int(pid), float(start or 0))
+    except (TypeError, ValueError):
         return False
 
 
 def process_identity(pid: int | None = None) -> tuple[int, float]:
-    p = psutil.Process(pid or os.getpid())
-    return p.pid, p.create_time()
+    pid = pid or os.getpid()
+    return pid, processes.start_time(pid)
 
 
 def blocker(state: Record | None, deployment_id: str, stale_after: float = STALE_AFTER) -> str | None:

@@ -1,4 +1,5 @@
-"""Upgrading bingo-host from a revision's wheel when that wheel is newer (events.check_revision).
+"""Upgrading bingo-host from a revision's wheel when that wheel is newer (check_revision, in
+events/before_install.py).
 
 The new version goes into a virtualenv of its own beside the running one and must pass a smoke
 test (`--version` names the new version, `config check` accepts this host's config) before

@@ -18,11 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 
 from ..errors import BingoHostError
+from ..layout import IMDS_ADDRESS as ADDRESS, IMDS_ADDRESS_IPV6 as ADDRESS_IPV6
 
 log = logging.getLogger(__name__)
 
-ADDRESS = "169.254.169.254"
-ADDRESS_IPV6 = "fd00:ec2::254"  # Nitro instances, when the instance's IPv6 endpoint is on
 DEFAULT_ENDPOINT = f"http://{ADDRESS}"
 DEFAULT_ENDPOINT_IPV6 = f"http://[{ADDRESS_IPV6}]"
 ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
