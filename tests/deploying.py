@@ -201,17 +201,46 @@ class Bundles:
         return inside
 
 
+RECORDER_BACKEND = """\
+# The build backend recorder-1.0 carries in its tree (PEP 517 backend-path): the revision's own
+# build code, which the build account runs; it needs nothing from an index.
+import base64, hashlib, os, zipfile
+
+open(MARKER, "a").write(f"{os.getuid()} {os.geteuid()} {os.getgroups()} "
+                        f"{'AWS_SECRET_ACCESS_KEY' in os.environ}\\n")
+FILES = {"recorder.py": "RECORDED = True\\n",
+         "recorder-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: recorder\\nVersion: 1.0\\n",
+         "recorder-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: recorder\\n"
+                                         "Root-Is-Purelib: true\\nTag: py3-none-any\\n"}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "recorder-1.0-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+        for path, text in FILES.items():
+            whl.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+            record.append(f"{path},sha256={digest.decode()},{len(text)}")
+        whl.writestr("recorder-1.0.dist-info/RECORD", "\\n".join(record + ["recorder-1.0.dist-info/RECORD,,"]) + "\\n")
+    return name
+"""
+
+
 def recorder_sdist(out: Path, marker: str) -> None:
-    """recorder-1.0.tar.gz: a project whose setup.py writes to marker the uids and groups it
-    runs as, and whether it sees AWS_SECRET_ACCESS_KEY."""
+    """recorder-1.0.tar.gz: a project (one module, recorder) whose own build backend writes to
+    marker the uids and groups it runs as, and whether it sees AWS_SECRET_ACCESS_KEY; building
+    it needs no index."""
     src = out.parent / "recorder-1.0"
     src.mkdir()
-    (src / "setup.py").write_text(
-        "import os\n"
-        f"open({marker!r}, 'a').write(f'{{os.getuid()}} {{os.geteuid()}} {{os.getgroups()}} '\n"
-        "                             f'{\"AWS_SECRET_ACCESS_KEY\" in os.environ}\\n')\n"
-        "from setuptools import setup\n"
-        "setup(name='recorder', version='1.0', py_modules=[])\n")
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "recorder_backend"\n'
+                                        'backend-path = ["."]\n')
+    (src / "recorder_backend.py").write_text(f"MARKER = {marker!r}\n" + RECORDER_BACKEND)
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: recorder\nVersion: 1.0\n")
     with tarfile.open(out, "w:gz") as tar:
         tar.add(src, arcname="recorder-1.0")
     shutil.rmtree(src)

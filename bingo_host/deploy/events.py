@@ -102,8 +102,9 @@ def before_install(ctx, env, revision: dict | None = None) -> None:
 def after_install(ctx, env) -> None:
     """AfterInstall: build releases/<deployment-id> from what Install copied into staging
     (releases.build), bingo.ini linked where the app reads it; the production requirements
-    installed by the build account into a virtualenv shared by releases whose requirements
-    hash the same (virtualenvs.py: no pip runs when one exists), in a scope that leaves the
+    installed by the build account with uv (app.requirement_overrides as its overrides) into a
+    virtualenv shared by releases whose requirements hash the same (virtualenvs.py: no uv runs
+    when one exists), the release's own bytecode compiled, in a scope that leaves the
     services their CPU, IO and memory (releases.build_scope). The serving release is not
     touched; a failure fails the deployment."""
     paths = Paths(ctx.cfg.app.root)
@@ -116,7 +117,7 @@ def after_install(ctx, env) -> None:
                  "deployment_group": env.get("DEPLOYMENT_GROUP_NAME"), "bundle": bundle_source(env),
                  "revision": (record.load() or {}).get("revision"), "bingo_host_version": __version__}
     build(paths, deployment_id, made_from, ctx.platform.python, ctx.cfg.app.user,
-          scope=build_scope(ctx.facts.mem_bytes))
+          scope=build_scope(ctx.facts.mem_bytes), overrides=ctx.cfg.app.requirement_overrides)
 
 
 def application_start(ctx, env) -> None:

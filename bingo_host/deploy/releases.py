@@ -26,7 +26,8 @@ PLACEHOLDER = "placeholder"
 
 
 class Paths:
-    """Where an app root keeps its releases, the `current` link, staging, venvs and bingo.ini."""
+    """Where an app root keeps its releases, the `current` link, staging, venvs, uv's cache and
+    bingo.ini."""
 
     def __init__(self, root: str):
         self.root = root
@@ -34,6 +35,7 @@ class Paths:
         self.current = f"{root}/current"
         self.staging = f"{root}/staging"
         self.venvs = f"{root}/venvs"
+        self.uv_cache = f"{root}/uv-cache"  # the build account's (virtualenvs.py), 0700
         self.shared_ini = f"{root}/shared/bingo.ini"
 
     def release(self, name: str) -> str:
@@ -56,8 +58,9 @@ def write_record(path: str, record: dict) -> None:
                             {"type": "file", "path", "sha256"} from `bingo-host deploy`, or "unknown"
         revision            what integrity.verify found (freshness.py compares `created`), or null
         created_at          when the build finished (ISO 8601 UTC)
-        requirements_hash   sha256 of the interpreter version and every requirements*.txt
-        venv, venv_reused   the shared virtualenv `venv` links to; true when no pip ran for it
+        requirements_hash   sha256 of the interpreter version, every requirements*.txt and
+                            app.requirement_overrides (virtualenvs.requirements_hash)
+        venv, venv_reused   the shared virtualenv `venv` links to; true when no uv ran for it
         bingo_host_version  the bingo-host that built it
         activated_at, validated_at  last switched to; last passed its checks (or null)
         failed              null, or {"at", "event", "reason"} when it failed or was switched away"""
@@ -112,7 +115,7 @@ BUILD_IO_WEIGHT = 20
 
 
 def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -> list[str]:
-    """The command prefix that runs a build step (a new virtualenv, pip compiling mysqlclient on
+    """The command prefix that runs a build step (a new virtualenv, uv compiling mysqlclient on
     a nano) in a transient systemd scope beside the services (system.slice, where weights
     compete), with a fifth of their CPU and IO weight and its memory bounded, so the serving
     release keeps its latency. Output and exit status stay the command's own. Nothing when
@@ -152,9 +155,10 @@ def normalise_tree(top: str) -> None:
 
 
 def build(paths: Paths, name: str, record: dict, python: str, app_user: str,
-          scope: Sequence[str] = ()) -> dict:
+          scope: Sequence[str] = (), overrides: Sequence[str] = ()) -> dict:
     """releases/<name> from the staging directory: code, venv link, bingo.ini link, record
-    (the virtualenv built in `scope`, see build_scope()).
+    (the virtualenv built in `scope`, see build_scope(), with `overrides`:
+    app.requirement_overrides).
 
     Built as releases/.<name>.partial and renamed into place last, so releases/<name> exists
     only complete. The serving release is never touched.
@@ -178,7 +182,8 @@ def build(paths: Paths, name: str, record: dict, python: str, app_user: str,
             if os.path.lexists(f"{partial}/{link}"):
                 raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
         normalise_tree(partial)
-        venv, digest, reused = ensure_venv(paths.venvs, partial, python, scope)
+        venv, digest, reused = ensure_venv(paths.venvs, paths.uv_cache, partial, python, scope,
+                                           overrides)
         os.symlink(venv, f"{partial}/venv")
         for link in links:
             os.symlink(paths.shared_ini, f"{partial}/{link}")
