@@ -513,3 +513,23 @@ def test_a_real_build_runs_as_the_build_account_and_leaves_a_sealed_venv(world, 
     again = virtualenvs.ensure_venv(venvs, cache, str(release), "/usr/bin/python3")
     assert again == (venv, digest, True) and record.read_text().splitlines() == runs
 
+
+def test_the_releases_own_modules_are_compiled_without_running_them(tmp_path, caplog):
+    """compileall as root parses the release and writes bytecode for each module; nothing of the
+    release runs (the module that would leave a mark at import leaves none), and a module that
+    does not compile is left to Python at import, with a warning."""
+    import sys
+
+    release = tmp_path / "rel"
+    (release / "musicbingo").mkdir(parents=True)
+    mark = tmp_path / "ran"
+    (release / "application.py").write_text(f"open({str(mark)!r}, 'w').close()\napp = None\n")
+    (release / "musicbingo" / "__init__.py").write_text("")
+    (release / "musicbingo" / "broken.py").write_text("def (:\n")
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    releases.compile_bytecode(str(release), sys.executable)
+    tag = sys.implementation.cache_tag
+    assert (release / "__pycache__" / f"application.{tag}.pyc").is_file()
+    assert (release / "musicbingo" / "__pycache__" / f"__init__.{tag}.pyc").is_file()
+    assert not mark.exists()
+    assert "release: some modules did not compile" in caplog.text and "broken.py" in caplog.text
