@@ -533,3 +533,18 @@ def test_the_releases_own_modules_are_compiled_without_running_them(tmp_path, ca
     assert (release / "musicbingo" / "__pycache__" / f"__init__.{tag}.pyc").is_file()
     assert not mark.exists()
     assert "release: some modules did not compile" in caplog.text and "broken.py" in caplog.text
+
+
+def test_a_failed_install_says_what_uv_said_first_and_last():
+    exc = virtualenvs.CommandError("uv pip install ...", 1, (
+        "Using Python 3.11.2 environment at: /r/venvs/abc\n"
+        "  × Failed to build `mysql==0.0.2`\n  ├─▶ The build backend returned an error\n"
+        "      AttributeError: 'list' object has no attribute 'splitlines'\n\n"
+        "      hint: This usually indicates a problem with the package or the build environment.\n"
+        "  help: `mysql` (v0.0.2) was included because `mysql-requirements.txt` depends on `mysql==0.0.2`\n"))
+    assert str(virtualenvs.failed(exc)) == (
+        "uv pip install failed (exit 1): × Failed to build `mysql==0.0.2`\n"
+        "  ├─▶ The build backend returned an error\n"
+        "  AttributeError: 'list' object has no attribute 'splitlines'\n"
+        "  hint: This usually indicates a problem with the package or the build environment.\n"
+        "  help: `mysql` (v0.0.2) was included because `mysql-requirements.txt` depends on `mysql==0.0.2`")

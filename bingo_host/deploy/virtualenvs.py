@@ -106,9 +106,20 @@ def install_argv(uv: str, cache: str, venv: str, reqs: Sequence[str], overrides:
 
 
 def _why(exc: CommandError) -> str:
+    """Why an offline run failed, in a line: what uv said about its cache or the network."""
     lines = [line.strip() for line in exc.stderr.splitlines() if line.strip()]
     told = [line for line in lines if "cache" in line or "network" in line] or lines[-1:]
     return (told[0] if told else f"exit {exc.returncode}")[:200]
+
+
+def failed(exc: CommandError) -> DeployError:
+    """The install's failure: uv's headline (`× Failed to build `mysql==0.0.2``) first, then
+    the last lines it wrote (the build's own error)."""
+    lines = [line.rstrip() for line in exc.stderr.splitlines() if line.strip()]
+    headline = next((line.strip() for line in lines if line.lstrip().startswith(("×", "error:"))),
+                    f"exit {exc.returncode}")
+    tail = "".join(f"\n  {line.strip()[:300]}" for line in lines[-5:] if line.strip() != headline)
+    return DeployError(f"uv pip install failed (exit {exc.returncode}): {headline[:300]}{tail}")
 
 
 def ensure_venv(venvs: str, cache: str, release_dir: str, python: str,
@@ -169,7 +180,10 @@ def ensure_venv(venvs: str, cache: str, release_dir: str, python: str,
             result = as_builder(install_argv(uv, cache, venv, copied, pins, offline=True), 1800, copy)
         except CommandError as exc:
             log.info(f"virtualenv: not all in uv's cache ({_why(exc)}); installing online")
-            result = as_builder(install_argv(uv, cache, venv, copied, pins, offline=False), 1800, copy)
+            try:
+                result = as_builder(install_argv(uv, cache, venv, copied, pins, offline=False), 1800, copy)
+            except CommandError as exc:
+                raise failed(exc) from None
         builder.stop(who)
         undo.register(builder.forget, cache)  # a seal cut short: see the docstring
         count = builder.seal(venv, who.uid)
