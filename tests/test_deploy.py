@@ -365,7 +365,8 @@ def test_deploy_killed_mid_after_install_then_redeployed(host, bundles, tmp_path
 
     hold = "/tmp/bingo-test-hold-build"
     recorder_sdist(tmp_path / "recorder-1.0.tar.gz", "/tmp/bingo-test-killed-build", hold=hold)
-    bundle = bundles.make("killed", extra_requirement="./Extra-Files/recorder-1.0.tar.gz",
+    # (idna: requirements of their own; the last test's hostile bundle names the same sdist)
+    bundle = bundles.make("killed", extra_requirement="idna==3.5\n./Extra-Files/recorder-1.0.tar.gz",
                           files={"Extra-Files/recorder-1.0.tar.gz": (tmp_path / "recorder-1.0.tar.gz").read_bytes()})
     host.run(["touch", hold])
     proc = host.popen([BIN, "deploy", bundle, "--deployment-id", "d-KILLED005"], env=ENV)
