@@ -4,8 +4,9 @@ build account (builder.py) with uv and complete only once root sealed it and wro
 uv is bingo-host's own pinned copy (bin/uv beside the python running bingo-host; a dependency in
 setup.cfg). Its cache, the build account's, is <root>/uv-cache: on the virtualenvs' file system,
 so an install links files instead of copying them. A build first runs offline, from that cache
-alone (no index request at all: a warm rebuild takes under a second), and online only when the
-cache lacks something. The bytecode of every installed module is compiled then, by the account,
+alone (no index request at all: a warm rebuild takes under a second), and online only when that
+fails (the cache lacks something; a failure of another kind fails again online, and is reported
+from there). The bytecode of every installed module is compiled then, by the account,
 in the build's scope: no worker pays for it after a switch.
 """
 
