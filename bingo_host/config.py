@@ -13,7 +13,8 @@ from typing import Any
 from .errors import ConfigError
 from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, boolean, choice, database_host,
                      domain_name, email, integer, kms_key_arn, not_in, not_system_user, optional,
-                     or_auto, pattern, s3_bucket, s3_prefix, schedule, server_names, swap_size)
+                     or_auto, pattern, requirement_specifiers, s3_bucket, s3_prefix, schedule,
+                     server_names, swap_size)
 from .path_fields import absolute_path, block_device, owned_dir
 from .secret_fields import mail_password, password, secret_reference, secret_source, smtp_username
 from .secrets import is_reference
@@ -50,6 +51,10 @@ class App:
         r"/(?!.*\.\.)[A-Za-z0-9._~/-]*", "must be a URL path starting with '/' "
                                          "(letters, digits and ._~/- only, no '..')"))
     keep_releases: int = setting(5, integer(1, 50))
+    # What the host changes in the app's pins (uv's --override: they replace the app's own
+    # requirement on that package, wherever it comes from), e.g. ["mysql==0.0.3"]; part of the
+    # virtualenv's cache key.
+    requirement_overrides: tuple[str, ...] = setting((), requirement_specifiers)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,7 @@ def to_dict(cfg: Config, mask_secrets: bool = True) -> dict:
     """Plain data for display (YAML/JSON); a literal password is masked."""
     data = asdict(cfg)
     data["app"]["server_name"] = " ".join(cfg.app.server_name)
+    data["app"]["requirement_overrides"] = list(cfg.app.requirement_overrides)  # YAML has no tuples
     if mask_secrets and not is_reference(cfg.database.password):
         data["database"]["password"] = "*****"
     if mask_secrets and cfg.smtp.password and not is_reference(cfg.smtp.password):

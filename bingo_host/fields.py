@@ -222,6 +222,37 @@ def email(value, path) -> str:
     return value
 
 
+# A requirement specifier as uv's --override takes it, narrowed: a package name, optional
+# [extras], optional version clauses; no options, URLs or markers. Written one a line to a file
+# the build reads, so no value can add an option or a second requirement.
+_PKG = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
+_CLAUSE = r"(?:===?|~=|!=|<=?|>=?)\s*[A-Za-z0-9.*+!_-]{1,64}"
+REQUIREMENT = re.compile(rf"({_PKG})(?:\[{_PKG}(?:,{_PKG})*\])?(?:\s*{_CLAUSE}(?:\s*,\s*{_CLAUSE})*)?")
+MAX_REQUIREMENTS = 32
+
+
+def requirement_specifiers(value, path) -> tuple[str, ...]:
+    """A list of requirement specifiers such as mysql==0.0.3 (app.requirement_overrides), each
+    package at most once (by its normalised name)."""
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected a list of requirement specifiers, got {type_name(value)}")
+    if len(value) > MAX_REQUIREMENTS:
+        raise ConfigError(path, f"at most {MAX_REQUIREMENTS} requirement specifiers")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        match = REQUIREMENT.fullmatch(string(item, where).strip())
+        if not match:
+            raise ConfigError(where, f"{shown(item)} is not a requirement specifier such as "
+                                     "mysql==0.0.3 (a package name, optional [extras] and version "
+                                     "clauses; no options, URLs or markers)")
+        name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        if name in seen:
+            raise ConfigError(where, f"{name} is already overridden by {path}[{seen[name]}]")
+        seen[name] = i
+    return tuple(item.strip() for item in value)
+
+
 # A KMS key or alias ARN: its region and account are part of what the host trusts.
 kms_key_arn = pattern(
     r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250})",

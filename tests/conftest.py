@@ -33,12 +33,14 @@ CONFIG = "/etc/bingo-host/config.yaml"
 
 
 def host_config(device: str, **overrides: dict) -> str:
-    """The test hosts' config: the loop device as data volume, small swap; sections overridable.
+    """The test hosts' config: the loop device as data volume, small swap, the override the
+    fixture app's pins need (the real app's: mysql==0.0.2 no longer builds); sections overridable.
     The firewall step is off: these hosts share the machine's network namespace, so its nftables
     table would be the machine's (tests/test_firewall_host.py runs it in a namespace of its own)."""
     import yaml
 
-    data = {"volume": {"device": device}, "swap": {"size": "32M"}, "app": {"processes": 2},
+    data = {"volume": {"device": device}, "swap": {"size": "32M"},
+            "app": {"processes": 2, "requirement_overrides": ["mysql==0.0.3"]},
             "firewall": {"enabled": False}}
     for section, values in overrides.items():
         data[section] = {**data.get(section, {}), **values}

@@ -1,5 +1,5 @@
 """What the deploy tests share: bundles of the fixture app, requests through nginx, records, and
-an sdist whose setup.py records who builds it.
+an sdist whose build backend records who builds it.
 
 The fixture app (tests/fixtures/sample_app) behaves like the real music bingo server: it reads
 <release>/musicbingo/bingo.ini, binds MariaDB through mysqlclient (from mysql-requirements.txt)
@@ -207,17 +207,50 @@ class Bundles:
         return inside
 
 
-def recorder_sdist(out: Path, marker: str) -> None:
-    """recorder-1.0.tar.gz: a project whose setup.py writes to marker the uids and groups it
-    runs as, and whether it sees AWS_SECRET_ACCESS_KEY."""
+RECORDER_BACKEND = """\
+# The build backend recorder-1.0 carries in its tree (PEP 517 backend-path): the revision's own
+# build code, which the build account runs; it needs nothing from an index.
+import base64, hashlib, os, zipfile
+
+open(MARKER, "a").write(f"{os.getuid()} {os.geteuid()} {os.getgroups()} "
+                        f"{'AWS_SECRET_ACCESS_KEY' in os.environ}\\n")
+FILES = {"recorder.py": "RECORDED = True\\n",
+         "recorder-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: recorder\\nVersion: 1.0\\n",
+         "recorder-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: recorder\\n"
+                                         "Root-Is-Purelib: true\\nTag: py3-none-any\\n"}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    import time
+    deadline = time.monotonic() + 300
+    while HOLD and os.path.exists(HOLD) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a build that takes as long as the test needs
+    name = "recorder-1.0-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+        for path, text in FILES.items():
+            whl.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+            record.append(f"{path},sha256={digest.decode()},{len(text)}")
+        whl.writestr("recorder-1.0.dist-info/RECORD", "\\n".join(record + ["recorder-1.0.dist-info/RECORD,,"]) + "\\n")
+    return name
+"""
+
+
+def recorder_sdist(out: Path, marker: str, hold: str | None = None) -> None:
+    """recorder-1.0.tar.gz: a project (one module, recorder) whose own build backend writes to
+    marker the uids and groups it runs as, and whether it sees AWS_SECRET_ACCESS_KEY; building
+    it needs no index. With `hold`, its wheel build waits while that file exists (at most 300 s)."""
     src = out.parent / "recorder-1.0"
     src.mkdir()
-    (src / "setup.py").write_text(
-        "import os\n"
-        f"open({marker!r}, 'a').write(f'{{os.getuid()}} {{os.geteuid()}} {{os.getgroups()}} '\n"
-        "                             f'{\"AWS_SECRET_ACCESS_KEY\" in os.environ}\\n')\n"
-        "from setuptools import setup\n"
-        "setup(name='recorder', version='1.0', py_modules=[])\n")
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "recorder_backend"\n'
+                                        'backend-path = ["."]\n')
+    (src / "recorder_backend.py").write_text(f"MARKER = {marker!r}\nHOLD = {hold!r}\n" + RECORDER_BACKEND)
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: recorder\nVersion: 1.0\n")
     with tarfile.open(out, "w:gz") as tar:
         tar.add(src, arcname="recorder-1.0")
     shutil.rmtree(src)

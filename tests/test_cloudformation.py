@@ -102,6 +102,7 @@ def test_config_file_is_valid_bingo_host_config(name, scenario):
     else:
         assert cfg.smtp.server is None
     assert cfg.app.health_path == "/api/health"
+    assert cfg.app.requirement_overrides == ("mysql==0.0.3",)  # what the upstream app needs today
     if name == "single-instance.yaml":
         assert cfg.database.local
         assert password == "secretsmanager:" + Resolver(template).ref("DatabaseSecret")

@@ -55,7 +55,7 @@ def test_first_deploy_through_the_agent(host, bundles):
     assert rec["validated_at"] and rec["deployment_group"] == "bingo-prod"
     assert deploy_state(host)["status"] == "succeeded"
     log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep}/logs/scripts.log")
-    assert "virtualenv: pip install -r requirements.txt -r mysql-requirements.txt" in log
+    assert "virtualenv: uv pip install -r requirements.txt -r mysql-requirements.txt" in log
 
 
 def test_unchanged_requirements_through_the_agent_tgz(host, bundles):

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host.cli import main
-from bingo_host.config import Config, to_dict
+from bingo_host.config import Config, to_dict, with_values
 from bingo_host.config_file import load_config_text
 from bingo_host.errors import ConfigError
 
@@ -18,6 +18,9 @@ VALID = [
     ("app: {server_name: [bingo.example.com, '*.example.org']}",
      {("app", "server_name"): ("bingo.example.com", "*.example.org")}),
     ("app: {processes: 3, user: bingo}", {("app", "processes"): 3, ("app", "user"): "bingo"}),
+    ("app: {requirement_overrides: ['mysql==0.0.3', ' Foo_Bar[x,y] >= 1.0, <2 ']}",
+     {("app", "requirement_overrides"): ("mysql==0.0.3", "Foo_Bar[x,y] >= 1.0, <2")}),
+    ("app: {requirement_overrides: []}", {("app", "requirement_overrides"): ()}),
     ("database: {host: db.cluster-abc.eu-west-1.rds.amazonaws.com, port: 3307}",
      {("database", "host"): "db.cluster-abc.eu-west-1.rds.amazonaws.com"}),
     ("database: {host: 10.0.0.5}", {("database", "host"): "10.0.0.5"}),
@@ -104,6 +107,11 @@ INVALID = [
     ("app: {name: 'Music_Bingo'}", "app.name", "lower-case"),
     ("app: {name: \"bingo\\nExecStart=/bin/sh\"}", "app.name", "single line"),
     ("app: {processes: 0}", "app.processes", "between 1 and 64"),
+    ("app: {requirement_overrides: 'mysql==0.0.3'}", "app.requirement_overrides", "expected a list"),
+    ("app: {requirement_overrides: ['--index-url=https://evil/simple']}", "app.requirement_overrides[0]",
+     "not a requirement specifier"),
+    ("app: {requirement_overrides: ['mysql==0.0.3', 'MySQL==0.0.4']}", "app.requirement_overrides[1]",
+     "mysql is already overridden by app.requirement_overrides[0]"),
     ("app: {user: 'root; rm'}", "app.user", "user name"),
     ("volume: {device: /etc/passwd}", "volume.device", "under /dev"),
     ("volume: {device: /dev/../etc/shadow}", "volume.device", "under /dev"),
@@ -235,7 +243,19 @@ def test_example_config_is_valid_and_all_defaults():
     from pathlib import Path
 
     text = (Path(__file__).parent.parent / "examples" / "config.yaml").read_text()
-    assert load_config_text(text) == Config()
+    # but the override the upstream app needs (its mysql==0.0.2 no longer builds)
+    assert load_config_text(text) == with_values(Config(), app={"requirement_overrides": ("mysql==0.0.3",)})
+
+
+def test_config_check_shows_the_requirement_overrides(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("app: {requirement_overrides: ['mysql==0.0.3']}\n")
+    for args, shown in (([], "  requirement_overrides:\n  - mysql==0.0.3\n"),
+                        (["--json"], '"requirement_overrides": [\n      "mysql==0.0.3"\n    ]')):
+        result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--platform",
+                                           "debian12", *args])
+        assert result.exit_code == 0, result.output
+        assert shown in result.output, result.output
 
 
 # -- hostile configs (issue 13): each row passed `config check`, crashed with a traceback, or

@@ -4,7 +4,8 @@ CodeDeploy agent (test_codedeploy_agent.py runs the real agent on the same host,
 
 The tests run in file order and build on each other (one host, one release history):
 first emulated deploy -> no well-known admin login -> static build and /api caching -> a burst of API requests -> venv reuse
-(under load: no stall) -> failed pip never switched to -> missing database driver never switched to ->
+(under load: no stall) -> failed build never switched to -> the upstream pins without the override
+fail -> missing database driver never switched to ->
 a release that cannot be imported never serves (under load: the old workers serve throughout) ->
 MariaDB stopped -> killed mid-AfterInstall then redeployed -> CRLF hook refused -> rollback by hand.
 """
@@ -53,8 +54,17 @@ def test_first_emulated_deploy(host, bundles):
     positions = [out.index(f"[{event}]") for event in
                  ("BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService")]
     assert positions == sorted(positions)
-    # Every production requirements file, in order, in one pip run.
-    assert "virtualenv: pip install -r requirements.txt -r mysql-requirements.txt" in out
+    # Every production requirements file, in order, in one uv run, with the config's override
+    # of the upstream pin that no longer builds; bytecode compiled at build.
+    assert ("virtualenv: uv pip install -r requirements.txt -r mysql-requirements.txt --override "
+            "(mysql==0.0.3)") in out
+    venv_python = f"{ROOT}/releases/d-FIRST0001/venv/bin/python"
+    versions = host.run([venv_python, "-c", "from importlib.metadata import version as v; "
+                         "print(v('mysql'), v('mysqlclient'), v('PyMySQL'))"]).stdout.split()
+    assert versions == ["0.0.3", "1.4.6", "1.1.1"], versions
+    assert host.run_shell(f"ls {ROOT}/releases/d-FIRST0001/__pycache__/application.cpython-*.pyc "
+                          f"{ROOT}/releases/d-FIRST0001/venv/lib/python3*/site-packages/flask/"
+                          "__pycache__/app.cpython-*.pyc", check=False).returncode == 0
     assert f"switch: {ROOT}/current -> d-FIRST0001" in out
     assert serving(host) == "d-FIRST0001" and health_release(host) == "d-FIRST0001"
     status, body = http("/")
@@ -240,6 +250,26 @@ def test_failed_pip_install_is_never_switched_to(host, bundles):
     assert state["event"] == "AfterInstall"
 
 
+def test_the_upstream_pins_without_the_override_fail_in_after_install(host, bundles):
+    """The fixture pins what the real app pins: mysql==0.0.2, whose sdist no longer builds. The
+    config's app.requirement_overrides (mysql==0.0.3) is what deploys it; without it AfterInstall
+    fails and the old release serves on."""
+    from tests.conftest import CONFIG, host_config
+
+    device = host.run(["findmnt", "-n", "-o", "SOURCE", "/var/lib/mysql"]).stdout.strip()
+    host.put_file(CONFIG, host_config(device, app={"requirement_overrides": []}), mode=0o600)
+    try:
+        r = deploy(host, bundles.make("nooverride"), "d-NOOVERR03")
+    finally:
+        host.put_file(CONFIG, host_config(device), mode=0o600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "AfterInstall" in r.stderr and "failed" in r.stderr and "[ApplicationStart]" not in r.stdout
+    assert "mysql==0.0.2" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert serving(host) == "d-SECOND002" and health_release(host) == "d-SECOND002"
+    assert deploy_state(host)["event"] == "AfterInstall"
+    assert host.run(["test", "-e", f"{ROOT}/releases/d-NOOVERR03"], check=False).returncode != 0
+
+
 def test_release_without_its_database_driver_is_never_switched_to(host, bundles):
     """The real app's failure: only requirements.txt installed, no MySQLdb. It imports and
     serves its index, so only a request through the app catches it: ApplicationStart's first
@@ -293,9 +323,9 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
 
 
 def build_scope_now(host) -> dict | None:
-    """What a running pip install (the virtualenv's ensurepip or the requirements' pip; not
-    systemd-run before it execs) runs in: its cgroups, its unit's properties and the kernel's
-    values for them; None if no such process ran through the reads (they are short-lived)."""
+    """What a running `uv pip install` (not systemd-run or setpriv before they exec it) runs in:
+    its cgroups, its unit's properties and the kernel's values for them; None if no such
+    process ran through the reads (they are short-lived)."""
     def read(*argv):
         r = host.run(list(argv), check=False)
         if r.returncode != 0:
@@ -303,7 +333,7 @@ def build_scope_now(host) -> dict | None:
         return r.stdout
 
     try:
-        pid = read("pgrep", "-o", "-f", "^[^ ]*python[^ ]* .*pip.*install").split()[0]
+        pid = read("pgrep", "-o", "-f", "^[^ ]*/uv pip install").split()[0]
         cgroups = {}
         for line in read("cat", f"/proc/{pid}/cgroup").splitlines():
             _, controllers, path = line.split(":", 2)
@@ -327,13 +357,13 @@ def build_scope_now(host) -> dict | None:
 
 
 def check_build_scope(host) -> None:
-    """pip runs in a transient scope beside the services with low CPU/IO weight and bounded
+    """uv runs in a transient scope beside the services with low CPU/IO weight and bounded
     memory, and the kernel applies them (on cgroup v1, as this test host has, systemd
     translates the weights to cpu.shares and MemoryMax to memory.limit_in_bytes)."""
     deadline = time.monotonic() + 60
     while (scope := build_scope_now(host)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert scope, "no pip install ran"
+    assert scope, "no uv pip install ran"
     show, kernel = scope["show"], scope["kernel"]
     assert scope["unit"].endswith(".scope") and scope["cgroups"][""].startswith("/system.slice/"), scope
     assert show["CPUWeight"] == "20" and show["IOWeight"] == "20", show
@@ -345,27 +375,37 @@ def check_build_scope(host) -> None:
                           "memory.max": show["MemoryMax"]}, scope
 
 
-def test_deploy_killed_mid_after_install_then_redeployed(host, bundles):
-    bundle = bundles.make("killed", extra_requirement="idna==3.5")
+def test_deploy_killed_mid_after_install_then_redeployed(host, bundles, tmp_path):
+    # A requirement whose build (its own backend) lasts while `hold` exists: uv is half way
+    # through the new virtualenv for as long as the test needs (from its cache it takes < 1 s).
+    from tests.deploying import recorder_sdist
+
+    hold = "/tmp/bingo-test-hold-build"
+    recorder_sdist(tmp_path / "recorder-1.0.tar.gz", "/tmp/bingo-test-killed-build", hold=hold)
+    # (idna: requirements of their own; the last test's hostile bundle names the same sdist)
+    bundle = bundles.make("killed", extra_requirement="idna==3.5\n./Extra-Files/recorder-1.0.tar.gz",
+                          files={"Extra-Files/recorder-1.0.tar.gz": (tmp_path / "recorder-1.0.tar.gz").read_bytes()})
+    host.run(["touch", hold])
     proc = host.popen([BIN, "deploy", bundle, "--deployment-id", "d-KILLED005"], env=ENV)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            # pip is running for the new virtualenv: AfterInstall is half way.
+            # uv is running for the new virtualenv: AfterInstall is half way.
             if host.run(["pgrep", "-f", "pip.*install"], check=False).returncode == 0:
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
         else:
-            pytest.fail("AfterInstall never reached pip")
+            pytest.fail("AfterInstall never reached uv pip install")
         check_build_scope(host)
-        # SIGKILL the driver, the hook and its pip (hooks run in a process group of their own,
+        # SIGKILL the driver, the hook and its uv (hooks run in a process group of their own,
         # as under the agent): the host dying mid-AfterInstall.
         proc.kill()
         host.run(["pkill", "-KILL", "-f", "bingo-host hook AfterInstall"], check=False)
         host.run(["pkill", "-KILL", "-f", "pip.*install"], check=False)
         proc.wait(timeout=30)
     finally:
+        host.run(["rm", "-f", hold])
         if proc.poll() is None:
             proc.kill()
     time.sleep(1)
@@ -453,9 +493,10 @@ def test_a_new_app_user_takes_over_the_serving_app(host):
 
 def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_path, monkeypatch):
     """issue 21: the revision's code that a build runs (a `pip/` package at the release's root,
-    which shadowed pip when the release was the working directory; a local sdist's setup.py)
-    runs as the build account bootstrap made, never root or the app user, and the virtualenv it
-    built is root's and read-only to others before anything uses it."""
+    which shadowed pip when the release was the working directory; a local sdist's build
+    backend) runs as the build account bootstrap made, never root or the app user, and the
+    virtualenv it built with uv (hard links from the account's cache) is root's and read-only to
+    others before anything uses it."""
     import shutil
 
     from bingo_host.deploy import bundle as bundle_mod
@@ -499,7 +540,15 @@ def test_the_build_account_builds_the_venv_and_root_seals_it(host, wheel, tmp_pa
     assert loose == "" and host.run(["test", "-f", f"{venv}.bingo-venv-complete"]).returncode == 0
     assert host.run(["pgrep", "-u", "bingo-build"], check=False).returncode == 1  # nothing left running
     assert host.run(["ls", "-A", "/var/lib/bingo-host/build-work"]).stdout == ""
-    assert host.run(["stat", "-c", "%U", "/var/lib/bingo-host/build/pip-cache"]).stdout.strip() == "bingo-build"
+    # uv's cache: the account's alone (the app user can neither read nor write what builds
+    # read), on the releases' file system, its linked files sealed with the venv.
+    assert host.run(["stat", "-c", "%U %a", f"{ROOT}/uv-cache"]).stdout.split() == ["bingo-build", "700"]
+    assert host.run(["runuser", "-u", "music-bingo", "--", "ls", f"{ROOT}/uv-cache"],
+                    check=False).returncode != 0
+    devices = host.run(["stat", "-c", "%d", f"{ROOT}/uv-cache", f"{ROOT}/venvs"]).stdout.split()
+    assert devices[0] == devices[1], devices
+    linked = host.run(["find", venv, "-type", "f", "-links", "+1", "-print", "-quit"]).stdout.strip()
+    assert linked, "uv linked nothing from its cache"
     assert health_release(host) == "d-BUILDER08"
     again = host.run([BIN, "bootstrap"], check=False)  # the account and its directories are there
     assert "already converged, nothing changed" in again.stdout, again.stdout + again.stderr

@@ -212,6 +212,30 @@ def test_server_names(value, expected):
     run_table(f.server_names, value, expected)
 
 
+NOT_A_REQUIREMENT = ("is not a requirement specifier such as mysql==0.0.3 (a package name, optional "
+                     "[extras] and version clauses; no options, URLs or markers)")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ([], ()), (["mysql==0.0.3"], ("mysql==0.0.3",)), ([" mysql == 0.0.3 "], ("mysql == 0.0.3",)),
+    (["Foo.Bar_baz[a,b-c]>=1.0,!=1.2.*", "x~=2.0", "y", "z===1.0+local"],
+     ("Foo.Bar_baz[a,b-c]>=1.0,!=1.2.*", "x~=2.0", "y", "z===1.0+local")),
+    ("mysql==0.0.3", Refused("expected a list of requirement specifiers, got a string")),
+    (["mysql==0.0.3", 3], Refused("expected a string, got an integer", f"{FIELD}[1]")),
+    (["-r other.txt"], Refused(f"'-r other.txt' {NOT_A_REQUIREMENT}", f"{FIELD}[0]")),
+    (["--index-url https://evil/simple"], Refused(f"'--index-url https://evil/simple' {NOT_A_REQUIREMENT}",
+                                                  f"{FIELD}[0]")),
+    (["x @ https://e/x.whl"], Refused(f"'x @ https://e/x.whl' {NOT_A_REQUIREMENT}", f"{FIELD}[0]")),
+    (["x==1; python_version>'3'"], Refused(f"\"x==1; python_version>'3'\" {NOT_A_REQUIREMENT}", f"{FIELD}[0]")),
+    (["x==1 -e ."], Refused(f"'x==1 -e .' {NOT_A_REQUIREMENT}", f"{FIELD}[0]")),
+    (["x==1\n--index-url=h"], Refused("must be a single line", f"{FIELD}[0]")),
+    (["Foo_Bar==1", "foo-bar==2"], Refused(f"foo-bar is already overridden by {FIELD}[0]", f"{FIELD}[1]")),
+    ([f"p{i}" for i in range(33)], Refused("at most 32 requirement specifiers")),
+])
+def test_requirement_specifiers(value, expected):
+    run_table(f.requirement_specifiers, value, expected)
+
+
 @pytest.mark.parametrize("value, expected", [
     ("db.internal", "db.internal"), ("db", "db"), ("10.0.0.5", "10.0.0.5"), ("fd00::5", "fd00::5"),
     ("fe80::1%eth0", Refused("must be a host name or an IP address (no IPv6 scope id)")),

@@ -39,7 +39,7 @@ def _started(tmp_path) -> Path:
 
 
 def _context(root: Path):
-    app = types.SimpleNamespace(root=str(root), user="root")
+    app = types.SimpleNamespace(root=str(root), user="root", requirement_overrides=())
     return types.SimpleNamespace(cfg=types.SimpleNamespace(app=app),
                                  platform=types.SimpleNamespace(python=sys.executable),
                                  facts=types.SimpleNamespace(mem_bytes=1 << 30))
@@ -58,7 +58,7 @@ def test_a_failing_hook_marks_its_record_failed_and_removes_the_half_built_relea
     monkeypatch.setattr(hooks.agent_restart, "schedule", lambda: scheduled.append(True))
     monkeypatch.setattr(after_install, "build_scope", lambda mem_bytes: [])
 
-    def pip_fails(venvs, release_dir, python, scope=()):
+    def pip_fails(venvs, cache, release_dir, python, scope=(), overrides=()):
         assert os.path.isdir(release_dir)  # the half-built release exists while it builds
         raise DeployError("pip install failed: no such package")
 
@@ -79,7 +79,7 @@ from bingo_host.deploy.events import after_install
 from bingo_host.ops.cleanup import Stopped
 
 record.STATE_FILE = {state!r}
-app = types.SimpleNamespace(root={root!r}, user="root")
+app = types.SimpleNamespace(root={root!r}, user="root", requirement_overrides=())
 ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=app), facts=types.SimpleNamespace(mem_bytes=1 << 30),
                             platform=types.SimpleNamespace(python=sys.executable))
 hooks.make_context = lambda cfg: ctx
@@ -87,7 +87,7 @@ hooks.agent_restart.schedule = lambda: open({scheduled!r}, "w").close()
 after_install.build_scope = lambda mem_bytes: []
 
 
-def slow_pip(venvs, release_dir, python, scope=()):
+def slow_pip(venvs, cache, release_dir, python, scope=(), overrides=()):
     open({building!r}, "w").write(release_dir)
     time.sleep(60)
 

@@ -1,14 +1,24 @@
 """The build account: the app's requirements are built by it, never by root or the app user.
 
 Building a virtualenv runs code that comes with the revision (a local sdist's setup.py, a build
-backend, a module the release shadows); root never runs any of it. Each command runs as
+backend); root never runs any of it. Each command (uv, bingo-host's own pinned copy) runs as
 layout.BUILD_USER (no shell, no sudo, not in the app's group) through setpriv (no supplementary
-groups, no_new_privs), in the build's systemd scope, with `python -I`, in a scratch copy of the
-release outside it, with only HOME, PATH, TMPDIR and the caller's pip settings: no secret
-bingo-host holds reaches it. It can write only its home, its scratch directory and the one
-virtualenv root lent it. Then root ends every process it still has and seals the virtualenv
-(root's, not group- or other-writable, through descriptors that never follow its links, hard
-links refused) before marking it complete.
+groups, no_new_privs), in the build's systemd scope, in a scratch copy of the release outside
+it, with only HOME, PATH, TMPDIR, proxies and uv's index settings from the caller: no secret
+bingo-host holds reaches it. It can write only its home, its scratch directory, its uv cache and
+the one virtualenv root lent it. Then root ends every process it still has and seals the
+virtualenv (root's, not group- or other-writable, through descriptors that never follow its
+links) before marking it complete.
+
+uv hard-links files from its cache (the account's, on the virtualenv's file system) into the
+virtualenv. Sealing such a file seals its inode: the cache's name for it becomes root's and
+read-only as well, so the account (stopped, unprivileged) can neither write nor chmod it after,
+only unlink its own name, which leaves the virtualenv's untouched. So a file with more than one
+link is sealed only when it is the account's own (the kernel's protected_hardlinks lets it link
+only files it owns or can read and write; one it does not own may be another's and is refused),
+or left as it is when already sealed (root:root 0644 or 0755: another virtualenv's, or a second
+name in this one). A sealed cache file can no longer be linked by the account: uv copies it
+into later virtualenvs instead.
 """
 
 from __future__ import annotations
@@ -26,14 +36,18 @@ from dataclasses import dataclass
 from .. import layout, sizing
 from ..facts import systemd
 from ..ops import files
-from ..regular_file import read_regular
 from . import DeployError
 
 PATH = "/usr/local/bin:/usr/bin:/bin"
-#: What of the caller's environment the build sees besides PIP_* (pip's own settings).
-PASSED_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-PIP_CONF = "pip.conf"  # the caller's PIP_CONFIG_FILE, copied into the scratch directory
+#: What of the caller's environment the build sees: proxies, CA bundles, and uv's settings of
+#: where packages come from (a mirror); not those bingo-host decides (cache, offline, config).
+PASSED_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+              "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL",
+              "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_INDEX_STRATEGY", "UV_INSECURE_HOST",
+              "UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_CONCURRENT_DOWNLOADS", "UV_CONCURRENT_BUILDS")
 STOP_SECONDS = 10
+#: Modes a sealed file has: one with another link and exactly these is already sealed.
+SEALED_MODES = (0o644, 0o755)
 
 
 @dataclass(frozen=True)
@@ -57,12 +71,10 @@ def account(name: str = layout.BUILD_USER) -> Account:
 
 
 def environment(who: Account, work: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """The build's whole environment: nothing of the caller's but pip's settings and proxies."""
+    """The build's whole environment: nothing of the caller's but PASSED_ENV."""
     env = {"HOME": who.home, "USER": who.name, "LOGNAME": who.name, "PATH": PATH,
            "TMPDIR": f"{work}/tmp"}
-    env.update({k: v for k, v in environ.items() if k.startswith("PIP_") or k in PASSED_ENV})
-    if "PIP_CONFIG_FILE" in env and env["PIP_CONFIG_FILE"] != os.devnull:
-        env["PIP_CONFIG_FILE"] = f"{work}/{PIP_CONF}"  # the copy workspace() made
+    env.update({k: v for k, v in environ.items() if k in PASSED_ENV})
     return env
 
 
@@ -111,9 +123,10 @@ def stop(who: Account, timeout: float = STOP_SECONDS) -> None:
 
 
 @contextmanager
-def workspace(who: Account, name: str, environ: Mapping[str, str]) -> Iterator[str]:
+def workspace(who: Account, name: str, inputs: Mapping[str, str] | None = None) -> Iterator[str]:
     """A fresh scratch directory of the build account's (layout.BUILD_WORK/name, with tmp/ and
-    the caller's PIP_CONFIG_FILE copied in), removed afterwards with every process it has."""
+    `inputs`, name: content, written 0600 by root before the account gets the directory), removed
+    afterwards with every process it has."""
     work = f"{layout.BUILD_WORK}/{name}"
     stop(who)  # nothing of the account runs while root prepares its directory
     os.makedirs(layout.BUILD_WORK, mode=0o755, exist_ok=True)
@@ -121,16 +134,9 @@ def workspace(who: Account, name: str, environ: Mapping[str, str]) -> Iterator[s
     os.mkdir(work, 0o700)
     try:
         os.mkdir(f"{work}/tmp", 0o700)
-        conf = environ.get("PIP_CONFIG_FILE")
-        if conf and conf != os.devnull:
-            try:
-                content = read_regular(conf)
-            except OSError as exc:
-                raise DeployError(f"PIP_CONFIG_FILE {conf}: {exc.strerror}") from None
-            if content is None:
-                raise DeployError(f"PIP_CONFIG_FILE {conf}: no such file")
-            files.write_atomic(f"{work}/{PIP_CONF}", content[0], 0o600)
-            os.chown(f"{work}/{PIP_CONF}", who.uid, who.gid)
+        for entry, content in (inputs or {}).items():
+            files.write_atomic(f"{work}/{entry}", content, 0o600)
+            os.chown(f"{work}/{entry}", who.uid, who.gid)
         for path in (work, f"{work}/tmp"):
             os.chown(path, who.uid, who.gid)
         yield work
@@ -152,18 +158,38 @@ def lend(path: str, who: Account) -> None:
     os.chown(path, who.uid, who.gid)
 
 
-def seal(top: str) -> int:
+def keep(path: str, who: Account) -> None:
+    """The account's own directory that outlives builds (its uv cache): made if missing, made
+    the account's and 0700 again before each build (the app user never reads or writes it; a
+    build that opened it up is closed again). Its parent is root's, so the account cannot put
+    a link in its place."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        _remove(path)
+    if not os.path.isdir(path):
+        os.mkdir(path, 0o700)
+    os.chown(path, who.uid, who.gid, follow_symlinks=False)
+    os.chmod(path, 0o700)
+
+
+def forget(path: str) -> None:
+    """Remove the account's kept directory (see keep()); only while none of its processes runs."""
+    _remove(path)
+
+
+def seal(top: str, owner: int) -> int:
     """Make the tree at top root's and read-only to everyone else: directories 0755, files
-    0644, or 0755 when any execute bit was set; links root's as they are. Returns the number
-    of entries. Call it only once the account has no process left (stop())."""
+    0644, or 0755 when any execute bit was set; links root's as they are. A file with other
+    hard links is sealed only when it is `owner`'s (the build account's uid), left when already
+    sealed, else refused (see the module's docstring). Returns the number of entries. Call it
+    only once the account has no process left (stop())."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return _seal_dir(fd, top)
+        return _seal_dir(fd, top, owner)
     finally:
         os.close(fd)
 
 
-def _seal_dir(fd: int, path: str) -> int:
+def _seal_dir(fd: int, path: str, owner: int) -> int:
     os.fchown(fd, 0, 0)  # first: the account can no longer change what is in it
     os.fchmod(fd, 0o755)
     count = 1
@@ -177,11 +203,11 @@ def _seal_dir(fd: int, path: str) -> int:
             sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                           dir_fd=fd)
             try:
-                count += _seal_dir(sub, where)
+                count += _seal_dir(sub, where, owner)
             finally:
                 os.close(sub)
         elif stat.S_ISREG(st.st_mode):
-            _seal_file(fd, name, where)
+            _seal_file(fd, name, where, owner)
             count += 1
         else:
             raise DeployError(f"the virtualenv build left {where}, which is no file, directory "
@@ -189,16 +215,18 @@ def _seal_dir(fd: int, path: str) -> int:
     return count
 
 
-def _seal_file(dir_fd: int, name: str, where: str) -> None:
+def _seal_file(dir_fd: int, name: str, where: str, owner: int) -> None:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                  dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise DeployError(f"the virtualenv build left {where}, which is no regular file; refused")
-        if st.st_nlink != 1:
-            raise DeployError(f"the virtualenv build left {where} with {st.st_nlink} hard links "
-                              "(it may be another file's); refused")
+        if st.st_nlink != 1 and st.st_uid != owner:
+            if (st.st_uid, st.st_gid) == (0, 0) and stat.S_IMODE(st.st_mode) in SEALED_MODES:
+                return  # already sealed: nothing to change
+            raise DeployError(f"the virtualenv build left {where} with {st.st_nlink} hard links, "
+                              "a file that is not the build account's (it may be another's); refused")
         os.fchown(fd, 0, 0)
         os.fchmod(fd, 0o755 if st.st_mode & 0o111 else 0o644)
     finally:

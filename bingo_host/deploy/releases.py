@@ -16,7 +16,8 @@ PLACEHOLDER = "placeholder"
 
 
 class Paths:
-    """Where an app root keeps its releases, the `current` link, staging, venvs and bingo.ini."""
+    """Where an app root keeps its releases, the `current` link, staging, venvs, uv's cache and
+    bingo.ini."""
 
     def __init__(self, root: str):
         self.root = root
@@ -24,6 +25,7 @@ class Paths:
         self.current = f"{root}/current"
         self.staging = f"{root}/staging"
         self.venvs = f"{root}/venvs"
+        self.uv_cache = f"{root}/uv-cache"  # the build account's (virtualenvs.py), 0700
         self.shared_ini = f"{root}/shared/bingo.ini"
 
     def release(self, name: str) -> str:
@@ -46,8 +48,9 @@ def write_record(path: str, record: dict) -> None:
                             {"type": "file", "path", "sha256"} from `bingo-host deploy`, or "unknown"
         revision            what integrity.verify found (freshness.py compares `created`), or null
         created_at          when the build finished (ISO 8601 UTC)
-        requirements_hash   sha256 of the interpreter version and every requirements*.txt
-        venv, venv_reused   the shared virtualenv `venv` links to; true when no pip ran for it
+        requirements_hash   sha256 of the interpreter version, every requirements*.txt and
+                            app.requirement_overrides (virtualenvs.requirements_hash)
+        venv, venv_reused   the shared virtualenv `venv` links to; true when no uv ran for it
         bingo_host_version  the bingo-host that built it
         activated_at, validated_at  last switched to; last passed its checks (or null)
         failed              null, or {"at", "event", "reason"} when it failed or was switched away"""

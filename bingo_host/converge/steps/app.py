@@ -6,8 +6,8 @@
 
 The app's system user (no shell, no sudo, no home) owns nothing, so an exploit of the app can
 change neither its code nor its settings; it reads bingo.ini through its group. The build
-account (layout.BUILD_USER, deploy/builder.py) owns only its home and, during a build, its
-scratch directory.
+account (layout.BUILD_USER, deploy/builder.py) owns only its home, its uv cache (<root>/uv-cache,
+0700) and, during a build, its scratch directory.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def converge(ctx) -> str:
     _ensure_dir(ctx, layout.STATE_DIR, 0o755, "root", "root")
     _ensure_dir(ctx, layout.BUILD_HOME, 0o700, layout.BUILD_USER, layout.BUILD_USER)
     # Nothing inside BUILD_HOME is root's to manage: the account could put a link there (its
-    # pip creates its cache itself).
+    # uv cache, <root>/uv-cache, is made at its first build: deploy/virtualenvs.py).
     _ensure_dir(ctx, layout.BUILD_WORK, 0o755, "root", "root")
     for template in ("bingo.ini", "placeholder.html"):  # bingo.ini owes RELOAD_APP (uwsgi step)
         ctx.ensure_file(ctx.managed(template))
