@@ -238,7 +238,7 @@ BUILD_IO_WEIGHT = 20
 
 
 def build_scope(mem_bytes: int, what: str = "a deployment's virtualenv build") -> list[str]:
-    """The command prefix that runs a build step (a new virtualenv, pip compiling mysqlclient on
+    """The command prefix that runs a build step (a new virtualenv, uv compiling mysqlclient on
     a nano) in a transient systemd scope beside the services (system.slice, where weights
     compete), with a fifth of their CPU and IO weight and its memory bounded, so the serving
     release keeps its latency. Output and exit status stay the command's own. Nothing when

@@ -11,6 +11,7 @@ import pwd
 import shutil
 from collections.abc import Sequence
 
+from .. import subp
 from ..ops.cleanup import Cleanup
 from . import DeployError
 from .record import now
@@ -41,10 +42,26 @@ def normalise_tree(top: str) -> None:
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
 
 
+def compile_bytecode(release_dir: str, python: str, scope: Sequence[str] = ()) -> None:
+    """The release's own modules compiled once, at build, in `scope`: the app cannot write its
+    release, so without this every worker compiled them again at each start. Root runs it:
+    compiling parses and writes bytecode, it never runs the code (py_compile), and the build
+    account must never write the release (a .pyc of its making would be code no manifest
+    covers). compileall follows no link to a directory, and unpacking refused links out of the
+    revision. A file that does not compile is left to Python, which compiles it at import."""
+    result = subp.run([*scope, python, "-I", "-m", "compileall", "-q", "-j", "0", release_dir],
+                      rcs=(0, 1), timeout=600)
+    if result.returncode:
+        told = (result.stdout + result.stderr).strip().splitlines()
+        log.warning(f"release: some modules did not compile ({'; '.join(told[:3])[:300]}); "
+                    "Python compiles them at import")
+
+
 def build(paths: Paths, name: str, record: dict, python: str, app_user: str,
-          scope: Sequence[str] = ()) -> dict:
-    """releases/<name> from the staging directory: code, venv link, bingo.ini link, record
-    (the virtualenv built in `scope`, see build_scope()).
+          scope: Sequence[str] = (), overrides: Sequence[str] = ()) -> dict:
+    """releases/<name> from the staging directory: code and its bytecode, venv link, bingo.ini
+    link, record (the virtualenv built in `scope`, see builder.build_scope(), with `overrides`:
+    app.requirement_overrides).
 
     Built as releases/.<name>.partial and renamed into place last, so releases/<name> exists
     only complete. The serving release is never touched.
@@ -67,8 +84,10 @@ def build(paths: Paths, name: str, record: dict, python: str, app_user: str,
         for link in ["venv", *links]:
             if os.path.lexists(f"{partial}/{link}"):
                 raise DeployError(f"the revision carries its own {link}; it must not (it is linked in here)")
+        compile_bytecode(partial, python, scope)
         normalise_tree(partial)
-        venv, digest, reused = ensure_venv(paths.venvs, partial, python, scope)
+        venv, digest, reused = ensure_venv(paths.venvs, paths.uv_cache, partial, python, scope,
+                                           overrides)
         os.symlink(venv, f"{partial}/venv")
         for link in links:
             os.symlink(paths.shared_ini, f"{partial}/{link}")

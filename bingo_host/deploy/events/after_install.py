@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 def run(ctx, env) -> None:
     """AfterInstall: build releases/<deployment-id> from what Install copied into staging
     (release_build.build), bingo.ini linked where the app reads it; the production requirements
-    installed by the build account into a virtualenv shared by releases whose requirements
-    hash the same (virtualenvs.py: no pip runs when one exists), in a scope that leaves the
+    installed by the build account with uv (app.requirement_overrides as its overrides) into a
+    virtualenv shared by releases whose requirements hash the same (virtualenvs.py: no uv runs
+    when one exists), the release's own bytecode compiled, in a scope that leaves the
     services their CPU, IO and memory (builder.build_scope). The serving release is not
     touched; a failure fails the deployment."""
     paths = Paths(ctx.cfg.app.root)
@@ -32,4 +33,4 @@ def run(ctx, env) -> None:
                  "bundle": record.bundle_source(env),
                  "revision": (record.load() or {}).get("revision"), "bingo_host_version": __version__}
     build(paths, deployment_id, made_from, ctx.platform.python, ctx.cfg.app.user,
-          scope=build_scope(ctx.facts.mem_bytes))
+          scope=build_scope(ctx.facts.mem_bytes), overrides=ctx.cfg.app.requirement_overrides)
