@@ -68,15 +68,17 @@ def start_other_slot(ctx) -> None:
         slots.stop(ctx, vassal)
         old.remove(vassal)
     ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
-    ctx.app_slot = new
-    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
-    ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
     if not old:
         # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
         # and it must watch the vassals directory as a directory (an emperor started before
         # the directory existed watches the path as a single file and never spawns vassals).
+        # Before the vassal is written: after, a running emperor would have spawned it already
+        # and the restart would start every worker twice.
         service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
-        log.info(f"uwsgi: installed {vassal}; emperor restarted (no app was running)")
+        log.info("uwsgi: emperor restarted (no app was running)")
+    ctx.app_slot = new
+    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
+    ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
     try:
         took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
     except BingoHostError:
