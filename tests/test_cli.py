@@ -15,7 +15,8 @@ from bingo_host import cli
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_MODULES = ("bingo_host.cli.host", "bingo_host.cli.data", "bingo_host.cli.deploy",
-                   "bingo_host.cli.report")
+                   "bingo_host.cli.status", "bingo_host.cli.config", "bingo_host.cli.hook",
+                   "bingo_host.cli.metrics")
 
 
 def _command(name: str) -> click.Command:
@@ -48,6 +49,18 @@ def test_help_imports_no_command_module():
     assert "bingo_host.cli" in imported
     assert not imported & set(COMMAND_MODULES)
     assert "bingo_host.config_file" not in imported
+
+
+def test_bootstrap_loads_no_aws_sdk():
+    """A converged bootstrap re-run is a fraction of a second; boto3 alone costs ~130 ms of
+    imports, and bootstrap calls no AWS API."""
+    code = ("import sys, click; from bingo_host import cli; "
+            "cli.main.get_command(click.Context(cli.main), 'bootstrap'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_an_unknown_command_is_bad_input():

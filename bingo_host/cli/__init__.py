@@ -48,7 +48,7 @@ COMMANDS = {
                      "HTTPS (HTTP redirects to it)."),
     "hook": ("hook:hook", "Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's "
              "hooks/ scripts call)."),
-    "metrics": ("host:metrics", "CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."),
+    "metrics": ("metrics:metrics", "CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."),
     "patch": ("host:patch", "Apply security updates now, outside any deployment, under a memory "
               "bound; restart what runs replaced code; record whether a reboot is needed (what "
               "bingo-host-patch.timer runs)."),

@@ -1,5 +1,5 @@
 """The commands that build and keep the host: bootstrap, render, enable-https, secrets refresh,
-create-admin, patch and metrics push."""
+create-admin and patch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import admin_account, https, install_floor, layout, metrics as metrics_mod, patches
+from .. import admin_account, https, install_floor, layout, patches
 from ..converge import bootstrap as bootstrap_mod, refresh
 from ..render_dir import render_to
 from ..resolve import app_user
@@ -98,19 +98,6 @@ def create_admin(opts: Options, username, reset):
     password = admin_account.create(cfg, app_user(cfg), username=username, reset=reset)
     click.echo(f"app account {username!r}: password {password}\n(kept in "
                f"{layout.ADMIN_PASSWORD_FILE}, 0600 root; shown here only)")
-
-
-@click.group()
-def metrics():
-    """CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."""
-
-
-@metrics.command("push")
-@click.pass_obj
-def metrics_push(opts: Options):
-    """Put memory, swap and disk use and nginx's 5xx count since the last push into CloudWatch
-    (namespace BingoHost, dimension InstanceId)."""
-    metrics_mod.push(opts.load_config())
 
 
 @click.command()
