@@ -1,5 +1,5 @@
 """Bootstrap killed with SIGKILL at its most delicate moments. (A data volume adopted by a new
-root is tests/test_replace_host.py.)
+root is the last test of tests/test_restore_host.py.)
 
 Each case kills `bingo-host bootstrap` (and the command it was running) from a watcher inside the
 test host the instant the moment arrives, then runs bootstrap again: it must converge to the

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from bingo_host import cli
 
 REPO = Path(__file__).resolve().parent.parent
-COMMAND_MODULES = ("bingo_host.cli.host", "bingo_host.cli.data", "bingo_host.cli.deploy",
+COMMAND_MODULES = ("bingo_host.cli.bootstrap", "bingo_host.cli.host", "bingo_host.cli.data", "bingo_host.cli.deploy",
                    "bingo_host.cli.status", "bingo_host.cli.config", "bingo_host.cli.hook",
                    "bingo_host.cli.metrics")
 
@@ -97,7 +97,7 @@ def test_a_dry_run_where_there_is_none_is_no_such_option(tmp_path, argv):
 
 
 def _bootstrap_fails(monkeypatch, tmp_path, exc):
-    from bingo_host.cli import host
+    from bingo_host.cli import bootstrap as host
 
     def boom(*args, **kwargs):
         raise exc

@@ -6,6 +6,12 @@ with a loop device (by-id links as on Nitro; volume.device is the attachment's l
 (locked and frozen, the image copied when EC2 gets CreateSnapshot), more rows are written,
 and the restore must bring back exactly the rows of the snapshot, also when it is SIGKILLed
 at any step and run again; a restore that fails puts the old volume back, serving.
+
+Last, the instance is replaced (issue 12): the host lets go of its data volume (`bingo-host
+release-volume`: its users stopped, unmounted, detached: the shim refuses a detach while mounted
+and an attach while attached, as EC2 does), a second test host plays the new instance, the volume
+is attached to it and its bootstrap adopts it, serving the same rows. The old host of that test
+is this module's host, so the suite boots and bootstraps one host fewer.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import threading
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.aws_servers import EC2Proxy, IMDSServer, make_instance
+from tests.aws_servers import AZ, EC2Proxy, IMDSServer, make_instance
 from tests.conftest import BIN, CONFIG, host_config
 from tests.ebs_shim import BY_ID, EbsShim, attachment_link
 from tests.ec2_site import DEVICE, Site
@@ -40,7 +47,7 @@ class Gate:
 
 
 @pytest.fixture(scope="module")
-def site(host_pool, moto_server):
+def site(host_pool, moto_server, tmp_path_factory):
     host = host_pool.fresh()
     proxy, imds, shim = EC2Proxy(moto_server.url).start(), IMDSServer().start(), None
     mp = pytest.MonkeyPatch()
@@ -51,7 +58,7 @@ def site(host_pool, moto_server):
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "HTTP_PROXY", "HTTPS_PROXY"):
             mp.delenv(name, raising=False)
         moto_server.reset()
-        shim = EbsShim(host, proxy)
+        shim = EbsShim(host, proxy, tmp_path_factory.mktemp("ebs"))  # outlives the host
         instance = make_instance(data_device=DEVICE)  # through the proxy: the shim backs it
         imds.instance_id, imds.region = instance.instance_id, instance.region
         env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -203,3 +210,44 @@ def test_a_restore_that_fails_puts_the_old_volume_back_serving(site):
     assert "bingo-host:restore-failed" in {t["Key"] for t in failed["Tags"]}
     last = json.loads(site.host.read_file("/var/lib/bingo-host/last-restore.json"))
     assert last["rolled_back"] and not last["ok"]
+
+
+def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, host_pool):
+    """Runs last: it powers this module's host off."""
+    rows, data = site.rows(), site.data_volume()["VolumeId"]
+    new_id = site.ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                    Placement={"AvailabilityZone": AZ})["Instances"][0]["InstanceId"]
+    with pytest.raises(ClientError, match="VolumeInUse"):  # EC2's order: detach first
+        site.ec2.attach_volume(VolumeId=data, InstanceId=new_id, Device=DEVICE)
+    site.shim.violations.clear()
+
+    dry = site.bingo("release-volume", "--dry-run")
+    assert dry.returncode == 0 and data in dry.stdout, dry.stdout + dry.stderr
+    assert site.ec2.describe_volumes(VolumeIds=[data])["Volumes"][0]["State"] == "in-use"
+    released = site.bingo("release-volume")
+    assert released.returncode == 0, released.stdout + released.stderr
+    (vol,) = site.ec2.describe_volumes(VolumeIds=[data])["Volumes"]
+    assert vol["State"] == "available" and not site.shim.violations
+    assert {t["Key"]: t["Value"] for t in vol["Tags"]}["bingo-host:released-from"] == site.instance.instance_id
+    assert site.host.run(["systemctl", "is-active", "mariadb"], check=False).stdout.strip() != "active"
+    again = site.bingo("release-volume")
+    assert again.returncode == 0 and "nothing to release" in again.stdout
+    site.host.shutdown()
+
+    new_host = host_pool.fresh()
+    try:
+        site.shim.move_to(new_host)
+        site.ec2.attach_volume(VolumeId=data, InstanceId=new_id, Device=DEVICE)
+        site.imds.instance_id = new_id
+        new_host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
+        boot = new_host.run([BIN, "bootstrap"], check=False, timeout=1800)
+        assert boot.returncode == 0, boot.stdout + boot.stderr
+        # adopted: never formatted, MariaDB's datadir not initialised again
+        assert "create ext4" not in boot.stdout and "initialise" not in boot.stdout, boot.stdout
+        instance = type(site.instance)(new_id, site.instance.root_volume, data)
+        new_site = Site(new_host, site.proxy, site.imds, site.shim, instance, site.env)
+        assert new_site.rows() == rows
+        new_site.serving()
+    finally:
+        site.shim.close()  # its loop devices while the new host still has its mounts
+        new_host.shutdown()

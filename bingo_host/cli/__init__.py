@@ -1,5 +1,5 @@
 """The `bingo-host` command line: the group, the options every command shares, and the one place
-errors become exit codes. Each command (cli/host.py, cli/data.py, cli/deploy.py, cli/hook.py)
+errors become exit codes. Each command (cli/bootstrap.py, cli/host.py, cli/data.py, cli/deploy.py, ...)
 parses its options, makes one call into the module that does the work and prints what it returns.
 
 A BingoHostError becomes one line and its exit status (2 bad input, 1 failed), any other error
@@ -33,7 +33,7 @@ COMMANDS = {
                     "than the serving one; once."),
     "backup": ("data:backup", "Dump the app database (mariadb-dump --single-transaction, gzip) to "
                "S3, then retention (backups.keep)."),
-    "bootstrap": ("host:bootstrap", "Converge this host: packages, data volume, swap, MariaDB, app, "
+    "bootstrap": ("bootstrap:bootstrap", "Converge this host: packages, data volume, swap, MariaDB, app, "
                   "uWSGI, nginx, timers."),
     "bundle": ("deploy:bundle", "Build the CodeDeploy revision: the app, appspec.yml, hooks/, the "
                "bingo-host wheel and a manifest of every file's sha256 (signed with --sign-key)."),
@@ -136,6 +136,8 @@ class LazyGroup(click.Group):
                        "(--debug shows where)", err=True)
             ctx.exit(1)
 
+
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 
 # click's own ways out of a command (usage errors, --help, exit codes): never internal errors.
 CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)

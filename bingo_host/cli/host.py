@@ -1,4 +1,4 @@
-"""The commands that build and keep the host: bootstrap, render, enable-https, secrets refresh,
+"""The commands that keep the host beside bootstrap: render, enable-https, secrets refresh,
 create-admin and patch."""
 
 from __future__ import annotations
@@ -8,13 +8,11 @@ from pathlib import Path
 
 import click
 
-from .. import admin_account, https, install_floor, layout, patches
-from ..converge import bootstrap as bootstrap_mod, refresh
+from .. import admin_account, https, layout, patches
+from ..converge import refresh
 from ..render_dir import render_to
 from ..resolve import app_user
-from . import Options
-
-DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+from . import DRY_RUN, Options
 
 
 @click.command()
@@ -36,19 +34,6 @@ def render(opts: Options, out_dir: Path, platform_name, dry_run):
         click.echo(diff, nl=False)
     verb = "would write" if dry_run else "rendered"
     click.echo(f"{verb} {result.count} files for {result.platform} under {out_dir}")
-
-
-@click.command()
-@click.option("--remove-unknown-db-accounts", is_flag=True,
-              help="Drop the MariaDB accounts and roles bingo-host did not create (a reattached "
-                   "data volume keeps its old ones); without it they are only reported.")
-@DRY_RUN
-@click.pass_obj
-def bootstrap(opts: Options, remove_unknown_db_accounts, dry_run):
-    """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
-    install_floor.defer_to_newer()
-    sys.exit(bootstrap_mod.converge_host(opts.load_config(), dry_run=dry_run,
-                               remove_unknown_db_accounts=remove_unknown_db_accounts))
 
 
 @click.command("enable-https")

@@ -16,7 +16,7 @@ from typing import Mapping
 from ... import layout
 from ...errors import BingoHostError
 from ...facts import firewall as live
-from ...facts import imds, paths, systemd, users
+from ...facts import paths, systemd, users
 from ...resolve import app_user
 from ...ops import service
 from ...ops.service import DAEMON_RELOAD
@@ -24,7 +24,7 @@ from ...render import HEADER, ManagedFile
 
 NAME = "firewall"
 UNIT = f"{layout.FIREWALL_UNIT}.service"
-ADDRESSES = (("ip", imds.ADDRESS), ("ip6", imds.ADDRESS_IPV6))
+ADDRESSES = (("ip", layout.IMDS_ADDRESS), ("ip6", layout.IMDS_ADDRESS_IPV6))
 
 
 def denied_users(cfg) -> tuple[str, ...]:
@@ -118,7 +118,7 @@ def converge(ctx) -> str:
     verb = "start" if not state.running else "reload" if why else None
     if verb:
         ctx.change(f"{verb} {UNIT} ({why or 'not active'})", lambda: _load(nft, verb, denied))
-    return f"{', '.join(names)} cannot reach {imds.ADDRESS} or {imds.ADDRESS_IPV6}"
+    return f"{', '.join(names)} cannot reach {layout.IMDS_ADDRESS} or {layout.IMDS_ADDRESS_IPV6}"
 
 
 def _load(nft: str, verb: str, denied: Mapping[str, int]) -> None:

@@ -1,0 +1,25 @@
+"""bootstrap: the command cfn-init and every converge run. Its own module so that it loads only
+the converge steps, not what the other host commands need (certbot's, the admin account's)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import install_floor
+from ..converge import bootstrap as bootstrap_mod
+from . import DRY_RUN, Options
+
+
+@click.command()
+@click.option("--remove-unknown-db-accounts", is_flag=True,
+              help="Drop the MariaDB accounts and roles bingo-host did not create (a reattached "
+                   "data volume keeps its old ones); without it they are only reported.")
+@DRY_RUN
+@click.pass_obj
+def bootstrap(opts: Options, remove_unknown_db_accounts, dry_run):
+    """Converge this host: packages, data volume, swap, MariaDB, app, uWSGI, nginx, timers."""
+    install_floor.defer_to_newer()
+    sys.exit(bootstrap_mod.converge_host(opts.load_config(), dry_run=dry_run,
+                               remove_unknown_db_accounts=remove_unknown_db_accounts))
