@@ -28,6 +28,7 @@ import yaml
 from bingo_host import layout, metrics
 from bingo_host.facts import http
 from bingo_host.status.records import overdue_hours
+from tests.reports import HEALTHY_REPORT
 from tests.templates import (ACCOUNT, CFN_DIR, CONFIG_PATH, CONFIG_TEMPLATES, PSEUDO, REGION, ROOT,
                              SAMPLE_PARAMETERS, SCENARIOS, STACK, TEMPLATE_FILES, TEMPLATES, Resolver,
                              as_list, config_files, instance_role, instance_statements, one,
@@ -902,14 +903,6 @@ def test_a_signal_taken_at_once_is_sent_once(tmp_path):
 
 BINGO_NAMESPACE = layout.METRICS_NAMESPACE
 TEMPLATE_BODY_LIMIT = 51_200  # bytes: CloudFormation's TemplateBody; larger ones need an S3 upload
-# A report in which every section status fills is present and every run succeeded, so that
-# metrics.metric_data returns every datum a config can make it send.
-FULL_REPORT = {"verdict": "healthy", "memory": {"used_percent": 40.0}, "swap": {"used_percent": 1.0},
-               "storage": {"root": {"mountpoint": "/", "used_percent": 30.0},
-                           "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 10.0}},
-               "snapshot": {"ok": True, "age_hours": 2.0},
-               "backups": {"last_backup": {"ok": True, "age_hours": 3.0},
-                           "last_verified_restore": {"ok": True, "age_hours": 4.0}}}
 STATUS_METRICS = {metrics.HEALTHY, *metrics.AGES}  # what pages someone when the host stops working
 
 
@@ -1034,7 +1027,7 @@ def test_alarms_watch_what_metrics_push_sends_and_missing_data_breaches(name, sc
     metric it sends has an alarm that takes no data (a dead host) as breaching."""
     alarms, cfg = _stack_alarms(name, scenario)
     sent = {(BINGO_NAMESPACE, d["MetricName"], frozenset(x["Name"] for x in d["Dimensions"]))
-            for d in metrics.metric_data(FULL_REPORT, cfg, 0, "i-0123456789abcdef0", 1.0)}
+            for d in metrics.metric_data(HEALTHY_REPORT, cfg, 0, "i-0123456789abcdef0", 1.0)}
     watched = {}
     for alarm_name, alarm in alarms.items():
         for key in _watched_with_dimensions(alarm):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from bingo_host import metrics
 from bingo_host.cli import main
 from bingo_host.config_file import load_config_text
+from tests.reports import HEALTHY_REPORT
 
 pytest_plugins = ["tests.aws_servers"]
 
@@ -51,13 +52,6 @@ def test_a_rotated_log_is_read_from_its_start(tmp_path):
 def _config(text: str = ""):
     return load_config_text("database:\n  host: db.example.com\n  password: literal-password-1\n" + text, "test")
 
-
-HEALTHY_REPORT = {"verdict": "healthy", "memory": {"used_percent": 41.5}, "swap": {"used_percent": 0.0},
-                  "storage": {"root": {"mountpoint": "/", "used_percent": 33.3},
-                              "data_volume": {"mountpoint": "/var/lib/mysql", "used_percent": 12.0}},
-                  "snapshot": {"ok": True, "age_hours": 3.5},
-                  "backups": {"last_backup": {"ok": True, "age_hours": 20.0},
-                              "last_verified_restore": {"ok": True, "age_hours": 400.2}}}
 
 
 def _by_key(data: list[dict]) -> dict:
