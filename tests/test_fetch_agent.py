@@ -69,7 +69,7 @@ def mirror(tmp_path):
         lines.append(" ".join([url, hashlib.sha256(tar).hexdigest(), top, folder, *keep]))
     server = ThreadingHTTPServer(("127.0.0.1", 0),
                                  functools.partial(SimpleHTTPRequestHandler, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/", lines, vendor
     finally:
