@@ -1,15 +1,18 @@
 """The real AWS CodeDeploy agent's `codedeploy-local` in a test host.
 
-The agent (Ruby, Apache-2.0) and the two gems Debian lacks are third-party test tools kept
-outside the project, in the workplace's shared/ folder; `install-codedeploy-local` copies them
-into a test host (Debian's ruby packages are in the test image). Found at $BINGO_CODEDEPLOY_SHARED,
-next to the checkout (../shared), or at /work/shared.
+The agent (Ruby, Apache-2.0) and the two gems Debian lacks (docopt, gli) are third-party test
+tools, not part of the project: their source is read from $BINGO_CODEDEPLOY_SHARED/vendor/, from
+../shared/vendor/ beside the checkout, or from what scripts/install-test-deps fetched at the pinned
+releases (scripts/fetch-codedeploy-agent into .test-deps/codedeploy/vendor/). install() copies them
+into a test host the way `gem install -i vendor` would lay them out; the agent's other gems are
+Debian's ruby packages, in the test image.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,25 +20,46 @@ REPO = Path(__file__).resolve().parent.parent
 AGENT = "/opt/codedeploy-agent/bin/codedeploy-local"
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 EVENTS = "BeforeInstall,Install,AfterInstall,ApplicationStart,ValidateService"
+ENV = "BINGO_CODEDEPLOY_SHARED"
+FETCHED = REPO / ".test-deps" / "codedeploy"  # scripts/install-test-deps puts it here
+GEMS = {"docopt": "0.5.0", "gli": "2.21.5"}  # gli: the bundled process_manager gem requires it
+# The Debian packages the agent needs inside the host (also in tests/harness/image.py's image).
+PACKAGES = ["ruby", "ruby-minitar", "ruby-zip", "ruby-logging", "ruby-aws-sdk-core", "ruby-aws-sdk-s3",
+            "ruby-concurrent", "unzip"]
+
+
+def has_agent(folder) -> bool:
+    return bool(folder) and (Path(folder) / "vendor" / "aws-codedeploy-agent" / "bin" / "codedeploy-local").is_file()
 
 
 def shared_dir() -> Path:
-    candidates = [os.environ.get("BINGO_CODEDEPLOY_SHARED"), REPO.parent / "shared", "/work/shared"]
-    for c in candidates:
-        if c and (Path(c) / "tools" / "install-codedeploy-local").is_file():
-            return Path(c)
-    raise FileNotFoundError("the CodeDeploy agent's installer (shared/tools/install-codedeploy-local) "
-                            f"is not in any of {[str(c) for c in candidates if c]}: set "
-                            "BINGO_CODEDEPLOY_SHARED to the folder holding tools/ and vendor/")
+    """The folder whose vendor/ holds the agent's source."""
+    for candidate in (os.environ.get(ENV), REPO.parent / "shared", FETCHED):
+        if has_agent(candidate):
+            return Path(candidate)
+    raise FileNotFoundError(f"the CodeDeploy agent's source is not there: run scripts/install-test-deps, "
+                            f"or set {ENV} to a folder holding vendor/aws-codedeploy-agent")
 
 
 def install(host) -> None:
     """The agent into host, and the Debian packages it needs (already in the test image)."""
-    script = shared_dir() / "tools" / "install-codedeploy-local"
-    subprocess.run(["bash", str(script), str(host.root)], check=True, capture_output=True, text=True)
-    packages = subprocess.run(["bash", str(script), "--packages"], check=True, capture_output=True,
-                              text=True).stdout.split()
-    host.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages, "unzip"],
+    vendor = shared_dir() / "vendor"
+    agent = host.root / "opt" / "codedeploy-agent"
+    shutil.copytree(vendor / "aws-codedeploy-agent", agent, dirs_exist_ok=True)
+    for name, version in GEMS.items():
+        gem = agent / "vendor" / "gems" / f"{name}-{version}"
+        shutil.copytree(vendor / f"{name}-{version}", gem, dirs_exist_ok=True)
+        files = ",".join(f'"{f.relative_to(gem).as_posix()}"' for f in sorted((gem / "lib").rglob("*"))
+                         if f.is_file())
+        (agent / "vendor" / "specifications" / f"{name}-{version}.gemspec").write_text(
+            f'Gem::Specification.new do |s|\n  s.name = "{name}"\n  s.version = "{version}"\n'
+            f'  s.summary = "{name}"\n  s.authors = ["see LICENSE"]\n  s.require_paths = ["lib"]\n'
+            f'  s.files = [{files}]\nend\n')
+    subprocess.run(["chmod", "-R", "u+w", str(agent)], check=True)  # the source may be read-only
+    conf = host.root / CONFIG.lstrip("/")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(agent / "conf" / "codedeployagent.yml", conf)
+    host.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
              env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
 
 

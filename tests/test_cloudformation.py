@@ -912,9 +912,12 @@ def test_every_template_fits_the_template_body_limit(path):
     assert path.stat().st_size < TEMPLATE_BODY_LIMIT, f"{path.name}: {path.stat().st_size} bytes"
 
 
-def _readme_deploy_commands() -> dict[str, list[str]]:
-    """template file name -> the argv of the README's `aws cloudformation deploy` of it."""
-    text = (ROOT / "README.md").read_text()
+AWS_DOC = ROOT / "docs" / "aws.md"  # where the operator copies the deploy commands from
+
+
+def _documented_deploy_commands() -> dict[str, list[str]]:
+    """template file name -> the argv of docs/aws.md's `aws cloudformation deploy` of it."""
+    text = AWS_DOC.read_text()
     commands = {}
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -936,11 +939,11 @@ def _option_values(argv: list[str], option: str) -> list[str]:
 
 
 @pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.name)
-def test_readme_deploy_commands_copy_paste_clean(path):
-    """Each template's README command names the capability its IAM resources need, --s3-bucket if
+def test_documented_deploy_commands_copy_paste_clean(path):
+    """Each template's command in docs/aws.md names the capability its IAM resources need, --s3-bucket if
     it is over the inline limit, and every parameter without a default (sample values valid)."""
-    argv = _readme_deploy_commands().get(path.name)
-    assert argv, f"README has no `aws cloudformation deploy --template-file cloudformation/{path.name}`"
+    argv = _documented_deploy_commands().get(path.name)
+    assert argv, f"docs/aws.md has no `aws cloudformation deploy --template-file cloudformation/{path.name}`"
     assert Path(ROOT, argv[argv.index("--template-file") + 1]) == path
     template = TEMPLATES[path.name]
     iam = [r for r in resources(template).values() if r["Type"].startswith("AWS::IAM::")]

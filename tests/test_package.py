@@ -29,6 +29,14 @@ def test_wheel_contains_templates(installed):
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("bingo_host/config_templates/")) == templates
 
 
+def test_wheel_carries_the_example_config(installed, tmp_path):
+    """`config init` of the installed copy writes examples/config.yaml: the wheel ships it."""
+    dest = tmp_path / "etc" / "config.yaml"
+    subprocess.run([installed[0], "config", "init", dest], check=True, cwd="/", env=_env(installed[0]),
+                   capture_output=True)
+    assert dest.read_bytes() == (REPO / "examples" / "config.yaml").read_bytes()
+
+
 def test_installed_cli_version_and_render_match_source_tree(installed, tmp_path):
     cli = installed[0]
     version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True,

@@ -7,6 +7,7 @@ import json
 import click
 import yaml
 
+from .. import example_config
 from ..resolve import effective
 from . import Options
 
@@ -30,3 +31,14 @@ def config_check(opts: Options, as_json, platform_name):
     else:
         click.echo(f"# {opts.config_path}: valid; {note}")
         click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@config.command("init")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.pass_obj
+def config_init(opts: Options, path):
+    """Write the commented example config to PATH [default: --config's,
+    /etc/bingo-host/config.yaml], 0600; never over an existing file (exit 1)."""
+    written = example_config.write(path or opts.config_path)
+    click.echo(f"wrote {written}: every key optional, the defaults shown; edit it, then "
+               "`bingo-host config check`")

@@ -23,8 +23,9 @@ from .bundle import COMPRESSLEVEL, build_bundle, output_format, zip_entry
 
 
 #: The .dist-info files a wheel carries (RECORD is written anew); pip's own additions
-#: (INSTALLER, REQUESTED, direct_url.json) are left out.
-DIST_INFO_FILES = ("METADATA", "WHEEL", "entry_points.txt", "top_level.txt")
+#: (INSTALLER, REQUESTED, direct_url.json) are left out. The license: dist-info/LICENSE, or
+#: dist-info/licenses/LICENSE from a setuptools that follows PEP 639.
+DIST_INFO_FILES = ("METADATA", "WHEEL", "entry_points.txt", "top_level.txt", "LICENSE", "licenses")
 DATA_SUBDIR = "share/bingo-host/"
 
 
