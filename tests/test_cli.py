@@ -71,8 +71,7 @@ def test_an_unknown_command_is_bad_input():
 
 
 # The commands that change the host (cli.JOURNALED) and have no dry run, and why.
-NO_DRY_RUN = {("hook",): "the CodeDeploy agent's: one lifecycle event of a deployment under way",
-              ("deploy",): "not yet: its checks of a revision run in the deployment root"}
+NO_DRY_RUN = {("hook",): "the CodeDeploy agent's: one lifecycle event of a deployment under way"}
 
 
 def _leaves(group: click.Group, ctx: click.Context, prefix=()):
@@ -183,3 +182,26 @@ def test_a_bad_input_error_keeps_its_own_line_and_status(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.main, [*args, "bootstrap"])
     assert result.exit_code == 2
     assert result.output.startswith("bingo-host: error: volume.device")
+
+
+def test_deploy_dry_run_checks_the_revision_and_runs_nothing(tmp_path):
+    from bingo_host.deploy import agent
+
+    wheel = tmp_path / "bingo_host-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK not really a wheel")
+    revision = tmp_path / "r.zip"
+    made = CliRunner().invoke(cli.main, ["bundle", "--app", str(REPO / "tests" / "fixtures" / "sample_app"),
+                                         "--out", str(revision), "--wheel", str(wheel)])
+    assert made.exit_code == 0, made.output
+    root = agent.root_dir(agent.CONFIG)
+    before = os.path.lexists(root), sorted(tmp_path.iterdir())
+    result = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "none.yaml"), "deploy", str(revision),
+                                           "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"deploy: would deploy {revision} (zip; its appspec checks out): "
+                                    "its hooks for BeforeInstall, ")
+    assert (os.path.lexists(root), sorted(tmp_path.iterdir())) == before
+    (tmp_path / "not-a-revision").mkdir()
+    result = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "none.yaml"), "deploy",
+                                           str(tmp_path / "not-a-revision"), "--dry-run"])
+    assert result.exit_code == 2 and "no appspec.yml" in result.stderr

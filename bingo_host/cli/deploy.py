@@ -29,9 +29,10 @@ def restart_agent():
                    "(codedeploy-local's default).")
 @click.option("--allow-older", is_flag=True,
               help="Deploy a signed revision created before the serving one (a deliberate rollback).")
+@DRY_RUN
 @click.pass_obj
 def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group,
-           deployment_group_id, allow_older):
+           deployment_group_id, allow_older, dry_run):
     """Deploy a revision (a .zip, .tar.gz or directory) through the CodeDeploy lifecycle, as the
     agent would, in the agent's deployment root. With a config, its manifest and signature
     (deploy.require_signature: signed for --application-name and --deployment-group, and not
@@ -40,6 +41,11 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
         if value is not None:
             fields.deployment_id(value, option)
     cfg = opts.load_config() if os.path.exists(opts.config_path) else None
+    if dry_run:
+        click.echo(lifecycle.dry_run(bundle, application_name, deployment_group,
+                                     deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
+                                     allow_older=allow_older))
+        return
     lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
                      deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
                      allow_older=allow_older)
