@@ -194,3 +194,14 @@ def test_bad_input_to_a_changing_command_is_a_refused_outcome(journal, config):
     (entry,) = journal()
     assert entry["OUTCOME"] == "refused" and entry["EXIT_STATUS"] == "2" and entry["COMMAND"] == "restore"
     assert "No such option '--no-such'" in entry["MESSAGE"]
+
+
+def test_a_deploys_entries_carry_its_deployment_id(journal, tmp_path, agent_root):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.yaml"), "deploy",
+                                       str(tmp_path / "empty"), "--deployment-id", "d-JOURNAL01"])
+    assert result.exit_code == 2  # no appspec.yml: refused before anything ran
+    entries = journal()
+    assert entries and all(e["DEPLOYMENT_ID"] == "d-JOURNAL01" and e["COMMAND"] == "deploy" for e in entries)
+    assert entries[-1]["OUTCOME"] == "refused"
+    assert not agent_root.exists() or not any(agent_root.rglob("*"))

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import logs
 from ..ops.cleanup import Cleanup
 from . import BundleError, DeployError, agent, appspec, freshness, integrity, record
 from .agent import Layout
@@ -159,6 +160,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
     which the agent cannot do, and with app_root (the host's app.root) that a signed revision is
     not older than the serving one (allow_older: deploy it anyway, freshness.py)."""
     deployment_id = deployment_id or new_deployment_id()
+    logs.set_fields(DEPLOYMENT_ID=deployment_id)  # the journal's entries of this run carry it
     source = os.path.abspath(bundle)
     if not os.path.exists(source):
         raise BundleError(f"{bundle}: no such file or directory")
