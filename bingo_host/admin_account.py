@@ -63,13 +63,16 @@ def _release(root: str) -> tuple[str, str]:
 
 
 def create(cfg, app_user: str, *, username: str = "admin", reset: bool = False,
-           password_file: str = layout.ADMIN_PASSWORD_FILE) -> str:
+           password_file: str = layout.ADMIN_PASSWORD_FILE, dry_run: bool = False) -> str:
     """Make (or with reset, give a new password to) the app account `username` in the app's
     admin group; returns the password. BingoHostError when the account exists and reset is not
     given (saying whether it still has the default password), or the app could not do it."""
     if not username or len(username) > 32 or not username.isprintable() or username != username.strip():
         raise ConfigError("--username", "1 to 32 printable characters, no surrounding spaces")
     release, python = _release(cfg.app.root)
+    if dry_run:
+        return (f"create-admin: would {'give a new password to' if reset else 'make'} the app account "
+                f"{username!r} (release {release}) and keep its password in {password_file}")
     password = _random.token_urlsafe(18)
     request = json.dumps({"username": username, "password": password, "reset": reset,
                           "default": DEFAULT_PASSWORD}) + "\n"

@@ -73,6 +73,14 @@ def _when_no_deployment(fn, wait: float, poll: float):
         time.sleep(poll)
 
 
+def plan(cfg, platform, mem_bytes: int | None = None) -> str:
+    """What a patch run would do (a dry run: nothing is run)."""
+    upgrade = [arg.format(release=cfg.patches.release) for arg in platform.patch_upgrade_cmd]
+    mem = mem_bytes if mem_bytes is not None else memory.read().usable_bytes
+    return (f"patch: would run {' '.join(upgrade)} (memory bound from {mem // 2**20} MiB usable), "
+            "restart what runs replaced code and record whether a reboot is needed")
+
+
 def apply(cfg, platform, mem_bytes: int) -> dict:
     """Steps 2-4 (the caller holds the host, see run): what was done, as recorded."""
     scope = build_scope(mem_bytes, "security updates")

@@ -3,7 +3,9 @@ manifest.json (path, mode, owner, reload), for review or a diff against a host.
 
 The directory is new, empty or an earlier render (it has manifest.json). Nothing below it is
 followed if it is a link: a render run as root must not write through a link someone planted
-there into the live files it mirrors.
+there into the live files it mirrors. Into an earlier render, the files its manifest listed and
+this render does not are removed (only regular files, only those), so the directory is what a
+host with this config would hold, not a mix of two configs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .config_file import check_on_host
 from .errors import ConfigError
 from .facts import platforms
 from .ops import files
+from .regular_file import NotRegularFile, read_regular
 from .render import render_all
 from .resolve import host_facts, resolve
 
@@ -28,6 +31,7 @@ class Rendered:
     platform: str
     count: int
     diffs: list[str] = field(default_factory=list)  # in a dry run: what would change, as diffs
+    removed: list[str] = field(default_factory=list)  # an earlier render's files this one has not
 
 
 def render_to(cfg: Config, out_dir: Path, platform_name: str | None = None, *,
@@ -38,6 +42,7 @@ def render_to(cfg: Config, out_dir: Path, platform_name: str | None = None, *,
     facts = host_facts(cfg)
     managed = render_all(resolve(cfg, platform, facts), platform, facts)
     check_out_dir(out_dir)
+    earlier = _listed(out_dir)
     if not dry_run:
         out_dir.mkdir(parents=True, exist_ok=True)
     result = Rendered(platform.name, len(managed))
@@ -48,9 +53,55 @@ def render_to(cfg: Config, out_dir: Path, platform_name: str | None = None, *,
             result.diffs.append(change.diff)
         manifest.append({"path": mf.path, "mode": f"{mf.mode:04o}", "owner": mf.owner, "group": mf.group,
                          "on_change": mf.on_change, "template": mf.template})
+    for path in sorted(earlier - {mf.path for mf in managed}):
+        if _remove(out_dir, path, dry_run):
+            result.removed.append(path)
     text = json.dumps({"platform": platform.name, "files": manifest}, indent=2) + "\n"
     _ensure(out_dir, "manifest.json", text, 0o644, False, dry_run)
     return result
+
+
+def _listed(out_dir: Path) -> set[str]:
+    """The paths an earlier render's manifest.json lists (none: no render there, or a manifest
+    this code did not write); only absolute paths with no '..' in them."""
+    try:
+        found = read_regular(out_dir / "manifest.json")
+        entries = json.loads(found[0])["files"] if found else []
+        paths = {e["path"] for e in entries}
+    except (ValueError, TypeError, KeyError, NotRegularFile):
+        return set()
+    return {p for p in paths if isinstance(p, str) and p.startswith("/") and "/../" not in p + "/"
+            and "\0" not in p}
+
+
+def _remove(out_dir: Path, path: str, dry_run: bool) -> bool:
+    """Remove out_dir/path if it is a regular file, reached without following a link; whether
+    it was (would be, in a dry run) removed."""
+    relative, name = os.path.split(path.lstrip("/"))
+    try:
+        dir_fd = files.open_beneath(out_dir, relative, create=False)
+    except (FileNotFoundError, files.NotRegularFile):
+        return False
+    try:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        if not dry_run:
+            os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError as exc:
+        raise _named(exc, out_dir / path.lstrip("/")) from None
+    finally:
+        os.close(dir_fd)
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """exc, naming the whole path below OUT (the calls under a directory descriptor name only
+    the last part)."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def _ensure(out_dir: Path, path: str, content: str, mode: int, secret: bool, dry_run: bool):
@@ -63,11 +114,15 @@ def _ensure(out_dir: Path, path: str, content: str, mode: int, secret: bool, dry
     except files.NotRegularFile as exc:
         raise ConfigError("--out", f"{out_dir}: {exc.filename} under it is "
                                    f"{exc.strerror}: not following it") from None
+    except OSError as exc:
+        raise _named(exc, out_dir / path.lstrip("/")) from None
     try:
         change = files.plan(name, content, mode, secret=secret, dir_fd=dir_fd)
         if change and not dry_run:
             files.write_atomic(name, content, mode, dir_fd=dir_fd)
         return change
+    except OSError as exc:
+        raise _named(exc, out_dir / path.lstrip("/")) from None
     finally:
         os.close(dir_fd)
 

@@ -125,6 +125,7 @@ def _log_handlers_as_they_were(monkeypatch):
     """A command run through CliRunner installs bingo-host's log handlers (logs.install): each
     test starts and ends without them, and none writes to this machine's journal."""
     monkeypatch.setattr(logs, "JOURNAL_SOCKET", "/nonexistent/bingo-host-tests/dev-log")
+    monkeypatch.setattr(logs, "JOURNALD_SOCKET", "/nonexistent/bingo-host-tests/journal-socket")
     root, package = logging.getLogger(), logging.getLogger(logs.PACKAGE)
     saved = (list(root.handlers), list(package.handlers), package.level)
     yield

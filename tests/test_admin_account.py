@@ -193,9 +193,20 @@ def test_cli_exit_codes(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"app: {{root: {tmp_path}/app}}\n")
     run = CliRunner().invoke
-    r = run(main, ["--config", str(config), "create-admin", "--dry-run"])
-    assert r.exit_code == 2 and "No such option '--dry-run'" in r.output
+    r = run(main, ["--config", str(config), "create-admin", "--dry-run"])  # refuses as the run would
+    assert r.exit_code == 1 and "error: no release of the app is deployed under" in r.output
     r = run(main, ["--config", str(config), "create-admin", "--username", ""])
     assert r.exit_code == 2 and "error: --username: " in r.output
     r = run(main, ["--config", str(config), "create-admin"])
     assert r.exit_code == 1 and "error: no release of the app is deployed under" in r.output
+    release = tmp_path / "app" / "releases" / "r1"
+    (release / "venv" / "bin").mkdir(parents=True)
+    (release / "venv" / "bin" / "python").write_text("")
+    (tmp_path / "app" / "current").symlink_to(release)
+    password_file = "/etc/bingo-host/app-admin-password"
+    before = os.path.lexists(password_file)
+    r = run(main, ["--config", str(config), "create-admin", "--reset", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (f"create-admin: would give a new password to the app account 'admin' (release "
+                        f"{release}) and keep its password in {password_file}\n")
+    assert os.path.lexists(password_file) == before

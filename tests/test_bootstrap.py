@@ -258,6 +258,15 @@ def test_runs_are_logged_to_the_journal(bootstrapped, ti):
     journal = ti.run("journalctl --no-pager -o cat -t bingo-host").stdout
     assert "initialise a new MariaDB datadir" in journal
     assert "start nginx.service" in journal
+    # with fields (journald's native protocol): which command, which module, how the run ended
+    import json
+
+    entries = [json.loads(line) for line in ti.run(
+        "journalctl --no-pager -o json -t bingo-host COMMAND=bootstrap").stdout.splitlines()]
+    assert any(e.get("LOGGER") == "bingo_host.converge.engine" and "nginx" in e["MESSAGE"] for e in entries)
+    ends = [e for e in entries if "OUTCOME" in e]
+    assert ends and ends[0]["OUTCOME"] == "ok" and ends[0]["EXIT_STATUS"] == "0", ends
+    assert ends[0]["MESSAGE"] == "bootstrap: ok" and ends[0]["PRIORITY"] == "6"
 
 
 def test_a_concurrent_run_waits_for_the_lock(bootstrapped):

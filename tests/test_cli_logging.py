@@ -9,6 +9,7 @@ import logging.handlers
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,27 +24,50 @@ from bingo_host.converge import bootstrap
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def journal(monkeypatch, tmp_path):
-    """A datagram socket in /dev/log's place; returns what was sent to it, one message a record,
-    without the syslog priority and tag. The logging handlers are as before afterwards."""
-    path = str(tmp_path / "dev-log")
+def parse_entry(data: bytes) -> dict[str, str]:
+    """One datagram of journald's native protocol: KEY=value lines, or KEY, newline, a 64-bit
+    little-endian length, the value and a newline."""
+    fields, pos = {}, 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        line = data[pos:end]
+        if b"=" in line:
+            key, value = line.split(b"=", 1)
+            pos = end + 1
+        else:
+            key, (size,) = line, struct.unpack("<Q", data[end + 1:end + 9])
+            value = data[end + 9:end + 9 + size]
+            assert data[end + 9 + size:end + 10 + size] == b"\n"
+            pos = end + 10 + size
+        fields[key.decode()] = value.decode()
+    return fields
+
+
+def _listening(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.setblocking(False)
-    monkeypatch.setattr(logs, "JOURNAL_SOCKET", path)
+    return sock
+
+
+@pytest.fixture
+def journal(monkeypatch, tmp_path):
+    """A datagram socket in journald's place (and none at /dev/log); returns the entries sent to
+    it since the last call, each a dict of its fields. The logging handlers are as before
+    afterwards."""
+    sock = _listening(str(tmp_path / "journal-socket"))
+    monkeypatch.setattr(logs, "JOURNALD_SOCKET", str(tmp_path / "journal-socket"))
+    monkeypatch.setattr(logs, "JOURNAL_SOCKET", str(tmp_path / "no-dev-log"))
     root, package = logging.getLogger(), logging.getLogger(logs.PACKAGE)
     saved = (list(root.handlers), list(package.handlers), package.level)
 
-    def received() -> list[str]:
+    def received() -> list[dict[str, str]]:
         got = []
         while True:
             try:
-                data = sock.recv(65536).decode()
+                got.append(parse_entry(sock.recv(1 << 20)))
             except BlockingIOError:
                 return got
-            assert data.startswith("<") and "bingo-host: " in data, data
-            got.append(data.split("bingo-host: ", 1)[1].rstrip("\0"))
 
     yield received
     for handler in package.handlers:
@@ -61,9 +85,13 @@ def config(tmp_path):
     return path
 
 
-def _syslog_handlers():
+def _journal_handlers():
     return [h for h in logging.getLogger(logs.PACKAGE).handlers
-            if isinstance(h, logging.handlers.SysLogHandler)]
+            if isinstance(h, (logs.Journald, logging.handlers.SysLogHandler))]
+
+
+def _messages(entries):
+    return [e["MESSAGE"] for e in entries]
 
 
 def test_a_changing_command_tells_the_journal_what_it_tells_the_terminal(journal, config, monkeypatch):
@@ -76,17 +104,18 @@ def test_a_changing_command_tells_the_journal_what_it_tells_the_terminal(journal
     result = CliRunner().invoke(main, ["--config", str(config), "bootstrap"])
     assert result.exit_code == 0, result.output
     assert result.output == "bootstrap: already converged\n"
-    assert journal() == ["bootstrap: already converged"]
+    assert _messages(journal()) == ["bootstrap: already converged", "bootstrap: ok"]
     result = CliRunner().invoke(main, ["--config", str(config), "bootstrap"])
-    assert journal() == ["bootstrap: already converged"]  # a second install: still one handler
-    assert len(_syslog_handlers()) == 1
+    # a second install: still one handler
+    assert _messages(journal()) == ["bootstrap: already converged", "bootstrap: ok"]
+    assert len(_journal_handlers()) == 1
 
 
 def test_a_command_that_changes_nothing_keeps_to_the_terminal(journal, config):
     result = CliRunner().invoke(main, ["--config", str(config), "config", "check", "--json",
                                        "--platform", "debian12"])
     assert result.exit_code == 0, result.output
-    assert _syslog_handlers() == [] and journal() == []
+    assert _journal_handlers() == [] and journal() == []
 
 
 SLEEPER = """
@@ -121,3 +150,58 @@ def test_a_sigtermed_command_unwinds_and_exits_143_with_one_line():
     assert proc.returncode == 128 + signal.SIGTERM == 143
     assert err == "bingo-host: stopped by SIGTERM\n"
     assert out == "undone\n"
+
+
+def test_journal_entries_carry_the_command_the_logger_and_the_outcome(journal, config, monkeypatch):
+    from bingo_host.cli import deploy as deploy_cli
+    from bingo_host.deploy import DeployError
+
+    def fails(cfg, dry_run=False):
+        logging.getLogger("bingo_host.deploy.rollback").info("rollback: r2 -> r1")
+        raise DeployError("rollback to r1 failed its checks, r2 serves again:\nhealth: 502")
+
+    monkeypatch.setattr(deploy_cli.rollback_mod, "rollback", fails)
+    result = CliRunner().invoke(main, ["--config", str(config), "rollback"])
+    assert result.exit_code == 1
+    step, last = journal()
+    assert step == {"MESSAGE": "rollback: r2 -> r1", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "bingo-host",
+                    "LOGGER": "bingo_host.deploy.rollback", "COMMAND": "rollback"}
+    assert last == {"MESSAGE": "rollback: failed: rollback to r1 failed its checks, r2 serves again:\n"
+                               "health: 502",  # a newline: the protocol's binary form
+                    "PRIORITY": "3", "SYSLOG_IDENTIFIER": "bingo-host", "LOGGER": "bingo_host",
+                    "COMMAND": "rollback", "OUTCOME": "failed", "EXIT_STATUS": "1"}
+    assert "rollback: failed" not in result.stdout  # the outcome entry is the journal's only
+
+
+def test_a_hooks_entries_carry_its_event_and_deployment(journal, config, monkeypatch):
+    from bingo_host.cli import hook as hook_cli
+
+    monkeypatch.setattr(hook_cli.hooks, "run_hook", lambda cfg, event: logging.getLogger(
+        "bingo_host.deploy.hooks").info("hook %s: done", event))
+    monkeypatch.setenv("DEPLOYMENT_ID", "d-ABCDEF123")
+    result = CliRunner().invoke(main, ["--config", str(config), "hook", "ApplicationStop"])
+    assert result.exit_code == 0, result.output
+    entries = journal()
+    assert [(e["MESSAGE"], e.get("OUTCOME")) for e in entries] == [("hook ApplicationStop: done", None),
+                                                                  ("hook: ok", "ok")]
+    assert all(e["COMMAND"] == "hook" and e["STEP"] == "ApplicationStop"
+               and e["DEPLOYMENT_ID"] == "d-ABCDEF123" for e in entries)
+
+
+def test_bad_input_to_a_changing_command_is_a_refused_outcome(journal, config):
+    result = CliRunner().invoke(main, ["--config", str(config), "restore", "--no-such"])
+    assert result.exit_code == 2
+    (entry,) = journal()
+    assert entry["OUTCOME"] == "refused" and entry["EXIT_STATUS"] == "2" and entry["COMMAND"] == "restore"
+    assert "No such option '--no-such'" in entry["MESSAGE"]
+
+
+def test_a_deploys_entries_carry_its_deployment_id(journal, tmp_path, agent_root):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.yaml"), "deploy",
+                                       str(tmp_path / "empty"), "--deployment-id", "d-JOURNAL01"])
+    assert result.exit_code == 2  # no appspec.yml: refused before anything ran
+    entries = journal()
+    assert entries and all(e["DEPLOYMENT_ID"] == "d-JOURNAL01" and e["COMMAND"] == "deploy" for e in entries)
+    assert entries[-1]["OUTCOME"] == "refused"
+    assert not agent_root.exists() or not any(agent_root.rglob("*"))

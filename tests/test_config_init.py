@@ -60,12 +60,13 @@ def test_never_writes_through_a_link(tmp_path):
     assert not target.exists()
 
 
-def test_an_unwritable_place_is_one_line_and_exit_1(tmp_path):
+def test_a_place_it_cannot_write_is_one_line_and_exit_2(tmp_path):
     parent = tmp_path / "file"
     parent.write_text("")
     result = init(str(parent / "config.yaml"))
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"bingo-host: error: {parent}: not a directory"]
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"bingo-host: error: [PATH]: {parent / 'config.yaml'}: Not a directory"]
 
 
 def test_the_source_trees_example_is_the_one_found():

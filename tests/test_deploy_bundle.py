@@ -149,6 +149,7 @@ def test_bundle_cli_twice_same_sha256(tmp_path, fake_wheel, name):
     outs = []
     for n in ("a", "b"):
         out = tmp_path / n / name
+        out.parent.mkdir()
         subprocess.run([sys.executable, "-m", "bingo_host", "bundle", "--app", str(SAMPLE), "--out", str(out),
                         "--wheel", str(fake_wheel)], check=True, cwd=REPO, capture_output=True)
         outs.append(sha256(out))

@@ -46,6 +46,8 @@ def test_installed_cli_version_and_render_match_source_tree(installed, tmp_path)
     assert __version__ in version
     example = REPO / "examples" / "config.yaml"
     for platform in ("amzn2023", "debian12"):
+        (tmp_path / "wheel").mkdir(exist_ok=True)
+        (tmp_path / "tree").mkdir(exist_ok=True)
         subprocess.run([cli, "--config", example, "render", "--out", tmp_path / "wheel" / platform,
                         "--platform", platform], check=True, cwd="/", env=_env(cli))
         subprocess.run([sys.executable, "-m", "bingo_host", "--config", example, "render", "--out",
@@ -76,3 +78,20 @@ def test_setup_cfg_lists_every_package_of_the_tree():
     listed = set(cfg["options"]["packages"].split())
     tree = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "bingo_host").rglob("__init__.py")}
     assert tree <= listed, sorted(tree - listed)
+
+
+def test_the_status_schema_ships_in_the_wheel_and_status_prints_it(installed):
+    """`status --json`'s consumers need its schema on the host, not in a checkout; the copy in
+    docs/ is the same file."""
+    import zipfile
+
+    shipped = REPO / "bingo_host" / "status" / "schema.json"
+    assert shipped.read_bytes() == (REPO / "docs" / "status-schema.json").read_bytes()
+    cli = installed[0]
+    assert zipfile.ZipFile(installed[1]).read("bingo_host/status/schema.json") == shipped.read_bytes()
+    printed = subprocess.run([cli, "status", "--schema"], capture_output=True, check=True,
+                             env=_env(cli), cwd="/").stdout
+    assert printed == shipped.read_bytes()
+    helped = subprocess.run([cli, "status", "--help"], capture_output=True, text=True, check=True,
+                            env=_env(cli), cwd="/").stdout
+    assert "--schema" in helped and "docs/" not in helped

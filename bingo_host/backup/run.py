@@ -67,6 +67,27 @@ def _write_record(path: str, record: dict) -> None:
         log.warning("could not write %s: %s", path, exc)
 
 
+# -- what a dry run says --
+
+def plan(cfg, command: str, dump_url: str | None = None) -> str:
+    """What backup, restore-drill or restore --dump would do, from the config alone (no AWS
+    call, no database session); the same refusals as the run for bad input."""
+    b, name = cfg.backups, cfg.database.name
+    where = f"s3://{b.bucket}/{b.prefix}"
+    if command == "restore":
+        if dump_url != "latest":
+            store.parse_url(dump_url)
+        dump = f"the latest dump under {where}" if dump_url == "latest" else dump_url
+        return (f"restore: would load {dump} into {name}_restore, check its row counts and swap "
+                f"it in with one RENAME TABLE (the live tables kept in {name}_replaced)")
+    needs_backups(cfg, command, None)
+    if command == "backup":
+        return (f"backup: would dump {name} (mariadb-dump --single-transaction, gzip) to "
+                f"{where}, then keep the newest {b.keep}")
+    return (f"restore-drill: would load the latest dump under {where} into {name}_drill, compare "
+            "its row counts with the dump's record and drop it")
+
+
 # -- backup --
 
 def needs_backups(cfg, command: str, platform: Platform | None) -> Platform:

@@ -2,8 +2,9 @@
 errors become exit codes. Each command (cli/bootstrap.py, cli/host.py, cli/data.py, cli/deploy.py, ...)
 parses its options, makes one call into the module that does the work and prints what it returns.
 
-A BingoHostError becomes one line and its exit status (2 bad input, 1 failed), any other error
-one line and exit 1 (its traceback with --debug); a command stopped
+A BingoHostError becomes one line and its exit status (2 bad input, 1 failed); a usage error
+(cli/paths.py checks every path given) one line and exit 2; an OSError the path and the reason,
+exit 1; any other error one line and exit 1 (a traceback with --debug); a command stopped
 by SIGTERM or SIGHUP while it could undo its work (ops.cleanup) says so in one line and exits
 128 + the signal's number. Progress goes through the loggers (bingo_host.logs), to the journal
 too for the commands that change the host.
@@ -12,6 +13,7 @@ too for the commands that change the host.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -19,9 +21,13 @@ import click
 
 from .. import __version__
 from ..errors import BingoHostError
+from .paths import ConfigPath
 
-# The commands that change the host: their log goes to the journal as well.
-JOURNALED = frozenset({"bootstrap", "enable-https", "secrets", "restore", "hook", "create-admin", "patch"})
+# The commands that change the host: their log goes to the journal as well (fields COMMAND,
+# LOGGER, STEP and DEPLOYMENT_ID for a hook, and a last entry with the run's OUTCOME).
+JOURNALED = frozenset({"allow-older", "backup", "bootstrap", "create-admin", "deploy", "enable-https",
+                       "hook", "patch", "release-volume", "restore", "restore-drill", "rollback",
+                       "secrets", "snapshot"})
 
 # name: ("module:attribute" under bingo_host.cli, short help for the listing; None: hidden).
 # Loaded on use, so `--help` imports no command module: importing all four costs ~450 ms
@@ -117,47 +123,145 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the group's own options (--config)
+            raise OneLine.of(exc) from None
+
     def invoke(self, ctx):
+        """The command, then (for one that changes the host) its outcome in the journal."""
+        try:
+            rv = self._invoke(ctx)
+        except click.exceptions.Exit as exc:
+            _journal_outcome(ctx, exc.exit_code)
+            raise
+        except SystemExit as exc:
+            _journal_outcome(ctx, exc.code if isinstance(exc.code, int) else 1)
+            raise
+        except click.UsageError as exc:
+            _journal_outcome(ctx, 2, exc.format_message())
+            raise
+        except BaseException as exc:
+            _journal_outcome(ctx, 1, f"{type(exc).__name__}: {exc}")
+            raise
+        _journal_outcome(ctx, 0)
+        return rv
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except BingoHostError as exc:
-            click.echo(f"bingo-host: error: {exc}", err=True)
+            _error(ctx, f"bingo-host: error: {exc}")
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # a command's options and arguments, an unknown command
+            raise OneLine.of(exc) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            if _debug(ctx):
+                raise
+            _error(ctx, f"bingo-host: error: {_one_line(exc)}")
+            ctx.exit(1)
         except BaseException as exc:
             # Only a running ops.cleanup.Cleanup raises Stopped: not importing that module (with
             # signal and threading, ~4 ms) spares every command that never made one.
             cleanup = sys.modules.get("bingo_host.ops.cleanup")
             if cleanup is not None and isinstance(exc, cleanup.Stopped):
-                click.echo(f"bingo-host: {exc}", err=True)
+                _error(ctx, f"bingo-host: {exc}")
                 ctx.exit(128 + exc.signum)
             if not isinstance(exc, Exception) or isinstance(exc, CLICK_FLOW) or _debug(ctx):
                 raise
-            click.echo(f"bingo-host: internal error: {type(exc).__name__}: {exc} "
-                       "(--debug shows where)", err=True)
+            _error(ctx, f"bingo-host: internal error: {type(exc).__name__}: {exc} "
+                        "(--debug shows where)")
             ctx.exit(1)
 
 
-DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+def _error(ctx, line: str) -> None:
+    """The one line on stderr; the journal's outcome entry repeats it."""
+    click.echo(line, err=True)
+    ctx.meta[ERROR_LINE] = line.removeprefix("bingo-host: ").removeprefix("error: ")
+
+
+ERROR_LINE = "bingo_host.error"
+OUTCOMES = {0: "ok", 1: "failed", 2: "refused"}  # else: stopped by a signal (128 + n)
+
+
+def _journal_outcome(ctx, status: int, error: str | None = None) -> None:
+    """The last journal entry of a run that changes the host: OUTCOME, EXIT_STATUS, the error."""
+    logs = sys.modules.get("bingo_host.logs")
+    if ctx.invoked_subcommand not in JOURNALED or logs is None:
+        return
+    outcome = OUTCOMES.get(status, "stopped")
+    error = error or ctx.meta.get(ERROR_LINE)
+    logs.outcome(f"{ctx.invoked_subcommand}: {outcome}" + (f": {error}" if error and status else ""),
+                 OUTCOME=outcome, EXIT_STATUS=str(status))
+
 
 # click's own ways out of a command (usage errors, --help, exit codes): never internal errors.
 CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+class OneLine(click.UsageError):
+    """A usage error as one line naming the option and the reason, exit 2 (click's own shows
+    the usage and a blank line first)."""
+
+    @classmethod
+    def of(cls, exc: click.UsageError) -> click.UsageError:
+        if isinstance(exc, cls) or type(exc).__name__ == "NoArgsIsHelpError":  # that one is --help
+            return exc
+        if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) \
+                and exc.param is not None:
+            return cls(f"{exc.param.get_error_hint(exc.ctx).replace(chr(39), '')}: {exc.message}", exc.ctx)
+        path = exc.ctx.command_path if exc.ctx else "bingo-host"
+        return cls(f"{exc.format_message().rstrip('.')} (see '{path} --help')", exc.ctx)
+
+    def show(self, file=None) -> None:
+        click.echo(f"bingo-host: error: {self.format_message()}", err=True)
+
+
+def _one_line(exc: OSError | UnicodeDecodeError) -> str:
+    """The path and the reason, as `ls` would say them: `/root/x/out: Permission denied`."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start}; --debug shows where)"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{reason} ({type(exc).__name__}; --debug shows where)"
+    where = os.fsdecode(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {os.fsdecode(exc.filename2)}"
+    return f"{where}: {reason}"
 
 
 def _debug(ctx) -> bool:
     return bool(getattr(ctx.obj, "debug", False))
 
 
+def _dry_run_moved(ctx, param, value):
+    """`bingo-host --dry-run CMD` (before 0.x): refused, saying where it goes now; never ignored,
+    which would run CMD for real."""
+    if value:
+        raise click.BadParameter("goes after the command now: bingo-host COMMAND --dry-run",
+                                 ctx, param)
+
+
+# --dry-run of every command that changes the host: one meaning everywhere (tests/test_cli.py).
+DRY_RUN = click.option("--dry-run", is_flag=True,
+                       help="Say what would change and change nothing (exit 0 unless it would fail).")
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bingo-host")
-@click.option("--config", "config_path", default="/etc/bingo-host/config.yaml", show_default=True,
+@click.option("--config", "config_path", type=ConfigPath(), default="/etc/bingo-host/config.yaml",
+              show_default=True,
               envvar="BINGO_HOST_CONFIG", help="Configuration file (env BINGO_HOST_CONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every command run.")
 @click.option("--debug", is_flag=True, help="On an unexpected error, show the traceback.")
+@click.option("--dry-run", is_flag=True, hidden=True, expose_value=False, callback=_dry_run_moved)
 @click.pass_context
 def main(ctx, config_path, verbose, debug):
     """Build and keep a production music bingo host: nginx, uWSGI, MariaDB on its own volume."""
     from .. import logs  # logs and logging: ~4 ms that --help does not pay
 
     logs.install(verbose=verbose, journal=ctx.invoked_subcommand in JOURNALED)
+    logs.set_fields(COMMAND=ctx.invoked_subcommand)
     ctx.obj = Options(config_path, verbose, debug)
 

@@ -9,7 +9,7 @@ import yaml
 
 from .. import example_config
 from ..resolve import effective
-from . import Options
+from . import Options, paths
 
 
 @click.group()
@@ -34,7 +34,7 @@ def config_check(opts: Options, as_json, platform_name):
 
 
 @config.command("init")
-@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.argument("path", required=False, type=paths.NEW_FILE)
 @click.pass_obj
 def config_init(opts: Options, path):
     """Write the commented example config to PATH [default: --config's,

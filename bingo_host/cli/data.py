@@ -10,19 +10,18 @@ from ..errors import ConfigError
 from ..restore.handover import release_volume as release
 from ..restore.run import restore_snapshot
 from ..snapshot import listing, run as snapshot_run
-from . import Options
+from . import DRY_RUN, Options, paths
 
 
 @click.command()
-@click.option("--dry-run", is_flag=True,
-              help="Show which volumes would be snapshotted and which snapshots deleted.")
+@DRY_RUN
 @click.option("--list", "list_only", is_flag=True, help="List this instance's snapshots.")
-@click.option("--socket", "socket_path", metavar="PATH",
+@click.option("--socket", "socket_path", type=paths.SOCKET,
               help="MariaDB unix socket (default: the platform's).")
-@click.option("--state-file", metavar="PATH",
+@click.option("--state-file", type=paths.OUT_FILE,
               help="Where the run's result is saved as JSON for `status` "
                    "[default: /var/lib/bingo-host/last-snapshot.json].")
-@click.option("--password-file", metavar="PATH",
+@click.option("--password-file", type=paths.IN_FILE,
               help="The backup database user's password file "
                    "[default: /etc/bingo-host/db-backup-password].")
 @click.option("--freeze-timeout", type=click.FloatRange(1, 120), default=25, show_default=True,
@@ -45,18 +44,26 @@ def snapshot(opts: Options, dry_run, list_only, socket_path, state_file, passwor
 
 
 @click.command()
+@DRY_RUN
 @click.pass_obj
-def backup(opts: Options):
+def backup(opts: Options, dry_run):
     """Dump the app database (mariadb-dump --single-transaction, gzip) to S3, then retention
     (backups.keep). Each dump gets a sidecar <key>.json with its sha256 and row counts."""
+    if dry_run:
+        click.echo(backup_run.plan(opts.load_config(), "backup"))
+        return
     backup_run.backup(opts.load_config())
 
 
 @click.command("restore-drill")
+@DRY_RUN
 @click.pass_obj
-def restore_drill(opts: Options):
+def restore_drill(opts: Options, dry_run):
     """Restore the latest dump into a scratch database, compare its row counts with the dump's
     record, drop it; `status` shows the result."""
+    if dry_run:
+        click.echo(backup_run.plan(opts.load_config(), "restore-drill"))
+        return
     backup_run.drill(opts.load_config())
 
 
@@ -69,18 +76,23 @@ def restore_drill(opts: Options):
                    "with one RENAME TABLE, so a failed load changes nothing.")
 @click.option("--force", is_flag=True,
               help="With --snapshot: restore a snapshot of another volume than this host's data volume.")
-@click.option("--dry-run", is_flag=True, help="With --snapshot: print the plan; change nothing.")
+@DRY_RUN
 @click.pass_obj
 def restore(opts: Options, snapshot_id, dump_url, force, dry_run):
     """Restore from an EBS snapshot (--snapshot: the whole data volume; a run interrupted at any
     point is finished by running it again, any failure puts the old volume back) or from a
-    logical dump (--dump: the app database). Either takes the deploy lock."""
+    logical dump (--dump: the app database). Either takes the host lock (one run that changes
+    the host at a time: a deployment's hook, bootstrap or another restore waits for it) and
+    refuses while a deployment is under way; --snapshot takes the snapshot lock too."""
     if bool(snapshot_id) == bool(dump_url):
         raise ConfigError("--snapshot or --dump", "give exactly one: --snapshot SNAP_ID (an EBS "
                                                   "snapshot) or --dump s3://BUCKET/KEY.sql.gz|latest")
     if dump_url:
-        if force or dry_run:
-            raise ConfigError("--dump", "--force and --dry-run apply to --snapshot only")
+        if force:
+            raise ConfigError("--dump", "--force applies to --snapshot only")
+        if dry_run:
+            click.echo(backup_run.plan(opts.load_config(), "restore", dump_url))
+            return
         backup_run.restore(*opts.load_with_platform(), dump_url)
         return
     fields.snapshot_id(snapshot_id, "--snapshot")
@@ -88,7 +100,7 @@ def restore(opts: Options, snapshot_id, dump_url, force, dry_run):
 
 
 @click.command("release-volume")
-@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@DRY_RUN
 @click.pass_obj
 def release_volume(opts: Options, dry_run):
     """Hand the data volume over to a replacement instance: stop uWSGI and MariaDB, unmount it

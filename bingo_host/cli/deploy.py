@@ -9,7 +9,7 @@ import click
 
 from .. import fields
 from ..deploy import agent_restart, freshness, lifecycle, rollback as rollback_mod, wheel
-from . import Options
+from . import DRY_RUN, Options, paths
 
 
 @click.command("restart-agent", hidden=True)
@@ -19,7 +19,7 @@ def restart_agent():
 
 
 @click.command()
-@click.argument("bundle", metavar="BUNDLE")
+@click.argument("bundle", type=paths.UserPath("file", "dir", metavar="BUNDLE"))
 @click.option("--deployment-id", metavar="ID", help="Default: a new random d-XXXXXXXXX.")
 @click.option("--application-name", default="music-bingo", show_default=True)
 @click.option("--deployment-group", default="LocalFleet", show_default=True,
@@ -29,9 +29,10 @@ def restart_agent():
                    "(codedeploy-local's default).")
 @click.option("--allow-older", is_flag=True,
               help="Deploy a signed revision created before the serving one (a deliberate rollback).")
+@DRY_RUN
 @click.pass_obj
 def deploy(opts: Options, bundle, deployment_id, application_name, deployment_group,
-           deployment_group_id, allow_older):
+           deployment_group_id, allow_older, dry_run):
     """Deploy a revision (a .zip, .tar.gz or directory) through the CodeDeploy lifecycle, as the
     agent would, in the agent's deployment root. With a config, its manifest and signature
     (deploy.require_signature: signed for --application-name and --deployment-group, and not
@@ -40,6 +41,11 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
         if value is not None:
             fields.deployment_id(value, option)
     cfg = opts.load_config() if os.path.exists(opts.config_path) else None
+    if dry_run:
+        click.echo(lifecycle.dry_run(bundle, application_name, deployment_group,
+                                     deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
+                                     allow_older=allow_older))
+        return
     lifecycle.deploy(bundle, deployment_id, application_name, deployment_group, deployment_group_id,
                      deploy_cfg=cfg and cfg.deploy, app_root=cfg and cfg.app.root,
                      allow_older=allow_older)
@@ -47,22 +53,24 @@ def deploy(opts: Options, bundle, deployment_id, application_name, deployment_gr
 
 @click.command("allow-older")
 @click.argument("revision")
-def allow_older(revision):
+@DRY_RUN
+def allow_older(revision, dry_run):
     """Let the next deployment install REVISION (its created time or manifest sha256, as the
     refusal prints them) although it is older than the serving one; once."""
-    freshness.allow(revision)
-    click.echo(f"allow-older: the next deployment may install {revision} ({freshness.ALLOW_FILE})")
+    freshness.allow(revision, dry_run=dry_run)
+    click.echo(f"allow-older: the next deployment {'would be allowed to' if dry_run else 'may'} "
+               f"install {revision} ({freshness.ALLOW_FILE})")
 
 
 @click.command()
-@click.option("--app", "app_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--app", "app_dir", required=True, type=paths.IN_DIR,
               help="A music bingo checkout with the client built (client/build/).")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "out_file", required=True, type=paths.OUT_FILE,
               help="The revision to write, e.g. musicbingo-prod.zip.")
 @click.option("--format", "fmt", type=click.Choice(["zip", "tgz"]),
               help="zip (what CodePipeline's CodeDeploy action takes) or tgz [default: from --out: "
                    ".tar.gz/.tgz -> tgz, anything else -> zip].")
-@click.option("--wheel", "wheel_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--wheel", "wheel_file", type=paths.IN_FILE,
               help="The bingo-host wheel to ship (default: built from this source tree, or rebuilt "
                    "from this installed copy).")
 @click.option("--no-wheel", is_flag=True, help="Ship no bingo-host wheel.")
@@ -80,8 +88,9 @@ def bundle(app_dir, out_file, fmt, wheel_file, no_wheel, sign_key, application, 
 
 
 @click.command()
+@DRY_RUN
 @click.pass_obj
-def rollback(opts: Options):
+def rollback(opts: Options, dry_run):
     """Switch back to the previous release that passed its checks; check it through nginx."""
-    target = rollback_mod.rollback(opts.load_config())
-    click.echo(f"rollback: serving {target}")
+    target = rollback_mod.rollback(opts.load_config(), dry_run=dry_run)
+    click.echo(f"rollback: {'would serve' if dry_run else 'serving'} {target}")

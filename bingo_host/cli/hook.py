@@ -4,8 +4,11 @@ hook's start-up loads; bench/cli times it)."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from .. import logs
 from ..deploy import hooks
 from . import Options
 
@@ -15,4 +18,5 @@ from . import Options
 @click.pass_obj
 def hook(opts: Options, event):
     """Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's hooks/ scripts call)."""
+    logs.set_fields(STEP=event, DEPLOYMENT_ID=os.environ.get("DEPLOYMENT_ID"))
     hooks.run_hook(None if event == "ApplicationStop" else opts.load_config(), event)

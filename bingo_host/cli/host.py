@@ -12,11 +12,12 @@ from .. import admin_account, https, layout, patches
 from ..converge import refresh
 from ..render_dir import render_to
 from ..resolve import app_user
-from . import DRY_RUN, Options
+from . import DRY_RUN, Options, paths
+
 
 
 @click.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=paths.OUT_DIR,
               help="Directory to write the files under, at their absolute paths.")
 @click.option("--platform", "platform_name", type=click.Choice(["amzn2023", "debian12"]),
               help="Render for this platform instead of the config's (default: detect).")
@@ -25,13 +26,16 @@ from . import DRY_RUN, Options
 def render(opts: Options, out_dir: Path, platform_name, dry_run):
     """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload).
 
-    OUT is new, empty or an earlier render (it has manifest.json). Nothing below OUT is
-    followed if it is a link: a render run as root must not write through a link someone
-    planted there into the live files it mirrors.
+    OUT is new, empty or an earlier render (it has manifest.json); the files the earlier
+    render's manifest listed and this one does not are removed. Nothing below OUT is followed
+    if it is a link: a render run as root must not write through a link someone planted there
+    into the live files it mirrors.
     """
-    result = render_to(opts.load_config(), out_dir, platform_name, dry_run=dry_run)
+    result = render_to(opts.load_config(), Path(out_dir), platform_name, dry_run=dry_run)
     for diff in result.diffs:
         click.echo(diff, nl=False)
+    for path in result.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path} (not in this render)")
     verb = "would write" if dry_run else "rendered"
     click.echo(f"{verb} {result.count} files for {result.platform} under {out_dir}")
 
@@ -74,22 +78,30 @@ def secrets_refresh(opts: Options, dry_run):
 @click.command("create-admin")
 @click.option("--username", default="admin", show_default=True, help="The app account to make.")
 @click.option("--reset", is_flag=True, help="The account exists: give it a new password.")
+@DRY_RUN
 @click.pass_obj
-def create_admin(opts: Options, username, reset):
+def create_admin(opts: Options, username, reset, dry_run):
     """Make the app's first admin account with a generated password, shown once here and kept in
     /etc/bingo-host/app-admin-password (0600 root), never logged. bingo-host turns off the app's
     own first account (admin/changeme, its password in the app's log)."""
     cfg = opts.load_config()
+    if dry_run:
+        click.echo(admin_account.create(cfg, app_user(cfg), username=username, reset=reset, dry_run=True))
+        return
     password = admin_account.create(cfg, app_user(cfg), username=username, reset=reset)
     click.echo(f"app account {username!r}: password {password}\n(kept in "
                f"{layout.ADMIN_PASSWORD_FILE}, 0600 root; shown here only)")
 
 
 @click.command()
+@DRY_RUN
 @click.pass_obj
-def patch(opts: Options):
+def patch(opts: Options, dry_run):
     """Apply security updates now, outside any deployment, under a memory bound; restart what
     runs replaced code; record whether a reboot is needed (what bingo-host-patch.timer runs)."""
     cfg, platform = opts.load_with_platform()
+    if dry_run:
+        click.echo(patches.plan(cfg, platform))
+        return
     result = patches.patch_host(cfg, platform)
     click.echo("patch: done" + ("; REBOOT NEEDED" if result["reboot_required"] else ""))

@@ -40,13 +40,14 @@ def serving_created(paths: Paths) -> str | None:
     return created if isinstance(created, str) and CREATED.fullmatch(created) else None
 
 
-def allow(revision: str) -> None:
+def allow(revision: str, dry_run: bool = False) -> None:
     """Let the next BeforeInstall deploy this revision (its `created` or manifest sha256) even
     though it is older than the serving one."""
     if not (CREATED.fullmatch(revision) or SHA256.fullmatch(revision)):
         raise BundleError(f"allow-older: {revision[:80]!r} is neither a revision's created time "
                           "(2026-01-31T12:00:00Z) nor its manifest sha256 (64 hex digits)")
-    write_json(ALLOW_FILE, {"revision": revision, "written_at": now()}, "root", "root", mode=0o600)
+    if not dry_run:
+        write_json(ALLOW_FILE, {"revision": revision, "written_at": now()}, "root", "root", mode=0o600)
 
 
 def _take_allowance() -> str | None:

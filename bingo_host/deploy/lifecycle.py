@@ -14,9 +14,11 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
+from .. import logs
 from ..ops.cleanup import Cleanup
 from . import BundleError, DeployError, agent, appspec, freshness, integrity, record
 from .agent import Layout
@@ -116,6 +118,38 @@ def _application_stop(lay: Layout, env: dict, script_log: ScriptLog) -> None:
     run_event("ApplicationStop", spec, archive, env, script_log)
 
 
+def _checked(source: str, unpack: str, application_name: str, group_name: str, deploy_cfg,
+             app_root: str | None, allow_older: bool) -> appspec.AppSpec:
+    """source unpacked into unpack and checked before anything runs: its appspec and the users
+    it names, and with deploy_cfg its manifest, signature and age. Its appspec."""
+    extract(source, unpack)  # a directory is copied through the archive's checks too
+    spec = appspec.load(Path(unpack))
+    check_users(spec)
+    if deploy_cfg is not None:
+        revision = integrity.verify(unpack, deploy_cfg, application_name, group_name)
+        if app_root is not None:
+            freshness.check(revision, Paths(app_root), consume=False, allow_older=allow_older)
+    return spec
+
+
+def dry_run(bundle: str, application_name: str = DEFAULT_APPLICATION_NAME,
+            group_name: str = DEFAULT_GROUP_NAME, deploy_cfg=None, app_root: str | None = None,
+            allow_older: bool = False) -> str:
+    """What deploy would do: the same checks of the revision, unpacked into a temporary
+    directory (not the agent's deployment root); no script runs, nothing else changes."""
+    source = os.path.abspath(bundle)
+    if not os.path.exists(source):
+        raise BundleError(f"{bundle}: no such file or directory")
+    kind = "directory" if os.path.isdir(source) else bundle_type(source)
+    with tempfile.TemporaryDirectory(prefix="bingo-host-deploy-dry-run-") as tmp:
+        spec = _checked(source, f"{tmp}/revision", application_name, group_name, deploy_cfg,
+                        app_root, allow_older)
+    checked = "appspec, manifest and signature check" if deploy_cfg is not None else "appspec checks"
+    events = ", ".join(e for e in spec.hooks if spec.hooks[e]) or "none"
+    return (f"deploy: would deploy {bundle} ({kind}; its {checked} out): its hooks for "
+            f"{events} would run and {len(spec.files)} file mapping(s) be installed")
+
+
 def deploy(bundle: str, deployment_id: str | None = None,
            application_name: str = DEFAULT_APPLICATION_NAME, group_name: str = DEFAULT_GROUP_NAME,
            group_id: str = DEFAULT_GROUP_ID, deploy_cfg=None, app_root: str | None = None,
@@ -126,6 +160,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
     which the agent cannot do, and with app_root (the host's app.root) that a signed revision is
     not older than the serving one (allow_older: deploy it anyway, freshness.py)."""
     deployment_id = deployment_id or new_deployment_id()
+    logs.set_fields(DEPLOYMENT_ID=deployment_id)  # the journal's entries of this run carry it
     source = os.path.abspath(bundle)
     if not os.path.exists(source):
         raise BundleError(f"{bundle}: no such file or directory")
@@ -143,14 +178,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
                 undo.register(shutil.rmtree, path, ignore_errors=True)
         _remove(unpack)
         undo.register(_remove, unpack)
-        extract(source, unpack)  # a directory is copied through the archive's checks too
-        spec = appspec.load(Path(unpack))  # every check before anything changes
-        check_users(spec)
-        if deploy_cfg is not None:
-            revision = integrity.verify(unpack, deploy_cfg, application_name, group_name)
-            if app_root is not None:
-                freshness.check(revision, Paths(app_root), consume=False,
-                                allow_older=allow_older)
+        spec = _checked(source, unpack, application_name, group_name, deploy_cfg, app_root, allow_older)
         sha256 = None if is_dir else integrity.sha256_file(source)
 
     env = dict(os.environ)

@@ -8,6 +8,7 @@ import base64
 import csv
 import hashlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import subp
-from ..errors import ConfigError
+from ..errors import BingoHostError, ConfigError
 from ..fields import kms_key_arn
 from . import BundleError
 from .bundle import COMPRESSLEVEL, build_bundle, output_format, zip_entry
@@ -27,6 +28,10 @@ from .bundle import COMPRESSLEVEL, build_bundle, output_format, zip_entry
 #: dist-info/licenses/LICENSE from a setuptools that follows PEP 639.
 DIST_INFO_FILES = ("METADATA", "WHEEL", "entry_points.txt", "top_level.txt", "LICENSE", "licenses")
 DATA_SUBDIR = "share/bingo-host/"
+TREE = Path(__file__).resolve().parents[2]  # a source tree, if this copy runs from one
+PIP_TAIL = 40  # lines of pip's output shown when the build fails
+
+log = logging.getLogger(__name__)
 
 
 def _record_hash(data: bytes) -> str:
@@ -124,11 +129,22 @@ def bundle(app_dir: str, out_file: str, fmt: str | None, wheel: str | None, no_w
                             binding={"application": application, "deployment_group": deployment_group})
 
 
-def bingo_host_wheel(dest: str) -> Path:
+def bingo_host_wheel(dest: str, tree: Path | None = None) -> Path:
     """This copy's wheel in dest: built from the source tree it runs from, or rebuilt from the
-    installed distribution when there is none."""
-    tree = Path(__file__).resolve().parents[2]
+    installed distribution when there is none. pip takes seconds (a line says so first); when
+    it fails, the end of what it said goes to stderr (its last line is "see above"), then one
+    error line."""
+    tree = tree or TREE
     if not (tree / "setup.cfg").is_file():
         return wheel_from_installed(dest)
-    subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dest, str(tree)], timeout=600)
+    log.info(f"bundle: building the bingo-host wheel from {tree} with pip (some seconds; "
+             "--wheel FILE ships a built one)")
+    result = subp.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dest, str(tree)],
+                      rcs=range(256), timeout=600)
+    if not result.ok:
+        said = (result.stderr or result.stdout).rstrip().splitlines()[-PIP_TAIL:]
+        sys.stderr.write("".join(f"pip: {line}\n" for line in said))
+        raise BingoHostError(f"building the bingo-host wheel from {tree} failed (pip exit "
+                          f"{result.returncode}{', its output above' if said else ''}): "
+                          "pass --wheel FILE or --no-wheel")
     return next(Path(dest).glob("bingo_host-*.whl"))
