@@ -74,6 +74,14 @@ def test_warnings_follow_their_step_line(said):
                      "two        unchanged    fine"]
 
 
+def test_each_steps_lines_carry_its_name_for_the_journal(caplog):
+    caplog.set_level(logging.INFO, logger="bingo_host")
+    run_steps(context(), [step("one", lambda c: c.warn("look")), step("two", lambda c: 1 / 0)])
+    assert [(r.getMessage()[:18], r.journal) for r in caplog.records] == [
+        ("one        unchang", {"STEP": "one"}), ("one        warning", {"STEP": "one"}),
+        ("two        failed ", {"STEP": "two"})]
+
+
 def test_grants_are_parsed_with_grant_options_and_roles():
     """What SHOW GRANTS says (MariaDB 10.11) about an app account a reattached datadir kept."""
     from bingo_host.facts.mariadb import parse_grants

@@ -41,7 +41,7 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         except Exception as exc:  # an unforeseen failure still names its step and ends the run
             detail = str(exc) if isinstance(exc, BingoHostError) else f"{type(exc).__name__}: {exc}"
             results.append(StepResult(step.NAME, "failed", detail, time.monotonic() - start))
-            log.info("%s", _line(results[-1]))
+            log.info("%s", _line(results[-1]), extra={"journal": {"STEP": step.NAME}})
             if not isinstance(exc, BingoHostError):
                 log.debug("%s failed", step.NAME, exc_info=True)
             break
@@ -52,9 +52,10 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         status = "changed" if ctx.changes else "unchanged"
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
-        log.info("%s", _line(results[-1], dry_run=ctx.dry_run))
+        journal = {"journal": {"STEP": step.NAME}}  # journalctl -t bingo-host STEP=mariadb
+        log.info("%s", _line(results[-1], dry_run=ctx.dry_run), extra=journal)
         for text in ctx.warnings:
-            log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}")
+            log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}", extra=journal)
     return results
 
 
