@@ -65,9 +65,22 @@ def install(verbose: bool = False, journal: bool = False) -> None:
         to_journal()
 
 
+def stdout_is_journal() -> bool:
+    """True when stdout is a journal stream already (a systemd unit's, by default): systemd says
+    which in $JOURNAL_STREAM, "device:inode" (systemd.exec(5))."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by a test runner, or closed
+        return False
+    return os.environ.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}"
+
+
 def to_journal() -> None:
     """Also send the package's records (INFO and up) to the journal, through /dev/log; a host
-    without a syslog socket (a container, a build machine) keeps the terminal only."""
+    without a syslog socket (a container, a build machine) keeps the terminal only, and a
+    systemd unit's stdout, which is the journal, is not told every line twice."""
+    if stdout_is_journal():
+        return
     import logging.handlers  # socket, pickle, queue: ~7 ms that --help and status do not pay
 
     package = logging.getLogger(PACKAGE)

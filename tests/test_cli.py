@@ -68,7 +68,7 @@ def test_an_unknown_command_is_bad_input():
     assert result.exit_code == 2 and "No such command 'no-such-command'" in result.output
 
 
-DRY_RUNS = {("bootstrap",), ("render",), ("snapshot",), ("restore",), ("release-volume",),
+DRY_RUNS = {("bootstrap",), ("render",), ("snapshot",), ("restore",), ("release-volume",), ("resize",),
             ("enable-https",), ("secrets", "refresh")}
 
 

@@ -21,7 +21,8 @@ from .. import __version__
 from ..errors import BingoHostError
 
 # The commands that change the host: their log goes to the journal as well.
-JOURNALED = frozenset({"bootstrap", "enable-https", "secrets", "restore", "hook", "create-admin", "patch"})
+JOURNALED = frozenset({"bootstrap", "enable-https", "secrets", "restore", "hook", "create-admin", "patch",
+                       "resize"})
 
 # name: ("module:attribute" under bingo_host.cli, short help for the listing; None: hidden).
 # Loaded on use, so `--help` imports no command module: importing all four costs ~450 ms
@@ -57,6 +58,8 @@ COMMANDS = {
     "render": ("host:render", "Write every managed file under OUT, plus manifest.json (path, mode, "
                "owner, reload)."),
     "restart-agent": ("deploy:restart_agent", None),
+    "resize": ("resize:resize", "Run bootstrap when this host's memory or CPUs are not what the last "
+               "bootstrap sized it for (what bingo-host-resize.service runs at boot)."),
     "restore": ("data:restore", "Restore from an EBS snapshot (--snapshot: the whole data volume; a "
                 "run interrupted at any point is finished by running it again, any failure puts "
                 "the old volume back) or from a logical dump (--dump: the app database)."),
