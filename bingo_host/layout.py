@@ -23,6 +23,7 @@ RENEW_UNIT = "bingo-host-certbot-renew"
 METRICS_UNIT = "bingo-host-metrics"
 PATCH_UNIT = "bingo-host-patch"
 JOURNAL_EXPORT_UNIT = "bingo-host-journal-export"
+RESIZE_UNIT = "bingo-host-resize"  # at boot: bootstrap again when memory or CPUs changed
 FIREWALL_UNIT = "bingo-host-firewall"  # loads FIREWALL_RULES: the app's users reach no metadata service
 FIREWALL_RULES = f"{ETC_DIR}/firewall.nft"
 LOG_DIR = "/var/log/bingo-host"  # the journal's excerpts the CloudWatch agent reads

@@ -98,15 +98,32 @@ def install(verbose: bool = False, journal: bool = False) -> None:
         to_journal()
 
 
+def stdout_is_journal() -> bool:
+    """True when stdout is a journal stream already (a systemd unit's, by default): systemd says
+    which in $JOURNAL_STREAM, "device:inode" (systemd.exec(5))."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by a test runner, or closed
+        return False
+    return os.environ.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}"
+
+
 def to_journal() -> None:
     """Also send the package's records (INFO and up) to the journal: through its own socket,
     with fields; else through /dev/log (message only); a host with neither (a container, a build
-    machine) keeps the terminal only."""
+    machine) keeps the terminal only. Under a systemd unit, whose stdout is the journal already,
+    each record reaches it once: through the socket with its fields, the stdout copy dropped;
+    with /dev/log only, the stdout copy is the one kept."""
     package = logging.getLogger(PACKAGE)
     if any(isinstance(h, Journald) or type(h).__name__ == "SysLogHandler" for h in package.handlers):
         return
     if os.path.exists(JOURNALD_SOCKET):
         handler: logging.Handler = Journald(JOURNALD_SOCKET)
+        if stdout_is_journal():
+            for console in [h for h in package.handlers if isinstance(h, _Console)]:
+                package.removeHandler(console)
+    elif stdout_is_journal():
+        return
     elif os.path.exists(JOURNAL_SOCKET):
         from logging.handlers import SysLogHandler  # pickle, queue: ~7 ms --help does not pay
 

@@ -159,6 +159,7 @@ def render_all(
         "log_dir": layout.LOG_DIR,
         "state_dir": layout.STATE_DIR,
         "uwsgi_service": layout.UWSGI_SERVICE,
+        "resize_unit": f"{layout.RESIZE_UNIT}.service",
         "firewall_unit": layout.FIREWALL_UNIT,
         "firewall_rules": layout.FIREWALL_RULES,
         "metadata_addresses": f"{layout.IMDS_ADDRESS} {layout.IMDS_ADDRESS_IPV6}",
@@ -177,6 +178,8 @@ def render_all(
         ("certbot-renew.service", unit.format(f"{layout.RENEW_UNIT}.service"), 0o644, "root", "root",
          DAEMON_RELOAD, False),
         ("certbot-renew.timer", unit.format(f"{layout.RENEW_UNIT}.timer"), 0o644, "root", "root",
+         DAEMON_RELOAD, False),
+        ("resize.service", unit.format(f"{layout.RESIZE_UNIT}.service"), 0o644, "root", "root",
          DAEMON_RELOAD, False),
     ]
     if cfg.firewall.enabled:

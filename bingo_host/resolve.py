@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from . import sizing
+from . import sizing, sizing_record
 from .config import Config, to_dict, with_values
 from .config_file import check_on_host
 from .errors import ConfigError
-from .facts import memory, platforms, sudo
+from .facts import platforms, sudo
 from .facts.host import (REGULAR_UIDS, ROOT_GROUPS, Account, HostFacts, account, is_legacy_datadir,
                          somaxconn)
 from .facts.platforms import Platform
@@ -24,8 +24,8 @@ def host_facts(cfg: Config) -> HostFacts:
     as the datadir; https.domain (or the one enable-https recorded) once its certificate exists."""
     mountpoint = cfg.volume.mountpoint
     legacy = os.path.ismount(mountpoint) and is_legacy_datadir(mountpoint)
-    return HostFacts(mem_bytes=memory.read().usable_bytes,
-                     cpus=os.cpu_count() or 1, datadir=mountpoint if legacy else None,
+    inputs = sizing_record.current()  # the same read as the boot's resize check
+    return HostFacts(mem_bytes=inputs.mem_bytes, cpus=inputs.cpus, datadir=mountpoint if legacy else None,
                      tls_domain=tls_domain(cfg), somaxconn=somaxconn())
 
 

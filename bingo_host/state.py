@@ -6,6 +6,7 @@
     last-restore-drill.json   the last restore drill: the dump, its counts, ok or why not
     deploy.json         the deployment in progress or the last one (written by deploy/)
     mkfs-in-progress    the device, filesystem and UUID of a mkfs under way (the volume step)
+    sizing.json         the memory and CPUs the last converged bootstrap sized for (sizing_record.py)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ BACKUP_FILE = f"{layout.STATE_DIR}/last-backup.json"
 DRILL_FILE = f"{layout.STATE_DIR}/last-restore-drill.json"
 PATCH_FILE = f"{layout.STATE_DIR}/last-patch.json"
 MKFS_FILE = f"{layout.STATE_DIR}/mkfs-in-progress"  # a mkfs under way (the volume step)
+SIZING_FILE = f"{layout.STATE_DIR}/sizing.json"
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 
 

@@ -59,6 +59,51 @@ def test_boot_then_shutdown_leaves_nothing():
     assert not hostdir.exists()
 
 
+@pytest.mark.host
+def test_reboot_keeps_the_root_and_volumes_and_takes_a_new_cap():
+    """reboot(memory_mb=...): a stop/start onto another instance type. Its own boot, before the
+    module's `testhost` holds the lock (one host per machine). The swap the host turned on is off
+    on the machine once the power-off is done; the old cgroup goes, the new one caps systemd; a
+    volume in fstab by UUID does not hold the boot up (no udev: its device never shows up)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if harness_host._LIVE:
+        pytest.skip("a test host of this pytest session is already up (one per machine)")
+    host = TestHost.boot(memory_mb=384)
+    hostdir = host.dir
+    try:
+        first_pid, first_cgroup = host.pid, host.memory_cgroup
+        vol = host.attach_volume(size_mb=16)
+        host.run(["mkfs.ext4", "-q", vol.device])
+        uuid = host.run(["blkid", "-s", "UUID", "-o", "value", vol.device]).stdout.strip()
+        host.run_shell(f"mkdir /vol && echo 'UUID={uuid} /vol ext4 defaults,nofail 0 2' >> /etc/fstab")
+        host.put_file("/etc/kept-across-reboots", "yes\n")
+        host.run_shell("dd if=/dev/zero of=/swapfile bs=1M count=16 status=none && chmod 600 /swapfile"
+                       " && mkswap /swapfile >/dev/null && swapon /swapfile")
+        assert str(host.root / "swapfile") in Path("/proc/swaps").read_text()
+        host.reboot(memory_mb=640)
+        assert host.pid != first_pid and host.alive
+        assert str(host.root / "swapfile") not in Path("/proc/swaps").read_text()
+        assert not first_cgroup.exists()
+        assert (host.memory_cgroup / "memory.limit_in_bytes").read_text().strip() == str(640 << 20)
+        inside = host.read_file("/proc/1/cgroup")
+        assert f":memory:{host.cgroup}" in inside, inside
+        assert host.read_file("/etc/kept-across-reboots") == "yes\n"
+        assert vol.attached and host.run(["test", "-b", vol.device]).returncode == 0
+        # No udev announces the volume: its fstab mount gave up at once instead of after 90 s.
+        assert host.timings["reboot_boot"] < 60, host.timings
+        assert host.run(["findmnt", "/vol"], check=False).returncode == 1
+        host.run(["mount", "/vol"])  # what bootstrap's volume step does
+        host.reboot()  # the cap it had
+        assert (host.memory_cgroup / "memory.limit_in_bytes").read_text().strip() == str(640 << 20)
+        assert host.run(["systemctl", "is-system-running"], check=False).stdout.strip() in ("running", "degraded")
+        last_cgroup = host.memory_cgroup
+    finally:
+        host.shutdown()
+    assert not last_cgroup.exists() and not hostdir.exists()
+    assert not vol.attached
+
+
 def test_boots_systemd_as_pid1(testhost):
     assert testhost.read_file("/proc/1/comm").strip() == "systemd"
     r = testhost.run(["systemctl", "is-system-running"], check=False)

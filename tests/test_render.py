@@ -1,5 +1,6 @@
 """Rendered host files: golden outputs per platform, a real `nginx -t`, `systemd-analyze verify`."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -241,7 +242,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path, platform_name):
     files = rendered(platform_name)
     result = verify_units(tmp_path, files, [MARIADB_STUB])
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 8  # + patch timer, firewall
+    assert len([f for f in files if f.path.endswith((".service", ".timer"))]) == 9  # + patch timer, firewall, resize
 
 
 def example_with(**sections) -> str:
@@ -467,3 +468,43 @@ def test_uwsgi_listen_queue_stays_within_the_kernels_cap(tmp_path):
     for cap, want in ((4096, 1024), (128, 128)):
         vassal = {f.template: f.content for f in rendered("debian12", facts=HostFacts(512 << 20, 2, somaxconn=cap))}
         assert f"\nlisten = {want}\n" in vassal["uwsgi-vassal.ini"]
+
+
+def unit_values(text: str, key: str) -> list[str]:
+    """Every space-separated value of `key=` lines in a unit file."""
+    return [v for line in text.splitlines() if line.startswith(f"{key}=") for v in line.split("=", 1)[1].split()]
+
+
+@pytest.mark.parametrize("platform_name", sorted(platforms.PLATFORMS))
+@pytest.mark.parametrize("database", ["local", "external"])
+def test_the_resize_unit_runs_after_what_bootstrap_starts_and_is_bounded(tmp_path, platform_name, database):
+    """bingo-host-resize.service runs bootstrap at boot: ordered after nginx, uWSGI and the local
+    MariaDB (ordered before one, bootstrap's own start of it would wait for the unit: a deadlock),
+    with no unit bingo-host renders waiting for it, a start timeout, pulled in by multi-user.target;
+    and systemd-analyze verify accepts it."""
+    text = EXAMPLE if database == "local" else example_with(database={"host": "db.example.com"})
+    files = rendered(platform_name, text)
+    unit = next(f for f in files if f.template == "resize.service")
+    assert unit.path == "/etc/systemd/system/bingo-host-resize.service" and unit.on_change == "daemon-reload"
+    mariadb = f"{platforms.PLATFORMS[platform_name].mariadb_service}.service"
+    after = set(unit_values(unit.content, "After"))
+    assert {"network-online.target", "nginx.service", "bingo-uwsgi.service"} <= after
+    assert (mariadb in after) == (database == "local")
+    assert not unit_values(unit.content, "Before") and not unit_values(unit.content, "Requires")
+    assert unit_values(unit.content, "ExecStart") == ["/usr/local/bin/bingo-host", "resize"]
+    assert unit_values(unit.content, "Type") == ["oneshot"]
+    assert unit_values(unit.content, "TimeoutStartSec") == ["15min"]
+    assert unit_values(unit.content, "WantedBy") == ["multi-user.target"]
+    waiting = [f.path for f in files if f is not unit and "bingo-host-resize" in f.content]
+    assert not waiting, f"ordered after the resize unit, which bootstrap may start them from: {waiting}"
+    result = verify_units(tmp_path, [unit], [MARIADB_STUB])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_verify_refuses_a_broken_resize_unit(tmp_path):
+    """The verify above can fail: a timeout systemd cannot parse is reported."""
+    unit = next(f for f in rendered("debian12") if f.template == "resize.service")
+    broken = dataclasses.replace(unit, content=unit.content.replace("TimeoutStartSec=15min",
+                                                                    "TimeoutStartSec=fifteen"))
+    result = verify_units(tmp_path, [broken], [MARIADB_STUB])
+    assert "TimeoutStartSec" in result.stderr, result.stderr

@@ -26,8 +26,8 @@ from .paths import ConfigPath
 # The commands that change the host: their log goes to the journal as well (fields COMMAND,
 # LOGGER, STEP and DEPLOYMENT_ID for a hook, and a last entry with the run's OUTCOME).
 JOURNALED = frozenset({"allow-older", "backup", "bootstrap", "create-admin", "deploy", "enable-https",
-                       "hook", "patch", "release-volume", "restore", "restore-drill", "rollback",
-                       "secrets", "snapshot"})
+                       "hook", "patch", "release-volume", "resize", "restore", "restore-drill",
+                       "rollback", "secrets", "snapshot"})
 
 # name: ("module:attribute" under bingo_host.cli, short help for the listing; None: hidden).
 # Loaded on use, so `--help` imports no command module: importing all four costs ~450 ms
@@ -63,6 +63,8 @@ COMMANDS = {
     "render": ("host:render", "Write every managed file under OUT, plus manifest.json (path, mode, "
                "owner, reload)."),
     "restart-agent": ("deploy:restart_agent", None),
+    "resize": ("resize:resize", "Run bootstrap when this host's memory or CPUs are not what the last "
+               "bootstrap sized it for (what bingo-host-resize.service runs at boot)."),
     "restore": ("data:restore", "Restore from an EBS snapshot (--snapshot: the whole data volume; a "
                 "run interrupted at any point is finished by running it again, any failure puts "
                 "the old volume back) or from a logical dump (--dump: the app database)."),

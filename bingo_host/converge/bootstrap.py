@@ -9,13 +9,15 @@ from ..context import make_context
 from . import engine
 from ..config import Config
 from ..ops.lock import host_lock
-from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches, secrets, swap, timers,
-                    uwsgi, volume)
+from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches, resize, secrets, swap,
+                    timers, uwsgi, volume)
 
 log = logging.getLogger(__name__)
 
 # firewall: after app (the user it denies exists), before uwsgi (whose unit requires it).
-STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring)
+# resize last: it records what the run sized for only once every other step converged.
+STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring,
+         resize)
 
 
 def converge_host(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts: bool = False) -> int:

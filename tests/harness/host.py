@@ -49,6 +49,7 @@ WHEELHOUSE = image.CACHE_DIR / "wheels"
 #: Where the machine's wheelhouse is bind-mounted inside the test host.
 WHEELHOUSE_INSIDE = "/var/cache/bingo-host-tests/wheels"
 DEFAULT_PORTS = (80, 443, 3306)
+NO_UDEV_DROPIN = "bingo-test-no-udev.conf"  # see TestHost.reboot
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8", "TERM": "dumb",
@@ -333,11 +334,31 @@ def _alive(pid: Optional[int], start: Optional[str]) -> bool:
 def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Optional[str],
                   wait: float = 30.0) -> None:
     """Power off / kill whatever runs from hostdir and remove every trace of it."""
-    t0 = time.monotonic()
     try:
         cgroup = json.loads((hostdir / "owner.json").read_text()).get("cgroup")
     except (OSError, ValueError):
         cgroup = None
+    _power_off(hostdir, systemd_pid, systemd_start, cgroup, wait)
+    t_off = time.monotonic()
+    for mp in _mounts_under(hostdir):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    _detach_loops(under=hostdir)
+    if cgroup:
+        _remove_cgroups(cgroup)
+    if _mounts_under(hostdir):
+        raise HarnessError(f"mounts remain under {hostdir}; not removing it: {_mounts_under(hostdir)}")
+    t_rm = time.monotonic()
+    shutil.rmtree(hostdir, ignore_errors=True)
+    log.debug("teardown of %s: cleanup %.1fs, rm %.1fs", hostdir.name, t_rm - t_off,
+              time.monotonic() - t_rm)
+
+
+def _power_off(hostdir: Path, systemd_pid: Optional[int], systemd_start: Optional[str],
+               cgroup: Optional[str], wait: float = 30.0) -> None:
+    """Power off (SIGKILL after ``wait``) the systemd running from hostdir, with every swap
+    under hostdir off before and after: systemd skips swapoff in a container, and a swap the
+    host turned on is the machine's. Its root, volumes and cgroups stay."""
+    t0 = time.monotonic()
     limit = CGROUP_FS / "memory" / (cgroup or "-").lstrip("/") / "memory.limit_in_bytes"
     if cgroup and limit.exists():  # swapoff must not push a capped host into OOM kills
         limit.write_text("-1")
@@ -369,19 +390,7 @@ def _teardown_dir(hostdir: Path, systemd_pid: Optional[int], systemd_start: Opti
                 time.sleep(0.1)
             if _alive(systemd_pid, systemd_start):
                 raise HarnessError(f"test host (pid {systemd_pid}) does not die; not removing {hostdir}")
-    t_off = time.monotonic()
     _swapoff_under(hostdir)
-    for mp in _mounts_under(hostdir):
-        subprocess.run(["umount", "-l", mp], capture_output=True)
-    _detach_loops(under=hostdir)
-    if cgroup:
-        _remove_cgroups(cgroup)
-    if _mounts_under(hostdir):
-        raise HarnessError(f"mounts remain under {hostdir}; not removing it: {_mounts_under(hostdir)}")
-    t_rm = time.monotonic()
-    shutil.rmtree(hostdir, ignore_errors=True)
-    log.debug("teardown of %s: poweroff+cleanup %.1fs, rm %.1fs", hostdir.name, t_rm - t_off,
-              time.monotonic() - t_rm)
 
 
 def cleanup_stale() -> list[Path]:
@@ -462,6 +471,9 @@ class TestHost:
         self._closed = False
         self._testinfra = None
         self._vol_seq = 0
+        self._boots = 0  # reboots with a cap: each has a cgroup of its own
+        #: the memory cap (MiB) it runs with, None: none
+        self.memory_mb: Optional[int] = None
 
     # ------------------------------------------------------------------ boot
     @classmethod
@@ -555,21 +567,7 @@ class TestHost:
             WHEELHOUSE.mkdir(parents=True, exist_ok=True)
             (hostdir / "boot.sh").write_text(_BOOT_SCRIPT.replace("$WH_INSIDE", WHEELHOUSE_INSIDE))
             t2 = time.monotonic()
-            console = open(hostdir / "console.log", "wb")
-            enter_net = ["nsenter", f"--net={netns_mod.path(netns)}"] if netns else []
-            proc = subprocess.Popen(
-                enter_net + ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
-                 "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_joiner(cgroup, BOOT_HIERARCHIES),
-                # container=: systemd then skips machine-wide steps (swapoff of every swap,
-                # detaching every loop device at poweroff, fstrim of host file systems).
-                env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8", "container": "bingo-test-host"})
-            console.close()
-            pid = cls._wait_for_systemd_pid(proc, hostdir)
-            meta = json.loads((hostdir / "owner.json").read_text())
-            meta.update(systemd_pid=pid, systemd_start=_pid_start(pid), unshare_pid=proc.pid)
-            (hostdir / "owner.json").write_text(json.dumps(meta))
+            proc, pid = cls._start_systemd(hostdir, cgroup, netns)
         except BaseException:
             lock_fd.close()
             if hostdir is not None:
@@ -580,6 +578,7 @@ class TestHost:
                     proc.wait()
             raise
         host = cls(hostdir, proc, pid, lock_fd, cgroup, netns)
+        host.memory_mb = memory_mb or None
         _LIVE[hostdir.name] = host
         _install_signal_handlers()
         try:
@@ -593,6 +592,86 @@ class TestHost:
         log.info("test host up (pid %s, root %s): %s", pid, host.root,
                  ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
         return host
+
+    @classmethod
+    def _start_systemd(cls, hostdir: Path, cgroup: Optional[str],
+                       netns: Optional[str]) -> tuple[subprocess.Popen, int]:
+        """Start systemd on hostdir/root (boot.sh) in cgroup and netns; (unshare's Popen, systemd's
+        PID), both recorded in owner.json. The console log is appended to: a reboot keeps the
+        boots before it."""
+        with open(hostdir / "console.log", "ab") as console:
+            enter_net = ["nsenter", f"--net={netns_mod.path(netns)}"] if netns else []
+            proc = subprocess.Popen(
+                enter_net + ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private",
+                 "sh", str(hostdir / "boot.sh"), str(hostdir / "root"), str(WHEELHOUSE)],
+                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_joiner(cgroup, BOOT_HIERARCHIES),
+                # container=: systemd then skips machine-wide steps (swapoff of every swap,
+                # detaching every loop device at poweroff, fstrim of host file systems).
+                env={"PATH": DEFAULT_ENV["PATH"], "LANG": "C.UTF-8", "container": "bingo-test-host"})
+        try:
+            pid = cls._wait_for_systemd_pid(proc, hostdir)
+        except BaseException:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        meta = json.loads((hostdir / "owner.json").read_text())
+        meta.update(systemd_pid=pid, systemd_start=_pid_start(pid), unshare_pid=proc.pid)
+        (hostdir / "owner.json").write_text(json.dumps(meta))
+        return proc, pid
+
+    def reboot(self, memory_mb: Optional[int] = None, timeout: float = 120.0) -> None:
+        """Power systemd off and boot it again on the same root, as an instance is stopped and
+        started: the root (its swap file too), the attached volumes and the network namespace
+        stay; processes, mounts and /run do not. Every swap under the host is off before the
+        power-off ends, as at shutdown. ``memory_mb``: the cap of the next boot (in a new
+        cgroup; the old one is removed), e.g. another instance type; None keeps the cap it had.
+        Waits until systemd says running or degraded, as boot() does.
+
+        There is no udev to announce devices: an fstab mount by UUID (the data volume's) waits for
+        a device unit that never comes, 90 s by default. Its device unit gets a drop-in that
+        gives up after 1 s (NO_UDEV_DROPIN), so the mount fails at once and what needs it (MariaDB)
+        fails with it, where on EC2 both would start; bootstrap's volume step mounts it later."""
+        if not self.alive:
+            raise HarnessError("the test host is not running")
+        t0 = time.monotonic()
+        old = self.cgroup
+        _power_off(self.dir, self.pid, self._pid_start, old)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
+        self._testinfra = None
+        self.memory_mb = memory_mb or self.memory_mb
+        meta = json.loads((self.dir / "owner.json").read_text())
+        if old:
+            _remove_cgroups(old)
+            meta.pop("cgroup")
+        self.cgroup = None
+        if self.memory_mb:  # recorded first: a teardown then finds it, whatever fails next
+            self._boots += 1
+            self.cgroup = meta["cgroup"] = f"/bingo-test-{self.dir.name}-{self._boots}"
+        (self.dir / "owner.json").write_text(json.dumps(meta))
+        if self.cgroup:
+            _make_cgroups(self.cgroup, self.memory_mb)
+        for vol in self.volumes:
+            uuid = subprocess.run(["blkid", "-s", "UUID", "-o", "value", vol.device], capture_output=True,
+                                  text=True).stdout.strip()
+            if uuid:
+                unit = "dev-disk-by\\x2duuid-" + uuid.replace("-", "\\x2d") + ".device"
+                dropin = self.root / "etc/systemd/system" / f"{unit}.d" / NO_UDEV_DROPIN
+                dropin.parent.mkdir(parents=True, exist_ok=True)
+                dropin.write_text("# tests.harness: no udev announces this device; do not wait for it\n"
+                                  "[Unit]\nJobRunningTimeoutSec=1s\n")
+        t1 = time.monotonic()
+        self._proc, self.pid = self._start_systemd(self.dir, self.cgroup, self.netns)
+        self._pid_start = _pid_start(self.pid)
+        self._wait_running(timeout)
+        self.timings.update(reboot_off=t1 - t0, reboot_boot=time.monotonic() - t1)
+        log.info("test host rebooted (pid %s, memory cap %s): off %.1fs, boot %.1fs", self.pid,
+                 f"{self.memory_mb} MiB" if self.memory_mb else "none", t1 - t0, time.monotonic() - t1)
 
     @staticmethod
     def _prepare_root(root: Path) -> None:
