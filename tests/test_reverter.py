@@ -141,3 +141,66 @@ def test_backup_restores_only_what_changed(host):
     assert sorted(backup.restore()) == sorted(paths[n] for n in ("site.conf", "default", "new.conf"))
     assert state(paths) == before and os.stat(paths["nginx.conf"]).st_ino == untouched
     assert backup.restore() == []
+
+
+@pytest.fixture
+def mariadb_host(tmp_path, monkeypatch):
+    """A server config file and a `systemctl` that logs its argv, says the unit is active, and
+    fails `restart` while the config file holds "bad"."""
+    monkeypatch.setattr(layout, "STATE_DIR", str(tmp_path / "state"))
+    cnf = tmp_path / "zz-bingo-host.cnf"
+    files.write_atomic(cnf, b"[mysqld]\ngood\n", 0o644)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\necho "$@" >> {tmp_path}/systemctl.log\n'
+        'case "$1" in show) printf "Id=mariadb.service\\nLoadState=loaded\\nActiveState=active\\n'
+        'UnitFileState=enabled\\n";; restart) ! grep -q bad ' + str(cnf) + ' || '
+        '{ echo "Job for mariadb.service failed" >&2; exit 1; };; esac\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path, str(cnf)
+
+
+OWED = "restart mariadb"
+
+
+def test_a_service_that_refuses_its_new_config_runs_on_the_old_one_again(mariadb_host):
+    tmp, cnf = mariadb_host
+    ctx = context()
+    backup = reverter.Backup([cnf])
+    ctx.set_pending(OWED)
+    files.write_atomic(cnf, b"[mysqld]\nbad\n", 0o600)
+    with pytest.raises(BingoHostError, match=f"mariadb.service did not start with the new configuration, "
+                                             f"so {cnf} were put back and it runs on them again: "):
+        reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup)
+    assert state({"cnf": cnf})["cnf"] == ("file", b"[mysqld]\ngood\n", 0o644)
+    log = (tmp / "systemctl.log").read_text().splitlines()
+    assert [line.split()[0] for line in log] == ["show", "restart", "daemon-reload", "restart"]
+    assert not ctx.pending(OWED)
+
+
+def test_a_first_config_is_not_taken_back(mariadb_host):
+    """Nothing was there before (the first run): going back would start MariaDB on the
+    distribution's defaults, its data on the root filesystem. The error stands, the file stays."""
+    tmp, cnf = mariadb_host
+    os.unlink(cnf)
+    backup = reverter.Backup([cnf])
+    files.write_atomic(cnf, b"[mysqld]\nbad\n", 0o644)
+    ctx = context()
+    ctx.set_pending(OWED)
+    with pytest.raises(BingoHostError, match="Job for mariadb.service failed"):
+        reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup)
+    assert open(cnf, "rb").read() == b"[mysqld]\nbad\n"
+    assert [line.split()[0] for line in (tmp / "systemctl.log").read_text().splitlines()] == ["show", "restart"]
+
+
+def test_a_config_it_accepts_is_kept(mariadb_host):
+    tmp, cnf = mariadb_host
+    ctx = context()
+    backup = reverter.Backup([cnf])
+    ctx.set_pending(OWED)
+    files.write_atomic(cnf, b"[mysqld]\nbetter\n", 0o644)
+    assert reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup).running
+    assert open(cnf, "rb").read() == b"[mysqld]\nbetter\n" and not ctx.pending(OWED)
+    assert [line.split()[0] for line in (tmp / "systemctl.log").read_text().splitlines()] == ["show", "restart"]

@@ -1,5 +1,5 @@
 """Back up, write, test, then reload or restore: the one reverter for nginx's files, as certbot's
-nginx plugin has one.
+nginx plugin has one; and for a service with no config test (MariaDB), restart or restore.
 
 A configuration `nginx -t` rejects must neither be reloaded nor stay on disk for the next reload
 (certbot's deploy hook, a reboot) to find. So bingo-host's writes to nginx's files (the nginx step,
@@ -56,6 +56,30 @@ class Backup:
         for path in changed:
             _put_back(path, self._saved[path])
         return changed
+
+    def complete(self) -> bool:
+        """Every path held something: putting them back gives a whole earlier configuration."""
+        return all(was is not None for was in self._saved.values())
+
+
+def running_or_put_back(ctx, unit: str, owed: str, backup: Backup | None, timeout: float = 180):
+    """service.ensure_running; when the unit fails to (re)start on files this run changed
+    (``backup``: what they held before), put them back and restart it on them: a service with
+    no config test must not stay down on a configuration it refuses. It is still an error. A
+    backup of files that were absent (a first run) is not a configuration to go back to."""
+    try:
+        return service.ensure_running(ctx, unit, owed, timeout=timeout)
+    except CommandError as exc:
+        if backup is None or not backup.complete():
+            raise
+        put_back = backup.restore()
+        if not put_back:
+            raise
+        service.daemon_reload()
+        service.systemctl("restart", unit, timeout=timeout)
+        ctx.done(owed)
+        raise BingoHostError(f"{unit} did not start with the new configuration, so {', '.join(put_back)} "
+                             f"were put back and it runs on them again: {exc}") from None
 
 
 def config_test() -> None:

@@ -15,7 +15,7 @@ import pymysql
 
 from ... import layout, render, secrets, subp
 from ...facts import mariadb, paths, users
-from ...ops import service
+from ...ops import reverter, service
 from ...errors import BingoHostError
 
 NAME = "mariadb"
@@ -121,6 +121,8 @@ def converge(ctx) -> str:
                              "on the root filesystem")
     dropin = ctx.managed("mariadb-mount.conf")
     cnf = ctx.managed("mariadb-server.cnf")
+    changing = [mf.path for mf in (cnf, dropin) if ctx.differs(mf)]
+    backup = reverter.Backup(changing, read=lambda path: ctx.fact(reverter.saved, path)) if changing else None
     ctx.ensure_file(cnf)  # both owe the restart (their on_change)
     if ctx.ensure_file(dropin):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
@@ -136,7 +138,7 @@ def converge(ctx) -> str:
         ctx.set_pending(restart)
         _initialise(ctx, datadir)
 
-    state = service.ensure_running(ctx, unit, restart, timeout=300)
+    state = reverter.running_or_put_back(ctx, unit, restart, backup, timeout=300)
     if ctx.dry_run and not state.running:
         return ""
 
