@@ -79,10 +79,11 @@ class Options:
     verbose: bool
     debug: bool = False
 
-    def load_config(self):
+    def load_config(self, on_host: bool = False):
+        """The config file (on_host: with the checks that ask this host's tools, config_file.py)."""
         from ..config_file import load_config  # config, yaml: ~40 ms that --help does not pay
 
-        return load_config(self.config_path)
+        return load_config(self.config_path, on_host=on_host)
 
     def load_with_platform(self):
         """(config, its platform's row) for the commands that need both."""
@@ -121,7 +122,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BingoHostError as exc:
-            click.echo(f"bingo-host: error: {exc}", err=True)
+            for error in getattr(exc, "errors", [exc]):  # errors.ConfigErrors: one line each
+                click.echo(f"bingo-host: error: {error}", err=True)
             ctx.exit(exc.exit_code)
         except BaseException as exc:
             # Only a running ops.cleanup.Cleanup raises Stopped: not importing that module (with
@@ -135,6 +137,20 @@ class LazyGroup(click.Group):
             click.echo(f"bingo-host: internal error: {type(exc).__name__}: {exc} "
                        "(--debug shows where)", err=True)
             ctx.exit(1)
+
+
+def machine_options(command):
+    """--memory, --cpus, --instance-type: the machine render and `config check` size 'auto' for,
+    when it is not this one (checked by sizing.machine: a bad value is one line, exit 2)."""
+    for option in reversed((
+            click.option("--memory", metavar="SIZE", help="Size 'auto' for this much memory "
+                         "(512M, 1G) [default: this host's]."),
+            click.option("--cpus", metavar="N", help="Size 'auto' for N CPUs [default: this host's]."),
+            click.option("--instance-type", "instance_type", metavar="TYPE", help="Size 'auto' for "
+                         "an EC2 type's memory and CPUs (t3a.nano ... m7g.4xlarge; not with --memory "
+                         "or --cpus)."))):
+        command = option(command)
+    return command
 
 
 # click's own ways out of a command (usage errors, --help, exit codes): never internal errors.

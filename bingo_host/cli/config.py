@@ -8,7 +8,8 @@ import click
 import yaml
 
 from ..resolve import effective
-from . import Options
+from ..sizing import machine
+from . import Options, machine_options
 
 
 @click.group()
@@ -20,11 +21,13 @@ def config():
 @click.option("--json", "as_json", is_flag=True, help="Print the effective config as JSON.")
 @click.option("--platform", "platform_name", type=click.Choice(["amzn2023", "debian12"]),
               help="Resolve 'auto' values for this platform (default: this host's, if supported).")
+@machine_options
 @click.pass_obj
-def config_check(opts: Options, as_json, platform_name):
+def config_check(opts: Options, as_json, platform_name, memory, cpus, instance_type):
     """Validate the config and print it with defaults filled in and 'auto' resolved for this
-    host (secrets masked)."""
-    data, note = effective(opts.load_config(), platform_name)
+    host or the machine given (secrets masked). What it prints is a config it accepts."""
+    mem_bytes, cpu_count = machine(memory, cpus, instance_type)
+    data, note = effective(opts.load_config(on_host=True), platform_name, mem_bytes, cpu_count)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
