@@ -61,7 +61,8 @@ IDENT = "letters, digits and _"
 class MusicBingo:
     """The [musicbingo] section of the app's bingo.ini."""
     mode: str = setting("BINGO", pattern(r"[A-Za-z][A-Za-z0-9_]{0,31}",
-                                         f"1 to 32 {IDENT}, starting with a letter"), "the game's mode")
+                                         f"1 to 32 {IDENT}, starting with a letter"),
+                        "the app's game mode (its GameMode: BINGO, ...)")
     columns: int = setting(5, integer(1, 20), "columns of a bingo ticket")
     rows: int = setting(3, integer(1, 20), "rows of a bingo ticket")
     secret_key: str = setting("generate", secret_source, "the app's Flask SECRET_KEY (it signs "
