@@ -55,7 +55,7 @@ def _build(cls, data: Any, path: str, errors: list[ConfigError], checked: dict[s
 def _unknown(key: Any, path: str, known: dict) -> ConfigError:
     """An unknown key, with the known one it is closest to (a misspelling), if any."""
     name = clip(key) if isinstance(key, str) else shown(key)
-    close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+    close = difflib.get_close_matches(key, known) if isinstance(key, str) else []
     hint = f"; did you mean {close[0]}?" if close else ""
     return ConfigError(f"{path}.{name}" if path else name,
                        f"unknown key{hint} (expected one of: {', '.join(known)})")

@@ -43,20 +43,13 @@ def shown(value: Any) -> str:
 
 class NotAllowed(ConfigError):
     """A value its field does not allow: the error says what is allowed and quotes the value
-    (got: how to show it instead, for a secret)."""
+    (got: how to show it instead, for a secret). Every check carries that text as its `allowed`
+    attribute: or_auto's and optional's words, and the configuration reference's column
+    (scripts/config-reference)."""
 
     def __init__(self, path: str, allowed: str, value: Any, got: str | None = None):
         self.allowed, self.value = allowed, value
         super().__init__(path, f"must be {allowed} (got {got or shown(value)})")
-
-
-def allowing(allowed: str):
-    """Marks a check with what its field allows: or_auto's and optional's text, and the
-    configuration reference's (scripts/config-reference)."""
-    def mark(check):
-        check.allowed = allowed
-        return check
-    return mark
 
 
 def setting(default: Any, check: Check, doc: str):
@@ -72,33 +65,34 @@ def required_with(on: Any, value: Any, path: str, when: str, what: str) -> None:
 def choice(*options: str) -> Check:
     allowed = "one of " + ", ".join(options)
 
-    @allowing(allowed)
     def check(value, path):
         if value not in options:
             raise NotAllowed(path, allowed, value)
         return value
+    check.allowed = allowed
     return check
 
 
 def integer(lo: int, hi: int) -> Check:
     allowed = f"an integer between {lo} and {hi}"
 
-    @allowing(allowed)
     def check(value, path):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise NotAllowed(path, allowed, value)
         return value
+    check.allowed = allowed
     return check
 
 
-@allowing("true or false")
 def boolean(value, path):
     if not isinstance(value, bool):
         raise NotAllowed(path, boolean.allowed, value)
     return value
 
 
-@allowing("a string")
+boolean.allowed = "true or false"
+
+
 def string(value, path, allowed: str = "a string") -> str:
     if not isinstance(value, str):
         raise NotAllowed(path, allowed, value)
@@ -107,21 +101,23 @@ def string(value, path, allowed: str = "a string") -> str:
     return value
 
 
+string.allowed = "a string"
+
+
 def pattern(regex: str, allowed: str) -> Check:
     compiled = re.compile(regex)
 
-    @allowing(allowed)
     def check(value, path):
         if not compiled.fullmatch(string(value, path, allowed)):
             raise NotAllowed(path, allowed, value)
         return value
+    check.allowed = allowed
     return check
 
 
 def or_auto(inner: Check) -> Check:
     allowed = f"'auto' or {inner.allowed}"
 
-    @allowing(allowed)
     def check(value, path):
         if value == "auto":
             return value
@@ -131,13 +127,14 @@ def or_auto(inner: Check) -> Check:
             if exc.field != path:
                 raise
         raise NotAllowed(path, allowed, value)
+    check.allowed = allowed
     return check
 
 
 def optional(inner: Check) -> Check:
-    @allowing(f"{inner.allowed}, or null")
     def check(value, path):
         return None if value is None else inner(value, path)
+    check.allowed = f"{inner.allowed}, or null"
     return check
 
 
@@ -152,12 +149,12 @@ SYSTEM_USERS = frozenset(
 
 
 def not_system_user(inner: Check) -> Check:
-    @allowing(f"{inner.allowed}, not a system account")
     def check(value, path):
         value = inner(value, path)
         if value in SYSTEM_USERS or value.startswith("systemd-"):
             raise ConfigError(path, f"{value!r} is a system account: the app needs a user of its own")
         return value
+    check.allowed = f"{inner.allowed}, not a system account"
     return check
 
 
@@ -167,19 +164,18 @@ DB_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schem
 
 
 def not_in(reserved: frozenset[str], what: str, inner: Check) -> Check:
-    @allowing(f"{inner.allowed}, not {' or '.join(sorted(reserved))}")
     def check(value, path):
         value = inner(value, path)
         if value.lower() in reserved:
             raise ConfigError(path, f"{value!r} is {what}")
         return value
+    check.allowed = f"{inner.allowed}, not {' or '.join(sorted(reserved))}"
     return check
 
 
 SIZE = re.compile(r"(\d+)\s*([MG])i?B?", re.IGNORECASE)
 
 
-@allowing("'auto', 0, or a size between 16M and 32G such as 512M or 2G")
 def swap_size(value, path) -> int | str:
     """auto, 0 (no swap), or a size such as 512M or 2G; returned in MiB (swap_text writes it back)."""
     if value == "auto":
@@ -193,6 +189,9 @@ def swap_size(value, path) -> int | str:
     raise NotAllowed(path, swap_size.allowed, value)
 
 
+swap_size.allowed = "'auto', 0, or a size between 16M and 32G such as 512M or 2G"
+
+
 def swap_text(mib: int | str) -> int | str:
     """swap.size as the config file writes it (what `config check` prints): 2G, 512M, 0, auto."""
     if isinstance(mib, str) or mib == 0:
@@ -203,14 +202,16 @@ def swap_text(mib: int | str) -> int | str:
 SCHEDULE_PRESETS = ("hourly", "daily", "weekly", "monthly")
 
 
-@allowing(f"one of {', '.join(SCHEDULE_PRESETS)} or an OnCalendar= expression such as "
-          "'*-*-* 03:00:00'")
 def schedule(value, path) -> str:
     """A systemd OnCalendar= expression; its characters are limited so it stays one value."""
     value = string(value, path, schedule.allowed).strip()
     if value in SCHEDULE_PRESETS or re.fullmatch(r"(?!-)[A-Za-z0-9 :*,/.~-]{1,64}", value):
         return value
     raise NotAllowed(path, schedule.allowed, value)
+
+
+schedule.allowed = (f"one of {', '.join(SCHEDULE_PRESETS)} or an OnCalendar= expression "
+                    "such as '*-*-* 03:00:00'")
 
 
 # A requirement specifier as uv's --override takes it, narrowed: a package name, optional
@@ -222,8 +223,6 @@ REQUIREMENT = re.compile(rf"({_PKG})(?:\[{_PKG}(?:,{_PKG})*\])?(?:\s*{_CLAUSE}(?
 MAX_REQUIREMENTS = 32
 
 
-@allowing(f"a list of at most {MAX_REQUIREMENTS} requirement specifiers such as mysql==0.0.3, "
-          "each package once")
 def requirement_specifiers(value, path) -> tuple[str, ...]:
     """A list of requirement specifiers such as mysql==0.0.3 (app.requirement_overrides), each
     package at most once (by its normalised name)."""
@@ -243,6 +242,10 @@ def requirement_specifiers(value, path) -> tuple[str, ...]:
             raise ConfigError(where, f"{name} is already overridden by {path}[{seen[name]}]")
         seen[name] = i
     return tuple(item.strip() for item in value)
+
+
+requirement_specifiers.allowed = (f"a list of at most {MAX_REQUIREMENTS} requirement specifiers "
+                                  "such as mysql==0.0.3, each package once")
 
 
 # A KMS key or alias ARN: its region and account are part of what the host trusts.
@@ -267,8 +270,6 @@ s3_bucket = pattern(
     "letter or digit (no dots)")
 
 
-@allowing("empty or path segments (letters, digits and ._-, not starting with '.' or '-') each "
-          "ending in '/', such as 'bingo-host/' or 'prod/bingo/'")
 def s3_prefix(value, path) -> str:
     """The key prefix the dumps live under (the instance role may write only there): empty, or
     segments of letters, digits and ._- each ending in '/'."""
@@ -276,3 +277,7 @@ def s3_prefix(value, path) -> str:
     if value and not re.fullmatch(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,62}/){1,8}", value):
         raise NotAllowed(path, s3_prefix.allowed, value)
     return value
+
+
+s3_prefix.allowed = ("empty or path segments (letters, digits and ._-, not starting with '.' or "
+                     "'-') each ending in '/', such as 'bingo-host/' or 'prod/bingo/'")

@@ -9,7 +9,7 @@ import ipaddress
 import re
 
 from .errors import ConfigError
-from .fields import NotAllowed, allowing, shown, string
+from .fields import NotAllowed, shown, string
 
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -28,13 +28,12 @@ def _is_ip(value: str) -> bool:
 def _is_hostname(value: str) -> bool:
     """RFC 1123 letters, digits and '-' labels; an all-digit last label would be a mistyped
     address such as 10.0.0 or 300.1.1.1, not a name (RFC 3696 section 2)."""
-    return bool(HOSTNAME.fullmatch(value)) and not value.rsplit(".", 1)[-1].isdigit()
+    return bool(HOSTNAME.fullmatch(value)) and not value.rpartition(".")[2].isdigit()
 
 
-@allowing("a fully qualified host name (letters, digits, '-' and dots), not an IP address")
 def domain_name(value, path) -> str:
     """A DNS name that can carry a certificate: not an IP address, not '_'."""
-    value = string(value, path, domain_name.allowed).lower().rstrip(".")
+    value = string(value, path, domain_name.allowed).rstrip(".").lower()
     if _is_ip(value):
         raise ConfigError(path, f"must be a host name, not an IP address (got {shown(value)})")
     if not _is_hostname(value) or "." not in value:
@@ -42,7 +41,10 @@ def domain_name(value, path) -> str:
     return value
 
 
-@allowing("'_' (any name) or host names, as a list or separated by spaces")
+domain_name.allowed = ("a fully qualified host name (letters, digits, '-' and dots), not an IP "
+                       "address")
+
+
 def server_names(value, path) -> tuple[str, ...]:
     """nginx server_name: '_' or host names, as a list or a space-separated string."""
     items = value.split() if isinstance(value, str) else value
@@ -60,7 +62,9 @@ def server_names(value, path) -> tuple[str, ...]:
     return tuple(names)
 
 
-@allowing("a host name or an IP address (no IPv6 scope id)")
+server_names.allowed = "'_' (any name) or host names, as a list or separated by spaces"
+
+
 def database_host(value, path) -> str:
     value = string(value, path, database_host.allowed)
     if not (_is_hostname(value) or _is_ip(value)):
@@ -68,11 +72,12 @@ def database_host(value, path) -> str:
     return value
 
 
+database_host.allowed = "a host name or an IP address (no IPv6 scope id)"
+
+
 _LOCAL_PART = re.compile(r"(?![.-])(?!.*\.\.)[A-Za-z0-9._+-]{1,64}(?<!\.)")
 
 
-@allowing("an e-mail address such as admin@example.com (letters, digits and ._+- before the @, "
-          "not starting with '-' or '.')")
 def email(value, path) -> str:
     """It reaches certbot's command line: no leading '-' (an option), letters, digits and ._+-
     before the @, a fully qualified host name after it."""
@@ -81,3 +86,7 @@ def email(value, path) -> str:
     if not _LOCAL_PART.fullmatch(local) or not _is_hostname(domain) or "." not in domain:
         raise NotAllowed(path, email.allowed, value)
     return value
+
+
+email.allowed = ("an e-mail address such as admin@example.com (letters, digits and ._+- before "
+                 "the @, not starting with '-' or '.')")

@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
-from .fields import Check, allowing, pattern, shown, string
+from .fields import Check, pattern, shown, string
 from .layout import OWN_TREES
 
 # A path segment: never empty, '.' or '..' (its first character is no '.'), no space or quote.
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
-@allowing("an absolute path (letters, digits, '.', '_' and '-' in its segments)")
 def absolute_path(value, path) -> str:
     """Normalised: one '/' between segments, none at the end ('/' itself has no segment)."""
     value = string(value, path, absolute_path.allowed)
@@ -26,6 +25,9 @@ def absolute_path(value, path) -> str:
             path, "only letters, digits, '.', '_' and '-' are allowed in path segments "
                   f"(no '..', no empty segments, no spaces or quotes; got {shown(value)})")
     return "/" + "/".join(segments)
+
+
+absolute_path.allowed = "an absolute path (letters, digits, '.', '_' and '-' in its segments)"
 
 
 # The OS's own trees: nothing bingo-host manages goes at or under them (/lib* counts too).
@@ -47,8 +49,6 @@ def owned_dir(*reserved: str) -> Check:
     """An absolute path bingo-host may own: not a system directory, nothing under the OS's own
     trees, nor under the reserved trees given; neither in nor around bingo-host's own trees (a
     volume mounted there would hide the toolkit root runs, or bootstrap would hand it to the app)."""
-    @allowing("an absolute path bingo-host may own: not a system directory, nor inside the OS's "
-              f"trees{''.join(f' or {r}' for r in reserved)}, nor in or around bingo-host's own")
     def check(value, path):
         value = absolute_path(value, path)
         top = "/" + value.split("/")[1]
@@ -66,6 +66,8 @@ def owned_dir(*reserved: str) -> Check:
             if how:
                 raise ConfigError(path, f"{value} {how} {own}, which is bingo-host's own")
         return value
+    check.allowed = ("an absolute path bingo-host may own: not a system directory, nor inside the OS's "
+                     f"trees{''.join(f' or {r}' for r in reserved)}, nor in or around bingo-host's own")
     return check
 
 

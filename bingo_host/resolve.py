@@ -133,7 +133,7 @@ def effective(cfg: Config, platform_name: str | None = None, mem_bytes: int | No
     try:
         platform = platforms.get(platform_name or cfg.platform)
     except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
-        return to_dict(cfg), "'auto' left unresolved"
+        return to_dict(cfg), "'auto' left unresolved (no platform detected: --platform names one)"
     facts, where = machine_facts(cfg, mem_bytes, cpus)
     if not platform_name and where == "on this host":  # for this very host: its users count too
         check_app_user(cfg, platform)

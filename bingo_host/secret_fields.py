@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
-from .fields import allowing, pattern, shown, string
+from .fields import pattern, shown, string
 from .secrets import reference_problem
 
 PASSWORD_CHARS = re.compile(r"[A-Za-z0-9!#$&()*+,./:<=>?@\[\]^_{|}~-]{12,128}")
@@ -29,8 +29,6 @@ def _string(value, path, allowed: str) -> str:
     return string(value, path, allowed)
 
 
-@allowing("'generate', ssm:NAME, secretsmanager:ID or a literal password (12 to 128 characters; "
-          "discouraged)")
 def password(value, path) -> str:
     """generate | ssm:NAME | secretsmanager:ID | a literal (discouraged)."""
     value = _string(value, path, password.allowed)
@@ -52,7 +50,10 @@ def password(value, path) -> str:
     return value
 
 
-@allowing("ssm:NAME, secretsmanager:ID or a literal password (12 to 128 characters; discouraged)")
+password.allowed = ("'generate', ssm:NAME, secretsmanager:ID or a literal password (12 to 128 "
+                    "characters; discouraged)")
+
+
 def mail_password(value, path) -> str:
     """ssm:NAME | secretsmanager:ID | a literal (discouraged): the mail service issues it, so
     there is nothing to generate."""
@@ -62,12 +63,15 @@ def mail_password(value, path) -> str:
     return password(value, path)
 
 
+mail_password.allowed = ("ssm:NAME, secretsmanager:ID or a literal password (12 to 128 "
+                         "characters; discouraged)")
+
+
 # An SMTP login: SES's is an access key id, other services' an e-mail address.
 smtp_username = pattern(r"[A-Za-z0-9@._+=-]{1,128}",
                         "1 to 128 letters, digits and @._+=- (no spaces, quotes or '%')")
 
 
-@allowing("'generate', ssm:NAME or secretsmanager:ID")
 def secret_source(value, path) -> str:
     """generate | ssm:NAME | secretsmanager:ID: never the secret itself."""
     value = _string(value, path, secret_source.allowed)
@@ -77,7 +81,9 @@ def secret_source(value, path) -> str:
     return password(value, path)
 
 
-@allowing("ssm:NAME or secretsmanager:ID")
+secret_source.allowed = "'generate', ssm:NAME or secretsmanager:ID"
+
+
 def secret_reference(value, path) -> str:
     """ssm:NAME | secretsmanager:ID: where a secret lives, for secrets bingo-host only reads."""
     value = _string(value, path, secret_reference.allowed)
@@ -85,3 +91,6 @@ def secret_reference(value, path) -> str:
         raise ConfigError(path, "must be 'ssm:NAME' or 'secretsmanager:ID' (the secret itself "
                                 f"never goes into the config file; got {masked(value)})")
     return password(value, path)
+
+
+secret_reference.allowed = "ssm:NAME or secretsmanager:ID"

@@ -93,7 +93,7 @@ def instance_type(name: str) -> tuple[int, int]:
     """--instance-type: (memory in bytes, CPUs) of a common EC2 type."""
     if name in INSTANCE_TYPES:
         return INSTANCE_TYPES[name]
-    close = difflib.get_close_matches(name, INSTANCE_TYPES, n=1)
+    close = difflib.get_close_matches(name, INSTANCE_TYPES)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise ConfigError("--instance-type", f"{name[:40]!r} is not in the table{hint} (t3, t3a and t4g "
                                          "nano to 2xlarge; m6i, m6a, m6g, m7i, m7a and m7g large to "

@@ -40,6 +40,12 @@ class Refused:
         return f"Refused({self.reason!r})"
 
 
+def allows(allowed: str, check):
+    """A check of the test's own, with the `allowed` text every check carries."""
+    check.allowed = allowed
+    return check
+
+
 def NA(allowed: str, got: str, field: str = FIELD) -> Refused:
     """A NotAllowed refusal: what is allowed, and the value as the error quotes it."""
     return Refused(f"must be {allowed} (got {got})", field)
@@ -79,7 +85,6 @@ def test_not_allowed_says_what_is_allowed_and_quotes_the_value():
 def test_setting_carries_its_default_check_and_meaning():
     made = f.setting(3, f.boolean, "what it means")
     assert (made.default, made.metadata["check"], made.metadata["doc"]) == (3, f.boolean, "what it means")
-    assert f.allowing("one thing")(lambda v, p: v).allowed == "one thing"
 
 
 def test_required_with():
@@ -89,27 +94,29 @@ def test_required_with():
         "required when c is on (what)"
 
 
-@pytest.mark.parametrize("check, allowed", [
-    (f.integer(1, 5), "an integer between 1 and 5"), (f.boolean, "true or false"),
-    (f.choice("a", "b"), "one of a, b"), (f.pattern("x", "an x"), "an x"),
-    (f.or_auto(f.integer(1, 5)), "'auto' or an integer between 1 and 5"),
-    (f.optional(f.boolean), "true or false, or null"),
-    (f.not_system_user(f.pattern("x", "an x")), "an x, not a system account"),
-    (f.not_in(frozenset({"b", "a"}), "reserved", f.pattern("x", "an x")), "an x, not a or b"),
-    (f.swap_size, "'auto', 0, or a size between 16M and 32G such as 512M or 2G"),
-    (f.schedule, "one of hourly, daily, weekly, monthly or an OnCalendar= expression such as "
-                 "'*-*-* 03:00:00'"),
-    (f.requirement_specifiers, "a list of at most 32 requirement specifiers such as mysql==0.0.3, "
-                               "each package once"),
-    (pf.absolute_path, "an absolute path (letters, digits, '.', '_' and '-' in its segments)"),
-    (pf.owned_dir("/x"), "an absolute path bingo-host may own: not a system directory, nor inside "
-                         "the OS's trees or /x, nor in or around bingo-host's own"),
-    (sf.secret_reference, "ssm:NAME or secretsmanager:ID"),
-    (nf.database_host, "a host name or an IP address (no IPv6 scope id)"),
+@pytest.mark.parametrize("make, allowed", [  # made in the test: mutants switch on there
+    (lambda: f.integer(1, 5), "an integer between 1 and 5"), (lambda: f.boolean, "true or false"),
+    (lambda: f.choice("a", "b"), "one of a, b"), (lambda: f.pattern("x", "an x"), "an x"),
+    (lambda: f.or_auto(f.integer(1, 5)), "'auto' or an integer between 1 and 5"),
+    (lambda: f.optional(f.boolean), "true or false, or null"),
+    (lambda: f.not_system_user(f.pattern("x", "an x")), "an x, not a system account"),
+    (lambda: f.not_in(frozenset({"b", "a"}), "reserved", f.pattern("x", "an x")), "an x, not a or b"),
+    (lambda: f.swap_size, "'auto', 0, or a size between 16M and 32G such as 512M or 2G"),
+    (lambda: f.schedule, "one of hourly, daily, weekly, monthly or an OnCalendar= expression such "
+                         "as '*-*-* 03:00:00'"),
+    (lambda: f.requirement_specifiers, "a list of at most 32 requirement specifiers such as "
+                                       "mysql==0.0.3, each package once"),
+    (lambda: pf.absolute_path, "an absolute path (letters, digits, '.', '_' and '-' in its segments)"),
+    (lambda: pf.owned_dir("/x"), "an absolute path bingo-host may own: not a system directory, nor "
+                                 "inside the OS's trees or /x, nor in or around bingo-host's own"),
+    (lambda: pf.owned_dir("/x", "/y"), "an absolute path bingo-host may own: not a system directory, "
+                                       "nor inside the OS's trees or /x or /y, nor in or around bingo-host's own"),
+    (lambda: sf.secret_reference, "ssm:NAME or secretsmanager:ID"),
+    (lambda: nf.database_host, "a host name or an IP address (no IPv6 scope id)"),
 ])
-def test_each_check_says_what_it_allows(check, allowed):
+def test_each_check_says_what_it_allows(make, allowed):
     """The configuration reference's column and or_auto's refusal come from it."""
-    assert check.allowed == allowed
+    assert make().allowed == allowed
 
 
 def test_choice():
@@ -181,7 +188,7 @@ def test_or_auto_keeps_the_inner_checks_other_refusals():
 
     def item_check(value, path):
         raise f.NotAllowed(f"{path}[0]", "an item", value)
-    assert refusal(f.or_auto(f.allowing("items")(item_check)), "x", f"{FIELD}[0]") == \
+    assert refusal(f.or_auto(allows("items", item_check)), "x", f"{FIELD}[0]") == \
         "must be an item (got 'x')"
 
 
@@ -204,7 +211,7 @@ def test_optional(value, expected):
     (7, NA("a string", "7")),
 ])
 def test_not_system_user(value, expected):
-    run_table(f.not_system_user(f.allowing("a string")(lambda v, p: f.string(v, p).lower())), value, expected)
+    run_table(f.not_system_user(allows("a string", lambda v, p: f.string(v, p).lower())), value, expected)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -218,7 +225,7 @@ def test_not_in(value, expected):
 
 
 def test_not_in_returns_what_the_inner_check_made_of_the_value():
-    assert f.not_in(frozenset({"x"}), "reserved", f.allowing("x")(lambda v, p: v.strip()))(" ok ", FIELD) == "ok"
+    assert f.not_in(frozenset({"x"}), "reserved", allows("x", lambda v, p: v.strip()))(" ok ", FIELD) == "ok"
 
 
 def test_the_database_accounts_bingo_host_uses_are_reserved():
@@ -230,7 +237,7 @@ def test_the_database_accounts_bingo_host_uses_are_reserved():
 FQDN = "a fully qualified host name (letters, digits, '-' and dots), not an IP address"
 
 @pytest.mark.parametrize("value, expected", [
-    ("Bingo.Example.COM.", "bingo.example.com"),
+    ("Bingo.Example.COM.", "bingo.example.com"), ("bingo.EXAMPLEX.", "bingo.examplex"),
     ("a-1.example.org", "a-1.example.org"),
     ("x" * 63 + ".com", "x" * 63 + ".com"),
     ("x" * 64 + ".com", NA(FQDN, "'" + "x" * 39 + "...")),
@@ -522,7 +529,7 @@ PASSWORD = ("'generate', ssm:NAME, secretsmanager:ID or a literal password (12 t
     ("a" * 12, "a" * 12), ("a" * 128, "a" * 128), ("Ab1!#$&()*+,./:<=>?@[]^_{|}~-", "Ab1!#$&()*+,./:<=>?@[]^_{|}~-"),
     ("a" * 11, literal(11)), ("a" * 129, literal(129)), ("abcdefghijk'l", literal(13)),
     ("abcdefghijk;l", literal(13)), ("abcdefghijk%l", literal(13)), ("abcdefghij kl", literal(13)),
-    ("SSM:/bingo/db12", "SSM:/bingo/db12"), ("ssm:bad name", ssm("ssm:bad name")), ("ssm:", ssm("ssm:")),
+    ("SSM:/bingo/db12", "SSM:/bingo/db12"), ("Xylophone-Secret-1", "Xylophone-Secret-1"), ("ssm:bad name", ssm("ssm:bad name")), ("ssm:", ssm("ssm:")),
     ("secretsmanager:bad name", Refused("secretsmanager: must be followed by a secret name (letters, digits "
                                         "and /_+=.@!-) or ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME) "
                                         "(got 'secretsmanager:bad name')")),

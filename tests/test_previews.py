@@ -10,7 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from bingo_host import resolve
 from bingo_host.cli import main
+from bingo_host.errors import ConfigError
 from bingo_host.facts import memory
 
 
@@ -82,3 +84,14 @@ def test_a_bad_machine_is_one_line_exit_2_and_nothing_written(tmp_path, config, 
         assert result.exit_code == 2 and result.stdout == "", result.output
         assert result.stderr.startswith(f"bingo-host: error: {line}") and result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_without_a_platform_auto_is_left_and_the_note_says_how_to_name_one(tmp_path, monkeypatch):
+    def undetected(name):
+        raise ConfigError("platform", "not detected")
+    monkeypatch.setattr(resolve.platforms, "get", undetected)
+    path = tmp_path / "config.yaml"
+    path.write_text("{}\n")
+    note, data = check(path, "--instance-type", "t3a.nano")
+    assert note.endswith("'auto' left unresolved (no platform detected: --platform names one)")
+    assert data["app"]["processes"] == "auto" and data["swap"]["size"] == "auto"
