@@ -127,7 +127,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_config_text(text: str, source: str = "<string>", *, on_host: bool = False) -> Config:
     """The config in text, every error at once (ConfigErrors); on_host: with the checks that ask
-    this host's tools (check_on_host) of the fields that passed their own."""
+    this host's tools (`config check` and `render`; bootstrap asks again before it writes the
+    timers) of the fields that passed their own."""
     if len(text) > MAX_BYTES:
         raise ConfigError(source, f"larger than {MAX_BYTES // 1024} KiB: not a bingo-host config")
     try:
@@ -178,7 +179,7 @@ def _defaults() -> dict[str, Any]:
 
 def _host_problems(values: dict[str, Any]) -> list[ConfigError]:
     """systemd's verdict on each schedule in values (dotted path: value; the backups' only when
-    backups are enabled)."""
+    backups are enabled): the checks that ask this host's tools."""
     errors = []
     for path in SCHEDULES:
         if path.startswith("backups.") and not values["backups.enabled"]:
@@ -188,10 +189,3 @@ def _host_problems(values: dict[str, Any]) -> list[ConfigError]:
         except ConfigError as exc:
             errors.append(exc)
     return errors
-
-
-def check_on_host(cfg: Config) -> None:
-    """The checks that ask this host's tools (`config check` and `render` read the file with
-    them: load_config(on_host=True); bootstrap asks again before it writes the timer)."""
-    raise_all(_host_problems({path: getattr(getattr(cfg, path.split(".")[0]), path.split(".")[1])
-                              for path in (*SCHEDULES, "backups.enabled")}))
