@@ -1,4 +1,5 @@
-"""`config check`: the effective config, 'auto' resolved for this host or a named platform."""
+"""`config check`: the effective config, 'auto' resolved for this host or a named platform and
+machine (--memory/--cpus, --instance-type)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def config():
 @machine_options
 @click.pass_obj
 def config_check(opts: Options, as_json, platform_name, memory, cpus, instance_type):
-    """Validate the config and print it with defaults filled in and 'auto' resolved for this
-    host or the machine given (secrets masked). What it prints is a config it accepts."""
+    """Validate the config (every error at once) and print it with defaults filled in and 'auto'
+    resolved for this host or the machine given. What it prints reads back as the same config
+    (a literal password is masked: put it back, or better name ssm:/secretsmanager:)."""
     mem_bytes, cpu_count = machine(memory, cpus, instance_type)
     data, note = effective(opts.load_config(on_host=True), platform_name, mem_bytes, cpu_count)
     if as_json:
