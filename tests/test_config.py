@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.config import Config, to_dict, with_values
-from bingo_host.config_file import load_config_text
+from bingo_host.config_file import load_config, load_config_text
 from bingo_host.errors import ConfigError
 
 VALID = [
@@ -546,3 +546,41 @@ def test_a_section_with_a_bad_field_skips_its_cross_checks_but_not_the_others():
     assert [(e.field, e.reason.split(" (")[0]) for e in info.value.errors] == [
         ("smtp.server", "must be a host name or an IP address"),
         ("backups.bucket", "required when backups.enabled is true")]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze on this machine")
+def test_the_host_checks_skip_the_backups_schedules_while_backups_are_off():
+    """...and go on to the schedules after them."""
+    text = "backups: {schedule: '*-*-* 25:00:00'}\npatches: {schedule: '*-*-* 26:00:00'}\n"
+    assert load_config_text(text).backups.schedule == "*-*-* 25:00:00"  # not asked without on_host
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, on_host=True)
+    assert (info.value.field, info.value.reason) == (
+        "patches.schedule", "systemd does not accept '*-*-* 26:00:00' as an OnCalendar= expression")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text.replace("backups: {", "backups: {enabled: true, bucket: b-1, "), on_host=True)
+    assert [e.field for e in info.value.errors] == ["backups.schedule", "patches.schedule"]
+
+
+def test_the_volume_and_the_app_tree_overlap():
+    with pytest.raises(ConfigError) as info:
+        load_config_text("app: {root: /srv/bingo}\nvolume: {mountpoint: /srv/bingo/db}")
+    assert (info.value.field, info.value.reason) == (
+        "volume.mountpoint", "/srv/bingo/db overlaps app.root /srv/bingo: the data volume and the app "
+                             "need separate trees")
+
+
+def test_reading_the_file(tmp_path):
+    """Not found and unreadable name the path; 64 KiB is the most a config may be."""
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert (info.value.field, info.value.reason) == (str(tmp_path / "nope.yaml"), "config file not found")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert (info.value.field, info.value.reason) == (str(tmp_path), "cannot read: Is a directory")
+    config = tmp_path / "config.yaml"
+    config.write_text("platform: debian12\n" + "#" * (64 * 1024 - 20) + "\n")
+    assert len(config.read_bytes()) == 64 * 1024 and load_config(config).platform == "debian12"
+    config.write_text("platform: debian12\n" + "#" * (64 * 1024 - 19) + "\n")
+    with pytest.raises(ConfigError, match="larger than 64 KiB: not a bingo-host config"):
+        load_config(config)
