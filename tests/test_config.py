@@ -584,3 +584,14 @@ def test_reading_the_file(tmp_path):
     config.write_text("platform: debian12\n" + "#" * (64 * 1024 - 19) + "\n")
     with pytest.raises(ConfigError, match="larger than 64 KiB: not a bingo-host config"):
         load_config(config)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze on this machine")
+def test_only_config_check_and_render_ask_the_hosts_tools_while_reading(tmp_path):
+    """Every other command reads the file without running a program (bootstrap asks systemd
+    before it writes the timers)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("snapshots: {schedule: '*-*-* 25:00:00'}\n")
+    assert load_config(config).snapshots.schedule == "*-*-* 25:00:00"
+    with pytest.raises(ConfigError, match="snapshots.schedule: systemd does not accept"):
+        load_config(config, on_host=True)
