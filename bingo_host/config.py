@@ -1,8 +1,10 @@
-"""The bingo-host configuration: its sections, defaults and the check behind every field.
+"""The bingo-host configuration: its sections, defaults and the check behind every field, each
+field with what it means (docs/configuration.md is made from them: scripts/config-reference).
 
 Every value that ends up inside an nginx, ini, SQL or systemd file is checked against a narrow
 pattern (fields.py), so that no value can smuggle in a directive, a section, a statement or a
-line. Reading the file is config_file.py; 'auto' is resolved by resolve.py.
+line. The sections for what runs beside the app are in config_ops.py; reading the file is
+config_file.py; 'auto' is resolved by resolve.py.
 """
 
 from __future__ import annotations
@@ -10,79 +12,87 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any
 
+from .config_ops import Backups, CloudwatchAgent, Deploy, Firewall, Metrics, Patches, Snapshots
 from .errors import ConfigError
-from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, Check, boolean, choice, database_host,
-                     domain_name, email, integer, kms_key_arn, not_in, not_system_user, optional,
-                     or_auto, pattern, requirement_specifiers, s3_bucket, s3_prefix, schedule,
-                     server_names, swap_size)
+from .fields import (DB_SYSTEM_SCHEMAS, DB_SYSTEM_USERS, boolean, choice, integer, not_in,
+                     not_system_user, optional, or_auto, pattern, required_with,
+                     requirement_specifiers, setting, swap_size, swap_text)
+from .name_fields import database_host, domain_name, email, server_names
 from .path_fields import absolute_path, block_device, owned_dir
-from .secret_fields import mail_password, password, secret_reference, secret_source, smtp_username
+from .secret_fields import MASK, mail_password, password, secret_reference, secret_source, smtp_username
 from .secrets import is_reference
-
-
-def _required_with(on: Any, value: Any, path: str, when: str, what: str) -> None:
-    if on and not value:
-        raise ConfigError(path, f"required when {when} ({what})")
-
-
-def setting(default: Any, check: Check):
-    return field(default=default, metadata={"check": check})
 
 
 def section(cls):
     return field(default_factory=cls, metadata={"section": cls})
 
 
-IDENT = "only letters, digits and _ are allowed"
-fields_schedule = schedule
-
-
 @dataclass(frozen=True)
 class App:
+    """The app: where it lives, who runs it, how many workers serve it."""
     name: str = setting("music-bingo", not_system_user(pattern(
-        r"[a-z][a-z0-9-]{0,30}[a-z0-9]", "lower-case letters, digits and '-', 2 to 32 characters, "
-                                         "starting with a letter")))
-    root: str = setting("/var/www/music-bingo", owned_dir("/var/lib/mysql"))
+        r"[a-z][a-z0-9-]{0,30}[a-z0-9]", "2 to 32 lower-case letters, digits and '-', starting "
+                                         "with a letter")),
+        "names the nginx site, the uWSGI vassal and (app.user auto) the app's user")
+    root: str = setting("/var/www/music-bingo", owned_dir("/var/lib/mysql"),
+                        "releases/<id>/, current -> releases/<id>, shared/bingo.ini")
     user: str = setting("auto", or_auto(not_system_user(pattern(
-        r"[a-z_][a-z0-9_-]{0,31}", "must be a user name (lower-case letters, digits, '_' and '-')"))))
-    server_name: tuple[str, ...] = setting(("_",), server_names)
-    processes: int | str = setting("auto", or_auto(integer(1, 64)))
+        r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower-case letters, digits, '_' and '-')"))),
+        "who the app runs as: auto is a dedicated system user named app.name (no login, no sudo); "
+        "never root, a service's user or one who can become root")
+    server_name: tuple[str, ...] = setting(("_",), server_names, "nginx's server_name: '_' (any "
+                                           "name) or the site's names: bingo.example.com www.example.com")
+    processes: int | str = setting("auto", or_auto(integer(1, 64)), "uWSGI workers; auto: two per "
+                                   "CPU, at most one per 256 MiB of memory, at least 2 (2 on a t3a.nano)")
     health_path: str = setting("/api/health", pattern(
-        r"/(?!.*\.\.)[A-Za-z0-9._~/-]*", "must be a URL path starting with '/' "
-                                         "(letters, digits and ._~/- only, no '..')"))
-    keep_releases: int = setting(5, integer(1, 50))
-    # What the host changes in the app's pins (uv's --override: they replace the app's own
-    # requirement on that package, wherever it comes from), e.g. ["mysql==0.0.3"]; part of the
-    # virtualenv's cache key.
-    requirement_overrides: tuple[str, ...] = setting((), requirement_specifiers)
+        r"/(?!.*\.\.)[A-Za-z0-9._~/-]*", "a URL path starting with '/' (letters, digits and ._~/- "
+                                         "only, no '..')"),
+        "what deploys and `bingo-host status` request through nginx")
+    keep_releases: int = setting(5, integer(1, 50), "releases kept for rollback")
+    requirement_overrides: tuple[str, ...] = setting((), requirement_specifiers, "what the host "
+        "changes in the app's pins (uv's --override: each replaces the app's own requirement on that "
+        "package, wherever it comes from), e.g. mysql==0.0.3; part of the virtualenv's cache key")
+
+
+IDENT = "letters, digits and _"
 
 
 @dataclass(frozen=True)
 class MusicBingo:
-    mode: str = setting("BINGO", pattern(r"[A-Za-z][A-Za-z0-9_]{0,31}", IDENT))
-    columns: int = setting(5, integer(1, 20))
-    rows: int = setting(3, integer(1, 20))
-    # The app's Flask SECRET_KEY (it signs sessions and API tokens): generated once per host, or
-    # shared by every instance of an HA group from SSM / Secrets Manager.
-    secret_key: str = setting("generate", secret_source)
+    """The [musicbingo] section of the app's bingo.ini."""
+    mode: str = setting("BINGO", pattern(r"[A-Za-z][A-Za-z0-9_]{0,31}",
+                                         f"1 to 32 {IDENT}, starting with a letter"),
+                        "the app's game mode (its GameMode: BINGO, ...)")
+    columns: int = setting(5, integer(1, 20), "columns of a bingo ticket")
+    rows: int = setting(3, integer(1, 20), "rows of a bingo ticket")
+    secret_key: str = setting("generate", secret_source, "the app's Flask SECRET_KEY (it signs "
+                              "sessions and API tokens): generate (kept per host in "
+                              "/etc/bingo-host/app-secret-key), or shared by every instance of an "
+                              "HA group from SSM or Secrets Manager")
 
 
 @dataclass(frozen=True)
 class Database:
-    host: str = setting("localhost", database_host)
-    port: int = setting(3306, integer(1, 65535))
+    """The app's database: MariaDB on the data volume (localhost), or an external server."""
+    host: str = setting("localhost", database_host, "localhost: MariaDB on the data volume; else "
+                        "an external server")
+    port: int = setting(3306, integer(1, 65535), "the server's port")
     name: str = setting("bingo", not_in(DB_SYSTEM_SCHEMAS, "a MariaDB system schema", pattern(
-        r"[A-Za-z0-9_]{1,64}", IDENT)))
+        r"[A-Za-z0-9_]{1,64}", f"1 to 64 {IDENT}")), "the app's schema")
     user: str = setting("bingoapp", not_in(DB_SYSTEM_USERS, "a MariaDB account bingo-host does not "
-                                                          "own", pattern(r"[A-Za-z0-9_]{1,32}", IDENT)))
-    password: str = setting("generate", password)
-    # External database only. The server's master login (a JSON secret with "username" and
-    # "password", as RDS keeps it): bootstrap creates the app's own user with it, and changes
-    # that user's password when database.password's secret changes. The app never uses it.
-    admin_secret: str | None = setting(None, optional(secret_reference))
-    # External database only: the CA bundle the server's certificate must chain to (RDS:
-    # global-bundle.pem); the app and bingo-host then connect over TLS only.
-    tls_ca: str | None = setting(None, optional(absolute_path))
+                                                          "own", pattern(r"[A-Za-z0-9_]{1,32}",
+                                                                         f"1 to 32 {IDENT}")),
+                        "the app's login (only the app's schema's privileges)")
+    password: str = setting("generate", password, "the app's password: generate, or read from SSM "
+                            "or Secrets Manager (read again hourly: `bingo-host secrets refresh`); "
+                            "a literal works, but then the secret sits in this file")
+    admin_secret: str | None = setting(None, optional(secret_reference), "external server only: "
+        "its master login (a JSON secret with username and password, as RDS keeps it); bootstrap "
+        "creates database.user with it and changes that user's password when database.password's "
+        "secret changes; the app never uses it")
+    tls_ca: str | None = setting(None, optional(absolute_path), "external server only: the CA "
+                                 "bundle its certificate must chain to (RDS: global-bundle.pem); the "
+                                 "app and bingo-host then connect over TLS only")
 
     @property
     def local(self) -> bool:
@@ -101,116 +111,49 @@ class Database:
 
 @dataclass(frozen=True)
 class Volume:
-    device: str = setting("/dev/sdf", block_device)
-    mountpoint: str = setting("/var/lib/mysql", owned_dir())
-    filesystem: str = setting("ext4", choice("ext4", "xfs"))
+    """The EBS data volume (a local database only)."""
+    device: str = setting("/dev/sdf", block_device, "as attached; on Nitro instances the NVMe "
+                          "device is found from it")
+    mountpoint: str = setting("/var/lib/mysql", owned_dir(), "where it is mounted")
+    filesystem: str = setting("ext4", choice("ext4", "xfs"), "made only on a blank volume")
     label: str = setting("bingo-db", pattern(
         r"[A-Za-z0-9_-]{1,12}", "1 to 12 letters, digits, '_' or '-' (the longest label both "
-                                "ext4 and xfs accept)"))
+                                "ext4 and xfs accept)"), "the filesystem's label")
 
 
 @dataclass(frozen=True)
 class Swap:
-    size: int | str = setting("auto", swap_size)
-
-
-@dataclass(frozen=True)
-class Snapshots:
-    enabled: bool = setting(True, boolean)
-    schedule: str = setting("daily", schedule)
-    keep: int = setting(7, integer(1, 1000))
-    # data: the volume at volume.device only (bootstrap rebuilds the root volume); all: every
-    # volume attached to the instance.
-    volumes: str = setting("data", choice("data", "all"))
-    # The bingo-host:stack tag every snapshot gets, the only ones retention deletes (the stack's
-    # IAM policy allows DeleteSnapshot on exactly these): auto = the instance's
-    # aws:cloudformation:stack-name tag, else its instance id.
-    stack: str = setting("auto", or_auto(pattern(
-        r"[A-Za-z][A-Za-z0-9-]{0,127}", "a CloudFormation stack name: a letter, then letters, "
-                                        "digits and '-', at most 128 characters")))
-
-
-@dataclass(frozen=True)
-class Backups:
-    # Logical dumps (`bingo-host backup`) to S3, beside the EBS snapshots, and monthly restore drills.
-    enabled: bool = setting(False, boolean)
-    bucket: str | None = setting(None, optional(s3_bucket))
-    prefix: str = setting("bingo-host/", s3_prefix)
-    schedule: str = setting("daily", schedule)
-    keep: int = setting(14, integer(1, 1000))
-    drill_schedule: str = setting("monthly", fields_schedule)  # (`schedule` is the field above here)
-
-    def __post_init__(self):
-        _required_with(self.enabled, self.bucket, "backups.bucket", "backups.enabled is true",
-                       "the S3 bucket the dumps go to")
+    """A swap file."""
+    size: int | str = setting("auto", swap_size, "auto: 1G up to 2 GiB of memory, else 2G; 0: none")
 
 
 @dataclass(frozen=True)
 class Https:
-    domain: str | None = setting(None, optional(domain_name))
-    email: str | None = setting(None, optional(email))
-
-
-@dataclass(frozen=True)
-class Deploy:
-    # Refuse revisions whose manifest is not signed by signing_key (`bingo-host bundle --sign-key`).
-    require_signature: bool = setting(False, boolean)
-    signing_key: str | None = setting(None, optional(kms_key_arn))
-
-    def __post_init__(self):
-        _required_with(self.require_signature, self.signing_key, "deploy.signing_key",
-                       "deploy.require_signature is true", "the KMS key ARN revisions are signed with")
-
-
-@dataclass(frozen=True)
-class Metrics:
-    # bingo-host's own timer puts memory, swap and disk use and nginx's 5xx count into CloudWatch
-    # (namespace BingoHost): what the alarms watch, for one short process every interval.
-    enabled: bool = setting(False, boolean)
-    interval_minutes: int = setting(5, integer(1, 60))
-
-
-@dataclass(frozen=True)
-class CloudwatchAgent:
-    # The CloudWatch agent ships the logs (and its own metrics); it costs ~40-60 MiB resident,
-    # a tenth of a nano: 'auto' runs it from 1 GiB of memory, where the platform packages it.
-    enabled: bool | str = setting("auto", or_auto(boolean))
-
-
-@dataclass(frozen=True)
-class Patches:
-    # Security updates on a timer, never during a deployment, under a memory bound.
-    enabled: bool = setting(True, boolean)
-    schedule: str = setting("*-*-* 04:30:00", schedule)
-    # Amazon Linux 2023's repositories are versioned: updates come from this release version
-    # ('latest', or a tested one such as 2023.9.20251117: the fleet moves only when you change it).
-    release: str = setting("latest", pattern(
-        r"latest|20\d\d\.\d{1,3}\.\d{8}", "must be 'latest' or an Amazon Linux release version "
-                                         "such as 2023.9.20251117"))
-
-
-@dataclass(frozen=True)
-class Firewall:
-    # An nftables table of bingo-host's own rejects what the app's user sends to the instance
-    # metadata service (the instance role's credentials). Off only where the host does not own its
-    # network namespace (a container sharing its machine's network): the rule would be the machine's.
-    enabled: bool = setting(True, boolean)
+    """The site's certificate (`bingo-host enable-https`)."""
+    domain: str | None = setting(None, optional(domain_name), "the site's name; set by "
+                                 "`bingo-host enable-https --domain D`")
+    email: str | None = setting(None, optional(email), "for the certificate's expiry and account "
+                                "notices")
 
 
 @dataclass(frozen=True)
 class Smtp:
     """The [smtp] section of bingo.ini: how the app sends mail (password resets). No server: no
     section, and the app's own default (localhost:25, which AL2023 does not serve)."""
-    server: str | None = setting(None, optional(database_host))
-    port: int = setting(587, integer(1, 65535))
-    sender: str | None = setting(None, optional(email))
-    username: str | None = setting(None, optional(smtp_username))
-    password: str | None = setting(None, optional(mail_password))
-    starttls: bool = setting(True, boolean)
+    server: str | None = setting(None, optional(database_host), "e.g. "
+                                 "email-smtp.eu-west-1.amazonaws.com (SES)")
+    port: int = setting(587, integer(1, 65535), "the server's port")
+    sender: str | None = setting(None, optional(email), "the From address; required with a server")
+    username: str | None = setting(None, optional(smtp_username), "the SMTP login (SES: an access "
+                                   "key id); with smtp.password")
+    password: str | None = setting(None, optional(mail_password), "ssm:NAME or secretsmanager:ID (a "
+                                   "JSON secret's password key); a literal works, but then the secret "
+                                   "sits in this file")
+    starttls: bool = setting(True, boolean, "STARTTLS before the login")
 
     def __post_init__(self):
-        _required_with(self.server, self.sender, "smtp.sender", "smtp.server is set",
-                       "the From address of the app's mail")
+        required_with(self.server, self.sender, "smtp.sender", "smtp.server is set",
+                      "the From address of the app's mail")
         if bool(self.username) != bool(self.password):
             missing = "smtp.password" if self.username else "smtp.username"
             raise ConfigError(missing, "smtp.username and smtp.password go together")
@@ -220,7 +163,9 @@ class Smtp:
 
 @dataclass(frozen=True)
 class Config:
-    platform: str = setting("auto", choice("auto", "amzn2023", "debian12"))
+    """Every key is optional."""
+    platform: str = setting("auto", choice("auto", "amzn2023", "debian12"),
+                            "the OS: auto detects it (render and `config check` take --platform)")
     app: App = section(App)
     musicbingo: MusicBingo = section(MusicBingo)
     database: Database = section(Database)
@@ -238,14 +183,16 @@ class Config:
 
 
 def to_dict(cfg: Config, mask_secrets: bool = True) -> dict:
-    """Plain data for display (YAML/JSON); a literal password is masked."""
+    """Plain data for display (YAML/JSON), every value in the form the config file takes, so a
+    printed config reads back as the same config; a literal password is masked."""
     data = asdict(cfg)
     data["app"]["server_name"] = " ".join(cfg.app.server_name)
     data["app"]["requirement_overrides"] = list(cfg.app.requirement_overrides)  # YAML has no tuples
+    data["swap"]["size"] = swap_text(cfg.swap.size)
     if mask_secrets and not is_reference(cfg.database.password):
-        data["database"]["password"] = "*****"
+        data["database"]["password"] = MASK
     if mask_secrets and cfg.smtp.password and not is_reference(cfg.smtp.password):
-        data["smtp"]["password"] = "*****"
+        data["smtp"]["password"] = MASK
     return data
 
 

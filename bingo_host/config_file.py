@@ -1,8 +1,10 @@
 """Reading the config file: strict YAML (no aliases, duplicate keys or deep nesting), built into
-a Config section by section, so every error names its field by dotted path and says why."""
+a Config section by section, so every error names its field by dotted path and says why; every
+error of a file at once (errors.ConfigErrors), an unknown key with the known one it resembles."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -10,43 +12,63 @@ from typing import Any
 import yaml
 
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, raise_all
 from .facts.systemd import systemd_calendar
-from .fields import clip, shown, type_name
+from .fields import NotAllowed, clip, shown
 from .path_fields import within
 
 
-def _build(cls, data: Any, path: str):
+def _build(cls, data: Any, path: str, errors: list[ConfigError], checked: dict[str, Any]):
+    """cls made from data, or None when a field of it is wrong; every error goes onto errors
+    (in the file's order), every field that passed into checked by its dotted path."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(path or "(top level)", f"expected a mapping, got {type_name(data)}")
+        errors.append(NotAllowed(path or "(top level)", "a mapping", data))
+        return None
     known = {f.name: f for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            key = clip(key) if isinstance(key, str) else shown(key)
-            where = f"{path}.{key}" if path else key
-            raise ConfigError(where, f"unknown key (expected one of: {', '.join(known)})")
-    values = {}
-    for name, f in known.items():
-        if name not in data:
-            continue
-        where = f"{path}.{name}" if path else name
-        if "section" in f.metadata:
-            values[name] = _build(f.metadata["section"], data[name], where)
+    values, failed = {}, False
+    for key, value in data.items():
+        f = known.get(key)
+        where = f"{path}.{key}" if path else key
+        if f is None:
+            errors.append(_unknown(key, path, known))
+            failed = True
+        elif "section" in f.metadata:
+            values[key] = _build(f.metadata["section"], value, where, errors, checked)
+            failed = failed or values[key] is None
         else:
-            values[name] = f.metadata["check"](data[name], where)
-    return cls(**values)
+            try:
+                values[key] = checked[where] = f.metadata["check"](value, where)
+            except ConfigError as exc:
+                errors.append(exc)
+                failed = True
+    if failed:
+        return None
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # what one section's fields say together (__post_init__)
+        errors.append(exc)
+        return None
 
 
-def _check_across(cfg: Config) -> Config:
+def _unknown(key: Any, path: str, known: dict) -> ConfigError:
+    """An unknown key, with the known one it is closest to (a misspelling), if any."""
+    name = clip(key) if isinstance(key, str) else shown(key)
+    close = difflib.get_close_matches(key, known) if isinstance(key, str) else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ConfigError(f"{path}.{name}" if path else name,
+                       f"unknown key{hint} (expected one of: {', '.join(known)})")
+
+
+def _check_across(cfg: Config) -> list[ConfigError]:
     """What no single field can see: the data volume and the app tree must not overlap (the
     volume would hide the releases, or bootstrap would chown MariaDB's files to the app)."""
     root, mountpoint = cfg.app.root, cfg.volume.mountpoint
     if within(root, mountpoint) or within(mountpoint, root):
-        raise ConfigError("volume.mountpoint", f"{mountpoint} overlaps app.root {root}: the data "
-                                               "volume and the app need separate trees")
-    return cfg
+        return [ConfigError("volume.mountpoint", f"{mountpoint} overlaps app.root {root}: the data "
+                                                 "volume and the app need separate trees")]
+    return []
 
 
 MAX_BYTES = 64 * 1024  # a full config with comments is ~3 KiB
@@ -103,7 +125,10 @@ class _StrictLoader(yaml.SafeLoader):
                 None, None, f"not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark) from None
 
 
-def load_config_text(text: str, source: str = "<string>") -> Config:
+def load_config_text(text: str, source: str = "<string>", *, on_host: bool = False) -> Config:
+    """The config in text, every error at once (ConfigErrors); on_host: with the checks that ask
+    this host's tools (`config check` and `render`; bootstrap asks again before it writes the
+    timers) of the fields that passed their own."""
     if len(text) > MAX_BYTES:
         raise ConfigError(source, f"larger than {MAX_BYTES // 1024} KiB: not a bingo-host config")
     try:
@@ -114,10 +139,18 @@ def load_config_text(text: str, source: str = "<string>") -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         problem = problem if len(problem) <= 200 else problem[:200] + "..."
         raise ConfigError(source, f"not valid YAML{where}: {problem}") from exc
-    return _check_across(_build(Config, data, ""))
+    errors: list[ConfigError] = []
+    checked: dict[str, Any] = {}
+    cfg = _build(Config, data, "", errors, checked)
+    if cfg is not None:
+        errors += _check_across(cfg)
+    if on_host:
+        errors += _host_problems({**_defaults(), **checked})
+    raise_all(errors)
+    return cfg
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, on_host: bool = False) -> Config:
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -132,14 +165,27 @@ def load_config(path: str | Path) -> Config:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start})") from None
-    return load_config_text(text, str(path))
+    return load_config_text(text, str(path), on_host=on_host)
 
 
-def check_on_host(cfg: Config) -> None:
-    """The checks that ask this host's tools (by `config check` and `render`; bootstrap asks again
-    before it writes the timer)."""
-    systemd_calendar(cfg.snapshots.schedule, "snapshots.schedule")
-    if cfg.backups.enabled:
-        systemd_calendar(cfg.backups.schedule, "backups.schedule")
-        systemd_calendar(cfg.backups.drill_schedule, "backups.drill_schedule")
-    systemd_calendar(cfg.patches.schedule, "patches.schedule")
+SCHEDULES = ("snapshots.schedule", "backups.schedule", "backups.drill_schedule", "patches.schedule")
+
+
+def _defaults() -> dict[str, Any]:
+    return {f"{section.name}.{f.name}": getattr(getattr(Config(), section.name), f.name)
+            for section in fields(Config) if "section" in section.metadata
+            for f in fields(section.metadata["section"])}
+
+
+def _host_problems(values: dict[str, Any]) -> list[ConfigError]:
+    """systemd's verdict on each schedule in values (dotted path: value; the backups' only when
+    backups are enabled): the checks that ask this host's tools."""
+    errors = []
+    for path in SCHEDULES:
+        if path.startswith("backups.") and not values["backups.enabled"]:
+            continue
+        try:
+            systemd_calendar(values[path], path)
+        except ConfigError as exc:
+            errors.append(exc)
+    return errors

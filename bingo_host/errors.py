@@ -27,3 +27,24 @@ class CommandError(BingoHostError):
         tail = stderr.strip().splitlines()[-5:]
         detail = ("\n  " + "\n  ".join(tail)) if tail else ""
         super().__init__(f"command failed (exit {returncode}): {logged_cmd}{detail}")
+
+
+class ConfigErrors(ConfigError):
+    """Every error a config file has, read in one pass: one line each (the CLI prints each as
+    its own line), so an operator fixes them all before the next run. Its field and reason are
+    the first error's."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = list(errors)
+        super().__init__(errors[0].field, errors[0].reason)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def raise_all(errors: list[ConfigError]) -> None:
+    """Nothing for no errors, the error itself for one, ConfigErrors for more."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)

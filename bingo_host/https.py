@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import layout, state, subp
 from .config import Config
 from .context import Context, make_context
-from .fields import domain_name, email as check_email
+from .name_fields import domain_name, email as check_email
 from .errors import BingoHostError, ConfigError
 from .facts import systemd
 from .facts.packages import installed

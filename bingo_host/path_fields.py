@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
-from .fields import Check, pattern, string
+from .fields import Check, pattern, shown, string
 from .layout import OWN_TREES
 
 # A path segment: never empty, '.' or '..' (its first character is no '.'), no space or quote.
@@ -16,15 +16,18 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 def absolute_path(value, path) -> str:
     """Normalised: one '/' between segments, none at the end ('/' itself has no segment)."""
-    value = string(value, path)
+    value = string(value, path, absolute_path.allowed)
     if not value.startswith("/"):
-        raise ConfigError(path, "must be an absolute path")
+        raise ConfigError(path, f"must be an absolute path (got {shown(value)})")
     segments = value.strip("/").split("/")
     if not all(_SEGMENT.fullmatch(s) for s in segments):
         raise ConfigError(
             path, "only letters, digits, '.', '_' and '-' are allowed in path segments "
-                  "(no '..', no empty segments, no spaces or quotes)")
+                  f"(no '..', no empty segments, no spaces or quotes; got {shown(value)})")
     return "/" + "/".join(segments)
+
+
+absolute_path.allowed = "an absolute path (letters, digits, '.', '_' and '-' in its segments)"
 
 
 # The OS's own trees: nothing bingo-host manages goes at or under them (/lib* counts too).
@@ -63,6 +66,8 @@ def owned_dir(*reserved: str) -> Check:
             if how:
                 raise ConfigError(path, f"{value} {how} {own}, which is bingo-host's own")
         return value
+    check.allowed = ("an absolute path bingo-host may own: not a system directory, nor inside the OS's "
+                     f"trees{''.join(f' or {r}' for r in reserved)}, nor in or around bingo-host's own")
     return check
 
 
@@ -71,5 +76,5 @@ block_device = pattern(
     r"/dev/(?:(?:sd|xvd|vd)[a-z]{1,3}[0-9]{0,3}|nvme[0-9]{1,3}n[0-9]{1,3}(?:p[0-9]{1,3})?"
     r"|loop[0-9]{1,4}|mapper/[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,126}"
     r"|disk/by-(?:id|uuid|label|path|partuuid|partlabel)/[A-Za-z0-9_+:@=-][A-Za-z0-9_.+:@=-]{0,254})",
-    "must be a block device under /dev such as /dev/sdf, /dev/xvdf, /dev/nvme1n1, /dev/loop0 or "
+    "a block device under /dev such as /dev/sdf, /dev/xvdf, /dev/nvme1n1, /dev/loop0 or "
     "/dev/disk/by-id/NAME")

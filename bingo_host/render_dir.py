@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
-from .config_file import check_on_host
 from .errors import ConfigError
 from .facts import platforms
 from .ops import files
 from .regular_file import NotRegularFile, read_regular
 from .render import render_all
-from .resolve import host_facts, resolve
+from .resolve import machine_facts, resolve
 
 
 @dataclass
@@ -35,11 +34,11 @@ class Rendered:
 
 
 def render_to(cfg: Config, out_dir: Path, platform_name: str | None = None, *,
-              dry_run: bool = False) -> Rendered:
-    """Render cfg, resolved for platform_name (default: the config's) and this host, under out_dir."""
-    check_on_host(cfg)
+              dry_run: bool = False, mem_bytes: int | None = None, cpus: int | None = None) -> Rendered:
+    """Render cfg (read with load_config(on_host=True)), resolved for platform_name (default: the
+    config's) and this host (or the memory and CPUs given: resolve.machine_facts), under out_dir."""
     platform = platforms.get(platform_name or cfg.platform)
-    facts = host_facts(cfg)
+    facts, _ = machine_facts(cfg, mem_bytes, cpus)
     managed = render_all(resolve(cfg, platform, facts), platform, facts)
     check_out_dir(out_dir)
     earlier = _listed(out_dir)

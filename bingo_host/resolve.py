@@ -10,7 +10,6 @@ from dataclasses import dataclass, fields
 
 from . import sizing, sizing_record
 from .config import Config, to_dict, with_values
-from .config_file import check_on_host
 from .errors import ConfigError
 from .facts import platforms, sudo
 from .facts.host import (REGULAR_UIDS, ROOT_GROUPS, Account, HostFacts, account, is_legacy_datadir,
@@ -27,6 +26,21 @@ def host_facts(cfg: Config) -> HostFacts:
     inputs = sizing_record.current()  # the same read as the boot's resize check
     return HostFacts(mem_bytes=inputs.mem_bytes, cpus=inputs.cpus, datadir=mountpoint if legacy else None,
                      tls_domain=tls_domain(cfg), somaxconn=somaxconn())
+
+
+def machine_facts(cfg: Config, mem_bytes: int | None, cpus: int | None) -> tuple[HostFacts, str]:
+    """The facts 'auto' is sized from, and a note saying whose: this host's, or for a preview
+    another machine's memory and CPUs (None: this host's), seen as a fresh host (no legacy
+    datadir, no certificate yet, the kernel's default cap on a listen queue): what render and
+    `config check` show for a machine they do not run on."""
+    here = host_facts(cfg)
+    if mem_bytes is None and cpus is None:
+        return here, "on this host"
+    mem = here.mem_bytes if mem_bytes is None else mem_bytes
+    count = here.cpus if cpus is None else cpus
+    note = (f"with {mem // sizing.MIB} MiB{' (this host)' * (mem_bytes is None)} and {count} "
+            f"CPU{'s' * (count > 1)}{' (this host)' * (cpus is None)}")
+    return HostFacts(mem_bytes=mem, cpus=count), note
 
 
 def app_user(cfg: Config) -> str:
@@ -110,15 +124,17 @@ def resolve(cfg: Config, platform: Platform, facts: HostFacts) -> ResolvedConfig
     return ResolvedConfig(**{f.name: getattr(done, f.name) for f in fields(Config)})
 
 
-def effective(cfg: Config, platform_name: str | None = None) -> tuple[dict, str]:
-    """What `config check` prints: cfg checked on this host, as a dict with 'auto' resolved for
-    platform_name (default: the config's, this host's users checked too) where there is a
-    platform to resolve it against; and a note saying which."""
-    check_on_host(cfg)
+def effective(cfg: Config, platform_name: str | None = None, mem_bytes: int | None = None,
+              cpus: int | None = None) -> tuple[dict, str]:
+    """What `config check` prints: cfg (read with load_config(on_host=True)) as a dict with
+    'auto' resolved for platform_name (default: the config's, this host's users checked too)
+    where there is a platform to resolve it against, and for this host's memory and CPUs or
+    those given (machine_facts); and a note saying which."""
     try:
         platform = platforms.get(platform_name or cfg.platform)
     except ConfigError:  # validating on a workstation: nothing to resolve 'auto' against
-        return to_dict(cfg), "'auto' left unresolved"
-    if not platform_name:  # validating for this very host: its users count too
+        return to_dict(cfg), "'auto' left unresolved (no platform detected: --platform names one)"
+    facts, where = machine_facts(cfg, mem_bytes, cpus)
+    if not platform_name and where == "on this host":  # for this very host: its users count too
         check_app_user(cfg, platform)
-    return to_dict(resolve(cfg, platform, host_facts(cfg))), f"'auto' resolved for {platform.name} on this host"
+    return to_dict(resolve(cfg, platform, facts)), f"'auto' resolved for {platform.name} {where}"

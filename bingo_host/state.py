@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from . import layout
-from .fields import domain_name
+from .name_fields import domain_name
 from .ops.files import write_atomic
 
 HTTPS_FILE = f"{layout.STATE_DIR}/https.json"

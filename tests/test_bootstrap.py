@@ -305,7 +305,7 @@ def test_bad_config_exits_2_and_changes_nothing(bootstrapped, ti):
     before = ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum
     result = bootstrapped.bingo("--config", "/tmp/bad.yaml", "bootstrap")
     assert result.returncode == 2
-    assert "database.name: only letters, digits and _ are allowed" in result.stderr
+    assert "database.name: must be 1 to 64 letters, digits and _ (got 'bingo; DROP DATABASE bingo')" in result.stderr
     assert ti.file("/var/www/music-bingo/shared/bingo.ini").sha256sum == before
 
 

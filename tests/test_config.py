@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from bingo_host.cli import main
 from bingo_host.config import Config, to_dict, with_values
-from bingo_host.config_file import load_config_text
+from bingo_host.config_file import load_config, load_config_text
 from bingo_host.errors import ConfigError
 
 VALID = [
@@ -76,16 +76,16 @@ INVALID = [
     ("musicbingo: {secret_key: 'Correct-Horse-9-Battery'}", "musicbingo.secret_key",
      "never goes into the config file"),
     ("musicbingo: {secret_key: 'ssm:bad name'}", "musicbingo.secret_key", "ssm:"),
-    ("nonsense: 1", "nonsense", "unknown key"),
-    ("app: {nme: x}", "app.nme", "unknown key"),
-    ("app: [1, 2]", "app", "expected a mapping"),
+    ("nonsense: 1", "nonsense", "unknown key (expected one of: platform, app,"),
+    ("app: {nme: x}", "app.nme", "unknown key; did you mean name? (expected one of: name, root, user,"),
+    ("app: [1, 2]", "app", "must be a mapping (got a list)"),
     ("platform: centos7", "platform", "must be one of"),
-    ("database: {name: 'bingo; DROP TABLE users'}", "database.name", "only letters, digits and _ are allowed"),
-    ("database: {name: \"bingo'\"}", "database.name", "only letters, digits and _ are allowed"),
-    ("database: {user: 'app`@`%'}", "database.user", "only letters, digits and _ are allowed"),
-    ("database: {port: '3306'}", "database.port", "expected an integer"),
+    ("database: {name: 'bingo; DROP TABLE users'}", "database.name", "must be 1 to 64 letters, digits and _ (got 'bingo; DROP TABLE users')"),
+    ("database: {name: \"bingo'\"}", "database.name", "(got \"bingo'\")"),
+    ("database: {user: 'app`@`%'}", "database.user", "must be 1 to 32 letters, digits and _"),
+    ("database: {port: '3306'}", "database.port", "must be an integer between 1 and 65535 (got '3306')"),
     ("database: {port: 70000}", "database.port", "between 1 and 65535"),
-    ("database: {port: true}", "database.port", "expected an integer"),
+    ("database: {port: true}", "database.port", "must be an integer between 1 and 65535 (got true)"),
     ("database: {host: \"db.example.com\\nbind-address=0.0.0.0\"}", "database.host", "single line"),
     ("database: {host: 'db example'}", "database.host", "host name"),
     ("database: {password: \"pass'word-123456\"}", "database.password", "no quotes"),
@@ -93,7 +93,7 @@ INVALID = [
     ("database: {password: 'has%percent-sign-1234'}", "database.password", "'%'"),
     ("database: {password: 'ssm:'}", "database.password", "parameter name"),
     ("musicbingo: {mode: \"BINGO\\n[database]\"}", "musicbingo.mode", "single line"),
-    ("musicbingo: {mode: 'BINGO ]'}", "musicbingo.mode", "only letters, digits and _ are allowed"),
+    ("musicbingo: {mode: 'BINGO ]'}", "musicbingo.mode", "must be 1 to 32 letters, digits and _, starting with a letter (got 'BINGO ]')"),
     ("musicbingo: {columns: 0}", "musicbingo.columns", "between 1 and 20"),
     ("app: {server_name: 'example.com; include /etc/passwd'}", "app.server_name", "host name"),
     ("app: {server_name: 'example.com { return 200; }'}", "app.server_name", "host name"),
@@ -106,8 +106,9 @@ INVALID = [
     ("app: {health_path: '/api; return 200'}", "app.health_path", "URL path"),
     ("app: {name: 'Music_Bingo'}", "app.name", "lower-case"),
     ("app: {name: \"bingo\\nExecStart=/bin/sh\"}", "app.name", "single line"),
-    ("app: {processes: 0}", "app.processes", "between 1 and 64"),
-    ("app: {requirement_overrides: 'mysql==0.0.3'}", "app.requirement_overrides", "expected a list"),
+    ("app: {processes: 0}", "app.processes", "must be 'auto' or an integer between 1 and 64 (got 0)"),
+    ("app: {processes: four}", "app.processes", "must be 'auto' or an integer between 1 and 64 (got 'four')"),
+    ("app: {requirement_overrides: 'mysql==0.0.3'}", "app.requirement_overrides", "must be a list of"),
     ("app: {requirement_overrides: ['--index-url=https://evil/simple']}", "app.requirement_overrides[0]",
      "not a requirement specifier"),
     ("app: {requirement_overrides: ['mysql==0.0.3', 'MySQL==0.0.4']}", "app.requirement_overrides[1]",
@@ -157,7 +158,7 @@ INVALID = [
     ("patches: {release: '--releasever=x'}", "patches.release", "release version"),
     ("app: {name: a}\napp: {name: b}", "<string>", "duplicate key"),
     ("app: {name: [unclosed", "<string>", "not valid YAML"),
-    ("- just\n- a list", "(top level)", "expected a mapping"),
+    ("- just\n- a list", "(top level)", "must be a mapping (got a list)"),
 ]
 
 
@@ -319,8 +320,8 @@ HOSTILE = [
     ("ssm-bad-arn", "musicbingo: {secret_key: 'ssm:arn:x'}", "musicbingo.secret_key",
      "ssm: must be followed by"),
     ("ssm-relative-path", "database: {password: 'ssm:bingo/db'}", "database.password", "ssm:"),
-    ("swap-false", "swap: {size: false}", "swap.size", "got a boolean"),
-    ("swap-float", "swap: {size: 0.0}", "swap.size", "got a number"),
+    ("swap-false", "swap: {size: false}", "swap.size", "(got false)"),
+    ("swap-float", "swap: {size: 0.0}", "swap.size", "(got 0.0)"),
     ("schedule-option", "snapshots: {schedule: '-h'}", "snapshots.schedule", "OnCalendar"),
     ("schedule-systemd-rejects", "snapshots: {schedule: '*-*-* 25:00:00'}", "snapshots.schedule",
      "systemd does not accept"),
@@ -465,3 +466,132 @@ def test_external_database_with_its_own_app_user():
                            "           admin_secret: 'secretsmanager:rds!cluster-1', tls_ca: /etc/rds.pem}\n")
     assert cfg.database.admin_secret == "secretsmanager:rds!cluster-1"
     assert cfg.database.tls_ca == "/etc/rds.pem" and not cfg.database.local
+
+
+# -- every error of a file in one run (issue 25) --
+
+MANY_ERRORS = """\
+app: {processes: four, nme: x, health_path: 'api; x'}
+database: {password: 'Short Secret', port: '3306'}
+swap: {size: 2048}
+snapshots: {schedule: '*-*-* 25:00:00', keep: 0}
+musicbingo: {mode: "%s"}
+platfrom: debian12
+""" % ("X" * 30 + " " + "Y" * 30)
+
+
+def test_every_error_of_a_file_in_one_run_one_line_each(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(MANY_ERRORS)
+    out = tmp_path / "out"
+    expected = [
+        "app.processes: must be 'auto' or an integer between 1 and 64 (got 'four')",
+        "app.nme: unknown key; did you mean name? (expected one of: name, root, user, server_name, "
+        "processes, health_path, keep_releases, requirement_overrides)",
+        "app.health_path: must be a URL path starting with '/' (letters, digits and ._~/- only, no "
+        "'..') (got 'api; x')",
+        "database.password: a literal password needs 12 to 128 characters",
+        "database.port: must be an integer between 1 and 65535 (got '3306')",
+        "swap.size: must be 'auto', 0, or a size between 16M and 32G such as 512M or 2G (got 2048)",
+        "snapshots.keep: must be an integer between 1 and 1000 (got 0)",
+        "musicbingo.mode: must be 1 to 32 letters, digits and _, starting with a letter (got "
+        f"'{'X' * 30} {'Y' * 8}...)",
+        "platfrom: unknown key; did you mean platform? (expected one of: platform, app, musicbingo,",
+    ]
+    if shutil.which("systemd-analyze"):  # asked of the schedule beside the other errors
+        expected.append("snapshots.schedule: systemd does not accept '*-*-* 25:00:00' as an "
+                        "OnCalendar= expression")
+    for argv in (["config", "check"], ["render", "--out", str(out), "--platform", "debian12"]):
+        result = CliRunner().invoke(main, ["--config", str(config), *argv])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == len(expected), result.stderr
+        for line, start in zip(lines, expected):
+            assert line.startswith(f"bingo-host: error: {start}"), line
+        assert "Short Secret" not in result.stderr and "(got a literal of 12 characters)" in lines[3]
+    assert not out.exists()
+
+
+def test_one_error_is_raised_as_itself_and_many_together():
+    with pytest.raises(ConfigError) as one:
+        load_config_text("swap: {size: 1T}")
+    assert type(one.value).__name__ == "NotAllowed" and not hasattr(one.value, "errors")
+    with pytest.raises(ConfigError) as many:
+        load_config_text("swap: {size: 1T}\nmetrics: {enabled: 1}\nsmtp: {port: 0, nonsense: 1}")
+    assert [e.field for e in many.value.errors] == ["swap.size", "metrics.enabled", "smtp.port",
+                                                     "smtp.nonsense"]
+    assert (many.value.field, many.value.reason) == ("swap.size", many.value.errors[0].reason)
+    assert str(many.value) == "\n".join(str(e) for e in many.value.errors)
+
+
+@pytest.mark.parametrize("text, field, hint", [
+    ("plaform: debian12", "plaform", "did you mean platform?"),
+    ("app: {procesess: 2}", "app.procesess", "did you mean processes?"),
+    ("snapshot: {keep: 2}", "snapshot", "did you mean snapshots?"),
+    ("smtp: {sender_address: a@b.co}", "smtp.sender_address", "did you mean sender?"),
+    ("app: {zzz: 1}", "app.zzz", None),
+    ("7: 1", "7", None),
+])
+def test_an_unknown_key_says_which_known_one_it_resembles(text, field, hint):
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text)
+    assert info.value.field == field
+    assert info.value.reason.startswith(f"unknown key; {hint} (expected" if hint else "unknown key (expected")
+
+
+def test_a_section_with_a_bad_field_skips_its_cross_checks_but_not_the_others():
+    """smtp's own rules (sender with a server) wait for its fields; backups' apply beside them."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text("smtp: {server: 'bad host', port: 25}\nbackups: {enabled: true}")
+    assert [(e.field, e.reason.split(" (")[0]) for e in info.value.errors] == [
+        ("smtp.server", "must be a host name or an IP address"),
+        ("backups.bucket", "required when backups.enabled is true")]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze on this machine")
+def test_the_host_checks_skip_the_backups_schedules_while_backups_are_off():
+    """...and go on to the schedules after them."""
+    text = "backups: {schedule: '*-*-* 25:00:00'}\npatches: {schedule: '*-*-* 26:00:00'}\n"
+    assert load_config_text(text).backups.schedule == "*-*-* 25:00:00"  # not asked without on_host
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, on_host=True)
+    assert (info.value.field, info.value.reason) == (
+        "patches.schedule", "systemd does not accept '*-*-* 26:00:00' as an OnCalendar= expression")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text.replace("backups: {", "backups: {enabled: true, bucket: b-1, "), on_host=True)
+    assert [e.field for e in info.value.errors] == ["backups.schedule", "patches.schedule"]
+
+
+def test_the_volume_and_the_app_tree_overlap():
+    with pytest.raises(ConfigError) as info:
+        load_config_text("app: {root: /srv/bingo}\nvolume: {mountpoint: /srv/bingo/db}")
+    assert (info.value.field, info.value.reason) == (
+        "volume.mountpoint", "/srv/bingo/db overlaps app.root /srv/bingo: the data volume and the app "
+                             "need separate trees")
+
+
+def test_reading_the_file(tmp_path):
+    """Not found and unreadable name the path; 64 KiB is the most a config may be."""
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert (info.value.field, info.value.reason) == (str(tmp_path / "nope.yaml"), "config file not found")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert (info.value.field, info.value.reason) == (str(tmp_path), "cannot read: Is a directory")
+    config = tmp_path / "config.yaml"
+    config.write_text("platform: debian12\n" + "#" * (64 * 1024 - 20) + "\n")
+    assert len(config.read_bytes()) == 64 * 1024 and load_config(config).platform == "debian12"
+    config.write_text("platform: debian12\n" + "#" * (64 * 1024 - 19) + "\n")
+    with pytest.raises(ConfigError, match="larger than 64 KiB: not a bingo-host config"):
+        load_config(config)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze on this machine")
+def test_only_config_check_and_render_ask_the_hosts_tools_while_reading(tmp_path):
+    """Every other command reads the file without running a program (bootstrap asks systemd
+    before it writes the timers)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("snapshots: {schedule: '*-*-* 25:00:00'}\n")
+    assert load_config(config).snapshots.schedule == "*-*-* 25:00:00"
+    with pytest.raises(ConfigError, match="snapshots.schedule: systemd does not accept"):
+        load_config(config, on_host=True)

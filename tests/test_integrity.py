@@ -207,7 +207,7 @@ def test_config_deploy_fields():
         load_config_text("deploy:\n  require_signature: true\n")
     with pytest.raises(ConfigError, match="deploy.signing_key: must be a KMS key or alias ARN"):
         load_config_text("deploy:\n  signing_key: alias/bingo\n")
-    with pytest.raises(ConfigError, match="deploy.require_signature: expected true or false"):
+    with pytest.raises(ConfigError, match="deploy.require_signature: must be true or false"):
         load_config_text("deploy:\n  require_signature: 'yes'\n")
 
 

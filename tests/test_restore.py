@@ -80,8 +80,8 @@ def test_an_availability_zone_that_differs_is_refused(tmp_path, ec2_instance, sn
 
 @pytest.mark.parametrize("args, message", [
     ([], "--snapshot or --dump: give exactly one"),
-    (["--snapshot", "snap-12"], "--snapshot: an EBS snapshot id"),
-    (["--snapshot", "-snap-0123456789abcdef0"], "--snapshot: an EBS snapshot id"),
+    (["--snapshot", "snap-12"], "--snapshot: must be an EBS snapshot id"),
+    (["--snapshot", "-snap-0123456789abcdef0"], "--snapshot: must be an EBS snapshot id"),
 ])
 def test_bad_snapshot_ids_are_refused(tmp_path, args, message):
     r = restore(tmp_path, *args)

@@ -87,10 +87,11 @@ class Options:
     verbose: bool
     debug: bool = False
 
-    def load_config(self):
+    def load_config(self, on_host: bool = False):
+        """The config file (on_host: with the checks that ask this host's tools, config_file.py)."""
         from ..config_file import load_config  # config, yaml: ~40 ms that --help does not pay
 
-        return load_config(self.config_path)
+        return load_config(self.config_path, on_host=on_host)
 
     def load_with_platform(self):
         """(config, its platform's row) for the commands that need both."""
@@ -154,7 +155,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BingoHostError as exc:
-            _error(ctx, f"bingo-host: error: {exc}")
+            for error in getattr(exc, "errors", [exc]):  # errors.ConfigErrors: one line each
+                _error(ctx, f"bingo-host: error: {error}")
             ctx.exit(exc.exit_code)
         except click.UsageError as exc:  # a command's options and arguments, an unknown command
             raise OneLine.of(exc) from None
@@ -196,6 +198,20 @@ def _journal_outcome(ctx, status: int, error: str | None = None) -> None:
     error = error or ctx.meta.get(ERROR_LINE)
     logs.outcome(f"{ctx.invoked_subcommand}: {outcome}" + (f": {error}" if error and status else ""),
                  OUTCOME=outcome, EXIT_STATUS=str(status))
+
+
+def machine_options(command):
+    """--memory, --cpus, --instance-type: the machine render and `config check` size 'auto' for,
+    when it is not this one (checked by sizing.machine: a bad value is one line, exit 2)."""
+    for option in reversed((
+            click.option("--memory", metavar="SIZE", help="Size 'auto' for this much memory "
+                         "(512M, 1G) [default: this host's]."),
+            click.option("--cpus", metavar="N", help="Size 'auto' for N CPUs [default: this host's]."),
+            click.option("--instance-type", "instance_type", metavar="TYPE", help="Size 'auto' for "
+                         "an EC2 type's memory and CPUs (t3a.nano ... m7g.4xlarge; not with --memory "
+                         "or --cpus)."))):
+        command = option(command)
+    return command
 
 
 # click's own ways out of a command (usage errors, --help, exit codes): never internal errors.

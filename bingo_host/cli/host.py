@@ -12,7 +12,8 @@ from .. import admin_account, https, layout, patches
 from ..converge import refresh
 from ..render_dir import render_to
 from ..resolve import app_user
-from . import DRY_RUN, Options, paths
+from ..sizing import machine
+from . import DRY_RUN, Options, machine_options, paths
 
 
 
@@ -21,9 +22,10 @@ from . import DRY_RUN, Options, paths
               help="Directory to write the files under, at their absolute paths.")
 @click.option("--platform", "platform_name", type=click.Choice(["amzn2023", "debian12"]),
               help="Render for this platform instead of the config's (default: detect).")
+@machine_options
 @DRY_RUN
 @click.pass_obj
-def render(opts: Options, out_dir: Path, platform_name, dry_run):
+def render(opts: Options, out_dir: Path, platform_name, memory, cpus, instance_type, dry_run):
     """Write every managed file under OUT, plus manifest.json (path, mode, owner, reload).
 
     OUT is new, empty or an earlier render (it has manifest.json); the files the earlier
@@ -31,7 +33,9 @@ def render(opts: Options, out_dir: Path, platform_name, dry_run):
     if it is a link: a render run as root must not write through a link someone planted there
     into the live files it mirrors.
     """
-    result = render_to(opts.load_config(), Path(out_dir), platform_name, dry_run=dry_run)
+    mem_bytes, cpu_count = machine(memory, cpus, instance_type)
+    result = render_to(opts.load_config(on_host=True), Path(out_dir), platform_name, dry_run=dry_run,
+                       mem_bytes=mem_bytes, cpus=cpu_count)
     for diff in result.diffs:
         click.echo(diff, nl=False)
     for path in result.removed:
