@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bingo_host import cli
+from tests.cli_walk import leaves
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_MODULES = ("bingo_host.cli.bootstrap", "bingo_host.cli.host", "bingo_host.cli.data", "bingo_host.cli.deploy",
@@ -74,17 +75,8 @@ def test_an_unknown_command_is_bad_input():
 NO_DRY_RUN = {("hook",): "the CodeDeploy agent's: one lifecycle event of a deployment under way"}
 
 
-def _leaves(group: click.Group, ctx: click.Context, prefix=()):
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        if isinstance(cmd, click.Group):
-            yield from _leaves(cmd, click.Context(cmd, parent=ctx), (*prefix, name))
-        else:
-            yield (*prefix, name), cmd
-
-
 def _changing():
-    return {path: cmd for path, cmd in _leaves(cli.main, click.Context(cli.main))
+    return {path: cmd for path, cmd in leaves(cli.main, click.Context(cli.main))
             if path[0] in cli.JOURNALED}
 
 
@@ -97,7 +89,7 @@ def test_every_command_that_changes_the_host_takes_dry_run_after_its_name():
 
 
 def test_dry_run_means_one_thing_everywhere():
-    helps = {p.help for _, cmd in _leaves(cli.main, click.Context(cli.main)) for p in cmd.params
+    helps = {p.help for _, cmd in leaves(cli.main, click.Context(cli.main)) for p in cmd.params
              if "--dry-run" in p.opts}
     assert helps == {"Say what would change and change nothing (exit 0 unless it would fail)."}
 

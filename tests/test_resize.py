@@ -115,57 +115,46 @@ def test_an_unchanged_boot_loads_none_of_bootstraps_steps(tmp_path):
     assert out.stdout.strip() == "['bingo_host.converge.resize']"
 
 
-def test_a_units_stdout_is_not_told_again_through_dev_log(monkeypatch, tmp_path):
-    """Under systemd, stdout is the journal ($JOURNAL_STREAM names it): the syslog handler
-    would log every line twice there. Elsewhere (a terminal) the handler is installed."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "dev-log"))
-    monkeypatch.setattr(logs, "JOURNAL_SOCKET", str(tmp_path / "dev-log"))
+@pytest.fixture
+def handlers_under(monkeypatch, tmp_path):
+    """handlers(socket_attr, stream): the class names of the package's handlers after
+    logs.install(journal=True), with logs.<socket_attr> a socket that exists and
+    $JOURNAL_STREAM `stream` ("unit": this stdout's, "terminal": another one)."""
     package = logging.getLogger(logs.PACKAGE)
-    saved = list(package.handlers)
+    saved, sockets = list(package.handlers), []
     out = open(tmp_path / "stdout", "w")
-    monkeypatch.setattr(sys, "stdout", out)
     st = (tmp_path / "stdout").stat()
 
-    def syslog_handlers(stream: str) -> list:
-        monkeypatch.setenv("JOURNAL_STREAM", stream)
-        logs.install(journal=True)
-        found = [h for h in package.handlers if isinstance(h, logging.handlers.SysLogHandler)]
-        for h in found:
-            h.close()
-        package.handlers[:] = saved
-        return found
-
-    try:
-        assert syslog_handlers(f"{st.st_dev}:{st.st_ino}") == []
-        assert len(syslog_handlers(f"{st.st_dev}:{st.st_ino + 1}")) == 1  # another stream
-    finally:
-        out.close()
-        sock.close()
-
-
-def test_a_units_records_reach_the_journal_once_with_their_fields(monkeypatch, tmp_path):
-    """With journald's own socket, under a unit the record goes there (fields and all) and the
-    stdout copy is dropped; on a terminal both stay."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "journal-socket"))
-    monkeypatch.setattr(logs, "JOURNALD_SOCKET", str(tmp_path / "journal-socket"))
-    package = logging.getLogger(logs.PACKAGE)
-    saved = list(package.handlers)
-    out = open(tmp_path / "stdout", "w")
-    monkeypatch.setattr(sys, "stdout", out)
-    st = (tmp_path / "stdout").stat()
-
-    def kinds(stream: str) -> list:
-        monkeypatch.setenv("JOURNAL_STREAM", stream)
+    def handlers(socket_attr: str, stream: str) -> list[str]:
+        monkeypatch.setattr(sys, "stdout", out)  # here: pytest's capture takes it back between phases
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(tmp_path / f"{socket_attr}-{len(sockets)}"))
+        sockets.append(sock)
+        monkeypatch.setattr(logs, socket_attr, sock.getsockname())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + (stream != 'unit')}")
         logs.install(journal=True)
         found = sorted(type(h).__name__ for h in package.handlers)
+        for h in package.handlers:
+            if type(h).__name__ == "SysLogHandler":
+                h.close()
         package.handlers[:] = saved
         return found
 
-    try:
-        assert kinds(f"{st.st_dev}:{st.st_ino}") == ["Journald"]
-        assert kinds(f"{st.st_dev}:{st.st_ino + 1}") == ["Journald", "_Console"]
-    finally:
-        out.close()
+    yield handlers
+    out.close()
+    for sock in sockets:
         sock.close()
+
+
+def test_a_units_stdout_is_not_told_again_through_dev_log(handlers_under):
+    """Under systemd, stdout is the journal ($JOURNAL_STREAM names it): the syslog handler
+    would log every line twice there. Elsewhere (a terminal) the handler is installed."""
+    assert handlers_under("JOURNAL_SOCKET", "unit") == ["_Console"]
+    assert handlers_under("JOURNAL_SOCKET", "terminal") == ["SysLogHandler", "_Console"]
+
+
+def test_a_units_records_reach_the_journal_once_with_their_fields(handlers_under):
+    """With journald's own socket, under a unit the record goes there (fields and all) and the
+    stdout copy is dropped; on a terminal both stay."""
+    assert handlers_under("JOURNALD_SOCKET", "unit") == ["Journald"]
+    assert handlers_under("JOURNALD_SOCKET", "terminal") == ["Journald", "_Console"]

@@ -165,42 +165,45 @@ def mariadb_host(tmp_path, monkeypatch):
 OWED = "restart mariadb"
 
 
-def test_a_service_that_refuses_its_new_config_runs_on_the_old_one_again(mariadb_host):
+def restart_on(mariadb_host, new: bytes, first: bool = False):
+    """Back the config up (first: nothing there yet), write `new`, owe the restart and run
+    running_or_put_back: (its state or the error it raised, the context, the systemctl verbs)."""
     tmp, cnf = mariadb_host
-    ctx = context()
+    if first:
+        os.unlink(cnf)
     backup = reverter.Backup([cnf])
+    files.write_atomic(cnf, new, 0o600)
+    ctx = context()
     ctx.set_pending(OWED)
-    files.write_atomic(cnf, b"[mysqld]\nbad\n", 0o600)
-    with pytest.raises(BingoHostError, match=f"mariadb.service did not start with the new configuration, "
-                                             f"so {cnf} were put back and it runs on them again: "):
-        reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup)
+    try:
+        outcome = reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup)
+    except BingoHostError as exc:
+        outcome = exc
+    verbs = [line.split()[0] for line in (tmp / "systemctl.log").read_text().splitlines()]
+    return outcome, ctx, verbs
+
+
+def test_a_service_that_refuses_its_new_config_runs_on_the_old_one_again(mariadb_host):
+    error, ctx, verbs = restart_on(mariadb_host, b"[mysqld]\nbad\n")
+    cnf = mariadb_host[1]
+    assert str(error).startswith(f"mariadb.service did not start with the new configuration, so {cnf} "
+                                 "were put back and it runs on them again: ")
     assert state({"cnf": cnf})["cnf"] == ("file", b"[mysqld]\ngood\n", 0o644)
-    log = (tmp / "systemctl.log").read_text().splitlines()
-    assert [line.split()[0] for line in log] == ["show", "restart", "daemon-reload", "restart"]
+    assert verbs == ["show", "restart", "daemon-reload", "restart"]
     assert not ctx.pending(OWED)
 
 
 def test_a_first_config_is_not_taken_back(mariadb_host):
     """Nothing was there before (the first run): going back would start MariaDB on the
     distribution's defaults, its data on the root filesystem. The error stands, the file stays."""
-    tmp, cnf = mariadb_host
-    os.unlink(cnf)
-    backup = reverter.Backup([cnf])
-    files.write_atomic(cnf, b"[mysqld]\nbad\n", 0o644)
-    ctx = context()
-    ctx.set_pending(OWED)
-    with pytest.raises(BingoHostError, match="Job for mariadb.service failed"):
-        reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup)
-    assert open(cnf, "rb").read() == b"[mysqld]\nbad\n"
-    assert [line.split()[0] for line in (tmp / "systemctl.log").read_text().splitlines()] == ["show", "restart"]
+    error, ctx, verbs = restart_on(mariadb_host, b"[mysqld]\nbad\n", first=True)
+    assert "Job for mariadb.service failed" in str(error) and "put back" not in str(error)
+    assert open(mariadb_host[1], "rb").read() == b"[mysqld]\nbad\n"
+    assert verbs == ["show", "restart"]
 
 
 def test_a_config_it_accepts_is_kept(mariadb_host):
-    tmp, cnf = mariadb_host
-    ctx = context()
-    backup = reverter.Backup([cnf])
-    ctx.set_pending(OWED)
-    files.write_atomic(cnf, b"[mysqld]\nbetter\n", 0o644)
-    assert reverter.running_or_put_back(ctx, "mariadb.service", OWED, backup).running
-    assert open(cnf, "rb").read() == b"[mysqld]\nbetter\n" and not ctx.pending(OWED)
-    assert [line.split()[0] for line in (tmp / "systemctl.log").read_text().splitlines()] == ["show", "restart"]
+    unit_state, ctx, verbs = restart_on(mariadb_host, b"[mysqld]\nbetter\n")
+    assert unit_state.running and not ctx.pending(OWED)
+    assert open(mariadb_host[1], "rb").read() == b"[mysqld]\nbetter\n"
+    assert verbs == ["show", "restart"]
