@@ -192,7 +192,7 @@ def testhost(host_pool):
 # Modules that need fresh roots run first, so the shared bootstrapped host is booted once;
 # deploys run last on it, in this order (every other module expects the placeholder page; the
 # real agent deploys first, the self-upgrade last since it changes the host's bingo-host).
-FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery", "test_memory",
+FRESH_HOST_MODULES = ("test_harness", "test_volume", "test_swap", "test_bootstrap_recovery",
                       "test_resize_host", "test_restore_host", "test_firewall_host", "test_first_bind",
                       "test_quick_start")
 LAST_MODULES = ("test_codedeploy_agent", "test_deploy", "test_external_db", "test_self_upgrade")

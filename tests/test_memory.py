@@ -1,16 +1,12 @@
 """The memory a host may use: RAM, or its cgroup's limit when smaller (facts/memory.py), and what
-'auto' and `status` make of it. Unit tests read fake /proc + /sys trees; the host test boots a test
-host capped at 512 MiB (a v1 memory cgroup around its systemd) and checks what bingo-host sizes
-and reports there, and that the harness removes the cgroup afterwards.
+'auto' and `status` make of it. Unit tests read fake /proc + /sys trees; on a test host capped at
+512 MiB (a v1 memory cgroup around its systemd), tests/test_resize_host.py checks what bingo-host
+sizes and reports there before it bootstraps it, and that the harness removes the cgroup.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-
-import pytest
 
 from bingo_host import sizing
 from bingo_host.facts import memory
@@ -136,43 +132,3 @@ def test_status_without_a_limit_reports_ram(tmp_path):
 
 
 # -- a test host capped at 512 MiB --
-
-@pytest.fixture(scope="module")
-def capped(host_pool):
-    from tests.conftest import CONFIG, host_config
-
-    host = host_pool.fresh(memory_mb=512)
-    try:
-        volume = host.attach_volume(size_mb=256)
-        host.put_file(CONFIG, host_config(volume.device, app={"processes": "auto"}, swap={"size": "auto"}),
-                      mode=0o600)
-        yield host
-    finally:
-        host.shutdown()
-
-
-def test_capped_host_sizes_and_reports_from_its_cap(capped):
-    from tests.conftest import BIN
-
-    cgroup = capped.memory_cgroup
-    assert (cgroup / "memory.limit_in_bytes").read_text().strip() == str(512 * MIB)
-    assert (cgroup / "memory.use_hierarchy").read_text().strip() == "1"
-    pid1 = memory.parse_proc_cgroup(capped.read_file("/proc/1/cgroup"))
-    assert pid1 and f"/sys/fs/cgroup/memory{pid1[1]}".startswith(str(cgroup)), pid1
-
-    effective = json.loads(capped.run([BIN, "config", "check", "--json"]).stdout)
-    assert effective["app"]["processes"] == 2 and effective["swap"]["size"] == 1024, effective
-    capped.run([BIN, "render", "--out", "/tmp/preview"])
-    cnf = capped.run_shell("cat /tmp/preview/etc/mysql/mariadb.conf.d/zz-bingo-host.cnf").stdout
-    assert "innodb_buffer_pool_size = 128M" in cnf and "performance_schema = OFF" in cnf, cnf
-    assert "max_connections = 30" in cnf, cnf
-    report = json.loads(capped.run([BIN, "status", "--json"], check=False).stdout)
-    assert report["memory"]["total_bytes"] == 512 * MIB and report["memory"]["limit"] == "cgroup"
-    text = capped.run([BIN, "status"], check=False).stdout
-    assert "512.0 MiB (cgroup limit)" in text, text
-
-
-def test_capped_host_cgroup_is_removed_at_shutdown(capped):
-    cgroup = capped.memory_cgroup
-    capped.shutdown()
-    assert not os.path.exists(cgroup)
