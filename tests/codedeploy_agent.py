@@ -3,7 +3,7 @@
 The agent (Ruby, Apache-2.0) and the two gems Debian lacks (docopt, gli) are third-party test
 tools, not part of the project: their source is read from $BINGO_CODEDEPLOY_SHARED/vendor/, from
 ../shared/vendor/ beside the checkout, or from what scripts/install-test-deps fetched at the pinned
-releases (scripts/fetch-codedeploy-agent into .test-deps/codedeploy/vendor/). install() copies them
+releases, once per machine (scripts/fetch-codedeploy-agent into the test cache's codedeploy/vendor/). install() copies them
 into a test host the way `gem install -i vendor` would lay them out; the agent's other gems are
 Debian's ruby packages, in the test image.
 """
@@ -16,12 +16,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.harness.image import CACHE_DIR
+
 REPO = Path(__file__).resolve().parent.parent
 AGENT = "/opt/codedeploy-agent/bin/codedeploy-local"
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 EVENTS = "BeforeInstall,Install,AfterInstall,ApplicationStart,ValidateService"
 ENV = "BINGO_CODEDEPLOY_SHARED"
-FETCHED = REPO / ".test-deps" / "codedeploy"  # scripts/install-test-deps puts it here
+FETCHED = CACHE_DIR / "codedeploy"  # scripts/install-test-deps puts it here
 GEMS = {"docopt": "0.5.0", "gli": "2.21.5"}  # gli: the bundled process_manager gem requires it
 # The Debian packages the agent needs inside the host (also in tests/harness/image.py's image).
 PACKAGES = ["ruby", "ruby-minitar", "ruby-zip", "ruby-logging", "ruby-aws-sdk-core", "ruby-aws-sdk-s3",
