@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 POLL = 0.05  # s between looks at a starting or draining slot
 DRAIN_TIMEOUT = 65.0  # the vassal's harakiri (60 s) bounds any request it still holds
-STOP_TIMEOUT = 40.0  # its reload-mercy (30 s) bounds a graceful shutdown
+STOP_TIMEOUT = 20.0  # its reload-mercy (10 s) bounds a graceful shutdown
 LEGACY_DRAIN = 1.0  # s the vassal from before slots (no stats socket) gets to finish its requests
 
 
