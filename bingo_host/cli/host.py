@@ -16,7 +16,6 @@ from ..sizing import machine
 from . import DRY_RUN, Options, machine_options, paths
 
 
-
 @click.command()
 @click.option("--out", "out_dir", required=True, type=paths.OUT_DIR,
               help="Directory to write the files under, at their absolute paths.")

@@ -35,13 +35,14 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
     results = []
     for step in steps:
         ctx.changes, ctx.warnings, ctx.step = [], [], step.NAME
+        journal = {"journal": {"STEP": step.NAME}}  # journalctl -t bingo-host STEP=mariadb
         start = time.monotonic()
         try:
             reason = step.converge(ctx)
         except Exception as exc:  # an unforeseen failure still names its step and ends the run
             detail = str(exc) if isinstance(exc, BingoHostError) else f"{type(exc).__name__}: {exc}"
             results.append(StepResult(step.NAME, "failed", detail, time.monotonic() - start))
-            log.info("%s", _line(results[-1]), extra={"journal": {"STEP": step.NAME}})
+            log.info("%s", _line(results[-1]), extra=journal)
             if not isinstance(exc, BingoHostError):
                 log.debug("%s failed", step.NAME, exc_info=True)
             break
@@ -52,7 +53,6 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         status = "changed" if ctx.changes else "unchanged"
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
-        journal = {"journal": {"STEP": step.NAME}}  # journalctl -t bingo-host STEP=mariadb
         log.info("%s", _line(results[-1], dry_run=ctx.dry_run), extra=journal)
         for text in ctx.warnings:
             log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}", extra=journal)
