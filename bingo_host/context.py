@@ -45,6 +45,7 @@ class Context:
     owed: set[str] = field(default_factory=set)  # pending actions set in this run (dry run too)
     app_slot: str = layout.SLOTS[0]  # whose vassal managed() renders (deploy/slots.py sets it)
     _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
+    _prefetched: dict[Callable, dict] = field(default_factory=dict, repr=False)  # see prefetch
     _rendered_for: tuple | None = field(default=None, repr=False)
 
     def change(self, description: str, fn: Callable[[], Any] | None = None) -> Any:
@@ -54,12 +55,22 @@ class Context:
                 "would " if self.dry_run else "", description)
         if self.dry_run or fn is None:
             return None
+        self._prefetched.clear()  # the host changes: what was read before may no longer hold
         return fn()
 
     def fact(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """What the host tells: ``fn(*args, **kwargs)``, a function of facts/ (a recorded context
         answers from its case instead)."""
+        known = self._prefetched.get(fn)
+        if known is not None and not kwargs and all(a in known for a in args):
+            return {a: known[a] for a in args}
         return fn(*args, **kwargs)
+
+    def prefetch(self, fn: Callable[..., dict], *keys: Any) -> None:
+        """Read ``fn(*keys)`` (a fact answering per key, e.g. systemd.states) in one call, so that
+        each ``ctx.fact(fn, key)`` after it is answered from it until the next change: a
+        converged run then asks systemctl once, not once a step (~5 ms each)."""
+        self._prefetched[fn] = fn(*keys)
 
     def file_change(self, mf: ManagedFile) -> files.FileChange | None:
         """What writing a managed file would change (None: it is as rendered)."""

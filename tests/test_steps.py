@@ -51,6 +51,8 @@ def test_step_case(path):
     assert matches(ctx.changes, case.get("changes", [])), ctx.changes
     assert ctx.warnings == case.get("warnings", [])
     assert not ctx.unread(), f"recorded but never read: {ctx.unread()}"
+    read_units = {key for name, key in ctx.read if name == "systemd.states"}
+    assert read_units <= ctx.prefetched, f"units read but not in the step's UNITS: {read_units - ctx.prefetched}"
 
 
 def test_every_step_has_cases_and_every_case_a_step():

@@ -1,12 +1,12 @@
 """The convergence engine: steps that read the host first and change only what is missing.
 
-Each step module exposes ``NAME`` and ``converge(ctx)`` (ctx: a context.Context). A step reads
+Each step module exposes ``NAME`` and ``converge(ctx)`` (ctx: a context.Context), and names the
+systemd units it reads in ``UNITS`` (read for all steps in one `systemctl show`). A step reads
 the host through ``ctx.fact`` and ``ctx.ensure_file`` (so tests/test_steps.py runs it from
 recorded facts) and routes every change through ``ctx.change(description, fn)``: in --dry-run
 the description is reported and fn is not called, so dry-run and idempotence come from the same
 code. ``converge`` returns why nothing was needed
-(shown when unchanged). Steps share nothing but the host itself and what the context carries.
-"""
+(shown when unchanged). Steps share nothing but the host itself and what the context carries."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..context import Context
 from ..errors import BingoHostError
+from ..facts import systemd
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
     failure ends the run with the failed step's line (the traceback of an unforeseen one at
     DEBUG, so --verbose shows it)."""
     results = []
+    units = dict.fromkeys(u for step in steps for u in getattr(step, "UNITS", ()))
+    if units:
+        ctx.prefetch(systemd.states, *units)
     for step in steps:
         ctx.changes, ctx.warnings, ctx.step = [], [], step.NAME
         journal = {"journal": {"STEP": step.NAME}}  # journalctl -t bingo-host STEP=mariadb

@@ -24,6 +24,7 @@ from ...render import HEADER, ManagedFile
 
 NAME = "firewall"
 UNIT = f"{layout.FIREWALL_UNIT}.service"
+UNITS = (UNIT,)
 ADDRESSES = (("ip", layout.IMDS_ADDRESS), ("ip6", layout.IMDS_ADDRESS_IPV6))
 
 

@@ -14,11 +14,12 @@ import shutil
 import pymysql
 
 from ... import layout, render, secrets, subp
-from ...facts import mariadb, paths, users
+from ...facts import mariadb, paths, platforms, users
 from ...ops import reverter, service
 from ...errors import BingoHostError
 
 NAME = "mariadb"
+UNITS = tuple(dict.fromkeys(f"{p.mariadb_service}.service" for p in platforms.PLATFORMS.values()))
 # What loading a dump takes (statements.py lets nothing else through), on the staging and drill
 # schemas only: never the live one (a privileged login swaps the tables in), never another.
 RESTORE_PRIVILEGES = "SELECT, INSERT, CREATE, DROP, REFERENCES, INDEX, ALTER, LOCK TABLES"

@@ -11,6 +11,7 @@ from ...ops.service import restart
 
 NAME = "monitoring"
 AGENT = cloudwatch_agent.SERVICE
+UNITS = (AGENT,)
 LOGROTATE = "/etc/logrotate.d/bingo-host"
 
 

@@ -11,6 +11,7 @@ from ...ops import reverter
 from ...ops.service import RELOAD_NGINX
 
 NAME = "nginx"
+UNITS = (reverter.SERVICE,)
 
 
 def converge(ctx) -> str:

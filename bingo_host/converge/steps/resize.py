@@ -13,6 +13,7 @@ from ...ops.service import DAEMON_RELOAD
 
 NAME = "resize"
 UNIT = f"{layout.RESIZE_UNIT}.service"
+UNITS = (UNIT,)
 
 
 def converge(ctx) -> str:

@@ -27,6 +27,7 @@ OWNED = ((layout.SNAPSHOT_UNIT, "snapshot", "snapshots.schedule"),
          (layout.METRICS_UNIT, "metrics", None),
          (layout.JOURNAL_EXPORT_UNIT, "journal-export", None),
          (layout.PATCH_UNIT, "patch", "patches.schedule"))
+UNITS = tuple(f"{unit}.timer" for unit, _, _ in OWNED)
 
 
 def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], state) -> None:
@@ -50,7 +51,7 @@ def converge_timer(ctx, timer: str, wanted: Sequence, paths: Sequence[str], stat
 def converge(ctx) -> str:
     for mf in (ctx.managed("certbot-renew.service"), ctx.managed("certbot-renew.timer")):
         ctx.ensure_file(mf)
-    states = ctx.fact(systemd.states, *[f"{unit}.timer" for unit, _, _ in OWNED])
+    states = ctx.fact(systemd.states, *UNITS)
     enabled = []
     for unit, template, schedule_field in OWNED:
         wanted = [mf for mf in (ctx.managed(f"{template}.service"), ctx.managed(f"{template}.timer")) if mf]

@@ -21,6 +21,7 @@ from ...ops.service import RELOAD_APP
 
 NAME = "uwsgi"
 SERVICE = f"{layout.UWSGI_SERVICE}.service"
+UNITS = (SERVICE,)
 
 
 def converge(ctx) -> str:
