@@ -194,6 +194,23 @@ def test_size_parsers_and_grow_decision():
     assert sizes.needs_grow(512 << 20, 256 << 20)
 
 
+def test_device_size_is_read_from_sysfs_through_symlinks(tmp_path):
+    (tmp_path / "sys" / "nvme1n1").mkdir(parents=True)
+    (tmp_path / "sys" / "nvme1n1" / "size").write_text("16777216\n")
+    (tmp_path / "nvme1n1").touch()
+    (tmp_path / "sdf").symlink_to(tmp_path / "nvme1n1")  # as EBS's /dev/sdf -> nvme1n1
+    assert sizes.size_bytes(str(tmp_path / "sdf"), sys_block=str(tmp_path / "sys")) == 8 << 30
+    with pytest.raises(volume.BingoHostError, match=r"sdg: cannot read its size from .*/sdg/size"):
+        sizes.size_bytes(str(tmp_path / "sdg"), sys_block=str(tmp_path / "sys"))
+
+
+def test_device_size_matches_blockdev_on_a_loop_device(machine_loop):
+    dev, _ = machine_loop
+    blockdev = subprocess.run(["blockdev", "--getsize64", dev], capture_output=True, text=True,
+                              check=True).stdout
+    assert sizes.size_bytes(dev) == int(blockdev) == 64 << 20
+
+
 def test_mountinfo_parser():
     text = ("22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
             "99 22 7:3 / /var/lib/my\\040sql rw,noatime shared:50 - ext4 /dev/loop3 rw\n")
