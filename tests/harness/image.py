@@ -207,3 +207,40 @@ def ensure_image(force: bool = False) -> Path:
                     time.time() - old.stat().st_mtime > PRUNE_UNUSED_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
     return final / "rootfs"
+
+
+DISK_SIZE = "8G"  # sparse: only what the root holds is written; room for packages, venvs, swap
+
+
+def ensure_disk(rootfs: Path) -> Path:
+    """An ext4 filesystem image holding a copy of ``rootfs`` (built once, next to it, ~10 s).
+    A host's root is a sparse copy of this one file, loop-mounted: one sequential copy and one
+    unlink per host instead of ``cp -a`` and ``rm -r`` of ~17,000 files (6 s and 3 s here)."""
+    disk = rootfs.parent / "root.ext4"
+    if disk.is_file():
+        return disk
+    with open(rootfs.parent.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if disk.is_file():
+            return disk
+        t0 = time.monotonic()
+        tmp = disk.with_name(f".root.ext4-{os.getpid()}")
+        mnt = disk.with_name(f".root.mnt-{os.getpid()}")
+        try:
+            subprocess.run(["truncate", "-s", DISK_SIZE, str(tmp)], check=True)
+            # Inode tables and journal zeroed now, not by ext4lazyinit in every host's copy.
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "testroot",
+                            "-E", "lazy_itable_init=0,lazy_journal_init=0", str(tmp)], check=True)
+            mnt.mkdir()
+            subprocess.run(["mount", "-o", "loop", str(tmp), str(mnt)], check=True)
+            try:
+                subprocess.run(["cp", "-a", f"{rootfs}/.", str(mnt)], check=True)
+            finally:
+                subprocess.run(["umount", str(mnt)], check=True)
+            os.rename(tmp, disk)
+        finally:
+            tmp.unlink(missing_ok=True)
+            if mnt.is_dir():
+                mnt.rmdir()
+        log.info("root disk image built in %.1fs: %s", time.monotonic() - t0, disk)
+    return disk
