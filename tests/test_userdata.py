@@ -29,7 +29,7 @@ def test_swap_is_on_before_the_first_package_manager_runs(tmp_path, name, os_nam
     and bootstrap's packages step run later still, so UserData turns swap on first."""
     ran = userdata.run(tmp_path, _script(name), dnf=OSES[os_name])
     assert ran.index("swapon") < ran.first_package_manager() < ran.index("cfn-init"), ran.calls
-    assert f"swapon {ran.swapfile}" in ran.calls
+    assert f"swapon {ran.swapfile}" in ran.calls and "dd" not in ran.names()  # fallocate was enough
     assert ran.swapfile.stat().st_mode & 0o777 == 0o600
 
 
@@ -41,6 +41,7 @@ def test_the_swap_file_is_the_size_the_swap_step_wants(tmp_path, mem_kib):
     ran = userdata.run(tmp_path, _script("single-instance.yaml"), mem_kib=mem_kib)
     want = sizing.swap_mib(mem_kib * 1024)
     assert f"fallocate -l {want}M {ran.swapfile}" in ran.calls
+    assert "dd" not in ran.names()  # written out only when swapon refuses the fallocated file
 
 
 def test_a_file_swapon_refuses_is_written_out_with_dd(tmp_path):
