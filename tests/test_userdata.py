@@ -86,3 +86,21 @@ def test_amazon_linux_gets_cfn_bootstrap_from_dnf_only(tmp_path, name):
     ran = userdata.run(tmp_path, _script(name), dnf=True)
     assert "dnf install -y aws-cfn-bootstrap" in ran.calls
     assert not {"apt-get", "pip", "curl", "dpkg"} & set(ran.names())
+
+
+@pytest.mark.parametrize("name", CONFIG_TEMPLATES)
+def test_apt_waits_for_unattended_upgrades_instead_of_failing(tmp_path, name):
+    """Debian's cloud images run unattended-upgrades, which can hold apt's locks at first boot.
+    Measured with apt 2.6.1 (bookworm) against a held lock: `apt-get install` with
+    DPkg::Lock::Timeout waits and succeeds (without it: exit 100 at once), but `apt-get update`
+    ignores that option for the lists lock (exit 100 at once), so update is retried instead.
+    The file is written before the first apt-get, so cfn-init's and bootstrap's installs wait too."""
+    conf = tmp_path / "apt.conf.d"
+    missing = f'grep -qs "^DPkg::Lock::Timeout \\"[0-9]*\\";$" {conf}/* || echo "apt-get without the lock wait" >> {tmp_path}/calls'
+    fail_twice = (f'{missing}\n[ "$1" = update ] || exit 0\n'
+                  f'echo >> {tmp_path}/updates; [ "$(wc -l < {tmp_path}/updates)" -gt 2 ]')
+    ran = userdata.run(tmp_path, _script(name), bodies={"apt-get": fail_twice})
+    assert "apt-get without the lock wait" not in ran.calls
+    updates = [i for i, c in enumerate(ran.calls) if c == "apt-get update"]
+    installs = [i for i, c in enumerate(ran.calls) if c.startswith("apt-get install")]
+    assert len(updates) == 3 and installs and installs[0] > updates[-1], ran.calls

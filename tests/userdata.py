@@ -1,6 +1,7 @@
 """Runs a template's UserData script in bash with every command that would change this machine
 (package managers, swap, downloads, services, cfn-init, cfn-signal) replaced by a stub that logs
-its call, and the paths it writes (/swapfile, /opt/aws, /tmp/ssm.deb) moved under tmp_path."""
+its call, and the paths it writes (/swapfile, /opt/aws, /tmp/ssm.deb, /etc/apt/apt.conf.d/) moved
+under tmp_path."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def run(tmp_path: Path, script: str, *, mem_kib: int = 464_000, dnf: bool = Fals
         (bindir / name).chmod(0o755)
     script = (script.replace("/opt/aws/bin/", f"{bindir}/").replace("/opt/aws", f"{tmp_path}/aws")
               .replace("/swapfile", str(swapfile)).replace("/proc/meminfo", str(meminfo))
-              .replace("/tmp/ssm.deb", str(tmp_path / "ssm.deb")))
+              .replace("/tmp/ssm.deb", str(tmp_path / "ssm.deb"))
+              .replace("/etc/apt/apt.conf.d/", f"{tmp_path}/apt.conf.d/"))
+    (tmp_path / "apt.conf.d").mkdir()
     result = subprocess.run(["bash", "-c", script], env={"PATH": f"{bindir}:/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
