@@ -495,6 +495,10 @@ def test_debian_12_ami_matches_instance_architecture(name, scenario):
     instance_type = resolver.ref("InstanceType")
     arm = instance_type.startswith("t4g.")
     assert data["ImageId"] == "resolve:ssm:" + (arm64 if arm else x86)
+    # Debian's image tooling registers its AMIs with root device /dev/xvda, as AL2023's are: the
+    # mapping makes the root volume gp3 and encrypted (another name would add a second volume).
+    (root,) = data["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/xvda" and root["Ebs"]["Encrypted"] is True
     if name == "single-instance.yaml":
         assert params["InstanceType"]["Default"] == "t3a.nano"
     assert "t4g.nano" in params["InstanceType"]["AllowedValues"]
