@@ -72,7 +72,7 @@ def first_host(host_pool, persistent_volume):
 def test_dry_run_on_a_bare_host_plans_everything_and_changes_nothing(first_host, persistent_volume):
     plan = first_host.run([BIN, "bootstrap", "--dry-run"], check=False, timeout=600)
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    for step in ("packages", "secrets", "volume", "swap", "mariadb", "app", "uwsgi", "nginx", "timers"):
+    for step in ("swap", "packages", "secrets", "volume", "mariadb", "app", "uwsgi", "nginx", "timers"):
         assert f"\n{step}" in "\n" + plan.stdout and "would change" in plan.stdout
     assert "nothing was changed" in plan.stdout
     assert first_host.run(["dpkg", "-s", "nginx"], check=False).returncode != 0

@@ -14,9 +14,10 @@ from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches
 
 log = logging.getLogger(__name__)
 
-# firewall: after app (the user it denies exists), before uwsgi (whose unit requires it).
-# resize last: it records what the run sized for only once every other step converged.
-STEPS = (packages, secrets, volume, swap, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring,
+# swap first: a small instance must not run its package manager without it (dnf is OOM-killed on
+# a 512 MiB AL2023 host). firewall: after app (the user it denies exists), before uwsgi (whose
+# unit requires it). resize last: it records what the run sized for once every other step converged.
+STEPS = (swap, packages, secrets, volume, mariadb, app, firewall, uwsgi, nginx, patches, timers, monitoring,
          resize)
 
 
