@@ -5,7 +5,8 @@ One short process per `metrics.interval_minutes` (bingo-host-metrics.timer) read
 PutMetricData call: what an alarm needs for a fraction of the CloudWatch agent's memory. Namespace
 BingoHost, dimension InstanceId: MemoryUsedPercent, SwapUsedPercent, DiskUsedPercent (per file
 system, dimension Path too), Http5xx (a Count), and what pages someone when the host stops
-doing its job: Healthy (1 when `status` says healthy, else 0) and the hours the host has gone
+doing its job: Healthy (0 when `status` finds an error, 1 when it finds none: a warning, e.g. a
+pending reboot, does not page) and the hours the host has gone
 without a good snapshot, backup and restore drill (AGES, for what the config turns on). The
 endpoint comes only from the standard overrides (AWS_ENDPOINT_URL_CLOUDWATCH, AWS_ENDPOINT_URL).
 """
@@ -80,12 +81,18 @@ def hours_without(entry: dict | None, up_hours: float) -> float | None:
     return entry.get("age_hours") if entry.get("ok") is True else None
 
 
+def _errors(report: dict) -> list[dict]:
+    """status's problems of severity error (a service down, the site not answering, a failed
+    check); its warnings (a pending reboot, an overdue run) have their own metrics or none."""
+    return [p for p in report.get("problems", []) if p.get("severity", "error") == "error"]
+
+
 def metric_data(report: dict, cfg, http_5xx: int, instance_id: str, up_hours: float) -> list[dict]:
     """The PutMetricData datums for a status report (status.collect) and nginx's 5xx count."""
     inst = [{"Name": "InstanceId", "Value": instance_id}]
     data = [{"MetricName": "Http5xx", "Dimensions": inst, "Value": float(http_5xx), "Unit": "Count"},
             {"MetricName": HEALTHY, "Dimensions": inst,
-             "Value": 1.0 if report.get("verdict") == "healthy" else 0.0, "Unit": "None"}]
+             "Value": 0.0 if _errors(report) else 1.0, "Unit": "None"}]
     if report.get("memory"):
         data.append({"MetricName": "MemoryUsedPercent", "Dimensions": inst,
                      "Value": float(report["memory"]["used_percent"]), "Unit": "Percent"})

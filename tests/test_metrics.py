@@ -83,13 +83,27 @@ def test_what_the_config_turns_off_sends_no_age():
                                          "DiskUsedPercent"}
 
 
+def test_warnings_alone_do_not_make_the_host_unhealthy():
+    """A pending reboot or an overdue run makes status 'degraded' but pages only through its own
+    metric: Healthy stays 1 unless a problem is an error."""
+    cfg = _config("")
+    inst = (("InstanceId", "i-0abc"),)
+    warned = {**HEALTHY_REPORT, "verdict": "degraded", "problems": [
+        {"check": "patches", "severity": "warning", "message": "a reboot is pending"}]}
+    assert _by_key(metrics.metric_data(warned, cfg, 0, "i-0abc", 1.0))[("Healthy", inst)] == (1.0, "None")
+    errored = {**warned, "problems": warned["problems"] + [
+        {"check": "http", "severity": "error", "message": "the site does not answer"}]}
+    assert _by_key(metrics.metric_data(errored, cfg, 0, "i-0abc", 1.0))[("Healthy", inst)] == (0.0, "None")
+
+
 def test_a_degraded_host_and_a_failed_or_missing_run():
     """Healthy is 0 unless status says healthy; a failed last run sends no age (its predecessor's
     time is not recorded: the alarm takes the gap as breaching); a host where none ran yet counts
     its uptime (a new root: nothing was due before it booted)."""
     cfg = _config("snapshots:\n  enabled: true\nbackups:\n  enabled: true\n  bucket: bingo-backups\n")
     report = {**HEALTHY_REPORT, "verdict": "degraded", "snapshot": {"ok": False, "age_hours": 1.0},
-              "backups": {"last_backup": None, "last_verified_restore": {"ok": True, "age_hours": 2.0}}}
+              "backups": {"last_backup": None, "last_verified_restore": {"ok": True, "age_hours": 2.0}},
+              "problems": [{"check": "nginx", "severity": "error", "message": "nginx is not running"}]}
     got = _by_key(metrics.metric_data(report, cfg, 0, "i-0abc", up_hours=7.25))
     inst = (("InstanceId", "i-0abc"),)
     assert got[("Healthy", inst)] == (0.0, "None")
