@@ -119,15 +119,38 @@ def test_status_reports_memory_against_the_cgroup_limit(tmp_path):
         "memory/lxc/web/memory.stat": f"total_inactive_file {128 * MIB}\n",
     })
     r = Report()
-    check_memory(r, root)
+    check_memory(r, root, sizing_path=str(tmp_path / "sizing.json"))
     assert r.data["memory"] == {"total_bytes": 512 * MIB, "available_bytes": 256 * MIB,
-                                "used_percent": 50.0, "limit": "cgroup"}
+                                "used_percent": 50.0, "limit": "cgroup", "resize_due": None}
+    assert not r.problems
+
+
+def test_status_warns_while_the_sizing_is_for_other_memory_or_cpus(tmp_path):
+    """A stop/start onto another type whose resize has not run (or failed): a warning naming
+    the change and the command, until a bootstrap records the new inputs."""
+    import os
+
+    from bingo_host import sizing_record
+
+    root = fake_host(tmp_path, 1024, "0::/\n", {})
+    record = str(tmp_path / "sizing.json")
+    now = sizing_record.Inputs(1024 * MIB, os.cpu_count() or 1)
+    sizing_record.record(sizing_record.Inputs(512 * MIB, now.cpus), record)
+    r = Report()
+    check_memory(r, root, sizing_path=record)
+    assert r.data["memory"]["resize_due"] == "memory 512 -> 1024 MiB"
+    (problem,) = r.problems
+    assert problem["severity"] == "warning" and "`bingo-host resize`" in problem["message"]
+    sizing_record.record(now, record)
+    r = Report()
+    check_memory(r, root, sizing_path=record)
+    assert r.data["memory"]["resize_due"] is None and not r.problems
 
 
 def test_status_without_a_limit_reports_ram(tmp_path):
     root = fake_host(tmp_path, 1024, "0::/\n", {})
     r = Report()
-    check_memory(r, root)
+    check_memory(r, root, sizing_path=str(tmp_path / "sizing.json"))
     assert r.data["memory"]["limit"] == "ram"
 
 

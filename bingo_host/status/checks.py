@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import psutil
 
-from .. import layout, state, subp
+from .. import layout, sizing_record, state, subp
 from ..config import Config
 from ..facts import http, memory, platforms
 from ..facts.platforms import Platform
@@ -138,7 +138,7 @@ def check_storage(r: Report, cfg: Config) -> None:
     r.data["storage"] = {"data_volume": data, "root": root}
 
 
-def check_memory(r: Report, root: str = "/") -> None:
+def check_memory(r: Report, root: str = "/", sizing_path: str = state.SIZING_FILE) -> None:
     """Memory against what the host may use (facts/memory.py, the figure 'auto' sizes from):
     RAM, or the cgroup limit when that is smaller, with the cgroup's own usage. Swap is the
     machine's."""
@@ -152,8 +152,13 @@ def check_memory(r: Report, root: str = "/") -> None:
         available = max(0, total - used)
         percent = min(100.0, 100.0 * used / total)
     sw = psutil.swap_memory()
+    was = sizing_record.recorded(sizing_path)
+    due = was and sizing_record.why_resize(was, sizing_record.Inputs(mem.usable_bytes, os.cpu_count() or 1))
     r.data["memory"] = {"total_bytes": total, "available_bytes": available,
-                        "used_percent": round(percent, 1), "limit": limit}
+                        "used_percent": round(percent, 1), "limit": limit, "resize_due": due or None}
+    if due:
+        r.problem("memory.sizing", f"sized for {was.describe()}, but {due}: `bingo-host resize` sizes "
+                                   f"it again (bingo-host-resize.service does at boot)", "warning")
     r.data["swap"] = {"total_bytes": sw.total, "used_bytes": sw.used,
                       "used_percent": round(sw.percent, 1) if sw.total else 0.0}
 
