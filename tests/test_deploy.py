@@ -20,6 +20,7 @@ import re
 import subprocess
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -227,7 +228,16 @@ def test_the_serving_slot_comes_back_when_the_emperor_restarts(host):
     """A reboot, or the emperor restarted, empties /run/bingo-uwsgi, nginx's upstream link with
     it: the one slot's vassal claims it again as it starts."""
     link = host.run(["readlink", "/run/bingo-uwsgi/music-bingo.sock"]).stdout.strip()
-    host.run(["systemctl", "restart", "bingo-uwsgi"])
+    with ThreadPoolExecutor(8) as pool:  # every worker serves the app: it starts its scheduler thread
+        assert set(pool.map(lambda _: http("/api/user")[0], range(32))) == {401}
+    threads = host.run_shell("for p in $(pgrep -f 'uwsgi --ini'); do ls /proc/$p/task | wc -l; done").stdout
+    assert max(map(int, threads.split())) >= 2, threads  # what made a stop wait out the mercy
+    start = time.monotonic()
+    host.run(["systemctl", "stop", "bingo-uwsgi"])
+    stopped = time.monotonic() - start
+    # Before KillMode=mixed every such worker sat out the vassal's 10 s mercy (a stop took 14 s).
+    assert stopped < 6, host.run(["journalctl", "-u", "bingo-uwsgi", "-n", "30", "--no-pager", "-o", "cat"]).stdout
+    host.run(["systemctl", "start", "bingo-uwsgi"])
     deadline = time.monotonic() + 60
     while http("/api/health")[0] != 200:
         assert time.monotonic() < deadline, host.run(["journalctl", "-u", "bingo-uwsgi", "-n", "40",
