@@ -124,8 +124,9 @@ def converge(ctx) -> str:
     cnf = ctx.managed("mariadb-server.cnf")
     changing = [mf.path for mf in (cnf, dropin) if ctx.differs(mf)]
     backup = reverter.Backup(changing, read=lambda path: ctx.fact(reverter.saved, path)) if changing else None
-    ctx.ensure_file(cnf)  # both owe the restart (their on_change)
-    if ctx.ensure_file(dropin):
+    if cnf.path in changing:  # both owe the restart (their on_change)
+        ctx.ensure_file(cnf)
+    if dropin.path in changing and ctx.ensure_file(dropin):
         ctx.change("systemctl daemon-reload", service.daemon_reload)
 
     mount_st = ctx.fact(paths.stat, cfg.volume.mountpoint)
