@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bingo_host import ebs_attach
+from bingo_host.restore import ebs as restore_ebs
 from bingo_host.facts.imds import Identity
 from tests.aws_servers import AZ, REGION
 
@@ -145,3 +146,14 @@ def test_a_volume_attached_here_wins_over_a_second_candidate(ec2):
     restored = data_volume(ec2)
     ec2.attach_volume(VolumeId=restored, InstanceId=ident.instance_id, Device="/dev/sdf")
     assert ebs_attach.locate(ident, ec2=ec2) == ebs_attach.Found(restored, STACK, "here")
+
+
+def test_the_volume_a_restore_replaced_loses_only_its_role_and_is_not_attached(ec2):
+    """restore's end (restore/ebs.drop_role): the stack tag stays (IAM lets the instance move and
+    tag only its stack's volumes), the role goes, and a replacement takes the restored volume."""
+    ident = new_instance(ec2)
+    old, restored = data_volume(ec2), data_volume(ec2)
+    restore_ebs.drop_role(ec2, ec2.describe_volumes(VolumeIds=[old])["Volumes"][0])
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_volumes(VolumeIds=[old])["Volumes"][0]["Tags"]}
+    assert tags == {"bingo-host:stack": STACK}
+    assert attach(ec2, ident) == restored
