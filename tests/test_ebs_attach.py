@@ -5,6 +5,7 @@ tests/test_restore_host.py attaches for real on a replacement test host."""
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from bingo_host import ebs_attach
@@ -56,8 +57,9 @@ def attach(ec2, ident, clock=None, wait=60.0):
 
 
 @pytest.fixture
-def ec2(ec2_instance):
-    return ec2_instance.client()
+def ec2(aws_env, moto_server):
+    moto_server.reset()
+    return boto3.client("ec2", region_name=REGION)  # through the proxy aws_env names
 
 
 def test_attaches_the_stacks_volume_in_its_zone_and_a_rerun_calls_nothing(ec2, aws_env):
@@ -91,8 +93,8 @@ def test_held_elsewhere_past_the_wait_names_the_holder_and_changes_nothing(ec2):
     vol = data_volume(ec2)
     ec2.attach_volume(VolumeId=vol, InstanceId=old.instance_id, Device="/dev/sdf")
     with pytest.raises(ebs_attach.AttachError, match=f"{vol} is still attached to "
-                                                     f"{old.instance_id} after 60 s.*release-volume"):
-        attach(ec2, ident)
+                                                     f"{old.instance_id} after 10 s.*release-volume"):
+        attach(ec2, ident, wait=10.0)
     assert attached_to(ec2, vol) == [old.instance_id]
 
 
