@@ -13,6 +13,7 @@ ACTIONS = (
     "ec2:DescribeTags",
     "ec2:CreateSnapshot",
     "ec2:CreateTags",
+    "ec2:DeleteTags",  # restore: the replaced volume loses bingo-host:role
     "ec2:DeleteSnapshot",
     "ec2:CreateVolume",
     "ec2:AttachVolume",

@@ -119,6 +119,11 @@ class Volume:
     label: str = setting("bingo-db", pattern(
         r"[A-Za-z0-9_-]{1,12}", "1 to 12 letters, digits, '_' or '-' (the longest label both "
                                 "ext4 and xfs accept)"), "the filesystem's label")
+    attach_as: str | None = setting(None, optional(pattern(
+        r"/dev/(sd|xvd)[b-z]", "an EC2 device name /dev/sdX or /dev/xvdX")),
+        "EC2 only: bootstrap attaches the volume itself, as this device name: the one tagged "
+        "bingo-host:stack (the instance's own tag) and bingo-host:role=database in the "
+        "instance's zone, once no other instance holds it; null: attached by someone else")
 
 
 @dataclass(frozen=True)

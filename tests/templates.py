@@ -28,6 +28,7 @@ SAMPLE_BY_TYPE = {
     "AWS::EC2::VPC::Id": "vpc-0123456789abcdef0",
     "AWS::EC2::Subnet::Id": "subnet-0123456789abcdef0",
     "List<AWS::EC2::Subnet::Id>": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"],
+    "AWS::EC2::AvailabilityZone::Name": f"{REGION}a",
     "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>": "ami-0123456789abcdef0",
 }
 # Extra parameter sets, on top of the defaults: every optional feature on.

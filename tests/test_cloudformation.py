@@ -308,8 +308,8 @@ def test_instance_role_resources_are_restricted(name):
             for arn in as_list(resolver.resolve(statement["Resource"])):
                 assert arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"), arn
     # Snapshots: tagging only while creating a snapshot or volume, or the restore's own marks on
-    # this stack's volumes; creating snapshots only of the data volume (or, after a restore, of
-    # this stack's tagged volumes) and only tagged with this stack's name; deleting only those.
+    # this stack's volumes; creating snapshots only of this stack's tagged volumes (the data
+    # volume, first or restored) and only tagged with this stack's name; deleting only those.
     for statement in _grants(statements, "ec2:CreateTags"):
         _check_tagging(resolver.resolve(statement))
     for statement in _grants(statements, "ec2:DeleteSnapshot"):
@@ -317,15 +317,14 @@ def test_instance_role_resources_are_restricted(name):
             "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     creates = _grants(statements, "ec2:CreateSnapshot")
     arns = {arn for s in creates for arn in as_list(resolver.resolve(s["Resource"]))}
-    data_volume = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-0123456789abcdef0"
-    restored = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"  # restore --snapshot's new volumes
-    assert arns in (set(), {data_volume, restored, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
+    tagged = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/*"  # under the stack-tag condition
+    assert arns in (set(), {tagged, f"arn:aws:ec2:{REGION}::snapshot/*"}), arns
     for statement in creates:
         arns = as_list(resolver.resolve(statement["Resource"]))
         if any(":snapshot/" in arn for arn in arns):
             assert statement["Condition"] == {
                 "StringEquals": {"aws:RequestTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
-        if restored in arns:
+        if tagged in arns:
             assert statement["Condition"] == {
                 "StringEquals": {"aws:ResourceTag/bingo-host:stack": {"Ref": "AWS::StackName"}}}
     for statement in statements:
@@ -446,15 +445,14 @@ def test_restore_moves_only_this_stacks_volumes():
     template = TEMPLATES["single-instance.yaml"]
     resolver = Resolver(template)
     statements = [resolver.resolve(s) for s in instance_statements(template)]
-    for action in ("ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"):
+    for action in ("ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot",
+                   "ec2:DeleteTags"):
         grants = _grants(statements, action)
         assert grants, action
         for statement in grants:
             for arn in as_list(statement["Resource"]):
                 if ":snapshot/" in arn:
                     continue  # the snapshot a volume is made from, or the snapshot made
-                if action == "ec2:CreateSnapshot" and not arn.endswith("/*"):
-                    continue  # SnapshotVolumePolicy: the stack's own data volume by its id
                 assert arn.rsplit(":", 1)[1].split("/")[0] in ("volume", "instance"), arn
                 equals = statement["Condition"]["StringEquals"]
                 key = ("aws:RequestTag/bingo-host:stack" if action == "ec2:CreateVolume"
@@ -566,9 +564,11 @@ def test_single_instance_data_volume():
     assert volume["DeletionPolicy"] == "Retain" and volume["UpdateReplacePolicy"] == "Retain"
     assert volume["Properties"]["Encrypted"] is True
     assert volume["Properties"]["VolumeType"] == "gp3"
-    _, attachment = one(template, "AWS::EC2::VolumeAttachment")
-    assert attachment["Properties"]["Device"] == "/dev/sdf"
-    assert attachment["Properties"]["VolumeId"] == {"Ref": volume_name}
+    # The instance attaches it during the bootstrap its CreationPolicy waits for: the volume
+    # must exist before the instance, never wait for it (a deadlock CloudFormation times out).
+    instance, _ = one(template, "AWS::EC2::Instance")
+    assert instance not in _dependencies(template, volume_name)
+    assert volume_name in _dependencies(template, instance)
 
 
 @pytest.mark.parametrize("name", CONFIG_TEMPLATES)
@@ -793,6 +793,36 @@ def test_ha_cloudfront_caches_static_files_but_never_the_api():
     assert {"POST", "PUT", "DELETE"} <= set(api["AllowedMethods"])
 
 
+def test_a_restore_may_delete_only_the_role_tag():
+    """DeleteTags naming no key deletes every tag (and ForAllValues holds for no keys): the Null
+    condition refuses that; only bingo-host:role may go, which is what hides a replaced volume
+    from a replacement instance's attach."""
+    template = TEMPLATES["single-instance.yaml"]
+    statements = [Resolver(template).resolve(s) for s in instance_statements(template)]
+    (grant,) = _grants(statements, "ec2:DeleteTags")
+    assert grant["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"] == ["bingo-host:role"]
+    assert grant["Condition"]["Null"]["aws:TagKeys"] == "false"
+
+
+def test_single_instance_attaches_its_volume_and_shares_the_secret_key():
+    """No volume id in the template's attachments: bootstrap attaches the volume by its tags, which
+    the stack's volume carries, and the secret_key outlives the instance (Secrets Manager)."""
+    template = TEMPLATES["single-instance.yaml"]
+    assert not resources(template, "AWS::EC2::VolumeAttachment")
+    _, text = rendered_config(template, {})
+    cfg = yaml.safe_load(text)
+    assert cfg["volume"]["attach_as"] == cfg["volume"]["device"] == "/dev/sdf"
+    tags = {t["Key"]: t["Value"] for t in template["Resources"]["DataVolume"]["Properties"]["Tags"]}
+    assert tags["bingo-host:role"] == "database" and tags["bingo-host:stack"] == {"Ref": "AWS::StackName"}
+    assert template["Resources"]["DataVolume"]["Properties"]["AvailabilityZone"] == {"Ref": "AvailabilityZone"}
+    key = cfg["musicbingo"]["secret_key"]
+    assert key == "secretsmanager:" + Resolver(template).resolve({"Ref": "AppSecretKey"})
+    statements = [Resolver(template).resolve(s) for s in instance_statements(template)]
+    (read,) = _grants(statements, "secretsmanager:GetSecretValue")
+    assert Resolver(template).resolve({"Ref": "AppSecretKey"}) in as_list(read["Resource"])
+    assert "CreationPolicy" in template["Resources"]["Instance"]
+
+
 def test_ha_instances_share_one_secret_key():
     """Tokens one instance signs must be accepted by the others behind the load balancer."""
     template = TEMPLATES["ha.yaml"]
@@ -874,23 +904,23 @@ def test_pipeline_waits_for_bootstrap(name):
 
 def _run_userdata(tmp_path, template: dict, init_status: int, refusals: int) -> list[str]:
     """Runs the UserData script with cfn-init exiting init_status and cfn-signal refusing the first
-    `refusals` signals as CloudFormation does while the wait condition does not exist yet."""
+    `refusals` signals (throttling, a network blip)."""
     count = tmp_path / "signal-count"
     refuse = (f'echo >> {count}; [ "$(wc -l < {count})" -gt {refusals} ] && exit 0\n'
-              'echo "ValidationError: Resource BootstrapComplete does not exist" >&2; exit 1')
+              'echo "Throttling: Rate exceeded" >&2; exit 1')
     ran = userdata.run(tmp_path, _userdata(template),
                        bodies={"cfn-init": f"exit {init_status}", "cfn-signal": refuse})
     return [c.removeprefix("cfn-signal ") for c in ran.calls if c.startswith("cfn-signal ")]
 
 
-def test_a_failure_signalled_before_the_wait_condition_exists_is_not_lost(tmp_path):
-    """single-instance: BootstrapComplete is created only once the data volume is attached, but
-    cfn-init can fail before that (dnf, pip): CloudFormation refuses the signal then, and a
-    signal sent once would be lost (the stack sat out its 30 minutes). It is retried until taken."""
+def test_a_refused_signal_is_retried_until_taken(tmp_path):
+    """single-instance: the instance's CreationPolicy waits for cfn-init's exit status; a signal
+    lost to a refusal (throttling, a network blip) would leave the stack waiting out its 30
+    minutes, so it is retried until taken, a failure's too."""
     template = TEMPLATES["single-instance.yaml"]
     signals = _run_userdata(tmp_path, template, init_status=7, refusals=4)
     assert len(signals) == 5
-    assert all(re.search(r"(^| )-e 7 .*--resource BootstrapComplete", s) for s in signals), signals
+    assert all(re.search(r"(^| )-e 7 .*--resource Instance", s) for s in signals), signals
 
 
 def test_a_signal_taken_at_once_is_sent_once(tmp_path):

@@ -7,11 +7,14 @@ with a loop device (by-id links as on Nitro; volume.device is the attachment's l
 and the restore must bring back exactly the rows of the snapshot, also when it is SIGKILLed
 at any step and run again; a restore that fails puts the old volume back, serving.
 
-Last, the instance is replaced (issue 12): the host lets go of its data volume (`bingo-host
+Last, the instance is replaced (issues 12, 22): the host lets go of its data volume (`bingo-host
 release-volume`: its users stopped, unmounted, detached: the shim refuses a detach while mounted
-and an attach while attached, as EC2 does), a second test host plays the new instance, the volume
-is attached to it and its bootstrap adopts it, serving the same rows. The old host of that test
-is this module's host, so the suite boots and bootstraps one host fewer.
+and an attach while attached, as EC2 does), a second test host plays the new instance, and its
+bootstrap attaches the volume itself, by the stack's tags (volume.attach_as, as single-instance.yaml
+configures it): after the restores above that is the restored volume, not the first one, and it
+serves the restored rows; the app's secret_key comes from Secrets Manager (moto), so what the old
+host signed the new one accepts. The old host of that test is this module's host, so the suite
+boots and bootstraps one host fewer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import queue
 import threading
 import time
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -28,6 +32,20 @@ from tests.aws_servers import AZ, EC2Proxy, IMDSServer, make_instance
 from tests.conftest import BIN, CONFIG, host_config
 from tests.ebs_shim import BY_ID, EbsShim, attachment_link
 from tests.ec2_site import DEVICE, Site
+
+STACK = "bingo-test"
+APP_INI = "/var/www/music-bingo/shared/bingo.ini"
+
+
+def site_config(secret_arn: str) -> str:
+    """single-instance.yaml's way: the volume attached by bootstrap, the secret_key a secret."""
+    return host_config(attachment_link(DEVICE), volume={"attach_as": DEVICE},
+                       musicbingo={"secret_key": f"secretsmanager:{secret_arn}"})
+
+
+def secret_key(host) -> str:
+    (line,) = [ln for ln in host.read_file(APP_INI).splitlines() if ln.startswith("secret_key")]
+    return line.split("=", 1)[1].strip()
 
 
 class Gate:
@@ -60,14 +78,24 @@ def site(host_pool, moto_server, tmp_path_factory):
         moto_server.reset()
         shim = EbsShim(host, proxy, tmp_path_factory.mktemp("ebs"))  # outlives the host
         instance = make_instance(data_device=DEVICE)  # through the proxy: the shim backs it
+        ec2 = boto3.client("ec2", region_name=instance.region)
+        ec2.create_tags(Resources=[instance.instance_id], Tags=[{"Key": "bingo-host:stack", "Value": STACK}])
+        ec2.create_tags(Resources=[instance.data_volume], Tags=[
+            {"Key": "bingo-host:stack", "Value": STACK}, {"Key": "bingo-host:role", "Value": "database"}])
+        secret = boto3.client("secretsmanager", region_name=instance.region,
+                              endpoint_url=moto_server.url).create_secret(
+            Name=f"{STACK}-secret-key", SecretString="k3y-" + "0123456789abcdef" * 4)["ARN"]
         imds.instance_id, imds.region = instance.instance_id, instance.region
         env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_ENDPOINT_URL_EC2": proxy.url, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+               "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server.url,
                "NO_PROXY": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-        host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
-        first = host.run([BIN, "bootstrap"], check=False, timeout=1800)
+        host.put_file(CONFIG, site_config(secret), mode=0o600)
+        first = host.run([BIN, "bootstrap"], env=env, check=False, timeout=1800)
         assert first.returncode == 0, first.stdout + first.stderr
-        yield Site(host, proxy, imds, shim, instance, env)
+        site = Site(host, proxy, imds, shim, instance, env)
+        site.secret = secret
+        yield site
     finally:
         if shim:
             shim.close()
@@ -212,11 +240,21 @@ def test_a_restore_that_fails_puts_the_old_volume_back_serving(site):
     assert last["rolled_back"] and not last["ok"]
 
 
-def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, host_pool):
-    """Runs last: it powers this module's host off."""
-    rows, data = site.rows(), site.data_volume()["VolumeId"]
-    new_id = site.ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
-                                    Placement={"AvailabilityZone": AZ})["Instances"][0]["InstanceId"]
+def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, snap, host_pool):
+    """Runs last: it powers this module's host off. The restores above ran (the module's order):
+    the volume serving is a restored one, and the stack's first volume lost its role."""
+    rows, serving = site.rows(), site.data_volume()
+    data = serving["VolumeId"]
+    assert {t["Key"]: t["Value"] for t in serving["Tags"]}["bingo-host:restored-from"] == snap
+    first = site.ec2.describe_volumes(VolumeIds=[site.instance.data_volume])["Volumes"][0]
+    assert "bingo-host:role" not in {t["Key"] for t in first["Tags"]}  # replaced: never attached
+    old_key = secret_key(site.host)
+    secrets = boto3.client("secretsmanager", region_name=site.instance.region,
+                           endpoint_url=site.env["AWS_ENDPOINT_URL_SECRETS_MANAGER"])
+    assert old_key == secrets.get_secret_value(SecretId=site.secret)["SecretString"]
+    new_id = site.ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "bingo-host:stack", "Value": STACK}]}],
+        Placement={"AvailabilityZone": AZ})["Instances"][0]["InstanceId"]
     with pytest.raises(ClientError, match="VolumeInUse"):  # EC2's order: detach first
         site.ec2.attach_volume(VolumeId=data, InstanceId=new_id, Device=DEVICE)
     site.shim.violations.clear()
@@ -237,17 +275,20 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site
     new_host = host_pool.fresh()
     try:
         site.shim.move_to(new_host)
-        site.ec2.attach_volume(VolumeId=data, InstanceId=new_id, Device=DEVICE)
         site.imds.instance_id = new_id
-        new_host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
-        boot = new_host.run([BIN, "bootstrap"], check=False, timeout=1800)
+        new_host.put_file(CONFIG, site_config(site.secret), mode=0o600)
+        boot = new_host.run([BIN, "bootstrap"], env=site.env, check=False, timeout=1800)
         assert boot.returncode == 0, boot.stdout + boot.stderr
+        assert f"attach {data} (bingo-host:stack={STACK}, in {AZ}) as {DEVICE}" in boot.stdout
         # adopted: never formatted, MariaDB's datadir not initialised again
         assert "create ext4" not in boot.stdout and "initialise" not in boot.stdout, boot.stdout
         instance = type(site.instance)(new_id, site.instance.root_volume, data)
         new_site = Site(new_host, site.proxy, site.imds, site.shim, instance, site.env)
-        assert new_site.rows() == rows
+        assert new_site.rows() == rows  # the restored volume's
         new_site.serving()
+        assert secret_key(new_host) == old_key  # what the old host signed, the new one accepts
+        again = new_host.run([BIN, "bootstrap"], env=site.env, check=False, timeout=600)
+        assert again.returncode == 0 and "attach " not in again.stdout, again.stdout + again.stderr
     finally:
         site.shim.close()  # its loop devices while the new host still has its mounts
         new_host.shutdown()

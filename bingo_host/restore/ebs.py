@@ -9,15 +9,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ..ebs_attach import FAILED, REPLACED_BY, ROLE_TAG
 from ..snapshot.ec2 import call, tag_dict
 from . import RestoreError
 
 RESTORED_FROM = "bingo-host:restored-from"  # on the new volume: the snapshot
 REPLACES = "bingo-host:replaces"  # on the new volume: the volume it took over from
-REPLACED_BY = "bingo-host:replaced-by"  # on the old volume, once the new one serves
 LINEAGE = "bingo-host:lineage"  # on the new volume: the volumes before it, newest first
 TOKEN = "bingo-host:restore-token"  # finds a volume whose CreateVolume answer was lost
-FAILED = "bingo-host:restore-failed"  # on a new volume a failed restore detached again
 RELEASED_FROM = "bingo-host:released-from"  # handed over by this instance (release-volume)
 NOT_COPIED = (REPLACED_BY, FAILED, TOKEN, RESTORED_FROM, REPLACES, LINEAGE, RELEASED_FROM)
 MARKS = (REPLACED_BY, FAILED, RELEASED_FROM)  # the tags put on volumes that exist already
@@ -89,6 +88,12 @@ def create_volume(ec2, snap: dict, old: dict, zone: str, token: str) -> str:
 
 def tag(ec2, volume_id: str, key: str, value: str) -> None:
     call(ec2, "CreateTags", Resources=[volume_id], Tags=[{"Key": key, "Value": value[:TAG_VALUE_MAX]}])
+
+
+def drop_role(ec2, vol: dict) -> None:
+    """The volume is no longer the data volume: a replacement instance must not attach it."""
+    if ROLE_TAG in tag_dict(vol):
+        call(ec2, "DeleteTags", Resources=[vol["VolumeId"]], Tags=[{"Key": ROLE_TAG}])
 
 
 def detach(ec2, volume_id: str, instance_id: str, device: str) -> None:

@@ -146,7 +146,8 @@ def plan(cfg, platform, rec: dict, snap: dict, ident: Identity) -> list[str]:
             f"{snap.get('StartTime', '?')}) onto {ident.instance_id} in {ident.availability_zone}")
     if rec["direction"] == "back":
         return [f"{head}: it failed ({rec.get('error')}); finishing putting {old} back",
-                f"  detach   {new}, tagged {ebs.FAILED}", f"  attach   {old} as {dev}",
+                f"  detach   {new}, tagged {ebs.FAILED}, without {ebs.ROLE_TAG}",
+                f"  attach   {old} as {dev}",
                 "  adopt    bootstrap", "  check    services, database login, HTTP through nginx"]
     return [
         head + ("" if not rec.get("new_volume") else f" (resuming: {new} exists)"),
@@ -157,7 +158,8 @@ def plan(cfg, platform, rec: dict, snap: dict, ident: Identity) -> list[str]:
         f"  attach   {new} as {dev}",
         f"  adopt    bootstrap: fstab follows its filesystem's UUID, mount {mp}, start everything",
         "  check    services, database login, HTTP through nginx",
-        f"  tag      {old} {ebs.REPLACED_BY}={new}",
+        f"  tag      {old} {ebs.REPLACED_BY}={new}, without {ebs.ROLE_TAG} (a replacement "
+        f"instance attaches {new})",
     ]
 
 
@@ -178,6 +180,8 @@ def _forward(ec2, cfg, platform, ident: Identity, rec: dict, snap: dict) -> None
     old = ebs.volume(ec2, rec["old_volume"])
     if old is not None and ebs.tag_dict(old).get(ebs.REPLACED_BY) != new_id:
         ebs.tag(ec2, rec["old_volume"], ebs.REPLACED_BY, new_id)
+    if old is not None:
+        ebs.drop_role(ec2, old)
 
 
 def _new_volume(ec2, rec: dict, snap: dict, ident: Identity) -> str:
@@ -227,6 +231,7 @@ def _back(ec2, cfg, platform, ident: Identity, rec: dict) -> None:
             ebs.detach(ec2, new_id, inst, dev)
         if not ebs.tag_dict(new).get(ebs.FAILED):
             ebs.tag(ec2, new_id, ebs.FAILED, rec.get("error") or "restore failed")
+        ebs.drop_role(ec2, new)
         ebs.wait_for(ec2, new_id, lambda v: not ebs.attachment(v, inst), "detached")
     _attach(ec2, cfg, ident, rec["old_volume"], dev)
     host.adopt(cfg)
