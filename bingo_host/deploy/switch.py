@@ -28,7 +28,7 @@ from .releases import PLACEHOLDER, Paths
 
 log = logging.getLogger(__name__)
 
-LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: a slot loading a release (emperor scan 1 s + import)
+LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: a slot loading a release (the emperor's spawn + import)
 
 
 def serving_release(ctx, slot: str | None) -> str | None:
@@ -77,7 +77,8 @@ def start_other_slot(ctx) -> None:
         service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
         log.info("uwsgi: emperor restarted (no app was running)")
     ctx.app_slot = new
-    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
+    if ctx.ensure_file(ctx.managed("uwsgi-vassal.ini")) and old:
+        slots.wake_emperor()
     ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
     try:
         took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
