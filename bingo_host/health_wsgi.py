@@ -15,12 +15,14 @@ connection must not cross the fork): there, after the fork. bingo-host's first b
 (deploy/first_bind.py) imports this module outside uWSGI and sends that request itself.
 """
 
+import atexit
 import configparser
 import importlib
 import io
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -90,6 +92,29 @@ def warm_in_uwsgi(uwsgi) -> None:
         warm_up()
 
     uwsgi.post_fork_hook = after_fork
+
+
+def exit_in_uwsgi(uwsgi) -> None:
+    """What an interpreter's teardown does that the app can tell, at a process's exit (the vassal
+    skips the rest, skip-atexit-teardown: the old slot's workers took 0.5 s to stop with 2 workers,
+    3.4 s with 8): the app's atexit handlers, its non-daemon threads joined, its output flushed.
+    uWSGI calls uwsgi.atexit at every exit but a busy worker's."""
+    previous = getattr(uwsgi, "atexit", None)
+
+    def at_exit():
+        try:
+            if previous is not None:
+                previous()
+            threading._shutdown()
+            atexit._run_exitfuncs()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # a closed stream: nothing left to write
+                    pass
+
+    uwsgi.atexit = at_exit
 
 
 def ini_path(release: str) -> str:
@@ -175,4 +200,5 @@ def application(environ, start_response):
 
 
 if "uwsgi" in sys.modules:  # only uWSGI's embedded interpreter has it
+    exit_in_uwsgi(sys.modules["uwsgi"])
     warm_in_uwsgi(sys.modules["uwsgi"])

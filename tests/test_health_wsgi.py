@@ -256,3 +256,28 @@ def test_a_failed_warm_up_is_logged_and_the_worker_serves_on(health, monkeypatch
     err = capsys.readouterr().err
     assert err.endswith("bingo_health: warm-up GET /api/health answered no answer: RuntimeError: "
                         "no database\n") and "Traceback" in err
+
+
+def test_a_uwsgi_process_exit_runs_what_the_skipped_teardown_would_the_app_can_tell(tmp_path):
+    """The vassal skips the interpreter's teardown (skip-atexit-teardown); uwsgi.atexit still
+    runs the app's own uwsgi.atexit, joins its non-daemon threads, runs its atexit handlers and
+    flushes its output (os._exit after: nothing else would)."""
+    (tmp_path / "application.py").write_text("app = None\n")
+    probe = f"""
+import atexit, importlib.util, os, sys, threading, time, types
+uwsgi = types.SimpleNamespace(worker_id=lambda: 1, atexit=lambda: print("app's uwsgi.atexit"))
+spec = importlib.util.spec_from_file_location("bingo_health", {str(SOURCE)!r})
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+atexit.register(print, "app's atexit handler")
+threading.Thread(target=lambda: (time.sleep(0.3), print("app's thread done"))).start()
+m.exit_in_uwsgi(uwsgi)
+print("buffered")
+uwsgi.atexit()
+os._exit(0)
+"""
+    r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["buffered", "app's uwsgi.atexit", "app's thread done",
+                                     "app's atexit handler"]
