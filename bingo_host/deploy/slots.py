@@ -20,7 +20,7 @@ import time
 from .. import layout, subp
 from ..facts import uwsgi
 from ..ops import files
-from . import DeployError
+from . import DeployError, first_bind
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,14 @@ def wait_ready(ctx, slot: str, timeout: float) -> float:
     """Until every one of the slot's app.processes workers accepts requests and the app answers
     its health path through the slot's own socket (any HTTP status: the app is loaded and
     answers; whether it reaches its database is ValidateService's question, through nginx).
-    Seconds it took; DeployError with uWSGI's last lines after `timeout`."""
+    Seconds it took; DeployError at once when the master's first bind failed (first_bind.py),
+    with uWSGI's last lines after `timeout`."""
     app, processes = ctx.cfg.app.name, ctx.cfg.app.processes
     stats_path, sock = layout.slot_stats(app, slot), layout.slot_socket(app, slot)
     start = time.monotonic()
     ready, master = 0, None
     while time.monotonic() - start < timeout:
+        first_bind.check(ctx, slot)
         st = uwsgi.stats(stats_path)
         if st is not None and master is None:
             master = time.monotonic() - start
@@ -128,10 +130,12 @@ def stop(ctx, vassal: str) -> None:
     slot = next((s for s in layout.SLOTS if vassal == layout.slot_vassal_file(app, s)), None)
     fifo = layout.slot_fifo(app, slot) if slot else layout.app_master_fifo(app)
     os.unlink(vassal)
-    files.write_fifo(fifo, b"q")
+    sent = files.write_fifo(fifo, b"q")
     deadline = time.monotonic() + STOP_TIMEOUT
     while pids and time.monotonic() < deadline:
         pids = {pid for pid in pids if alive(pid)}
+        if pids and not sent:  # a master still loading (its first bind failed) opens its FIFO later
+            sent = files.write_fifo(fifo, b"q")
         time.sleep(POLL)
     if pids:
         raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "

@@ -23,7 +23,7 @@ from ..errors import BingoHostError
 from ..facts import uwsgi
 from ..ops import files, service
 from ..ops.service import RELOAD_APP
-from . import DeployError, env_seconds, slots
+from . import DeployError, env_seconds, first_bind, slots
 from .releases import PLACEHOLDER, Paths
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def start_other_slot(ctx) -> None:
         service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
         log.info("uwsgi: emperor restarted (no app was running)")
     ctx.app_slot = new
+    first_bind.forget(app, new)
     if ctx.ensure_file(ctx.managed("uwsgi-vassal.ini")) and old:
         slots.wake_emperor()
     ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
