@@ -233,7 +233,9 @@ def release(tmp_path):
 
 def run_master(rel: Path, worker: bool = False) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "BINGO_HEALTH_PATH": "/api/health",
-           "BINGO_FIRST_BIND_RECORD": str(rel.parent.parent / "blue.bind"), **({"FORK_A_WORKER": "1"} if worker else {})}
+           "BINGO_FIRST_BIND_RECORD": str(rel.parent.parent / "blue.bind")}
+    if worker:
+        env["FORK_A_WORKER"] = "1"
     return subprocess.run([sys.executable, "-I", "-c", MASTER, str(rel), str(rel.parent.parent / "wsgi")],
                           cwd=rel, env=env, capture_output=True, text=True, timeout=30)
 
