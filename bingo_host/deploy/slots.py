@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 from .. import layout, subp
@@ -130,14 +131,32 @@ def stop(ctx, vassal: str) -> None:
     slot = next((s for s in layout.SLOTS if vassal == layout.slot_vassal_file(app, s)), None)
     fifo = layout.slot_fifo(app, slot) if slot else layout.app_master_fifo(app)
     os.unlink(vassal)
-    sent = files.write_fifo(fifo, b"q")
+    files.write_fifo(fifo, b"q")
     deadline = time.monotonic() + STOP_TIMEOUT
     while pids and time.monotonic() < deadline:
         pids = {pid for pid in pids if alive(pid)}
-        if pids and not sent:  # a master still loading (its first bind failed) opens its FIFO later
-            sent = files.write_fifo(fifo, b"q")
         time.sleep(POLL)
     if pids:
         raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
                           f"{STOP_TIMEOUT:.0f} s after it was removed\n{journal_tail()}")
     log.info(f"uwsgi: stopped {os.path.basename(vassal)}")
+
+
+def kill(ctx, vassal: str) -> None:
+    """Remove the vassal file of a slot nginx never pointed at (so it holds no user's request)
+    and SIGKILL its processes until none is left: one that failed while loading may still be
+    forking its workers or running a worker's warm-up, where a graceful stop can hang (a worker's
+    exit would run Python's exit handlers inside the interrupted warm-up)."""
+    os.unlink(vassal)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while (pids := uwsgi.vassal_pids(vassal)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(POLL)
+    if pids:
+        raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
+                          f"{STOP_TIMEOUT:.0f} s after it was killed\n{journal_tail()}")
+    log.info(f"uwsgi: killed {os.path.basename(vassal)} (it never served)")

@@ -84,7 +84,7 @@ def start_other_slot(ctx) -> None:
     try:
         took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
     except BingoHostError:
-        slots.stop(ctx, vassal)
+        slots.kill(ctx, vassal)
         raise
     slots.point(app, new)
     start = time.monotonic()
