@@ -8,21 +8,63 @@ goes to stderr (the journal), never to the client: the path is public and a reas
 database's host and user. It runs inside the app's interpreter, so it uses the standard library
 only and is copied to the host as a file, not imported from bingo-host.
 
-A uWSGI worker also sends the app one request of its own before it accepts a user's (warm_up):
-the app binds its database on a process's first request, which a user would otherwise wait for
-(55-90 ms for the fixture on a fresh worker, against 1-4 ms after). Not in the master (a
-connection must not cross the fork): there, after the fork. bingo-host's first bind
-(deploy/first_bind.py) imports this module outside uWSGI and sends that request itself.
+A slot's master, having imported the app, sends it its first request in a child process before
+it forks a worker, so the app's tables and first account exist before workers can race to make
+them (bind_in_master; bingo-host reads how it went: deploy/first_bind.py). Each worker then sends
+the app a request of its own before it accepts a user's, who would otherwise wait for the app's
+per-process bind (warm_up: 55-90 ms for the fixture on a fresh worker, against 1-4 ms after).
 """
 
+import atexit
 import configparser
 import importlib
 import io
 import json
 import os
+import select
+import signal
 import sys
+import threading
 import time
 import traceback
+
+
+def vassal_env(name: str, default=None):
+    """The vassal's `env = NAME=value` (pyuwsgi's interpreter starts before uWSGI reads the
+    vassal: os.environ never has it; uwsgi.opt does), else os.environ's."""
+    said = getattr(sys.modules.get("uwsgi"), "opt", {}).get("env", [])
+    for item in said if isinstance(said, list) else [said]:
+        key, _, value = (item.decode() if isinstance(item, bytes) else str(item)).partition("=")
+        if key == name:
+            return value
+    return os.environ.get(name, default)
+
+
+BIND_RECORD = vassal_env("BINGO_FIRST_BIND_RECORD")  # in the app user's runtime directory
+BIND_TIMEOUT = 60  # s for the first request (bingo-host waits BINGO_HOST_LOAD_TIMEOUT, 90 s)
+
+
+def record_bind(line: str) -> None:
+    """BIND_RECORD's one line, `ok <status>` or `failed <reason>`, replaced whole."""
+    if not BIND_RECORD:
+        return
+    tmp = f"{BIND_RECORD}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(" ".join(line.split())[:2000] + "\n")
+        os.replace(tmp, BIND_RECORD)
+    except OSError as exc:
+        print(f"bingo_health: {BIND_RECORD}: {exc}", file=sys.stderr, flush=True)
+
+
+def exception_line(text: str):
+    """The exception line of the last traceback in text (a multi-line message's first line)."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    after = lines[starts[-1] + 1:] if starts else []
+    return next((line.strip() for line in after if line.strip() and not line[0].isspace()), None)
+
 
 # A slot's uWSGI master loads this once, after entering the release `current` points at (its
 # workers are forks of it); the release joins the path by its real name, so a later import
@@ -35,19 +77,22 @@ except BaseException:
     # so its slot never becomes ready and the serving slot keeps serving (deploy/slots.py).
     traceback.print_exc()
     sys.stderr.flush()
+    record_bind(f"failed {exception_line(traceback.format_exc()) or 'the app could not be imported'}")
     os._exit(1)
 
-HEALTH_PATH = os.environ.get("BINGO_HEALTH_PATH", "/api/health")
+HEALTH_PATH = vassal_env("BINGO_HEALTH_PATH", "/api/health")
 CONNECT_TIMEOUT = 3
 
 
-def first_request(path: str) -> str:
+def first_request(path: str, errors=None) -> str:
     """One GET of `path` through the app itself (this wrapper would answer the health path without
-    it), so the app's first-request path runs: its status line, or why there was none."""
+    it), so the app's first-request path runs: its status line, or why there was none. What the
+    app logs (wsgi.errors) and a traceback go to `errors`, else stderr."""
+    errors = errors or sys.stderr
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
                "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
                "HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
-               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": errors,
                "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
     status = []
 
@@ -63,25 +108,80 @@ def first_request(path: str) -> str:
         finally:
             getattr(body, "close", lambda: None)()
     except Exception as exc:  # a WSGI app that raises instead of answering 500
-        traceback.print_exc()
+        traceback.print_exc(file=errors)
         return f"no answer: {type(exc).__name__}: {exc}"
     return status[-1] if status else "no answer"
+
+
+def answered(said: str) -> bool:
+    return said[:1] in ("1", "2", "3", "4")
+
+class Tee(io.StringIO):
+    """wsgi.errors for the first bind: to stderr (the journal) and kept, for the app's reason."""
+
+    def write(self, text):
+        sys.stderr.write(text)
+        return super().write(text)
+
+
+def bind_child(out: int) -> None:
+    """In the child: the first request; `ok <status>` or `failed <the app's exception or status>`
+    to `out`; never returns (os._exit: nothing of the master's runs at this exit)."""
+    try:
+        said = first_request(HEALTH_PATH, errors := Tee())
+        line = f"ok {said}" if answered(said) else f"failed {exception_line(errors.getvalue()) or said}"
+        os.write(out, line.encode("utf-8", "replace"))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def bind_in_master() -> None:
+    """The app's first request, once, before any worker exists (see the module's docstring), in
+    a child of the master, so that its database connection is never inherited by a worker; how
+    it went to BIND_RECORD and, when it failed, to the journal."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        bind_child(write)
+    os.close(write)
+    said, deadline = b"", time.monotonic() + BIND_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([read], [], [], left)[0]:
+            os.kill(pid, signal.SIGKILL)
+            said = f"failed the first request did not end within {BIND_TIMEOUT} s".encode()
+            break
+        chunk = os.read(read, 65536)
+        if not chunk:
+            break
+        said += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    line = said.decode("utf-8", "replace") or "failed the first request's process ended without an answer"
+    record_bind(line)
+    if not line.startswith("ok "):
+        print(f"bingo_health: first bind GET {HEALTH_PATH}: {line}", file=sys.stderr, flush=True)
 
 
 def warm_up() -> None:
     """The app's first request in this worker, before a user's; a failure is only logged (the
     health check says it, and a user's request would have failed the same way)."""
     said = first_request(HEALTH_PATH)
-    if said[:1] not in ("1", "2", "3", "4"):
+    if not answered(said):
         print(f"bingo_health: warm-up GET {HEALTH_PATH} answered {said}", file=sys.stderr, flush=True)
 
 
 def warm_in_uwsgi(uwsgi) -> None:
-    """warm_up now in a worker (lazy-apps: each loads the app after the fork), else after the
-    fork, chained after a post-fork hook the app set."""
+    """warm_up now in a worker (lazy-apps: each loads the app after the fork), else the first
+    bind now in the master and warm_up after the fork, chained after a post-fork hook the app
+    set."""
     if uwsgi.worker_id() > 0:
         warm_up()
         return
+    bind_in_master()
     previous = getattr(uwsgi, "post_fork_hook", None)
 
     def after_fork():
@@ -90,6 +190,26 @@ def warm_in_uwsgi(uwsgi) -> None:
         warm_up()
 
     uwsgi.post_fork_hook = after_fork
+
+
+def exit_in_uwsgi(uwsgi) -> None:
+    """What an interpreter's teardown does that the app can tell, at a process's exit (the vassal
+    skips the rest, skip-atexit-teardown: the old slot's workers took 0.5 s to stop with 2 workers,
+    3.4 s with 8): the app's atexit handlers, its non-daemon threads joined, its output flushed.
+    uWSGI calls uwsgi.atexit at every exit but a busy worker's."""
+    previous = getattr(uwsgi, "atexit", None)
+
+    def at_exit():
+        try:
+            if previous is not None:
+                previous()
+            threading._shutdown()
+            atexit._run_exitfuncs()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+
+    uwsgi.atexit = at_exit
 
 
 def ini_path(release: str) -> str:
@@ -175,4 +295,5 @@ def application(environ, start_response):
 
 
 if "uwsgi" in sys.modules:  # only uWSGI's embedded interpreter has it
+    exit_in_uwsgi(sys.modules["uwsgi"])
     warm_in_uwsgi(sys.modules["uwsgi"])

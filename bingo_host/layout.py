@@ -91,6 +91,11 @@ def slot_fifo(app_name: str, slot: str) -> str:
     return f"{app_fifo_dir(app_name)}/{slot}.fifo"
 
 
+def slot_bind_record(app_name: str, slot: str) -> str:
+    """How a slot master's first bind went (health_wsgi.py writes it; deploy/first_bind.py reads)."""
+    return f"{app_fifo_dir(app_name)}/{slot}.bind"
+
+
 def slot_stats(app_name: str, slot: str) -> str:
     """A slot's uWSGI stats socket (JSON: each worker's pid, whether it accepts, idle or busy)."""
     return f"{app_fifo_dir(app_name)}/{slot}.stats"

@@ -140,6 +140,7 @@ def render_all(
         "slot_socket_name": os.path.basename(layout.slot_socket(cfg.app.name, app_slot)),
         "slot_fifo": layout.slot_fifo(cfg.app.name, app_slot),
         "slot_stats": layout.slot_stats(cfg.app.name, app_slot),
+        "slot_bind_record": layout.slot_bind_record(cfg.app.name, app_slot),
         "master_fifo_dir": layout.app_fifo_dir(cfg.app.name),
         "runtime_dir_name": Path(layout.UWSGI_RUNTIME_DIR).name,
         "uwsgi_venv": layout.UWSGI_VENV,

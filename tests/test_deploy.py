@@ -282,35 +282,35 @@ def test_the_upstream_pins_without_the_override_fail_in_after_install(host, bund
 
 def test_release_without_its_database_driver_is_never_switched_to(host, bundles):
     """The real app's failure: only requirements.txt installed, no MySQLdb. It imports and
-    serves its index, so only a request through the app catches it: ApplicationStart's first
-    bind (deploy/first_bind.py), before the switch."""
+    serves its index, so only a request through the app catches it: the new slot master's first
+    bind (deploy/first_bind.py), before nginx is pointed there."""
     r = deploy(host, bundles.make("nodriver", mysql_requirements=""), "d-NODRIVER4")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "the app's first request failed in d-NODRIVER4 (exit 3), so it is not switched to: " \
+    assert "the app's first request failed in d-NODRIVER4, so it is not switched to: " \
            "ModuleNotFoundError: No module named 'MySQLdb'" in r.stderr, r.stderr
-    assert "[ValidateService]" not in r.stdout and "switch: " not in r.stdout
+    assert "[ValidateService]" not in r.stdout and "music-bingo.sock -> slot" not in r.stdout
     assert serving(host) == "d-SECOND002" and health_release(host) == "d-SECOND002"
     assert record(host, "d-NODRIVER4")["failed"]["event"] == "ApplicationStart"
 
 
 def test_release_that_cannot_be_imported_never_serves(host, bundles):
-    """A slot whose master cannot import the app never gets a request: it is stopped, the old
-    slot serves throughout, and `current` goes back. (It imports outside uWSGI, so
-    ApplicationStart's first bind passes; one that fails there too is never switched to:
-    tests/test_first_bind.py.)"""
+    """A slot whose master cannot import the app never gets a request: it says why in its bind
+    record, so the switch fails at once (not after the load timeout) with the app's reason; the
+    slot is stopped, the old slot serves throughout, and `current` goes back."""
     only_in_uwsgi = b'if "uwsgi" in sys.modules:\n    raise RuntimeError("broken on purpose")\n'
     bundle = bundles.make("noimport", files={"application.py": (SAMPLE / "application.py").read_bytes()
                                              + only_in_uwsgi})
     with Load(rate=20) as load:
         r = deploy(host, bundle, "d-NOIMPORT5", env={"BINGO_HOST_LOAD_TIMEOUT": "20"})
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(r"uWSGI slot \w+ did not start within 20 s \(0 of \d+ workers accepting", r.stderr), r.stderr
+    assert "the app's first request failed in d-NOIMPORT5, so it is not switched to: " \
+           "RuntimeError: broken on purpose" in r.stderr, r.stderr
     journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
     assert "RuntimeError: broken on purpose" in journal  # the worker said why before it exited
     assert "switch: d-NOIMPORT5 did not load; switching back to d-SECOND002" in r.stdout
     assert "[ValidateService]" not in r.stdout
     sent, failed, p50, p99 = load.summary()
-    assert sent > 300 and failed == 0, (sent, failed, p50, p99)
+    assert sent > 40 and failed == 0, (sent, failed, p50, p99)
     assert serving(host) == "d-SECOND002" and health_release(host) == "d-SECOND002"
     assert record(host, "d-NOIMPORT5")["failed"]["event"] == "ApplicationStart"
 

@@ -6,8 +6,9 @@ request: it creates its tables, and the first account when the User table is emp
 fresh, so concurrent first requests bind at once and all but one can fail (a table or the
 account made twice): that request answers 500. Here a fresh host's first deploy, then redeploys
 onto an emptied database, each followed by a burst of concurrent first requests to the fresh
-workers: not one may fail. Without a kernel: the runner (bingo_host/deploy/first_bind.py) against
-a stand-in release loaded through the real health wrapper, and the pieces of its command.
+workers: not one may fail. Without a kernel: a slot's master as the health wrapper runs one
+(bingo_host/health_wsgi.py) against a stand-in release, and the record bingo-host reads
+(bingo_host/deploy/first_bind.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -118,7 +120,7 @@ def test_concurrent_first_requests_to_fresh_workers_never_fail(host, bundles):
     own default create_superuser too: the account made twice was the race the issue measured),
     and one onto the bound database (the same first bind again, harmless); after each, BURST
     concurrent first requests to the WORKERS new workers all answer 401. The tables (and the
-    account) exist before any request reached a worker: ApplicationStart's first bind made them;
+    account) exist before any request reached a worker: the new slot master's first bind made them;
     and every new worker bound before a user's request reached it (the wrapper's warm-up)."""
     bundle = bundles.make("first-bind")
     rounds = [("d-FIRSTBIND1", False, True), ("d-FIRSTBIND3", True, True), ("d-FIRSTBIND4", True, True),
@@ -131,14 +133,14 @@ def test_concurrent_first_requests_to_fresh_workers_never_fail(host, bundles):
             set_create_superuser(host, superuser)
             before = binds(host)
             r = deploy(host, bundle, deployment_id)
-            took += re.findall(r"first bind: \S+ bound its database in one process \(([0-9.]+) s\)", r.stdout)
+            took += re.findall(r"uwsgi: slot \w+ ready in ([0-9.]+) s", r.stdout)
             assert serving(host) == deployment_id
             assert tables(host) == "Game,User"
             assert admins(host) == ("1" if superuser else "0")
             deadline = time.monotonic() + 10  # the journal takes the workers' lines a moment later
-            while binds(host) - before < WORKERS and time.monotonic() < deadline:
+            while binds(host) - before < WORKERS + 1 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert binds(host) - before == WORKERS
+            assert binds(host) - before == WORKERS + 1  # the master's first bind, each worker's warm-up
             started = time.monotonic()
             failed[deployment_id] = sorted(s for s in burst() if s != 401)
             took_burst.append(f"{(time.monotonic() - started) * 1000:.0f}")
@@ -149,21 +151,22 @@ def test_concurrent_first_requests_to_fresh_workers_never_fail(host, bundles):
     errors = sorted({line for line in journal.splitlines()
                      if "IntegrityError" in line or "OperationalError" in line})[:5]
     assert all(not f for f in failed.values()), (failed, errors)
-    print(f"first bind took {', '.join(took)} s; each burst of {BURST} {', '.join(took_burst)} ms")
+    print(f"new slot ready in {', '.join(took)} s; each burst of {BURST} {', '.join(took_burst)} ms")
     assert len(took) == len(rounds)
     use_the_app("firstbind")
 
 
 def test_a_release_whose_first_request_fails_is_never_switched_to(host, bundles):
     """One that cannot even be imported fails ApplicationStart with the app's own reason in one
-    line, before the switch: the old release serves on and no worker ever loads the new one."""
+    line, before nginx is pointed at it: the old release serves on and no worker ever loads the
+    new one."""
     before = serving(host)
     r = host.run([BIN, "deploy", bundles.make("noimport", import_error="broken on purpose"),
                   "--deployment-id", "d-FBNOIMPORT"], env=ENV, check=False, timeout=1200)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "the app's first request failed in d-FBNOIMPORT (exit 1), so it is not switched to: " \
+    assert "the app's first request failed in d-FBNOIMPORT, so it is not switched to: " \
            "RuntimeError: broken on purpose" in r.stderr, r.stderr
-    assert "switch: " not in r.stdout and "[ValidateService]" not in r.stdout
+    assert "music-bingo.sock -> slot" not in r.stdout and "[ValidateService]" not in r.stdout
     assert serving(host) == before and health_release(host) == before
     assert record(host, "d-FBNOIMPORT")["failed"]["event"] == "ApplicationStart"
 
@@ -172,9 +175,10 @@ def test_a_release_whose_first_request_fails_is_never_switched_to(host, bundles)
 
 HEALTH_WRAPPER = Path(render.__file__).with_name("health_wsgi.py")
 
-# A stand-in for the app: binds on its first request (a line in `bound`), answers 500 with the
-# traceback on wsgi.errors when `fail` exists (as Flask does with a before_request error), leaves a
-# thread that never ends (as the app's scheduler may), and needs a module from its virtualenv.
+# A stand-in for the app: binds on its first request (a line in `bound`: the path, the venv's
+# name, the process), answers 500 with the traceback on wsgi.errors when `fail` exists (as Flask
+# does with a before_request error), leaves a thread that never ends (as the app's scheduler may),
+# and needs a module from its virtualenv.
 STAND_IN = """
 import os, threading, time, traceback
 import from_the_venv
@@ -185,7 +189,7 @@ def app(environ, start_response):
         if os.path.exists(os.path.join(HERE, "fail")):
             raise RuntimeError(open(os.path.join(HERE, "fail")).read())
         with open(os.path.join(HERE, "bound"), "a") as f:
-            f.write(environ["PATH_INFO"] + " " + from_the_venv.NAME + "\\n")
+            f.write(f"{environ['PATH_INFO']} {from_the_venv.NAME} {os.getpid()}\\n")
         start_response("200 OK", [("Content-Type", "text/html")])
         return [b"index"]
     except Exception:
@@ -193,6 +197,22 @@ def app(environ, start_response):
         traceback.print_exc(file=environ["wsgi.errors"])
         start_response("500 INTERNAL SERVER ERROR", [])
         return [b"error"]
+"""
+
+# A slot's master as uWSGI runs it, minus uWSGI: the `uwsgi` module (worker 0: the master), the
+# release as working directory with its virtualenv on the path, the wrapper imported; then the
+# fork's post-fork hook, as in a worker. It prints its own pid; os._exit: the app's thread.
+MASTER = """
+import glob, os, sys, types
+release, wsgi = sys.argv[1:3]
+uwsgi = types.SimpleNamespace(worker_id=lambda: 0)
+sys.modules["uwsgi"] = uwsgi
+sys.path[0:0] = [wsgi] + glob.glob(release + "/venv/lib/python3*/site-packages")
+import bingo_health
+print(os.getpid(), flush=True)
+if os.environ.get("FORK_A_WORKER"):
+    uwsgi.post_fork_hook()
+os._exit(0)
 """
 
 
@@ -211,67 +231,77 @@ def release(tmp_path):
     return rel
 
 
-def run_runner(rel: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-I", "-c", first_bind.RUNNER, str(rel),
-                           str(rel.parent.parent / "wsgi"), layout.HEALTH_MODULE, "/api/health"],
-                          cwd=rel, env={"PATH": "/usr/bin:/bin", "BINGO_HEALTH_PATH": "/api/health"},
-                          capture_output=True, text=True, timeout=30)
+def run_master(rel: Path, worker: bool = False) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "BINGO_HEALTH_PATH": "/api/health",
+           "BINGO_FIRST_BIND_RECORD": str(rel.parent.parent / "blue.bind")}
+    if worker:
+        env["FORK_A_WORKER"] = "1"
+    return subprocess.run([sys.executable, "-I", "-c", MASTER, str(rel), str(rel.parent.parent / "wsgi")],
+                          cwd=rel, env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_the_runner_sends_one_request_through_the_app_itself_and_again_harmlessly(release):
+def bind_record(rel: Path) -> str:
+    return (rel.parent.parent / "blue.bind").read_text()
+
+
+def test_the_master_binds_once_in_a_child_before_any_worker_and_records_it(release):
     """The health path goes to the app object (the wrapper would answer it without the app), in
-    the release with its virtualenv; the app's threads do not keep the process alive; a second
-    run (a second ApplicationStart of the same release) just binds again."""
-    for _ in range(2):
-        r = run_runner(release)
-        assert r.returncode == first_bind.ANSWERED, r.stderr
-        assert "first bind: GET /api/health answered 200 OK" in r.stderr
-    assert (release / "bound").read_text() == "/api/health venv\n" * 2
+    the release with its virtualenv, in a process that is not the master (its connection is never
+    a worker's); the app's threads do not keep that child alive; a worker then warms up itself."""
+    r = run_master(release, worker=True)
+    assert r.returncode == 0, r.stderr
+    master = r.stdout.split()[0]
+    assert bind_record(release) == "ok 200 OK\n"
+    bound = (release / "bound").read_text().splitlines()
+    assert [line.rsplit(" ", 1)[0] for line in bound] == ["/api/health venv"] * 2
+    assert bound[0].rsplit(" ", 1)[1] != master  # the child's
+    assert bound[1].rsplit(" ", 1)[1] == master  # the worker's warm-up (here: the same process)
 
 
-def test_the_runner_fails_on_a_5xx_and_names_the_apps_exception(release):
+def test_a_5xx_first_request_is_recorded_with_the_apps_exception(release):
     (release / "fail").write_text("(MySQLdb.IntegrityError) (1062, \"Duplicate entry 'admin' for key "
                                   "'username'\")\n[SQL: INSERT INTO `User`]\n[parameters: ('admin',)]")
-    r = run_runner(release)
-    assert r.returncode == first_bind.ERROR, r.stderr
-    assert first_bind.app_error(r.stderr) == ("RuntimeError: (MySQLdb.IntegrityError) (1062, \"Duplicate "
-                                              "entry 'admin' for key 'username'\")")
+    r = run_master(release)
+    assert r.returncode == 0, r.stderr
+    assert bind_record(release) == ("failed RuntimeError: (MySQLdb.IntegrityError) (1062, \"Duplicate "
+                                    "entry 'admin' for key 'username'\")\n")
+    assert "bingo_health: first bind GET /api/health: failed RuntimeError" in r.stderr
     assert not (release / "bound").exists()
 
 
-def test_the_runner_fails_when_the_release_cannot_be_imported(release):
+def test_a_release_that_cannot_be_imported_is_recorded_and_its_master_exits(release):
     (release / "application.py").write_text("raise RuntimeError('broken on purpose')\n")
-    r = run_runner(release)
+    r = run_master(release)
     assert r.returncode == 1
-    assert first_bind.app_error(r.stderr) == "RuntimeError: broken on purpose"
+    assert bind_record(release) == "failed RuntimeError: broken on purpose\n"
 
 
-def test_app_error_without_a_traceback_is_the_last_line():
-    assert first_bind.app_error("x\nfirst bind: GET / answered 503 SERVICE UNAVAILABLE\n\n") == \
-        "first bind: GET / answered 503 SERVICE UNAVAILABLE"
-    assert first_bind.app_error("") == "no output"
+class Ctx:
+    def __init__(self, root):
+        self.cfg = types.SimpleNamespace(app=types.SimpleNamespace(name="music-bingo", root=str(root)))
 
 
-def test_the_command_runs_as_the_app_user_in_a_clean_environment_never_as_root():
-    scope = ["systemd-run", "--scope", "--"]
-    argv = first_bind.command("/var/www/music-bingo/releases/d-1", "/api/health", 998, 997, scope)
-    assert argv[:3] == scope
-    assert argv[3:9] == ["setpriv", "--reuid=998", "--regid=997", "--init-groups", "--no-new-privs", "--"]
-    assert argv[9:11] == ["env", "-i"] and "BINGO_HEALTH_PATH=/api/health" in argv
-    assert argv[argv.index("-c") - 2:argv.index("-c")] == [f"{layout.UWSGI_VENV}/bin/python", "-I"]
-    assert argv[-4:] == ["/var/www/music-bingo/releases/d-1", layout.HEALTH_WSGI_DIR,
-                         layout.HEALTH_MODULE, "/api/health"]
-    for uid, gid in ((0, 997), (998, 0)):
-        with pytest.raises(DeployError, match="would run as root"):
-            first_bind.command("/r", "/api/health", uid, gid, scope)
-
-
-def test_the_sandbox_denies_the_metadata_service_when_the_firewall_is_on():
-    scope = ["systemd-run", "--scope", "-p", "MemoryMax=100M", "--"]
-    assert first_bind.sandbox(scope, False) == scope
-    assert first_bind.sandbox([], True) == []
-    assert first_bind.sandbox(scope, True) == [*scope[:-1], "-p",
-                                               "IPAddressDeny=169.254.169.254 fd00:ec2::254", "--"]
+def test_a_failed_record_fails_the_switch_masked_and_nothing_else_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "UWSGI_RUNTIME_DIR", str(tmp_path / "run"))
+    record = Path(layout.slot_bind_record("music-bingo", "green"))
+    record.parent.mkdir(parents=True)
+    (tmp_path / "releases" / "d-NEW").mkdir(parents=True)
+    (tmp_path / "current").symlink_to("releases/d-NEW")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "bingo.ini").write_text("[database]\npasswd = pw1\n")
+    ctx = Ctx(tmp_path)
+    first_bind.check(ctx, "green")  # no record yet
+    record.write_text("ok 401 UNAUTHORIZED\n")
+    first_bind.check(ctx, "green")
+    record.write_text("failed OperationalError: (1045, \"Access denied for user 'bingo' (pw1)\")\n")
+    with pytest.raises(DeployError) as exc:
+        first_bind.check(ctx, "green")
+    assert str(exc.value) == ("the app's first request failed in d-NEW, so it is not switched to: "
+                              "OperationalError: (1045, \"Access denied for user 'bingo' (*****)\")")
+    first_bind.forget("music-bingo", "green")
+    first_bind.forget("music-bingo", "green")
+    assert not record.exists()
+    first_bind.check(ctx, "green")
 
 
 def test_the_inis_secrets_are_masked_as_written_and_as_read(tmp_path):

@@ -214,7 +214,7 @@ def test_a_worker_imports_the_release_it_entered_or_exits(tmp_path, broken):
 
 
 def test_the_first_request_goes_to_the_app_itself_and_not_at_import_outside_uwsgi(health):
-    """Loaded outside uWSGI (bingo-host's first bind imports it so) nothing is sent at import; its
+    """Loaded outside uWSGI (as the tests load it) nothing is sent at import; its
     first_request reaches the app at the health path, which the wrapper would answer itself."""
     assert health.seen == []
     assert health.first_request("/api/health") == "200 OK"
@@ -228,7 +228,7 @@ def test_a_uwsgi_worker_warms_the_app_before_a_users_request_the_master_after_th
     ran = []
     master = types.SimpleNamespace(worker_id=lambda: 0, post_fork_hook=lambda: ran.append("app's"))
     health.warm_in_uwsgi(master)
-    assert health.seen == ["/api/health"] and ran == []  # nothing bound before the fork
+    assert health.seen == ["/api/health"] and ran == []  # the first bind ran in a child, not here
     master.post_fork_hook()
     assert ran == ["app's"] and health.seen == ["/api/health"] * 2
     # loaded by uWSGI's embedded interpreter (it has the `uwsgi` module): warmed at import
@@ -256,3 +256,46 @@ def test_a_failed_warm_up_is_logged_and_the_worker_serves_on(health, monkeypatch
     err = capsys.readouterr().err
     assert err.endswith("bingo_health: warm-up GET /api/health answered no answer: RuntimeError: "
                         "no database\n") and "Traceback" in err
+
+
+def test_a_uwsgi_process_exit_runs_what_the_skipped_teardown_would_the_app_can_tell(tmp_path):
+    """The vassal skips the interpreter's teardown (skip-atexit-teardown); uwsgi.atexit still
+    runs the app's own uwsgi.atexit, joins its non-daemon threads, runs its atexit handlers and
+    flushes its output (os._exit after: nothing else would)."""
+    (tmp_path / "application.py").write_text("app = None\n")
+    probe = f"""
+import atexit, importlib.util, os, sys, threading, time, types
+uwsgi = types.SimpleNamespace(worker_id=lambda: 1, atexit=lambda: print("app's uwsgi.atexit"))
+spec = importlib.util.spec_from_file_location("bingo_health", {str(SOURCE)!r})
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+atexit.register(print, "app's atexit handler")
+threading.Thread(target=lambda: (time.sleep(0.3), print("app's thread done"))).start()
+m.exit_in_uwsgi(uwsgi)
+print("buffered")
+uwsgi.atexit()
+os._exit(0)
+"""
+    r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["buffered", "app's uwsgi.atexit", "app's thread done",
+                                     "app's atexit handler"]
+
+
+def test_the_vassals_env_comes_from_uwsgi_opt_which_pyuwsgi_fills_after_os_environ(monkeypatch):
+    """pyuwsgi's interpreter runs before uWSGI reads the vassal's `env =` lines: os.environ has
+    none of them, uwsgi.opt has them all (one value, or a list when repeated)."""
+    monkeypatch.setitem(sys.modules, "application", types.SimpleNamespace(app=None))
+    monkeypatch.delenv("BINGO_HEALTH_PATH", raising=False)
+    monkeypatch.setenv("BINGO_FIRST_BIND_RECORD", "/from/os.environ")
+    for env, path, record in (([b"BINGO_HEALTH_PATH=/healthz", b"BINGO_FIRST_BIND_RECORD=/run/x/blue.bind"],
+                               "/healthz", "/run/x/blue.bind"),
+                              (b"BINGO_HEALTH_PATH=/h", "/h", "/from/os.environ"),
+                              (None, "/api/health", "/from/os.environ")):
+        opt = {} if env is None else {"env": env}
+        monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt=opt))
+        source = SOURCE.read_text().split('\nif "uwsgi" in sys.modules:')[0]  # not the first bind's fork
+        module = {"__name__": "bingo_health_env"}
+        exec(compile(source, str(SOURCE), "exec"), module)
+        assert (module["HEALTH_PATH"], module["BIND_RECORD"]) == (path, record)

@@ -214,6 +214,23 @@ def test_a_slot_is_ready_once_every_worker_accepts_and_the_app_answers(runtime, 
         master.close()
 
 
+def test_a_failed_first_bind_fails_the_wait_at_once_with_the_apps_reason(runtime, monkeypatch):
+    """The slot's master recorded that the app's first request failed: no waiting for workers
+    that would serve a broken release, nor for the load timeout."""
+    import time
+
+    ctx = fake_ctx()
+    ctx.cfg.app.root = str(runtime / "app")
+    os.makedirs(layout.app_fifo_dir(APP), exist_ok=True)
+    with open(layout.slot_bind_record(APP, "green"), "w") as f:
+        f.write("failed RuntimeError: no database\n")
+    started = time.monotonic()
+    with pytest.raises(slots.DeployError, match=r"first request failed in \S+, so it is not switched to: "
+                                                 r"RuntimeError: no database$"):
+        slots.wait_ready(ctx, "green", 30)
+    assert time.monotonic() - started < 5
+
+
 def test_a_slot_whose_app_does_not_answer_is_not_ready(runtime, monkeypatch):
     monkeypatch.setattr(slots, "journal_tail", lambda lines=15: "(journal)")
     master = FakeMaster(runtime, "blue", {"listen_queue": 0, "workers": workers_of("idle", "idle")}, status=None)

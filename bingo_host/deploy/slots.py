@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 from .. import layout, subp
 from ..facts import uwsgi
 from ..ops import files
-from . import DeployError
+from . import DeployError, first_bind
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,33 @@ def wait_ready(ctx, slot: str, timeout: float) -> float:
     """Until every one of the slot's app.processes workers accepts requests and the app answers
     its health path through the slot's own socket (any HTTP status: the app is loaded and
     answers; whether it reaches its database is ValidateService's question, through nginx).
-    Seconds it took; DeployError with uWSGI's last lines after `timeout`."""
+    Seconds it took; DeployError at once when the master's first bind failed (first_bind.py),
+    with uWSGI's last lines after `timeout`."""
     app, processes = ctx.cfg.app.name, ctx.cfg.app.processes
     stats_path, sock = layout.slot_stats(app, slot), layout.slot_socket(app, slot)
     start = time.monotonic()
-    ready = 0
+    ready, master = 0, None
     while time.monotonic() - start < timeout:
-        ready = ready_workers(uwsgi.stats(stats_path))
+        first_bind.check(ctx, slot)
+        st = uwsgi.stats(stats_path)
+        if st is not None and master is None:
+            master = time.monotonic() - start
+        ready = ready_workers(st)
         if ready >= processes and uwsgi.ask(sock, ctx.cfg.app.health_path) is not None:
-            return time.monotonic() - start
+            took = time.monotonic() - start
+            log.info(f"uwsgi: slot {slot}'s master answered in {master:.2f} s, every worker in {took:.2f} s")
+            return took
         time.sleep(POLL)
     raise DeployError(f"uWSGI slot {slot} did not start within {timeout:.0f} s ({ready} of {processes} "
                       f"workers accepting requests)\n{journal_tail()}")
+
+
+def wake_emperor() -> None:
+    """Make the emperor scan its vassals directory now rather than at its next scan (up to a
+    second away): it wakes from its wait on SIGWINCH (emperor.c's emperor_wakeup) and scans.
+    A signal that comes while it is already scanning only leaves the new vassal to the next."""
+    subp.run(["systemctl", "kill", "--kill-whom=main", "--signal=SIGWINCH", f"{layout.UWSGI_SERVICE}.service"],
+             rcs=range(256), timeout=30)
 
 
 def point(app: str, slot: str) -> None:
@@ -124,3 +140,23 @@ def stop(ctx, vassal: str) -> None:
         raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
                           f"{STOP_TIMEOUT:.0f} s after it was removed\n{journal_tail()}")
     log.info(f"uwsgi: stopped {os.path.basename(vassal)}")
+
+
+def kill(ctx, vassal: str) -> None:
+    """Remove the vassal file of a slot nginx never pointed at (so it holds no user's request)
+    and SIGKILL its processes until none is left: one that failed while loading may still be
+    forking its workers or running a worker's warm-up, where a graceful stop can hang (a worker's
+    exit would run Python's exit handlers inside the interrupted warm-up)."""
+    os.unlink(vassal)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while (pids := uwsgi.vassal_pids(vassal)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(POLL)
+    if pids:
+        raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
+                          f"{STOP_TIMEOUT:.0f} s after it was killed\n{journal_tail()}")
+    log.info(f"uwsgi: killed {os.path.basename(vassal)} (it never served)")

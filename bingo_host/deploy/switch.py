@@ -23,12 +23,12 @@ from ..errors import BingoHostError
 from ..facts import uwsgi
 from ..ops import files, service
 from ..ops.service import RELOAD_APP
-from . import DeployError, env_seconds, slots
+from . import DeployError, env_seconds, first_bind, slots
 from .releases import PLACEHOLDER, Paths
 
 log = logging.getLogger(__name__)
 
-LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: a slot loading a release (emperor scan 1 s + import)
+LOAD_TIMEOUT = 90.0  # $BINGO_HOST_LOAD_TIMEOUT: a slot loading a release (the emperor's spawn + import)
 
 
 def serving_release(ctx, slot: str | None) -> str | None:
@@ -77,12 +77,14 @@ def start_other_slot(ctx) -> None:
         service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
         log.info("uwsgi: emperor restarted (no app was running)")
     ctx.app_slot = new
-    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
+    first_bind.forget(app, new)
+    if ctx.ensure_file(ctx.managed("uwsgi-vassal.ini")) and old:
+        slots.wake_emperor()
     ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
     try:
         took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
     except BingoHostError:
-        slots.stop(ctx, vassal)
+        slots.kill(ctx, vassal)
         raise
     slots.point(app, new)
     start = time.monotonic()

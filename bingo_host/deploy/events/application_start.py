@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from ...errors import BingoHostError
-from .. import DeployError, first_bind, record
+from .. import DeployError, record
 from ..releases import Paths, current_name, prune, read_record, update_record
 from ..switch import switch_with_fallback
 
 
 def run(ctx, env) -> None:
-    """ApplicationStart: the release's first request, once, in one process (first_bind.py: the
-    app's tables and first account exist before two workers can race to make them; a failure
-    leaves the old release serving); then the switch (switch.py: the release starts on the uWSGI
-    slot that does not serve, nginx's upstream link flips once every worker answers, the old
-    slot drains and stops; else `current` goes back); then prune old releases."""
+    """ApplicationStart: the switch (switch.py: the release starts on the uWSGI slot that does
+    not serve, its master sends the app its first request in one process before it forks the
+    workers (first_bind.py: the app's tables and first account exist before two workers can race
+    to make them; a failure leaves the old release serving), nginx's upstream link flips once
+    every worker answers, the old slot drains and stops; else `current` goes back); then prune
+    old releases."""
     paths = Paths(ctx.cfg.app.root)
     name = env["DEPLOYMENT_ID"]
     if read_record(paths.release(name)) is None:
@@ -25,7 +26,6 @@ def run(ctx, env) -> None:
     st["previous"] = previous
     record.save(st)
     try:
-        first_bind.run(ctx, paths.release(name))
         switch_with_fallback(ctx, name, previous)
     except BingoHostError as exc:
         update_record(paths, name, failed={"at": record.now(), "event": "ApplicationStart",
