@@ -32,15 +32,19 @@ SUBDIR = "bingo-host/release"
 RECORD = "revision.json"
 
 
+def on_volume(cfg, subdir: str) -> str | None:
+    """subdir's path on the data volume, or None when there is none to keep things on (an
+    external database, the volume not mounted, or a legacy volume whose root is the datadir)."""
+    mp = cfg.volume.mountpoint
+    if not cfg.database.local or not os.path.ismount(mp) or is_legacy_datadir(mp):
+        return None
+    return f"{mp}/{subdir}"
+
+
 def where(cfg) -> str | None:
     """The kept revision's directory, or None when this host keeps none (deploy.keep_release off,
-    an external database, the volume not mounted, or a legacy volume whose root is the datadir)."""
-    if not cfg.deploy.keep_release or not cfg.database.local:
-        return None
-    mp = cfg.volume.mountpoint
-    if not os.path.ismount(mp) or is_legacy_datadir(mp):
-        return None
-    return f"{mp}/{SUBDIR}"
+    or no data volume: on_volume)."""
+    return on_volume(cfg, SUBDIR) if cfg.deploy.keep_release else None
 
 
 def _sha256(path: str) -> str:
