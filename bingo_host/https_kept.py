@@ -18,7 +18,7 @@ import time
 
 from . import https, state
 from .config import Config
-from .deploy.kept import on_volume
+from .deploy.kept import check_owned, make_owned, on_volume
 from .errors import BingoHostError
 from .facts.platforms import Platform
 from .status.records import cert_not_after
@@ -70,6 +70,7 @@ def take_back(directory: str, req: https.Request, now: float | None = None) -> s
     no certificate for req.domain; what was done or why not (None: the host has one)."""
     if os.path.exists(state.cert_path(req.domain)):
         return None
+    check_owned(directory)
     kept = state.read_json(f"{directory}/{RECORD}")
     if not kept:
         return f"no certificate is kept in {directory}: asking {_source(req.server)}"
@@ -96,10 +97,10 @@ def keep(directory: str, req: https.Request) -> str | None:
     if state.read_json(f"{directory}/{RECORD}") == record \
             and _digest(LETSENCRYPT) == _digest(f"{directory}/{TREE}"):
         return None
+    check_owned(directory)
     new, old = f"{directory}.new", f"{directory}.old"
-    os.makedirs(os.path.dirname(directory), 0o700, exist_ok=True)
     shutil.rmtree(new, ignore_errors=True)
-    os.mkdir(new, 0o700)
+    make_owned(new)
     shutil.copytree(LETSENCRYPT, f"{new}/{TREE}", symlinks=True)
     state.write_json(f"{new}/{RECORD}", record, mode=0o600)
     shutil.rmtree(old, ignore_errors=True)
@@ -117,7 +118,10 @@ def at_bootstrap(cfg: Config, platform: Platform, dry_run: bool = False) -> int:
     req = request(cfg)
     directory = on_volume(cfg, SUBDIR)
     if directory and not dry_run:
-        said = take_back(directory, req)
+        try:
+            said = take_back(directory, req)
+        except (OSError, BingoHostError) as exc:
+            said = f"the kept certificate is not usable ({exc}): asking {_source(req.server)}"
         if said:
             log.info(f"{'https':<10} {'certificate':<12} {said}")
     try:
@@ -127,7 +131,10 @@ def at_bootstrap(cfg: Config, platform: Platform, dry_run: bool = False) -> int:
                     f"Once {req.domain} points at this host, run `bingo-host bootstrap` again.")
         return 0
     if directory and not dry_run:
-        said = keep(directory, req)
+        try:
+            said = keep(directory, req)
+        except (OSError, BingoHostError) as exc:
+            said = f"could not keep the certificate on the data volume: {exc}"
         if said:
             log.info(f"{'https':<10} {'kept':<12} {said}")
     return 0

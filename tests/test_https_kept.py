@@ -13,6 +13,7 @@ import pytest
 
 from bingo_host import https, https_kept, state
 from bingo_host.config_file import load_config_text
+from bingo_host.deploy import DeployError
 from bingo_host.errors import ConfigError
 
 DOMAIN = "bingo.example.com"
@@ -105,3 +106,15 @@ def test_the_request_comes_from_the_config():
     assert not https_kept.wanted(load_config_text(f"https: {{domain: {DOMAIN}}}\n"))
     with pytest.raises(ConfigError, match="https.server"):
         load_config_text("https: {server: 'http://acme.example.com/dir'}\n")
+
+
+def test_a_kept_tree_root_does_not_own_is_not_taken_back(certbot_tree, tmp_path):
+    """A renewal config holds hooks certbot runs as root: only root's own copy is taken back."""
+    kept = tmp_path / "vol" / "kept"
+    req = https.Request(DOMAIN, None, PEBBLE)
+    https_kept.keep(str(kept), req)
+    forget_the_host(certbot_tree)
+    os.chown(kept, 999, 999)
+    with pytest.raises(DeployError, match="uid 999"):
+        https_kept.take_back(str(kept), req)
+    assert not os.path.exists(certbot_tree)

@@ -157,3 +157,25 @@ def test_bootstrap_deploys_a_kept_revision_signed_for_its_group(agent_dir, tmp_p
     monkeypatch.setattr(kept, "where", lambda cfg: str(where))
     assert release.serve_kept(cfg_for(tmp_path, required(key)))[0] == "changed"
     assert marker.exists()
+
+
+def test_a_kept_directory_not_roots_alone_is_not_used(agent_dir, tmp_path):
+    """The volume's root is MariaDB's account's: a tree it put there, or a link, is refused."""
+    where = tmp_path / "vol" / "bingo-host" / "release"
+    kept.keep(str(where), deployed(agent_dir, "d-AAAAAAAAA", b"first"))
+    serving = app_root(tmp_path, "placeholder")
+    os.chown(where.parent, 65534, 65534)
+    with pytest.raises(DeployError, match="not a directory of root's that only root may write"):
+        kept.wanted(str(where), serving)
+    with pytest.raises(DeployError, match="uid 65534"):
+        kept.keep(str(where), deployed(agent_dir, "d-BBBBBBBBB", b"second"))
+    os.chown(where.parent, 0, 0)
+    os.chmod(where, 0o770)
+    with pytest.raises(DeployError, match="mode 0770"):
+        kept.wanted(str(where), serving)
+    os.chmod(where, 0o700)
+    os.rename(where, tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", where)
+    with pytest.raises(DeployError, match="not a directory"):
+        kept.wanted(str(where), serving)
+    assert kept.wanted(str(tmp_path / "elsewhere"), serving)[0]["deployment_id"] == "d-AAAAAAAAA"

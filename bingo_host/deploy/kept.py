@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 
 from ..facts.host import is_legacy_datadir
 from ..state import read_json, write_json
@@ -39,6 +40,30 @@ def on_volume(cfg, subdir: str) -> str | None:
     if not cfg.database.local or not os.path.ismount(mp) or is_legacy_datadir(mp):
         return None
     return f"{mp}/{subdir}"
+
+
+def check_owned(directory: str) -> None:
+    """directory and its parent, where they exist: root's own directories, writable by root only,
+    or DeployError. The volume's root belongs to MariaDB's account, which could otherwise put a
+    tree of its own (a revision, a certbot renewal hook root would run) or a symbolic link where
+    root reads and writes."""
+    for path in (os.path.dirname(directory), directory):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            raise DeployError(f"{path}: not a directory of root's that only root may write (uid "
+                              f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): not used; move it away")
+
+
+def make_owned(directory: str) -> None:
+    """directory (0700) and its parent (0755), root's, made where missing; check_owned."""
+    check_owned(directory)
+    for path, mode in ((os.path.dirname(directory), 0o755), (directory, 0o700)):
+        os.makedirs(path, mode, exist_ok=True)
+    check_owned(directory)
+    os.chmod(directory, 0o700)
 
 
 def where(cfg) -> str | None:
@@ -82,13 +107,12 @@ def keep(directory: str, env) -> str:
     lay = Layout(root_dir(), env["DEPLOYMENT_GROUP_ID"], env["DEPLOYMENT_ID"])
     bundle = f"{lay.deployment_dir}/bundle.tar"
     record_file = f"{directory}/{RECORD}"
+    make_owned(directory)
     old = read_json(record_file) or {}
     if not os.path.isfile(bundle):
         if os.path.exists(record_file):
             os.unlink(record_file)
         return f"not kept: deployment {env['DEPLOYMENT_ID']} has no bundle file (a directory revision)"
-    os.makedirs(directory, 0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
     sha = _sha256(bundle)
     name = f"revision-{sha}"
     if sha != old.get("sha256") or not os.path.isfile(f"{directory}/{name}"):
@@ -111,8 +135,9 @@ def keep(directory: str, env) -> str:
 def forget(directory: str) -> None:
     """No revision kept any more (keeping the newer one failed: the older must not be deployed)."""
     try:
+        check_owned(directory)
         os.unlink(f"{directory}/{RECORD}")
-    except FileNotFoundError:
+    except (FileNotFoundError, DeployError):
         pass
 
 
@@ -125,6 +150,7 @@ def wanted(directory: str | None, app_root: str) -> tuple[dict | None, str]:
     serving = current_name(Paths(app_root))
     if serving not in (None, PLACEHOLDER):
         return None, f"serving release {serving}"
+    check_owned(directory)
     kept = read_json(f"{directory}/{RECORD}")
     if not kept or not isinstance(kept.get("file"), str) or "/" in kept["file"]:
         return None, f"no revision is kept in {directory}"

@@ -40,7 +40,7 @@ def run(ctx, env) -> None:
     if directory:
         try:
             log.info(f"validate: {kept.keep(directory, env)}")
-        except OSError as exc:  # the release serves and passed: keeping it is not worth failing it
+        except (OSError, BingoHostError) as exc:  # it serves and passed: not worth failing it
             kept.forget(directory)
             log.warning(f"validate: could not keep the revision on the data volume ({exc}); none "
                         "is kept, so a replacement instance would serve no release until a deployment")
