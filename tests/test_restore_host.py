@@ -11,23 +11,33 @@ Last, the instance is replaced (issue 12): the host lets go of its data volume (
 release-volume`: its users stopped, unmounted, detached: the shim refuses a detach while mounted
 and an attach while attached, as EC2 does), a second test host plays the new instance, the volume
 is attached to it and its bootstrap adopts it, serving the same rows. The old host of that test
-is this module's host, so the suite boots and bootstraps one host fewer.
+is this module's host, so the suite boots and bootstraps one host fewer. Before it lets go, the
+old host gets its certificate at bootstrap (pebble) and deploys a release, both kept on the data
+volume; the new host's bootstrap serves that release over HTTPS with the same certificate.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import socket
+import ssl
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.aws_servers import AZ, EC2Proxy, IMDSServer, make_instance
 from tests.conftest import BIN, CONFIG, host_config
+from tests.deploying import ENV, ROOT, Bundles
 from tests.ebs_shim import BY_ID, EbsShim, attachment_link
 from tests.ec2_site import DEVICE, Site
+from tests.pebble import Pebble
+
+DOMAIN = "bingo.example.com"
+CA_INSIDE = "/root/pebble-ca.pem"
 
 
 class Gate:
@@ -75,6 +85,32 @@ def site(host_pool, moto_server, tmp_path_factory):
         proxy.stop()
         imds.stop()
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory):
+    p = Pebble.start(tmp_path_factory.mktemp("pebble"))
+    yield p
+    p.stop()
+
+
+def kept_config(pebble) -> str:
+    """The config of a single instance that keeps its release and certificate on the volume."""
+    return host_config(attachment_link(DEVICE), deploy={"keep_release": True},
+                       https={"domain": DOMAIN, "email": "ops@bingo.example.com", "server": pebble.directory})
+
+
+def trust_pebble(host, pebble) -> None:
+    """CA_INSIDE: the machine's CAs (pip's index) and pebble's (certbot), for REQUESTS_CA_BUNDLE."""
+    host.put_file(CA_INSIDE, Path("/etc/ssl/certs/ca-certificates.crt").read_text() + pebble.ca_cert.read_text())
+
+
+def served_certificate(pebble) -> bytes:
+    """The certificate 127.0.0.1:443 serves for DOMAIN, verified against pebble's root."""
+    ctx = ssl.create_default_context(cadata=pebble.root_pem())
+    with socket.create_connection(("127.0.0.1", 443), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=DOMAIN) as tls:
+            return tls.getpeercert(binary_form=True)
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +248,21 @@ def test_a_restore_that_fails_puts_the_old_volume_back_serving(site):
     assert last["rolled_back"] and not last["ok"]
 
 
-def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, host_pool):
+def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, host_pool, pebble, wheel,
+                                                                           tmp_path):
     """Runs last: it powers this module's host off."""
+    tls_env = {**site.env, "REQUESTS_CA_BUNDLE": CA_INSIDE}
+    trust_pebble(site.host, pebble)
+    site.host.put_file(CONFIG, kept_config(pebble), mode=0o600)
+    boot = site.host.run([BIN, "bootstrap"], env=tls_env, check=False, timeout=1800)
+    assert boot.returncode == 0, boot.stdout + boot.stderr + pebble.logs()
+    assert f"HTTPS enabled for {DOMAIN}" in boot.stdout and "kept the certificate" in boot.stdout, boot.stdout
+    bundle = Bundles(site.host, wheel, tmp_path).make("kept")
+    deployed = site.host.run([BIN, "deploy", bundle, "--deployment-id", "d-KEPT00001"], env=ENV, check=False,
+                             timeout=1200)
+    assert deployed.returncode == 0 and "kept revision-" in deployed.stdout, deployed.stdout + deployed.stderr
+    certificate = served_certificate(pebble)
+
     rows, data = site.rows(), site.data_volume()["VolumeId"]
     new_id = site.ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
                                     Placement={"AvailabilityZone": AZ})["Instances"][0]["InstanceId"]
@@ -239,9 +288,19 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site
         site.shim.move_to(new_host)
         site.ec2.attach_volume(VolumeId=data, InstanceId=new_id, Device=DEVICE)
         site.imds.instance_id = new_id
-        new_host.put_file(CONFIG, host_config(attachment_link(DEVICE)), mode=0o600)
-        boot = new_host.run([BIN, "bootstrap"], check=False, timeout=1800)
+        trust_pebble(new_host, pebble)
+        new_host.put_file(CONFIG, kept_config(pebble), mode=0o600)
+        boot = new_host.run([BIN, "bootstrap"], env=tls_env, check=False, timeout=1800)
         assert boot.returncode == 0, boot.stdout + boot.stderr
+        # the release and the certificate the old host kept on the volume, with no one acting
+        assert "deployed the revision kept on the data volume (first deployed as d-KEPT00001)" in boot.stdout
+        assert "took back the certificate kept on the data volume" in boot.stdout, boot.stdout
+        assert served_certificate(pebble) == certificate  # reused, not issued again
+        release = new_host.run(["readlink", f"{ROOT}/current"]).stdout.strip().rsplit("/", 1)[-1]
+        assert release.startswith("d-") and release != "d-KEPT00001", release
+        health = new_host.run(["curl", "-sk", "--resolve", f"{DOMAIN}:443:127.0.0.1",
+                               f"https://{DOMAIN}/api/health"], check=False)
+        assert health.stdout == "ok\n", health
         # adopted: never formatted, MariaDB's datadir not initialised again
         assert "create ext4" not in boot.stdout and "initialise" not in boot.stdout, boot.stdout
         instance = type(site.instance)(new_id, site.instance.root_volume, data)
