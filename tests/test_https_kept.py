@@ -28,8 +28,8 @@ def certbot_tree(tmp_path, monkeypatch):
     archive, live = le / "archive" / DOMAIN, le / "live" / DOMAIN
     archive.mkdir(parents=True, mode=0o700)
     live.mkdir(parents=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
-                    "-subj", f"/CN={DOMAIN}", "-keyout", str(archive / "privkey1.pem"),
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "30", "-subj", f"/CN={DOMAIN}", "-keyout", str(archive / "privkey1.pem"),
                     "-out", str(archive / "fullchain1.pem")], check=True, capture_output=True)
     for name in ("fullchain", "privkey"):
         os.symlink(f"../../archive/{DOMAIN}/{name}1.pem", live / f"{name}.pem")
@@ -98,7 +98,8 @@ def test_an_expired_or_missing_kept_certificate_is_not_reused(certbot_tree, tmp_
 
 def test_the_request_comes_from_the_config():
     cfg = load_config_text(f"https: {{domain: {DOMAIN}, email: ops@example.com}}\n")
-    assert https_kept.wanted(cfg) and https_kept.request(cfg) == https.Request(DOMAIN, "ops@example.com", None)
+    assert https_kept.wanted(cfg)
+    assert https_kept.request(cfg) == https.Request(DOMAIN, "ops@example.com", None)
     staging = load_config_text(f"https: {{domain: {DOMAIN}, email: ops@example.com, server: staging}}\n")
     assert https_kept.request(staging).server == https.STAGING
     own = load_config_text(f"https: {{domain: {DOMAIN}, email: ops@example.com, server: '{PEBBLE}'}}\n")

@@ -102,7 +102,8 @@ def kept_config(pebble) -> str:
 
 def trust_pebble(host, pebble) -> None:
     """CA_INSIDE: the machine's CAs (pip's index) and pebble's (certbot), for REQUESTS_CA_BUNDLE."""
-    host.put_file(CA_INSIDE, Path("/etc/ssl/certs/ca-certificates.crt").read_text() + pebble.ca_cert.read_text())
+    machine = Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+    host.put_file(CA_INSIDE, machine + pebble.ca_cert.read_text())
 
 
 def served_certificate(pebble) -> bytes:

@@ -20,7 +20,8 @@ def serve_kept(cfg, dry_run: bool = False) -> tuple[str, str]:
     revision, why = kept.wanted(kept.where(cfg), cfg.app.root)
     if revision is None:
         return "unchanged", why
-    # Imported here: lifecycle needs botocore (the signature check), 36 ms (-X importtime) every bootstrap would pay.
+    # Imported here: lifecycle needs botocore (the signature check): 36 ms (-X importtime)
+    # that every other bootstrap would pay.
     from ..deploy import lifecycle
 
     names = dict(application_name=revision.get("application_name") or lifecycle.DEFAULT_APPLICATION_NAME,

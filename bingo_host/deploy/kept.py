@@ -158,4 +158,5 @@ def wanted(directory: str | None, app_root: str) -> tuple[dict | None, str]:
     if not os.path.isfile(path) or _sha256(path) != kept.get("sha256"):
         raise DeployError(f"{path}: the kept revision is missing or does not match the sha256 in "
                           f"{directory}/{RECORD}; deploy a revision (the pipeline, or `bingo-host deploy`)")
-    return {**kept, "path": path}, f"no release is served: deploying the kept revision of {kept['deployment_id']}"
+    why = f"no release is served: deploying the kept revision of {kept['deployment_id']}"
+    return {**kept, "path": path}, why
