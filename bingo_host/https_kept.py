@@ -116,25 +116,26 @@ def at_bootstrap(cfg: Config, platform: Platform, dry_run: bool = False) -> int:
     and nginx's TLS site. A certificate that cannot be had is a warning, not a failed bootstrap:
     on a first launch DNS points at the instance only once the stack has it running."""
     req = request(cfg)
-    directory = on_volume(cfg, SUBDIR)
-    if directory and not dry_run:
-        try:
-            said = take_back(directory, req)
-        except (OSError, BingoHostError) as exc:
-            said = f"the kept certificate is not usable ({exc}): asking {_source(req.server)}"
-        if said:
-            log.info(f"{'https':<10} {'certificate':<12} {said}")
+    directory = None if dry_run else on_volume(cfg, SUBDIR)
+    if directory:
+        _say("certificate", lambda: take_back(directory, req),
+             f"the kept certificate is not usable (%s): asking {_source(req.server)}")
     try:
         https.enable(cfg, platform, req, dry_run=dry_run)
     except BingoHostError as exc:
         log.warning(f"https: no certificate for {req.domain}; the site serves HTTP only: {exc}\n"
                     f"Once {req.domain} points at this host, run `bingo-host bootstrap` again.")
         return 0
-    if directory and not dry_run:
-        try:
-            said = keep(directory, req)
-        except (OSError, BingoHostError) as exc:
-            said = f"could not keep the certificate on the data volume: {exc}"
-        if said:
-            log.info(f"{'https':<10} {'kept':<12} {said}")
+    if directory:
+        _say("kept", lambda: keep(directory, req), "could not keep the certificate on the data volume: %s")
     return 0
+
+
+def _say(status: str, fn, failed: str) -> None:
+    """fn's words (if any) as an https line; its failure (failed % the reason) too: bootstrap goes on."""
+    try:
+        said = fn()
+    except (OSError, BingoHostError) as exc:
+        said = failed % exc
+    if said:
+        log.info(f"{'https':<10} {status:<12} {said}")

@@ -73,6 +73,7 @@ def where(cfg) -> str | None:
 
 
 def _sha256(path: str) -> str:
+    """integrity.sha256_file's twin: integrity loads botocore, which bootstrap must not."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
