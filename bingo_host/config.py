@@ -138,7 +138,12 @@ class Https:
     domain: str | None = setting(None, optional(domain_name), "the site's name; set by "
                                  "`bingo-host enable-https --domain D`")
     email: str | None = setting(None, optional(email), "for the certificate's expiry and account "
-                                "notices")
+                                "notices; with domain, bootstrap obtains the certificate (a "
+                                "replacement instance reuses the one kept on the data volume)")
+    server: str | None = setting(None, optional(pattern(
+        r"staging|https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?",
+        "'staging' or an https:// ACME directory URL")), "the ACME server bootstrap asks: null = "
+        "Let's Encrypt; staging = its staging server (untrusted test certificates)")
 
 
 @dataclass(frozen=True)

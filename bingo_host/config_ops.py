@@ -56,6 +56,10 @@ class Deploy:
                                       "manifest is not signed with signing_key")
     signing_key: str | None = setting(None, optional(kms_key_arn), "the KMS key revisions are "
                                       "signed with (`bingo-host bundle --sign-key`)")
+    keep_release: bool = setting(False, boolean, "true (with a local database): the last revision "
+                                 "that passed ValidateService is kept on the data volume, and a "
+                                 "bootstrap that finds no release deploys it (a replacement instance "
+                                 "serves with no pipeline run)")
 
     def __post_init__(self):
         required_with(self.require_signature, self.signing_key, "deploy.signing_key",

@@ -39,9 +39,9 @@ class Site:
             {"Name": "tag:bingo-host:restored-from", "Values": [snap]}])["Volumes"]
 
     def serving(self) -> None:
-        """nginx answers, MariaDB runs on the data volume the shim backs with its loop device."""
-        page = self.host.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                              "http://127.0.0.1/"], check=False)
+        """nginx answers (over HTTPS when it redirects there), MariaDB runs on the data volume the shim backs with its loop device."""
+        page = self.host.run(["curl", "-sS", "-k", "-L", "-o", "/dev/null", "-w", "%{http_code}",
+                              "http://127.0.0.1/"], check=False)  # -L: to HTTPS, when served
         assert page.stdout == "200", page
         for unit in ("mariadb", "bingo-uwsgi", "nginx"):
             assert self.host.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"

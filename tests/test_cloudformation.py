@@ -597,9 +597,10 @@ def test_single_instance_network_and_dns():
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_single_instance_url_says_http_until_enable_https_ran(scenario):
-    """The stack never gets a certificate (bootstrap serves plain HTTP until an admin runs
-    enable-https), so Url is http://; HttpsUrl exists only with a domain and an e-mail."""
+def test_single_instance_url_says_http_until_bootstrap_has_the_certificate(scenario):
+    """Bootstrap gets the certificate only once the domain resolves to the instance (until then
+    it serves plain HTTP), so Url is http://; HttpsUrl exists only with a domain and an e-mail,
+    and says when it answers."""
     template = TEMPLATES["single-instance.yaml"]
     params = SCENARIOS[scenario]
     resolver = Resolver(template, params)
@@ -607,7 +608,7 @@ def test_single_instance_url_says_http_until_enable_https_ran(scenario):
     host = params.get("DomainName") or resolver.resolve({"Ref": "ElasticIp"})
     assert resolver.resolve(outputs["Url"]["Value"]) == f"http://{host}/"
     assert outputs["HttpsUrl"]["Condition"] == "HasHttps"
-    assert "enable-https" in outputs["HttpsUrl"]["Description"]
+    assert "bootstrap gets the certificate" in outputs["HttpsUrl"]["Description"]
     if params.get("DomainName"):
         assert resolver.resolve(outputs["HttpsUrl"]["Value"]) == f"https://{params['DomainName']}/"
 

@@ -12,17 +12,22 @@ release-volume`: its users stopped, unmounted, detached: the shim refuses a deta
 and an attach while attached, as EC2 does), a second test host plays the new instance, and its
 bootstrap attaches the volume itself, by the stack's tags (volume.attach_as, as single-instance.yaml
 configures it): after the restores above that is the restored volume, not the first one, and it
-serves the restored rows; the app's secret_key comes from Secrets Manager (moto), so what the old
-host signed the new one accepts. The old host of that test is this module's host, so the suite
-boots and bootstraps one host fewer.
+serves the restored rows. Before it lets go, the old host gets its certificate at bootstrap
+(pebble) and deploys a release, both kept on the data volume (deploy.keep_release), and a user
+logs in; the new host's bootstrap serves that release over HTTPS with the same certificate, and
+accepts the user's token: the app's secret_key comes from Secrets Manager (moto). The old host of
+that test is this module's host, so the suite boots and bootstraps one host fewer.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import socket
+import ssl
 import threading
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -30,8 +35,13 @@ from botocore.exceptions import ClientError
 
 from tests.aws_servers import AZ, EC2Proxy, IMDSServer, make_instance
 from tests.conftest import BIN, CONFIG, host_config
+from tests.deploying import ENV, ROOT, Bundles
 from tests.ebs_shim import BY_ID, EbsShim, attachment_link
 from tests.ec2_site import DEVICE, Site
+from tests.pebble import Pebble
+
+DOMAIN = "bingo.example.com"
+CA_INSIDE = "/root/pebble-ca.pem"
 
 STACK = "bingo-test"
 APP_INI = "/var/www/music-bingo/shared/bingo.ini"
@@ -103,6 +113,46 @@ def site(host_pool, moto_server, tmp_path_factory):
         proxy.stop()
         imds.stop()
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory):
+    p = Pebble.start(tmp_path_factory.mktemp("pebble"))
+    yield p
+    p.stop()
+
+
+def kept_config(pebble, secret_arn: str) -> str:
+    """site_config, and what single-instance.yaml adds: the release and certificate kept on the
+    volume, HTTPS for a domain (pebble's ACME server here)."""
+    return host_config(attachment_link(DEVICE), volume={"attach_as": DEVICE},
+                       musicbingo={"secret_key": f"secretsmanager:{secret_arn}"}, deploy={"keep_release": True},
+                       https={"domain": DOMAIN, "email": "ops@bingo.example.com", "server": pebble.directory})
+
+
+def api(host, method: str, path: str, data: dict | None = None, token: str | None = None) -> tuple[int, str]:
+    """The app's API over HTTPS through the host's nginx (curl inside: DOMAIN resolves to it)."""
+    cmd = ["curl", "-sk", "--resolve", f"{DOMAIN}:443:127.0.0.1", "-X", method, "-w", "\n%{http_code}"]
+    if data is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(data)]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    body, _, code = host.run(cmd + [f"https://{DOMAIN}{path}"], check=False).stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def trust_pebble(host, pebble) -> None:
+    """CA_INSIDE: the machine's CAs (pip's index) and pebble's (certbot), for REQUESTS_CA_BUNDLE."""
+    machine = Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+    host.put_file(CA_INSIDE, machine + pebble.ca_cert.read_text())
+
+
+def served_certificate(pebble) -> bytes:
+    """The certificate 127.0.0.1:443 serves for DOMAIN, verified against pebble's root."""
+    ctx = ssl.create_default_context(cadata=pebble.root_pem())
+    with socket.create_connection(("127.0.0.1", 443), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=DOMAIN) as tls:
+            return tls.getpeercert(binary_form=True)
 
 
 @pytest.fixture(scope="module")
@@ -240,9 +290,26 @@ def test_a_restore_that_fails_puts_the_old_volume_back_serving(site):
     assert last["rolled_back"] and not last["ok"]
 
 
-def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, snap, host_pool):
+def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site, snap, host_pool, pebble,
+                                                                           wheel, tmp_path):
     """Runs last: it powers this module's host off. The restores above ran (the module's order):
     the volume serving is a restored one, and the stack's first volume lost its role."""
+    tls_env = {**site.env, "REQUESTS_CA_BUNDLE": CA_INSIDE}
+    trust_pebble(site.host, pebble)
+    site.host.put_file(CONFIG, kept_config(pebble, site.secret), mode=0o600)
+    boot = site.host.run([BIN, "bootstrap"], env=tls_env, check=False, timeout=1800)
+    assert boot.returncode == 0, boot.stdout + boot.stderr + pebble.logs()
+    assert f"HTTPS enabled for {DOMAIN}" in boot.stdout and "kept the certificate" in boot.stdout, boot.stdout
+    bundle = Bundles(site.host, wheel, tmp_path).make("kept")
+    deployed = site.host.run([BIN, "deploy", bundle, "--deployment-id", "d-KEPT00001"], env=ENV, check=False,
+                             timeout=1200)
+    assert deployed.returncode == 0 and "kept revision-" in deployed.stdout, deployed.stdout + deployed.stderr
+    certificate = served_certificate(pebble)
+    status, body = api(site.host, "PUT", "/api/user", {"username": "kept", "password": "pw-kept",
+                                                        "email": "kept@example.com"})
+    assert status == 200, body
+    token = json.loads(body)["access_token"]  # signed with the old host's secret_key
+
     rows, serving = site.rows(), site.data_volume()
     data = serving["VolumeId"]
     assert {t["Key"]: t["Value"] for t in serving["Tags"]}["bingo-host:restored-from"] == snap
@@ -276,10 +343,22 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site
     try:
         site.shim.move_to(new_host)
         site.imds.instance_id = new_id
-        new_host.put_file(CONFIG, site_config(site.secret), mode=0o600)
-        boot = new_host.run([BIN, "bootstrap"], env=site.env, check=False, timeout=1800)
+        trust_pebble(new_host, pebble)
+        new_host.put_file(CONFIG, kept_config(pebble, site.secret), mode=0o600)
+        boot = new_host.run([BIN, "bootstrap"], env=tls_env, check=False, timeout=1800)
         assert boot.returncode == 0, boot.stdout + boot.stderr
         assert f"attach {data} (bingo-host:stack={STACK}, in {AZ}) as {DEVICE}" in boot.stdout
+        # the release and the certificate the old host kept on the volume, with no one acting
+        assert "deployed the revision kept on the data volume (first deployed as d-KEPT00001)" in boot.stdout
+        assert "took back the certificate kept on the data volume" in boot.stdout, boot.stdout
+        assert served_certificate(pebble) == certificate  # reused, not issued again
+        release = new_host.run(["readlink", f"{ROOT}/current"]).stdout.strip().rsplit("/", 1)[-1]
+        assert release.startswith("d-") and release != "d-KEPT00001", release
+        health = new_host.run(["curl", "-sk", "--resolve", f"{DOMAIN}:443:127.0.0.1",
+                               f"https://{DOMAIN}/api/health"], check=False)
+        assert health.stdout == "ok\n", health
+        status, body = api(new_host, "GET", "/api/user", token=token)  # the old host's token
+        assert status == 200 and json.loads(body)["username"] == "kept", (status, body)
         # adopted: never formatted, MariaDB's datadir not initialised again
         assert "create ext4" not in boot.stdout and "initialise" not in boot.stdout, boot.stdout
         instance = type(site.instance)(new_id, site.instance.root_volume, data)
@@ -287,7 +366,7 @@ def test_a_new_instance_adopts_the_released_volume_and_serves_the_same_rows(site
         assert new_site.rows() == rows  # the restored volume's
         new_site.serving()
         assert secret_key(new_host) == old_key  # what the old host signed, the new one accepts
-        again = new_host.run([BIN, "bootstrap"], env=site.env, check=False, timeout=600)
+        again = new_host.run([BIN, "bootstrap"], env=tls_env, check=False, timeout=600)
         assert again.returncode == 0 and "attach " not in again.stdout, again.stdout + again.stderr
     finally:
         site.shim.close()  # its loop devices while the new host still has its mounts

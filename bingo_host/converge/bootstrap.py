@@ -6,8 +6,9 @@ import logging
 import time
 
 from ..context import make_context
-from . import engine
+from . import engine, release
 from ..config import Config
+from ..errors import BingoHostError
 from ..ops.lock import host_lock
 from .steps import (app, firewall, mariadb, monitoring, nginx, packages, patches, resize, secrets, swap,
                     timers, uwsgi, volume)
@@ -28,8 +29,11 @@ def converge_host(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts
     start = time.monotonic()
     with host_lock():
         results = engine.run_steps(ctx, STEPS)
-    took = time.monotonic() - start
     failed = [r for r in results if r.status == "failed"]
+    if not failed:
+        results.append(_serve_kept_release(cfg, dry_run))
+        failed = [r for r in results if r.status == "failed"]
+    took = time.monotonic() - start
     changed = [r for r in results if r.status == "changed"]
     if failed:
         log.error(f"bootstrap: FAILED at step {failed[0].name} after {took:.1f} s "
@@ -43,3 +47,16 @@ def converge_host(cfg: Config, dry_run: bool = False, remove_unknown_db_accounts
     else:
         log.info(f"bootstrap: already converged, nothing changed ({len(results)} steps in {took:.1f} s)")
     return 0
+
+
+def _serve_kept_release(cfg: Config, dry_run: bool) -> engine.StepResult:
+    """release.serve_kept as one more step's result and line (STEP=release in the journal)."""
+    start = time.monotonic()
+    try:
+        status, detail = release.serve_kept(cfg, dry_run=dry_run)
+    except BingoHostError as exc:
+        status, detail = "failed", str(exc)
+    result = engine.StepResult(release.NAME, "changed" if status == "would change" else status, detail,
+                               time.monotonic() - start)
+    log.info("%s", engine._line(result, dry_run=dry_run), extra={"journal": {"STEP": release.NAME}})
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ...errors import BingoHostError
-from .. import DeployError, record
+from .. import DeployError, kept, record
 from ..health import wait_healthy
 from ..releases import PLACEHOLDER, Paths, current_name, update_record
 from ..switch import activate
@@ -36,3 +36,11 @@ def run(ctx, env) -> None:
             wait_healthy(ctx)
         raise DeployError(f"ValidateService failed, rolled back to {previous}: {exc}") from None
     update_record(paths, name, validated_at=record.now())
+    directory = kept.where(ctx.cfg)
+    if directory:
+        try:
+            log.info(f"validate: {kept.keep(directory, env)}")
+        except (OSError, BingoHostError) as exc:  # it serves and passed: not worth failing it
+            kept.forget(directory)
+            log.warning(f"validate: could not keep the revision on the data volume ({exc}); none "
+                        "is kept, so a replacement instance would serve no release until a deployment")
