@@ -4,6 +4,8 @@ before a revision's first script (integrity, freshness, tar headers), as a pytes
 
 from __future__ import annotations
 
+from bingo_host.digest import sha256_file
+
 import stat
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def sign_tree(tree: Path, key: str, created: str = "2026-01-01T00:00:00Z",
         if p.is_dir():
             dirs.append((rel, mode))
         else:
-            files.append((rel, integrity.sha256_file(str(p)), mode))
+            files.append((rel, sha256_file(str(p)), mode))
     algorithm = integrity.signing_algorithm(key)
     binding = binding or {"application": lifecycle.DEFAULT_APPLICATION_NAME,
                           "deployment_group": lifecycle.DEFAULT_GROUP_NAME}

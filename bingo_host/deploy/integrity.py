@@ -22,6 +22,7 @@ import stat
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..digest import sha256_file
 from . import BundleError, DeployError
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,6 @@ SIGNED_PREFIX = b"bingo-host revision manifest v1 sha256:"
 #: Preferred first: PKCS#1 v1.5 signatures are deterministic, so a signed bundle stays
 #: reproducible byte for byte; ECDSA for elliptic-curve keys.
 ALGORITHMS = ("RSASSA_PKCS1_V1_5_SHA_256", "ECDSA_SHA_256", "RSASSA_PSS_SHA_256")
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest(files: list[tuple[str, str, int]], dirs: list[tuple[str, int]], key_arn: str | None,

@@ -21,6 +21,7 @@ import logging
 import os
 import stat
 
+from ..digest import sha256_file
 from ..facts.host import is_legacy_datadir
 from ..state import read_json, write_json
 from .agent import Layout, root_dir
@@ -72,15 +73,6 @@ def where(cfg) -> str | None:
     return on_volume(cfg, SUBDIR) if cfg.deploy.keep_release else None
 
 
-def _sha256(path: str) -> str:
-    """integrity.sha256_file's twin: integrity loads botocore, which bootstrap must not."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _copy(source: str, dest: str) -> str:
     """source copied to dest (0600, synced); the sha256 of what was copied."""
     h = hashlib.sha256()
@@ -114,7 +106,7 @@ def keep(directory: str, env) -> str:
         if os.path.exists(record_file):
             os.unlink(record_file)
         return f"not kept: deployment {env['DEPLOYMENT_ID']} has no bundle file (a directory revision)"
-    sha = _sha256(bundle)
+    sha = sha256_file(bundle)
     name = f"revision-{sha}"
     if sha != old.get("sha256") or not os.path.isfile(f"{directory}/{name}"):
         copied = _copy(bundle, f"{directory}/{name}")
@@ -156,7 +148,7 @@ def wanted(directory: str | None, app_root: str) -> tuple[dict | None, str]:
     if not kept or not isinstance(kept.get("file"), str) or "/" in kept["file"]:
         return None, f"no revision is kept in {directory}"
     path = f"{directory}/{kept['file']}"
-    if not os.path.isfile(path) or _sha256(path) != kept.get("sha256"):
+    if not os.path.isfile(path) or sha256_file(path) != kept.get("sha256"):
         raise DeployError(f"{path}: the kept revision is missing or does not match the sha256 in "
                           f"{directory}/{RECORD}; deploy a revision (the pipeline, or `bingo-host deploy`)")
     why = f"no release is served: deploying the kept revision of {kept['deployment_id']}"

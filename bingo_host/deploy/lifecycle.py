@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .. import logs
+from ..digest import sha256_file
 from ..ops.cleanup import Cleanup
 from . import BundleError, DeployError, agent, appspec, freshness, integrity, record
 from .agent import Layout
@@ -179,7 +180,7 @@ def deploy(bundle: str, deployment_id: str | None = None,
         _remove(unpack)
         undo.register(_remove, unpack)
         spec = _checked(source, unpack, application_name, group_name, deploy_cfg, app_root, allow_older)
-        sha256 = None if is_dir else integrity.sha256_file(source)
+        sha256 = None if is_dir else sha256_file(source)
 
     env = dict(os.environ)
     for stale in ("BINGO_HOST_BUNDLE_DIR", "BINGO_HOST_BUNDLE_SHA256"):
