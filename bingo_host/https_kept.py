@@ -6,6 +6,8 @@ the account, key, certificate and renewal config) and the HTTPS record are kept 
 after each run, and a host with no certificate takes them back when they are for the same domain
 and ACME server (a staging certificate never stands in for a production one) and not expired;
 certbot (--keep-until-expiring) then leaves a certificate that is not due alone.
+When no certificate can be had (on a stack's first launch the Elastic IP is associated only after
+bootstrap), a transient timer runs bootstrap again every RETRY_EVERY until one is had.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 import shutil
 import time
 
-from . import https, state
+from . import https, layout, state, subp
 from .config import Config
 from .deploy.kept import check_owned, make_owned, on_volume
 from .errors import BingoHostError
+from .facts import systemd
 from .facts.platforms import Platform
 from .status.records import cert_not_after
 
@@ -30,6 +33,9 @@ SUBDIR = "bingo-host/letsencrypt"  # on the data volume: TREE (a copy of LETSENC
 TREE = "letsencrypt"
 RECORD = "https.json"
 MIN_SECONDS_LEFT = 86400  # a certificate about to expire is not worth taking back
+RETRY = "bingo-host-https-retry"  # a transient timer (systemd-run): gone once a certificate is had
+# Let's Encrypt allows 5 failed validations per account and host name an hour: 4 an hour at most.
+RETRY_EVERY = "15min"
 
 
 def wanted(cfg: Config) -> bool:
@@ -123,12 +129,40 @@ def at_bootstrap(cfg: Config, platform: Platform, dry_run: bool = False) -> int:
     try:
         https.enable(cfg, platform, req, dry_run=dry_run)
     except BingoHostError as exc:
-        log.warning(f"https: no certificate for {req.domain}; the site serves HTTP only: {exc}\n"
-                    f"Once {req.domain} points at this host, run `bingo-host bootstrap` again.")
+        log.warning(f"https: no certificate for {req.domain}; the site serves HTTP only: {exc}")
+        _say("retry", lambda: retry_later(dry_run), "cannot retry by itself (%s): once "
+             f"{req.domain} points at this host, run `bingo-host bootstrap` again")
         return 0
     if directory:
         _say("kept", lambda: keep(directory, req), "could not keep the certificate on the data volume: %s")
+    _say("retry", lambda: stop_retrying(dry_run), "could not stop the retry timer: %s")
     return 0
+
+
+def retry_later(dry_run: bool = False) -> str:
+    """Bootstrap again every RETRY_EVERY (a transient timer: it ends at the next boot) until a
+    certificate is had; one timer, however many bootstraps fail."""
+    timer = f"{RETRY}.timer"
+    if not systemd.booted():
+        raise BingoHostError("systemd is not running")
+    if systemd.states(timer)[timer].running:
+        return f"bootstrap runs again every {RETRY_EVERY} ({timer}) until a certificate is had"
+    if not dry_run:
+        subp.run(["systemd-run", f"--unit={RETRY}", f"--on-active={RETRY_EVERY}",
+                  f"--on-unit-active={RETRY_EVERY}", "--description=bingo-host: HTTPS not set up yet, "
+                  "bootstrap again", layout.BIN, "bootstrap"], timeout=60)
+    return f"{'would run' if dry_run else 'runs'} bootstrap again every {RETRY_EVERY} ({timer}) until a " \
+           "certificate is had"
+
+
+def stop_retrying(dry_run: bool = False) -> str | None:
+    """The retry timer stopped once a certificate is had (None: none was running)."""
+    timer = f"{RETRY}.timer"
+    if not systemd.booted() or not systemd.states(timer)[timer].running:
+        return None
+    if not dry_run:
+        subp.run(["systemctl", "stop", timer], timeout=60)
+    return f"{'would stop' if dry_run else 'stopped'} {timer}: the certificate is had"
 
 
 def _say(status: str, fn, failed: str) -> None:

@@ -119,3 +119,61 @@ def test_a_kept_tree_root_does_not_own_is_not_taken_back(certbot_tree, tmp_path)
     with pytest.raises(DeployError, match="uid 999"):
         https_kept.take_back(str(kept), req)
     assert not os.path.exists(certbot_tree)
+
+
+@pytest.fixture
+def fake_systemd(monkeypatch):
+    """systemd as far as the retry timer goes: which timers run, and the commands sent to it."""
+    from bingo_host import subp
+    from bingo_host.facts import systemd
+
+    running, ran = set(), []
+
+    def run(argv, **kw):
+        ran.append(argv)
+        if argv[0] == "systemd-run":
+            running.add(argv[1].removeprefix("--unit=") + ".timer")
+        elif argv[:2] == ["systemctl", "stop"]:
+            running.discard(argv[2])
+        return subp.Result(argv, 0, "", "")
+
+    monkeypatch.setattr(systemd, "booted", lambda: True)
+    monkeypatch.setattr(systemd, "states", lambda *units: {
+        u: systemd.UnitState(u, "loaded", "active" if u in running else "inactive", "") for u in units})
+    monkeypatch.setattr(subp, "run", run)
+    return running, ran
+
+
+def test_no_certificate_yet_retries_by_a_timer_once_and_stops_it_when_one_is_had(fake_systemd, monkeypatch,
+                                                                                   caplog):
+    """A stack's first launch: the Elastic IP comes after bootstrap, so certbot cannot validate
+    yet. One transient timer runs bootstrap again every 15 minutes (Let's Encrypt's 5 failed
+    validations an hour), never a second one, and it stops once a certificate is had."""
+    running, ran = fake_systemd
+    cfg = load_config_text(f"https:\n  domain: {DOMAIN}\n  email: ops@example.com\n")
+    monkeypatch.setattr(https_kept, "on_volume", lambda cfg, sub: None)
+
+    def fails(*a, **kw):
+        raise https_kept.BingoHostError("the CA could not validate bingo.example.com")
+
+    monkeypatch.setattr(https, "enable", fails)
+    caplog.set_level("INFO")
+    assert https_kept.at_bootstrap(cfg, None) == 0
+    assert https_kept.at_bootstrap(cfg, None) == 0
+    starts = [argv for argv in ran if argv[0] == "systemd-run"]
+    assert len(starts) == 1 and "--on-unit-active=15min" in starts[0] and starts[0][-1] == "bootstrap", ran
+    assert running == {"bingo-host-https-retry.timer"}
+    assert "bootstrap runs again every 15min" in caplog.text
+
+    monkeypatch.setattr(https, "enable", lambda *a, **kw: 0)
+    assert https_kept.at_bootstrap(cfg, None) == 0
+    assert running == set() and ["systemctl", "stop", "bingo-host-https-retry.timer"] in ran
+    ran.clear()
+    assert https_kept.at_bootstrap(cfg, None) == 0
+    assert ran == []  # nothing to stop: nothing sent
+
+
+def test_a_dry_run_starts_no_timer(fake_systemd):
+    running, ran = fake_systemd
+    assert "would run bootstrap again" in https_kept.retry_later(dry_run=True)
+    assert ran == [] and running == set()
