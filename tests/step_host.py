@@ -40,7 +40,7 @@ class Ctx:
         return True
 
 a = json.loads(sys.argv[1])
-cfg = NS(database=NS(local=a.get("local", True)), volume=NS(**a.get("volume", {})),
+cfg = NS(database=NS(local=a.get("local", True)), volume=NS(**{"attach_as": None, **a.get("volume", {})}),
          swap=NS(size=a.get("swap", 0)))
 ctx = Ctx(cfg, a.get("dry_run", False))
 step = {"volume": volume, "swap": swap}[a["step"]]
