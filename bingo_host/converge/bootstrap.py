@@ -58,5 +58,5 @@ def _serve_kept_release(cfg: Config, dry_run: bool) -> engine.StepResult:
         status, detail = "failed", str(exc)
     result = engine.StepResult(release.NAME, "changed" if status == "would change" else status, detail,
                                time.monotonic() - start)
-    log.info("%s", engine._line(result, dry_run=dry_run), extra={"journal": {"STEP": release.NAME}})
+    engine.report(result, dry_run=dry_run)
     return result

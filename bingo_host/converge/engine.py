@@ -39,14 +39,13 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         ctx.prefetch(systemd.states, *units)
     for step in steps:
         ctx.changes, ctx.warnings, ctx.step = [], [], step.NAME
-        journal = {"journal": {"STEP": step.NAME}}  # journalctl -t bingo-host STEP=mariadb
         start = time.monotonic()
         try:
             reason = step.converge(ctx)
         except Exception as exc:  # an unforeseen failure still names its step and ends the run
             detail = str(exc) if isinstance(exc, BingoHostError) else f"{type(exc).__name__}: {exc}"
             results.append(StepResult(step.NAME, "failed", detail, time.monotonic() - start))
-            log.info("%s", _line(results[-1]), extra=journal)
+            report(results[-1])
             if not isinstance(exc, BingoHostError):
                 log.debug("%s failed", step.NAME, exc_info=True)
             break
@@ -57,10 +56,19 @@ def run_steps(ctx: Context, steps) -> list[StepResult]:
         status = "changed" if ctx.changes else "unchanged"
         detail = "; ".join(ctx.changes) if ctx.changes else (reason or "as wanted")
         results.append(StepResult(step.NAME, status, detail, time.monotonic() - start))
-        log.info("%s", _line(results[-1], dry_run=ctx.dry_run), extra=journal)
+        report(results[-1], dry_run=ctx.dry_run)
         for text in ctx.warnings:
-            log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}", extra=journal)
+            log.info("%s", f"{step.NAME:<10} {'warning':<12} {text}", extra=_journal(step.NAME))
     return results
+
+
+def report(r: StepResult, dry_run: bool = False) -> None:
+    """A step's line, to the log and the journal (journalctl -t bingo-host STEP=mariadb)."""
+    log.info("%s", _line(r, dry_run=dry_run), extra=_journal(r.name))
+
+
+def _journal(step: str) -> dict:
+    return {"journal": {"STEP": step}}
 
 
 def _line(r: StepResult, dry_run: bool = False) -> str:
