@@ -153,7 +153,7 @@ def check_memory(r: Report, root: str = "/", sizing_path: str = state.SIZING_FIL
         percent = min(100.0, 100.0 * used / total)
     sw = psutil.swap_memory()
     was = sizing_record.recorded(sizing_path)
-    due = was and sizing_record.why_resize(was, sizing_record.Inputs(mem.usable_bytes, os.cpu_count() or 1))
+    due = was and sizing_record.why_resize(was, sizing_record.current(root))
     r.data["memory"] = {"total_bytes": total, "available_bytes": available,
                         "used_percent": round(percent, 1), "limit": limit, "resize_due": due or None}
     if due:
