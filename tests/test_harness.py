@@ -60,6 +60,38 @@ def test_boot_then_shutdown_leaves_nothing():
 
 
 @pytest.mark.host
+def test_hosts_in_namespaces_of_their_own_run_at_once():
+    """Two hosts, each in a network namespace of its own, run side by side (the HA rig's case):
+    each systemd has cgroups of its own, and the first one's root and loop device are gone when
+    it shuts down while the second still runs (the second's mount namespace let go of them)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if harness_host._LIVE:
+        pytest.skip("a test host of this pytest session is already up (one per machine)")
+    from tests.harness import netns
+
+    with netns.network_namespace() as ns_a, netns.network_namespace() as ns_b:
+        first = TestHost.boot(netns=ns_a)
+        try:
+            second = TestHost.boot(netns=ns_b, lock_wait=5)
+            try:
+                groups = [h.run(["cat", "/proc/1/cgroup"]).stdout for h in (first, second)]
+                mine = [re.search(r"^\d+:name=systemd:(/[^/\n]+)", g, re.M).group(1) for g in groups]
+                assert mine == [first.cgroup, second.cgroup] and len(set(mine)) == 2, groups
+                root, image_file = first.root, first.dir / "root.img"
+                first.shutdown()
+                assert str(root) not in Path("/proc/self/mountinfo").read_text()
+                r = subprocess.run(["losetup", "-j", str(image_file)], capture_output=True, text=True)
+                assert r.stdout.strip() == "", r.stdout
+                assert second.run(["systemctl", "is-system-running"], check=False).stdout.strip() in (
+                    "running", "degraded")
+            finally:
+                second.shutdown()
+        finally:
+            first.shutdown()
+
+
+@pytest.mark.host
 def test_reboot_keeps_the_root_and_volumes_and_takes_a_new_cap():
     """reboot(memory_mb=...): a stop/start onto another instance type. Its own boot, before the
     module's `testhost` holds the lock (one host per machine). The swap the host turned on is off

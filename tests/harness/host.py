@@ -18,7 +18,11 @@ How it works (systemd-nspawn does not work on this machine):
   ``boot(netns=NAME)`` boots it into a namespace the test made instead (:mod:`.netns`),
   where what it does to the network (an nftables table, an address) stays.
 
-Only one test host can run per machine at a time (ports, cgroup tree); a lock enforces it.
+A host in the machine's network namespace runs alone (it needs the machine's ports 80/443/3306):
+it takes the machine-wide lock exclusively. Hosts each in a namespace of their own share nothing
+but the kernel and share the lock, so several run at once (tests/ha_rig.py puts two or three
+behind a load balancer); each then has cgroups of its own, as a capped host has, so that no two
+systemds take one cgroup tree for theirs.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ _BOOT_SCRIPT = r"""
 set -e
 R="$1"; WH="$2"
 mount --make-rprivate /
+# Other test hosts' roots, mounted on the machine, were copied into this namespace: let go of
+# them here, or their loop devices stay busy until this host is gone.
+RUN="${R%/*/root}/"
+awk -v run="$RUN" 'index($5, run) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+  case "$m" in "$R"|"$R"/*) ;; *) umount -l "$m" 2>/dev/null || true;; esac
+done
 mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
@@ -278,18 +288,19 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 BOOT_HIERARCHIES = ("memory", "systemd", "unified")
 
 
-def _make_cgroups(rel: str, memory_mb: int) -> None:
-    """/bingo-test-<id> in each of BOOT_HIERARCHIES, the memory one capped at memory_mb. Swap is
-    not capped (no memory.memsw limit): on EC2 the swap file bingo-host adds is what extends a
-    small host's memory, so it must here too."""
-    if not (CGROUP_FS / "memory" / "memory.limit_in_bytes").exists():
+def _make_cgroups(rel: str, memory_mb: Optional[int]) -> None:
+    """/bingo-test-<id> in each of BOOT_HIERARCHIES, the memory one capped at memory_mb (None: not
+    capped). Swap is not capped (no memory.memsw limit): on EC2 the swap file bingo-host adds is
+    what extends a small host's memory, so it must here too."""
+    if memory_mb and not (CGROUP_FS / "memory" / "memory.limit_in_bytes").exists():
         raise HarnessError(f"memory_mb needs the cgroup v1 memory controller at {CGROUP_FS / 'memory'}")
     for h in BOOT_HIERARCHIES:
         if (CGROUP_FS / h / "cgroup.procs").exists():
             (CGROUP_FS / h / rel.lstrip("/")).mkdir()
     memory = CGROUP_FS / "memory" / rel.lstrip("/")
-    (memory / "memory.use_hierarchy").write_text("1")  # every cgroup systemd makes inside counts
-    (memory / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
+    if memory_mb:
+        (memory / "memory.use_hierarchy").write_text("1")  # every cgroup systemd makes inside counts
+        (memory / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
 
 
 def _remove_cgroups(rel: str, wait: float = 10.0) -> None:
@@ -462,7 +473,7 @@ class TestHost:
         self.root = hostdir / "root"       #: the host's / as a path on the machine
         self.pid = pid                     #: systemd (PID 1 inside) as a PID on the machine
         self.volumes: list[LoopVolume] = []
-        #: the cgroup path (every hierarchy) of a capped host (boot(memory_mb=...)), else None
+        #: the cgroup path (every hierarchy) of a capped host or one in a namespace of its own, else None
         self.cgroup = cgroup
         #: the network namespace (``ip netns`` name) it was booted into, None: the machine's
         self.netns = netns
@@ -501,6 +512,7 @@ class TestHost:
         :mod:`tests.harness.netns`) to boot into instead of the machine's: ``ports`` are then not
         checked, every command runs in it too, and the caller deletes it after :meth:`shutdown`.
         It has no route out: :meth:`install_wheel` fetches missing wheels from the machine side.
+        Such hosts share the machine-wide lock: several run at once (the module docstring).
         """
         if lock_wait is None:
             lock_wait = float(os.environ.get("BINGO_TESTHOST_LOCK_WAIT", "600"))
@@ -523,7 +535,7 @@ class TestHost:
         lock_deadline = time.monotonic() + lock_wait
         while True:
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock_fd, (fcntl.LOCK_SH if netns else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= lock_deadline:
@@ -548,7 +560,7 @@ class TestHost:
             hostdir = RUN_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
             hostdir.mkdir()
             meta = {"owner_pid": os.getpid(), "owner_start": _pid_start(os.getpid())}
-            if memory_mb:  # recorded first: a teardown then finds it, whatever fails next
+            if memory_mb or netns:  # recorded first: a teardown then finds it, whatever fails next
                 cgroup = meta["cgroup"] = f"/bingo-test-{hostdir.name}"
             if netns:
                 meta["netns"] = netns
@@ -658,7 +670,7 @@ class TestHost:
             _remove_cgroups(old)
             meta.pop("cgroup")
         self.cgroup = None
-        if self.memory_mb:  # recorded first: a teardown then finds it, whatever fails next
+        if self.memory_mb or self.netns:  # recorded first: a teardown then finds it, whatever fails next
             self._boots += 1
             self.cgroup = meta["cgroup"] = f"/bingo-test-{self.dir.name}-{self._boots}"
         (self.dir / "owner.json").write_text(json.dumps(meta))
@@ -736,7 +748,7 @@ class TestHost:
     @property
     def memory_cgroup(self) -> Optional[Path]:
         """The v1 memory cgroup capping the host (its limit, usage, memory.oom_control), or None."""
-        return CGROUP_FS / "memory" / self.cgroup.lstrip("/") if self.cgroup else None
+        return CGROUP_FS / "memory" / self.cgroup.lstrip("/") if self.cgroup and self.memory_mb else None
 
     # ------------------------------------------------------------ commands
     @property
