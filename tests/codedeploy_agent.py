@@ -43,8 +43,9 @@ def shared_dir() -> Path:
                             f"or set {ENV} to a folder holding vendor/aws-codedeploy-agent")
 
 
-def install(host) -> None:
-    """The agent into host, and the Debian packages it needs (already in the test image)."""
+def install(host, packages: bool = True) -> None:
+    """The agent into host, and the Debian packages it needs (already in the test image; a host
+    with no route out, packages=False, takes them as the image has them)."""
     vendor = shared_dir() / "vendor"
     agent = host.root / "opt" / "codedeploy-agent"
     shutil.copytree(vendor / "aws-codedeploy-agent", agent, dirs_exist_ok=True)
@@ -61,8 +62,9 @@ def install(host) -> None:
     conf = host.root / CONFIG.lstrip("/")
     conf.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(agent / "conf" / "codedeployagent.yml", conf)
-    host.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-             env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
+    if packages:
+        host.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+                 env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
 
 
 def deploy(host, bundle: str, bundle_type: str, group_id: str = "bingo-group",
