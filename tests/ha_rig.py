@@ -95,6 +95,15 @@ def health_check(template: dict | None = None) -> dict:
             "drain": int(attrs.get("deregistration_delay.timeout_seconds", 300))}
 
 
+def deployment_style(template: dict | None = None) -> dict:
+    """How ha.yaml's deployment group deploys: what rolling_deploy() does in its place."""
+    template = template or load_template(HA_TEMPLATE)
+    dg = template["Resources"]["DeploymentGroup"]["Properties"]
+    return {"config": dg["DeploymentConfigName"], "option": dg["DeploymentStyle"]["DeploymentOption"],
+            "type": dg["DeploymentStyle"]["DeploymentType"],
+            "target_groups": [t["Name"] for t in dg.get("LoadBalancerInfo", {}).get("TargetGroupInfoList", [])]}
+
+
 def ha_config(values: dict, template: dict | None = None) -> dict:
     """The config ha.yaml's cfn-init writes, its ${...} filled from values (every one must be)."""
     import re
@@ -461,7 +470,6 @@ class Rig:
         self.close()
 
     def _start(self) -> None:
-        self.pool.close()  # the shared host runs in the machine's namespace, alone
         self.wheels = wheelhouse()
         # A guard: whatever goes wrong, nothing addressed to the rig's subnet leaves this machine.
         if not subprocess.run(["ip", "route", "show", f"{SUBNET}.0/24"], capture_output=True, text=True).stdout:

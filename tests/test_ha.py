@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.ha_rig import Rig
+from tests.ha_rig import HA_TEMPLATE, HAProxy, Rig, deployment_style, ha_config, health_check
+from tests.templates import load_template
 
 API_PROBE = "/api/ha-probe"   # no API route: the app answers its own release's index page
 USER = {"username": "ha-player", "password": "pw-ha-player-1", "email": "ha-player@example.com"}
@@ -29,6 +32,39 @@ def report(name: str, **figures) -> None:
     if os.environ.get("BINGO_HA_REPORT"):
         with open(os.environ["BINGO_HA_REPORT"], "w") as f:
             json.dump(REPORT, f, indent=1)
+
+
+def test_the_rig_stands_in_for_what_ha_yaml_configures(tmp_path):
+    """The rig deploys as the deployment group does (one instance at a time, traffic control) and
+    its HAProxy checks as the target group does, through the hub namespace on every server line
+    (else its checks would leave this machine through the default route)."""
+    template = load_template(HA_TEMPLATE)
+    style = deployment_style(template)
+    assert style == {"config": "CodeDeployDefault.OneAtATime", "option": "WITH_TRAFFIC_CONTROL",
+                     "type": "IN_PLACE", "target_groups": [{"Fn::GetAtt": ["TargetGroup", "TargetGroupName"]}]}
+    check = health_check(template)
+    proxy = HAProxy(tmp_path, "bingo-test-hub", check, 4321)
+    cfg = proxy.cfg.read_text()
+    assert f"uri {check['path']} ver HTTP/1.1" in cfg
+    assert f"check inter {check['interval']}s fall {check['unhealthy']} rise {check['healthy']}" in cfg
+    servers = [line for line in cfg.splitlines() if line.strip().startswith("server h")]
+    assert len(servers) == 3 and all(line.endswith("disabled namespace bingo-test-hub") for line in servers)
+    if shutil.which("haproxy"):
+        r = subprocess.run(["haproxy", "-c", "-f", str(proxy.cfg)], capture_output=True, text=True)
+        assert r.returncode == 0 or "namespace" in r.stderr, r.stderr  # the hub does not exist here
+
+
+def test_the_rig_runs_the_config_ha_yaml_writes():
+    values = {"AWS::StackName": "s", "AppSecretKey": "arn:k", "DatabaseCluster.Endpoint.Address": "db.example",
+              "DatabaseCluster.Endpoint.Port": 3306, "DatabaseName": "bingo", "AppDatabaseSecret": "arn:a",
+              "DatabaseCluster.MasterUserSecret.SecretArn": "arn:m", "RequireSignature": "false",
+              "SigningKeyOrNull": "null", "MailConfig": ""}
+    cfg = ha_config(values)
+    assert cfg["database"]["admin_secret"] == "secretsmanager:arn:m"
+    assert cfg["database"]["tls_ca"] == "/etc/bingo-host/rds-global-bundle.pem"
+    assert cfg["musicbingo"]["secret_key"] == "secretsmanager:arn:k"
+    with pytest.raises(AssertionError, match="DatabaseName"):
+        ha_config({k: v for k, v in values.items() if k != "DatabaseName"})
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ How it works (systemd-nspawn does not work on this machine):
   ``boot(netns=NAME)`` boots it into a namespace the test made instead (:mod:`.netns`),
   where what it does to the network (an nftables table, an address) stays.
 
-A host in the machine's network namespace runs alone (it needs the machine's ports 80/443/3306):
-it takes the machine-wide lock exclusively. Hosts each in a namespace of their own share nothing
-but the kernel and share the lock, so several run at once (tests/ha_rig.py puts two or three
-behind a load balancer); each then has cgroups of its own, as a capped host has, so that no two
-systemds take one cgroup tree for theirs.
+A host in the machine's network namespace runs alone among such hosts (it needs the machine's
+ports 80/443/3306): it takes the machine-wide lock exclusively. Hosts each in a namespace of their
+own share nothing but the kernel and take no such lock, so several run at once, beside one in the
+machine's namespace too (tests/ha_rig.py puts two or three behind a load balancer); each then has
+cgroups of its own, as a capped host has, so that no two systemds take one cgroup tree for theirs.
 """
 
 from __future__ import annotations
@@ -531,7 +531,9 @@ class TestHost:
         t0 = time.monotonic()
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         hostdir = proc = cgroup = None
-        lock_fd = open(image.CACHE_DIR / "host.lock", "w")
+        # Only hosts in the machine's namespace exclude each other (its ports); one in a namespace
+        # of its own shares a lock no host takes exclusively, so it runs beside any other.
+        lock_fd = open(image.CACHE_DIR / ("netns-hosts.lock" if netns else "host.lock"), "w")
         lock_deadline = time.monotonic() + lock_wait
         while True:
             try:
