@@ -77,8 +77,10 @@ def _reload(ctx) -> None:
 def converge(ctx) -> str | None:
     path = layout.SWAP_FILE
     want = int(ctx.cfg.swap.size)
-    active = path in ctx.fact(swap_facts.active)
     st = ctx.fact(paths.lstat, path)
+    # /proc/swaps is the kernel's: where hosts share one (containers), another's swap file can be
+    # listed under this name. One that does not exist here is not this host's to turn off.
+    active = path in ctx.fact(swap_facts.active) and st is not None
 
     if want == 0:
         if active:
