@@ -82,8 +82,11 @@ def rig(host_pool, wheel, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token(rig):
-    """A user registered through h1 (its own nginx, not the balancer)."""
-    status, body = rig.hosts["h1"].request("/api/user", "PUT", USER)
+    """A user registered, then logged in, through h1 (its own nginx, not the balancer)."""
+    h1 = rig.hosts["h1"]
+    status, body = h1.request("/api/user", "PUT", USER)
+    assert status == 200, body
+    status, body = h1.request("/api/user", "POST", {"username": USER["username"], "password": USER["password"]})
     assert status == 200, body
     return json.loads(body)["access_token"]
 
@@ -102,6 +105,8 @@ def test_a_user_registered_through_one_host_is_recognised_by_the_other(rig, toke
     status, body = rig.hosts["h2"].request("/api/user", token=token)
     assert status == 200, body
     assert json.loads(body)["username"] == USER["username"]
+    status, body = rig.hosts["h2"].request("/api/user", "POST", {"username": USER["username"], "password": "wrong"})
+    assert status == 401, body
     status, body = rig.hosts["h2"].request("/api/user", token=token[:-4] + "AAAA")
     assert status == 422 and "Signature verification failed" in body, body  # not signed with the shared key
 
