@@ -60,6 +60,17 @@ def _wait_http(url: str, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
+def stop_process(proc: subprocess.Popen | None, wait: float = 10) -> None:
+    """SIGTERM a server this module (or tests/ha_rig.py) started; SIGKILL after `wait` seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 # -- moto --
 
 class MotoServer:
@@ -86,13 +97,7 @@ class MotoServer:
                                            data=b""), timeout=10).read()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 # -- IMDSv2 --

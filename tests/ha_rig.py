@@ -60,7 +60,7 @@ import yaml
 
 from bingo_host.layout import PYUWSGI_REQUIREMENT
 from tests import codedeploy_agent
-from tests.aws_servers import MotoServer, free_port
+from tests.aws_servers import MotoServer, free_port, stop_process
 from tests.harness import netns
 from tests.harness.host import WHEELHOUSE, WHEELHOUSE_INSIDE
 from tests.templates import CFN_DIR, config_files, load_template
@@ -207,13 +207,7 @@ backend moto
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def api(self, command: str) -> str:
         with socket.socket(socket.AF_UNIX) as s:
@@ -305,13 +299,7 @@ class ExternalDB:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 60)
 
     def remove(self) -> None:
         self.stop()
