@@ -14,6 +14,9 @@ VASSALS_DIR = f"{ETC_DIR}/vassals"
 UWSGI_VENV = "/opt/bingo-host/uwsgi"
 HEALTH_WSGI_DIR = "/opt/bingo-host/wsgi"  # bingo_health.py: the health check around the app
 HEALTH_MODULE = "bingo_health"
+# bingo-host's source of each file the wrapper is installed as (HEALTH_WSGI_DIR/<name>.py)
+HEALTH_SOURCES = {"health_wsgi.py": HEALTH_MODULE, "health_wsgi_bind.py": "bingo_health_bind",
+                  "health_wsgi_db.py": "bingo_health_db"}
 UWSGI_SERVICE = "bingo-uwsgi"
 UWSGI_RUNTIME_DIR = "/run/bingo-uwsgi"
 SNAPSHOT_UNIT = "bingo-host-snapshot"
