@@ -2,6 +2,7 @@
 
 ETC_DIR = "/etc/bingo-host"
 STATE_DIR = "/var/lib/bingo-host"
+LAUNCH_SIGNAL_FILE = f"{STATE_DIR}/launch-signal.json"  # 0600 root: the signal an ASG instance owes
 LOCK_DIR = "/run/bingo-host"  # 0700 root: every lock file (ops/lock.py)
 BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installation
 PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
