@@ -1,9 +1,10 @@
-"""bingo_health.py (bingo_host/health_wsgi.py), the health check uWSGI loads around the app.
+"""bingo_health.py (bingo_host/health_wsgi*.py), the health check uWSGI loads around the app.
 
-Loaded here the way uWSGI loads it on a host: from its own file, in an interpreter where
-`application` is the app's module. Its database check runs against a real MariaDB in the
-bootstrapped test host (tests/test_deploy.py); here: what it reads, what it answers without a
-working driver, and that every other request reaches the app untouched.
+Loaded here the way uWSGI loads it on a host: its three files as render installs them, on the
+path, in an interpreter where `application` is the app's module. Its database check runs
+against a real MariaDB in the bootstrapped test host (tests/test_deploy.py, the outage too);
+here: what it reads, what it answers without a working driver, the live path, the app's 500s
+made 503s while the check fails (cached), and that every other request reaches the app untouched.
 """
 
 from __future__ import annotations
