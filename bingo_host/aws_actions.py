@@ -7,6 +7,8 @@ instance roles grant one that is neither here nor in AGENT_ACTIONS.
 """
 
 ACTIONS = (
+    "cloudformation:SignalResource",  # launch_signal (ha.yaml: on its own stack only)
+    "codedeploy:GetDeploymentGroup",  # launch_signal: whether a launch deployment will come
     "cloudwatch:PutMetricData",  # `bingo-host metrics push` (metrics.enabled)
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",

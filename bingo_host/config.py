@@ -27,6 +27,10 @@ def section(cls):
     return field(default_factory=cls, metadata={"section": cls})
 
 
+URL_PATH = pattern(r"/(?!.*\.\.)[A-Za-z0-9._~/-]*",
+                   "a URL path starting with '/' (letters, digits and ._~/- only, no '..')")
+
+
 @dataclass(frozen=True)
 class App:
     """The app: where it lives, who runs it, how many workers serve it."""
@@ -44,14 +48,21 @@ class App:
                                            "name) or the site's names: bingo.example.com www.example.com")
     processes: int | str = setting("auto", or_auto(integer(1, 64)), "uWSGI workers; auto: two per "
                                    "CPU, at most one per 256 MiB of memory, at least 2 (2 on a t3a.nano)")
-    health_path: str = setting("/api/health", pattern(
-        r"/(?!.*\.\.)[A-Za-z0-9._~/-]*", "a URL path starting with '/' (letters, digits and ._~/- "
-                                         "only, no '..')"),
-        "what deploys and `bingo-host status` request through nginx")
+    health_path: str = setting("/api/health", URL_PATH,
+                               "the deep check (the app and its database): what deploys and "
+                               "`bingo-host status` request through nginx")
+    live_path: str = setting("/api/health/live", URL_PATH,
+                             "the shallow check: 200 when the app's worker answers, the database "
+                             "untouched (an HA load balancer's health check)")
     keep_releases: int = setting(5, integer(1, 50), "releases kept for rollback")
     requirement_overrides: tuple[str, ...] = setting((), requirement_specifiers, "what the host "
         "changes in the app's pins (uv's --override: each replaces the app's own requirement on that "
         "package, wherever it comes from), e.g. mysql==0.0.3; part of the virtualenv's cache key")
+
+    def __post_init__(self):
+        if self.live_path == self.health_path:
+            raise ConfigError("app.live_path", "must differ from app.health_path (one answers without "
+                                               "the database, the other with it)")
 
 
 IDENT = "letters, digits and _"

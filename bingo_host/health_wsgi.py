@@ -1,70 +1,32 @@
-"""The health check uWSGI serves in front of the music bingo app (installed as bingo_health.py).
+"""The health check uWSGI serves in front of the music bingo app (installed as bingo_health.py,
+with bingo_health_bind.py and bingo_health_db.py beside it).
 
 The app answers every unknown path, its health path too, with 200 without touching the
-database, so the vassal loads this module around ``application:app``: it answers
-``BINGO_HEALTH_PATH`` itself (200 `ok` only when a ``SELECT 1`` succeeds with the app's own
-settings and driver, else 503 `unavailable`) and passes every other request through. The reason
-goes to stderr (the journal), never to the client: the path is public and a reason names the
-database's host and user. It runs inside the app's interpreter, so it uses the standard library
-only and is copied to the host as a file, not imported from bingo-host.
-
-A slot's master, having imported the app, sends it its first request in a child process before
-it forks a worker, so the app's tables and first account exist before workers can race to make
-them (bind_in_master; bingo-host reads how it went: deploy/first_bind.py). Each worker then sends
-the app a request of its own before it accepts a user's, who would otherwise wait for the app's
-per-process bind (warm_up: 55-90 ms for the fixture on a fresh worker, against 1-4 ms after).
+database, so the vassal loads this module around ``application:app``. It answers two paths
+itself and passes every other request through:
+- ``BINGO_HEALTH_PATH``, the deep check (ValidateService, `status`, metrics): 200 `ok` only when
+  a ``SELECT 1`` succeeds with the app's own settings and driver, else 503 `unavailable`;
+- ``BINGO_LIVE_PATH``, the shallow one (what a load balancer's replacement decision asks):
+  200 `alive` from this worker, never touching the database, so a shared database's outage
+  never gets every instance replaced.
+While the database is down the app answers 500 to what needs it; the wrapper makes that a 503
+with Retry-After (the check cached: bingo_health_db.Cached). A worker whose first bind failed in
+an outage answers 500 for ever (the app binds once per process): once the check passes again it
+leaves after that request and uWSGI forks a fresh one, which binds. Reasons go to stderr (the
+journal), never to the client: the paths are public and a reason names the database's host and
+user. It runs inside the app's interpreter, so it uses the standard library only and is copied
+to the host as files, not imported from bingo-host.
 """
 
-import atexit
-import configparser
-import importlib
-import io
-import json
 import os
-import select
 import signal
 import sys
-import threading
-import time
 import traceback
 
-
-def vassal_env(name: str, default=None):
-    """The vassal's `env = NAME=value` (pyuwsgi's interpreter starts before uWSGI reads the
-    vassal: os.environ never has it; uwsgi.opt does), else os.environ's."""
-    said = getattr(sys.modules.get("uwsgi"), "opt", {}).get("env", [])
-    for item in said if isinstance(said, list) else [said]:
-        key, _, value = (item.decode() if isinstance(item, bytes) else str(item)).partition("=")
-        if key == name:
-            return value
-    return os.environ.get(name, default)
-
-
-BIND_RECORD = vassal_env("BINGO_FIRST_BIND_RECORD")  # in the app user's runtime directory
-BIND_TIMEOUT = 60  # s for the first request (bingo-host waits BINGO_HOST_LOAD_TIMEOUT, 90 s)
-
-
-def record_bind(line: str) -> None:
-    """BIND_RECORD's one line, `ok <status>` or `failed <reason>`, replaced whole."""
-    if not BIND_RECORD:
-        return
-    tmp = f"{BIND_RECORD}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with open(fd, "w", encoding="utf-8", errors="replace") as f:
-            f.write(" ".join(line.split())[:2000] + "\n")
-        os.replace(tmp, BIND_RECORD)
-    except OSError as exc:
-        print(f"bingo_health: {BIND_RECORD}: {exc}", file=sys.stderr, flush=True)
-
-
-def exception_line(text: str):
-    """The exception line of the last traceback in text (a multi-line message's first line)."""
-    lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
-    after = lines[starts[-1] + 1:] if starts else []
-    return next((line.strip() for line in after if line.strip() and not line[0].isspace()), None)
-
+# The wrapper's own modules first: nothing in a release can stand in for them.
+from bingo_health_bind import (bind_in_master, exception_line, exit_in_uwsgi, first_request,  # noqa: F401
+                               record_bind, vassal_env, warm_in_uwsgi, warm_up)
+from bingo_health_db import Cached, check_database, connect_args, ini_path, ssl_args  # noqa: F401
 
 # A slot's uWSGI master loads this once, after entering the release `current` points at (its
 # workers are forks of it); the release joins the path by its real name, so a later import
@@ -81,219 +43,87 @@ except BaseException:
     os._exit(1)
 
 HEALTH_PATH = vassal_env("BINGO_HEALTH_PATH", "/api/health")
-CONNECT_TIMEOUT = 3
+LIVE_PATH = vassal_env("BINGO_LIVE_PATH", "/api/health/live")
+RETRY_AFTER = "5"
+UNAVAILABLE = b'{"error": "temporarily unavailable, try again in a few seconds"}\n'
+database = Cached(lambda release: check_database(release))
+state = {"bind_failed_in_outage": False}
 
 
-def first_request(path: str, errors=None) -> str:
-    """One GET of `path` through the app itself (this wrapper would answer the health path without
-    it), so the app's first-request path runs: its status line, or why there was none. What the
-    app logs (wsgi.errors) and a traceback go to `errors`, else stderr."""
-    errors = errors or sys.stderr
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-               "HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
-               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": errors,
-               "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
-    status = []
-
-    def start_response(line, headers, exc_info=None):
-        status.append(line)
-        return lambda data: None
-
-    try:
-        body = app(environ, start_response)
-        try:
-            for _ in body:
-                pass
-        finally:
-            getattr(body, "close", lambda: None)()
-    except Exception as exc:  # a WSGI app that raises instead of answering 500
-        traceback.print_exc(file=errors)
-        return f"no answer: {type(exc).__name__}: {exc}"
-    return status[-1] if status else "no answer"
+def plain(start_response, status: str, body: bytes, method: str, extra=()):
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
+                            ("Content-Length", str(len(body))), *extra])
+    return [b"" if method == "HEAD" else body]
 
 
-def answered(said: str) -> bool:
-    return said[:1] in ("1", "2", "3", "4")
-
-class Tee(io.StringIO):
-    """wsgi.errors for the first bind: to stderr (the journal) and kept, for the app's reason."""
-
-    def write(self, text):
-        sys.stderr.write(text)
-        return super().write(text)
+def database_down(release: str, why: str) -> bool:
+    """Whether the cached check fails; a fresh failure's reason to the journal."""
+    answer, fresh = database.get(release)
+    if not answer["ok"] and fresh:
+        print(f"bingo_health: {why} (release {os.path.basename(release)}): {answer['error']}",
+              file=sys.stderr, flush=True)
+    return not answer["ok"]
 
 
-def bind_child(out: int) -> None:
-    """In the child: the first request; `ok <status>` or `failed <the app's exception or status>`
-    to `out`; never returns (os._exit: nothing of the master's runs at this exit)."""
-    try:
-        said = first_request(HEALTH_PATH, errors := Tee())
-        line = f"ok {said}" if answered(said) else f"failed {exception_line(errors.getvalue()) or said}"
-        os.write(out, line.encode("utf-8", "replace"))
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+def leave() -> None:
+    """End this worker after its request (SIGHUP: uWSGI's graceful end of one worker, as
+    max-requests does); the master forks a fresh one."""
+    os.kill(os.getpid(), signal.SIGHUP)
 
 
-def bind_in_master() -> None:
-    """The app's first request, once, before any worker exists (see the module's docstring), in
-    a child of the master, so that its database connection is never inherited by a worker; how
-    it went to BIND_RECORD and, when it failed, to the journal."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        bind_child(write)
-    os.close(write)
-    said, deadline = b"", time.monotonic() + BIND_TIMEOUT
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([read], [], [], left)[0]:
-            os.kill(pid, signal.SIGKILL)
-            said = f"failed the first request did not end within {BIND_TIMEOUT} s".encode()
-            break
-        chunk = os.read(read, 65536)
-        if not chunk:
-            break
-        said += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    line = said.decode("utf-8", "replace") or "failed the first request's process ended without an answer"
-    record_bind(line)
-    if not line.startswith("ok "):
-        print(f"bingo_health: first bind GET {HEALTH_PATH}: {line}", file=sys.stderr, flush=True)
+def guarded(environ, start_response):
+    """The app's answer, but its 500 a 503 with Retry-After while the database check fails; a
+    worker left broken by an outage leaves once the check passes (see the module's docstring)."""
+    replaced = []
+    release = os.getcwd()  # uWSGI's chdir: the release directory `current` pointed at when it loaded
+
+    def start(status, headers, exc_info=None):
+        if status[:3] == "500" and not replaced:
+            if database_down(release, f"503 for {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"):
+                replaced.append(status)
+                return lambda data: None
+            if state["bind_failed_in_outage"]:
+                state["bind_failed_in_outage"] = False
+                print("bingo_health: the database is back and this worker's first bind failed: "
+                      "it leaves after this request", file=sys.stderr, flush=True)
+                replaced.append(status)
+                leave()
+                return lambda data: None
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    body = app(environ, start)
+    if not replaced:
+        return body
+    getattr(body, "close", lambda: None)()
+    start_response("503 Service Unavailable", [
+        ("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Retry-After", RETRY_AFTER),
+        ("Content-Length", str(len(UNAVAILABLE)))])
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else UNAVAILABLE]
 
 
-def warm_up() -> None:
-    """The app's first request in this worker, before a user's; a failure is only logged (the
-    health check says it, and a user's request would have failed the same way)."""
-    said = first_request(HEALTH_PATH)
-    if not answered(said):
-        print(f"bingo_health: warm-up GET {HEALTH_PATH} answered {said}", file=sys.stderr, flush=True)
-
-
-def warm_in_uwsgi(uwsgi) -> None:
-    """warm_up now in a worker (lazy-apps: each loads the app after the fork), else the first
-    bind now in the master and warm_up after the fork, chained after a post-fork hook the app
-    set."""
-    if uwsgi.worker_id() > 0:
-        warm_up()
-        return
-    bind_in_master()
-    previous = getattr(uwsgi, "post_fork_hook", None)
-
-    def after_fork():
-        if previous is not None:
-            previous()
-        warm_up()
-
-    uwsgi.post_fork_hook = after_fork
-
-
-def exit_in_uwsgi(uwsgi) -> None:
-    """What an interpreter's teardown does that the app can tell, at a process's exit (the vassal
-    skips the rest, skip-atexit-teardown: the old slot's workers took 0.5 s to stop with 2 workers,
-    3.4 s with 8): the app's atexit handlers, its non-daemon threads joined, its output flushed.
-    uWSGI calls uwsgi.atexit at every exit but a busy worker's."""
-    previous = getattr(uwsgi, "atexit", None)
-
-    def at_exit():
-        try:
-            if previous is not None:
-                previous()
-            threading._shutdown()
-            atexit._run_exitfuncs()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-
-    uwsgi.atexit = at_exit
-
-
-def ini_path(release: str) -> str:
-    """Where the app reads bingo.ini: <release>/musicbingo/bingo.ini, beside its package (only
-    older apps, without that package, read it next to application.py)."""
-    if os.path.isdir(os.path.join(release, "musicbingo")):
-        return os.path.join(release, "musicbingo", "bingo.ini")
-    return os.path.join(release, "bingo.ini")
-
-
-def connect_args(db) -> tuple[str, dict]:
-    """(DB-API module name, connect() keywords) for a [database] section, as the app would connect."""
-    provider = db.get("provider", "sqlite")
-    if not provider.startswith("mysql"):
-        raise ValueError(f"database provider {provider!r} is not checked by bingo-host")
-    module = "pymysql" if "pymysql" in (provider + db.get("driver", "")).lower() else "MySQLdb"
-    args = {"host": db.get("host", "localhost"), "user": db.get("user", ""),
-            "passwd": db.get("passwd", ""), "db": db.get("name", ""),
-            "connect_timeout": min(int(db.get("connect_timeout", CONNECT_TIMEOUT)), CONNECT_TIMEOUT)}
-    if db.get("port"):
-        args["port"] = int(db["port"])
-    if db.get("ssl"):
-        args.update(ssl_args(json.loads(db["ssl"])))
-    return module, args
-
-
-# SQLAlchemy's MySQL dialects gather these URL query keys into the driver's ssl={...}.
-SSL_KEYS = {"ssl_ca": str, "ssl_key": str, "ssl_cert": str, "ssl_capath": str, "ssl_cipher": str,
-            "ssl_check_hostname": lambda v: str(v).lower() in ("true", "1", "yes", "on")}
-
-
-def ssl_args(options: dict) -> dict:
-    """connect() keywords from [database] ssl as the app passes it on: each truthy key but
-    ssl_mode into its SQLAlchemy URL, whose ssl_* keys SQLAlchemy makes ssl={"ca": ...} and
-    whose other keys reach the driver as they are."""
-    args, ssl = {}, {}
-    for key, value in options.items():
-        if key == "ssl_mode" or not value:
-            continue
-        if key in SSL_KEYS:
-            ssl[key[4:]] = SSL_KEYS[key](value)
-        else:
-            args[key] = value
-    if ssl:
-        args["ssl"] = ssl
-    return args
-
-
-def check_database(release: str) -> dict:
-    """{"ok": bool, "latency_ms" or "error"}; never raises."""
-    start = time.monotonic()
-    try:
-        ini = configparser.ConfigParser()  # with interpolation, as the app reads it
-        if not ini.read(ini_path(release)):
-            raise FileNotFoundError(f"{ini_path(release)} is missing or unreadable")
-        module, args = connect_args(ini["database"])
-        driver = importlib.import_module(module)
-        conn = driver.connect(**args)
-        try:
-            cur = conn.cursor()
-            cur.execute("SELECT 1")
-            cur.fetchone()
-        finally:
-            conn.close()
-    except Exception as exc:  # anything that stops the app reaching its database
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "latency_ms": round((time.monotonic() - start) * 1000, 1)}
+def warm() -> None:
+    """warm_up in this worker; a failure while the database is down marks the worker broken by
+    the outage (its first bind failed)."""
+    if not warm_up(app, HEALTH_PATH) and database_down(os.getcwd(), "warm-up failed, database down"):
+        state["bind_failed_in_outage"] = True
 
 
 def application(environ, start_response):
-    if environ.get("PATH_INFO") != HEALTH_PATH or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-        return app(environ, start_response)
-    release = os.getcwd()  # uWSGI's chdir: the release directory `current` pointed at when it loaded
-    database = check_database(release)
-    if not database["ok"]:
+    method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+    if method not in ("GET", "HEAD") or path not in (HEALTH_PATH, LIVE_PATH):
+        return guarded(environ, start_response)
+    if path == LIVE_PATH:
+        return plain(start_response, "200 OK", b"alive\n", method)
+    release = os.getcwd()
+    answer = check_database(release)
+    if not answer["ok"]:
         print(f"bingo_health: {HEALTH_PATH} unavailable (release {os.path.basename(release)}): "
-              f"{database['error']}", file=sys.stderr, flush=True)
-    body = b"ok\n" if database["ok"] else b"unavailable\n"
-    start_response("200 OK" if database["ok"] else "503 Service Unavailable",
-                   [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
-                    ("Content-Length", str(len(body)))])
-    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
+              f"{answer['error']}", file=sys.stderr, flush=True)
+    if answer["ok"]:
+        return plain(start_response, "200 OK", b"ok\n", method)
+    return plain(start_response, "503 Service Unavailable", b"unavailable\n", method)
 
 
 if "uwsgi" in sys.modules:  # only uWSGI's embedded interpreter has it
     exit_in_uwsgi(sys.modules["uwsgi"])
-    warm_in_uwsgi(sys.modules["uwsgi"])
+    warm_in_uwsgi(sys.modules["uwsgi"], lambda: bind_in_master(app, HEALTH_PATH), warm)

@@ -2,6 +2,7 @@
 
 ETC_DIR = "/etc/bingo-host"
 STATE_DIR = "/var/lib/bingo-host"
+LAUNCH_SIGNAL_FILE = f"{STATE_DIR}/launch-signal.json"  # 0600 root: the signal an ASG instance owes
 LOCK_DIR = "/run/bingo-host"  # 0700 root: every lock file (ops/lock.py)
 BIN = "/usr/local/bin/bingo-host"  # bootstrap links it to the running installation
 PASSWORD_FILE = f"{ETC_DIR}/db-password"  # 0600 root: the generated app password
@@ -14,6 +15,9 @@ VASSALS_DIR = f"{ETC_DIR}/vassals"
 UWSGI_VENV = "/opt/bingo-host/uwsgi"
 HEALTH_WSGI_DIR = "/opt/bingo-host/wsgi"  # bingo_health.py: the health check around the app
 HEALTH_MODULE = "bingo_health"
+# bingo-host's source of each file the wrapper is installed as (HEALTH_WSGI_DIR/<name>.py)
+HEALTH_SOURCES = {"health_wsgi.py": HEALTH_MODULE, "health_wsgi_bind.py": "bingo_health_bind",
+                  "health_wsgi_db.py": "bingo_health_db"}
 UWSGI_SERVICE = "bingo-uwsgi"
 UWSGI_RUNTIME_DIR = "/run/bingo-uwsgi"
 SNAPSHOT_UNIT = "bingo-host-snapshot"

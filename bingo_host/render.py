@@ -225,7 +225,7 @@ def render_all(
         ManagedFile(path=path, content=env.get_template(name).render(context), mode=mode, owner=owner,
                     group=group, on_change=on_change, template=name, secret=secret)
         for name, path, mode, owner, group, on_change, secret in wanted
-    ] + [health_module()]
+    ] + health_modules()
 
 
 def observability_files(cfg: Config, platform: Platform) -> list[tuple]:
@@ -248,10 +248,11 @@ def observability_files(cfg: Config, platform: Platform) -> list[tuple]:
     return wanted
 
 
-def health_module() -> ManagedFile:
-    """bingo_health.py, the WSGI wrapper the vassal loads around the app (see health_wsgi.py):
-    a copy of the module's source, since the app's interpreter cannot import bingo-host."""
-    source = Path(__file__).with_name("health_wsgi.py").read_text()
-    return ManagedFile(path=f"{layout.HEALTH_WSGI_DIR}/{layout.HEALTH_MODULE}.py", content=source,
-                       mode=0o644, owner="root", group="root", on_change=RELOAD_APP,
-                       template="health_wsgi.py")
+def health_modules() -> list[ManagedFile]:
+    """bingo_health.py and its two modules, the WSGI wrapper the vassal loads around the app (see
+    health_wsgi.py): copies of the modules' source, since the app's interpreter cannot import
+    bingo-host."""
+    return [ManagedFile(path=f"{layout.HEALTH_WSGI_DIR}/{name}.py",
+                        content=Path(__file__).with_name(source).read_text(), mode=0o644, owner="root",
+                        group="root", on_change=RELOAD_APP, template=source)
+            for source, name in layout.HEALTH_SOURCES.items()]

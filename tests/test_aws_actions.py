@@ -72,6 +72,7 @@ def calls_in_source(package: Path = PACKAGE) -> set[str]:
                     (isinstance(func.value, ast.Name) and func.value.id not in modules)
                     or isinstance(func.value, (ast.Call, ast.Attribute))):
                 found |= by_method[func.attr]
+    found.discard("cloudformation:GetTemplate")  # jinja's Environment.get_template (render.py)
     return found
 
 

@@ -267,7 +267,8 @@ def test_instance_role_grants_every_action_bingo_host_calls(name, scenario):
             return _on_backup_prefix(statements, action, SCENARIOS[scenario])
         return _grants(statements, action)
 
-    optional = {"ec2": snapshots, "kms": signed, "s3": backups}
+    launch = "launch-signal" in json.dumps(template)  # ha.yaml's Auto Scaling instances
+    optional = {"ec2": snapshots, "kms": signed, "s3": backups, "cloudformation": launch, "codedeploy": launch}
     required = [a for a in _aws_actions() if optional.get(a.split(":")[0], True)]
     missing = [a for a in required if not grants(a)]
     assert not missing, f"{name}: instance role lacks {missing}"
@@ -720,9 +721,17 @@ def test_ha_auto_scaling_and_load_balancer():
     assert template["Parameters"]["MinInstances"]["MinValue"] >= 2
     assert not resources(template, "AWS::EC2::Volume")
     _, target_group = one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
-    # The load balancer asks bingo-host's health check with the rule ValidateService and status use.
-    assert target_group["Properties"]["HealthCheckPath"] == "/api/health"
-    assert target_group["Properties"]["Matcher"] == {"HttpCode": str(http.HEALTHY_STATUS)}
+    # What decides an instance's replacement (HealthCheckType ELB) is the shallow check, which a
+    # shared database's outage never fails: the config cfn-init writes names it, apart from the
+    # deep check ValidateService and status use.
+    config = yaml.safe_load(rendered_config(template, {})[1])
+    props = target_group["Properties"]
+    assert asg["Properties"]["HealthCheckType"] == "ELB"
+    assert props["HealthCheckPath"] == config["app"]["live_path"] == "/api/health/live"
+    assert config["app"]["health_path"] == "/api/health"
+    assert (props["HealthCheckIntervalSeconds"], props["HealthyThresholdCount"], props["UnhealthyThresholdCount"]) \
+        == (15, 2, 3)
+    assert props["Matcher"] == {"HttpCode": str(http.HEALTHY_STATUS)}
     listeners = {l["Properties"]["Port"]: l["Properties"]
                  for l in resources(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     # CloudFront reaches the origin over HTTPS only: nothing listens on port 80.
@@ -1234,3 +1243,48 @@ def test_ha_app_database_password_is_its_own_secret_fit_for_the_apps_url():
     generate = secret["Properties"]["GenerateSecretString"]
     assert generate["ExcludePunctuation"] and generate["GenerateStringKey"] == "password"
     assert json.loads(generate["SecretStringTemplate"])["username"] == database["user"]
+
+
+# ---------------------------------------------------------------- ha: launch = serving, WAF
+
+def test_ha_instances_signal_through_bingo_host_once_their_launch_deployment_serves():
+    """cfn-init arms bingo-host's launch signal after bootstrap and before the CodeDeploy agent
+    (so no launch deployment can end before it is armed), for this stack's group and deployment
+    group; the role may signal this stack only and read that deployment group only."""
+    template = TEMPLATES["ha.yaml"]
+    _, init = _init_resource(template)
+    (config_set,) = init["configSets"].values()
+    assert config_set.index("bootstrap") < config_set.index("launch_signal") < \
+        config_set.index("install_codedeploy_agent")
+    (command,) = init["launch_signal"]["commands"].values()
+    argv = shlex.split(Resolver(template).resolve(command["command"]))
+    assert argv[:2] == ["/opt/bingo-host/venv/bin/bingo-host", "launch-signal"]
+    options = dict(zip(argv[2::2], argv[3::2]))
+    _, group = one(template, "AWS::CodeDeploy::DeploymentGroup")
+    assert options == {"--stack": STACK, "--resource": one(template, "AWS::AutoScaling::AutoScalingGroup")[0],
+                       "--region": REGION, "--application": Resolver(template).resolve({"Ref": "CodeDeployApplication"}),
+                       "--deployment-group": Resolver(template).resolve(group["Properties"]["DeploymentGroupName"])}
+    statements = instance_statements(template, {})
+    (signal,) = _grants(statements, "cloudformation:SignalResource")
+    assert signal["Resource"] == {"Ref": "AWS::StackId"}  # this stack only
+    (read,) = _grants(statements, "codedeploy:GetDeploymentGroup")
+    assert Resolver(template).resolve(read["Resource"]) == (f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:"
+                                f"{options['--application']}/{options['--deployment-group']}")
+
+
+@pytest.mark.parametrize("init_status, signals", [(0, []), (3, ["-e 3 "])])
+def test_ha_userdata_signals_only_a_failed_cfn_init(tmp_path, init_status, signals):
+    ran = userdata.run(tmp_path, _userdata(TEMPLATES["ha.yaml"]), bodies={"cfn-init": f"exit {init_status}"})
+    sent = [c for c in ran.calls if c.startswith("cfn-signal ")]
+    assert len(sent) == len(signals) and all(s in c for s, c in zip(signals, sent)), sent
+    assert all("--resource AutoScalingGroup" in c for c in sent)
+
+
+def test_ha_waf_lets_the_apis_bodies_through_and_has_no_ip_rule_behind_cloudfront():
+    template = TEMPLATES["ha.yaml"]
+    _, acl = one(template, "AWS::WAFv2::WebACL")
+    groups = {r["Statement"]["ManagedRuleGroupStatement"]["Name"]: r["Statement"]["ManagedRuleGroupStatement"]
+              for r in acl["Properties"]["Rules"]}
+    assert "AWSManagedRulesAmazonIpReputationList" not in groups
+    assert groups["AWSManagedRulesCommonRuleSet"]["RuleActionOverrides"] == [
+        {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]

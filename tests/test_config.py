@@ -104,6 +104,9 @@ INVALID = [
     ("app: {root: '/'}", "app.root", "path segments"),
     ("app: {health_path: '/api/../admin'}", "app.health_path", "no '..'"),
     ("app: {health_path: '/api; return 200'}", "app.health_path", "URL path"),
+    ("app: {live_path: 'api/live'}", "app.live_path", "URL path"),
+    ("app: {live_path: /api/health}", "app.live_path", "must differ from app.health_path"),
+    ("app: {health_path: /h, live_path: /h}", "app.live_path", "must differ from app.health_path"),
     ("app: {name: 'Music_Bingo'}", "app.name", "lower-case"),
     ("app: {name: \"bingo\\nExecStart=/bin/sh\"}", "app.name", "single line"),
     ("app: {processes: 0}", "app.processes", "must be 'auto' or an integer between 1 and 64 (got 0)"),
@@ -487,7 +490,7 @@ def test_every_error_of_a_file_in_one_run_one_line_each(tmp_path):
     expected = [
         "app.processes: must be 'auto' or an integer between 1 and 64 (got 'four')",
         "app.nme: unknown key; did you mean name? (expected one of: name, root, user, server_name, "
-        "processes, health_path, keep_releases, requirement_overrides)",
+        "processes, health_path, live_path, keep_releases, requirement_overrides)",
         "app.health_path: must be a URL path starting with '/' (letters, digits and ._~/- only, no "
         "'..') (got 'api; x')",
         "database.password: a literal password needs 12 to 128 characters",

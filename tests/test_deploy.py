@@ -19,6 +19,8 @@ import json
 import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -330,6 +332,61 @@ def test_stopped_mariadb_fails_health_status_and_deploys(host, bundles):
         host.run(["systemctl", "start", "mariadb"])
     assert health_release(host) == "d-SECOND002"
     assert host.run([BIN, "status"], check=False).returncode == 0
+
+
+def app_workers(host) -> set[str]:
+    """PIDs of the serving app's uWSGI workers (their parent, the slot's master, is not root's)."""
+    return set(host.run_shell("for p in $(pgrep -f uwsgi); do pp=$(ps -o ppid= -p $p | tr -d ' '); "
+                              "[ -n \"$pp\" ] && [ \"$(stat -c %U /proc/$pp)\" != root ] && "
+                              f"case $(readlink /proc/$p/cwd) in {ROOT}/releases/*) echo $p;; esac; done",
+                              check=False).stdout.split())
+
+
+def login() -> tuple[int, dict, str]:
+    """A request that needs the database (the app looks the user up): 401 while it answers."""
+    req = urllib.request.Request("http://127.0.0.1/api/user", method="POST", data=b'{"username": "nobody", '
+                                 b'"password": "x"}', headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode(errors="replace")
+
+
+def test_a_database_outage_is_503_for_what_needs_it_and_every_worker_serves_again_by_itself(host):
+    """Issue 23: while the database is down, what needs it answers 503 with Retry-After (the app
+    itself says 500), the live path and what needs no database answer 200; every worker is
+    forked anew during the outage (its first bind fails: the app binds once per process), and
+    within 15 s of the database coming back every request is served, with no restart."""
+    assert login()[0] == 401
+    host.run(["systemctl", "stop", "mariadb"])
+    try:
+        status, headers, body = login()
+        assert (status, headers.get("Retry-After")) == (503, "5"), (status, body)
+        assert json.loads(body) == {"error": "temporarily unavailable, try again in a few seconds"}
+        assert http("/api/health/live") == (200, "alive\n")
+        assert http("/api/no-database-here")[0] == 200  # the app's catch-all
+        assert http("/api/health")[0] == 503
+        before = app_workers(host)
+        host.run(["kill", "-9", *before])
+        deadline = time.monotonic() + 30
+        while len(now := app_workers(host) - before) < len(before):
+            assert time.monotonic() < deadline, (before, now)
+            time.sleep(0.2)
+        time.sleep(1)  # their warm-up: the first bind, failing
+        assert [login()[0] for _ in range(6)] == [503] * 6
+    finally:
+        host.run(["systemctl", "start", "mariadb"])
+    back, streak, seen = time.monotonic(), 0, []
+    while streak < 20:
+        assert time.monotonic() - back < 15, f"not served 15 s after the database came back: {seen[-10:]}"
+        status = login()[0]
+        seen.append(status)
+        streak = streak + 1 if status == 401 else 0
+    print(f"served again {time.monotonic() - back:.1f} s after the database came back: {seen}")
+    journal = host.run(["journalctl", "-u", "bingo-uwsgi", "--no-pager", "-o", "cat"]).stdout
+    print([line for line in journal.splitlines() if "leaves after this request" in line])
+    use_the_app("after-the-outage")
 
 
 def build_scope_now(host) -> dict | None:

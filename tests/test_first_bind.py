@@ -227,7 +227,8 @@ def release(tmp_path):
     (rel / "application.py").write_text(STAND_IN)
     wsgi = tmp_path / "wsgi"
     wsgi.mkdir()
-    shutil.copy(HEALTH_WRAPPER, wsgi / f"{layout.HEALTH_MODULE}.py")
+    for source, name in layout.HEALTH_SOURCES.items():
+        shutil.copy(HEALTH_WRAPPER.with_name(source), wsgi / f"{name}.py")
     return rel
 
 

@@ -26,7 +26,7 @@ from .paths import ConfigPath
 # The commands that change the host: their log goes to the journal as well (fields COMMAND,
 # LOGGER, STEP and DEPLOYMENT_ID for a hook, and a last entry with the run's OUTCOME).
 JOURNALED = frozenset({"allow-older", "backup", "bootstrap", "create-admin", "deploy", "enable-https",
-                       "hook", "patch", "release-volume", "resize", "restore", "restore-drill",
+                       "hook", "launch-signal", "patch", "release-volume", "resize", "restore", "restore-drill",
                        "rollback", "secrets", "snapshot"})
 
 # name: ("module:attribute" under bingo_host.cli, short help for the listing; None: hidden).
@@ -54,6 +54,10 @@ COMMANDS = {
                      "HTTPS (HTTP redirects to it)."),
     "hook": ("hook:hook", "Run CodeDeploy lifecycle EVENT for $DEPLOYMENT_ID (what the bundle's "
              "hooks/ scripts call)."),
+    "launch-signal": ("launch:launch_signal_command", "Arm this instance's signal to its Auto "
+                      "Scaling group: SUCCESS once its launch deployment passed ValidateService, "
+                      "FAILURE when a hook of it fails; SUCCESS now when the deployment group has "
+                      "no successful deployment yet (nothing will be deployed)."),
     "metrics": ("metrics:metrics", "CloudWatch metrics of this host (what bingo-host-metrics.timer runs)."),
     "patch": ("host:patch", "Apply security updates now, outside any deployment, under a memory "
               "bound; restart what runs replaced code; record whether a reboot is needed (what "

@@ -51,7 +51,7 @@ def up_to_date(ctx, name: str) -> bool:
     if slot is None or ctx.pending(RELOAD_APP) or slots.vassals(app) != [layout.slot_vassal_file(app, slot)]:
         return False
     ctx.app_slot = slot
-    if ctx.differs(ctx.managed("uwsgi-vassal.ini")) or ctx.differs(ctx.managed("health_wsgi.py")):
+    if any(ctx.differs(ctx.managed(name)) for name in ("uwsgi-vassal.ini", *layout.HEALTH_SOURCES)):
         return False
     return serving_release(ctx, slot) == os.path.realpath(Paths(ctx.cfg.app.root).release(name))
 
@@ -67,7 +67,8 @@ def start_other_slot(ctx) -> None:
     if vassal in old:  # left by an interrupted switch: never the slot nginx points at
         slots.stop(ctx, vassal)
         old.remove(vassal)
-    ctx.ensure_file(ctx.managed("health_wsgi.py"))  # a newer bingo-host may bring a newer one
+    for source in layout.HEALTH_SOURCES:  # a newer bingo-host may bring a newer one
+        ctx.ensure_file(ctx.managed(source))
     if not old:
         # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
         # and it must watch the vassals directory as a directory (an emperor started before

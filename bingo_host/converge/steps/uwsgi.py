@@ -46,7 +46,8 @@ def converge(ctx) -> str:
         ctx.set_pending(restart)
         ctx.change(f"create {layout.VASSALS_DIR}", lambda: os.makedirs(layout.VASSALS_DIR, mode=0o755))
 
-    ctx.ensure_file(ctx.managed("health_wsgi.py"))  # like bingo.ini, owes RELOAD_APP
+    for source in layout.HEALTH_SOURCES:  # like bingo.ini, owes RELOAD_APP
+        ctx.ensure_file(ctx.managed(source))
     service.ensure_running(ctx, SERVICE, restart)  # before a slot starts: the emperor starts it
     app = ctx.cfg.app.name
     slot = ctx.fact(uwsgi.serving_slot, layout.app_socket(app))
