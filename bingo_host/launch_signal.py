@@ -27,12 +27,12 @@ class SignalError(BingoHostError):
     """A launch signal that could not be armed or sent."""
 
 
-def _clients(region: str, session=None):
+def _clients(region: str):
     # boto3 only where a signal is armed or owed: ~260 ms (-X importtime) every hook would pay.
     import boto3
     from botocore.config import Config
 
-    session = session or boto3.session.Session()
+    session = boto3.session.Session()
     config = Config(connect_timeout=3, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 5})
     return (session.client("cloudformation", region_name=region, config=config),
             session.client("codedeploy", region_name=region, config=config))
@@ -77,7 +77,7 @@ def send(rec: dict, status: str, cloudformation) -> None:
 
 
 def arm(stack: str, resource: str, region: str, application: str, group: str, instance_id: str,
-        path: str | None = None, session=None, dry_run: bool = False, clients=None) -> str:
+        path: str | None = None, dry_run: bool = False, clients=None) -> str:
     """Record the signal this instance owes, or send SUCCESS now when no deployment will come;
     once per instance (cfn-hup re-runs cfn-init on updates: a recorded signal is never re-armed).
     What it did, one line."""
@@ -85,7 +85,7 @@ def arm(stack: str, resource: str, region: str, application: str, group: str, in
     if state.read_json(path) is not None:
         return f"launch signal: already armed ({path})"
     rec = {"stack": stack, "resource": resource, "region": region, "instance_id": instance_id}
-    cloudformation, codedeploy = clients or _clients(region, session)
+    cloudformation, codedeploy = clients or _clients(region)
     with _aws(f"codedeploy:GetDeploymentGroup {application}/{group}"):
         pending = deployed_before(codedeploy, application, group)
     if dry_run:
@@ -98,7 +98,7 @@ def arm(stack: str, resource: str, region: str, application: str, group: str, in
     return f"launch signal: SUCCESS sent (deployment group {group} has no successful deployment)"
 
 
-def deliver(status: str, path: str | None = None, session=None) -> None:
+def deliver(status: str, path: str | None = None) -> None:
     """Send the armed signal once (`status`: SUCCESS or FAILURE); nothing when none is owed. Never
     raises: a signal CloudFormation refuses (no update in progress: a scale-out) or that cannot be
     sent is logged and kept in the record, and the deployment goes on as it would have."""
@@ -109,7 +109,7 @@ def deliver(status: str, path: str | None = None, session=None) -> None:
     if rec.get("status") != "pending":
         return
     try:
-        send(rec, status, _clients(rec["region"], session)[0])
+        send(rec, status, _clients(rec["region"])[0])
         done = {"status": "sent", "signal": status}
     except (SignalError, KeyError) as exc:
         log.error(f"launch signal: {status} not sent: {exc}")

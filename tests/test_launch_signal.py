@@ -186,3 +186,91 @@ def test_only_a_passed_validate_service_sends_success(cfn, monkeypatch, event, s
     result = CliRunner().invoke(cli.main, ["hook", event], env={"DEPLOYMENT_ID": "d-NEW"})
     assert result.exit_code == 0, result.output
     assert [s["Status"] for s in cfn.signals] == sent
+
+
+def test_the_records_say_what_was_owed_sent_and_when(cfn):
+    """The record, whole, at each stage (root-only): what the hooks read and an operator sees."""
+    import time
+
+    cloudformation = boto3.session.Session().client("cloudformation", region_name=REGION)
+    base = {"stack": STACK, "resource": "AutoScalingGroup", "region": REGION, "instance_id": INSTANCE}
+    assert arm(clients=(cloudformation, Deployed()), dry_run=True) == \
+        f"launch signal: would arm it ({layout.LAUNCH_SIGNAL_FILE})"
+    assert record() is None
+    assert arm(clients=(cloudformation, Deployed())) == \
+        f"launch signal: armed; the launch deployment's ValidateService sends it ({layout.LAUNCH_SIGNAL_FILE})"
+    assert record() == {**base, "status": "pending"}
+    assert stat.S_IMODE(os.stat(layout.LAUNCH_SIGNAL_FILE).st_mode) == 0o600
+    os.chmod(layout.LAUNCH_SIGNAL_FILE, 0o644)  # the delivered record is written root-only again
+    launch_signal.deliver("FAILURE")
+    rec = record()
+    assert abs(rec.pop("at") - time.time()) < 30
+    assert rec == {**base, "status": "sent", "signal": "FAILURE"}
+    assert stat.S_IMODE(os.stat(layout.LAUNCH_SIGNAL_FILE).st_mode) == 0o600
+
+
+def test_success_sent_at_once_is_recorded_whole(cfn):
+    import time
+
+    assert arm() == f"launch signal: SUCCESS sent (deployment group {GROUP} has no successful deployment)"
+    rec = record()
+    assert abs(rec.pop("at") - time.time()) < 30
+    assert rec == {"stack": STACK, "resource": "AutoScalingGroup", "region": REGION, "instance_id": INSTANCE,
+                   "status": "sent", "signal": "SUCCESS"}
+
+
+def test_a_refused_signal_is_recorded_whole(cfn):
+    import time
+
+    cloudformation = boto3.session.Session().client("cloudformation", region_name=REGION)
+    arm(clients=(cloudformation, Deployed()))
+    cfn.refuse = "no update in progress"
+    launch_signal.deliver("FAILURE")
+    rec = record()
+    assert abs(rec.pop("at") - time.time()) < 30 and rec.pop("error").endswith("ValidationError: no update in progress")
+    assert rec == {"stack": STACK, "resource": "AutoScalingGroup", "region": REGION, "instance_id": INSTANCE,
+                   "status": "failed", "signal": "FAILURE"}
+    assert stat.S_IMODE(os.stat(layout.LAUNCH_SIGNAL_FILE).st_mode) == 0o600
+
+
+def test_a_sent_signal_is_logged(cfn, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="bingo_host.launch_signal")
+    cloudformation = boto3.session.Session().client("cloudformation", region_name=REGION)
+    arm(clients=(cloudformation, Deployed()))
+    launch_signal.deliver("SUCCESS")
+    assert f"launch signal: SUCCESS sent to {STACK}/AutoScalingGroup for {INSTANCE}" in caplog.text
+
+
+def test_an_answer_without_the_group_is_a_clear_error():
+    class Empty:
+        def get_deployment_group(self, applicationName, deploymentGroupName):
+            return {}
+
+    with pytest.raises(launch_signal.SignalError) as err:
+        launch_signal.deployed_before(Empty(), APP, GROUP)
+    assert str(err.value) == (f"codedeploy:GetDeploymentGroup {APP}/{GROUP}: an answer without "
+                              "deploymentGroupInfo")
+
+
+def test_an_error_without_a_code_is_raised_not_taken_for_a_missing_group():
+    from botocore.exceptions import ClientError
+
+    class Broken:
+        def get_deployment_group(self, applicationName, deploymentGroupName):
+            raise ClientError({}, "GetDeploymentGroup")
+
+    with pytest.raises(ClientError):
+        launch_signal.deployed_before(Broken(), APP, GROUP)
+
+
+def test_the_clients_give_up_in_seconds_not_minutes(cfn):
+    """A hook must not hang on an unreachable endpoint: short timeouts, few retries."""
+    cf, cd = launch_signal._clients(REGION)
+    assert (cf.meta.service_model.service_name, cd.meta.service_model.service_name) == ("cloudformation", "codedeploy")
+    for client in (cf, cd):
+        c = client.meta.config
+        assert client.meta.region_name == REGION
+        assert (c.connect_timeout, c.read_timeout) == (3, 15)
+        assert c.retries == {"mode": "standard", "total_max_attempts": 5}
