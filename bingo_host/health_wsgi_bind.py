@@ -9,6 +9,8 @@ per-process bind (warm_up: 55-90 ms for the fixture on a fresh worker, against 1
 """
 
 import atexit
+import contextlib
+import importlib
 import io
 import os
 import select
@@ -98,12 +100,15 @@ class Tee(io.StringIO):
 
 
 def bind_child(app, path: str, out: int) -> None:
-    """In the child: the first request; `ok <status>` or `failed <the app's exception or status>`
-    to `out`; never returns (os._exit: nothing of the master's runs at this exit)."""
+    """In the child: the first request; `ok <status>` or `failed <the app's exception or status>`,
+    NUL and the libraries it imported, to `out`; never returns (os._exit: nothing of the master's)."""
     try:
+        before, mine = set(sys.modules), os.getcwd() + os.sep  # the release's own code, not its venv
         said = first_request(app, path, errors := Tee())
         line = f"ok {said}" if answered(said) else f"failed {exception_line(errors.getvalue()) or said}"
-        os.write(out, line.encode("utf-8", "replace"))
+        libraries = [name for name, mod in list(sys.modules.items()) if name not in before and not (
+            (f := getattr(mod, "__file__", None) or "").startswith(mine) and not f.startswith(mine + "venv/"))]
+        os.write(out, f"{line}\0{' '.join(libraries)}".encode("utf-8", "replace"))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -113,7 +118,10 @@ def bind_child(app, path: str, out: int) -> None:
 def bind_in_master(app, path: str) -> None:
     """The app's first request, once, before any worker exists (see the module's docstring), in
     a child of the master, so that its database connection is never inherited by a worker; how
-    it went to BIND_RECORD and, when it failed, to the journal."""
+    it went to BIND_RECORD and, when it failed, to the journal. Then the libraries that request
+    imported (the database driver and dialect, ...) are imported here, so the workers share their
+    pages instead of each importing its own (issue 24's PSS per worker); never the release's own
+    modules: one may bind the database, whose connection a worker must not inherit."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -133,10 +141,13 @@ def bind_in_master(app, path: str) -> None:
         said += chunk
     os.close(read)
     os.waitpid(pid, 0)
-    line = said.decode("utf-8", "replace") or "failed the first request's process ended without an answer"
-    record_bind(line)
+    line, _, libraries = said.decode("utf-8", "replace").partition("\0")
+    record_bind(line := line or "failed the first request's process ended without an answer")
     if not line.startswith("ok "):
         print(f"bingo_health: first bind GET {path}: {line}", file=sys.stderr, flush=True)
+    for name in libraries.split() if line.startswith("ok ") else ():
+        with contextlib.suppress(Exception):  # what cannot be imported here, a worker imports
+            importlib.import_module(name)
 
 
 def warm_up(app, path: str) -> bool:

@@ -178,13 +178,16 @@ HEALTH_WRAPPER = Path(render.__file__).with_name("health_wsgi.py")
 # A stand-in for the app: binds on its first request (a line in `bound`: the path, the venv's
 # name, the process), answers 500 with the traceback on wsgi.errors when `fail` exists (as Flask
 # does with a before_request error), leaves a thread that never ends (as the app's scheduler may),
-# and needs a module from its virtualenv.
+# and needs a module from its virtualenv. Its first request imports a library from the venv, a
+# module of its own, and makes one up, as the app's database driver, its models and a lazy alias.
 STAND_IN = """
-import os, threading, time, traceback
+import os, sys, threading, time, traceback, types
 import from_the_venv
 HERE = os.path.dirname(os.path.abspath(__file__))
 threading.Thread(target=time.sleep, args=(3600,)).start()
 def app(environ, start_response):
+    import lazy_driver, own_models
+    sys.modules.setdefault("made_up", types.ModuleType("made_up"))
     try:
         if os.path.exists(os.path.join(HERE, "fail")):
             raise RuntimeError(open(os.path.join(HERE, "fail")).read())
@@ -209,7 +212,7 @@ uwsgi = types.SimpleNamespace(worker_id=lambda: 0)
 sys.modules["uwsgi"] = uwsgi
 sys.path[0:0] = [wsgi] + glob.glob(release + "/venv/lib/python3*/site-packages")
 import bingo_health
-print(os.getpid(), flush=True)
+print(os.getpid(), *(m for m in ("lazy_driver", "own_models", "made_up") if m in sys.modules), flush=True)
 if os.environ.get("FORK_A_WORKER"):
     uwsgi.post_fork_hook()
 os._exit(0)
@@ -224,6 +227,8 @@ def release(tmp_path):
     site = rel / "venv" / "lib" / f"python3.{sys.version_info.minor}" / "site-packages"
     site.mkdir(parents=True)
     (site / "from_the_venv.py").write_text("NAME = 'venv'\n")
+    (site / "lazy_driver.py").write_text("")
+    (rel / "own_models.py").write_text("")
     (rel / "application.py").write_text(STAND_IN)
     wsgi = tmp_path / "wsgi"
     wsgi.mkdir()
@@ -257,6 +262,16 @@ def test_the_master_binds_once_in_a_child_before_any_worker_and_records_it(relea
     assert [line.rsplit(" ", 1)[0] for line in bound] == ["/api/health venv"] * 2
     assert bound[0].rsplit(" ", 1)[1] != master  # the child's
     assert bound[1].rsplit(" ", 1)[1] == master  # the worker's warm-up (here: the same process)
+
+
+def test_the_master_imports_the_libraries_the_first_request_did_before_it_forks(release):
+    """Its workers then share those pages (each imported its own copy: issue 24's PSS per
+    worker); never the release's own modules (one may bind the database: a worker must not
+    inherit the connection), and a name that cannot be imported is left to the workers."""
+    r = run_master(release)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1:] == ["lazy_driver"]
+    assert bind_record(release) == "ok 200 OK\n"
 
 
 def test_a_5xx_first_request_is_recorded_with_the_apps_exception(release):
