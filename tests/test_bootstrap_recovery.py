@@ -9,6 +9,8 @@ same host.
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -24,11 +26,30 @@ echo killed
 """
 
 
-def killed_bootstrap(host, probe: str, also: str = "", timeout: float = 600) -> str:
+def killed_bootstrap(host, probe: str, also: str = "", timeout: float = 300) -> str:
+    """Run bootstrap with the watcher beside it; when the moment never comes (bootstrap ended or
+    failed before it), fail with what bootstrap said instead of waiting out the timeout."""
     watcher = host.popen(["sh", "-c", KILL_WHEN.format(probe=probe, b0=BIN[0], brest=BIN[1:], also=also)])
-    run = host.popen([BIN, "bootstrap"])
+    run = host.popen([BIN, "bootstrap"], stderr=subprocess.STDOUT)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.append(run.stdout.read()), daemon=True)
+    reader.start()  # read as it runs: a full pipe would stop bootstrap before the moment
+    deadline = time.monotonic() + timeout
     try:
-        out, _ = watcher.communicate(timeout=timeout)
+        while True:
+            try:
+                out, _ = watcher.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if run.poll() is not None or time.monotonic() > deadline:
+                    try:  # bootstrap just killed: the watcher ends a moment later
+                        out, _ = watcher.communicate(timeout=5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    reader.join(10)
+                    pytest.fail(f"the moment ({probe}) never came: bootstrap exit {run.poll()}, it said:\n"
+                                + "".join(said)[-3000:])
     finally:
         watcher.kill()
     run.wait(timeout=60)
