@@ -102,8 +102,25 @@ def test_dry_run_on_a_bare_host_plans_everything_and_changes_nothing(first_host,
     assert "bingo-host" not in first_host.read_file("/etc/fstab")
 
 
+# mkfs.ext4 of the volume takes a fraction of a second: a watcher busy-polling for it missed it
+# whenever the machine was loaded (CI: bootstrap ran to the end). So bootstrap's mkfs.ext4 (found
+# first on PATH) starts the real one and stops it at once: it is caught mid-way, whatever the load.
+MKFS_SHIM = "/usr/local/sbin/mkfs.ext4"
+SHIM = """#!/bin/sh
+/sbin/mkfs.ext4 "$@" &
+kill -STOP $!
+touch /run/bingo-test-mkfs-started
+wait
+"""
+
+
 def test_killed_during_mkfs_then_rerun_converges(first_host, persistent_volume):
-    killed_bootstrap(first_host, "pgrep -x mkfs.ext4 >/dev/null", also="pkill -9 -x mkfs.ext4")
+    first_host.put_file(MKFS_SHIM, SHIM, mode=0o755)
+    try:
+        killed_bootstrap(first_host, "test -e /run/bingo-test-mkfs-started", also="pkill -9 -x mkfs.ext4")
+    finally:
+        first_host.run(["rm", "-f", MKFS_SHIM, "/run/bingo-test-mkfs-started"])
+    assert first_host.run(["pgrep", "-x", "mkfs.ext4"], check=False).returncode == 1  # none left
     out = converges(first_host)
     assert "mkfs" in out or "format" in out
     label = first_host.run(["blkid", "-s", "LABEL", "-o", "value", persistent_volume]).stdout.strip()
