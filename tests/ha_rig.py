@@ -24,8 +24,8 @@ What stands in for what, and how faithfully:
   `WITH_TRAFFIC_CONTROL`): `rolling_deploy()` takes one host at a time out of the backend (the
   service's BlockTraffic), runs the real agent's `codedeploy-local` on it (BeforeInstall ..
   ValidateService), and puts it back (AllowTraffic), waiting until HAProxy calls it UP, as
-  CodeDeploy waits for the target to be healthy. A launch deployment (`join()`) is the same
-  without the BlockTraffic.
+  CodeDeploy waits for the target to be healthy. A launch deployment (`boot()`, `deploy_on()`,
+  then `haproxy.allow()`) is the same without the BlockTraffic.
 - **Aurora** -> mariadbd 10.11 in the hub namespace, TLS with a CA made here (written where ha.yaml's
   config has `database.tls_ca`), a master account that may only log in over TLS and the database
   ha.yaml's cluster creates. Stopping it is a failover or a paused Serverless v2 cluster.
@@ -45,6 +45,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -106,15 +107,13 @@ def deployment_style(template: dict | None = None) -> dict:
 
 def ha_config(values: dict, template: dict | None = None) -> dict:
     """The config ha.yaml's cfn-init writes, its ${...} filled from values (every one must be)."""
-    import re
-
     template = template or load_template(HA_TEMPLATE)
     (_, spec), = config_files(template)
     text, subs = spec["content"]["Fn::Sub"]
     names = set(re.findall(r"\$\{([^}!]+)\}", text))
     missing = names - set(values) - set(subs)
     assert not missing, f"ha.yaml's config has ${{}} the rig does not fill: {sorted(missing)}"
-    filled = {**{k: v for k, v in values.items()}, **{k: values.get(k, "") for k in subs}}
+    filled = {**{k: "" for k in subs}, **values}
     out = re.sub(r"\$\{([^}!]+)\}", lambda m: str(filled[m.group(1)]), text)
     return yaml.safe_load(out)
 
@@ -305,10 +304,6 @@ class ExternalDB:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    @property
-    def up(self) -> bool:
-        return bool(self.proc) and self.proc.poll() is None
-
     def sql(self, statement: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["mariadb", f"--socket={self.socket}", "-uroot", "-N", "-B", "-e", statement],
                               capture_output=True, text=True, check=check)
@@ -387,8 +382,8 @@ class RigLoad:
         with self._lock:
             return [a for a in self.answers if a.start >= t]
 
-    def summary(self, answers: list[Answer] | None = None) -> dict:
-        answers = self.answers if answers is None else answers
+    def summary(self) -> dict:
+        answers = self.answers
         lat = sorted(a.ms for a in answers if a.status)
         pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None  # noqa: E731
         return {"requests": len(answers), "failed": sum(1 for a in answers if not 200 <= a.status < 300),
@@ -412,7 +407,6 @@ class RigHost:
     ns: str
     host: object
     bootstrap_seconds: float = 0.0
-    deployed: list[str] = field(default_factory=list)
 
     def run(self, *argv, **kw):
         return self.host.run(list(argv), **kw)
@@ -580,17 +574,7 @@ class Rig:
         t0 = time.monotonic()
         r = codedeploy_agent.deploy(rh.host, bundle, "zip", env=self.host_env)
         assert r.returncode == 0, f"deploy of {release} on {rh.name}: {r.stdout[-3000:]}{r.stderr[-2000:]}"
-        rh.deployed.append(release)
         return time.monotonic() - t0
-
-    def join(self, name: str) -> RigHost:
-        """A new instance: boot, bootstrap, the launch deployment of the current release, then
-        behind the balancer (AllowTraffic)."""
-        rh = self.boot(name)
-        if self.current:
-            self.deploy_on(rh, self.current)
-        self.haproxy.allow(name)
-        return rh
 
     def rolling_deploy(self, release: str) -> dict:
         """OneAtATime with traffic control: per host BlockTraffic, the deployment, AllowTraffic.
