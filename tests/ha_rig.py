@@ -132,12 +132,13 @@ def wheelhouse(cache: Path = WHEELHOUSE) -> Path:
     tmp.mkdir(parents=True)
     pins = [line.split("#")[0].strip() for p in reqs for line in p.read_text().splitlines()]
     pins = ["mysql==0.0.3" if p == "mysql==0.0.2" else p for p in pins if p]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                    "-w", str(tmp), *pins], check=True, capture_output=True, text=True, timeout=900)
-    # bootstrap's uWSGI virtualenv (pip, prebuilt wheel)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                    "--only-binary", ":all:", "--no-deps", "-d", str(tmp), PYUWSGI_REQUIREMENT],
-                   check=True, capture_output=True, text=True, timeout=900)
+    for cmd in (["wheel", "-w", str(tmp), *pins],
+                # bootstrap's uWSGI virtualenv (pip, prebuilt wheel)
+                ["download", "--only-binary", ":all:", "--no-deps", "-d", str(tmp), PYUWSGI_REQUIREMENT]):
+        done = subprocess.run([sys.executable, "-m", "pip", *cmd[:1], "-q", "--disable-pip-version-check",
+                               *cmd[1:]], capture_output=True, text=True, timeout=900)
+        said = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location")]
+        assert done.returncode == 0, f"pip {cmd[0]} for the wheelhouse failed:\n" + "\n".join(said[-25:])
     (tmp / ".complete").write_text(key + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
