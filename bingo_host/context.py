@@ -44,6 +44,7 @@ class Context:
     warnings: list[str] = field(default_factory=list)  # this step's, shown after its line
     owed: set[str] = field(default_factory=set)  # pending actions set in this run (dry run too)
     app_slot: str = layout.SLOTS[0]  # whose vassal managed() renders (deploy/slots.py sets it)
+    app_release: str | None = None  # the release that vassal loads (None: `current`'s)
     _rendered: list[ManagedFile] = field(default_factory=list, repr=False)
     _prefetched: dict[Callable, dict] = field(default_factory=dict, repr=False)  # see prefetch
     _rendered_for: tuple | None = field(default=None, repr=False)
@@ -84,10 +85,11 @@ class Context:
     def managed_files(self) -> list[ManagedFile]:
         key = (self.facts, self.secrets.get("app_password", PASSWORD_PLACEHOLDER),
                self.secrets.get("secret_key", PASSWORD_PLACEHOLDER),
-               self.secrets.get("smtp_password", PASSWORD_PLACEHOLDER), self.app_slot)
+               self.secrets.get("smtp_password", PASSWORD_PLACEHOLDER), self.app_slot, self.app_release)
         if self._rendered_for != key:
             self._rendered = render_all(self.cfg, self.platform, key[0], db_password=key[1],
-                                        secret_key=key[2], smtp_password=key[3], app_slot=key[4])
+                                        secret_key=key[2], smtp_password=key[3], app_slot=key[4],
+                                        app_release=key[5])
             self._rendered_for = key
         return self._rendered
 

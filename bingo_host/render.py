@@ -118,10 +118,12 @@ def render_all(
     secret_key: str = PASSWORD_PLACEHOLDER,
     smtp_password: str = PASSWORD_PLACEHOLDER,
     app_slot: str = layout.SLOTS[0],
+    app_release: str | None = None,
 ) -> list[ManagedFile]:
     """The files this config wants on this host, in a stable order. Only a resolved config: a
     template cannot tell what 'auto' means here. The app's vassal is the one for `app_slot`
-    (layout.SLOTS: the slot that serves, or the one a switch starts)."""
+    (layout.SLOTS: the slot that serves, or the one a switch starts), loading release
+    `app_release` (None: the one `current` points at, for a render away from a host)."""
     if not isinstance(cfg, ResolvedConfig):
         raise TypeError(f"render_all needs a ResolvedConfig (resolve.resolve), not {type(cfg).__name__}")
     user = cfg.app.user
@@ -136,6 +138,7 @@ def render_all(
         "server_names": " ".join(cfg.app.server_name),
         "socket": layout.app_socket(cfg.app.name),
         "slot": app_slot,
+        "release_dir": f"{cfg.app.root}/releases/{app_release}" if app_release else f"{cfg.app.root}/current",
         "slot_socket": layout.slot_socket(cfg.app.name, app_slot),
         "slot_socket_name": os.path.basename(layout.slot_socket(cfg.app.name, app_slot)),
         "slot_fifo": layout.slot_fifo(cfg.app.name, app_slot),

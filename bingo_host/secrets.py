@@ -6,13 +6,9 @@ never on a command line and never in a log line.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets as _random
 
 from .aws_actions import ACTIONS
 from .ops import files
@@ -48,6 +44,8 @@ def is_reference(secret: str) -> bool:
 
 def generate() -> str:
     """32 URL-safe characters: nothing an ini file, a shell or SQL quoting could trip on."""
+    import secrets as _random  # here, as below: the hooks import this module and never generate
+
     return _random.token_urlsafe(24)
 
 
@@ -126,6 +124,10 @@ def ses_smtp_password(secret_access_key: str, region: str) -> str:
     """SES's SMTP password for an IAM access key: AWS's documented derivation (a SigV4 signing
     key for date 11111111, service ses, signing "SendRawEmail", version byte 4). CloudFormation
     cannot compute it, so the stack's secret holds the access key and the host derives this."""
+    import base64  # here: hashlib loads OpenSSL (~5 ms of a hook's start-up, which never derives)
+    import hashlib
+    import hmac
+
     signature = ("AWS4" + secret_access_key).encode()
     for part in ("11111111", region, "ses", "aws4_request", "SendRawEmail"):
         signature = hmac.new(signature, part.encode(), hashlib.sha256).digest()

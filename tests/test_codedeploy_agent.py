@@ -37,8 +37,8 @@ def bundles(host, wheel, tmp_path_factory):
     return Bundles(host, wheel, tmp_path_factory.mktemp("agent-bundles"))
 
 
-def agent_deploy(host, bundle, bundle_type, **kw):
-    r = agent.deploy(host, bundle, bundle_type, env=ENV, **kw)
+def agent_deploy(host, bundle, bundle_type, env=None, **kw):
+    r = agent.deploy(host, bundle, bundle_type, env={**ENV, **(env or {})}, **kw)
     return r, (agent.deployment_id(r.stdout) if "within folder" in r.stdout else None)
 
 
@@ -86,6 +86,34 @@ def test_a_failed_first_bind_through_the_agent_keeps_the_old_release(host, bundl
     assert "so it is not switched to: ModuleNotFoundError: No module named 'MySQLdb'" in log, log
     assert serving(host) == before and health_release(host) == before
     assert record(host, dep)["failed"]["event"] == "ApplicationStart"
+
+
+def test_a_deployment_that_ends_after_after_install_leaves_no_slot_behind(host, bundles):
+    """AfterInstall starts the release on the slot that does not serve (switch.prestart), never
+    served from there; a deployment that goes no further (stopped, its agent lost) leaves that
+    slot beside the serving one until the next deployment's BeforeInstall drains and stops it,
+    before its build. That one starts its own release there, and its switch finds it started."""
+    before = serving(host)
+    r, dep = agent_deploy(host, bundles.make("agent-halfway", fmt="tgz"), "tgz",
+                          events="BeforeInstall,Install,AfterInstall")
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep}/logs/scripts.log")
+    started = re.search(rf"uwsgi: slot (\w+) loading {dep} beside slot (\w+)", log)
+    assert started, log
+    idle, serving_slot = started.groups()
+    vassals = host.run(["ls", "/etc/bingo-host/vassals"]).stdout.split()
+    assert vassals == sorted([f"music-bingo-{idle}.ini", f"music-bingo-{serving_slot}.ini"]), vassals
+    assert serving(host) == before and health_release(host) == before
+
+    r, dep2 = agent_deploy(host, bundles.make("agent-after-halfway", fmt="tgz"), "tgz",
+                           env={"BINGO_HOST_DEPLOY_STALE_AFTER": "0"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = host.read_file(f"/opt/codedeploy-agent/deployment-root/bingo-group/{dep2}/logs/scripts.log")
+    before_install = log.split("LifecycleEvent - AfterInstall")[0]
+    assert f"uwsgi: stopped music-bingo-{idle}.ini" in before_install, log
+    assert f"uwsgi: slot {idle} was started for {dep2} already" in log, log
+    assert host.run(["ls", "/etc/bingo-host/vassals"]).stdout.split() == [f"music-bingo-{idle}.ini"]
+    assert serving(host) == dep2 and health_release(host) == dep2
 
 
 def test_hooks_follow_the_agents_root_dir(host, bundles):

@@ -211,9 +211,12 @@ def test_same_requirements_reuse_the_virtualenv(host, bundles):
     # The release starts on the other slot (one import, every worker forked), nginx's upstream
     # flips to it once every worker accepts, the old slot drains and stops: no request fails or
     # waits for an import, and no process of the old slot is left when the switch ends.
+    # AfterInstall started it there, so that its import overlaps the way to ApplicationStart.
     before = re.search(r"switch: /run/bingo-uwsgi/music-bingo.sock -> slot (\w+)", r.stdout)
     assert before and re.search(r"uwsgi: slot \w+ ready in [\d.]+ s \(\d+ workers\); 1 old vassal\(s\) "
                                 r"drained and stopped", r.stdout), r.stdout
+    assert f"uwsgi: slot {before.group(1)} loading d-SECOND002 beside slot" in r.stdout, r.stdout
+    assert f"uwsgi: slot {before.group(1)} was started for d-SECOND002 already" in r.stdout, r.stdout
     assert host.run(["ls", "/etc/bingo-host/vassals"]).stdout.split() == [f"music-bingo-{before.group(1)}.ini"]
     assert "hook ApplicationStart: done in" in r.stdout
     sent, failed, p50, p99 = load.summary()

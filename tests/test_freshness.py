@@ -209,6 +209,7 @@ def test_the_release_record_keeps_the_revision_before_install_checked(tmp_path, 
     record.save({"deployment_id": "d-RECORD001", "revision": checked})
     built = {}
     monkeypatch.setattr(after_install, "build", lambda paths, name, made_from, *a, **kw: built.update(made_from))
+    monkeypatch.setattr(after_install, "prestart", lambda ctx, name: None)  # no uWSGI here
     ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(app=types.SimpleNamespace(
                                     root=str(tmp_path), user="app", requirement_overrides=())),
                                 platform=types.SimpleNamespace(python="python3"),

@@ -144,6 +144,18 @@ def stop(ctx, vassal: str) -> None:
     log.info(f"uwsgi: stopped {os.path.basename(vassal)}")
 
 
+def stop_idle(ctx) -> None:
+    """Drain and stop the slot nginx does not point at, if it runs: left by a deployment that
+    ended after AfterInstall started it (switch.prestart), or by an interrupted switch. Before a
+    deployment's build, which wants its memory."""
+    app = ctx.cfg.app.name
+    slot = serving(app)
+    idle = layout.slot_vassal_file(app, other(slot))
+    if slot is not None and os.path.lexists(idle):
+        drain(app, other(slot))
+        stop(ctx, idle)
+
+
 def kill(ctx, vassal: str) -> None:
     """Remove the vassal file of a slot nginx never pointed at (so it holds no user's request)
     and SIGKILL its processes until none is left: one that failed while loading may still be

@@ -4,7 +4,9 @@ upstream pointed at that slot once every worker accepts and the app answers ther
 slot drained and stopped. Its time is one import of the app whatever the worker count; the two
 slots' memory exists together only for those seconds.
 
-Used by ApplicationStart, by ValidateService's switch back, by `bingo-host rollback`, and by the
+A deployment starts the release on that slot at the end of AfterInstall (prestart), so its
+import overlaps the agent's way to ApplicationStart; the vassal file names the release, not
+`current`, for that. Used by ApplicationStart, by ValidateService's switch back, by `bingo-host rollback`, and by the
 uwsgi step (a new setting or bingo.ini starts on the other slot too). A release counts as serving
 only when every worker of the new slot runs in its directory, nginx points at that slot, and no
 process of the old slot is left. A release that cannot be imported never gets a request: its
@@ -50,25 +52,64 @@ def up_to_date(ctx, name: str) -> bool:
     slot = slots.serving(app)
     if slot is None or ctx.pending(RELOAD_APP) or slots.vassals(app) != [layout.slot_vassal_file(app, slot)]:
         return False
-    ctx.app_slot = slot
+    ctx.app_slot, ctx.app_release = slot, name
     if any(ctx.differs(ctx.managed(name)) for name in ("uwsgi-vassal.ini", *layout.HEALTH_SOURCES)):
         return False
     return serving_release(ctx, slot) == os.path.realpath(Paths(ctx.cfg.app.root).release(name))
 
 
-def start_other_slot(ctx) -> None:
-    """What `current` points at, started on the slot that does not serve, made the serving one;
-    every other vassal of the app drained and stopped. On failure the new slot is stopped and
-    the old one still serves."""
+def prestart(ctx, name: str) -> None:
+    """Release `name` started on the slot that does not serve, without waiting for it and
+    without pointing nginx at it: AfterInstall's last act, so that the app's import and first
+    request run while the agent goes on to ApplicationStart, whose switch then finds the slot
+    loaded (start_other_slot keeps it when its vassal file is still what the switch would
+    write). Nothing when no slot serves: the first start may need the emperor restarted, which
+    the switch does. Whether the slot loads is the switch's question (it fails there, the old
+    slot serving on), and so is a stale slot that will not stop here: a head start is not worth
+    failing a deployment for."""
+    app = ctx.cfg.app.name
+    serving = slots.serving(app)
+    if serving is None:
+        return
+    new = slots.other(serving)
+    try:
+        slots.stop_idle(ctx)
+        ensure_health_sources(ctx)
+    except BingoHostError as exc:
+        log.warning(f"uwsgi: release {name} not started ahead of ApplicationStart: {exc}")
+        return
+    ctx.app_slot, ctx.app_release = new, name
+    first_bind.forget(app, new)
+    ctx.ensure_file(ctx.managed("uwsgi-vassal.ini"))
+    slots.wake_emperor()
+    log.info(f"uwsgi: slot {new} loading {name} beside slot {serving}")
+
+
+def ensure_health_sources(ctx) -> bool:
+    """The health wrapper's files as this bingo-host has them (a newer one may bring newer
+    ones): a slot started after this loads them. Whether any was written."""
+    return any([ctx.ensure_file(ctx.managed(source)) for source in layout.HEALTH_SOURCES])
+
+
+def start_other_slot(ctx, release: str) -> None:
+    """Release `release` started on the slot that does not serve (or found there, started by
+    prestart with the same vassal file), made the serving one; every other vassal of the app
+    drained and stopped. On failure the new slot is stopped and the old one still serves."""
     app = ctx.cfg.app.name
     old = slots.vassals(app)
     new = slots.other(slots.serving(app))
     vassal = layout.slot_vassal_file(app, new)
-    if vassal in old:  # left by an interrupted switch: never the slot nginx points at
-        slots.stop(ctx, vassal)
+    wrapper_changed = ensure_health_sources(ctx)
+    ctx.app_slot, ctx.app_release = new, release
+    # prestart's slot is kept while another serves and it loaded what this switch would load
+    started = (vassal in old and len(old) > 1 and not wrapper_changed
+               and not ctx.differs(ctx.managed("uwsgi-vassal.ini")))
+    if vassal in old:  # never the slot nginx points at
         old.remove(vassal)
-    for source in layout.HEALTH_SOURCES:  # a newer bingo-host may bring a newer one
-        ctx.ensure_file(ctx.managed(source))
+        if started:
+            log.info(f"uwsgi: slot {new} was started for {release} already")
+        else:  # left by an interrupted switch, or started with other settings
+            slots.stop(ctx, vassal)
     if not old:
         # No vassal ran, so nothing is served by uWSGI: restarting the emperor costs nothing,
         # and it must watch the vassals directory as a directory (an emperor started before
@@ -77,10 +118,10 @@ def start_other_slot(ctx) -> None:
         # and the restart would start every worker twice.
         service.systemctl("restart", f"{layout.UWSGI_SERVICE}.service")
         log.info("uwsgi: emperor restarted (no app was running)")
-    ctx.app_slot = new
-    first_bind.forget(app, new)
-    if ctx.ensure_file(ctx.managed("uwsgi-vassal.ini")) and old:
-        slots.wake_emperor()
+    if not started:
+        first_bind.forget(app, new)
+        if ctx.ensure_file(ctx.managed("uwsgi-vassal.ini")) and old:
+            slots.wake_emperor()
     ctx.done(RELOAD_APP)  # what bingo.ini or the health check owed: the new slot pays it
     try:
         took = slots.wait_ready(ctx, new, env_seconds("BINGO_HOST_LOAD_TIMEOUT", LOAD_TIMEOUT))
@@ -115,7 +156,7 @@ def activate(ctx, name: str) -> None:
     if up_to_date(ctx, name):
         log.info(f"uwsgi: slot {ctx.app_slot} already serves {name}")
         return
-    start_other_slot(ctx)
+    start_other_slot(ctx, name)
     want = os.path.realpath(paths.release(name))
     ran = serving_release(ctx, slots.serving(app))
     if ran != want:

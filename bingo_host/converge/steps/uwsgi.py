@@ -49,14 +49,16 @@ def converge(ctx) -> str:
     for source in layout.HEALTH_SOURCES:  # like bingo.ini, owes RELOAD_APP
         ctx.ensure_file(ctx.managed(source))
     service.ensure_running(ctx, SERVICE, restart)  # before a slot starts: the emperor starts it
-    app = ctx.cfg.app.name
+    app, root = ctx.cfg.app.name, ctx.cfg.app.root
     slot = ctx.fact(uwsgi.serving_slot, layout.app_socket(app))
     ctx.app_slot = slot or layout.SLOTS[0]
+    has_app = ctx.fact(paths.exists, f"{root}/current/application.py")
+    link = ctx.fact(paths.readlink, f"{root}/current") if has_app else None
+    ctx.app_release = os.path.basename(link.rstrip("/")) if link else None  # the vassal names it
     vassal = ctx.managed("uwsgi-vassal.ini")
     others = [path for path in (*(layout.slot_vassal_file(app, s) for s in layout.SLOTS),
                                 layout.vassal_file(app))
               if path != vassal.path and ctx.fact(paths.lexists, path)]
-    has_app = ctx.fact(paths.exists, f"{ctx.cfg.app.root}/current/application.py")
     if has_app:
         # Every change reaches the app through a new master on the other slot (switch.py): a
         # new setting, bingo.ini or health check, or app user (a master drops privileges once);
@@ -68,7 +70,7 @@ def converge(ctx) -> str:
         if why:
             then = ", then stop the old one" if slot or others else ""
             ctx.change(f"start the app on uWSGI slot {switch_slots.other(slot)} ({why}){then}",
-                       lambda: switch.start_other_slot(ctx))
+                       lambda: switch.start_other_slot(ctx, ctx.app_release))
     else:
         for path in [*others, vassal.path]:
             ctx.remove_file(path)

@@ -10,6 +10,7 @@ from .. import DeployError, record
 from ..builder import build_scope
 from ..release_build import build
 from ..releases import Paths
+from ..switch import prestart
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ def run(ctx, env) -> None:
     virtualenv shared by releases whose requirements hash the same (virtualenvs.py: no uv runs
     when one exists), the release's own bytecode compiled, in a scope that leaves the
     services their CPU, IO and memory (builder.build_scope). The serving release is not
-    touched; a failure fails the deployment."""
+    touched; a failure fails the deployment. Last, the release starts loading on the uWSGI
+    slot that does not serve (switch.prestart), while the agent goes on to ApplicationStart."""
     paths = Paths(ctx.cfg.app.root)
     deployment_id = env["DEPLOYMENT_ID"]
     try:
@@ -34,3 +36,4 @@ def run(ctx, env) -> None:
                  "revision": (record.load() or {}).get("revision"), "bingo_host_version": __version__}
     build(paths, deployment_id, made_from, ctx.platform.python, ctx.cfg.app.user,
           scope=build_scope(ctx.facts.mem_bytes), overrides=ctx.cfg.app.requirement_overrides)
+    prestart(ctx, deployment_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ... import layout
 from .. import (BundleError, DeployError, agent, appspec, env_seconds, freshness, integrity, record,
-               upgrade)
+               slots, upgrade)
 from ..releases import Paths, current_name
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ def preflight(ctx, archive: str) -> None:
 def run(ctx, env, revision: dict | None = None) -> None:
     """BeforeInstall (after check_revision): take the deploy lock, i.e. start this deployment's
     record (refused while another deployment is alive; one whose hook died is taken over),
-    preflight (bootstrapped, free space, appspec's destination is our staging directory), empty
-    the staging directory. revision: what check_revision found, kept in the record, then the
+    preflight (bootstrapped, free space, appspec's destination is our staging directory), stop
+    a release slot that does not serve (slots.stop_idle), empty the staging directory. revision: what check_revision found, kept in the record, then the
     release's."""
     deployment_id = env["DEPLOYMENT_ID"]
     old = record.load()
@@ -72,6 +72,7 @@ def run(ctx, env, revision: dict | None = None) -> None:
                  f"(its {old.get('event')} hook {old.get('event_status')}, never finished)")
     record.save(record.new(deployment_id, env, record.bundle_source(env), revision))
     preflight(ctx, agent.archive_dir(env))
+    slots.stop_idle(ctx)
     paths = Paths(ctx.cfg.app.root)
     if os.path.lexists(paths.staging):
         shutil.rmtree(paths.staging)
