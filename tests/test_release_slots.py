@@ -259,3 +259,27 @@ def test_drain_waits_for_busy_workers_and_the_listen_queue(runtime):
     finally:
         master.close()
     slots.drain(APP, "green")  # nothing answers there: nothing to drain, no wait
+
+
+def test_a_slot_that_does_not_stop_gracefully_is_killed(runtime, monkeypatch, tmp_path):
+    """A graceful stop that reaches workers still in their warm-up can hang for good; the slot
+    holds no request by then, so after STOP_TIMEOUT its processes are killed and the stop goes on."""
+    import subprocess
+    import sys
+
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                                 "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):\n"
+                                 "    signal.signal(s, signal.SIG_IGN)\n"
+                                 "print('ready', flush=True)\ntime.sleep(60)\n"], stdout=subprocess.PIPE)
+    try:
+        assert stubborn.stdout.readline() == b"ready\n"
+        vassal = tmp_path / "music-bingo-old.ini"
+        vassal.write_text("[uwsgi]\n")
+        monkeypatch.setattr(slots.uwsgi, "vassal_pids", lambda path: {stubborn.pid})
+        monkeypatch.setattr(slots.files, "write_fifo", lambda path, data: True)  # asked; it ignores it
+        monkeypatch.setattr(slots, "STOP_TIMEOUT", 0.5)
+        slots.stop(fake_ctx(), str(vassal))
+        assert stubborn.wait(5) == -9 and not vassal.exists()
+    finally:
+        stubborn.kill()
+        stubborn.wait()

@@ -126,22 +126,44 @@ def alive(pid: int) -> bool:
 def stop(ctx, vassal: str) -> None:
     """Remove a vassal file and wait until its master and workers are gone: asked to shut down
     gracefully through its master FIFO at once (the emperor would stop it only at its next scan,
-    within a second, and brutally)."""
+    within a second, and brutally). What is still there after STOP_TIMEOUT is killed: callers
+    stop a slot nginx no longer points at, drained or never served, so it holds no request, and
+    a graceful stop can hang for good when it reaches workers still in their warm-up (a slot the
+    emperor had just respawned, e.g. after its own restart in the same bootstrap)."""
     app = ctx.cfg.app.name
     pids = uwsgi.vassal_pids(vassal)
     slot = next((s for s in layout.SLOTS if vassal == layout.slot_vassal_file(app, s)), None)
     fifo = layout.slot_fifo(app, slot) if slot else layout.app_master_fifo(app)
     os.unlink(vassal)
     files.write_fifo(fifo, b"q")
-    deadline = time.monotonic() + STOP_TIMEOUT
+    pids = _wait_gone(pids, STOP_TIMEOUT)
+    if pids:
+        log.warning(f"uwsgi: {os.path.basename(vassal)} did not stop within {STOP_TIMEOUT:.0f} s of a "
+                    f"graceful stop: killing its {len(pids)} processes (it holds no request)")
+        _signal_all(pids, signal.SIGKILL)
+        pids = _wait_gone(pids, STOP_TIMEOUT)
+    if pids:
+        raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
+                          f"{STOP_TIMEOUT:.0f} s after they were killed\n{journal_tail()}")
+    log.info(f"uwsgi: stopped {os.path.basename(vassal)}")
+
+
+def _wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """Those of pids still alive after waiting up to timeout for all to be gone."""
+    deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
         pids = {pid for pid in pids if alive(pid)}
         if pids:
             time.sleep(QUICK_POLL)
-    if pids:
-        raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
-                          f"{STOP_TIMEOUT:.0f} s after it was removed\n{journal_tail()}")
-    log.info(f"uwsgi: stopped {os.path.basename(vassal)}")
+    return pids
+
+
+def _signal_all(pids, sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def stop_idle(ctx) -> None:
@@ -164,11 +186,7 @@ def kill(ctx, vassal: str) -> None:
     os.unlink(vassal)
     deadline = time.monotonic() + STOP_TIMEOUT
     while (pids := uwsgi.vassal_pids(vassal)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _signal_all(pids, signal.SIGKILL)
         time.sleep(POLL)
     if pids:
         raise DeployError(f"uWSGI vassal {vassal} still runs {len(pids)} processes "
