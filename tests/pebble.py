@@ -30,10 +30,18 @@ PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all held bound until every one is chosen (ports chosen one
+    at a time and released at once can repeat: CI once gave challtestsrv's DNS and management
+    servers the same one)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _make_cert(directory: Path) -> tuple[Path, Path]:
@@ -50,10 +58,7 @@ class Pebble:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.procs: list[subprocess.Popen] = []
-        self.acme_port = free_port()
-        self.mgmt_port = free_port()
-        self.dns_port = free_port()
-        self.dns_mgmt_port = free_port()
+        self.acme_port, self.mgmt_port, self.dns_port, self.dns_mgmt_port = free_ports(4)
         self.ca_cert, self.ca_key = _make_cert(workdir)
         self._ctx = ssl.create_default_context(cafile=str(self.ca_cert))
 

@@ -110,7 +110,7 @@ def test_sigterm_mid_event_unwinds_the_hook(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not building.exists():
+        while not (building.exists() and building.read_text()):  # created, then written: wait for both
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         partial = Path(building.read_text())
