@@ -6,11 +6,12 @@ slots' memory exists together only for those seconds.
 
 A deployment starts the release on that slot at the end of AfterInstall (prestart), so its
 import overlaps the agent's way to ApplicationStart; the vassal file names the release, not
-`current`, for that. Used by ApplicationStart, by ValidateService's switch back, by `bingo-host rollback`, and by the
-uwsgi step (a new setting or bingo.ini starts on the other slot too). A release counts as serving
-only when every worker of the new slot runs in its directory, nginx points at that slot, and no
-process of the old slot is left. A release that cannot be imported never gets a request: its
-slot never becomes ready, is stopped, and the old slot serves on.
+`current`, for that. Used by ApplicationStart, by ValidateService's switch back, by
+`bingo-host rollback`, and by the uwsgi step (a new setting or bingo.ini starts on the other slot
+too). A release counts as serving only when every worker of the new slot runs in its directory,
+nginx points at that slot, and no process of the old slot is left. A release that cannot be
+imported never gets a request: its slot never becomes ready, is stopped, and the old slot serves
+on.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ from ..switch import switch_with_fallback
 
 def run(ctx, env) -> None:
     """ApplicationStart: the switch (switch.py: the release runs on the uWSGI slot that does
-    not serve, started there by AfterInstall or now; its master sends the app its first request in one process before it forks the
-    workers (first_bind.py: the app's tables and first account exist before two workers can race
-    to make them; a failure leaves the old release serving), nginx's upstream link flips once
-    every worker answers, the old slot drains and stops; else `current` goes back); then prune
-    old releases."""
+    not serve, started there by AfterInstall or now; its master sends the app its first
+    request in one process before it forks the workers (first_bind.py: the app's tables and
+    first account exist before two workers can race to make them; a failure leaves the old
+    release serving), nginx's upstream link flips once every worker answers, the old slot
+    drains and stops; else `current` goes back); then prune old releases."""
     paths = Paths(ctx.cfg.app.root)
     name = env["DEPLOYMENT_ID"]
     if read_record(paths.release(name)) is None:

@@ -59,8 +59,8 @@ def run(ctx, env, revision: dict | None = None) -> None:
     """BeforeInstall (after check_revision): take the deploy lock, i.e. start this deployment's
     record (refused while another deployment is alive; one whose hook died is taken over),
     preflight (bootstrapped, free space, appspec's destination is our staging directory), stop
-    a release slot that does not serve (slots.stop_idle), empty the staging directory. revision: what check_revision found, kept in the record, then the
-    release's."""
+    a release slot that does not serve (slots.stop_idle), empty the staging directory.
+    revision: what check_revision found, kept in the record, then the release's."""
     deployment_id = env["DEPLOYMENT_ID"]
     old = record.load()
     why = record.blocker(old, deployment_id, env_seconds("BINGO_HOST_DEPLOY_STALE_AFTER",
